@@ -1,0 +1,13 @@
+"""`dinctl experiment`."""
+
+from __future__ import annotations
+
+import typer
+
+from dinctl.cli.boundary import not_built, user_errors
+
+
+@user_errors
+def experiment() -> None:
+    """Not built yet (issue #7)."""
+    raise not_built("experiment", 7)

@@ -1,0 +1,48 @@
+"""The `dinctl` Typer app: registers one module per command."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from dinctl import __version__
+from dinctl.cli import download, evaluate, experiment, preprocess, quickstart, train, visualize
+
+app = typer.Typer(
+    name="dinctl",
+    help="Deep Interest Network (DIN) CTR models: download → preprocess → train → evaluate → visualize.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"dinctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Deep Interest Network (DIN) CTR models: download → preprocess → train → evaluate → visualize."""
+
+
+app.command("download")(download.download)
+app.add_typer(preprocess.app, name="preprocess")
+app.command("train")(train.train)
+app.command("evaluate")(evaluate.evaluate)
+app.command("eval", hidden=True)(evaluate.evaluate)
+app.command("visualize")(visualize.visualize)
+app.command("experiment")(experiment.experiment)
+app.command("quickstart")(quickstart.quickstart)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(app())

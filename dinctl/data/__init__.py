@@ -1,0 +1,1 @@
+"""Data: sources, download, raw readers, the sliding-window builder, the store, batching."""
