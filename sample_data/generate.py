@@ -1,0 +1,236 @@
+"""Generate the bundled sample data in the exact raw formats (seeded; re-run to reproduce).
+
+Amazon 2014:  amazon/reviews_Electronics_5.json (strict JSON lines, all real keys) and
+              amazon/meta_Electronics.json (Python-literal lines, single quotes).
+MovieLens:    movielens/ratings.csv and movielens/movies.csv (`|`-separated genres).
+
+Planted structure: every user prefers 2-3 categories and most of their behaviours come from
+those, so a candidate in the user's preferred categories (a positive) is predictable from the
+history, and a uniformly drawn negative mostly is not.
+
+    python sample_data/generate.py            # writes next to this file
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import time
+from pathlib import Path
+
+SEED = 20180801
+HERE = Path(__file__).resolve().parent
+
+AMAZON_USERS = 250
+AMAZON_CATEGORIES = [
+    ("Computers & Accessories", "Cables & Accessories", "Monitor Accessories"),
+    ("Computers & Accessories", "Data Storage", "External Hard Drives"),
+    ("Computers & Accessories", "Keyboards, Mice & Input Devices", "Mice"),
+    ("Computers & Accessories", "Networking Products", "Routers"),
+    ("Computers & Accessories", "Laptop Accessories", "Bags & Cases"),
+    ("Camera & Photo", "Lenses", "Camera Lenses"),
+    ("Camera & Photo", "Tripods & Monopods", "Complete Tripods"),
+    ("Camera & Photo", "Flashes", "Shoe Mount Flashes"),
+    ("Television & Video", "Televisions", "LED & LCD TVs"),
+    ("Television & Video", "Streaming Media Players", "Streaming Media Players"),
+    ("Home Audio", "Speakers", "Bookshelf Speakers"),
+    ("Home Audio", "Receivers & Amplifiers", "Receivers"),
+    ("Headphones", "Earbud Headphones", "Earbud Headphones"),
+    ("Headphones", "Over-Ear Headphones", "Over-Ear Headphones"),
+    ("Car Electronics", "Car Audio", "Car Stereo Receivers"),
+    ("GPS & Navigation", "Vehicle GPS", "Vehicle GPS Units"),
+    ("Portable Audio & Video", "MP3 Players", "MP3 & MP4 Players"),
+    ("Accessories & Supplies", "Batteries", "Rechargeable Batteries"),
+    ("Accessories & Supplies", "Power Strips", "Surge Protectors"),
+    ("Office Electronics", "Printers", "Laser Printers"),
+    ("Security & Surveillance", "Surveillance Cameras", "Dome Cameras"),
+    ("Kids' Electronics", "Kids' Tablets", "Kids' Tablets"),
+]
+ITEMS_PER_CATEGORY = 14
+ADJECTIVES = ["great", "solid", "cheap", "sturdy", "flimsy", "excellent", "decent", "reliable"]
+NOUNS = ["cable", "drive", "mouse", "router", "lens", "tripod", "speaker", "adapter", "charger"]
+REVIEW_WORDS = (
+    "works well for the price and arrived quickly the build quality is good but the manual "
+    "could be better I would buy again after a month of daily use it still holds up fine"
+).split()
+
+MOVIELENS_USERS = 300
+GENRES = [
+    "Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary", "Drama",
+    "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
+    "War", "Western",
+]  # fmt: skip
+MOVIES_PER_GENRE = 14
+TITLE_WORDS = ["Night", "River", "Stranger", "Return", "House", "Last", "City", "Dream", "Road"]
+
+
+def _asin(rng: random.Random) -> str:
+    return "B00" + "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(7))
+
+
+def _reviewer(rng: random.Random) -> str:
+    return "A" + "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(13))
+
+
+def _prefs(rng: random.Random, n: int) -> list[int]:
+    return rng.sample(range(n), rng.choice([2, 2, 3]))
+
+
+def _amazon_title(rng: random.Random, cat: tuple[str, ...], i: int) -> str:
+    kind = i % 4
+    base = f"{rng.choice(ADJECTIVES).title()} {cat[-1]} {rng.choice(NOUNS)}"
+    if kind == 0:
+        return f"Kid's {base}"  # an apostrophe: repr() switches to double quotes
+    if kind == 1:
+        return f'{base} 7" Screen'  # a double quote inside single quotes
+    if kind == 2:
+        return f"""Monster's 3' {base} "Pro\""""  # both quotes: repr() escapes \'
+    return base
+
+
+def generate_amazon(out: Path, rng: random.Random) -> None:
+    """Write reviews_Electronics_5.json and meta_Electronics.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    items: list[tuple[str, int]] = []  # (asin, category index)
+    seen: set[str] = set()
+    for c in range(len(AMAZON_CATEGORIES)):
+        for _ in range(ITEMS_PER_CATEGORY):
+            asin = _asin(rng)
+            while asin in seen:
+                asin = _asin(rng)
+            seen.add(asin)
+            items.append((asin, c))
+    by_cat: dict[int, list[str]] = {}
+    for asin, c in items:
+        by_cat.setdefault(c, []).append(asin)
+
+    reviews: list[dict[str, object]] = []
+    reviewers: set[str] = set()
+    for _ in range(AMAZON_USERS):
+        uid = _reviewer(rng)
+        while uid in reviewers:
+            uid = _reviewer(rng)
+        reviewers.add(uid)
+        prefs = _prefs(rng, len(AMAZON_CATEGORIES))
+        n = rng.randint(5, 12)  # 5-core: every user has at least 5 reviews
+        day = rng.randint(14_000, 16_000)  # days since the epoch (2008..2013)
+        chosen: list[str] = []
+        while len(chosen) < n:
+            if rng.random() < 0.85:
+                asin = rng.choice(by_cat[rng.choice(prefs)])
+            else:
+                asin = rng.choice(items)[0]
+            if asin not in chosen:
+                chosen.append(asin)
+        name = rng.choice(["J. Smith", 'Robert "Bob" Lee', "O'Brien", "Amazon Customer", "K"])
+        for asin in chosen:
+            day += rng.choice([0, 0, 1, 3, 12, 40])  # day resolution: ties happen, as for real
+            ts = day * 86_400
+            up = rng.randint(0, 5)
+            words = rng.sample(REVIEW_WORDS, rng.randint(4, 9))
+            reviews.append(
+                {
+                    "reviewerID": uid,
+                    "asin": asin,
+                    "reviewerName": name,
+                    "helpful": [up, up + rng.randint(0, 3)],
+                    "reviewText": " ".join(words).capitalize() + ".",
+                    "overall": float(rng.randint(3, 5)),
+                    "summary": " ".join(words[:3]).capitalize(),
+                    "unixReviewTime": ts,
+                    "reviewTime": time.strftime("%m %d, %Y", time.gmtime(ts)).replace(" 0", " "),
+                }
+            )
+    # the real file is grouped by item, not by user or time: the reader must sort
+    rng.shuffle(reviews)
+    reviews.sort(key=lambda r: str(r["asin"]))
+    with open(out / "reviews_Electronics_5.json", "w", encoding="utf-8") as f:
+        for r in reviews:
+            f.write(json.dumps(r) + "\n")
+
+    meta_rows = list(items)
+    for _ in range(12):  # products nobody reviewed: the reader must drop them
+        meta_rows.append((_asin(rng), rng.randrange(len(AMAZON_CATEGORIES))))
+    rng.shuffle(meta_rows)
+    with open(out / "meta_Electronics.json", "w", encoding="utf-8") as f:
+        for i, (asin, c) in enumerate(meta_rows):
+            cat = AMAZON_CATEGORIES[c]
+            row: dict[str, object] = {"asin": asin}
+            if i % 3:
+                row["title"] = _amazon_title(rng, cat, i)
+            row["price"] = round(rng.uniform(3, 400), 2)
+            row["imUrl"] = f"http://ecx.images-amazon.com/images/I/{asin}.jpg"
+            if i % 2:
+                row["related"] = {"also_bought": [x for x, _ in rng.sample(items, 3)]}
+            row["salesRank"] = {"Electronics": rng.randint(1, 500_000)}
+            cats = [["Electronics", *cat]]
+            if i % 5 == 0:  # several category paths: the last one decides (categories[-1][-1])
+                cats.insert(0, ["Electronics", "Brands", "Generic"])
+            row["categories"] = cats
+            f.write(repr(row) + "\n")
+
+
+def generate_movielens(out: Path, rng: random.Random) -> None:
+    """Write ratings.csv and movies.csv in the ml-20m format."""
+    out.mkdir(parents=True, exist_ok=True)
+    movies: list[tuple[int, str, list[str]]] = []
+    movie_id = 1
+    by_genre: dict[int, list[int]] = {}
+    for g in range(len(GENRES)):
+        for j in range(MOVIES_PER_GENRE):
+            words = rng.sample(TITLE_WORDS, 2)
+            title = f"{words[0]} {words[1]}"
+            if j % 3 == 0:
+                title = f"{title}, The"  # a comma: the CSV field is quoted
+            title = f"{title} ({rng.randint(1950, 2015)})"
+            extra = rng.sample(range(len(GENRES)), rng.randint(0, 2))
+            others = [GENRES[x] for x in extra if x != g]
+            movies.append((movie_id, title, [GENRES[g], *others]))
+            by_genre.setdefault(g, []).append(movie_id)
+            movie_id += rng.randint(1, 3)  # ids have gaps, as in the release
+    movies.append((movie_id, "Unrated Movie (2015)", ["(no genres listed)"]))
+    genre_of = {m: GENRES.index(gs[0]) for m, _, gs in movies if gs[0] in GENRES}
+    all_ids = [m for m, _, gs in movies if gs[0] in GENRES]
+
+    rows: list[tuple[int, int, float, int]] = []
+    for user in range(1, MOVIELENS_USERS + 1):
+        prefs = _prefs(rng, len(GENRES))
+        n = rng.randint(8, 40)
+        ts = rng.randint(1_000_000_000, 1_400_000_000)
+        chosen: list[int] = []
+        while len(chosen) < n:
+            if rng.random() < 0.6:
+                m = rng.choice(by_genre[rng.choice(prefs)])
+            else:
+                m = rng.choice(all_ids)
+            if m not in chosen:
+                chosen.append(m)
+        for m in chosen:
+            liked = genre_of[m] in prefs
+            if liked:
+                rating = rng.choice([4.0, 4.5, 5.0, 5.0, 3.5])
+            else:
+                rating = rng.choice([1.0, 2.0, 2.5, 3.0, 4.0])
+            ts += rng.choice([0, 1, 30, 600, 86_400])  # some ties: broken by movieId
+            rows.append((user, m, rating, ts))
+    rows.sort(key=lambda r: (r[0], r[1]))  # the release is sorted by user, then movieId
+    with open(out / "ratings.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["userId", "movieId", "rating", "timestamp"])
+        for user, m, rating, ts in rows:
+            w.writerow([user, m, f"{rating:.1f}", ts])
+    with open(out / "movies.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["movieId", "title", "genres"])
+        for m, title, genres in movies:
+            w.writerow([m, title, "|".join(genres)])
+
+
+def main() -> None:
+    generate_amazon(HERE / "amazon", random.Random(SEED))
+    generate_movielens(HERE / "movielens", random.Random(SEED + 1))
+
+
+if __name__ == "__main__":
+    main()
