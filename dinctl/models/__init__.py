@@ -1,0 +1,37 @@
+"""CTR models: DIN and the paper's competitors behind one registry.
+
+model = build_model(ModelConfig(model="din", n_users=U, n_items=N, n_cates=C, act="dice"))
+out = model(batch)          # ModelOutput(logits (B,), attention (B, T) | None)
+model.sparse_tables()       # [(name, nn.Embedding, "item" | "cate"), ...] for regularisers
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from dinctl.models.config import ACTS, MODEL_NAMES, ModelConfig, ModelOutput
+from dinctl.models.din import DIN, BaseModel
+
+MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {
+    "din": DIN,
+    "base": BaseModel,
+}
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    """The registry's model for `cfg.model`, freshly initialised."""
+    return MODELS[cfg.model](cfg)
+
+
+__all__ = [
+    "ACTS",
+    "MODELS",
+    "MODEL_NAMES",
+    "DIN",
+    "BaseModel",
+    "ModelConfig",
+    "ModelOutput",
+    "build_model",
+]

@@ -1,0 +1,91 @@
+"""The model boundary: a frozen config in, `ModelOutput` out."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, NamedTuple
+
+import torch
+
+from dinctl.errors import DinctlError
+
+MODEL_NAMES = ("din", "base", "lr", "wide-deep", "pnn", "deepfm")
+ACTS = ("prelu", "dice", "sigmoid")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model; saved as JSON in the run folder.
+
+    Tables have n+1 rows (row 0 = padding), so any id in 0..n (e.g. a `filter` bucket) is valid.
+    The user id is not a feature: the paper's Amazon features are behaviours + candidate.
+    """
+
+    model: str
+    n_users: int
+    n_items: int
+    n_cates: int
+    emb_dim: int = 64  # per id; a behaviour is item ⊕ category = 2·emb_dim
+    act: str = "prelu"  # prelu | dice | sigmoid, in the activation unit and the MLP
+    attn_softmax: bool = False  # the authors' scaled masked softmax; the paper has none
+    use_item_ids: bool = True  # False = category embeddings only (Table 4 variant)
+    attn_hidden: tuple[int, ...] = (80, 40)
+    mlp_hidden: tuple[int, ...] = (200, 80)
+    dice_eps: float = 1e-8
+    dice_momentum: float = 0.1  # torch-BN convention: running = (1-m)·running + m·batch
+    wide_buckets: int = 1 << 20  # hashed cross-product buckets of Wide&Deep's wide part
+    init_std: float = 0.01  # embedding init N(0, std²)
+    sparse_grad: bool = False  # sparse gradients for the id-indexed tables
+
+    def __post_init__(self) -> None:
+        if self.model not in MODEL_NAMES:
+            raise DinctlError(
+                f"unknown model {self.model!r}; expected one of {', '.join(MODEL_NAMES)}",
+                hint="pick a model with --model",
+            )
+        if self.act not in ACTS:
+            raise DinctlError(
+                f"unknown activation {self.act!r}; expected one of {', '.join(ACTS)}",
+                hint="pick an activation with --act",
+            )
+        for name in ("n_items", "n_cates", "emb_dim", "wide_buckets"):
+            if int(getattr(self, name)) < 1:
+                raise DinctlError(f"{name} must be at least 1, got {getattr(self, name)} instead")
+        if self.n_users < 0:
+            raise DinctlError(f"n_users must be at least 0, got {self.n_users} instead")
+        for name in ("attn_hidden", "mlp_hidden"):
+            sizes = getattr(self, name)
+            if any(int(h) < 1 for h in sizes):
+                raise DinctlError(f"{name} sizes must be positive, got {list(sizes)} instead")
+            object.__setattr__(self, name, tuple(int(h) for h in sizes))
+
+    @property
+    def behaviour_dim(self) -> int:
+        """Width of one behaviour / candidate embedding."""
+        return self.emb_dim * (2 if self.use_item_ids else 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (tuples become lists)."""
+        out = asdict(self)
+        out["attn_hidden"] = list(self.attn_hidden)
+        out["mlp_hidden"] = list(self.mlp_hidden)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Inverse of `to_dict`; unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise DinctlError(
+                f"unknown model config keys {unknown}; expected a subset of {sorted(known)}",
+                hint="the run was written by another dinctl version",
+            )
+        return cls(**data)
+
+
+class ModelOutput(NamedTuple):
+    """What every model's forward returns."""
+
+    logits: torch.Tensor  # (B,) float
+    attention: torch.Tensor | None  # (B, T) float, 0 at padding; None for non-attention models

@@ -1,0 +1,74 @@
+"""DIN (Zhou et al., KDD'18) and its Embedding&MLP BaseModel."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from dinctl.data.batching import Batch
+from dinctl.models.config import ModelConfig, ModelOutput
+from dinctl.models.layers import MLP, ActivationUnit, BehaviourEmbedding, PackedHistory
+
+
+def segment_softmax(scores: torch.Tensor, row: torch.Tensor, n_rows: int) -> torch.Tensor:
+    """Softmax of packed scores (N,) within each row; rows own disjoint segments."""
+    top = scores.new_full((n_rows,), -math.inf).scatter_reduce(
+        0, row, scores.detach(), reduce="amax"
+    )  # (B,)
+    z = torch.exp(scores - top[row])  # (N,)
+    total = z.new_zeros(n_rows).index_add_(0, row, z)  # (B,)
+    return z / total[row]  # (N,)
+
+
+class BaseModel(nn.Module):
+    """Embedding&MLP: sum pooling over valid behaviours, MLP on [pooled ⊕ candidate]."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.emb = BehaviourEmbedding(
+            cfg.n_items, cfg.n_cates, cfg.emb_dim, cfg.use_item_ids, cfg.init_std, cfg.sparse_grad
+        )
+        e = cfg.behaviour_dim
+        self.mlp = MLP(2 * e, cfg.mlp_hidden, cfg.act, 1, cfg.dice_eps, cfg.dice_momentum)
+
+    def sparse_tables(self) -> list[tuple[str, nn.Embedding, str]]:
+        """Every table indexed by raw item or category ids, with its vocabulary."""
+        return self.emb.sparse_tables()
+
+    def pool(
+        self, candidate: torch.Tensor, keys: torch.Tensor, pack: PackedHistory
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """User interest (B, E) from packed behaviours (N, E); sum pooling here."""
+        return pack.sum(keys), None
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        pack = PackedHistory(batch)
+        candidate = self.emb(batch.item, batch.cate)  # (B, E)
+        keys = self.emb(pack.item, pack.cate)  # (N, E)
+        interest, weights = self.pool(candidate, keys, pack)  # (B, E), (N,) | None
+        logits = self.mlp(torch.cat([interest, candidate], dim=-1)).squeeze(-1)  # (B,)
+        attention = pack.unpack(weights) if weights is not None else None  # (B, T)
+        return ModelOutput(logits=logits, attention=attention)
+
+
+class DIN(BaseModel):
+    """Deep Interest Network: attention-weighted sum pooling, Eq. (3)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__(cfg)
+        self.attention = ActivationUnit(
+            cfg.behaviour_dim, cfg.attn_hidden, cfg.act, cfg.dice_eps, cfg.dice_momentum
+        )
+
+    def pool(
+        self, candidate: torch.Tensor, keys: torch.Tensor, pack: PackedHistory
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        scores = self.attention(candidate, keys, pack.row)  # (N,)
+        if self.cfg.attn_softmax:
+            # the authors' code: scores / sqrt(E), softmax over the valid behaviours of a row
+            scores = segment_softmax(scores / math.sqrt(keys.shape[1]), pack.row, pack.shape[0])
+        interest = pack.sum(scores.unsqueeze(1) * keys)  # (B, E), Eq. (3)
+        return interest, scores

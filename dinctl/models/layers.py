@@ -1,0 +1,195 @@
+"""Building blocks: PReLU, Dice (Eq. 9), MLP, the local activation unit, shared embeddings."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dinctl.data.batching import Batch
+
+
+class PReLU(nn.Module):
+    """Per-channel PReLU over the last dimension: f(s) = max(s, 0) + α·min(s, 0)."""
+
+    def __init__(self, num_features: int, init: float = 0.25) -> None:
+        super().__init__()
+        self.alpha = nn.Parameter(torch.full((num_features,), float(init)))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return x.clamp(min=0) + self.alpha * x.clamp(max=0)
+
+
+class Dice(nn.Module):
+    """Data-adaptive activation, Eq. (9): f(s) = p(s)·s + (1 − p(s))·α·s.
+
+    p(s) = sigmoid((s − E[s]) / sqrt(Var[s] + eps)), per channel (last dimension), no affine.
+    Training uses the statistics of the batch (biased variance) over the positions where `mask`
+    is True; eval uses running averages updated torch-BN style with `momentum`.
+    """
+
+    def __init__(
+        self, num_features: int, eps: float = 1e-8, momentum: float = 0.1, init: float = 0.25
+    ) -> None:
+        super().__init__()
+        self.eps = float(eps)
+        self.momentum = float(momentum)
+        self.alpha = nn.Parameter(torch.full((num_features,), float(init)))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (..., H); mask: x.shape[:-1] bool (True = a real position) or None for all."""
+        if self.training:
+            flat = x.reshape(-1, x.shape[-1])  # (N, H)
+            if mask is not None:
+                flat = flat[mask.reshape(-1)]  # (N_valid, H)
+            if flat.shape[0] == 0:
+                return x
+            mean = flat.mean(0)  # (H,)
+            var = flat.var(0, unbiased=False)  # (H,)
+            with torch.no_grad():
+                self.running_mean.lerp_(mean.detach(), self.momentum)
+                self.running_var.lerp_(var.detach(), self.momentum)
+        else:
+            mean, var = self.running_mean, self.running_var
+        p = torch.sigmoid((x - mean) * torch.rsqrt(var + self.eps))  # (..., H)
+        return x * (p + (1 - p) * self.alpha)  # Eq. (9)
+
+
+def make_activation(
+    name: str, num_features: int, eps: float = 1e-8, momentum: float = 0.1
+) -> nn.Module:
+    """`prelu` | `dice` | `sigmoid` over `num_features` channels."""
+    if name == "prelu":
+        return PReLU(num_features)
+    if name == "dice":
+        return Dice(num_features, eps=eps, momentum=momentum)
+    if name == "sigmoid":
+        return _Sigmoid()
+    raise ValueError(f"unknown activation {name!r}")
+
+
+class _Sigmoid(nn.Module):
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.sigmoid(x)
+
+
+class MLP(nn.Module):
+    """Linear → act for each hidden size, then a linear output layer (no output activation)."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden: tuple[int, ...],
+        act: str,
+        out_dim: int = 1,
+        eps: float = 1e-8,
+        momentum: float = 0.1,
+    ) -> None:
+        super().__init__()
+        dims = (in_dim, *hidden)
+        self.linears = nn.ModuleList(
+            nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True)
+        )
+        self.acts = nn.ModuleList(make_activation(act, h, eps, momentum) for h in hidden)
+        self.out = nn.Linear(dims[-1], out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for linear, act in zip(self.linears, self.acts, strict=True):
+            x = act(linear(x))
+        return self.out(x)
+
+
+class ActivationUnit(nn.Module):
+    """The local activation unit a(e_j, v_A) over [e_j, v_A, e_j − v_A, e_j ⊙ v_A] (Fig. 2).
+
+    Works on packed valid behaviours: `keys` (N, E) with `row` (N,) naming each one's candidate
+    in `queries` (B, E). The first layer is applied algebraically,
+    W·[e, v, e−v, e⊙v] = (W1+W3)·e + (W2−W3)·v + W4·(e⊙v), so the v-term is computed once per
+    row and no (N, 4E) tensor is built.
+    """
+
+    def __init__(
+        self, dim: int, hidden: tuple[int, ...], act: str, eps: float = 1e-8, momentum: float = 0.1
+    ) -> None:
+        super().__init__()
+        self.dim = dim
+        self.first = nn.Linear(4 * dim, hidden[0])  # weights over [e, v, e−v, e⊙v]
+        self.first_act = make_activation(act, hidden[0], eps, momentum)
+        self.rest = MLP(hidden[0], tuple(hidden[1:]), act, out_dim=1, eps=eps, momentum=momentum)
+
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
+        """Scores (N,) for keys (N, E) against queries[row] (N, E)."""
+        w1, w2, w3, w4 = self.first.weight.split(self.dim, dim=1)  # each (H, E)
+        q = queries[row]  # (N, E)
+        h = F.linear(queries, w2 - w3, self.first.bias)[row]  # (N, H)
+        h = h + keys @ (w1 + w3).t() + (keys * q) @ w4.t()  # (N, H)
+        return self.rest(self.first_act(h)).squeeze(-1)  # (N,)
+
+
+class BehaviourEmbedding(nn.Module):
+    """Shared item ⊕ category embeddings for behaviours and the candidate; row 0 is padding."""
+
+    def __init__(
+        self,
+        n_items: int,
+        n_cates: int,
+        dim: int,
+        use_item_ids: bool,
+        init_std: float,
+        sparse: bool,
+    ) -> None:
+        super().__init__()
+        self.use_item_ids = use_item_ids
+        self.item = (
+            nn.Embedding(n_items + 1, dim, padding_idx=0, sparse=sparse) if use_item_ids else None
+        )
+        self.cate = nn.Embedding(n_cates + 1, dim, padding_idx=0, sparse=sparse)
+        for table in self.tables():
+            nn.init.normal_(table.weight, std=init_std)
+            with torch.no_grad():
+                table.weight[0].zero_()
+
+    def tables(self) -> list[nn.Embedding]:
+        return [t for t in (self.item, self.cate) if t is not None]
+
+    def sparse_tables(self) -> list[tuple[str, nn.Embedding, str]]:
+        out = [("cate_emb", self.cate, "cate")]
+        if self.item is not None:
+            out.insert(0, ("item_emb", self.item, "item"))
+        return out
+
+    def fields(self, item: torch.Tensor, cate: torch.Tensor) -> list[torch.Tensor]:
+        """The per-id embeddings [item, cate] (or [cate]) of ids of any shape (...,) → (..., D)."""
+        out = [self.cate(cate)]
+        if self.item is not None:
+            out.insert(0, self.item(item))
+        return out
+
+    def forward(self, item: torch.Tensor, cate: torch.Tensor) -> torch.Tensor:
+        """item ⊕ category embedding: (...,) → (..., E)."""
+        parts = self.fields(item, cate)
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+
+class PackedHistory:
+    """The valid behaviours of a batch, flattened: padding is dropped before any compute."""
+
+    def __init__(self, batch: Batch) -> None:
+        b, t = batch.hist_mask.shape
+        self.shape = (b, t)
+        self.flat_index = batch.hist_mask.reshape(-1).nonzero().squeeze(1)  # (N,)
+        self.row = torch.div(self.flat_index, t, rounding_mode="floor")  # (N,)
+        self.item = batch.hist_item.reshape(-1)[self.flat_index]  # (N,)
+        self.cate = batch.hist_cate.reshape(-1)[self.flat_index]  # (N,)
+
+    def sum(self, values: torch.Tensor) -> torch.Tensor:
+        """Per-row sum of packed values (N, D) → (B, D)."""
+        out = values.new_zeros(self.shape[0], values.shape[1])  # (B, D)
+        return out.index_add_(0, self.row, values)
+
+    def unpack(self, values: torch.Tensor) -> torch.Tensor:
+        """Packed scalars (N,) → (B, T) with 0 at padding."""
+        out = values.new_zeros(self.shape[0] * self.shape[1])  # (B·T,)
+        return out.index_copy(0, self.flat_index, values).view(self.shape)
