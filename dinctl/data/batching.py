@@ -29,7 +29,12 @@ class Batch:
     label: torch.Tensor  # (B,) float32
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
-        return Batch(**{f.name: getattr(self, f.name).to(device, non_blocking=non_blocking) for f in fields(self)})
+        return Batch(
+            **{
+                f.name: getattr(self, f.name).to(device, non_blocking=non_blocking)
+                for f in fields(self)
+            }
+        )
 
     def __len__(self) -> int:
         return int(self.item.shape[0])
@@ -90,7 +95,13 @@ class SplitTensors:
         return int(self.user.shape[0])
 
     def rows(self, index: torch.Tensor | slice) -> tuple[torch.Tensor, ...]:
-        return (self.user[index], self.hist_len[index], self.item[index], self.cate[index], self.label[index])
+        return (
+            self.user[index],
+            self.hist_len[index],
+            self.item[index],
+            self.cate[index],
+            self.label[index],
+        )
 
 
 def iter_batches(
@@ -100,7 +111,7 @@ def iter_batches(
     order: torch.Tensor | None = None,
     start_batch: int = 0,
 ) -> Iterator[Batch]:
-    """Yield Batches over `rows` in `order` (default: file order), skipping `start_batch` batches."""
+    """Yield Batches over `rows` in `order` (default: file order), from batch `start_batch` on."""
     n = len(rows)
     for b in range(start_batch, (n + batch_size - 1) // batch_size):
         lo, hi = b * batch_size, min(n, (b + 1) * batch_size)

@@ -3,7 +3,7 @@
 Layout of data/<dataset>/:
   meta.json          format_version, dataset, protocol, seed, valid, counts, vocab, inputs, checksum
   items.parquet      item:int32 (1..N), raw_item:str, cate:int32 (1..C), cate_name:str, freq:int64
-  sequences.parquet  user:int32 (1..U), raw_user:str, items:list[int32], cates:list[int32], ts:list[int64]
+  sequences.parquet  user:int32 (1..U), raw_user:str, items, cates: list[int32], ts: list[int64]
   {train,valid,test}.parquet  user:int32, hist_len:int32, item:int32, cate:int32, label:int8
 Id 0 is padding everywhere. A sample's history is the first `hist_len` behaviours of its
 user's sequence; histories are never materialised per sample.
@@ -82,7 +82,9 @@ class Dataset:
     def split(self, name: str) -> Split:
         """Read one split (cached)."""
         if name not in SPLITS:
-            raise DinctlError(f"unknown split {name!r}", hint=f"expected one of {', '.join(SPLITS)}")
+            raise DinctlError(
+                f"unknown split {name!r}", hint=f"expected one of {', '.join(SPLITS)}"
+            )
         if name not in self._splits:
             self._splits[name] = _read_split(self.path, name)
         return self._splits[name]
@@ -117,7 +119,11 @@ def _read_split(root: Path, name: str) -> Split:
 
     path = root / f"{name}.parquet"
     if not path.exists():
-        hint = "this dataset was built with --no-valid" if name == "valid" else "re-run `dinctl preprocess`"
+        hint = (
+            "this dataset was built with --no-valid"
+            if name == "valid"
+            else "re-run `dinctl preprocess`"
+        )
         raise DinctlError(f"split {name!r} is missing: {path} does not exist", hint=hint)
     df = pl.read_parquet(path)
     _require_columns(path, df.columns, SAMPLE_COLUMNS)
@@ -136,7 +142,9 @@ def read_meta(path: Path) -> dict[str, Any]:
     path = Path(path)
     meta_path = path / "meta.json"
     if not path.is_dir():
-        raise DinctlError(f"dataset folder {path} does not exist", hint="run `dinctl preprocess` first")
+        raise DinctlError(
+            f"dataset folder {path} does not exist", hint="run `dinctl preprocess` first"
+        )
     if not meta_path.exists():
         raise DinctlError(
             f"{meta_path} does not exist: {path} is not a dinctl dataset",
@@ -145,7 +153,9 @@ def read_meta(path: Path) -> dict[str, Any]:
     try:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as err:
-        raise DinctlError(f"{meta_path} is not valid JSON ({err.msg} at line {err.lineno})") from None
+        raise DinctlError(
+            f"{meta_path} is not valid JSON ({err.msg} at line {err.lineno})"
+        ) from None
     version = meta.get("format_version") if isinstance(meta, dict) else None
     if version != FORMAT_VERSION:
         raise DinctlError(
@@ -154,7 +164,9 @@ def read_meta(path: Path) -> dict[str, Any]:
         )
     for key in ("vocab", "counts", "checksum"):
         if key not in meta:
-            raise DinctlError(f"{meta_path} lacks the key {key!r}", hint="re-run `dinctl preprocess`")
+            raise DinctlError(
+                f"{meta_path} lacks the key {key!r}", hint="re-run `dinctl preprocess`"
+            )
     return meta
 
 
