@@ -1,16 +1,186 @@
-"""`dinctl preprocess`."""
+"""`dinctl preprocess amazon | movielens | logs`: raw files → data/<dataset>/ (DESIGN.md §2-3)."""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
 
-from dinctl.cli.boundary import not_built, user_errors
+from dinctl.cli.boundary import user_errors
 
-app = typer.Typer(help="Turn raw logs into a DIN dataset (data/<dataset>/).", no_args_is_help=True)
+app = typer.Typer(
+    help="Turn raw logs into a DIN dataset (data/<dataset>/).",
+    no_args_is_help=True,
+)
+
+Raw = Annotated[
+    Path | None, typer.Option("--raw", help="Raw input folder [default: data/raw/<dataset>].")
+]
+Out = Annotated[Path | None, typer.Option("--out", help="Output folder [default: data/<dataset>].")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of negatives and user splits.")]
+NoValid = Annotated[
+    bool, typer.Option("--no-valid", help="No validation split (its rows stay in train).")
+]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")]
+
+
+def _stderr() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _table(summary: dict[str, Any]) -> Any:
+    """The paper's Table 2 plus the split sizes and history lengths."""
+    from rich.table import Table
+
+    table = Table(title=f"{summary['dataset']} ({summary['protocol']})", title_justify="left")
+    table.add_column("statistic")
+    table.add_column("value", justify="right")
+    for key in ("users", "items", "categories", "behaviours"):
+        table.add_row(key, f"{summary[key]:,}")
+    for split, n in summary["samples"].items():
+        rate = summary["positive_rate"][split]
+        table.add_row(f"{split} samples", f"{n:,}  ({rate:.1%} positive)")
+    h = summary["hist_len"]
+    table.add_row(
+        "history length",
+        f"mean {h['mean']:.2f} · p50 {h['p50']:g} · p99 {h['p99']:g} · max {h['max']}",
+    )
+    for key, n in summary.get("dropped", {}).items():
+        table.add_row(f"dropped {key}", f"{n:,}")
+    return table
+
+
+def _run(job: Any, out: Path, as_json: bool) -> None:
+    console = _stderr()
+    summary = job(status=lambda msg: console.status(msg + " …"), warn=_warn)
+    console.print(_table(summary))
+    if as_json:
+        print(json.dumps({"out": str(out), **summary}, indent=2))
+    else:
+        print(out)
 
 
 @app.command()
 @user_errors
-def amazon() -> None:
-    """Amazon 2014 5-core reviews + meta."""
-    raise not_built("preprocess", 2)
+def amazon(
+    raw: Raw = None,
+    out: Out = None,
+    category: Annotated[
+        str,
+        typer.Option(help="Category of the 2014 release: reads reviews_<C>_5.json, meta_<C>.json."),
+    ] = "Electronics",
+    seed: Seed = 1234,
+    no_valid: NoValid = False,
+    overwrite: Overwrite = False,
+    as_json: AsJson = False,
+) -> None:
+    """Amazon 2014 5-core reviews + meta: sliding windows, one negative per positive."""
+    from dinctl.data.preprocess import preprocess_amazon
+
+    raw = raw if raw is not None else Path("data/raw/amazon")
+    out = out if out is not None else Path("data/amazon")
+    _run(
+        lambda status, warn: preprocess_amazon(
+            raw,
+            out,
+            category=category,
+            seed=seed,
+            valid=not no_valid,
+            overwrite=overwrite,
+            status=status,
+            warn=warn,
+        ),
+        out,
+        as_json,
+    )
+
+
+@app.command()
+@user_errors
+def movielens(
+    raw: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder or release .zip with ratings.csv, movies.csv [default: data/raw/movielens]"
+        ),
+    ] = None,
+    out: Out = None,
+    seed: Seed = 1234,
+    no_valid: NoValid = False,
+    overwrite: Overwrite = False,
+    as_json: AsJson = False,
+) -> None:
+    """MovieLens (20M, 25M, latest-small): label = rating ≥ 4, users split at random."""
+    from dinctl.data.preprocess import preprocess_movielens
+
+    raw = raw if raw is not None else Path("data/raw/movielens")
+    out = out if out is not None else Path("data/movielens")
+    _run(
+        lambda status, warn: preprocess_movielens(
+            raw,
+            out,
+            seed=seed,
+            valid=not no_valid,
+            overwrite=overwrite,
+            status=status,
+            warn=warn,
+        ),
+        out,
+        as_json,
+    )
+
+
+@app.command()
+@user_errors
+def logs(
+    path: Annotated[Path, typer.Argument(help="Your log: a Parquet or CSV file.")],
+    out: Out = None,
+    user_col: Annotated[str, typer.Option(help="Column holding the user id.")] = "user",
+    item_col: Annotated[str, typer.Option(help="Column holding the item id.")] = "item",
+    category_col: Annotated[
+        str, typer.Option(help="Column holding the item's category.")
+    ] = "category",
+    time_col: Annotated[
+        str, typer.Option(help="Column holding the time (numeric or datetime).")
+    ] = "timestamp",
+    label_col: Annotated[
+        str | None,
+        typer.Option(help="Optional 0/1 label column: every row becomes a sample, users split."),
+    ] = None,
+    seed: Seed = 1234,
+    no_valid: NoValid = False,
+    overwrite: Overwrite = False,
+    as_json: AsJson = False,
+) -> None:
+    """Your own log: windows + negatives (Amazon protocol); with --label-col, the MovieLens one."""
+    from dinctl.data.preprocess import preprocess_logs
+    from dinctl.data.readers import LogColumns
+
+    out = out if out is not None else Path("data/logs")
+    columns = LogColumns(
+        user=user_col, item=item_col, category=category_col, time=time_col, label=label_col
+    )
+    _run(
+        lambda status, warn: preprocess_logs(
+            path,
+            out,
+            columns=columns,
+            seed=seed,
+            valid=not no_valid,
+            overwrite=overwrite,
+            status=status,
+            warn=warn,
+        ),
+        out,
+        as_json,
+    )

@@ -1,0 +1,327 @@
+"""The sample builders of DESIGN.md §2: interactions table → sequences + sample rows.
+
+Two protocols, both vectorised with numpy (no per-row Python):
+
+* `windows` (Amazon, unlabelled logs): per user with time-ordered b_1..b_n, a training target
+  b_{k+1} with history b_1..b_k for k = 1..n−2 and the test target b_n with history
+  b_1..b_{n−1}; every positive gets one seeded static negative drawn uniformly from all items,
+  redrawn while it is one of the user's own items. Validation = each user's last training
+  target (its positive and negative rows) unless `valid=False`.
+* `users` (MovieLens, labelled logs): every interaction is a sample labelled by the source;
+  its history is the user's earlier interactions. Users are split at random (seeded):
+  100,000/138,493 of them train, the rest test; a seeded fraction of the training users is
+  the validation split.
+
+Ids are 1-based ranks of the sorted raw ids (0 is padding).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from dinctl.errors import DinctlError
+
+ML_TRAIN_USERS = 100_000
+ML_ALL_USERS = 138_493
+VALID_USER_FRACTION = 0.1
+NEGATIVE_MAX_ROUNDS = 10_000
+
+
+@dataclass(frozen=True)
+class Built:
+    """What `write_dataset` needs, plus the summary the CLI prints."""
+
+    items: pl.DataFrame
+    sequences: pl.DataFrame
+    splits: dict[str, pl.DataFrame]
+    summary: dict[str, Any]
+    vocab: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Sequences:
+    """Interactions sorted by (user, time, tie-break) with dense ids, in CSR form."""
+
+    user: np.ndarray  # (M,) int64, 1..U, non-decreasing
+    item: np.ndarray  # (M,) int64, 1..N
+    cate: np.ndarray  # (M,) int64, 1..C
+    ts: np.ndarray  # (M,) int64
+    label: np.ndarray | None  # (M,) int8
+    offsets: np.ndarray  # (U+1,) int64: user u's behaviours are [offsets[u-1], offsets[u])
+    pos: np.ndarray  # (M,) int64: 0-based position within its user's sequence
+    length: np.ndarray  # (M,) int64: its user's sequence length n
+    raw_user: pl.Series  # (U,) raw ids in id order
+    raw_item: pl.Series  # (N,)
+    item_cate: np.ndarray  # (N+1,) int64
+    cate_name: pl.Series  # (C,)
+
+
+def _rank(col: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """(dense 1-based rank of every value in sorted order, the sorted unique values)."""
+    uniq = col.unique().sort()
+    ranks = col.rank("dense").cast(pl.Int64)
+    return ranks, uniq
+
+
+def _sequences(frame: pl.DataFrame, tie: str) -> _Sequences:
+    """Dense ids and the (user, ts, tie) sort; `tie` is "order" (file order) or "item"."""
+    if frame.height == 0:
+        raise DinctlError("no interactions left to build a dataset from")
+    users, raw_user = _rank(frame["user"])
+    items, raw_item = _rank(frame["item"])
+    # one category per item: the first row's (readers give one per item already)
+    item_cat = (
+        frame.select(pl.col("item"), pl.col("cate").cast(pl.Utf8))
+        .with_columns(items.alias("iid"))
+        .unique("iid", keep="first", maintain_order=True)
+        .sort("iid")
+    )
+    cates, cate_name = _rank(item_cat["cate"])
+    item_cate = np.zeros(len(raw_item) + 1, dtype=np.int64)
+    item_cate[item_cat["iid"].to_numpy()] = cates.to_numpy()
+    df = pl.DataFrame(
+        {
+            "u": users,
+            "i": items,
+            "ts": frame["ts"].cast(pl.Int64),
+            "order": np.arange(frame.height, dtype=np.int64),
+        }
+    )
+    if "label" in frame.columns:
+        df = df.with_columns(frame["label"].cast(pl.Int8).alias("label"))
+    keys = ["u", "ts", "order"] if tie == "order" else ["u", "ts", "i"]
+    df = df.sort(keys)  # ids are ranks, so (u, i) order is (raw user, raw item) order
+    user = df["u"].to_numpy()
+    item = df["i"].to_numpy()
+    counts = np.bincount(user, minlength=len(raw_user) + 1)[1:]
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    start = offsets[user - 1]
+    pos = np.arange(len(user), dtype=np.int64) - start
+    length = counts[user - 1].astype(np.int64)
+    return _Sequences(
+        user=user,
+        item=item,
+        cate=item_cate[item],
+        ts=df["ts"].to_numpy(),
+        label=df["label"].to_numpy() if "label" in df.columns else None,
+        offsets=offsets,
+        pos=pos,
+        length=length,
+        raw_user=raw_user,
+        raw_item=raw_item,
+        item_cate=item_cate,
+        cate_name=cate_name,
+    )
+
+
+def _member(keys: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """(Q,) bool: is each query in the sorted `keys`?"""
+    idx = np.searchsorted(keys, query)
+    idx = np.minimum(idx, len(keys) - 1)
+    return keys[idx] == query
+
+
+def draw_negatives(
+    user: np.ndarray, owned_keys: np.ndarray, n_items: int, rng: np.random.Generator
+) -> np.ndarray:
+    """One item per row drawn uniformly from 1..N, redrawn while (user, item) is owned.
+
+    `owned_keys` is the sorted unique array of user·(N+1)+item of every behaviour.
+    """
+    stride = n_items + 1
+    neg = rng.integers(1, n_items + 1, size=len(user), dtype=np.int64)  # (P,)
+    bad = np.flatnonzero(_member(owned_keys, user * stride + neg))
+    rounds = 0
+    while len(bad):
+        rounds += 1
+        if rounds > NEGATIVE_MAX_ROUNDS:
+            raise DinctlError(
+                "cannot draw negatives: some users have interacted with (almost) every item",
+                hint="negatives are drawn from items the user never touched; add more items",
+            )
+        neg[bad] = rng.integers(1, n_items + 1, size=len(bad), dtype=np.int64)
+        bad = bad[_member(owned_keys, user[bad] * stride + neg[bad])]
+    return neg
+
+
+def training_frequency(
+    seq: _Sequences, user: np.ndarray, hist_len: np.ndarray, item: np.ndarray
+) -> np.ndarray:
+    """(N+1,) n_j = number of training samples whose features contain item j.
+
+    A sample (u, h, c) contains j when j is its candidate c or one of the first h behaviours
+    of u; each sample counts once per item however often j repeats in it. Computed per
+    (user, item) first occurrence f: the samples of u with h > f contain j in their history.
+    """
+    n_items = len(seq.raw_item)
+    stride = np.int64(seq.length.max() + 2)
+    freq = np.zeros(n_items + 1, dtype=np.int64)
+    if len(user) == 0:
+        return freq
+    sample_keys = np.sort(user * stride + hist_len)  # (S,)
+    # first occurrence of each (user, item) in its sequence
+    pair = seq.user * (n_items + 1) + seq.item
+    _, first = np.unique(pair, return_index=True)  # index of the first occurrence, in sequence
+    f_user, f_item, f_pos = seq.user[first], seq.item[first], seq.pos[first]
+    lo = np.searchsorted(sample_keys, f_user * stride + f_pos, side="right")
+    hi = np.searchsorted(sample_keys, (f_user + 1) * stride, side="left")
+    freq += np.bincount(f_item, weights=hi - lo, minlength=n_items + 1).astype(np.int64)
+    # candidates not already inside their own history
+    first_keys = pair[first]
+    order = np.argsort(first_keys)
+    first_keys, first_pos = first_keys[order], f_pos[order]
+    q = user * (n_items + 1) + item
+    idx = np.minimum(np.searchsorted(first_keys, q), len(first_keys) - 1)
+    in_hist = (first_keys[idx] == q) & (first_pos[idx] < hist_len)
+    freq += np.bincount(item[~in_hist], minlength=n_items + 1)
+    freq[0] = 0
+    return freq
+
+
+def _frame(user: np.ndarray, hist_len: np.ndarray, item: np.ndarray, cate_of: np.ndarray,
+           label: np.ndarray) -> pl.DataFrame:  # fmt: skip
+    return pl.DataFrame(
+        {
+            "user": user.astype(np.int32),
+            "hist_len": hist_len.astype(np.int32),
+            "item": item.astype(np.int32),
+            "cate": cate_of[item].astype(np.int32),
+            "label": label.astype(np.int8),
+        }
+    )
+
+
+def _interleave(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    out = np.empty(2 * len(a), dtype=np.result_type(a, b))
+    out[0::2], out[1::2] = a, b
+    return out
+
+
+def build_windows(
+    frame: pl.DataFrame, *, seed: int, valid: bool = True
+) -> tuple[Built, _Sequences]:
+    """The Amazon protocol (sliding windows + one static negative per positive)."""
+    seq = _sequences(frame, tie="order")
+    n_items = len(seq.raw_item)
+    # every behaviour at position p >= 1 is a positive target with history b_1..b_p
+    target = np.flatnonzero(seq.pos >= 1)  # (P,)
+    t_user, t_hist, t_item = seq.user[target], seq.pos[target], seq.item[target]
+    t_len = seq.length[target]
+    owned = np.unique(seq.user * (n_items + 1) + seq.item)
+    rng = np.random.default_rng(seed)
+    neg = draw_negatives(t_user, owned, n_items, rng)
+    # rows: positive then its negative, in (user, position) order
+    user = np.repeat(t_user, 2)
+    hist_len = np.repeat(t_hist, 2)
+    item = _interleave(t_item, neg)
+    label = np.tile(np.array([1, 0], dtype=np.int8), len(target))
+    length = np.repeat(t_len, 2)
+    is_test = hist_len == length - 1
+    is_valid = (hist_len == length - 2) & (hist_len >= 1) if valid else np.zeros_like(is_test)
+    is_train = ~is_test & ~is_valid
+    parts = {"train": is_train, "valid": is_valid, "test": is_test}
+    if not valid:
+        del parts["valid"]
+    return _finish(seq, parts, user, hist_len, item, label, "amazon-windows"), seq
+
+
+def build_user_split(
+    frame: pl.DataFrame,
+    *,
+    seed: int,
+    valid: bool = True,
+    train_fraction: float = ML_TRAIN_USERS / ML_ALL_USERS,
+    valid_fraction: float = VALID_USER_FRACTION,
+) -> tuple[Built, _Sequences]:
+    """The MovieLens protocol: every interaction a sample, users split at random (seeded)."""
+    if "label" not in frame.columns:
+        raise DinctlError("the user-split protocol needs a label column")
+    seq = _sequences(frame, tie="item")
+    assert seq.label is not None
+    n_users = len(seq.raw_user)
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n_users) + 1  # (U,) user ids in a seeded order
+    n_train = int(round(n_users * train_fraction))
+    n_valid = int(round(n_train * valid_fraction)) if valid else 0
+    group = np.zeros(n_users + 1, dtype=np.int8)  # 0 train, 1 valid, 2 test
+    group[perm[:n_valid]] = 1
+    group[perm[n_train:]] = 2
+    g = group[seq.user]
+    parts = {"train": g == 0, "valid": g == 1, "test": g == 2}
+    if not valid:
+        del parts["valid"]
+    built = _finish(seq, parts, seq.user, seq.pos, seq.item, seq.label, "movielens-user-split")
+    return built, seq
+
+
+def _finish(
+    seq: _Sequences,
+    parts: dict[str, np.ndarray],
+    user: np.ndarray,
+    hist_len: np.ndarray,
+    item: np.ndarray,
+    label: np.ndarray,
+    protocol: str,
+) -> Built:
+    splits = {
+        name: _frame(user[m], hist_len[m], item[m], seq.item_cate, label[m])
+        for name, m in parts.items()
+    }
+    tr = parts["train"]
+    freq = training_frequency(seq, user[tr], hist_len[tr], item[tr])
+    n_items = len(seq.raw_item)
+    ids = np.arange(1, n_items + 1)
+    items = pl.DataFrame(
+        {
+            "item": ids.astype(np.int32),
+            "raw_item": seq.raw_item.cast(pl.Utf8),
+            "cate": seq.item_cate[1:].astype(np.int32),
+            "cate_name": seq.cate_name.gather(seq.item_cate[1:] - 1),
+            "freq": freq[1:],
+        }
+    )
+    sequences = _sequence_frame(seq)
+    all_hist = hist_len
+    summary: dict[str, Any] = {
+        "protocol": protocol,
+        "users": len(seq.raw_user),
+        "items": n_items,
+        "categories": len(seq.cate_name),
+        "behaviours": len(seq.item),
+        "samples": {name: int(m.sum()) for name, m in parts.items()},
+        "positive_rate": {
+            name: (float(label[m].mean()) if m.any() else 0.0) for name, m in parts.items()
+        },
+        "hist_len": {
+            "mean": float(all_hist.mean()) if len(all_hist) else 0.0,
+            "p50": float(np.percentile(all_hist, 50)) if len(all_hist) else 0.0,
+            "p99": float(np.percentile(all_hist, 99)) if len(all_hist) else 0.0,
+            "max": int(all_hist.max()) if len(all_hist) else 0,
+        },
+    }
+    vocab = {"user": len(seq.raw_user) + 1, "item": n_items + 1, "cate": len(seq.cate_name) + 1}
+    return Built(items=items, sequences=sequences, splits=splits, summary=summary, vocab=vocab)
+
+
+def _sequence_frame(seq: _Sequences) -> pl.DataFrame:
+    """One row per user: the whole time-ordered behaviour list (Arrow list arrays, no copy)."""
+    import pyarrow as pa
+
+    offsets = pa.array(seq.offsets.astype(np.int32))
+    lists = {
+        "items": pa.ListArray.from_arrays(offsets, pa.array(seq.item.astype(np.int32))),
+        "cates": pa.ListArray.from_arrays(offsets, pa.array(seq.cate.astype(np.int32))),
+        "ts": pa.ListArray.from_arrays(offsets, pa.array(seq.ts.astype(np.int64))),
+    }
+    n_users = len(seq.raw_user)
+    return pl.DataFrame(
+        {
+            "user": np.arange(1, n_users + 1, dtype=np.int32),
+            "raw_user": seq.raw_user.cast(pl.Utf8),
+            **{k: pl.from_arrow(v) for k, v in lists.items()},
+        }
+    )

@@ -1,0 +1,157 @@
+"""raw files → reader → builder → `write_dataset`: the library behind `dinctl preprocess`."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from dinctl.data import builder, readers
+from dinctl.data.store import write_dataset
+from dinctl.fsutil import check_output_dir, sha256_file
+
+Status = Callable[[str], contextlib.AbstractContextManager[Any]]
+
+
+@contextlib.contextmanager
+def _quiet(_: str) -> Iterator[None]:
+    yield
+
+
+def _build(
+    read: Callable[[], readers.Interactions],
+    out: Path,
+    *,
+    dataset: str,
+    protocol: str,
+    seed: int,
+    valid: bool,
+    overwrite: bool,
+    options: dict[str, Any],
+    status: Status,
+    warn: Callable[[str], None],
+) -> dict[str, Any]:
+    check_output_dir(out, overwrite)  # fail before the long work, not after it
+    with status(f"reading {dataset}"):
+        inter = read()
+    for message in inter.warnings:
+        warn(message)
+    with ThreadPoolExecutor(max_workers=1) as pool:  # hashing releases the GIL: overlap it
+        digests = [pool.submit(sha256_file, p) for p in inter.inputs]
+        with status("building samples"):
+            if protocol == "windows":
+                built, _ = builder.build_windows(inter.frame, seed=seed, valid=valid)
+            else:
+                built, _ = builder.build_user_split(inter.frame, seed=seed, valid=valid)
+        with status("checksumming inputs"):
+            inputs = [
+                {"name": p.name, "bytes": p.stat().st_size, "sha256": d.result()}
+                for p, d in zip(inter.inputs, digests, strict=True)
+            ]
+    summary = {"dataset": dataset, **built.summary, "dropped": inter.dropped}
+    meta = {
+        "dataset": dataset,
+        "protocol": built.summary["protocol"],
+        "seed": seed,
+        "valid": valid,
+        "options": options,
+        "counts": summary,
+        "vocab": built.vocab,
+        "inputs": inputs,
+        "warnings": list(inter.warnings),
+    }
+    with status(f"writing {out}"):
+        write_dataset(
+            out,
+            meta=meta,
+            items=built.items,
+            sequences=built.sequences,
+            splits=built.splits,
+            overwrite=overwrite,
+        )
+    return summary
+
+
+def preprocess_amazon(
+    raw: Path,
+    out: Path,
+    *,
+    category: str = "Electronics",
+    seed: int = 1234,
+    valid: bool = True,
+    overwrite: bool = False,
+    status: Status = _quiet,
+    warn: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
+    """Amazon 2014 reviews + meta of `category` → data folder; returns the summary."""
+    return _build(
+        lambda: readers.read_amazon(raw, category),
+        out,
+        dataset=f"amazon-{category}",
+        protocol="windows",
+        seed=seed,
+        valid=valid,
+        overwrite=overwrite,
+        options={"category": category},
+        status=status,
+        warn=warn,
+    )
+
+
+def preprocess_movielens(
+    raw: Path,
+    out: Path,
+    *,
+    seed: int = 1234,
+    valid: bool = True,
+    overwrite: bool = False,
+    status: Status = _quiet,
+    warn: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
+    """MovieLens ratings.csv + movies.csv (folder or release zip) → data folder."""
+    return _build(
+        lambda: readers.read_movielens(raw),
+        out,
+        dataset="movielens",
+        protocol="users",
+        seed=seed,
+        valid=valid,
+        overwrite=overwrite,
+        options={},
+        status=status,
+        warn=warn,
+    )
+
+
+def preprocess_logs(
+    path: Path,
+    out: Path,
+    *,
+    columns: readers.LogColumns,
+    seed: int = 1234,
+    valid: bool = True,
+    overwrite: bool = False,
+    status: Status = _quiet,
+    warn: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
+    """Your own log: windows + negatives without a label column, user split with one."""
+    return _build(
+        lambda: readers.read_logs(path, columns),
+        out,
+        dataset="logs",
+        protocol="windows" if columns.label is None else "users",
+        seed=seed,
+        valid=valid,
+        overwrite=overwrite,
+        options={
+            "user_col": columns.user,
+            "item_col": columns.item,
+            "category_col": columns.category,
+            "time_col": columns.time,
+            "label_col": columns.label,
+        },
+        status=status,
+        warn=warn,
+    )

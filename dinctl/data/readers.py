@@ -1,0 +1,491 @@
+"""One reader per raw format → a common interactions table (polars).
+
+Every reader returns `Interactions`: a frame with columns `user`, `item`, `cate` (raw ids and
+category name), `ts` (int64) and, for labelled sources, `label` (int8), in file order; plus the
+input files (for checksums) and counted warnings. Problems raise `DinctlError` naming the file,
+the line and what was expected.
+"""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import io
+import json
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from dinctl.errors import DinctlError
+
+REVIEW_KEYS = {"reviewerID": pl.Utf8, "asin": pl.Utf8, "unixReviewTime": pl.Int64}
+RATINGS_SCHEMA = {
+    "userId": pl.Int64,
+    "movieId": pl.Int64,
+    "rating": pl.Float64,
+    "timestamp": pl.Int64,
+}
+MOVIES_SCHEMA = {"movieId": pl.Int64, "title": pl.Utf8, "genres": pl.Utf8}
+LINE_START = 60  # characters of a bad line quoted in an error message
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """The common table every builder consumes, with where it came from."""
+
+    frame: pl.DataFrame  # user, item, cate, ts[, label], in file order
+    inputs: tuple[Path, ...]
+    warnings: tuple[str, ...] = field(default=())
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+def _start(line: str) -> str:
+    line = line.rstrip("\r\n")
+    return repr(line[:LINE_START] + ("…" if len(line) > LINE_START else ""))
+
+
+def _open_text(path: Path) -> Iterator[str]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+        yield from f
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                return f.read()
+        return path.read_bytes()
+    except (OSError, EOFError) as err:
+        raise DinctlError(f"cannot read {path}: {err}", hint="download it again") from None
+
+
+def find_input(folder: Path, names: list[str], what: str, hint: str) -> Path:
+    """The first of `names` that exists in `folder`, or a one-line error naming the first."""
+    if not folder.exists():
+        raise DinctlError(f"raw folder {folder} does not exist", hint=hint)
+    for name in names:
+        if (folder / name).is_file():
+            return folder / name
+    raise DinctlError(f"{folder / names[0]} does not exist ({what})", hint=hint)
+
+
+# ---------------------------------------------------------------- Amazon reviews (JSON lines)
+
+
+def _check_review_lines(path: Path) -> None:
+    """Slow path: find the first bad line of a reviews file and raise naming it."""
+    for lineno, line in enumerate(_open_text(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DinctlError(
+                f"{path}:{lineno}: not valid JSON ({err.msg}); the line starts {_start(line)}",
+                hint="each line of a reviews file must be one JSON object",
+            ) from None
+        if not isinstance(obj, dict):
+            raise DinctlError(
+                f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}; "
+                f"the line starts {_start(line)}"
+            )
+        for key in REVIEW_KEYS:
+            if key not in obj or obj[key] is None:
+                raise DinctlError(
+                    f"{path}:{lineno}: missing key {key!r}; the line starts {_start(line)}",
+                    hint="every review needs reviewerID, asin and unixReviewTime",
+                )
+        for key in ("reviewerID", "asin"):
+            if not isinstance(obj[key], str):
+                raise DinctlError(
+                    f"{path}:{lineno}: {key!r} must be a string, got {obj[key]!r}",
+                    hint="is this an Amazon 2014 reviews file?",
+                )
+        ts = obj["unixReviewTime"]
+        if isinstance(ts, bool) or not isinstance(ts, int):
+            raise DinctlError(
+                f"{path}:{lineno}: 'unixReviewTime' must be an integer, got {ts!r}",
+                hint="is this an Amazon 2014 reviews file?",
+            )
+
+
+def read_amazon_reviews(path: Path) -> pl.DataFrame:
+    """reviewerID, asin, unixReviewTime of a strict-JSON-lines file → user, item, ts."""
+    try:
+        df = pl.read_ndjson(path, schema=REVIEW_KEYS, low_memory=False)
+        ok = df.null_count().sum_horizontal().item() == 0
+    except Exception:  # noqa: BLE001 - polars raises several types; the slow path names the line
+        ok, df = False, pl.DataFrame()
+    if not ok:
+        _check_review_lines(path)
+        if df.height == 0:
+            raise DinctlError(f"{path} could not be read as JSON lines", hint="download it again")
+    if df.height == 0:
+        raise DinctlError(f"{path} is empty: no reviews", hint="download it again")
+    return df.rename({"reviewerID": "user", "asin": "item", "unixReviewTime": "ts"})
+
+
+# ---------------------------------------------------------------- Amazon meta (Python literals)
+
+_ASIN = r"'asin': '([^'\\]*)'"
+# categories[-1][-1] is the last string literal of the list, right before its closing `]]`
+_CATS = r"'categories': (\[.*?\]\])(?:, '|\}\s*$)"
+_LAST = r"""(?:'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)")\]\]$"""
+
+
+def _literal_line(path: Path, lineno: int, line: str) -> dict[str, Any]:
+    try:
+        obj = ast.literal_eval(line)
+    except (ValueError, SyntaxError, MemoryError, RecursionError) as err:
+        reason = type(err).__name__
+        raise DinctlError(
+            f"{path}:{lineno}: not a Python literal ({reason}); the line starts {_start(line)}",
+            hint="each line of a meta file must be one Python dict literal",
+        ) from None
+    if not isinstance(obj, dict):
+        raise DinctlError(
+            f"{path}:{lineno}: expected a dict, got {type(obj).__name__}; "
+            f"the line starts {_start(line)}"
+        )
+    return obj
+
+
+def _category_of(path: Path, lineno: int, obj: dict[str, Any]) -> str | None:
+    """categories[-1][-1], None when the row has no categories; raise on a wrong type."""
+    cats = obj.get("categories")
+    if cats is None or cats == [] or cats == [[]]:
+        return None
+    if not (isinstance(cats, list) and all(isinstance(c, list) for c in cats)):
+        raise DinctlError(
+            f"{path}:{lineno}: 'categories' must be a list of lists of strings, got {cats!r:.60}"
+        )
+    last = cats[-1]
+    if not last:
+        return None
+    if not isinstance(last[-1], str):
+        raise DinctlError(f"{path}:{lineno}: category name must be a string, got {last[-1]!r:.60}")
+    return last[-1]
+
+
+def read_amazon_meta(path: Path, reviewed: pl.Series) -> tuple[pl.DataFrame, int]:
+    """asin → category name (categories[-1][-1]) for the reviewed asins only.
+
+    Returns (frame item/cate, number of reviewed meta rows without categories). Lines are
+    parsed with regular expressions; any line they cannot read goes through `ast.literal_eval`
+    (never `eval`), which also names the line when it is malformed.
+    """
+    data = _read_bytes(path)
+    raw_lines = pl.Series("line", data.split(b"\n"), dtype=pl.Binary)
+    del data
+    lines = pl.DataFrame({"line": raw_lines}).with_row_index("lineno", offset=1)
+    del raw_lines
+    lines = lines.with_columns(pl.col("line").cast(pl.Utf8, strict=False))
+    lines = lines.filter(pl.col("line").is_null() | (pl.col("line").str.strip_chars() != ""))
+    if lines.height == 0:
+        raise DinctlError(f"{path} is empty: no products", hint="download it again")
+    lines = lines.with_columns(pl.col("line").str.extract(_ASIN, 1).alias("asin"))
+    # lines the regex cannot read (no asin): parse them properly, which names a malformed one
+    slow_rows: list[tuple[str, str | None]] = []
+    for lineno, line in lines.filter(pl.col("asin").is_null()).select("lineno", "line").iter_rows():
+        if line is None:
+            raise DinctlError(f"{path}:{lineno}: not valid UTF-8 text")
+        obj = _literal_line(path, lineno, line)
+        asin = obj.get("asin")
+        if not isinstance(asin, str):
+            raise DinctlError(
+                f"{path}:{lineno}: missing key 'asin' (a string); the line starts {_start(line)}"
+            )
+        slow_rows.append((asin, _category_of(path, lineno, obj)))
+    kept = lines.filter(pl.col("asin").is_in(reviewed.implode()))
+    kept = kept.unique("asin", keep="first", maintain_order=True)
+    cats = kept.with_columns(pl.col("line").str.extract(_CATS, 1).alias("cats"))
+    cats = cats.with_columns(
+        pl.col("cats").str.extract(_LAST, 1).alias("single"),
+        pl.col("cats").str.extract(_LAST, 2).alias("double"),
+    )
+    fast = cats.filter(
+        (pl.col("single").is_not_null() & ~pl.col("single").str.contains(r"\\", literal=True))
+        | (pl.col("double").is_not_null() & ~pl.col("double").str.contains(r"\\", literal=True))
+    )
+    rows = [
+        fast.select(pl.col("asin").alias("item"), pl.coalesce("single", "double").alias("cate"))
+    ]
+    # the rest (no categories, escapes, unusual layout): the safe literal parser decides
+    rest = cats.filter(~pl.col("asin").is_in(fast["asin"].implode()))
+    slow: list[tuple[str, str | None]] = []
+    for lineno, line, asin in rest.select("lineno", "line", "asin").iter_rows():
+        obj = _literal_line(path, lineno, line)
+        slow.append((asin, _category_of(path, lineno, obj)))
+    reviewed_set = set(reviewed.to_list()) if slow_rows else set()
+    seen = set(kept["asin"].to_list()) if slow_rows else set()
+    for asin, cate in slow_rows:
+        if asin in reviewed_set and asin not in seen:
+            slow.append((asin, cate))
+            seen.add(asin)
+    if slow:
+        rows.append(pl.DataFrame(slow, schema={"item": pl.Utf8, "cate": pl.Utf8}, orient="row"))
+    out = pl.concat(rows)
+    no_cats = int(out["cate"].null_count())
+    return out.drop_nulls("cate"), no_cats
+
+
+def read_amazon(raw: Path, category: str = "Electronics") -> Interactions:
+    """Amazon 2014 5-core reviews + meta of one category → user, item, cate, ts."""
+    hint = (
+        f"run `dinctl download amazon` or pass --raw DIR holding reviews_{category}_5.json "
+        f"and meta_{category}.json (or .json.gz)"
+    )
+    reviews_path = find_input(
+        raw, [f"reviews_{category}_5.json", f"reviews_{category}_5.json.gz"], "reviews", hint
+    )
+    meta_path = find_input(raw, [f"meta_{category}.json", f"meta_{category}.json.gz"], "meta", hint)
+    reviews = read_amazon_reviews(reviews_path)
+    meta, no_cats = read_amazon_meta(meta_path, reviews["item"].unique())
+    frame = reviews.join(meta, on="item", how="left", maintain_order="left")
+    warnings: list[str] = []
+    dropped: dict[str, int] = {}
+    missing = frame.filter(pl.col("cate").is_null())
+    if missing.height:
+        n_items = missing["item"].n_unique()
+        without = min(no_cats, n_items)
+        absent = n_items - without
+        parts = []
+        if absent:
+            parts.append(f"{absent} reviewed items are missing from {meta_path.name}")
+        if without:
+            parts.append(f"{without} reviewed items have no categories in {meta_path.name}")
+        warnings.append(f"{' and '.join(parts)}: dropped them and their {missing.height} reviews")
+        dropped = {"items": n_items, "reviews": missing.height}
+        frame = frame.drop_nulls("cate")
+    if frame.height == 0:
+        raise DinctlError(
+            f"no review of {reviews_path.name} has a product with categories in {meta_path.name}",
+            hint="are the reviews and meta files of the same category?",
+        )
+    return Interactions(
+        frame=frame.select("user", "item", "cate", "ts"),
+        inputs=(reviews_path, meta_path),
+        warnings=tuple(warnings),
+        dropped=dropped,
+    )
+
+
+# ---------------------------------------------------------------- MovieLens (CSV, folder or zip)
+
+
+def _check_csv_lines(name: str, text: Iterator[str], schema: dict[str, Any]) -> None:
+    """Slow path: find the first bad line of a CSV and raise naming it."""
+    import csv
+
+    columns = list(schema)
+    reader = csv.reader(text)
+    header = next(reader, None)
+    if header is None:
+        raise DinctlError(f"{name} is empty", hint="download it again")
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise DinctlError(
+            f"{name}: missing column(s) {', '.join(missing)}; "
+            f"the header is {','.join(header)!r:.80}"
+        )
+    index = [header.index(c) for c in columns]
+    for row in reader:
+        lineno = reader.line_num
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise DinctlError(
+                f"{name}:{lineno}: expected {len(header)} fields, got {len(row)}; "
+                f"the line starts {_start(','.join(row))}"
+            )
+        for col, i in zip(columns, index, strict=True):
+            kind = schema[col]
+            try:
+                if kind == pl.Int64:
+                    int(row[i])
+                elif kind == pl.Float64:
+                    float(row[i])
+            except ValueError:
+                expected = "an integer" if kind == pl.Int64 else "a number"
+                raise DinctlError(
+                    f"{name}:{lineno}: {col!r} must be {expected}, got {row[i]!r:.40}; "
+                    f"the line starts {_start(','.join(row))}"
+                ) from None
+
+
+def _read_csv(name: str, data: bytes, schema: dict[str, Any]) -> pl.DataFrame:
+    if not data.strip():
+        raise DinctlError(f"{name} is empty", hint="download it again")
+    try:
+        df = pl.read_csv(io.BytesIO(data), schema_overrides=schema, columns=list(schema))
+        ok = df.select(pl.col(c) for c in schema if c != "title").null_count().sum_horizontal()
+        bad = ok.item() != 0
+    except Exception:  # noqa: BLE001 - polars raises several types; the slow path names the line
+        bad, df = True, pl.DataFrame()
+    if bad:
+        _check_csv_lines(name, iter(io.TextIOWrapper(io.BytesIO(data), encoding="utf-8")), schema)
+        if df.height == 0:
+            raise DinctlError(f"{name} could not be read as CSV", hint="download it again")
+        null_col = next(c for c in schema if c != "title" and df[c].null_count())
+        raise DinctlError(f"{name}: column {null_col!r} has empty values")
+    if df.height == 0:
+        raise DinctlError(f"{name} has a header but no rows", hint="download it again")
+    return df
+
+
+def _movielens_files(raw: Path) -> tuple[Path, dict[str, bytes]]:
+    """The bytes of ratings.csv and movies.csv from a folder, a subfolder or a release zip."""
+    hint = "run `dinctl download movielens` or pass --raw DIR (or the ml-20m.zip itself)"
+    if not raw.exists():
+        raise DinctlError(f"raw input {raw} does not exist", hint=hint)
+    if raw.is_dir():
+        for folder in [raw, *sorted(p for p in raw.iterdir() if p.is_dir())]:
+            if (folder / "ratings.csv").is_file():
+                if not (folder / "movies.csv").is_file():
+                    raise DinctlError(f"{folder / 'movies.csv'} does not exist", hint=hint)
+                files = {n: _read_bytes(folder / n) for n in ("ratings.csv", "movies.csv")}
+                return folder / "ratings.csv", files
+        zips = sorted(raw.glob("*.zip"))
+        if not zips:
+            raise DinctlError(
+                f"{raw / 'ratings.csv'} does not exist (nor a .zip in {raw})", hint=hint
+            )
+        raw = zips[0]
+    try:
+        with zipfile.ZipFile(raw) as zf:
+            names = zf.namelist()
+            files = {}
+            for want in ("ratings.csv", "movies.csv"):
+                member = next((n for n in names if n == want or n.endswith("/" + want)), None)
+                if member is None:
+                    raise DinctlError(
+                        f"{raw} holds no {want}", hint="is this a MovieLens release zip?"
+                    )
+                files[want] = zf.read(member)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as err:
+        raise DinctlError(f"{raw} is not a readable zip archive ({err})", hint=hint) from None
+    return raw, files
+
+
+def read_movielens(raw: Path) -> Interactions:
+    """MovieLens ratings.csv + movies.csv → user, item, cate (first genre), ts, label."""
+    source, files = _movielens_files(raw)
+    where = f"{source}" if source.suffix == ".zip" else str(source.parent)
+    ratings = _read_csv(f"{where}/ratings.csv", files.pop("ratings.csv"), RATINGS_SCHEMA)
+    movies = _read_csv(f"{where}/movies.csv", files.pop("movies.csv"), MOVIES_SCHEMA)
+    movies = movies.select(
+        pl.col("movieId").alias("item"),
+        pl.col("genres").fill_null("(no genres listed)").str.split("|").list.first().alias("cate"),
+    ).unique("item", keep="first")
+    frame = ratings.select(
+        pl.col("userId").alias("user"),
+        pl.col("movieId").alias("item"),
+        pl.col("timestamp").alias("ts"),
+        (pl.col("rating") >= 4).cast(pl.Int8).alias("label"),  # label = rating ≥ 4
+    ).join(movies, on="item", how="left", maintain_order="left")
+    warnings: list[str] = []
+    dropped: dict[str, int] = {}
+    missing = frame.filter(pl.col("cate").is_null())
+    if missing.height:
+        n_items = missing["item"].n_unique()
+        warnings.append(
+            f"{n_items} rated movies are missing from movies.csv: "
+            f"dropped them and their {missing.height} ratings"
+        )
+        dropped = {"items": n_items, "ratings": missing.height}
+        frame = frame.drop_nulls("cate")
+    inputs = (source,) if source.suffix == ".zip" else (source, source.parent / "movies.csv")
+    return Interactions(
+        frame=frame.select("user", "item", "cate", "ts", "label"),
+        inputs=inputs,
+        warnings=tuple(warnings),
+        dropped=dropped,
+    )
+
+
+# ---------------------------------------------------------------- your own logs
+
+
+@dataclass(frozen=True)
+class LogColumns:
+    """Which columns of a log file hold the user, item, category, time and (optional) label."""
+
+    user: str = "user"
+    item: str = "item"
+    category: str = "category"
+    time: str = "timestamp"
+    label: str | None = None
+
+
+def read_logs(path: Path, columns: LogColumns) -> Interactions:
+    """A Parquet or CSV log with named columns → user, item, cate, ts[, label]."""
+    if not path.is_file():
+        raise DinctlError(f"{path} does not exist", hint="pass a Parquet or CSV log file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            df = pl.read_parquet(path)
+        elif suffix in (".csv", ".tsv", ".gz"):
+            if path.stat().st_size == 0:
+                raise DinctlError(f"{path} is empty", hint="pass a file with a header and rows")
+            sep = "\t" if ".tsv" in path.suffixes else ","
+            df = pl.read_csv(path, separator=sep, infer_schema_length=10_000)
+        else:
+            raise DinctlError(
+                f"{path} has suffix {suffix!r}, expected .parquet or .csv",
+                hint="convert the log to Parquet or CSV",
+            )
+    except DinctlError:
+        raise
+    except Exception as err:  # noqa: BLE001 - polars/arrow raise several types
+        first = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
+        raise DinctlError(f"cannot read {path}: {first}") from None
+    wanted = {
+        "user": columns.user,
+        "item": columns.item,
+        "cate": columns.category,
+        "ts": columns.time,
+    }
+    if columns.label is not None:
+        wanted["label"] = columns.label
+    missing = [c for c in wanted.values() if c not in df.columns]
+    if missing:
+        raise DinctlError(
+            f"{path} has no column(s) {', '.join(map(repr, missing))}; "
+            f"it has {', '.join(df.columns)}",
+            hint="name them with --user-col/--item-col/--category-col/--time-col/--label-col",
+        )
+    if df.height == 0:
+        raise DinctlError(f"{path} has no rows", hint="pass a non-empty log")
+    frame = df.select(pl.col(src).alias(dst) for dst, src in wanted.items())
+    for col in ("user", "item", "cate", "ts"):
+        if frame[col].null_count():
+            row = frame[col].is_null().arg_true()[0]
+            raise DinctlError(f"{path}: column {wanted[col]!r} is empty in data row {row + 1}")
+    ts_type = frame.schema["ts"]
+    if ts_type.is_temporal():
+        frame = frame.with_columns(
+            pl.col("ts").dt.epoch("s")
+            if ts_type != pl.Date
+            else pl.col("ts").cast(pl.Datetime).dt.epoch("s")
+        )
+    elif not ts_type.is_numeric():
+        raise DinctlError(
+            f"{path}: time column {columns.time!r} must be numeric or a datetime, got {ts_type}",
+            hint="store Unix seconds or a Parquet timestamp",
+        )
+    frame = frame.with_columns(pl.col("ts").cast(pl.Int64), pl.col("cate").cast(pl.Utf8))
+    if columns.label is not None:
+        values = set(frame["label"].cast(pl.Int64, strict=False).unique().to_list())
+        if not values <= {0, 1}:
+            shown = sorted(values, key=str)[:5]
+            raise DinctlError(
+                f"{path}: label column {columns.label!r} must hold 0/1, got values {shown}"
+            )
+        frame = frame.with_columns(pl.col("label").cast(pl.Int8))
+    return Interactions(frame=frame, inputs=(path,))
