@@ -1,13 +1,134 @@
-"""`dinctl experiment`."""
+"""`dinctl experiment table3 | table4`: the paper's comparisons as one resumable command."""
 
 from __future__ import annotations
 
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
 
-from dinctl.cli.boundary import not_built, user_errors
+from dinctl.cli.boundary import user_errors
+
+app = typer.Typer(
+    help="Reproduce the paper's tables: every run trained, evaluated on test and tabulated.",
+    no_args_is_help=True,
+)
 
 
+class Recipe(str, Enum):
+    paper = "paper"
+    fast = "fast"
+
+
+Data = Annotated[
+    Path, typer.Option("--data", help="Preprocessed dataset folder (from `dinctl preprocess`).")
+]
+Seeds = Annotated[int, typer.Option("--seeds", min=1, help="Runs per model, seeds 0..N-1.")]
+Epochs = Annotated[
+    int | None, typer.Option("--epochs", min=1, help="Epochs per run (default: the recipe's).")
+]
+RecipeOpt = Annotated[
+    Recipe | None,
+    typer.Option(
+        "--recipe", help="paper: the paper's SGD; fast: Adam, large batch (default: the trainer's)."
+    ),
+]
+BatchSize = Annotated[
+    int | None, typer.Option("--batch-size", min=1, help="Batch size (default: the recipe's).")
+]
+Device = Annotated[
+    str | None, typer.Option("--device", help="auto | cpu | cuda (default: the trainer's).")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the table and runs as JSON on stdout.")]
+
+
+def _run(
+    name: str,
+    data: Path,
+    out: Path,
+    seeds: int,
+    epochs: int | None,
+    recipe: Recipe | None,
+    batch_size: int | None,
+    device: str | None,
+    as_json: bool,
+) -> None:
+    from rich.console import Console
+
+    from dinctl.experiment import EXPERIMENTS, ExperimentSettings, run_experiment
+
+    settings = ExperimentSettings(
+        data=data,
+        out=out,
+        seeds=seeds,
+        epochs=epochs,
+        recipe=recipe.value if recipe is not None else None,
+        batch_size=batch_size,
+        device=device,
+    )
+    spec = EXPERIMENTS[name]
+    console = Console(stderr=True)
+    console.print(f"[bold]{spec.title}[/]: {len(spec.variants)} models × {seeds} seed(s) → {out}")
+    result = run_experiment(spec, settings, progress=not as_json)
+    console.print(_rich_table(result.table))
+    if as_json:
+        payload: dict[str, Any] = {
+            "experiment": name,
+            "out": str(out),
+            "files": {k: str(v) for k, v in result.files.items()},
+            "table": result.table.to_json(),
+            "runs": [
+                {"name": r["name"], "seed": r["seed"], "metrics": r["metrics"]}
+                for r in result.manifest["runs"]
+            ],
+        }
+        print(json.dumps(payload, indent=2))
+    else:
+        for key in ("markdown", "json", "curves"):
+            if key in result.files:
+                print(result.files[key])
+
+
+def _rich_table(table: Any) -> Any:
+    from rich.table import Table
+
+    out = Table(title=table.title, title_justify="left")
+    for i, col in enumerate(table.header()):
+        out.add_column(col, justify="left" if i == 0 else "right")
+    for cells in table.cells():
+        out.add_row(*cells)
+    return out
+
+
+@app.command()
 @user_errors
-def experiment() -> None:
-    """Not built yet (issue #7)."""
-    raise not_built("experiment", 7)
+def table3(
+    data: Data = Path("data/amazon"),
+    seeds: Seeds = 5,
+    epochs: Epochs = None,
+    recipe: RecipeOpt = None,
+    batch_size: BatchSize = None,
+    device: Device = None,
+    out: Annotated[Path, typer.Option("--out", help="Experiment folder.")] = Path("runs/table3"),
+    as_json: AsJson = False,
+) -> None:
+    """Table 3: LR, BaseModel, Wide&Deep, PNN, DeepFM, DIN, DIN+Dice, DIN+MBA+Dice."""
+    _run("table3", data, out, seeds, epochs, recipe, batch_size, device, as_json)
+
+
+@app.command()
+@user_errors
+def table4(
+    data: Data = Path("data/amazon"),
+    seeds: Seeds = 5,
+    epochs: Epochs = None,
+    recipe: RecipeOpt = None,
+    batch_size: BatchSize = None,
+    device: Device = None,
+    out: Annotated[Path, typer.Option("--out", help="Experiment folder.")] = Path("runs/table4"),
+    as_json: AsJson = False,
+) -> None:
+    """Table 4 + Fig. 4: BaseModel without item ids, and with none/dropout/filter/DiFacto/MBA."""
+    _run("table4", data, out, seeds, epochs, recipe, batch_size, device, as_json)

@@ -39,7 +39,7 @@ app.command("train")(train.train)
 app.command("evaluate")(evaluate.evaluate)
 app.command("eval", hidden=True)(evaluate.evaluate)
 app.command("visualize")(visualize.visualize)
-app.command("experiment")(experiment.experiment)
+app.add_typer(experiment.app, name="experiment")
 app.command("quickstart")(quickstart.quickstart)
 
 

@@ -1,0 +1,310 @@
+"""`dinctl experiment`: the run matrix, manifest, resumption and tables with a fake trainer;
+both paper tables end to end on the bundled sample data with tiny settings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dinctl.errors import DinctlError
+from dinctl.experiment import (
+    MANIFEST,
+    TABLE3,
+    TABLE4,
+    ExperimentSettings,
+    Stat,
+    build_table,
+    expand_run_dirs,
+    plan_runs,
+    read_manifest,
+    run_experiment,
+)
+
+# --------------------------------------------------------------------------- a fake backend
+
+
+class FakeBackend:
+    """Writes the files a real run would (config.json, checkpoint.pt, metrics.json) and counts.
+
+    A run's test AUC is fixed per variant plus 0.01 per seed, so tables are known in advance.
+    """
+
+    AUC = {"lr": 0.60, "base": 0.70, "din": 0.75, "din-dice": 0.76}
+
+    def __init__(self, checksum: str = "c" * 64, interrupt_at: int | None = None) -> None:
+        self.checksum = checksum
+        self.interrupt_at = interrupt_at  # the n-th train() call raises KeyboardInterrupt
+        self.trains: list[tuple[str, bool]] = []  # (run name, resume)
+        self.evaluations: list[str] = []
+
+    def dataset_checksum(self, data: Path) -> str:
+        return self.checksum
+
+    def resolve(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        return {"lr": 0.1, "epochs": 2, **overrides}
+
+    def stored_config(self, run_dir: Path) -> dict[str, Any] | None:
+        path = run_dir / "config.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def training_complete(self, run_dir: Path) -> bool:
+        return (run_dir / "best.pt").exists()
+
+    def train(self, overrides: dict[str, Any], *, resume: bool, progress: bool) -> None:
+        run_dir = Path(overrides["out"])
+        self.trains.append((run_dir.name, resume))
+        run_dir.mkdir(parents=True, exist_ok=resume)
+        (run_dir / "config.json").write_text(json.dumps(self.resolve(overrides)))
+        (run_dir / "checkpoint.pt").write_text("epoch 1")
+        if len(self.trains) == self.interrupt_at:
+            raise KeyboardInterrupt
+        (run_dir / "best.pt").write_text("best")
+
+    def test_metrics(self, run_dir: Path) -> dict[str, float] | None:
+        path = run_dir / "metrics.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def evaluate(self, run_dir: Path) -> dict[str, float]:
+        self.evaluations.append(run_dir.name)
+        key, seed = run_dir.name.rsplit("-s", 1)
+        auc = self.AUC.get(key, 0.65) + 0.01 * int(seed)
+        metrics = {"auc": auc, "gauc": auc - 0.05, "logloss": 1.0 - auc}
+        (run_dir / "metrics.json").write_text(json.dumps(metrics))
+        return metrics
+
+    def curves(self, run_dirs: list[Path], out: Path) -> Path:
+        out.write_text("\n".join(p.name for p in run_dirs))
+        return out
+
+
+def _settings(tmp_path: Path, seeds: int = 2, epochs: int | None = 2) -> ExperimentSettings:
+    return ExperimentSettings(
+        data=tmp_path / "data", out=tmp_path / "exp", seeds=seeds, epochs=epochs, recipe="fast"
+    )
+
+
+def _quiet(line: str) -> None:
+    pass
+
+
+# --------------------------------------------------------------------------- the matrix
+
+
+def test_plan_is_seed_major_with_shared_settings(tmp_path: Path) -> None:
+    runs = plan_runs(TABLE3, _settings(tmp_path, seeds=2))
+    assert [r.name for r in runs[:3]] == ["lr-s0", "base-s0", "wide-deep-s0"]
+    assert len(runs) == 16 and runs[8].name == "lr-s1" and runs[8].seed == 1
+    shared = {"data", "epochs", "recipe"}
+    assert len({json.dumps({k: r.overrides[k] for k in shared}) for r in runs}) == 1
+    assert runs[7].overrides["model"] == "din"
+    assert (runs[7].overrides["act"], runs[7].overrides["reg"]) == ("dice", "mba")
+    assert runs[0].overrides["out"] == str(tmp_path / "exp" / "lr-s0")
+    assert all(r.overrides["seed"] == r.seed for r in runs)
+
+
+def test_table4_matrix_has_the_no_item_ids_baseline(tmp_path: Path) -> None:
+    runs = plan_runs(TABLE4, _settings(tmp_path, seeds=1))
+    assert [r.name for r in runs] == [
+        "base-no-ids-s0",
+        "base-none-s0",
+        "base-dropout-s0",
+        "base-filter-s0",
+        "base-difacto-s0",
+        "base-mba-s0",
+    ]
+    assert runs[0].overrides["use_item_ids"] is False
+    assert "use_item_ids" not in runs[1].overrides
+    assert {r.overrides["model"] for r in runs} == {"base"}
+    assert [r.overrides["reg"] for r in runs[1:]] == ["none", "dropout", "filter", "difacto", "mba"]
+
+
+def test_settings_are_validated(tmp_path: Path) -> None:
+    with pytest.raises(DinctlError, match="expected at least 1 seed, got 0 instead"):
+        ExperimentSettings(data=tmp_path, out=tmp_path, seeds=0)
+    with pytest.raises(DinctlError, match="expected at least 1 epoch, got 0 instead"):
+        ExperimentSettings(data=tmp_path, out=tmp_path, epochs=0)
+
+
+# --------------------------------------------------------------------------- running + resume
+
+
+def test_full_run_writes_manifest_tables_and_curves(tmp_path: Path) -> None:
+    backend = FakeBackend()
+    lines: list[str] = []
+    result = run_experiment(TABLE3, _settings(tmp_path), backend=backend, log=lines.append)
+    assert len(backend.trains) == 16 and all(not resume for _, resume in backend.trains)
+    assert len(lines) == 16 and lines[0].startswith("[1/16] lr-s0")
+    assert "test AUC 0.6000" in lines[0]
+    manifest = read_manifest(tmp_path / "exp")
+    assert manifest["experiment"] == "table3"
+    assert manifest["data"] == {"path": str(tmp_path / "data"), "checksum": "c" * 64}
+    assert [r["status"] for r in manifest["runs"]] == ["done"] * 16
+    assert manifest["runs"][1]["metrics"]["auc"] == pytest.approx(0.70)
+    assert manifest["runs"][1]["config"]["model"] == "base"
+    assert (tmp_path / "exp" / "table3.md").read_text() == result.table.markdown()
+    assert json.loads((tmp_path / "exp" / "table3.json").read_text())["rows"][0]["label"] == "LR"
+    # Fig. 4 curves of the first seed of every variant
+    assert result.files["curves"].read_text().split("\n") == [r.key + "-s0" for r in TABLE3.variants]
+
+
+def test_interrupted_experiment_continues_where_it_stopped(tmp_path: Path) -> None:
+    first = FakeBackend(interrupt_at=3)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(TABLE3, _settings(tmp_path), backend=first, log=_quiet)
+    manifest = read_manifest(tmp_path / "exp")
+    assert [r["status"] for r in manifest["runs"][:4]] == ["done", "done", "running", "pending"]
+
+    second = FakeBackend()
+    run_experiment(TABLE3, _settings(tmp_path), backend=second, log=_quiet)
+    # the two finished runs are reused; the interrupted one resumes; the other 13 train afresh
+    assert second.trains[0] == ("wide-deep-s0", True)
+    assert [resume for _, resume in second.trains[1:]] == [False] * 13
+    assert len(second.trains) == 14
+    assert "lr-s0" not in second.evaluations and "base-s0" not in second.evaluations
+
+    third = FakeBackend()
+    result = run_experiment(TABLE3, _settings(tmp_path), backend=third, log=_quiet)
+    assert third.trains == [] and third.evaluations == []
+    assert {o.status for o in result.outcomes} == {"reused"}
+
+
+def test_trained_but_unevaluated_run_is_only_evaluated(tmp_path: Path) -> None:
+    run_experiment(TABLE4, _settings(tmp_path, seeds=1), backend=FakeBackend(), log=_quiet)
+    (tmp_path / "exp" / "base-mba-s0" / "metrics.json").unlink()
+    again = FakeBackend()
+    result = run_experiment(TABLE4, _settings(tmp_path, seeds=1), backend=again, log=_quiet)
+    assert again.trains == [] and again.evaluations == ["base-mba-s0"]
+    assert result.outcomes[-1].status == "evaluated"
+
+
+def test_changed_config_retrains_from_scratch(tmp_path: Path) -> None:
+    run_experiment(TABLE4, _settings(tmp_path, seeds=1), backend=FakeBackend(), log=_quiet)
+    stale = tmp_path / "exp" / "base-none-s0" / "stale-file"
+    stale.write_text("x")
+    again = FakeBackend()
+    run_experiment(TABLE4, _settings(tmp_path, seeds=1, epochs=3), backend=again, log=_quiet)
+    assert len(again.trains) == 6 and all(not resume for _, resume in again.trains)
+    assert not stale.exists()
+
+
+def test_more_seeds_reuse_the_first_ones(tmp_path: Path) -> None:
+    run_experiment(TABLE4, _settings(tmp_path, seeds=1), backend=FakeBackend(), log=_quiet)
+    again = FakeBackend()
+    run_experiment(TABLE4, _settings(tmp_path, seeds=2), backend=again, log=_quiet)
+    assert [name for name, _ in again.trains] == [r.key + "-s1" for r in TABLE4.variants]
+
+
+def test_another_dataset_is_refused(tmp_path: Path) -> None:
+    run_experiment(TABLE4, _settings(tmp_path, seeds=1), backend=FakeBackend(), log=_quiet)
+    with pytest.raises(DinctlError) as err:
+        run_experiment(
+            TABLE4, _settings(tmp_path, seeds=1), backend=FakeBackend("d" * 64), log=_quiet
+        )
+    assert err.value.message == (
+        f"{tmp_path / 'exp'} was run on another dataset (checksum cccccccccccc…, "
+        "this one is dddddddddddd…)"
+    )
+    assert err.value.hint == "choose another --out, or delete the folder to start over"
+
+
+def test_another_experiment_or_foreign_folder_is_refused(tmp_path: Path) -> None:
+    run_experiment(TABLE4, _settings(tmp_path, seeds=1), backend=FakeBackend(), log=_quiet)
+    with pytest.raises(DinctlError, match="holds experiment 'table4', not 'table3'"):
+        run_experiment(TABLE3, _settings(tmp_path, seeds=1), backend=FakeBackend(), log=_quiet)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    settings = ExperimentSettings(data=tmp_path, out=foreign, seeds=1)
+    with pytest.raises(DinctlError) as err:
+        run_experiment(TABLE3, settings, backend=FakeBackend(), log=_quiet)
+    assert err.value.message == (
+        f"{foreign} is not empty and holds no manifest.json: it is not a dinctl experiment folder"
+    )
+
+
+def test_broken_manifest_is_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / MANIFEST).write_text("{not json")
+    with pytest.raises(DinctlError, match=r"manifest.json is not valid JSON \(Expecting"):
+        read_manifest(tmp_path)
+    (tmp_path / MANIFEST).write_text('{"format_version": 99}')
+    with pytest.raises(DinctlError, match="has format_version 99, expected 1"):
+        read_manifest(tmp_path)
+    with pytest.raises(DinctlError, match="is not a dinctl experiment folder"):
+        read_manifest(tmp_path / "nowhere")
+
+
+def test_expand_run_dirs(tmp_path: Path) -> None:
+    run_experiment(TABLE4, _settings(tmp_path, seeds=1), backend=FakeBackend(), log=_quiet)
+    other = tmp_path / "runs" / "mine"
+    expanded = expand_run_dirs([other, tmp_path / "exp"])
+    assert expanded == [other] + [tmp_path / "exp" / f"{v.key}-s0" for v in TABLE4.variants]
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _done(variant: str, seed: int, auc: float, logloss: float = 0.5) -> dict[str, Any]:
+    metrics = {"auc": auc, "gauc": auc, "logloss": logloss}
+    return {"variant": variant, "seed": seed, "status": "done", "metrics": metrics}
+
+
+def test_stat_is_mean_and_sample_std() -> None:
+    s = Stat.of([0.70, 0.72])
+    assert s.mean == pytest.approx(0.71)
+    assert s.std == pytest.approx(0.0141421356)  # sqrt((0.01² + 0.01²) / (2 - 1))
+    assert s.text() == "0.7100 ± 0.0141"
+    assert Stat.of([0.7]).std is None and Stat.of([0.7]).text() == "0.7000"
+
+
+def test_table3_hand_computed() -> None:
+    runs = [
+        _done("lr", 0, 0.60),
+        _done("lr", 1, 0.62),
+        _done("base", 0, 0.70),
+        _done("base", 1, 0.72),
+        _done("din", 0, 0.75),
+        _done("din", 1, 0.77),
+        {"variant": "pnn", "seed": 0, "status": "running", "metrics": None},
+    ]
+    table = build_table(TABLE3, runs)
+    assert [r.key for r in table.rows] == ["lr", "base", "din"]  # unfinished variants are absent
+    # RelaImpr = ((mean AUC − 0.5) / (mean base AUC − 0.5) − 1) · 100
+    assert table.rows[0].rela_impr == pytest.approx((0.11 / 0.21 - 1) * 100)  # −47.62 %
+    assert table.rows[2].rela_impr == pytest.approx((0.26 / 0.21 - 1) * 100)  # 23.81 %
+    assert table.markdown() == (
+        "**Table 3: DIN against its competitors (test AUC, mean ± std over seeds)**\n"
+        "\n"
+        "| Model | AUC | RelaImpr |\n"
+        "|:---|---:|---:|\n"
+        "| LR | 0.6100 ± 0.0141 | -47.62% |\n"
+        "| BaseModel | 0.7100 ± 0.0141 | 0.00% |\n"
+        "| DIN | 0.7600 ± 0.0141 | 23.81% |\n"
+        "\n"
+        "AUC is the test AUC of each run's best-validation-AUC epoch, mean ± sample std (ddof=1) "
+        "over 2 seed(s). RelaImpr (Eq. 11) is computed from the mean AUCs against BaseModel.\n"
+    )
+    js = table.to_json()
+    assert js["baseline"] == "base"
+    assert js["rows"][2]["auc"] == {"mean": pytest.approx(0.76), "std": pytest.approx(0.01414213), "n": 2}
+
+
+def test_table4_has_logloss_and_relaimpr_against_no_item_ids() -> None:
+    runs = [
+        _done("base-no-ids", 0, 0.60, logloss=0.65),
+        _done("base-mba", 0, 0.63, logloss=0.61),
+    ]
+    table = build_table(TABLE4, runs)
+    assert table.header() == ["BaseModel", "AUC", "RelaImpr", "Logloss"]
+    assert table.cells() == [
+        ["Without item ids and Reg.", "0.6000", "0.00%", "0.6500"],
+        ["With item ids and MBA Reg.", "0.6300", "30.00%", "0.6100"],
+    ]
+
+
+def test_relaimpr_is_blank_without_baseline_or_at_chance() -> None:
+    assert build_table(TABLE3, [_done("din", 0, 0.7)]).cells() == [["DIN", "0.7000", "—"]]
+    chance = build_table(TABLE3, [_done("base", 0, 0.5), _done("din", 0, 0.7)])
+    assert [r.rela_impr for r in chance.rows] == [None, None]
