@@ -33,7 +33,7 @@ def _root(
     """Deep Interest Network (DIN) CTR models: download → preprocess → train → evaluate → visualize."""
 
 
-app.command("download")(download.download)
+app.add_typer(download.app, name="download")
 app.add_typer(preprocess.app, name="preprocess")
 app.command("train")(train.train)
 app.command("evaluate")(evaluate.evaluate)

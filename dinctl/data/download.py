@@ -1,0 +1,650 @@
+"""Fetch raw releases into `data/raw/<dataset>/`: streamed, resumable, verified, with MANIFEST.json.
+
+A file is fetched into `<name>.part` (resumed with a Range request), verified (size, published
+md5, sha256 recorded at first download) and only then renamed into place and entered in the
+manifest. Zips are checked for unsafe members before they are kept, and extracted through a
+temporary folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import hashlib
+import http.client
+import io
+import json
+import os
+import re
+import shutil
+import socket
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+from dinctl import __version__
+from dinctl.data.sources import RemoteFile, Source
+from dinctl.errors import DinctlError
+from dinctl.fsutil import atomic_file
+
+MANIFEST = "MANIFEST.json"
+MANIFEST_FORMAT = 1
+CHUNK = 1 << 16
+MOVIELENS_FILES = ("ratings.csv", "movies.csv")
+NETWORK_HINT = (
+    "pass --mirror BASE_URL to try another copy, or --from FILE_OR_DIR for a file you have"
+)
+
+Log = Callable[[str], None]
+OnBytes = Callable[[int, "int | None"], None]
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries of transient errors with exponential backoff; `sleep` is injectable."""
+
+    tries: int = 5
+    backoff_s: float = 1.0
+    max_delay_s: float = 30.0
+    timeout_s: float = 30.0
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        return float(min(self.backoff_s * 2 ** (attempt - 1), self.max_delay_s))
+
+
+class _Transient(Exception):
+    """Worth retrying: connection reset or dropped, 5xx, timeouts."""
+
+
+class _Permanent(Exception):
+    """Not worth retrying this URL: 4xx, DNS failure, no route, connection refused."""
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP
+
+
+def _classify(err: BaseException, url: str, timeout_s: float) -> Exception:
+    """Turn a socket-level error into a retryable or final one with a short reason."""
+    if isinstance(err, socket.gaierror):
+        host = urllib.parse.urlsplit(url).hostname
+        return _Permanent(f"cannot resolve host {host} (no network or DNS failure)")
+    if isinstance(err, TimeoutError):
+        return _Transient(f"no answer within {timeout_s:g} s")
+    if isinstance(err, ConnectionRefusedError):
+        return _Permanent("connection refused")
+    if isinstance(err, OSError) and err.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+        return _Permanent("network is unreachable (no network)")
+    if isinstance(err, (ConnectionError, http.client.HTTPException)):
+        return _Transient("connection reset by the server")
+    if isinstance(err, urllib.error.URLError) and isinstance(err.reason, BaseException):
+        return _classify(err.reason, url, timeout_s)
+    return _Transient(str(err) or type(err).__name__)
+
+
+def _content_range(value: str | None) -> tuple[int | None, int | None]:
+    """(start, total) of a `Content-Range: bytes START-END/TOTAL` header (total may be `*`)."""
+    match = re.match(r"bytes\s+(?:(\d+)-\d+|\*)/(\d+|\*)", value or "")
+    if not match:
+        return None, None
+    start = int(match.group(1)) if match.group(1) is not None else None
+    total = int(match.group(2)) if match.group(2) != "*" else None
+    return start, total
+
+
+def _attempt(url: str, part: Path, policy: RetryPolicy, on_bytes: OnBytes) -> None:
+    """One HTTP request that appends to (206) or rewrites (200) `part`; raises on failure."""
+    offset = part.stat().st_size if part.exists() else 0
+    headers = {"User-Agent": f"dinctl/{__version__}", "Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        response = urllib.request.urlopen(request, timeout=policy.timeout_s)
+    except urllib.error.HTTPError as err:
+        err.close()
+        if err.code == 416 and offset:
+            if _content_range(err.headers.get("Content-Range"))[1] == offset:
+                return  # the part file already holds every byte
+            part.unlink()
+            raise _Transient("HTTP 416 for the resumed range; restarting from byte 0") from None
+        reason = f"HTTP {err.code} {err.reason}"
+        if err.code >= 500 or err.code in (408, 429):
+            raise _Transient(reason) from None
+        raise _Permanent(reason) from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+        raise _classify(err, url, policy.timeout_s) from None
+
+    with response:
+        total: int | None
+        if response.status == 206:
+            start, total = _content_range(response.headers.get("Content-Range"))
+            if start != offset:
+                part.unlink(missing_ok=True)
+                raise _Transient(f"the server resumed at byte {start}, not {offset}")
+            mode = "ab"
+        else:  # 200: the server ignored Range (or none was sent): start over
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            offset, mode = 0, "wb"
+        received = offset
+        on_bytes(received, total)
+        with open(part, mode) as out:
+            while True:
+                try:
+                    chunk = response.read(CHUNK)
+                except (OSError, http.client.HTTPException) as err:
+                    raise _classify(err, url, policy.timeout_s) from None
+                if not chunk:
+                    break
+                out.write(chunk)
+                received += len(chunk)
+                on_bytes(received, total)
+    if total is not None and received < total:
+        raise _Transient(f"connection dropped after {received} of {total} bytes")
+
+
+def _fetch_url(url: str, part: Path, policy: RetryPolicy, on_bytes: OnBytes) -> None:
+    """Up to `policy.tries` attempts at one URL; raises _Permanent with the last reason."""
+    for attempt in range(1, policy.tries + 1):
+        try:
+            _attempt(url, part, policy, on_bytes)
+            return
+        except _Transient as err:
+            if attempt == policy.tries:
+                tries = "1 try" if attempt == 1 else f"{attempt} tries"
+                raise _Permanent(f"{err} ({tries})") from None
+            policy.sleep(policy.delay(attempt))
+
+
+# ---------------------------------------------------------------------------------------------
+# Verification
+
+
+@dataclass(frozen=True)
+class Digest:
+    """Size and checksums of one file."""
+
+    bytes: int
+    sha256: str
+    md5: str
+
+
+def digest_file(path: Path) -> Digest:
+    """Size, sha256 and md5 in one streamed pass."""
+    sha, md5, n = hashlib.sha256(), hashlib.md5(), 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            sha.update(block)
+            md5.update(block)
+            n += len(block)
+    return Digest(n, sha.hexdigest(), md5.hexdigest())
+
+
+def _mismatch(remote: RemoteFile, digest: Digest, recorded: str | None) -> str | None:
+    """What does not match, as a clause, or None."""
+    if remote.size is not None and digest.bytes != remote.size:
+        return f"expected {remote.size} bytes, got {digest.bytes}"
+    if remote.md5 is not None and digest.md5 != remote.md5:
+        return f"its published md5 is {remote.md5}, got {digest.md5}"
+    if remote.sha256 is not None and digest.sha256 != remote.sha256:
+        return f"its published sha256 is {remote.sha256}, got {digest.sha256}"
+    if recorded is not None and digest.sha256 != recorded:
+        return f"the sha256 recorded at first download is {recorded}, got {digest.sha256}"
+    return None
+
+
+def _quarantine(part: Path, dest: Path) -> Path:
+    corrupt = dest.with_name(dest.name + ".corrupt")
+    os.replace(part, corrupt)
+    return corrupt
+
+
+# ---------------------------------------------------------------------------------------------
+# Manifest
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def read_manifest(out_dir: Path, dataset: str) -> dict[str, Any]:
+    """The folder's MANIFEST.json, or an empty one."""
+    path = out_dir / MANIFEST
+    if not path.exists():
+        return {"format": MANIFEST_FORMAT, "dataset": dataset, "files": {}}
+    try:
+        manifest = json.loads(path.read_text())
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+            raise ValueError("no `files` object")
+    except ValueError as err:
+        raise DinctlError(
+            f"{path} is not a dinctl manifest ({err})",
+            hint="delete it and pass --force to download again",
+        ) from None
+    return manifest
+
+
+def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
+    """Write MANIFEST.json atomically (sorted, indented)."""
+    with atomic_file(out_dir / MANIFEST) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def _is_complete(path: Path, entry: dict[str, Any] | None) -> bool:
+    if entry is None or not path.is_file() or path.stat().st_size != entry.get("bytes"):
+        return False
+    return digest_file(path).sha256 == entry.get("sha256")
+
+
+def _entry(
+    url: str, digest: Digest, how: str, variant: str, member: str | None = None
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "url": url,
+        "bytes": digest.bytes,
+        "sha256": digest.sha256,
+        "md5": digest.md5,
+        "date": _now(),
+        "how": how,
+    }
+    entry["variant"] = variant
+    if member is not None:
+        entry["from"] = member
+    return entry
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress
+
+
+@contextmanager
+def _progress_bar(name: str, enabled: bool) -> Iterator[OnBytes]:
+    """A rich bar on stderr (bytes, speed, ETA); a no-op callback when disabled."""
+    if not enabled:
+        yield lambda received, total: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(file=sys.stderr)) as progress:
+        task = progress.add_task(name, total=None)
+
+        def on_bytes(received: int, total: int | None) -> None:
+            progress.update(task, completed=received, total=total)
+
+        yield on_bytes
+
+
+# ---------------------------------------------------------------------------------------------
+# Fetch one file
+
+
+def fetch_file(
+    remote: RemoteFile,
+    dest: Path,
+    policy: RetryPolicy,
+    *,
+    recorded_sha256: str | None = None,
+    progress: bool = True,
+    check: Callable[[Path, str], None] | None = None,
+) -> tuple[str, Digest]:
+    """Download `remote` to `dest` (trying its URLs in order); returns (url, digest).
+
+    `check(part, name)` inspects the verified bytes before they are renamed into place (raise to refuse).
+    """
+    part = dest.with_name(dest.name + ".part")
+    failures: list[tuple[str, str]] = []
+    for url in remote.urls:
+        try:
+            with _progress_bar(remote.name, progress) as on_bytes:
+                _fetch_url(url, part, policy, on_bytes)
+        except _Permanent as err:
+            failures.append((url, str(err)))
+            continue
+        digest = digest_file(part)
+        problem = _mismatch(remote, digest, recorded_sha256)
+        if problem is not None:
+            corrupt = _quarantine(part, dest)
+            raise DinctlError(
+                f"{remote.name} from {url} failed verification: {problem}",
+                hint=f"the bytes are kept in {corrupt}; pass --mirror BASE_URL for another copy "
+                "or --force to accept a new upstream file",
+            )
+        if check is not None:
+            try:
+                check(part, remote.name)
+            except DinctlError:
+                _quarantine(part, dest)
+                raise
+        os.replace(part, dest)
+        return url, digest
+    if len(failures) == 1:
+        message = f"cannot download {failures[0][0]}: {failures[0][1]}"
+    else:
+        tried = "; ".join(f"{url}: {reason}" for url, reason in failures)
+        message = f"cannot download {remote.name} from any of {len(failures)} URLs: {tried}"
+    hint = NETWORK_HINT
+    if part.exists() and part.stat().st_size:
+        hint = f"rerun to resume from the {part.stat().st_size} bytes in {part}, or {hint}"
+    raise DinctlError(message, hint=hint)
+
+
+# ---------------------------------------------------------------------------------------------
+# Zips
+
+
+def check_zip(path: Path, label: str | None = None) -> None:
+    """Refuse a zip that is not one, or that has an absolute or `..` member."""
+    label = label or path.name
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError):
+        raise DinctlError(
+            f"{label} is not a readable zip archive",
+            hint="pass --force to download it again, or --mirror BASE_URL for another copy",
+        ) from None
+    for name in names:
+        if name.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", name):
+            kind = "an absolute path"
+        elif ".." in re.split(r"[\\/]", name):
+            kind = "a '..' path"
+        else:
+            continue
+        raise DinctlError(
+            f"{label} has an unsafe member {name!r} ({kind}): refusing to extract it",
+            hint="this is not a GroupLens release; pass --mirror BASE_URL for a genuine copy",
+        )
+
+
+def _pick_member(names: list[str], base: str) -> str | None:
+    """The shallowest member named `base` (release zips have one top folder)."""
+    found = [n for n in names if n.rsplit("/", 1)[-1] == base and n.count("/") <= 1]
+    return min(found, key=lambda n: n.count("/")) if found else None
+
+
+def _convert_ratings_dat(src: IO[bytes], dst: Path, label: str) -> None:
+    """ml-1m `UserID::MovieID::Rating::Timestamp` → ratings.csv as in ml-20m."""
+    with open(dst, "w", newline="", encoding="utf-8") as out:
+        out.write("userId,movieId,rating,timestamp\n")
+        for lineno, raw in enumerate(io.TextIOWrapper(src, encoding="latin-1"), start=1):
+            line = raw.rstrip("\r\n")
+            if not line:
+                continue
+            fields = line.split("::")
+            if len(fields) != 4 or not all(f.strip().lstrip("-").isdigit() for f in fields):
+                raise DinctlError(
+                    f"{label}:{lineno}: expected UserID::MovieID::Rating::Timestamp, "
+                    f"got {line[:60]!r}",
+                    hint="pass --force to download the release again",
+                )
+            user, movie, rating, ts = fields
+            out.write(f"{user},{movie},{float(rating):.1f},{ts}\n")
+
+
+def _convert_movies_dat(src: IO[bytes], dst: Path, label: str) -> None:
+    """ml-1m `MovieID::Title::Genres` (latin-1) → movies.csv (utf-8, quoted as in ml-20m)."""
+    with open(dst, "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["movieId", "title", "genres"])
+        for lineno, raw in enumerate(io.TextIOWrapper(src, encoding="latin-1"), start=1):
+            line = raw.rstrip("\r\n")
+            if not line:
+                continue
+            fields = line.split("::")
+            if len(fields) < 3 or not fields[0].isdigit():
+                raise DinctlError(
+                    f"{label}:{lineno}: expected MovieID::Title::Genres, got {line[:60]!r}",
+                    hint="pass --force to download the release again",
+                )
+            writer.writerow([fields[0], "::".join(fields[1:-1]), fields[-1]])
+
+
+def extract_movielens(zip_path: Path, out_dir: Path) -> dict[str, tuple[str, str]]:
+    """Extract ratings.csv + movies.csv (converting ml-1m's `::` .dat files) into `out_dir`.
+
+    Goes through a temporary folder; returns {file name: (zip member, how)}.
+    """
+    check_zip(zip_path)
+    tmp = out_dir / f".extract-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    done: dict[str, tuple[str, str]] = {}
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            names = zf.namelist()
+            for target in MOVIELENS_FILES:
+                stem = target.removesuffix(".csv")
+                csv_member = _pick_member(names, target)
+                dat_member = _pick_member(names, f"{stem}.dat")
+                if csv_member is not None:
+                    with zf.open(csv_member) as src, open(tmp / target, "wb") as dst:
+                        shutil.copyfileobj(src, dst, CHUNK)
+                    done[target] = (csv_member, "extracted")
+                elif dat_member is not None:
+                    convert = _convert_ratings_dat if stem == "ratings" else _convert_movies_dat
+                    with zf.open(dat_member) as src:
+                        convert(src, tmp / target, f"{zip_path.name}:{dat_member}")
+                    done[target] = (dat_member, "converted from '::'-separated .dat")
+                else:
+                    raise DinctlError(
+                        f"{zip_path.name} has no {target} or {stem}.dat: "
+                        "expected a MovieLens release zip",
+                        hint="pass --url with the release zip of the variant you want",
+                    )
+        for target in MOVIELENS_FILES:
+            os.replace(tmp / target, out_dir / target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return done
+
+
+# ---------------------------------------------------------------------------------------------
+# The command's library entry points
+
+
+def download(
+    source: Source,
+    out_dir: Path,
+    *,
+    force: bool = False,
+    policy: RetryPolicy | None = None,
+    progress: bool = True,
+    log: Log = _stderr,
+) -> dict[str, Any]:
+    """Fetch every file of `source` into `out_dir`, skipping complete ones; returns the manifest."""
+    policy = policy or RetryPolicy()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = read_manifest(out_dir, source.dataset)
+    files: dict[str, Any] = manifest["files"]
+    for remote in source.files:
+        dest = out_dir / remote.name
+        entry = files.get(remote.name)
+        fresh = False
+        if not force and _is_complete(dest, entry):
+            log(f"{remote.name}: complete (size and sha256 match {MANIFEST}), skipped")
+        else:
+            if force:
+                dest.with_name(dest.name + ".part").unlink(missing_ok=True)
+            recorded = None if force or entry is None else entry.get("sha256")
+            url, digest = fetch_file(
+                remote,
+                dest,
+                policy,
+                recorded_sha256=recorded,
+                progress=progress,
+                check=check_zip if source.is_zip else None,
+            )
+            files[remote.name] = _entry(url, digest, "download", source.variant)
+            write_manifest(out_dir, manifest)
+            log(f"{remote.name}: {digest.bytes} bytes from {url}, verified")
+            fresh = True
+        if source.is_zip:
+            _extract_if_needed(dest, out_dir, manifest, source.variant, force or fresh, log)
+    return manifest
+
+
+def _extract_if_needed(
+    zip_path: Path,
+    out_dir: Path,
+    manifest: dict[str, Any],
+    variant: str,
+    again: bool,
+    log: Log,
+) -> None:
+    files = manifest["files"]
+    current = all(
+        _is_complete(out_dir / name, files.get(name))
+        and files[name].get("from", "").startswith(f"{zip_path.name}:")
+        for name in MOVIELENS_FILES
+    )
+    if current and not again:
+        log(f"{', '.join(MOVIELENS_FILES)}: already extracted from {zip_path.name}, skipped")
+        return
+    url = files[zip_path.name]["url"]
+    for name, (member, how) in extract_movielens(zip_path, out_dir).items():
+        digest = digest_file(out_dir / name)
+        files[name] = _entry(url, digest, how, variant, member=f"{zip_path.name}:{member}")
+        log(f"{name}: {how} from {zip_path.name}:{member}")
+    write_manifest(out_dir, manifest)
+
+
+def _place(src: Path, dest: Path) -> str:
+    """Hard-link `src` to `dest` (same file system), else copy it; returns which."""
+    if src.resolve() == dest.resolve():
+        return "in place"
+    with atomic_file(dest) as tmp:
+        try:
+            os.link(src, tmp)
+            how = "hard link"
+        except OSError:
+            shutil.copyfile(src, tmp)
+            how = "copy"
+    return how
+
+
+def _find_local(root: Path, remote: RemoteFile, one_file: bool) -> Path | None:
+    """The user's copy of `remote` under `root`: the same name, or the gunzipped .json."""
+    names = [remote.name]
+    if remote.name.endswith(".json.gz"):
+        names.append(remote.name.removesuffix(".gz"))
+    if root.is_file():
+        return root if root.name in names or one_file else None
+    for name in names:
+        if (root / name).is_file():
+            return root / name
+    return None
+
+
+def register_local(
+    source: Source,
+    out_dir: Path,
+    from_path: Path,
+    *,
+    force: bool = False,
+    log: Log = _stderr,
+) -> dict[str, Any]:
+    """Verify files the user already has and hard-link (or copy) them into `out_dir`."""
+    from_path = Path(from_path)
+    if not from_path.exists():
+        raise DinctlError(f"--from {from_path} does not exist", hint="give a file or a folder")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = read_manifest(out_dir, source.dataset)
+    files: dict[str, Any] = manifest["files"]
+    for remote in source.files:
+        local = _find_local(from_path, remote, len(source.files) == 1)
+        if local is None and source.is_zip and from_path.is_dir():
+            _register_extracted(from_path, source, out_dir, manifest, log)
+            continue
+        if local is None:
+            alt = " (or the gunzipped .json)" if remote.name.endswith(".gz") else ""
+            raise DinctlError(
+                f"--from {from_path} has no {remote.name}{alt}",
+                hint=f"give the folder holding {', '.join(f.name for f in source.files)}",
+            )
+        if source.is_zip:
+            check_zip(local)
+        digest = digest_file(local)
+        entry = files.get(local.name)
+        recorded = None if force or entry is None else entry.get("sha256")
+        problem = _mismatch(remote, digest, recorded) if local.name == remote.name else None
+        if problem is not None:
+            raise DinctlError(
+                f"{local} is not the expected {remote.name}: {problem}",
+                hint="download it again with `dinctl download` (without --from)",
+            )
+        how = _place(local, out_dir / local.name)
+        files[local.name] = _entry(local.resolve().as_uri(), digest, how, source.variant)
+        write_manifest(out_dir, manifest)
+        log(f"{local.name}: registered from {local} ({how}), verified")
+        if source.is_zip:
+            _extract_if_needed(out_dir / local.name, out_dir, manifest, source.variant, True, log)
+    return manifest
+
+
+def _register_extracted(
+    root: Path, source: Source, out_dir: Path, manifest: dict[str, Any], log: Log
+) -> None:
+    """An already extracted MovieLens folder: `root/ml-<v>/` or `root` itself."""
+    folder = root / f"ml-{source.variant}"
+    folder = folder if folder.is_dir() else root
+    if not all((folder / n).is_file() for n in MOVIELENS_FILES):
+        if all((folder / n.replace(".csv", ".dat")).is_file() for n in MOVIELENS_FILES):
+            for name, convert in zip(
+                MOVIELENS_FILES, (_convert_ratings_dat, _convert_movies_dat), strict=True
+            ):
+                src = folder / name.replace(".csv", ".dat")
+                with open(src, "rb") as f, atomic_file(out_dir / name) as tmp:
+                    convert(f, tmp, str(src))
+                digest = digest_file(out_dir / name)
+                how = "converted from '::'-separated .dat"
+                manifest["files"][name] = _entry(
+                    src.resolve().as_uri(), digest, how, source.variant
+                )
+                log(f"{name}: {how} {src}")
+            write_manifest(out_dir, manifest)
+            return
+        raise DinctlError(
+            f"--from {root} has no ml-{source.variant}.zip, ratings.csv + movies.csv "
+            "or ratings.dat + movies.dat",
+            hint="give the release zip or the folder it was extracted to",
+        )
+    for name in MOVIELENS_FILES:
+        src = folder / name
+        digest = digest_file(src)
+        how = _place(src, out_dir / name)
+        manifest["files"][name] = _entry(src.resolve().as_uri(), digest, how, source.variant)
+        log(f"{name}: registered from {src} ({how})")
+    write_manifest(out_dir, manifest)

@@ -1,0 +1,139 @@
+"""Where the paper's raw datasets live: one table of files, mirrors and published checksums."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dinctl.errors import DinctlError
+
+# The 2014 Amazon release (McAuley et al.), per-category 5-core reviews + metadata: the paper's
+# source (the authors' `utils/0_download_raw.sh` fetches these two Electronics files from SNAP).
+# Tried in order. SNAP publishes no checksums for these files, so they are verified by the size
+# and sha256 recorded in MANIFEST.json at first download.
+AMAZON_MIRRORS: tuple[str, ...] = (
+    "https://snap.stanford.edu/data/amazon/productGraph/categoryFiles/",
+    "http://snap.stanford.edu/data/amazon/productGraph/categoryFiles/",
+    "https://jmcauley.ucsd.edu/data/amazon/productGraph/categoryFiles/",
+    "http://jmcauley.ucsd.edu/data/amazon/productGraph/categoryFiles/",
+)
+
+# The 24 categories with a 5-core file in the 2014 release.
+AMAZON_CATEGORIES: tuple[str, ...] = (
+    "Amazon_Instant_Video",
+    "Apps_for_Android",
+    "Automotive",
+    "Baby",
+    "Beauty",
+    "Books",
+    "CDs_and_Vinyl",
+    "Cell_Phones_and_Accessories",
+    "Clothing_Shoes_and_Jewelry",
+    "Digital_Music",
+    "Electronics",
+    "Grocery_and_Gourmet_Food",
+    "Health_and_Personal_Care",
+    "Home_and_Kitchen",
+    "Kindle_Store",
+    "Movies_and_TV",
+    "Musical_Instruments",
+    "Office_Products",
+    "Patio_Lawn_and_Garden",
+    "Pet_Supplies",
+    "Sports_and_Outdoors",
+    "Tools_and_Home_Improvement",
+    "Toys_and_Games",
+    "Video_Games",
+)
+
+MOVIELENS_MIRRORS: tuple[str, ...] = (
+    "https://files.grouplens.org/datasets/movielens/",
+    "http://files.grouplens.org/datasets/movielens/",
+)
+
+# variant -> md5 of the release zip as published by GroupLens in `<zip>.md5` beside it.
+# ml-latest-small is rebuilt from time to time, so it has no fixed checksum: it is verified by
+# the size and sha256 recorded in MANIFEST.json at first download.
+MOVIELENS_MD5: dict[str, str | None] = {
+    "20m": "cd245b17a1ae2cc31bb14903e1204af3",
+    "25m": "6b51fb2759a8657d3bfcbfc42b592ada",
+    "1m": "c4d9eecfca2ab87c1945afe126590906",
+    "latest-small": None,
+}
+MOVIELENS_VARIANTS: tuple[str, ...] = tuple(MOVIELENS_MD5)
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file of a release: its name on disk and the URLs to try, in order."""
+
+    name: str
+    urls: tuple[str, ...]
+    md5: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class Source:
+    """A dataset release: the files to fetch into `data/raw/<dataset>/`."""
+
+    dataset: str
+    variant: str
+    files: tuple[RemoteFile, ...]
+    is_zip: bool = False
+
+
+def amazon_source(category: str = "Electronics", mirrors: tuple[str, ...] = ()) -> Source:
+    """The 5-core review file and the metadata file of one 2014 Amazon category."""
+    if category not in AMAZON_CATEGORIES and not mirrors:
+        raise DinctlError(
+            f"unknown Amazon category {category!r}: expected one of the 2014 release's "
+            f"{len(AMAZON_CATEGORIES)} 5-core categories",
+            hint="e.g. --category Electronics (see `dinctl download amazon --help`)",
+        )
+    bases = mirrors or AMAZON_MIRRORS
+    names = (f"reviews_{category}_5.json.gz", f"meta_{category}.json.gz")
+    files = tuple(RemoteFile(name, tuple(_join(b, name) for b in bases)) for name in names)
+    return Source("amazon", category, files)
+
+
+def movielens_source(variant: str = "20m", mirrors: tuple[str, ...] = ()) -> Source:
+    """The GroupLens release zip of one MovieLens variant."""
+    if variant not in MOVIELENS_MD5:
+        raise DinctlError(
+            f"unknown MovieLens variant {variant!r}: expected one of "
+            f"{', '.join(MOVIELENS_VARIANTS)}",
+            hint="e.g. --variant 20m",
+        )
+    name = f"ml-{variant}.zip"
+    bases = mirrors or MOVIELENS_MIRRORS
+    remote = RemoteFile(name, tuple(_join(b, name) for b in bases), md5=MOVIELENS_MD5[variant])
+    return Source("movielens", variant, (remote,), is_zip=True)
+
+
+def with_urls(source: Source, urls: tuple[str, ...]) -> Source:
+    """Pin files to explicit URLs: matched by file name, or the only file of a one-file source."""
+    if not urls:
+        return source
+    by_name = {f.name: f for f in source.files}
+    chosen: dict[str, str] = {}
+    for url in urls:
+        base = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+        if base in by_name:
+            chosen[base] = url
+        elif len(source.files) == 1:
+            chosen[source.files[0].name] = url
+        else:
+            raise DinctlError(
+                f"--url {url} does not end in one of {', '.join(by_name)}",
+                hint="give one --url per file, each ending in the file's name, or use --mirror",
+            )
+    files = tuple(
+        RemoteFile(f.name, (chosen[f.name],), f.md5, f.sha256, f.size) if f.name in chosen else f
+        for f in source.files
+    )
+    return Source(source.dataset, source.variant, files, source.is_zip)
+
+
+def _join(base: str, name: str) -> str:
+    return base if base.endswith(name) else base.rstrip("/") + "/" + name
