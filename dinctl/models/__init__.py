@@ -11,12 +11,17 @@ from collections.abc import Callable
 
 from torch import nn
 
+from dinctl.models.competitors import LR, PNN, DeepFM, WideDeep
 from dinctl.models.config import ACTS, MODEL_NAMES, ModelConfig, ModelOutput
 from dinctl.models.din import DIN, BaseModel
 
 MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "din": DIN,
     "base": BaseModel,
+    "lr": LR,
+    "wide-deep": WideDeep,
+    "pnn": PNN,
+    "deepfm": DeepFM,
 }
 
 
@@ -31,6 +36,10 @@ __all__ = [
     "MODEL_NAMES",
     "DIN",
     "BaseModel",
+    "DeepFM",
+    "LR",
+    "PNN",
+    "WideDeep",
     "ModelConfig",
     "ModelOutput",
     "build_model",

@@ -28,6 +28,9 @@ class Dice(nn.Module):
     is True; eval uses running averages updated torch-BN style with `momentum`.
     """
 
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+
     def __init__(
         self, num_features: int, eps: float = 1e-8, momentum: float = 0.1, init: float = 0.25
     ) -> None:
