@@ -1,0 +1,407 @@
+"""`dinctl preprocess`: the bundled sample data end to end, the readers, and every bad input."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from dinctl.cli.main import app
+from dinctl.data.store import load_dataset
+
+runner = CliRunner()
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
+
+
+def _review(user: str, asin: str, ts: int) -> str:
+    return json.dumps(
+        {
+            "reviewerID": user,
+            "asin": asin,
+            "reviewerName": "K",
+            "helpful": [0, 0],
+            "reviewText": "fine",
+            "overall": 5.0,
+            "summary": "ok",
+            "unixReviewTime": ts,
+            "reviewTime": "01 1, 2014",
+        }
+    )
+
+
+def _meta(asin: str, cate: str) -> str:
+    return repr({"asin": asin, "title": 'Kid\'s "7" cable', "categories": [["Electronics", cate]]})
+
+
+def _amazon(tmp: Path, reviews: list[str], meta: list[str], gz: bool = False) -> Path:
+    raw = tmp / "raw"
+    raw.mkdir(exist_ok=True)
+    for name, lines in (("reviews_Electronics_5.json", reviews), ("meta_Electronics.json", meta)):
+        text = "".join(line + "\n" for line in lines)
+        if gz:
+            (raw / f"{name}.gz").write_bytes(gzip.compress(text.encode()))
+        else:
+            (raw / name).write_text(text)
+    return raw
+
+
+GOOD_REVIEWS = [
+    _review("U2", "A1", 3),
+    _review("U1", "A1", 1),
+    _review("U1", "A2", 2),
+    _review("U1", "A3", 3),
+    _review("U2", "A2", 1),
+    _review("U2", "A4", 2),
+]
+GOOD_META = [_meta("A1", "Cables"), _meta("A2", "Mice"), _meta("A3", "Cables"), _meta("A4", "TVs")]
+
+
+def _invoke(args: list[str]) -> object:
+    return runner.invoke(app, ["preprocess", *args])
+
+
+def _leftovers(tmp: Path) -> list[str]:
+    return sorted(p.name for p in tmp.iterdir() if p.name not in ("raw", "in.csv", "ml.zip"))
+
+
+def _error(tmp: Path, args: list[str], expected: str) -> None:
+    result = _invoke([*args, "--out", str(tmp / "out")])
+    assert result.exit_code == 1, result.output  # type: ignore[attr-defined]
+    lines = result.stderr.splitlines()  # type: ignore[attr-defined]
+    assert lines[0] == f"error: {expected}"
+    assert result.stdout == ""  # type: ignore[attr-defined]
+    assert _leftovers(tmp) == []  # no output folder, no temporary folder
+
+
+# ----------------------------------------------------------------------- the sample data
+
+
+def test_sample_amazon_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "amazon"
+    result = _invoke(["amazon", "--raw", str(SAMPLE / "amazon"), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["users"] == 250 and summary["items"] == 308 and summary["categories"] == 22
+    assert summary["behaviours"] == 2098
+    # rows: 2 per behaviour after each user's first; test = 2 per user
+    assert summary["samples"]["test"] == 500
+    assert summary["samples"]["train"] + summary["samples"]["valid"] == 2 * (2098 - 2 * 250)
+    assert "users" in result.stderr and "history length" in result.stderr
+    ds = load_dataset(out)
+    assert ds.n_users == 250 and ds.meta["protocol"] == "amazon-windows"
+    assert ds.meta["inputs"][0]["name"] == "reviews_Electronics_5.json"
+    assert len(ds.meta["inputs"][0]["sha256"]) == 64
+    items = pl.read_parquet(out / "items.parquet")
+    assert "Kids' Tablets" in items["cate_name"].to_list()  # a double-quoted literal
+    # planted structure: positives share the history's categories far more than negatives
+    train = ds.split("train")
+    share = []
+    for label in (1, 0):
+        rows = train.label == label
+        hit = [
+            int(c in set(ds.seq_cates[ds.seq_offsets[u] : ds.seq_offsets[u] + h].tolist()))
+            for u, h, c in zip(
+                train.user[rows], train.hist_len[rows], train.cate[rows], strict=True
+            )
+        ]
+        share.append(sum(hit) / len(hit))
+    assert share[0] > 0.6 > 0.3 > share[1]
+
+
+def test_sample_movielens_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "ml"
+    result = _invoke(["movielens", "--raw", str(SAMPLE / "movielens"), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["users"] == 300 and summary["behaviours"] == 7001
+    assert sum(summary["samples"].values()) == 7001
+    ratings = pl.read_csv(SAMPLE / "movielens" / "ratings.csv")
+    positives = int((ratings["rating"] >= 4).sum())
+    ds = load_dataset(out)
+    total = sum(int(ds.split(s).label.sum()) for s in ("train", "valid", "test"))
+    assert total == positives  # label = rating ≥ 4
+
+
+def test_overwrite_and_existing_out(tmp_path: Path) -> None:
+    raw = _amazon(tmp_path, GOOD_REVIEWS, GOOD_META)
+    out = tmp_path / "out"
+    assert _invoke(["amazon", "--raw", str(raw), "--out", str(out)]).exit_code == 0
+    result = _invoke(["amazon", "--raw", str(raw), "--out", str(out)])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"error: {out} already exists",
+        "hint: pass --overwrite to replace it",
+    ]
+    result = _invoke(["amazon", "--raw", str(raw), "--out", str(out), "--overwrite", "--seed", "9"])
+    assert result.exit_code == 0
+    assert load_dataset(out).meta["seed"] == 9
+    assert _leftovers(tmp_path) == ["out"]
+
+
+def test_tiny_amazon_by_hand_and_gzip(tmp_path: Path) -> None:
+    raw = _amazon(tmp_path, GOOD_REVIEWS, GOOD_META, gz=True)
+    out = tmp_path / "out"
+    result = _invoke(["amazon", "--raw", str(raw), "--out", str(out), "--no-valid"])
+    assert result.exit_code == 0, result.output
+    ds = load_dataset(out)
+    seq = dict(pl.read_parquet(out / "sequences.parquet").select("raw_user", "items").rows())
+    assert seq == {"U1": [1, 2, 3], "U2": [2, 4, 1]}  # asins A1..A4 → 1..4; by time
+    cates = pl.read_parquet(out / "items.parquet")["cate_name"].to_list()
+    assert cates == ["Cables", "Mice", "Cables", "TVs"]
+    assert len(ds.split("train")) == 4 and len(ds.split("test")) == 4
+    assert not ds.has_split("valid")
+
+
+# ----------------------------------------------------------------------- bad input
+
+
+def test_missing_raw_files(tmp_path: Path) -> None:
+    (tmp_path / "raw").mkdir()
+    raw = tmp_path / "raw"
+    _error(
+        tmp_path,
+        ["amazon", "--raw", str(raw)],
+        f"{raw}/reviews_Electronics_5.json does not exist (reviews)",
+    )
+    _error(
+        tmp_path,
+        ["amazon", "--raw", str(tmp_path / "nope")],
+        f"raw folder {tmp_path}/nope does not exist",
+    )
+    (raw / "reviews_Books_5.json").write_text(GOOD_REVIEWS[0] + "\n")
+    _error(
+        tmp_path,
+        ["amazon", "--raw", str(raw), "--category", "Books"],
+        f"{raw}/meta_Books.json does not exist (meta)",
+    )
+
+
+def test_malformed_review_line(tmp_path: Path) -> None:
+    bad = '{"reviewerID": "U1", "asin": "A2" "unixReviewTime": 2}'
+    raw = _amazon(tmp_path, [GOOD_REVIEWS[0], bad, *GOOD_REVIEWS[1:]], GOOD_META)
+    _error(
+        tmp_path,
+        ["amazon", "--raw", str(raw)],
+        f"{raw}/reviews_Electronics_5.json:2: not valid JSON (Expecting ',' delimiter); "
+        'the line starts \'{"reviewerID": "U1", "asin": "A2" "unixReviewTime": 2}\'',
+    )
+
+
+def test_missing_key_and_wrong_type(tmp_path: Path) -> None:
+    missing = json.dumps({"reviewerID": "U1", "asin": "A2"})
+    raw = _amazon(tmp_path, [*GOOD_REVIEWS, missing], GOOD_META)
+    _error(
+        tmp_path,
+        ["amazon", "--raw", str(raw)],
+        f"{raw}/reviews_Electronics_5.json:7: missing key 'unixReviewTime'; "
+        'the line starts \'{"reviewerID": "U1", "asin": "A2"}\'',
+    )
+    wrong = json.dumps({"reviewerID": "U1", "asin": "A2", "unixReviewTime": "yesterday"})
+    raw = _amazon(tmp_path, [wrong, *GOOD_REVIEWS], GOOD_META)
+    _error(
+        tmp_path,
+        ["amazon", "--raw", str(raw)],
+        f"{raw}/reviews_Electronics_5.json:1: 'unixReviewTime' must be an integer, got 'yesterday'",
+    )
+
+
+def test_empty_files(tmp_path: Path) -> None:
+    raw = _amazon(tmp_path, [], GOOD_META)
+    _error(
+        tmp_path,
+        ["amazon", "--raw", str(raw)],
+        f"{raw}/reviews_Electronics_5.json is empty: no reviews",
+    )
+    raw = _amazon(tmp_path, GOOD_REVIEWS, [])
+    _error(
+        tmp_path,
+        ["amazon", "--raw", str(raw)],
+        f"{raw}/meta_Electronics.json is empty: no products",
+    )
+
+
+def test_malformed_meta_line(tmp_path: Path) -> None:
+    bad = "{'asin': 'A3', 'categories': [['Electronics', 'Cables']"
+    raw = _amazon(tmp_path, GOOD_REVIEWS, [*GOOD_META[:2], bad, GOOD_META[3]])
+    _error(
+        tmp_path,
+        ["amazon", "--raw", str(raw)],
+        f"{raw}/meta_Electronics.json:3: not a Python literal (SyntaxError); "
+        "the line starts \"{'asin': 'A3', 'categories': [['Electronics', 'Cables']\"",
+    )
+
+
+def test_meta_is_never_evaluated(tmp_path: Path) -> None:
+    evil = "{'asin': 'A3', 'categories': [[__import__('os').system('touch pwned')]]}"
+    raw = _amazon(tmp_path, GOOD_REVIEWS, [*GOOD_META[:2], evil, GOOD_META[3]])
+    _error(
+        tmp_path,
+        ["amazon", "--raw", str(raw)],
+        f"{raw}/meta_Electronics.json:3: not a Python literal (ValueError); "
+        "the line starts \"{'asin': 'A3', 'categories': [[__import__('os').system('touc…\"",
+    )
+    assert not Path("pwned").exists()
+
+
+def test_reviewed_items_missing_from_meta_or_without_categories(tmp_path: Path) -> None:
+    no_cats = repr({"asin": "A4", "title": "x", "categories": []})
+    reviews = [*GOOD_REVIEWS, _review("U3", "A5", 1), _review("U3", "A6", 2)]
+    meta = [GOOD_META[0], GOOD_META[2], no_cats, _meta("A5", "TVs"), _meta("A6", "TVs")]
+    raw = _amazon(tmp_path, reviews, meta)  # A2 is missing, A4 has no categories
+    out = tmp_path / "out"
+    result = _invoke(["amazon", "--raw", str(raw), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines()[0] == (
+        "warning: 1 reviewed items are missing from meta_Electronics.json and 1 reviewed items "
+        "have no categories in meta_Electronics.json: dropped them and their 3 reviews"
+    )
+    summary = json.loads(result.stdout)
+    assert summary["dropped"] == {"items": 2, "reviews": 3}
+    assert summary["items"] == 4 and summary["behaviours"] == 5
+    assert load_dataset(out).meta["warnings"][0].startswith("1 reviewed items are missing")
+
+
+def test_no_reviewed_item_in_meta(tmp_path: Path) -> None:
+    raw = _amazon(tmp_path, GOOD_REVIEWS, [_meta("Z9", "Cables")])
+    _error(
+        tmp_path,
+        ["amazon", "--raw", str(raw)],
+        "no review of reviews_Electronics_5.json has a product with categories in "
+        "meta_Electronics.json",
+    )
+
+
+# ----------------------------------------------------------------------- MovieLens input
+
+
+def _ml_files(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "ratings.csv").write_text(
+        "userId,movieId,rating,timestamp\n1,10,4.0,5\n1,20,3.5,6\n2,10,5.0,1\n2,30,1.0,2\n"
+    )
+    (folder / "movies.csv").write_text(
+        'movieId,title,genres\n10,"Heat, The (1995)",Crime|Drama\n20,Up (2009)'
+        ",Animation\n30,X (2000),(no genres listed)\n"
+    )
+
+
+def test_movielens_from_release_zip_subfolder(tmp_path: Path) -> None:
+    _ml_files(tmp_path / "src" / "ml-20m")
+    archive = tmp_path / "ml.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name in ("ratings.csv", "movies.csv"):
+            zf.write(tmp_path / "src" / "ml-20m" / name, f"ml-20m/{name}")
+    shutil.rmtree(tmp_path / "src")
+    out = tmp_path / "out"
+    result = _invoke(["movielens", "--raw", str(archive), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    items = pl.read_parquet(out / "items.parquet")
+    assert items["cate_name"].to_list() == ["Crime", "Animation", "(no genres listed)"]
+    ds = load_dataset(out)
+    labels = {
+        (int(u), int(i)): int(y)
+        for s in ("train", "valid", "test")
+        for u, i, y in zip(ds.split(s).user, ds.split(s).item, ds.split(s).label, strict=True)
+    }
+    assert labels == {(1, 1): 1, (1, 2): 0, (2, 1): 1, (2, 3): 0}  # rating ≥ 4
+
+
+def test_movielens_folder_with_subfolder(tmp_path: Path) -> None:
+    _ml_files(tmp_path / "raw" / "ml-latest-small")
+    out = tmp_path / "out"
+    result = _invoke(["movielens", "--raw", str(tmp_path / "raw"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(out)
+
+
+def test_corrupt_zip(tmp_path: Path) -> None:
+    archive = tmp_path / "ml.zip"
+    archive.write_bytes(b"PK\x03\x04 this is not really a zip")
+    _error(
+        tmp_path,
+        ["movielens", "--raw", str(archive)],
+        f"{archive} is not a readable zip archive (File is not a zip file)",
+    )
+
+
+def test_malformed_ratings_line(tmp_path: Path) -> None:
+    _ml_files(tmp_path / "raw")
+    with open(tmp_path / "raw" / "ratings.csv", "a") as f:
+        f.write("3,10,four,7\n")
+    _error(
+        tmp_path,
+        ["movielens", "--raw", str(tmp_path / "raw")],
+        f"{tmp_path}/raw/ratings.csv:6: 'rating' must be a number, got 'four'; "
+        "the line starts '3,10,four,7'",
+    )
+
+
+def test_empty_ratings(tmp_path: Path) -> None:
+    _ml_files(tmp_path / "raw")
+    (tmp_path / "raw" / "ratings.csv").write_text("")
+    _error(
+        tmp_path,
+        ["movielens", "--raw", str(tmp_path / "raw")],
+        f"{tmp_path}/raw/ratings.csv is empty",
+    )
+
+
+# ----------------------------------------------------------------------- your own logs
+
+
+def test_logs_csv_with_named_columns(tmp_path: Path) -> None:
+    log = tmp_path / "in.csv"
+    log.write_text(
+        "uid,pid,kind,when\nb,x,k1,3\nb,y,k2,1\nb,z,k1,2\na,x,k1,1\na,w,k2,5\na,z,k1,9\n"
+    )
+    out = tmp_path / "out"
+    args = ["logs", str(log), "--out", str(out), "--json", "--user-col", "uid"]
+    args += ["--item-col", "pid", "--category-col", "kind", "--time-col", "when"]
+    result = _invoke(args)
+    assert result.exit_code == 0, result.output
+    seq = dict(pl.read_parquet(out / "sequences.parquet").select("raw_user", "items").rows())
+    assert seq == {"a": [2, 1, 4], "b": [3, 4, 2]}  # w, x, y, z → 1..4, by time
+    summary = json.loads(result.stdout)
+    assert summary["samples"] == {"train": 0, "valid": 4, "test": 4}
+
+
+def test_logs_with_label_column_and_parquet(tmp_path: Path) -> None:
+    log = tmp_path / "in.parquet"
+    pl.DataFrame(
+        {
+            "user": [1, 1, 2],
+            "item": [5, 6, 5],
+            "category": ["a", "b", "a"],
+            "timestamp": [1, 2, 3],
+            "click": [1, 0, 1],
+        }
+    ).write_parquet(log)
+    out = tmp_path / "out"
+    result = _invoke(["logs", str(log), "--out", str(out), "--label-col", "click", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["protocol"] == "movielens-user-split"
+    (tmp_path / "in.parquet").unlink()
+
+
+def test_logs_missing_column(tmp_path: Path) -> None:
+    log = tmp_path / "in.csv"
+    log.write_text("user,item,timestamp\n1,2,3\n")
+    _error(
+        tmp_path,
+        ["logs", str(log)],
+        f"{log} has no column(s) 'category'; it has user, item, timestamp",
+    )
+
+
+@pytest.mark.parametrize("content", ["", "user,item,category,timestamp\n"])
+def test_logs_empty(tmp_path: Path, content: str) -> None:
+    log = tmp_path / "in.csv"
+    log.write_text(content)
+    expected = f"{log} is empty" if not content else f"{log} has no rows"
+    _error(tmp_path, ["logs", str(log)], expected)
