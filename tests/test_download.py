@@ -346,15 +346,41 @@ def test_mirrors_are_tried_in_order(server: Server, tmp_path: Path) -> None:
     assert manifest["files"]["f.bin"]["url"] == server.url("b/f.bin")
     assert [p for p, _ in server.log] == ["/a/f.bin", "/b/f.bin"]
 
+    server.routes["/c/g.bin"] = Route(b"", fail=[500, 500])
     source = Source(
         "amazon", "T", (RemoteFile("g.bin", (server.url("a/g.bin"), server.url("c/g.bin"))),)
     )
+    policy, _ = _policy(tries=2)
     with pytest.raises(DinctlError) as err:
         dl.download(source, tmp_path, policy=policy, progress=False)
     assert err.value.message == (
         f"cannot download g.bin from any of 2 URLs: {server.url('a/g.bin')}: HTTP 404 Not Found; "
-        f"{server.url('c/g.bin')}: HTTP 404 Not Found"
+        f"{server.url('c/g.bin')}: HTTP 500 Internal Server Error (2 tries)"
     )
+    source = Source(
+        "amazon", "T", (RemoteFile("h.bin", (server.url("a/h.bin"), server.url("c/h.bin"))),)
+    )
+    with pytest.raises(DinctlError) as err:
+        dl.download(source, tmp_path, policy=policy, progress=False)
+    assert err.value.message == (
+        f"cannot download h.bin: HTTP 404 Not Found; tried {server.url('a/h.bin')}, "
+        f"{server.url('c/h.bin')}"
+    )
+    assert sorted(_manifest(tmp_path)) == ["f.bin"]
+
+
+def test_progress_bar_goes_to_stderr(server: Server, tmp_path: Path) -> None:
+    zipped = _ml_zip("ml-latest-small", {"ratings.csv": b"userId\n", "movies.csv": b"movieId\n"})
+    server.routes["/ml-latest-small.zip"] = Route(zipped)
+    result = runner.invoke(
+        app,
+        ["download", "movielens", "--variant", "latest-small", "--mirror", server.base,
+         "--out", str(tmp_path)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{tmp_path}\n"
+    assert f"{len(zipped)}/{len(zipped)} bytes" in result.stderr
+    assert "ml-latest-small.zip ━" in result.stderr
 
 
 def test_stalled_server_times_out(server: Server, tmp_path: Path) -> None:

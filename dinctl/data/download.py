@@ -275,10 +275,24 @@ def _entry(
 
 @contextmanager
 def _progress_bar(name: str, enabled: bool) -> Iterator[OnBytes]:
-    """A rich bar on stderr (bytes, speed, ETA); a no-op callback when disabled."""
-    if not enabled:
-        yield lambda received, total: None
-        return
+    """A rich bar on stderr (bytes, speed, ETA), shown from the first response on."""
+    bar: list[Any] = []  # [Progress, task id] once started
+
+    def on_bytes(received: int, total: int | None) -> None:
+        if not enabled:
+            return
+        if not bar:
+            bar.extend(_start_bar(name))
+        bar[0].update(bar[1], completed=received, total=total)
+
+    try:
+        yield on_bytes
+    finally:
+        if bar:
+            bar[0].stop()
+
+
+def _start_bar(name: str) -> tuple[Any, Any]:
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -289,20 +303,16 @@ def _progress_bar(name: str, enabled: bool) -> Iterator[OnBytes]:
         TransferSpeedColumn,
     )
 
-    columns = (
+    progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
+        console=Console(file=sys.stderr),
     )
-    with Progress(*columns, console=Console(file=sys.stderr)) as progress:
-        task = progress.add_task(name, total=None)
-
-        def on_bytes(received: int, total: int | None) -> None:
-            progress.update(task, completed=received, total=total)
-
-        yield on_bytes
+    progress.start()
+    return progress, progress.add_task(name, total=None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,7 +330,7 @@ def fetch_file(
 ) -> tuple[str, Digest]:
     """Download `remote` to `dest` (trying its URLs in order); returns (url, digest).
 
-    `check(part, name)` inspects the verified bytes before they are renamed into place (raise to refuse).
+    `check(part, name)` inspects the verified bytes before they are renamed into place.
     """
     part = dest.with_name(dest.name + ".part")
     failures: list[tuple[str, str]] = []
@@ -348,8 +358,12 @@ def fetch_file(
                 raise
         os.replace(part, dest)
         return url, digest
+    reasons = {reason for _, reason in failures}
     if len(failures) == 1:
         message = f"cannot download {failures[0][0]}: {failures[0][1]}"
+    elif len(reasons) == 1:
+        tried = ", ".join(url for url, _ in failures)
+        message = f"cannot download {remote.name}: {reasons.pop()}; tried {tried}"
     else:
         tried = "; ".join(f"{url}: {reason}" for url, reason in failures)
         message = f"cannot download {remote.name} from any of {len(failures)} URLs: {tried}"
