@@ -132,7 +132,7 @@ def amazon(out: Path, rng: np.random.Generator) -> None:
     cats = [f"Category {c:03d} {WORDS[c % len(WORDS)].title()}" for c in range(n_c)]
     cats[7] = "Kids' Electronics"  # a name with an apostrophe: repr() uses double quotes
     names = ["Amazon Customer", "J. Smith", 'Robert "Bob" Lee', "O'Brien", "Tech Guy", "K"]
-    texts = _text_pool(rng, 20_000, 110)
+    texts = _text_pool(rng, 20_000, 64)
     summaries = _text_pool(rng, 5_000, 4)
     order = np.lexsort((ts, item))  # the real file is grouped by product
     day_str: dict[int, str] = {}
