@@ -1,0 +1,164 @@
+"""Run folders: config.json, checkpoint.pt (resume state), best.pt (best weights), log.jsonl.
+
+Checkpoints hold only tensors and plain Python values (configs as JSON strings, RNG states as
+uint8 tensors), so they load with `torch.load(..., weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dinctl.errors import DinctlError
+from dinctl.fsutil import atomic_file
+from dinctl.models import ModelConfig, build_model
+from dinctl.training.config import TrainConfig
+from dinctl.training.regularizers import ItemFilter
+
+CONFIG_FILE = "config.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+BEST_FILE = "best.pt"
+LOG_FILE = "log.jsonl"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What config.json holds: the train config, the model config and the dataset identity."""
+
+    train: TrainConfig
+    model: ModelConfig
+    dataset_path: Path
+    dataset_checksum: str
+    dataset_n_items: int  # the dataset's item vocabulary (the filter map's input size)
+    dataset_meta: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "train": self.train.to_dict(),
+            "model": self.model.to_dict(),
+            "dataset": {
+                "path": str(self.dataset_path),
+                "checksum": self.dataset_checksum,
+                "n_items": self.dataset_n_items,
+                "meta": self.dataset_meta,
+            },
+        }
+
+
+def write_run_config(run_dir: Path, rc: RunConfig) -> None:
+    with atomic_file(Path(run_dir) / CONFIG_FILE) as tmp:
+        tmp.write_text(json.dumps(rc.to_dict(), indent=2) + "\n")
+
+
+def read_run_config(run_dir: Path) -> RunConfig:
+    """Parse config.json of a run folder, with one-line errors."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not Path(run_dir).is_dir():
+        raise DinctlError(
+            f"run folder {run_dir} does not exist", hint="pass a folder written by `dinctl train`"
+        )
+    if not path.exists():
+        raise DinctlError(
+            f"{path} does not exist: {run_dir} is not a dinctl run",
+            hint="pass a folder written by `dinctl train`",
+        )
+    try:
+        data = json.loads(path.read_text())
+        ds = data["dataset"]
+        return RunConfig(
+            train=TrainConfig.from_dict(data["train"], str(path)),
+            model=ModelConfig.from_dict(data["model"]),
+            dataset_path=Path(ds["path"]),
+            dataset_checksum=str(ds["checksum"]),
+            dataset_n_items=int(ds["n_items"]),
+            dataset_meta=dict(ds.get("meta", {})),
+        )
+    except json.JSONDecodeError as err:
+        raise DinctlError(f"{path} is not valid JSON ({err.msg} at line {err.lineno})") from None
+    except (KeyError, TypeError) as err:
+        raise DinctlError(
+            f"{path} lacks the entry {err}", hint="the run was written by another dinctl version"
+        ) from None
+
+
+def build_run_model(rc: RunConfig) -> nn.Module:
+    """The model a run trains: the registry model, behind the item filter for `--reg filter`."""
+    model = build_model(rc.model)
+    if rc.train.reg == "filter":
+        model = ItemFilter(model, torch.zeros(rc.dataset_n_items + 1, dtype=torch.long))
+    return model
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """torch.save through a temporary file + rename, so a crash never leaves half a file."""
+    with atomic_file(Path(path)) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """torch.load with weights_only=True and one-line errors."""
+    path = Path(path)
+    if not path.exists():
+        raise DinctlError(f"{path} does not exist", hint="train the run first with `dinctl train`")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except (RuntimeError, EOFError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DinctlError(f"{path} is not a readable checkpoint ({first})") from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise DinctlError(f"{path} is not a dinctl checkpoint (no model weights in it)")
+    return state
+
+
+def rng_to_tensor(state: torch.Tensor) -> torch.Tensor:
+    return state.clone().to(torch.uint8)
+
+
+@dataclass(frozen=True)
+class LoadedRun:
+    """A trained run ready for evaluation: best weights, eval mode."""
+
+    run_dir: Path
+    config: TrainConfig
+    model: nn.Module
+    dataset_path: Path
+    dataset_checksum: str
+    meta: dict[str, Any]  # {"best_epoch", "best_valid", "model_config", "dataset_meta"}
+
+
+def load_run(run_dir: Path | str, device: str | torch.device = "cpu") -> LoadedRun:
+    """Load a run folder's best weights (best.pt, else the latest checkpoint) in eval mode."""
+    run_dir = Path(run_dir)
+    rc = read_run_config(run_dir)
+    path = run_dir / BEST_FILE
+    if not path.exists():
+        path = run_dir / CHECKPOINT_FILE
+    if not path.exists():
+        raise DinctlError(
+            f"{run_dir} has no {BEST_FILE} or {CHECKPOINT_FILE}",
+            hint="the run has not finished an epoch; resume it with `dinctl train --resume --out "
+            f"{run_dir}`",
+        )
+    state = load_checkpoint(path)
+    model = build_run_model(rc)
+    model.load_state_dict(state["model"])
+    model.to(device).eval()
+    meta = {
+        "best_epoch": int(state.get("best_epoch", state.get("epoch", 0))),
+        "best_valid": dict(state.get("best_valid", {})),
+        "model_config": rc.model.to_dict(),
+        "dataset_meta": rc.dataset_meta,
+    }
+    return LoadedRun(
+        run_dir=run_dir,
+        config=rc.train,
+        model=model,
+        dataset_path=rc.dataset_path,
+        dataset_checksum=rc.dataset_checksum,
+        meta=meta,
+    )

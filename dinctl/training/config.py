@@ -1,0 +1,216 @@
+"""`TrainConfig`: every `dinctl train` setting in one flat, frozen dataclass.
+
+Resolution order: recipe defaults < `--config FILE.toml` < explicit flags. The resolved config
+is saved as `config.json` in the run folder and is all a run needs to be rebuilt.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from dinctl.errors import DinctlError
+
+MODELS = ("din", "base", "lr", "wide-deep", "pnn", "deepfm")
+ACTS = ("prelu", "dice", "sigmoid")
+REGS = ("none", "mba", "l2", "dropout", "filter", "difacto")
+OPTIMIZERS = ("sgd", "adam", "adagrad")
+RECIPES = ("paper", "fast")
+DEVICES = ("auto", "cpu", "cuda")
+
+# The authors' train.py: SGD, lr 1.0, batch 32, clip_by_global_norm 5, and lr = 0.1 once
+# global_step reaches 336,000 (≈ 4.1 epochs of Amazon Electronics).
+RECIPE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "paper": {
+        "optimizer": "sgd",
+        "lr": 1.0,
+        "batch_size": 32,
+        "epochs": 5,
+        "grad_clip": 5.0,
+        "lr_decay": 0.1,
+        "lr_decay_step": 336_000,
+    },
+    "fast": {
+        "optimizer": "adam",
+        "lr": 1e-3,
+        "batch_size": 1024,
+        "epochs": 3,
+        "grad_clip": 0.0,
+        "lr_decay": 1.0,
+        "lr_decay_step": 0,
+    },
+}
+
+# λ used when --reg-lambda is not given (not tuned per dataset; see README).
+REG_LAMBDA_DEFAULTS = {
+    "none": 0.0,
+    "mba": 0.01,
+    "l2": 1e-5,
+    "dropout": 0.0,
+    "filter": 0.0,
+    "difacto": 1e-4,
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A resolved `dinctl train` configuration (saved as config.json)."""
+
+    data: str = "data/amazon"
+    model: str = "din"
+    act: str = "prelu"
+    reg: str = "none"
+    reg_lambda: float = 0.0
+    filter_top_k: int = 10_000  # --reg filter: item ids kept; the rest share one bucket
+    dropout_rate: float = 0.5  # --reg dropout: share of behaviours dropped per sample
+    recipe: str = "fast"
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    batch_size: int = 1024
+    epochs: int = 3
+    grad_clip: float = 0.0  # global grad-norm clip, 0 = off
+    lr_decay: float = 1.0  # lr is multiplied by this once, at lr_decay_step
+    lr_decay_step: int = 0  # 0 = never
+    emb_dim: int = 64
+    max_len: int = 100
+    attn_softmax: bool = False
+    use_item_ids: bool = True
+    length_buckets: bool = False  # batch rows of similar history length together
+    eval_batch_size: int = 4096
+    device: str = "auto"
+    amp: bool = False
+    compile: bool = False
+    seed: int = 1234
+    out: str = ""  # run folder; "" = runs/<model>-<act>-<reg>-<UTC timestamp>
+    log_every: int = 100
+
+    def __post_init__(self) -> None:
+        for name, allowed in (
+            ("model", MODELS),
+            ("act", ACTS),
+            ("reg", REGS),
+            ("optimizer", OPTIMIZERS),
+            ("recipe", RECIPES),
+            ("device", DEVICES),
+        ):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise DinctlError(
+                    f"unknown {name} {value!r}; expected one of {', '.join(allowed)}",
+                    hint=f"set {name} to one of the listed values",
+                )
+        for name in (
+            "epochs",
+            "batch_size",
+            "emb_dim",
+            "max_len",
+            "eval_batch_size",
+            "log_every",
+            "filter_top_k",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise DinctlError(f"{name} must be an integer of at least 1, got {value!r} instead")
+        for name in ("lr", "reg_lambda", "grad_clip", "lr_decay"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise DinctlError(
+                    f"{name} must be a finite number of at least 0, got {value!r} instead"
+                )
+            object.__setattr__(self, name, float(value))
+        if self.lr <= 0:
+            raise DinctlError(f"lr must be greater than 0, got {self.lr!r} instead")
+        if not 0.0 <= self.dropout_rate < 1.0:
+            raise DinctlError(f"dropout_rate must be in [0, 1), got {self.dropout_rate!r} instead")
+        if (
+            isinstance(self.lr_decay_step, bool)
+            or not isinstance(self.lr_decay_step, int)
+            or self.lr_decay_step < 0
+        ):
+            raise DinctlError(
+                "lr_decay_step must be an integer of at least 0, "
+                f"got {self.lr_decay_step!r} instead"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> TrainConfig:
+        """Build from a dict, naming the first unknown key in a one-line error."""
+        check_keys(data, source)
+        return cls(**data)
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate for optimiser step `step` (0-based): one decay at lr_decay_step."""
+        if self.lr_decay_step and step >= self.lr_decay_step:
+            return self.lr * self.lr_decay
+        return self.lr
+
+    def run_name(self, now: datetime | None = None) -> str:
+        stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%d-%H%M%S")
+        return f"{self.model}-{self.act}-{self.reg}-{stamp}"
+
+
+FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
+
+
+def check_keys(data: dict[str, Any], source: str) -> None:
+    """One-line error for the first key that is not a TrainConfig field."""
+    for key in data:
+        if key not in FIELD_NAMES:
+            raise DinctlError(
+                f"{source}: unknown key {key!r}",
+                hint=f"valid keys: {', '.join(FIELD_NAMES)}",
+            )
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML config file (flat table; `-` in keys is accepted as `_`)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    path = Path(path)
+    if not path.is_file():
+        raise DinctlError(
+            f"config file {path} does not exist", hint="pass an existing TOML file to --config"
+        )
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise DinctlError(f"{path} is not valid TOML ({err})") from None
+    data = {k.replace("-", "_"): v for k, v in data.items()}
+    check_keys(data, str(path))
+    return data
+
+
+def resolve_config(cli_overrides: dict[str, Any], config_file: Path | None = None) -> TrainConfig:
+    """Recipe defaults < TOML file < explicit flags (None values in `cli_overrides` are unset)."""
+    flags = {k: v for k, v in cli_overrides.items() if v is not None}
+    check_keys(flags, "flags")
+    from_file = read_toml(config_file) if config_file is not None else {}
+    recipe = flags.get("recipe", from_file.get("recipe", TrainConfig.recipe))
+    if recipe not in RECIPES:
+        raise DinctlError(f"unknown recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
+    merged: dict[str, Any] = {**RECIPE_DEFAULTS[recipe], **from_file, **flags}
+    reg = merged.get("reg", TrainConfig.reg)
+    if "reg_lambda" not in merged and reg in REG_LAMBDA_DEFAULTS:
+        merged["reg_lambda"] = REG_LAMBDA_DEFAULTS[reg]
+    cfg = TrainConfig(**merged)
+    if not cfg.out:
+        cfg = replace(cfg, out=str(Path("runs") / cfg.run_name()))
+    return cfg

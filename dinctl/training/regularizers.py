@@ -1,0 +1,135 @@
+"""The regularisers of Table 4: MBA, L2, behaviour dropout, frequency filter, DiFacto.
+
+Penalties take `model.sparse_tables()` (name, nn.Embedding, vocabulary) and the training batch;
+ids of vocabulary "item" come from `batch.item` + `batch.hist_item`, "cate" from `batch.cate` +
+`batch.hist_cate`. Id 0 is padding and is never penalised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import torch
+from torch import nn
+
+from dinctl.data.batching import Batch
+
+Tables = list[tuple[str, nn.Embedding, str]]
+
+
+def batch_ids(batch: Batch, vocab: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Candidate + history ids of one vocabulary, per row: (B, 1+T) ids and (B, 1+T) validity."""
+    if vocab == "item":
+        cand, hist = batch.item, batch.hist_item
+    elif vocab == "cate":
+        cand, hist = batch.cate, batch.hist_cate
+    else:
+        raise ValueError(f"unknown vocabulary {vocab!r}")
+    ids = torch.cat([cand.unsqueeze(1), hist * batch.hist_mask], dim=1)  # (B, 1+T)
+    return ids, ids > 0
+
+
+def unique_batch_ids(batch: Batch, vocab: str) -> torch.Tensor:
+    """The distinct non-padding ids of one vocabulary present in the batch: (K,)."""
+    ids, valid = batch_ids(batch, vocab)
+    return torch.unique(ids[valid])  # (K,)
+
+
+def mba_penalty(
+    tables: Tables,
+    batch: Batch,
+    freqs: dict[str, torch.Tensor],
+    lam: float,
+    union: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Mini-batch aware L2, Eq. (6): λ·Σ_{j in batch} ‖w_j‖² / n_j, each present row counted once.
+
+    Its gradient 2λ·w_j/n_j touches only rows in the batch (Eq. (7) folds the 2 into λ);
+    `freqs[vocab]` holds n_j per id (items.parquet `freq`, Dataset.cate_freq()), clamped to ≥ 1.
+    `union` merges the ids of all ranks' shards, so under DDP the batch is the global one.
+    """
+    total = tables[0][1].weight.new_zeros(())
+    for _, table, vocab in tables:
+        ids = unique_batch_ids(batch, vocab)  # (K,)
+        if union is not None:
+            ids = union(ids)  # (K',)
+        n = freqs[vocab][ids].clamp(min=1).to(table.weight.dtype)  # (K,)
+        w = table(ids)  # (K, D)
+        total = total + (w.pow(2).sum(dim=1) / n).sum()
+    return lam * total
+
+
+def l2_penalty(tables: Tables, lam: float) -> torch.Tensor:
+    """Plain L2 over whole embedding tables, every step: λ·Σ ‖W‖²."""
+    total = tables[0][1].weight.new_zeros(())
+    for _, table, _ in tables:
+        total = total + table.weight.pow(2).sum()
+    return lam * total
+
+
+def difacto_penalty(tables: Tables, batch: Batch, lam: float) -> torch.Tensor:
+    """DiFacto's frequency-adaptive L2 (Li et al., WSDM'16) in mini-batch form.
+
+    DiFacto applies the L2 step to a feature each time it occurs, so frequent ids are
+    regularised more (the opposite of MBA's 1/n_j): λ·Σ_j (c_j / B)·‖w_j‖², where c_j is the
+    number of samples in the batch of size B whose candidate or history contains j.
+    """
+    total = tables[0][1].weight.new_zeros(())
+    b = max(len(batch), 1)
+    for _, table, vocab in tables:
+        ids, valid = batch_ids(batch, vocab)  # (B, 1+T)
+        ids = torch.where(valid, ids, torch.zeros_like(ids)).sort(dim=1).values  # (B, 1+T)
+        first = torch.ones_like(ids, dtype=torch.bool)
+        first[:, 1:] = ids[:, 1:] != ids[:, :-1]  # count each id once per sample
+        uniq, counts = torch.unique(ids[first & (ids > 0)], return_counts=True)  # (K,), (K,)
+        w = table(uniq)  # (K, D)
+        total = total + (counts.to(w.dtype) * w.pow(2).sum(dim=1)).sum() / b
+    return lam * total
+
+
+def behaviour_dropout(batch: Batch, rate: float, generator: torch.Generator | None = None) -> Batch:
+    """Drop each behaviour with probability `rate` (training only): ids → 0, mask → False."""
+    keep = torch.rand(batch.hist_mask.shape, generator=generator, device="cpu") >= rate  # (B, T)
+    mask = batch.hist_mask & keep.to(batch.hist_mask.device)  # (B, T)
+    return replace(
+        batch,
+        hist_item=batch.hist_item * mask,
+        hist_cate=batch.hist_cate * mask,
+        hist_mask=mask,
+    )
+
+
+def filter_item_map(item_freq: torch.Tensor, top_k: int) -> tuple[torch.Tensor, int]:
+    """Map (N+1,) item ids: the top_k most frequent keep a dense id 1..K (in id order), the rest
+    share bucket K+1; 0 stays padding. Returns the map and the model's item vocabulary size."""
+    n = int(item_freq.shape[0]) - 1
+    if top_k >= n:
+        return torch.arange(n + 1, dtype=torch.long), n
+    freq = item_freq[1:].long()  # (N,)
+    # stable descending sort → ties keep the smaller id
+    order = torch.sort(-freq, stable=True).indices + 1  # (N,) ids, most frequent first
+    kept = torch.sort(order[:top_k]).values  # (K,)
+    mapping = torch.full((n + 1,), top_k + 1, dtype=torch.long)
+    mapping[0] = 0
+    mapping[kept] = torch.arange(1, top_k + 1)
+    return mapping, top_k + 1
+
+
+class ItemFilter(nn.Module):
+    """Wraps a model so it sees item ids through a `filter` map (at train and eval alike)."""
+
+    def __init__(self, inner: nn.Module, item_map: torch.Tensor) -> None:
+        super().__init__()
+        self.inner = inner
+        self.register_buffer("item_map", item_map.clone())
+
+    def remap(self, batch: Batch) -> Batch:
+        m = self.item_map
+        return replace(batch, item=m[batch.item], hist_item=m[batch.hist_item])
+
+    def forward(self, batch: Batch):  # type: ignore[no-untyped-def]
+        return self.inner(self.remap(batch))
+
+    def sparse_tables(self) -> Tables:
+        return self.inner.sparse_tables()  # type: ignore[no-any-return]
