@@ -14,6 +14,7 @@ import io
 import json
 import re
 import socket
+import struct
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -45,6 +46,7 @@ class Route:
     drops: int = 0  # how many responses are dropped that way (-1: every one)
     ignore_range: bool = False
     stall: bool = False
+    reset: bool = False  # end dropped responses with a TCP reset instead of a clean close
 
 
 class Server:
@@ -92,7 +94,12 @@ class Server:
                     route.drops -= 1 if route.drops > 0 else 0
                     self.wfile.write(payload[: route.drop_after])
                     self.wfile.flush()
-                    self.connection.shutdown(socket.SHUT_RDWR)
+                    if route.reset:
+                        linger = struct.pack("ii", 1, 0)
+                        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                        self.connection.close()
+                    else:
+                        self.connection.shutdown(socket.SHUT_RDWR)
                     self.close_connection = True
                     return
                 self.wfile.write(payload)
@@ -272,6 +279,24 @@ def test_drop_then_resume_within_one_run(server: Server, tmp_path: Path) -> None
     assert (tmp_path / "f.bin").read_bytes() == body
     assert server.ranges("f.bin") == [None, "bytes=40000-", "bytes=80000-"]
     assert delays == [1.0, 2.0]  # exponential backoff
+
+
+def test_connection_reset_midway_is_retried_with_range(server: Server, tmp_path: Path) -> None:
+    body = _blob(400_000, seed=8)
+    server.routes["/f.bin"] = Route(body, drop_after=100_000, drops=2, reset=True)
+    source = _one("f.bin", server.url("f.bin"))
+    with pytest.raises(DinctlError) as err:
+        dl.download(source, tmp_path, policy=_policy(tries=1)[0], progress=False)
+    assert err.value.message == (
+        f"cannot download {server.url('f.bin')}: connection reset by the server (1 try)"
+    )
+    assert not (tmp_path / "f.bin").exists() and _manifest(tmp_path) == {}
+    policy, delays = _policy(tries=2)
+    dl.download(source, tmp_path, policy=policy, progress=False)
+    assert (tmp_path / "f.bin").read_bytes() == body
+    ranges = server.ranges("f.bin")
+    assert len(ranges) == 3 and ranges[0] is None
+    assert delays == [1.0]
 
 
 def test_server_ignoring_range_restarts_from_zero(server: Server, tmp_path: Path) -> None:
@@ -725,13 +750,23 @@ def test_download_then_preprocess_end_to_end(server: Server, tmp_path: Path) -> 
         "MANIFEST.json", "ml-latest-small.zip", "movies.csv", "ratings.csv"
     ]  # fmt: skip
 
+    # Oracle: the same bytes placed by hand (uncompressed) give the identical dataset.
+    direct = tmp_path / "direct"
+    (direct / "amazon").mkdir(parents=True)
+    (direct / "amazon/reviews_Electronics_5.json").write_bytes(reviews)
+    (direct / "amazon/meta_Electronics.json").write_bytes(meta)
+    (direct / "movielens").mkdir()
+    (direct / "movielens/ratings.csv").write_bytes(ratings)
+    (direct / "movielens/movies.csv").write_bytes(movies)
     for dataset in ("amazon", "movielens"):
-        out = tmp_path / "data" / dataset
-        result = runner.invoke(
-            app, ["preprocess", dataset, "--raw", str(raw / dataset), "--out", str(out), "--json"]
-        )
-        assert result.exit_code == 0, result.output
-        meta_json = json.loads((out / "meta.json").read_text())
-        assert meta_json
-        for split in ("train", "test"):
-            assert (out / f"{split}.parquet").exists()
+        metas = []
+        for name, folder in (("downloaded", raw / dataset), ("direct", direct / dataset)):
+            out = tmp_path / "data" / name / dataset
+            result = runner.invoke(
+                app, ["preprocess", dataset, "--raw", str(folder), "--out", str(out), "--json"]
+            )
+            assert result.exit_code == 0, result.output
+            metas.append(json.loads((out / "meta.json").read_text()))
+        assert metas[0]["counts"]["users"] > 0 and metas[0]["counts"]["samples"]["test"] > 0
+        assert metas[0]["counts"] == metas[1]["counts"]
+        assert metas[0]["checksum"] == metas[1]["checksum"]
