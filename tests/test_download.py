@@ -661,6 +661,38 @@ def test_from_with_a_wrong_file_is_refused_and_nothing_is_copied(tmp_path: Path)
     assert not out.exists() or sorted(p.name for p in out.iterdir()) == []
 
 
+def test_from_a_renamed_zip_keeps_the_release_name_and_is_verified(tmp_path: Path) -> None:
+    zpath = tmp_path / "movielens-download.zip"
+    zpath.write_bytes(_ml_zip("ml-25m", {"ratings.csv": b"x", "movies.csv": b"y"}))
+    out = tmp_path / "raw"
+    with pytest.raises(DinctlError) as err:
+        dl.register_local(movielens_source("25m"), out, zpath, log=lambda line: None)
+    assert err.value.message == (
+        f"{zpath} is not the expected ml-25m.zip: its published md5 is "
+        f"6b51fb2759a8657d3bfcbfc42b592ada, got {hashlib.md5(zpath.read_bytes()).hexdigest()}"
+    )
+    logs: list[str] = []
+    dl.register_local(movielens_source("latest-small"), out, zpath, log=logs.append)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "MANIFEST.json", "ml-latest-small.zip", "movies.csv", "ratings.csv"
+    ]  # fmt: skip
+    assert logs[0] == (
+        f"ml-latest-small.zip: registered from {zpath} (hard link), "
+        "no published checksum: sha256 recorded"
+    )
+
+
+def test_a_broken_manifest_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "MANIFEST.json").write_text("{not json")
+    with pytest.raises(DinctlError) as err:
+        dl.download(_one("f.bin", "http://127.0.0.1:9/f.bin"), tmp_path, progress=False)
+    assert err.value.message == (
+        f"{tmp_path / 'MANIFEST.json'} is not a dinctl manifest "
+        "(Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"
+    )
+    assert err.value.hint == "delete it and pass --force to download again"
+
+
 def test_from_missing_files(tmp_path: Path) -> None:
     result = runner.invoke(
         app, ["download", "amazon", "--from", str(tmp_path), "--out", str(tmp_path / "raw")]

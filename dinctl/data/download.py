@@ -522,7 +522,8 @@ def download(
             )
             files[remote.name] = _entry(url, digest, "download", source.variant)
             write_manifest(out_dir, manifest)
-            log(f"{remote.name}: {digest.bytes} bytes from {url}, verified")
+            checked = _checked(remote, recorded, True)
+            log(f"{remote.name}: {digest.bytes} bytes from {url}, {checked}")
             fresh = True
         if source.is_zip:
             _extract_if_needed(dest, out_dir, manifest, source.variant, force or fresh, log)
@@ -608,24 +609,36 @@ def register_local(
                 f"--from {from_path} has no {remote.name}{alt}",
                 hint=f"give the folder holding {', '.join(f.name for f in source.files)}",
             )
+        # A release zip keeps its release name; a gunzipped Amazon .json keeps its own.
+        name = remote.name if source.is_zip else local.name
         if source.is_zip:
             check_zip(local)
         digest = digest_file(local)
-        entry = files.get(local.name)
+        entry = files.get(name)
         recorded = None if force or entry is None else entry.get("sha256")
-        problem = _mismatch(remote, digest, recorded) if local.name == remote.name else None
+        checkable = name == remote.name
+        problem = _mismatch(remote, digest, recorded) if checkable else None
         if problem is not None:
             raise DinctlError(
                 f"{local} is not the expected {remote.name}: {problem}",
                 hint="download it again with `dinctl download` (without --from)",
             )
-        how = _place(local, out_dir / local.name)
-        files[local.name] = _entry(local.resolve().as_uri(), digest, how, source.variant)
+        how = _place(local, out_dir / name)
+        files[name] = _entry(local.resolve().as_uri(), digest, how, source.variant)
         write_manifest(out_dir, manifest)
-        log(f"{local.name}: registered from {local} ({how}), verified")
+        log(f"{name}: registered from {local} ({how}), {_checked(remote, recorded, checkable)}")
         if source.is_zip:
-            _extract_if_needed(out_dir / local.name, out_dir, manifest, source.variant, True, log)
+            _extract_if_needed(out_dir / name, out_dir, manifest, source.variant, True, log)
     return manifest
+
+
+def _checked(remote: RemoteFile, recorded: str | None, checkable: bool) -> str:
+    """What a registered file was verified against, for the log line."""
+    if checkable and remote.md5:
+        return "matches the published md5"
+    if checkable and recorded:
+        return "matches the recorded sha256"
+    return "no published checksum: sha256 recorded"
 
 
 def _register_extracted(
