@@ -34,7 +34,7 @@ from typing import IO, Any
 from dinctl import __version__
 from dinctl.data.sources import RemoteFile, Source
 from dinctl.errors import DinctlError
-from dinctl.fsutil import atomic_file
+from dinctl.fsutil import atomic_file, sha256_file
 
 MANIFEST = "MANIFEST.json"
 MANIFEST_FORMAT = 1
@@ -178,29 +178,30 @@ def _fetch_url(url: str, part: Path, policy: RetryPolicy, on_bytes: OnBytes) -> 
 
 @dataclass(frozen=True)
 class Digest:
-    """Size and checksums of one file."""
+    """Size and checksums of one file (md5 only where one is published)."""
 
     bytes: int
     sha256: str
-    md5: str
+    md5: str | None
 
 
-def digest_file(path: Path) -> Digest:
-    """Size, sha256 and md5 in one streamed pass."""
-    sha, md5, n = hashlib.sha256(), hashlib.md5(), 0
+def digest_file(path: Path, with_md5: bool = False) -> Digest:
+    """Size, sha256 and (optionally) md5 in one streamed pass."""
+    sha, md5, n = hashlib.sha256(), hashlib.md5() if with_md5 else None, 0
     with open(path, "rb") as f:
         while block := f.read(1 << 20):
             sha.update(block)
-            md5.update(block)
+            if md5 is not None:
+                md5.update(block)
             n += len(block)
-    return Digest(n, sha.hexdigest(), md5.hexdigest())
+    return Digest(n, sha.hexdigest(), md5.hexdigest() if md5 is not None else None)
 
 
 def _mismatch(remote: RemoteFile, digest: Digest, recorded: str | None) -> str | None:
     """What does not match, as a clause, or None."""
     if remote.size is not None and digest.bytes != remote.size:
         return f"expected {remote.size} bytes, got {digest.bytes}"
-    if remote.md5 is not None and digest.md5 != remote.md5:
+    if remote.md5 is not None and digest.md5 != remote.md5:  # digest has md5 when published
         return f"its published md5 is {remote.md5}, got {digest.md5}"
     if remote.sha256 is not None and digest.sha256 != remote.sha256:
         return f"its published sha256 is {remote.sha256}, got {digest.sha256}"
@@ -249,7 +250,7 @@ def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
 def _is_complete(path: Path, entry: dict[str, Any] | None) -> bool:
     if entry is None or not path.is_file() or path.stat().st_size != entry.get("bytes"):
         return False
-    return digest_file(path).sha256 == entry.get("sha256")
+    return sha256_file(path) == entry.get("sha256")
 
 
 def _entry(
@@ -259,10 +260,11 @@ def _entry(
         "url": url,
         "bytes": digest.bytes,
         "sha256": digest.sha256,
-        "md5": digest.md5,
         "date": _now(),
         "how": how,
     }
+    if digest.md5 is not None:
+        entry["md5"] = digest.md5
     entry["variant"] = variant
     if member is not None:
         entry["from"] = member
@@ -341,7 +343,7 @@ def fetch_file(
         except _Permanent as err:
             failures.append((url, str(err)))
             continue
-        digest = digest_file(part)
+        digest = digest_file(part, with_md5=remote.md5 is not None)
         problem = _mismatch(remote, digest, recorded_sha256)
         if problem is not None:
             corrupt = _quarantine(part, dest)
@@ -613,7 +615,7 @@ def register_local(
         name = remote.name if source.is_zip else local.name
         if source.is_zip:
             check_zip(local)
-        digest = digest_file(local)
+        digest = digest_file(local, with_md5=remote.md5 is not None)
         entry = files.get(name)
         recorded = None if force or entry is None else entry.get("sha256")
         checkable = name == remote.name
