@@ -38,7 +38,7 @@ app.add_typer(preprocess.app, name="preprocess")
 app.command("train")(train.train)
 app.command("evaluate")(evaluate.evaluate)
 app.command("eval", hidden=True)(evaluate.evaluate)
-app.command("visualize")(visualize.visualize)
+app.add_typer(visualize.app, name="visualize")
 app.add_typer(experiment.app, name="experiment")
 app.command("quickstart")(quickstart.quickstart)
 

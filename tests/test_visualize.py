@@ -1,0 +1,424 @@
+"""`dinctl visualize`: every figure's PNG size, the numbers behind it against the model, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from dinctl.cli.main import app
+from dinctl.data.batching import Batch
+
+runner = CliRunner()
+MAX_LEN = 10  # tiny_dataset histories are 7..19 long, so the window truncates
+
+
+def _train(data: Path, out: Path, model: str) -> Path:
+    from dinctl.training.config import resolve_config
+    from dinctl.training.loop import train
+
+    cfg = resolve_config(
+        {
+            "data": str(data),
+            "model": model,
+            "epochs": 1,
+            "batch_size": 256,
+            "emb_dim": 8,
+            "max_len": MAX_LEN,
+            "seed": 0,
+            "device": "cpu",
+            "out": str(out),
+        }
+    )
+    return train(cfg, progress=False).run_dir
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One-epoch DIN and BaseModel runs on the tiny dataset (read-only for the tests)."""
+    root = tmp_path_factory.mktemp("vis_runs")
+    return {m: _train(tiny_dataset, root / m, m) for m in ("din", "base")}
+
+
+@pytest.fixture()
+def din_run(runs: dict[str, Path], tmp_path: Path) -> Path:
+    """A private copy of the DIN run, so each test's plots/ starts empty."""
+    return Path(shutil.copytree(runs["din"], tmp_path / "din"))
+
+
+def _invoke(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, ["visualize", *map(str, args)])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _png_shape(path: Path) -> tuple[int, ...]:
+    return tuple(mpimg.imread(path).shape)
+
+
+def _user_window(data: Path, raw_user: str) -> tuple[int, int, list[int], int]:
+    """(user id, hist_len, full sequence, test target) read straight from the parquet files."""
+    seq = pl.read_parquet(data / "sequences.parquet").filter(pl.col("raw_user") == raw_user)
+    user = int(seq["user"][0])
+    test = pl.read_parquet(data / "test.parquet").filter(
+        (pl.col("user") == user) & (pl.col("label") == 1)
+    )
+    return user, int(test["hist_len"][0]), seq["items"][0].to_list(), int(test["item"][0])
+
+
+def _oracle(run: Path, user: int, history: list[int], items: list[int]):  # type: ignore[no-untyped-def]
+    """The run's model on a hand-built Batch: one row per candidate, the same history."""
+    from dinctl.training.checkpoint import load_run
+
+    loaded = load_run(run)
+    item_cate = pl.read_parquet(loaded.dataset_path / "items.parquet").sort("item")["cate"]
+    cate_of = dict(zip(range(1, len(item_cate) + 1), item_cate.to_list(), strict=True))
+    b, t = len(items), len(history)
+    batch = Batch(
+        user=torch.full((b,), user),
+        item=torch.tensor(items),
+        cate=torch.tensor([cate_of[i] for i in items]),
+        hist_item=torch.tensor([history] * b),
+        hist_cate=torch.tensor([[cate_of[i] for i in history]] * b),
+        hist_mask=torch.ones(b, t, dtype=torch.bool),
+        label=torch.zeros(b),
+    )
+    with torch.no_grad():
+        out = loaded.model(batch)
+    return torch.sigmoid(out.logits).numpy(), out.attention.numpy()
+
+
+# --------------------------------------------------------------------------- attention
+
+
+def test_attention_default_candidates_match_the_model(din_run: Path, tiny_dataset: Path) -> None:
+    code, out, err = _invoke("attention", "--run", din_run, "--user", "U0003")
+    assert code == 0, err
+    png = din_run / "plots" / "attention_U0003.png"
+    js = din_run / "plots" / "attention_U0003.json"
+    assert out.splitlines() == [str(png), str(js)]
+    # 4 candidates × 10 behaviours: width max(900, 320 + 46·10) = 900, height 380 + 70·4 = 660
+    assert _png_shape(png) == (660, 900, 4)
+    data = json.loads(js.read_text())
+
+    user, hist_len, seq, target = _user_window(tiny_dataset, "U0003")
+    history = seq[:hist_len][-MAX_LEN:]
+    assert hist_len > MAX_LEN
+    assert [b["item"] for b in data["behaviours"]] == history
+    assert [b["raw_item"] for b in data["behaviours"]] == [f"I{i:04d}" for i in history]
+    assert data["user"] == "U0003" and data["model"] == "din" and data["hist_len"] == hist_len
+    items = [c["item"] for c in data["candidates"]]
+    assert items[0] == target and len(items) == 4
+    cats = [c["category"] for c in data["candidates"]]
+    assert len(set(cats)) == 4  # the target's category, then 3 others
+
+    probs, attention = _oracle(din_run, user, history, items)
+    np.testing.assert_allclose(np.array(data["weights"]), attention, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose([c["score"] for c in data["candidates"]], probs, rtol=1e-5)
+
+
+def test_attention_given_candidates_truncated_and_json(din_run: Path, tiny_dataset: Path) -> None:
+    args = ["--candidate", "I0005", "--candidate", "I0150", "--max-behaviours", "3"]
+    code, out, err = _invoke("attention", "--run", din_run, "--user", "U0003", *args, "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data == json.loads((din_run / "plots" / "attention_U0003.json").read_text())
+    # 2 candidates × 3 behaviours: width max(900, 320 + 46·3) = 900, height 380 + 70·2 = 520
+    assert _png_shape(din_run / "plots" / "attention_U0003.png") == (520, 900, 4)
+    user, hist_len, seq, _ = _user_window(tiny_dataset, "U0003")
+    history = seq[:hist_len][-MAX_LEN:]
+    assert [b["item"] for b in data["behaviours"]] == history[-3:]
+    assert [c["raw_item"] for c in data["candidates"]] == ["I0005", "I0150"]
+    _, attention = _oracle(din_run, user, history, [5, 150])
+    np.testing.assert_allclose(np.array(data["weights"]), attention[:, -3:], rtol=1e-5, atol=1e-7)
+
+
+def test_attention_library_defaults_to_most_active_user(din_run: Path, tiny_dataset: Path) -> None:
+    from dinctl.plots import attention_plot
+
+    seq = pl.read_parquet(tiny_dataset / "sequences.parquet")
+    lengths = seq["items"].list.len().to_numpy()
+    best = seq["raw_user"][int(np.flatnonzero(lengths == lengths.max())[0])]
+    png = attention_plot(din_run)
+    assert png == din_run / "plots" / f"attention_{best}.png"
+    assert _png_shape(png)[2] == 4
+
+
+# --------------------------------------------------------------------------- t-SNE
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_tsne_points_scores_and_seed(din_run: Path, tiny_dataset: Path) -> None:
+    base = ["tsne", "--run", din_run, "--categories", "3", "--per-category", "5", "--user", "U0003"]
+    code, out, err = _invoke(*base, "--seed", "0")
+    assert code == 0, err
+    png, table = din_run / "plots" / "tsne.png", din_run / "plots" / "tsne.csv"
+    assert out.splitlines() == [str(png), str(table)]
+    assert _png_shape(png) == (850, 1100, 4)
+    first = _read_csv(table)
+    assert list(first[0]) == ["raw_item", "category", "x", "y", "score"]
+    assert len(first) == 15
+
+    items = pl.read_parquet(tiny_dataset / "items.parquet")
+    top = (
+        items.group_by("cate_name")
+        .agg(pl.col("freq").sum(), pl.col("cate").first())
+        .sort(["freq", "cate"], descending=[True, False])["cate_name"][:3]
+        .to_list()
+    )
+    assert list(dict.fromkeys(r["category"] for r in first)) == top
+    for name in top:
+        expect = (
+            items.filter(pl.col("cate_name") == name)
+            .sort(["freq", "item"], descending=[True, False])["raw_item"][:5]
+            .to_list()
+        )
+        assert [r["raw_item"] for r in first if r["category"] == name] == expect
+
+    user, hist_len, seq, _ = _user_window(tiny_dataset, "U0003")
+    ids = [int(r["raw_item"][1:]) for r in first]
+    probs, _ = _oracle(din_run, user, seq[:hist_len][-MAX_LEN:], ids)
+    np.testing.assert_allclose([float(r["score"]) for r in first], probs, rtol=1e-5)
+
+    assert _invoke(*base, "--seed", "0")[0] == 0
+    again = _read_csv(table)
+    assert [(r["x"], r["y"]) for r in again] == [(r["x"], r["y"]) for r in first]
+    assert _invoke(*base, "--seed", "1")[0] == 0
+    other = _read_csv(table)
+    assert [(r["x"], r["y"]) for r in other] != [(r["x"], r["y"]) for r in first]
+
+
+def test_tsne_embeddings_are_the_model_tables(runs: dict[str, Path]) -> None:
+    from dinctl.plots import item_representations
+    from dinctl.training.checkpoint import load_run
+
+    model = load_run(runs["base"]).model
+    reps = item_representations(model, np.array([3, 40]), np.array([1, 4]))
+    expect = torch.cat([model.emb.item.weight[[3, 40]], model.emb.cate.weight[[1, 4]]], dim=1)
+    np.testing.assert_array_equal(reps, expect.detach().double().numpy())
+
+
+# --------------------------------------------------------------------------- curves
+
+
+def _fake_run(folder: Path, model: str, epochs: list[tuple[float, float | None]]) -> Path:
+    folder.mkdir(parents=True)
+    config = {
+        "model": {"model": model},
+        "dataset": {"path": "/d/tiny", "meta": {"dataset": "tiny"}},
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    lines = [{"event": "step", "epoch": 1, "step": 1, "loss": 0.9}]
+    for k, (loss, auc) in enumerate(epochs, start=1):
+        rec = {"event": "epoch", "epoch": k, "step": 10 * k, "train_loss": loss}
+        if auc is not None:
+            rec["valid_auc"] = auc
+        lines.append(rec)
+    (folder / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    return folder
+
+
+def test_curves_numbers_equal_the_logs(tmp_path: Path) -> None:
+    a = _fake_run(tmp_path / "a", "din", [(0.69, 0.61), (0.6, 0.66), (0.55, 0.68)])
+    b = _fake_run(tmp_path / "b", "base", [(0.7, None), (0.65, 0.63)])
+    code, out, err = _invoke("curves", a, b)
+    assert code == 0, err
+    png, js = a / "plots" / "curves.png", a / "plots" / "curves.json"
+    assert out.splitlines() == [str(png), str(js)]
+    assert _png_shape(png) == (520, 1300, 4)
+    runs = json.loads(js.read_text())["runs"]
+    assert [(r["run"], r["model"], r["dataset"]) for r in runs] == [
+        (str(a), "din", "tiny"),
+        (str(b), "base", "tiny"),
+    ]
+    assert runs[0]["epoch"] == [1, 2, 3]
+    assert runs[0]["train_loss"] == [0.69, 0.6, 0.55]
+    assert runs[0]["valid_auc"] == [0.61, 0.66, 0.68]
+    assert runs[1]["valid_auc"] == [None, 0.63]
+
+
+def test_curves_expand_experiment_folders(tmp_path: Path) -> None:
+    exp = tmp_path / "exp"
+    _fake_run(exp / "din-s1", "din", [(0.6, 0.7)])
+    _fake_run(exp / "base-s1", "base", [(0.65, 0.66)])
+    out_png = tmp_path / "figs" / "c.png"
+    code, out, err = _invoke("curves", exp, "--out", out_png, "--json")
+    assert code == 0, err
+    assert _png_shape(out_png) == (520, 1300, 4)
+    data = json.loads(out)
+    assert data == json.loads(out_png.with_suffix(".json").read_text())
+    assert [Path(r["run"]).name for r in data["runs"]] == ["base-s1", "din-s1"]  # sorted
+
+    (exp / "manifest.json").write_text(
+        json.dumps({"runs": [{"name": "din-s1"}, {"name": "base-s1"}, {"name": "lr-s1"}]})
+    )
+    code, out, err = _invoke("curves", exp, "--out", out_png, "--json")
+    assert code == 0, err
+    assert [Path(r["run"]).name for r in json.loads(out)["runs"]] == ["din-s1", "base-s1"]
+
+
+def test_curves_of_a_trained_run(runs: dict[str, Path], tmp_path: Path) -> None:
+    from dinctl.plots import curves_plot
+
+    png = curves_plot([runs["din"], runs["base"]], out=tmp_path / "c.png")
+    assert _png_shape(png) == (520, 1300, 4)
+    data = json.loads((tmp_path / "c.json").read_text())["runs"]
+    for run, got in zip(("din", "base"), data, strict=True):
+        log = [json.loads(x) for x in (runs[run] / "log.jsonl").read_text().splitlines()]
+        epochs = [r for r in log if r["event"] == "epoch"]
+        assert got["model"] == run
+        assert got["train_loss"] == [r["train_loss"] for r in epochs]
+        assert got["valid_auc"] == [r["valid_auc"] for r in epochs]
+
+
+# --------------------------------------------------------------------------- errors
+
+RUN_HINT = "hint: pass the folder `dinctl train` wrote, e.g. runs/<name>"
+TRAIN_HINT = "hint: train it with `dinctl train` (checkpoints are written after the first epoch)"
+
+
+def test_error_messages(runs: dict[str, Path], tiny_dataset: Path, tmp_path: Path) -> None:
+    din = runs["din"]
+    missing = tmp_path / "nope"
+    no_ckpt = tmp_path / "no_ckpt"
+    no_ckpt.mkdir()
+    shutil.copy(din / "config.json", no_ckpt / "config.json")
+    no_cfg = tmp_path / "no_cfg"
+    no_cfg.mkdir()
+    seqs, items = tiny_dataset / "sequences.parquet", tiny_dataset / "items.parquet"
+    cases = [
+        (
+            ["attention", "--run", missing],
+            [f"error: run folder {missing} does not exist", RUN_HINT],
+        ),
+        (
+            ["tsne", "--run", no_cfg],
+            [
+                f"error: {no_cfg} is not a run folder: {no_cfg / 'config.json'} does not exist",
+                RUN_HINT,
+            ],
+        ),
+        (
+            ["attention", "--run", no_ckpt],
+            [
+                f"error: run {no_ckpt} has no checkpoint: neither best.pt nor checkpoint.pt exists",
+                TRAIN_HINT,
+            ],
+        ),
+        (
+            ["attention", "--run", din, "--user", "NOPE"],
+            [
+                f"error: user 'NOPE' is not in {seqs}",
+                "hint: give a raw user id as in the source data, e.g. U0001",
+            ],
+        ),
+        (
+            ["tsne", "--run", din, "--user", "NOPE", "--categories", "2", "--per-category", "3"],
+            [
+                f"error: user 'NOPE' is not in {seqs}",
+                "hint: give a raw user id as in the source data, e.g. U0001",
+            ],
+        ),
+        (
+            ["attention", "--run", din, "--user", "U0001", "--candidate", "X9"],
+            [
+                f"error: item 'X9' is not in {items}",
+                "hint: give a raw item id as in the source data, e.g. I0001",
+            ],
+        ),
+        (
+            ["attention", "--run", runs["base"], "--user", "U0001"],
+            [
+                f"error: model 'base' of run {runs['base']} has no attention weights",
+                "hint: attention maps need a DIN run (`dinctl train --model din`)",
+            ],
+        ),
+        (
+            ["tsne", "--run", din, "--categories", "1", "--per-category", "4"],
+            [
+                f"error: only 4 items to embed in {tiny_dataset}; t-SNE needs at least 5",
+                "hint: raise --categories or --per-category",
+            ],
+        ),
+        (
+            ["curves", no_ckpt],
+            [
+                f"error: run {no_ckpt} has no log: {no_ckpt / 'log.jsonl'} does not exist",
+                "hint: train it with `dinctl train` (it writes log.jsonl as it goes)",
+            ],
+        ),
+        (
+            ["curves", missing],
+            [
+                f"error: run folder {missing} does not exist",
+                "hint: pass folders written by `dinctl train` or `dinctl experiment`",
+            ],
+        ),
+        (
+            ["curves", no_cfg],
+            [
+                f"error: {no_cfg} is not a run folder: it has no config.json, manifest.json or"
+                " run subfolders",
+                "hint: pass folders written by `dinctl train` or `dinctl experiment`",
+            ],
+        ),
+        (
+            ["curves", din, "--out", tmp_path / "c.json"],
+            [
+                f"error: --out must name a .png file, got {tmp_path / 'c.json'} instead",
+                "hint: e.g. --out plots/curves.png",
+            ],
+        ),
+    ]
+    for args, expected in cases:
+        code, out, err = _invoke(*args)
+        assert (code, out, err.splitlines()) == (1, "", expected), args
+
+
+def test_log_errors(tmp_path: Path) -> None:
+    run = _fake_run(tmp_path / "r", "din", [])
+    code, _, err = _invoke("curves", run)
+    assert (code, err.splitlines()) == (
+        1,
+        [
+            f"error: {run / 'log.jsonl'} has no epoch lines",
+            "hint: the run stopped before its first epoch ended; train at least one epoch",
+        ],
+    )
+    (run / "log.jsonl").write_text('{"event": "epoch", "epoch": 1}\n{"event": "ep\n')
+    code, _, err = _invoke("curves", run)
+    assert (code, err.splitlines()) == (
+        1,
+        [
+            f"error: {run / 'log.jsonl'} line 2 is not valid JSON",
+            "hint: the log was damaged; retrain the run",
+        ],
+    )
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "manifest.json").write_text(json.dumps({"runs": [{"name": "din-s1"}]}))
+    code, _, err = _invoke("curves", exp)
+    assert (code, err.splitlines()) == (
+        1,
+        [
+            f"error: {exp / 'manifest.json'} lists no run with a log.jsonl yet",
+            "hint: run the experiment first (`dinctl experiment ...`)",
+        ],
+    )
+
+
+def test_usage_errors_exit_2() -> None:
+    assert _invoke("attention")[0] == 2  # --run is required
+    assert _invoke("tsne", "--run", "x", "--categories", "0")[0] == 2
+    assert _invoke("curves")[0] == 2
