@@ -61,7 +61,8 @@ def _scores(y_score: Any, n: int, name: str = "y_score") -> np.ndarray:
         )
     if not np.issubdtype(s.dtype, np.number) or s.dtype == bool:
         raise DinctlError(f"expected numeric {name}, got dtype {s.dtype} instead")
-    s = s.astype(np.float64, copy=False)
+    if s.dtype not in (np.float32, np.float64):
+        s = s.astype(np.float64)
     n_nan = int(np.isnan(s).sum())
     if n_nan:
         raise DinctlError(
@@ -90,15 +91,22 @@ def _user_codes(user: np.ndarray) -> np.ndarray:
     return np.unique(user, return_inverse=True)[1].reshape(-1).astype(np.int64)
 
 
-def _float32_sort_bits(s: np.ndarray) -> np.ndarray | None:
-    """Order-preserving uint64 image of scores that float32 holds exactly, else None."""
-    s32 = s.astype(np.float32)
-    if not np.array_equal(s32, s):
-        return None
-    s32 = s32 + np.float32(0.0)  # -0.0 → +0.0: equal scores must get equal bits
-    bits = s32.view(np.uint32)
-    flipped = np.where(bits >> np.uint32(31), ~bits, bits | np.uint32(0x80000000))
-    return flipped.astype(np.uint64)
+def _score_codes(s: np.ndarray) -> tuple[np.ndarray, int]:
+    """Order-preserving uint64 codes of scores (equal scores, equal codes) and their bit width."""
+    s32 = s if s.dtype == np.float32 else s.astype(np.float32)
+    if s32 is s or np.array_equal(s32, s):
+        s32 = s32 + np.float32(0.0)  # -0.0 → +0.0: equal scores must get equal bits
+        bits = s32.view(np.uint32)
+        flipped = np.where(bits >> np.uint32(31), ~bits, bits | np.uint32(0x80000000))
+        return flipped.astype(np.uint64), 32
+    order = np.argsort(s)  # (N,) float64 scores: dense ranks instead of raw bits
+    s_sorted = s[order]
+    change = np.empty(s.shape[0], dtype=np.uint64)
+    change[0] = 0
+    np.not_equal(s_sorted[1:], s_sorted[:-1], out=change[1:], casting="unsafe")
+    codes = np.empty(s.shape[0], dtype=np.uint64)
+    codes[order] = np.cumsum(change)
+    return codes, int(codes.max()).bit_length()
 
 
 @dataclass(frozen=True)
@@ -111,13 +119,14 @@ class _PerUser:
 def _per_user_rank_sums(pos: np.ndarray, s: np.ndarray, code: np.ndarray) -> _PerUser:
     """One global sort by (user, score) and segment sums; ties get their average rank."""
     n = pos.shape[0]
-    bits = _float32_sort_bits(s)
-    if bits is not None and int(code.max()) < 2**30:
+    score_code, width = _score_codes(s)
+    if int(code.max()).bit_length() + width + 1 <= 64:
         # pack (user, score, label) in one uint64 so a plain sort (no argsort) does the work
-        key = (code.astype(np.uint64) << np.uint64(33)) | (bits << np.uint64(1))
+        shift = np.uint64(width + 1)
+        key = (code.astype(np.uint64) << shift) | (score_code << np.uint64(1))
         key = np.sort(key | pos.astype(np.uint64))  # (N,)
-        pos_sorted = (key & np.uint64(1)).astype(np.float64)
-        user_sorted = (key >> np.uint64(33)).astype(np.int64)
+        pos_sorted = key & np.uint64(1)
+        user_sorted = key >> shift
         tie_key = key >> np.uint64(1)  # (user, score)
         new_tie = np.empty(n, dtype=bool)
         new_tie[0] = True
@@ -135,15 +144,14 @@ def _per_user_rank_sums(pos: np.ndarray, s: np.ndarray, code: np.ndarray) -> _Pe
     new_user[0] = True
     np.not_equal(user_sorted[1:], user_sorted[:-1], out=new_user[1:])
     user_start = np.flatnonzero(new_user)  # (U,)
-    seg = np.cumsum(new_user) - 1  # (N,) user segment of each sorted row
 
     tie_start = np.flatnonzero(new_tie)  # (G,)
     tie_end = np.append(tie_start[1:], n)  # (G,)
     # rank_sum_pos per user = Σ over tie runs of (#positives in run)·(average 1-based position)
     pos_in_tie = np.add.reduceat(pos_sorted, tie_start)  # (G,)
     mean_pos = (tie_start + tie_end + 1) / 2.0  # (G,) global 1-based average position
-    tie_user = seg[tie_start]  # (G,)
-    n_pos = np.add.reduceat(pos_sorted, user_start)  # (U,)
+    tie_user = np.cumsum(new_user[tie_start]) - 1  # (G,) a new user always starts a new run
+    n_pos = np.add.reduceat(pos_sorted, user_start).astype(np.float64)  # (U,)
     global_rank_sum = np.bincount(
         tie_user, weights=pos_in_tie * mean_pos, minlength=len(user_start)
     )
