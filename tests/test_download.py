@@ -14,6 +14,7 @@ import io
 import json
 import re
 import socket
+import ssl
 import struct
 import threading
 import zipfile
@@ -449,6 +450,27 @@ def test_dns_failure_and_no_network(monkeypatch: pytest.MonkeyPatch, tmp_path: P
         "cannot download http://mirror.example.invalid/f.bin: network is unreachable (no network)"
     )
     assert _manifest(tmp_path) == {}
+
+
+def test_untrusted_tls_certificate_is_not_retried(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def bad_cert(*args: object, **kwargs: object) -> None:
+        err = ssl.SSLCertVerificationError(1, "certificate verify failed")
+        err.verify_message = "self-signed certificate"
+        raise err
+
+    monkeypatch.setattr(socket, "create_connection", bad_cert)
+    policy, delays = _policy()
+    with pytest.raises(DinctlError) as err:
+        dl.download(
+            _one("f.bin", "http://127.0.0.1:9/f.bin"), tmp_path, policy=policy, progress=False
+        )
+    assert err.value.message == (
+        "cannot download http://127.0.0.1:9/f.bin: TLS certificate not trusted "
+        "(self-signed certificate)"
+    )
+    assert delays == []
 
 
 def test_connection_refused(tmp_path: Path) -> None:

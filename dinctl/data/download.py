@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import sys
 import time
 import urllib.error
@@ -81,6 +82,8 @@ class _Permanent(Exception):
 
 def _classify(err: BaseException, url: str, timeout_s: float) -> Exception:
     """Turn a socket-level error into a retryable or final one with a short reason."""
+    if isinstance(err, urllib.error.URLError) and isinstance(err.reason, BaseException):
+        return _classify(err.reason, url, timeout_s)
     if isinstance(err, socket.gaierror):
         host = urllib.parse.urlsplit(url).hostname
         return _Permanent(f"cannot resolve host {host} (no network or DNS failure)")
@@ -90,10 +93,10 @@ def _classify(err: BaseException, url: str, timeout_s: float) -> Exception:
         return _Permanent("connection refused")
     if isinstance(err, OSError) and err.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
         return _Permanent("network is unreachable (no network)")
-    if isinstance(err, (ConnectionError, http.client.HTTPException)):
+    if isinstance(err, ssl.SSLCertVerificationError):
+        return _Permanent(f"TLS certificate not trusted ({getattr(err, 'verify_message', err)})")
+    if isinstance(err, (ConnectionError, http.client.HTTPException, ssl.SSLError)):
         return _Transient("connection reset by the server")
-    if isinstance(err, urllib.error.URLError) and isinstance(err.reason, BaseException):
-        return _classify(err.reason, url, timeout_s)
     return _Transient(str(err) or type(err).__name__)
 
 
