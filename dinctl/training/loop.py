@@ -65,6 +65,7 @@ class TrainResult:
     best_epoch: int  # 1-based; 0 when no epoch finished
     best_valid: dict[str, float]
     epochs_run: int
+    rank: int = 0  # this process's rank under torchrun
 
 
 def bce_loss(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
@@ -393,7 +394,7 @@ def _train(
     sums = torch.zeros(
         4, dtype=torch.float64, device=device
     )  # window loss, window n, epoch loss, epoch n
-    best = {"epoch": 0, "auc": -math.inf, "valid": {}}
+    best: dict[str, Any] = {"epoch": 0, "auc": -math.inf, "valid": {}}
     history: list[dict[str, Any]] = []
     keep_lines = None
     if resume:
@@ -641,6 +642,7 @@ def _train(
         best_epoch=int(best["epoch"]),
         best_valid=dict(best["valid"]),
         epochs_run=epochs_run,
+        rank=info.rank,
     )
 
 

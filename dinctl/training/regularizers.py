@@ -119,6 +119,8 @@ def filter_item_map(item_freq: torch.Tensor, top_k: int) -> tuple[torch.Tensor, 
 class ItemFilter(nn.Module):
     """Wraps a model so it sees item ids through a `filter` map (at train and eval alike)."""
 
+    item_map: torch.Tensor
+
     def __init__(self, inner: nn.Module, item_map: torch.Tensor) -> None:
         super().__init__()
         self.inner = inner
@@ -132,4 +134,5 @@ class ItemFilter(nn.Module):
         return self.inner(self.remap(batch))
 
     def sparse_tables(self) -> Tables:
-        return self.inner.sparse_tables()  # type: ignore[no-any-return]
+        tables: Tables = self.inner.sparse_tables()  # type: ignore[operator]
+        return tables

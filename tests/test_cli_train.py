@@ -1,0 +1,154 @@
+"""`dinctl train` through CliRunner: output contract, exit codes, every error message."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dinctl.cli.main import app
+
+runner = CliRunner()
+SMALL = ["--epochs", "1", "--batch-size", "256", "--emb-dim", "8", "--lr", "0.01"]
+
+
+def test_train_dice_mba_json(tiny_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = [
+        "train",
+        "--data",
+        str(tiny_dataset),
+        "--act",
+        "dice",
+        "--reg",
+        "mba",
+        "--out",
+        str(out),
+        "--json",
+    ]
+    result = runner.invoke(app, [*args, *SMALL])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["run_dir"] == str(out)
+    assert payload["best_epoch"] == 1 and payload["epochs_run"] == 1
+    assert payload["best_valid"]["valid_auc"] > 0.6
+    assert result.stderr == ""  # --json is quiet
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["train"]["act"] == "dice" and saved["train"]["reg"] == "mba"
+    assert saved["train"]["reg_lambda"] == 0.01 and saved["model"]["act"] == "dice"
+    assert (
+        saved["dataset"]["checksum"]
+        == json.loads((tiny_dataset / "meta.json").read_text())["checksum"]
+    )
+
+
+def test_train_prints_the_run_dir_on_stdout_and_a_summary_on_stderr(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app, ["train", "--data", str(tiny_dataset), "--model", "lr", "--out", str(out), *SMALL]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{out}\n"
+    assert "epoch 1  train loss" in result.stderr
+    assert "best epoch 1: auc " in result.stderr
+
+
+def test_config_file_and_flags(tiny_dataset: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'data = "{tiny_dataset}"\nmodel = "base"\nlr = 0.5\nepochs = 1\nemb_dim = 8\n')
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app, ["train", "--config", str(cfg), "--lr", "0.01", "--out", str(out), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "config.json").read_text())["train"]
+    assert (saved["model"], saved["lr"], saved["epochs"], saved["optimizer"]) == (
+        "base",
+        0.01,
+        1,
+        "adam",
+    )
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_130(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dinctl.training import loop
+
+    def pressed(self: loop.StopFlag) -> loop.StopFlag:
+        self.requested = True  # as if Ctrl-C came during the first step
+        return self
+
+    monkeypatch.setattr(loop.StopFlag, "__enter__", pressed)
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app, ["train", "--data", str(tiny_dataset), "--model", "lr", "--out", str(out), *SMALL]
+    )
+    assert result.exit_code == 130
+    assert result.stderr.strip().endswith("interrupted")
+    monkeypatch.undo()
+    assert (out / "checkpoint.pt").exists()
+    resumed = runner.invoke(app, ["train", "--resume", "--out", str(out), "--json"])
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.stdout)["epochs_run"] == 1
+
+
+def _error(result: object) -> str:
+    return result.stderr  # type: ignore[attr-defined, no-any-return]
+
+
+def test_error_messages_word_for_word(tiny_dataset: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    r = runner.invoke(app, ["train", "--data", str(missing), "--out", str(tmp_path / "r")])
+    assert r.exit_code == 1
+    assert (
+        _error(r)
+        == f"error: dataset folder {missing} does not exist\nhint: run `dinctl preprocess` first\n"
+    )
+
+    r = runner.invoke(app, ["train", "--resume"])
+    assert r.exit_code == 1
+    assert _error(r) == "error: --resume needs --out RUN_DIR naming the run to continue\n"
+
+    toml = tmp_path / "c.toml"
+    toml.write_text("epocs = 3\n")
+    r = runner.invoke(app, ["train", "--config", str(toml)])
+    assert r.exit_code == 1
+    assert _error(r).startswith(
+        f"error: {toml}: unknown key 'epocs'\nhint: valid keys: data, model, act, "
+    )
+
+    r = runner.invoke(
+        app, ["train", "--resume", "--out", str(tmp_path / "r"), "--config", str(toml)]
+    )
+    assert (
+        _error(r) == "error: --resume takes its settings from the run's config.json, not --config\n"
+    )
+
+    r = runner.invoke(app, ["train", "--resume", "--out", str(tmp_path / "none")])
+    assert r.exit_code == 1
+    assert _error(r) == (
+        f"error: run folder {tmp_path / 'none'} does not exist\n"
+        "hint: pass a folder written by `dinctl train`\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--act", "relu"],
+        ["--model", "gpt"],
+        ["--reg", "l1"],
+        ["--epochs", "0"],
+        ["--batch-size", "-1"],
+        ["--lr", "-0.1"],
+        ["--device", "tpu"],
+    ],
+)
+def test_bad_choices_are_usage_errors(args: list[str]) -> None:
+    r = runner.invoke(app, ["train", *args])
+    assert r.exit_code == 2

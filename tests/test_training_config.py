@@ -1,0 +1,104 @@
+"""TrainConfig: recipes, precedence (recipe < TOML < flags), validation messages, schedule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dinctl.errors import DinctlError
+from dinctl.training.config import TrainConfig, resolve_config
+
+
+def test_fast_recipe_is_the_default() -> None:
+    cfg = resolve_config({}, None)
+    assert (cfg.recipe, cfg.optimizer, cfg.lr, cfg.batch_size) == ("fast", "adam", 1e-3, 1024)
+    assert (cfg.model, cfg.act, cfg.reg, cfg.emb_dim, cfg.max_len) == (
+        "din",
+        "prelu",
+        "none",
+        64,
+        100,
+    )
+    assert cfg.data == "data/amazon"
+    assert cfg.out.startswith("runs/din-prelu-none-")
+
+
+def test_paper_recipe_matches_the_authors_code() -> None:
+    cfg = resolve_config({"recipe": "paper"}, None)
+    assert (cfg.optimizer, cfg.lr, cfg.batch_size, cfg.grad_clip) == ("sgd", 1.0, 32, 5.0)
+    assert (cfg.lr_decay, cfg.lr_decay_step) == (0.1, 336_000)
+    assert cfg.lr_at(0) == 1.0
+    assert cfg.lr_at(335_999) == 1.0
+    assert cfg.lr_at(336_000) == pytest.approx(0.1)
+
+
+def test_toml_overrides_recipe_and_flags_override_toml(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text('recipe = "paper"\nlr = 0.5\nbatch-size = 64\nreg = "mba"\n')
+    cfg = resolve_config({"lr": 0.25, "epochs": None}, f)
+    assert cfg.optimizer == "sgd"  # from the recipe
+    assert cfg.batch_size == 64  # from the file (dash accepted)
+    assert cfg.lr == 0.25  # from the flag
+    assert cfg.epochs == 5  # None = flag not given
+    assert cfg.reg_lambda == 0.01  # the default λ of mba
+
+
+def test_flag_recipe_beats_file_recipe(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text('recipe = "paper"\n')
+    assert resolve_config({"recipe": "fast"}, f).optimizer == "adam"
+
+
+def test_unknown_toml_key_is_named(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text("lr = 0.1\nlearning_rate = 0.1\n")
+    with pytest.raises(DinctlError) as err:
+        resolve_config({}, f)
+    assert err.value.message == f"{f}: unknown key 'learning_rate'"
+    assert err.value.hint is not None and "batch_size" in err.value.hint
+
+
+def test_missing_and_invalid_toml(tmp_path: Path) -> None:
+    with pytest.raises(DinctlError) as err:
+        resolve_config({}, tmp_path / "nope.toml")
+    assert err.value.message == f"config file {tmp_path / 'nope.toml'} does not exist"
+    bad = tmp_path / "bad.toml"
+    bad.write_text("lr = = 1\n")
+    with pytest.raises(DinctlError, match=r"bad\.toml is not valid TOML \("):
+        resolve_config({}, bad)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            {"model": "gpt"},
+            "unknown model 'gpt'; expected one of din, base, lr, wide-deep, pnn, deepfm",
+        ),
+        ({"act": "relu"}, "unknown act 'relu'; expected one of prelu, dice, sigmoid"),
+        (
+            {"reg": "l1"},
+            "unknown reg 'l1'; expected one of none, mba, l2, dropout, filter, difacto",
+        ),
+        ({"optimizer": "lamb"}, "unknown optimizer 'lamb'; expected one of sgd, adam, adagrad"),
+        ({"device": "tpu"}, "unknown device 'tpu'; expected one of auto, cpu, cuda"),
+        ({"recipe": "slow"}, "unknown recipe 'slow'; expected one of paper, fast"),
+        ({"epochs": 0}, "epochs must be an integer of at least 1, got 0 instead"),
+        ({"batch_size": 2.5}, "batch_size must be an integer of at least 1, got 2.5 instead"),
+        ({"lr": 0}, "lr must be greater than 0, got 0.0 instead"),
+        ({"reg_lambda": -1}, "reg_lambda must be a finite number of at least 0, got -1 instead"),
+        ({"dropout_rate": 1.0}, "dropout_rate must be in [0, 1), got 1.0 instead"),
+    ],
+)
+def test_invalid_values_are_one_line_errors(override: dict[str, object], message: str) -> None:
+    with pytest.raises(DinctlError) as err:
+        resolve_config(override, None)
+    assert err.value.message == message
+
+
+def test_config_round_trips_through_json() -> None:
+    cfg = resolve_config({"reg": "filter", "filter_top_k": 7, "out": "runs/x"}, None)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(DinctlError, match=r"^config.json: unknown key 'colour'$"):
+        TrainConfig.from_dict({**cfg.to_dict(), "colour": 1}, "config.json")

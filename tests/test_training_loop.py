@@ -1,0 +1,316 @@
+"""The training loop on the tiny planted-signal dataset: learning, determinism, resume, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from dinctl.data.store import load_dataset
+from dinctl.errors import DinctlError
+from dinctl.training import loop
+from dinctl.training.checkpoint import load_checkpoint, load_run, save_checkpoint
+from dinctl.training.config import TrainConfig, resolve_config
+from dinctl.training.loop import epoch_order, n_global_batches, resume_config, train
+
+BATCH = 256
+
+
+def quick(data: Path, out: Path, **over: Any) -> TrainConfig:
+    settings: dict[str, Any] = {
+        "data": str(data),
+        "out": str(out),
+        "batch_size": BATCH,
+        "epochs": 2,
+        "emb_dim": 8,
+        "lr": 0.01,
+        "log_every": 5,
+        **over,
+    }
+    return resolve_config(settings, None)
+
+
+def log_records(run_dir: Path) -> list[dict[str, Any]]:
+    """log.jsonl without the wall-clock fields."""
+    out = []
+    for line in (run_dir / "log.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        rec.pop("samples_per_s", None)
+        rec.pop("seconds", None)
+        out.append(rec)
+    return out
+
+
+def batches_per_epoch(data: Path) -> int:
+    return math.ceil(len(load_dataset(data).split("train")) / BATCH)
+
+
+@pytest.mark.parametrize(
+    ("model", "floor"),
+    [("din", 0.7), ("base", 0.68), ("lr", 0.6), ("wide-deep", 0.7), ("pnn", 0.7), ("deepfm", 0.68)],
+)
+def test_each_model_learns_the_planted_signal(
+    tiny_dataset: Path, tmp_path: Path, model: str, floor: float
+) -> None:
+    result = train(quick(tiny_dataset, tmp_path / "run", model=model), progress=False)
+    assert result.epochs_run == 2
+    assert result.best_valid["valid_auc"] > floor
+    assert 0.0 < result.best_valid["valid_logloss"] < 0.7
+    assert {p.name for p in result.run_dir.iterdir()} >= {
+        "config.json",
+        "checkpoint.pt",
+        "best.pt",
+        "log.jsonl",
+    }
+    records = log_records(result.run_dir)
+    epochs = [r for r in records if r["event"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [1, 2]
+    assert {"train_loss", "valid_auc", "valid_gauc", "valid_logloss", "best_epoch"} <= set(
+        epochs[0]
+    )
+    steps = [r for r in records if r["event"] == "step"]
+    ends = {r["step"] for r in epochs}  # the rest of an epoch is flushed at its end
+    assert steps and all(r["step"] % 5 == 0 or r["step"] in ends for r in steps)
+
+
+def test_two_runs_with_one_seed_log_identical_losses(tiny_dataset: Path, tmp_path: Path) -> None:
+    over = {"act": "dice", "reg": "mba", "epochs": 1, "log_every": 2}
+    train(quick(tiny_dataset, tmp_path / "a", **over), progress=False)
+    train(quick(tiny_dataset, tmp_path / "b", **over), progress=False)
+    a, b = log_records(tmp_path / "a"), log_records(tmp_path / "b")
+    assert len(a) > 5
+    assert a == b
+    c = train(quick(tiny_dataset, tmp_path / "c", seed=99, **over), progress=False)
+    assert log_records(c.run_dir) != a
+
+
+def _interrupt_at(k: int):  # noqa: ANN202
+    def hook(step: int) -> None:
+        if step == k:
+            signal.raise_signal(signal.SIGINT)  # what Ctrl-C does
+
+    return hook
+
+
+def test_resumed_run_equals_an_uninterrupted_one(tiny_dataset: Path, tmp_path: Path) -> None:
+    over = {"act": "dice", "reg": "dropout", "log_every": 3}
+    full = train(quick(tiny_dataset, tmp_path / "full", **over), progress=False)
+
+    cfg = quick(tiny_dataset, tmp_path / "cut", **over)
+    k = batches_per_epoch(tiny_dataset) + 4  # mid-way through epoch 2
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=False, on_step=_interrupt_at(k))
+    state = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
+    assert (state["step"], state["epoch"], state["batch"]) == (k, 1, 4)
+
+    resumed = train(resume_config(tmp_path / "cut", {}), resume=True, progress=False)
+    assert resumed.epochs_run == 1
+    assert resumed.best_epoch == full.best_epoch
+    assert resumed.best_valid == full.best_valid
+    assert log_records(tmp_path / "cut") == log_records(tmp_path / "full")
+    a = load_checkpoint(tmp_path / "full" / "checkpoint.pt")["model"]
+    b = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["model"]
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_interrupt_in_the_first_epoch_then_resume(tiny_dataset: Path, tmp_path: Path) -> None:
+    over = {"model": "base", "epochs": 1, "log_every": 2}
+    train(quick(tiny_dataset, tmp_path / "full", **over), progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            quick(tiny_dataset, tmp_path / "cut", **over), progress=False, on_step=_interrupt_at(3)
+        )
+    train(resume_config(tmp_path / "cut", {}), resume=True, progress=False)
+    assert log_records(tmp_path / "cut") == log_records(tmp_path / "full")
+
+
+def test_resume_can_extend_epochs_but_not_change_the_model(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    train(quick(tiny_dataset, run, model="base", epochs=1), progress=False)
+    more = train(resume_config(run, {"epochs": 2}), resume=True, progress=False)
+    assert more.epochs_run == 1
+    assert [r["epoch"] for r in log_records(run) if r["event"] == "epoch"] == [1, 2]
+    with pytest.raises(DinctlError) as err:
+        resume_config(run, {"lr": 0.5, "epochs": 3})
+    assert err.value.message == f"--lr 0.5 differs from the run's 0.01 in {run / 'config.json'}"
+
+
+def test_resume_in_another_world_size_is_refused(tiny_dataset: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(quick(tiny_dataset, run, model="lr", epochs=1), progress=False)
+    state = load_checkpoint(run / "checkpoint.pt")
+    state["world_size"] = 2
+    save_checkpoint(run / "checkpoint.pt", state)
+    with pytest.raises(DinctlError) as err:
+        train(resume_config(run, {"epochs": 2}), resume=True, progress=False)
+    assert (
+        err.value.message == f"{run / 'checkpoint.pt'} was written by 2 process(es), this run has 1"
+    )
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    n = batches_per_epoch(tiny_dataset)
+    real = loop.bce_loss
+    calls = {"n": 0}
+
+    def poisoned(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        loss = real(logits, label)
+        return loss * float("nan") if calls["n"] >= n + 3 else loss
+
+    monkeypatch.setattr(loop, "bce_loss", poisoned)
+    run = tmp_path / "run"
+    with pytest.raises(DinctlError) as err:
+        train(quick(tiny_dataset, run, model="base", log_every=100), progress=False)
+    assert err.value.message == f"the training loss became nan at step {n + 3} (epoch 2)"
+    state = load_checkpoint(run / "checkpoint.pt")
+    assert (state["epoch"], state["step"]) == (1, n)
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_missing_valid_split_warns_and_keeps_the_last_epoch(
+    tiny_dataset_no_valid: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = train(quick(tiny_dataset_no_valid, tmp_path / "run", model="base"), progress=False)
+    err = capsys.readouterr().err
+    assert (
+        f"warning: {tiny_dataset_no_valid} has no valid split; the last epoch is kept as best.pt"
+        in err
+    )
+    assert result.best_epoch == 2 and result.best_valid == {}
+
+
+@pytest.mark.parametrize("reg", ["l2", "difacto", "dropout", "filter"])
+def test_every_regulariser_trains_and_reloads(tiny_dataset: Path, tmp_path: Path, reg: str) -> None:
+    over: dict[str, Any] = {"reg": reg, "epochs": 1, "model": "base"}
+    if reg == "filter":
+        over["filter_top_k"] = 50
+    result = train(quick(tiny_dataset, tmp_path / "run", **over), progress=False)
+    assert result.best_valid["valid_auc"] > 0.55
+    loaded = load_run(result.run_dir)
+    if reg == "filter":
+        assert loaded.meta["model_config"]["n_items"] == 51  # 50 kept + 1 shared bucket
+        assert int(loaded.model.item_map.max()) == 51
+
+
+def test_load_run_gives_the_best_weights_in_eval_mode(tiny_dataset: Path, tmp_path: Path) -> None:
+    cfg = quick(tiny_dataset, tmp_path / "run", act="dice")
+    result = train(cfg, progress=False)
+    loaded = load_run(result.run_dir)
+    assert loaded.config == cfg
+    assert loaded.model.training is False
+    assert loaded.dataset_checksum == load_dataset(tiny_dataset).checksum
+    assert loaded.dataset_path == tiny_dataset.resolve()
+    assert loaded.meta["best_epoch"] == result.best_epoch
+    assert loaded.meta["best_valid"] == result.best_valid
+    best = torch.load(result.run_dir / "best.pt", weights_only=True)["model"]
+    for name, value in loaded.model.state_dict().items():
+        assert torch.equal(value, best[name])
+
+
+def test_load_run_errors(tmp_path: Path, tiny_dataset: Path) -> None:
+    with pytest.raises(DinctlError) as err:
+        load_run(tmp_path / "nope")
+    assert err.value.message == f"run folder {tmp_path / 'nope'} does not exist"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DinctlError) as err:
+        load_run(tmp_path / "empty")
+    empty = tmp_path / "empty"
+    want = f"{empty / 'config.json'} does not exist: {empty} is not a dinctl run"
+    assert err.value.message == want
+    run = tmp_path / "run"
+    train(quick(tiny_dataset, run, model="lr", epochs=1), progress=False)
+    (run / "best.pt").unlink()
+    (run / "checkpoint.pt").unlink()
+    with pytest.raises(DinctlError) as err:
+        load_run(run)
+    assert err.value.message == f"{run} has no best.pt or checkpoint.pt"
+
+
+def test_dataset_and_run_folder_errors(tiny_dataset: Path, tmp_path: Path) -> None:
+    old = tmp_path / "old"
+    shutil.copytree(tiny_dataset, old)
+    meta = json.loads((old / "meta.json").read_text())
+    meta["format_version"] = 0
+    (old / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(DinctlError) as err:
+        train(quick(old, tmp_path / "r1"), progress=False)
+    assert err.value.message == f"{old / 'meta.json'} has format version 0, expected 1"
+
+    no_train = tmp_path / "no_train"
+    shutil.copytree(tiny_dataset, no_train)
+    (no_train / "train.parquet").unlink()
+    with pytest.raises(DinctlError) as err:
+        train(quick(no_train, tmp_path / "r2"), progress=False)
+    assert (
+        err.value.message
+        == f"split 'train' is missing: {no_train / 'train.parquet'} does not exist"
+    )
+
+    run = tmp_path / "r3"
+    train(quick(tiny_dataset, run, model="lr", epochs=1), progress=False)
+    with pytest.raises(DinctlError) as err:
+        train(quick(tiny_dataset, run, model="lr", epochs=1), progress=False)
+    assert err.value.message == f"run folder {run} already exists"
+
+    with pytest.raises(DinctlError) as err:
+        train(quick(tiny_dataset, tmp_path / "r4"), resume=True, progress=False)
+    assert err.value.message == f"cannot resume: {tmp_path / 'r4' / 'checkpoint.pt'} does not exist"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_cuda(tiny_dataset: Path, tmp_path: Path) -> None:
+    with pytest.raises(DinctlError) as err:
+        train(quick(tiny_dataset, tmp_path / "r", device="cuda"), progress=False)
+    assert err.value.message == "--device cuda was asked for but CUDA is not available"
+
+
+def test_paper_schedule_decays_once(tiny_dataset: Path, tmp_path: Path) -> None:
+    cfg = quick(
+        tiny_dataset,
+        tmp_path / "run",
+        recipe="paper",
+        model="lr",
+        epochs=1,
+        batch_size=BATCH,
+        lr=0.5,
+        lr_decay_step=10,
+    )
+    train(cfg, progress=False)
+    lrs = {r["step"]: r["lr"] for r in log_records(tmp_path / "run") if r["event"] == "step"}
+    assert lrs[5] == 0.5 and lrs[10] == 0.5 and lrs[15] == pytest.approx(0.05)
+
+
+def test_epoch_order_is_a_seeded_permutation_and_buckets_sort_lengths() -> None:
+    cfg = resolve_config({"batch_size": 4, "seed": 3, "out": "x"}, None)
+    hist_len = torch.randint(0, 50, (103,))
+    a = epoch_order(103, 0, cfg, hist_len)
+    assert torch.equal(a.sort().values, torch.arange(103))
+    assert torch.equal(a, epoch_order(103, 0, cfg, hist_len))
+    assert not torch.equal(a, epoch_order(103, 1, cfg, hist_len))
+    bucketed = epoch_order(
+        103, 0, TrainConfig(**{**cfg.to_dict(), "length_buckets": True}), hist_len
+    )
+    assert torch.equal(bucketed.sort().values, torch.arange(103))
+    spread = hist_len[bucketed[:100]].view(25, 4)
+    assert (
+        spread.max(1).values - spread.min(1).values
+    ).float().mean() < 10  # similar lengths per batch
+
+
+def test_global_batches_drop_a_tail_too_small_for_every_rank() -> None:
+    assert n_global_batches(10, 4, 1) == 3
+    assert n_global_batches(9, 4, 2) == 2  # tail of 1 row cannot feed 2 ranks
+    assert n_global_batches(10, 4, 2) == 3

@@ -1,0 +1,181 @@
+"""Regularisers against hand-computed values: each test fails if the penalty is wrong."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dinctl.data.batching import Batch
+from dinctl.models import ModelConfig, build_model
+from dinctl.training.loop import bce_loss
+from dinctl.training.regularizers import (
+    ItemFilter,
+    behaviour_dropout,
+    difacto_penalty,
+    filter_item_map,
+    l2_penalty,
+    mba_penalty,
+)
+
+N_ITEMS, N_CATES = 9, 4
+
+
+def _batch() -> Batch:
+    t = torch.tensor
+    hist_item = t([[1, 2, 2], [3, 0, 0]])
+    hist_cate = t([[1, 2, 2], [1, 0, 0]])
+    return Batch(
+        user=t([1, 2]),
+        item=t([4, 2]),
+        cate=t([3, 2]),
+        hist_item=hist_item,
+        hist_cate=hist_cate,
+        hist_mask=hist_item > 0,
+        label=t([1.0, 0.0]),
+    )
+
+
+def _model(name: str = "din") -> torch.nn.Module:
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        model=name, n_users=2, n_items=N_ITEMS, n_cates=N_CATES, emb_dim=4, act="prelu"
+    )
+    return build_model(cfg)
+
+
+FREQS = {
+    "item": torch.tensor([0, 5, 2, 4, 1, 7, 7, 7, 7, 7]),
+    "cate": torch.tensor([0, 10, 3, 6, 2]),
+}
+ITEMS_IN_BATCH = [1, 2, 3, 4]
+CATES_IN_BATCH = [1, 2, 3]
+
+
+def test_mba_penalty_value_counts_each_present_row_once() -> None:
+    model = _model()
+    tables = dict((vocab, table) for _, table, vocab in model.sparse_tables())
+    lam = 0.3
+    want = 0.0
+    for vocab, present in (("item", ITEMS_IN_BATCH), ("cate", CATES_IN_BATCH)):
+        w = tables[vocab].weight.detach()
+        want += sum(float(w[j].pow(2).sum()) / int(FREQS[vocab][j]) for j in present)
+    got = mba_penalty(model.sparse_tables(), _batch(), FREQS, lam)
+    assert float(got.detach()) == pytest.approx(lam * want, rel=1e-6)
+
+
+def test_mba_sgd_step_leaves_absent_rows_bitwise_untouched() -> None:
+    model = _model()
+    before = {vocab: table.weight.detach().clone() for _, table, vocab in model.sparse_tables()}
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    mba_penalty(model.sparse_tables(), _batch(), FREQS, 10.0).backward()
+    opt.step()
+    for _, table, vocab in model.sparse_tables():
+        present = ITEMS_IN_BATCH if vocab == "item" else CATES_IN_BATCH
+        n_rows = table.weight.shape[0]
+        absent = [j for j in range(n_rows) if j not in present]
+        assert torch.equal(table.weight[absent], before[vocab][absent])  # bitwise
+        assert not torch.equal(table.weight[present], before[vocab][present])
+
+
+def test_one_sgd_step_equals_the_hand_computed_update() -> None:
+    """w_j ← w_j − lr·(∂loss/∂w_j + 2λ·w_j/n_j) for present rows; absent rows keep w_j."""
+    lam, lr = 0.2, 0.1
+    batch = _batch()
+    model = _model()
+    loss_grads = {}
+    bce_loss(model(batch).logits, batch.label).backward()
+    for _, table, vocab in model.sparse_tables():
+        loss_grads[vocab] = table.weight.grad.clone()
+        table.weight.grad = None
+    before = {vocab: table.weight.detach().clone() for _, table, vocab in model.sparse_tables()}
+
+    model.zero_grad(set_to_none=True)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    loss = bce_loss(model(batch).logits, batch.label)
+    (loss + mba_penalty(model.sparse_tables(), batch, FREQS, lam)).backward()
+    opt.step()
+    for _, table, vocab in model.sparse_tables():
+        w0 = before[vocab]
+        present = torch.zeros(w0.shape[0], dtype=torch.bool)
+        present[ITEMS_IN_BATCH if vocab == "item" else CATES_IN_BATCH] = True
+        n = FREQS[vocab].clamp(min=1).float().unsqueeze(1)
+        reg_grad = torch.where(present.unsqueeze(1), 2 * lam * w0 / n, torch.zeros_like(w0))
+        want = w0 - lr * (loss_grads[vocab] + reg_grad)
+        torch.testing.assert_close(table.weight.detach(), want, rtol=1e-6, atol=1e-7)
+
+
+def test_mba_ignores_padding_row() -> None:
+    model = _model()
+    item_table = model.sparse_tables()[0][1]
+    a = mba_penalty(model.sparse_tables(), _batch(), FREQS, 1.0)
+    with torch.no_grad():
+        item_table.weight[0] = 100.0
+    b = mba_penalty(model.sparse_tables(), _batch(), FREQS, 1.0)
+    assert float(a.detach()) == float(b.detach())
+
+
+def test_l2_covers_whole_tables() -> None:
+    model = _model()
+    want = sum(float(t.weight.pow(2).sum()) for _, t, _ in model.sparse_tables())
+    got = l2_penalty(model.sparse_tables(), 0.5)
+    assert float(got.detach()) == pytest.approx(0.5 * want, rel=1e-6)
+    got.backward()
+    item_table = model.sparse_tables()[0][1]
+    assert bool((item_table.weight.grad[1:] != 0).all())  # every row, present or not
+
+
+def test_difacto_scales_by_in_batch_sample_counts() -> None:
+    model = _model()
+    tables = {vocab: table.weight.detach() for _, table, vocab in model.sparse_tables()}
+    # samples containing each id: items {1,2,4} in row 0 and {3,2} in row 1 → item 2 twice;
+    # cates {1,2,3} in row 0 and {1,2} in row 1 → cates 1 and 2 twice
+    counts = {"item": {1: 1, 2: 2, 3: 1, 4: 1}, "cate": {1: 2, 2: 2, 3: 1}}
+    want = sum(
+        c * float(tables[v][j].pow(2).sum()) for v, per in counts.items() for j, c in per.items()
+    )
+    got = difacto_penalty(model.sparse_tables(), _batch(), 0.7)
+    assert float(got.detach()) == pytest.approx(0.7 * want / 2, rel=1e-6)
+
+
+def test_behaviour_dropout_zeroes_ids_and_mask_together() -> None:
+    torch.manual_seed(0)
+    hist = torch.randint(1, 9, (64, 50))
+    batch = Batch(
+        user=torch.zeros(64, dtype=torch.long),
+        item=torch.ones(64, dtype=torch.long),
+        cate=torch.ones(64, dtype=torch.long),
+        hist_item=hist,
+        hist_cate=hist,
+        hist_mask=torch.ones(64, 50, dtype=torch.bool),
+        label=torch.zeros(64),
+    )
+    out = behaviour_dropout(batch, 0.5, torch.Generator().manual_seed(1))
+    kept = out.hist_mask.float().mean().item()
+    assert 0.45 < kept < 0.55
+    assert torch.equal(out.hist_item, torch.where(out.hist_mask, hist, 0))
+    assert torch.equal(out.hist_cate, torch.where(out.hist_mask, hist, 0))
+    again = behaviour_dropout(batch, 0.5, torch.Generator().manual_seed(1))
+    assert torch.equal(out.hist_mask, again.hist_mask)
+    assert torch.equal(batch.hist_mask, torch.ones(64, 50, dtype=torch.bool))  # input untouched
+
+
+def test_filter_map_keeps_top_k_and_buckets_the_rest() -> None:
+    freq = torch.tensor([0, 5, 9, 1, 9, 3])  # ids 2 and 4 tie at 9, then id 1 at 5
+    mapping, n = filter_item_map(freq, 3)
+    assert n == 4
+    assert mapping.tolist() == [0, 1, 2, 4, 3, 4]  # kept ids 1, 2, 4 → 1, 2, 3; ids 3, 5 → bucket 4
+    same, n_all = filter_item_map(freq, 10)
+    assert n_all == 5 and same.tolist() == [0, 1, 2, 3, 4, 5]
+
+
+def test_item_filter_wrapper_feeds_mapped_ids() -> None:
+    inner = _model("base")
+    mapping = torch.tensor([0, 1, 2, 3, 3, 3, 3, 3, 3, 3])
+    wrapped = ItemFilter(inner, mapping).eval()
+    inner.eval()
+    batch = _batch()
+    mapped = Batch(
+        **{**batch.__dict__, "item": mapping[batch.item], "hist_item": mapping[batch.hist_item]}
+    )
+    torch.testing.assert_close(wrapped(batch).logits, inner(mapped).logits)
+    assert wrapped.sparse_tables() == inner.sparse_tables()
