@@ -152,3 +152,20 @@ def test_error_messages_word_for_word(tiny_dataset: Path, tmp_path: Path) -> Non
 def test_bad_choices_are_usage_errors(args: list[str]) -> None:
     r = runner.invoke(app, ["train", *args])
     assert r.exit_code == 2
+
+
+def test_preprocess_sample_amazon_then_train_dice_mba(tmp_path: Path) -> None:
+    sample = Path(__file__).resolve().parents[1] / "sample_data" / "amazon"
+    data = tmp_path / "amazon"
+    pre = runner.invoke(
+        app, ["preprocess", "amazon", "--raw", str(sample), "--out", str(data), "--json"]
+    )
+    assert pre.exit_code == 0, pre.output
+    out = tmp_path / "run"
+    args = ["--act", "dice", "--reg", "mba", "--epochs", "2", "--batch-size", "128", "--lr", "0.01"]
+    result = runner.invoke(
+        app, ["train", "--data", str(data), "--out", str(out), "--emb-dim", "16", *args, "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["best_valid"]["valid_auc"] > 0.6  # the sample's planted interests are learnable

@@ -116,7 +116,7 @@ def test_mba_ignores_padding_row() -> None:
 
 def test_l2_covers_whole_tables() -> None:
     model = _model()
-    want = sum(float(t.weight.pow(2).sum()) for _, t, _ in model.sparse_tables())
+    want = sum(float(t.weight.detach().pow(2).sum()) for _, t, _ in model.sparse_tables())
     got = l2_penalty(model.sparse_tables(), 0.5)
     assert float(got.detach()) == pytest.approx(0.5 * want, rel=1e-6)
     got.backward()
