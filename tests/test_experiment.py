@@ -4,6 +4,7 @@ both paper tables end to end on the bundled sample data with tiny settings."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -136,8 +137,9 @@ def test_full_run_writes_manifest_tables_and_curves(tmp_path: Path) -> None:
     lines: list[str] = []
     result = run_experiment(TABLE3, _settings(tmp_path), backend=backend, log=lines.append)
     assert len(backend.trains) == 16 and all(not resume for _, resume in backend.trains)
-    assert len(lines) == 16 and lines[0].startswith("[1/16] lr-s0")
-    assert "test AUC 0.6000" in lines[0]
+    assert lines[0] == f"table3: 8 models × 2 seed(s) = 16 runs → {tmp_path / 'exp'}"
+    assert len(lines) == 17 and lines[1].startswith("[1/16] lr-s0")
+    assert "test AUC 0.6000" in lines[1]
     manifest = read_manifest(tmp_path / "exp")
     assert manifest["experiment"] == "table3"
     assert manifest["data"] == {"path": str(tmp_path / "data"), "checksum": "c" * 64}
@@ -147,7 +149,9 @@ def test_full_run_writes_manifest_tables_and_curves(tmp_path: Path) -> None:
     assert (tmp_path / "exp" / "table3.md").read_text() == result.table.markdown()
     assert json.loads((tmp_path / "exp" / "table3.json").read_text())["rows"][0]["label"] == "LR"
     # Fig. 4 curves of the first seed of every variant
-    assert result.files["curves"].read_text().split("\n") == [r.key + "-s0" for r in TABLE3.variants]
+    assert result.files["curves"].read_text().split("\n") == [
+        r.key + "-s0" for r in TABLE3.variants
+    ]
 
 
 def test_interrupted_experiment_continues_where_it_stopped(tmp_path: Path) -> None:
@@ -158,7 +162,9 @@ def test_interrupted_experiment_continues_where_it_stopped(tmp_path: Path) -> No
     assert [r["status"] for r in manifest["runs"][:4]] == ["done", "done", "running", "pending"]
 
     second = FakeBackend()
-    run_experiment(TABLE3, _settings(tmp_path), backend=second, log=_quiet)
+    lines: list[str] = []
+    run_experiment(TABLE3, _settings(tmp_path), backend=second, log=lines.append)
+    assert lines[0].endswith("(2 done before)")
     # the two finished runs are reused; the interrupted one resumes; the other 13 train afresh
     assert second.trains[0] == ("wide-deep-s0", True)
     assert [resume for _, resume in second.trains[1:]] == [False] * 13
@@ -288,7 +294,11 @@ def test_table3_hand_computed() -> None:
     )
     js = table.to_json()
     assert js["baseline"] == "base"
-    assert js["rows"][2]["auc"] == {"mean": pytest.approx(0.76), "std": pytest.approx(0.01414213), "n": 2}
+    assert js["rows"][2]["auc"] == {
+        "mean": pytest.approx(0.76),
+        "std": pytest.approx(0.01414213),
+        "n": 2,
+    }
 
 
 def test_table4_has_logloss_and_relaimpr_against_no_item_ids() -> None:
@@ -308,3 +318,88 @@ def test_relaimpr_is_blank_without_baseline_or_at_chance() -> None:
     assert build_table(TABLE3, [_done("din", 0, 0.7)]).cells() == [["DIN", "0.7000", "—"]]
     chance = build_table(TABLE3, [_done("base", 0, 0.5), _done("din", 0, 0.7)])
     assert [r.rela_impr for r in chance.rows] == [None, None]
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def sample_amazon(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled sample Amazon data, preprocessed once for this module."""
+    from dinctl.data.preprocess import preprocess_amazon
+    from dinctl.experiment import sample_data_dir
+
+    out = tmp_path_factory.mktemp("sample") / "amazon"
+    preprocess_amazon(sample_data_dir() / "amazon", out)
+    return out
+
+
+def _invoke(args: list[str]) -> Any:
+    from typer.testing import CliRunner
+
+    from dinctl.cli.main import app
+
+    return CliRunner().invoke(app, args)
+
+
+def test_table3_end_to_end_on_sample_data(sample_amazon: Path, tmp_path: Path) -> None:
+    out = tmp_path / "t3"
+    args = ["experiment", "table3", "--data", str(sample_amazon), "--seeds", "1", "--epochs", "1"]
+    args += ["--batch-size", "512", "--out", str(out), "--json"]
+    result = _invoke(args)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    labels = [row["label"] for row in payload["table"]["rows"]]
+    assert labels == [v.label for v in TABLE3.variants]
+    base = next(r for r in payload["table"]["rows"] if r["key"] == "base")
+    assert base["rela_impr"] == 0.0
+    for row in payload["table"]["rows"]:
+        assert 0.0 < row["auc"]["mean"] < 1.0 and row["auc"]["std"] is None
+    for name in ("table3.md", "table3.json", "manifest.json", "curves.png"):
+        assert (out / name).is_file(), name
+    assert "| DIN with Dice |" in (out / "table3.md").read_text()
+    for run in read_manifest(out)["runs"]:
+        run_dir = out / run["name"]
+        assert run["status"] == "done"
+        assert json.loads((run_dir / "metrics.json").read_text())["split"] == "test"
+        assert (run_dir / "predictions.parquet").is_file()
+        assert json.loads((run_dir / "config.json").read_text())["train"]["epochs"] == 1
+    assert len(re.findall(r"^\[\d/8\] .* test AUC 0\.\d{4}  \(trained, ", result.stderr, re.M)) == 8
+
+    # everything is reused the second time: no training, the same table
+    again = _invoke(args)
+    assert again.exit_code == 0, again.output
+    assert again.stderr.count("(reused,") == 8
+    assert json.loads(again.stdout)["table"] == payload["table"]
+
+
+def test_table4_end_to_end_on_sample_data(sample_amazon: Path, tmp_path: Path) -> None:
+    out = tmp_path / "t4"
+    args = ["experiment", "table4", "--data", str(sample_amazon), "--seeds", "2", "--epochs", "1"]
+    result = _invoke(args + ["--batch-size", "512", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split() == [
+        str(out / n) for n in ("table4.md", "table4.json", "curves.png")
+    ]
+    table = json.loads((out / "table4.json").read_text())
+    assert [r["key"] for r in table["rows"]] == [v.key for v in TABLE4.variants]
+    assert all(r["auc"]["n"] == 2 and r["auc"]["std"] is not None for r in table["rows"])
+    assert table["rows"][0]["rela_impr"] == 0.0
+    markdown = (out / "table4.md").read_text()
+    assert "| BaseModel | AUC | RelaImpr | Logloss |" in markdown
+    assert " ± " in markdown
+    no_ids = json.loads((out / "base-no-ids-s0" / "config.json").read_text())
+    assert no_ids["train"]["use_item_ids"] is False and no_ids["model"]["use_item_ids"] is False
+    # Fig. 4: the curves plot has one line per variant (seed 0)
+    curves = json.loads((out / "curves.json").read_text())
+    assert [Path(r["run"]).name for r in curves["runs"]] == [f"{v.key}-s0" for v in TABLE4.variants]
+
+
+def test_experiment_cli_errors(tmp_path: Path) -> None:
+    result = _invoke(
+        ["experiment", "table3", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: dataset folder {tmp_path / 'nope'} does not exist\n")
+    assert _invoke(["experiment", "table3", "--seeds", "0"]).exit_code == 2
+    assert _invoke(["experiment", "table5"]).exit_code == 2

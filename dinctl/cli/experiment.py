@@ -70,8 +70,12 @@ def _run(
     )
     spec = EXPERIMENTS[name]
     console = Console(stderr=True)
-    console.print(f"[bold]{spec.title}[/]: {len(spec.variants)} models × {seeds} seed(s) → {out}")
-    result = run_experiment(spec, settings, progress=not as_json)
+    result = run_experiment(
+        spec,
+        settings,
+        progress=not as_json,
+        log=lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True),
+    )
     console.print(_rich_table(result.table))
     if as_json:
         payload: dict[str, Any] = {

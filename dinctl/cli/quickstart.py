@@ -1,13 +1,69 @@
-"""`dinctl quickstart`."""
+"""`dinctl quickstart`: the whole pipeline on the bundled sample data, on CPU, in seconds."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
 
-from dinctl.cli.boundary import not_built, user_errors
+from dinctl.cli.boundary import user_errors
 
 
 @user_errors
-def quickstart() -> None:
-    """Not built yet (issue #7)."""
-    raise not_built("quickstart", 7)
+def quickstart(
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("quickstart"),
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace --out even if it was not made by quickstart (an earlier quickstart "
+            "is always replaced).",
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Preprocess the sample Amazon data, train DIN with Dice, evaluate it and draw the plots."""
+    from rich.console import Console
+
+    from dinctl.experiment import run_quickstart
+
+    console = Console(stderr=True)
+    result = run_quickstart(
+        out,
+        overwrite=overwrite,
+        progress=not as_json,
+        stage=lambda line: console.print(f"[bold cyan]▸[/] {line}"),
+    )
+    console.print(_panel(result))
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(result.data)
+        print(result.run_dir)
+        for path in result.plots.values():
+            print(path)
+
+
+def _panel(result: Any) -> Any:
+    from rich.panel import Panel
+    from rich.table import Table
+
+    m = result.metrics
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("test AUC", f"[bold green]{m['auc']:.4f}[/]  (user-weighted {m['gauc']:.4f})")
+    grid.add_row("test logloss", f"{m['logloss']:.4f}  (best epoch {result.best_epoch})")
+    grid.add_row("dataset", str(result.data))
+    grid.add_row("run", f"{result.run_dir}  (config.json, best.pt, log.jsonl)")
+    grid.add_row("predictions", f"{result.run_dir / 'predictions.parquet'}, metrics.json")
+    for name, path in result.plots.items():
+        grid.add_row(f"{name} plot", str(path))
+    grid.add_row("next", f"dinctl evaluate {result.run_dir}    dinctl experiment table3 --help")
+    return Panel(
+        grid,
+        title=f"dinctl quickstart: DIN with Dice on the sample data ({result.seconds:.0f} s)",
+        title_align="left",
+    )
