@@ -259,3 +259,24 @@ def test_no_history_holds_its_target_or_a_later_behaviour(
                 assert max(ts[:h]) <= ts[h]
             else:
                 assert item not in items
+
+
+def test_rank_hash_path_matches_exact_sort() -> None:
+    from dinctl.data.builder import _rank, _rank_exact
+
+    rng = np.random.default_rng(0)
+    values = pl.Series([f"A{v:x}Z" for v in rng.integers(0, 500, size=3000)] + ["", "a", "B"])
+    fast, fast_uniq = _rank(values)
+    slow, slow_uniq = _rank_exact(values)
+    assert fast.tolist() == slow.tolist()
+    assert fast_uniq.to_list() == slow_uniq.to_list() == sorted(set(values.to_list()))
+    numbers = pl.Series([10, 2, 2, 300, -1])
+    assert _rank(numbers)[0].tolist() == [3, 2, 2, 4, 1]
+
+
+def test_huge_timestamps_take_the_lexsort_path_with_the_same_order() -> None:
+    huge = HAND.with_columns(pl.col("ts") * 2**58)  # (user, ts) no longer fits one int64 key
+    a, _ = build_windows(HAND, seed=0)
+    b, _ = build_windows(huge, seed=0)
+    assert a.sequences["items"].to_list() == b.sequences["items"].to_list()
+    assert a.splits["train"].equals(b.splits["train"])

@@ -60,11 +60,68 @@ class _Sequences:
     cate_name: pl.Series  # (C,)
 
 
-def _rank(col: pl.Series) -> tuple[pl.Series, pl.Series]:
-    """(dense 1-based rank of every value in sorted order, the sorted unique values)."""
-    uniq = col.unique().sort()
-    ranks = col.rank("dense").cast(pl.Int64)
-    return ranks, uniq
+def _rank(col: pl.Series) -> tuple[np.ndarray, pl.Series]:
+    """(dense 1-based rank of every value in sorted order, the sorted unique values).
+
+    Groups equal values by a 64-bit hash (checked against a second hash; an exact sort is the
+    fallback), then sorts only the unique values: sorting 1.7M raw strings is the slow part.
+    """
+    if col.dtype.is_numeric():
+        keys = col.to_numpy()
+        check = None
+    else:
+        keys = col.hash(seed=0).to_numpy()
+        check = col.hash(seed=1).to_numpy()
+    order = np.argsort(keys, kind="stable")  # (M,)
+    srt = keys[order]
+    new = np.ones(len(keys), dtype=bool)
+    new[1:] = srt[1:] != srt[:-1]
+    if check is not None:
+        chk = check[order]
+        if np.any((chk[1:] != chk[:-1]) & ~new[1:]):  # a hash collision: sort exactly instead
+            return _rank_exact(col)
+    group = np.cumsum(new) - 1  # (M,) group of each sorted row
+    uniq = col.gather(order[new])  # (G,) one value per group, in hash order
+    by_value = uniq.arg_sort().to_numpy()
+    rank_of_group = np.empty(len(uniq), dtype=np.int64)
+    rank_of_group[by_value] = np.arange(1, len(uniq) + 1)
+    ranks = np.empty(len(keys), dtype=np.int64)
+    ranks[order] = rank_of_group[group]
+    return ranks, uniq.gather(by_value)
+
+
+def _rank_exact(col: pl.Series) -> tuple[np.ndarray, pl.Series]:
+    order = col.arg_sort().to_numpy()  # (M,)
+    srt = col.gather(order)
+    new = np.ones(len(col), dtype=bool)
+    if len(col) > 1:
+        new[1:] = (srt.slice(1) != srt.slice(0, len(col) - 1)).to_numpy()
+    ranks = np.empty(len(col), dtype=np.int64)
+    ranks[order] = np.cumsum(new)
+    return ranks, srt.filter(pl.Series(new))
+
+
+def _first_index(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted unique keys, index of each one's first occurrence) — np.unique without hashing."""
+    order = np.argsort(keys, kind="stable")
+    srt = keys[order]
+    new = np.ones(len(keys), dtype=bool)
+    new[1:] = srt[1:] != srt[:-1]
+    return srt[new], order[new]
+
+
+def _stable_order(user: np.ndarray, ts: np.ndarray, item: np.ndarray | None) -> np.ndarray:
+    """Stable argsort by (user, ts[, item]): one int64 key when it fits, else a lexsort."""
+    t0 = int(ts.min()) if len(ts) else 0
+    t_span = int(ts.max()) - t0 + 1 if len(ts) else 1
+    i_span = int(item.max()) + 1 if item is not None and len(item) else 1
+    if (int(user.max()) + 1) * t_span * i_span < 2**62:
+        key = user * np.int64(t_span) + (ts - t0)  # (M,)
+        if item is not None:
+            key = key * np.int64(i_span) + item
+        return np.argsort(key, kind="stable")
+    keys = (ts, user) if item is None else (item, ts, user)
+    return np.lexsort(keys)
 
 
 def _sequences(frame: pl.DataFrame, tie: str) -> _Sequences:
@@ -73,30 +130,16 @@ def _sequences(frame: pl.DataFrame, tie: str) -> _Sequences:
         raise DinctlError("no interactions left to build a dataset from")
     users, raw_user = _rank(frame["user"])
     items, raw_item = _rank(frame["item"])
-    # one category per item: the first row's (readers give one per item already)
-    item_cat = (
-        frame.select(pl.col("item"), pl.col("cate").cast(pl.Utf8))
-        .with_columns(items.alias("iid"))
-        .unique("iid", keep="first", maintain_order=True)
-        .sort("iid")
-    )
-    cates, cate_name = _rank(item_cat["cate"])
+    # one category per item: that of its first row (the readers give one per item already)
+    _, first_row = _first_index(items)
+    cates, cate_name = _rank(frame["cate"].cast(pl.Utf8).gather(first_row))
     item_cate = np.zeros(len(raw_item) + 1, dtype=np.int64)
-    item_cate[item_cat["iid"].to_numpy()] = cates.to_numpy()
-    df = pl.DataFrame(
-        {
-            "u": users,
-            "i": items,
-            "ts": frame["ts"].cast(pl.Int64),
-            "order": np.arange(frame.height, dtype=np.int64),
-        }
-    )
-    if "label" in frame.columns:
-        df = df.with_columns(frame["label"].cast(pl.Int8).alias("label"))
-    keys = ["u", "ts", "order"] if tie == "order" else ["u", "ts", "i"]
-    df = df.sort(keys)  # ids are ranks, so (u, i) order is (raw user, raw item) order
-    user = df["u"].to_numpy()
-    item = df["i"].to_numpy()
+    item_cate[items[first_row]] = cates
+    ts = frame["ts"].cast(pl.Int64).to_numpy()
+    # ids are ranks, so id order is raw order; a stable sort keeps file order on ties
+    order = _stable_order(users, ts, items if tie == "item" else None)
+    user, item, ts = users[order], items[order], ts[order]
+    label = frame["label"].cast(pl.Int8).to_numpy()[order] if "label" in frame.columns else None
     counts = np.bincount(user, minlength=len(raw_user) + 1)[1:]
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     start = offsets[user - 1]
@@ -106,8 +149,8 @@ def _sequences(frame: pl.DataFrame, tie: str) -> _Sequences:
         user=user,
         item=item,
         cate=item_cate[item],
-        ts=df["ts"].to_numpy(),
-        label=df["label"].to_numpy() if "label" in df.columns else None,
+        ts=ts,
+        label=label,
         offsets=offsets,
         pos=pos,
         length=length,
@@ -165,15 +208,13 @@ def training_frequency(
     sample_keys = np.sort(user * stride + hist_len)  # (S,)
     # first occurrence of each (user, item) in its sequence
     pair = seq.user * (n_items + 1) + seq.item
-    _, first = np.unique(pair, return_index=True)  # index of the first occurrence, in sequence
+    first_keys, first = _first_index(pair)  # sorted (user, item) keys, first occurrence
     f_user, f_item, f_pos = seq.user[first], seq.item[first], seq.pos[first]
     lo = np.searchsorted(sample_keys, f_user * stride + f_pos, side="right")
     hi = np.searchsorted(sample_keys, (f_user + 1) * stride, side="left")
     freq += np.bincount(f_item, weights=hi - lo, minlength=n_items + 1).astype(np.int64)
     # candidates not already inside their own history
-    first_keys = pair[first]
-    order = np.argsort(first_keys)
-    first_keys, first_pos = first_keys[order], f_pos[order]
+    first_pos = f_pos
     q = user * (n_items + 1) + item
     idx = np.minimum(np.searchsorted(first_keys, q), len(first_keys) - 1)
     in_hist = (first_keys[idx] == q) & (first_pos[idx] < hist_len)
@@ -211,7 +252,7 @@ def build_windows(
     target = np.flatnonzero(seq.pos >= 1)  # (P,)
     t_user, t_hist, t_item = seq.user[target], seq.pos[target], seq.item[target]
     t_len = seq.length[target]
-    owned = np.unique(seq.user * (n_items + 1) + seq.item)
+    owned, _ = _first_index(seq.user * (n_items + 1) + seq.item)
     rng = np.random.default_rng(seed)
     neg = draw_negatives(t_user, owned, n_items, rng)
     # rows: positive then its negative, in (user, position) order
