@@ -340,8 +340,9 @@ def compute_attention(
             "raw_item": str(vocab.raw_item[j]),
             "category": str(vocab.cate_name[run.dataset.item_cate[j]]),
             "score": float(p),
+            "target": not candidates and k == 0,
         }
-        for j, p in zip(items, probs, strict=True)
+        for k, (j, p) in enumerate(zip(items, probs, strict=True))
     ]
     return AttentionMap(
         run_dir=run.run_dir,
@@ -366,6 +367,8 @@ def draw_attention(amap: AttentionMap) -> Figure:
     cmap = colormaps["cividis"]
     im = ax.imshow(amap.weights, cmap=cmap, aspect="auto", interpolation="nearest")
     lo, hi = float(np.min(amap.weights)), float(np.max(amap.weights))
+    top = max(abs(lo), abs(hi))
+    decimals = max(0, 2 - math.floor(math.log10(top))) if top > 0 else 2  # 3 significant digits
     for r in range(n_cand):
         for c in range(n_beh):
             v = float(amap.weights[r, c])
@@ -373,7 +376,7 @@ def draw_attention(amap: AttentionMap) -> Figure:
             ax.text(
                 c,
                 r,
-                f"{v:.3g}",
+                f"{v:.{decimals}f}",
                 ha="center",
                 va="center",
                 fontsize=7,
@@ -389,7 +392,9 @@ def draw_attention(amap: AttentionMap) -> Figure:
     ax.set_yticks(range(n_cand))
     ax.set_yticklabels(
         [
-            f"{c['raw_item']} · {_short(c['category'])}\nCTR {c['score']:.3f}"
+            f"{c['raw_item']} · {_short(c['category'])}\n"
+            + ("test target · " if c.get("target") else "")
+            + f"CTR {c['score']:.3f}"
             for c in amap.candidates
         ],
         fontsize=8,
@@ -739,7 +744,9 @@ def read_curve(run_dir: Path) -> Curve:
             f"run {run_dir} has no log: {log} does not exist",
             hint="train it with `dinctl train` (it writes log.jsonl as it goes)",
         )
-    epoch, loss, auc = [], [], []
+    epoch: list[int] = []
+    loss: list[float | None] = []
+    auc: list[float | None] = []
     for n, line in enumerate(log.read_text().splitlines(), start=1):
         if not line.strip():
             continue
