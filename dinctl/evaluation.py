@@ -158,6 +158,11 @@ def expand_runs(paths: Sequence[Path], runs_root: Path = Path("runs")) -> list[P
             from dinctl.experiment import expand_run_dirs
 
             found = expand_run_dirs([path])
+            if not found:
+                raise DinctlError(
+                    f"experiment folder {path} has no finished runs yet",
+                    hint="run `dinctl experiment table3` or `table4` first (it resumes)",
+                )
         elif path.is_dir():
             found = sorted(p for p in path.iterdir() if p.is_dir() and _is_run(p))
         else:

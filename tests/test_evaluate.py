@@ -267,6 +267,16 @@ def test_error_not_a_run_folder(tmp_path: Path) -> None:
     )
 
 
+def test_error_experiment_without_finished_runs(trained: dict[str, Path], tmp_path: Path) -> None:
+    _clone_run(trained["din"], tmp_path / "din-s0", weights=False)
+    manifest = {"format_version": 1, "runs": [{"name": "din-s0", "status": "pending"}]}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert _error([str(tmp_path)]) == (
+        f"error: experiment folder {tmp_path} has no finished runs yet\n"
+        "hint: run `dinctl experiment table3` or `table4` first (it resumes)\n"
+    )
+
+
 def test_error_run_without_checkpoint(trained: dict[str, Path], tmp_path: Path) -> None:
     run = _clone_run(trained["din"], tmp_path / "half", weights=False)
     assert _error([str(run)]) == (
