@@ -266,9 +266,11 @@ def test_rank_hash_path_matches_exact_sort() -> None:
 
     rng = np.random.default_rng(0)
     values = pl.Series([f"A{v:x}Z" for v in rng.integers(0, 500, size=3000)] + ["", "a", "B"])
-    fast, fast_uniq = _rank(values)
-    slow, slow_uniq = _rank_exact(values)
+    fast, fast_uniq, fast_first = _rank(values)
+    slow, slow_uniq, slow_first = _rank_exact(values)
     assert fast.tolist() == slow.tolist()
+    assert fast_first.tolist() == slow_first.tolist()
+    assert [values.to_list().index(v) for v in fast_uniq.to_list()] == fast_first.tolist()
     assert fast_uniq.to_list() == slow_uniq.to_list() == sorted(set(values.to_list()))
     numbers = pl.Series([10, 2, 2, 300, -1])
     assert _rank(numbers)[0].tolist() == [3, 2, 2, 4, 1]

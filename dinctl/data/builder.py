@@ -58,10 +58,13 @@ class _Sequences:
     raw_item: pl.Series  # (N,)
     item_cate: np.ndarray  # (N+1,) int64
     cate_name: pl.Series  # (C,)
+    pair_keys: np.ndarray  # (P,) sorted unique user·(N+1)+item
+    pair_first: np.ndarray  # (P,) row of each pair's first occurrence
+    first_pos: np.ndarray  # (M,) position of the first occurrence of each row's (user, item)
 
 
-def _rank(col: pl.Series) -> tuple[np.ndarray, pl.Series]:
-    """(dense 1-based rank of every value in sorted order, the sorted unique values).
+def _rank(col: pl.Series) -> tuple[np.ndarray, pl.Series, np.ndarray]:
+    """(dense 1-based rank of every row, the sorted unique values, each one's first row).
 
     Groups equal values by a 64-bit hash (checked against a second hash; an exact sort is the
     fallback), then sorts only the unique values: sorting 1.7M raw strings is the slow part.
@@ -87,10 +90,10 @@ def _rank(col: pl.Series) -> tuple[np.ndarray, pl.Series]:
     rank_of_group[by_value] = np.arange(1, len(uniq) + 1)
     ranks = np.empty(len(keys), dtype=np.int64)
     ranks[order] = rank_of_group[group]
-    return ranks, uniq.gather(by_value)
+    return ranks, uniq.gather(by_value), order[new][by_value]
 
 
-def _rank_exact(col: pl.Series) -> tuple[np.ndarray, pl.Series]:
+def _rank_exact(col: pl.Series) -> tuple[np.ndarray, pl.Series, np.ndarray]:
     order = col.arg_sort().to_numpy()  # (M,)
     srt = col.gather(order)
     new = np.ones(len(col), dtype=bool)
@@ -98,7 +101,8 @@ def _rank_exact(col: pl.Series) -> tuple[np.ndarray, pl.Series]:
         new[1:] = (srt.slice(1) != srt.slice(0, len(col) - 1)).to_numpy()
     ranks = np.empty(len(col), dtype=np.int64)
     ranks[order] = np.cumsum(new)
-    return ranks, srt.filter(pl.Series(new))
+    _, first_row = _first_index(ranks)
+    return ranks, srt.filter(pl.Series(new)), first_row
 
 
 def _first_index(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -128,11 +132,10 @@ def _sequences(frame: pl.DataFrame, tie: str) -> _Sequences:
     """Dense ids and the (user, ts, tie) sort; `tie` is "order" (file order) or "item"."""
     if frame.height == 0:
         raise DinctlError("no interactions left to build a dataset from")
-    users, raw_user = _rank(frame["user"])
-    items, raw_item = _rank(frame["item"])
+    users, raw_user, _ = _rank(frame["user"])
+    items, raw_item, first_row = _rank(frame["item"])
     # one category per item: that of its first row (the readers give one per item already)
-    _, first_row = _first_index(items)
-    cates, cate_name = _rank(frame["cate"].cast(pl.Utf8).gather(first_row))
+    cates, cate_name, _ = _rank(frame["cate"].cast(pl.Utf8).gather(first_row))
     item_cate = np.zeros(len(raw_item) + 1, dtype=np.int64)
     item_cate[items[first_row]] = cates
     ts = frame["ts"].cast(pl.Int64).to_numpy()
@@ -145,6 +148,15 @@ def _sequences(frame: pl.DataFrame, tie: str) -> _Sequences:
     start = offsets[user - 1]
     pos = np.arange(len(user), dtype=np.int64) - start
     length = counts[user - 1].astype(np.int64)
+    # each (user, item) pair: sorted unique keys and the position of its first occurrence
+    pair = user * np.int64(len(raw_item) + 1) + item
+    pair_order = np.argsort(pair, kind="stable")
+    srt = pair[pair_order]
+    new = np.ones(len(pair), dtype=bool)
+    new[1:] = srt[1:] != srt[:-1]
+    first = pair_order[new]  # (P,) row of each pair's first occurrence
+    first_pos = np.empty(len(pair), dtype=np.int64)
+    first_pos[pair_order] = pos[first][np.cumsum(new) - 1]
     return _Sequences(
         user=user,
         item=item,
@@ -158,6 +170,9 @@ def _sequences(frame: pl.DataFrame, tie: str) -> _Sequences:
         raw_item=raw_item,
         item_cate=item_cate,
         cate_name=cate_name,
+        pair_keys=srt[new],
+        pair_first=first,
+        first_pos=first_pos,
     )
 
 
@@ -192,32 +207,32 @@ def draw_negatives(
 
 
 def training_frequency(
-    seq: _Sequences, user: np.ndarray, hist_len: np.ndarray, item: np.ndarray
+    seq: _Sequences,
+    user: np.ndarray,
+    hist_len: np.ndarray,
+    item: np.ndarray,
+    cand_first: np.ndarray,
 ) -> np.ndarray:
     """(N+1,) n_j = number of training samples whose features contain item j.
 
     A sample (u, h, c) contains j when j is its candidate c or one of the first h behaviours
-    of u; each sample counts once per item however often j repeats in it. Computed per
-    (user, item) first occurrence f: the samples of u with h > f contain j in their history.
+    of u; each sample counts once per item however often j repeats in it. For every
+    (user, item) pair first seen at position f, the samples of u with h > f contain it.
+    `cand_first` is the first position of (u, c) in u's sequence (≥ its length if never).
     """
     n_items = len(seq.raw_item)
-    stride = np.int64(seq.length.max() + 2)
     freq = np.zeros(n_items + 1, dtype=np.int64)
     if len(user) == 0:
         return freq
-    sample_keys = np.sort(user * stride + hist_len)  # (S,)
-    # first occurrence of each (user, item) in its sequence
-    pair = seq.user * (n_items + 1) + seq.item
-    first_keys, first = _first_index(pair)  # sorted (user, item) keys, first occurrence
-    f_user, f_item, f_pos = seq.user[first], seq.item[first], seq.pos[first]
-    lo = np.searchsorted(sample_keys, f_user * stride + f_pos, side="right")
-    hi = np.searchsorted(sample_keys, (f_user + 1) * stride, side="left")
-    freq += np.bincount(f_item, weights=hi - lo, minlength=n_items + 1).astype(np.int64)
-    # candidates not already inside their own history
-    first_pos = f_pos
-    q = user * (n_items + 1) + item
-    idx = np.minimum(np.searchsorted(first_keys, q), len(first_keys) - 1)
-    in_hist = (first_keys[idx] == q) & (first_pos[idx] < hist_len)
+    start = seq.offsets[:-1]  # (U,) start of each user's behaviours
+    # per (user, h) sample counts laid out like the behaviours; cs = their running total
+    per_slot = np.bincount(start[user - 1] + hist_len, minlength=len(seq.item) + 1)
+    cs = np.concatenate([[0], np.cumsum(per_slot)])
+    f_row = seq.pair_first
+    f_user, f_item, f_pos = seq.user[f_row], seq.item[f_row], seq.pos[f_row]
+    after = cs[seq.offsets[f_user]] - cs[start[f_user - 1] + f_pos + 1]  # samples with h > f
+    freq += np.bincount(f_item, weights=after, minlength=n_items + 1).astype(np.int64)
+    in_hist = cand_first < hist_len  # the candidate already counted through the history
     freq += np.bincount(item[~in_hist], minlength=n_items + 1)
     freq[0] = 0
     return freq
@@ -252,7 +267,7 @@ def build_windows(
     target = np.flatnonzero(seq.pos >= 1)  # (P,)
     t_user, t_hist, t_item = seq.user[target], seq.pos[target], seq.item[target]
     t_len = seq.length[target]
-    owned, _ = _first_index(seq.user * (n_items + 1) + seq.item)
+    owned = seq.pair_keys
     rng = np.random.default_rng(seed)
     neg = draw_negatives(t_user, owned, n_items, rng)
     # rows: positive then its negative, in (user, position) order
@@ -267,7 +282,10 @@ def build_windows(
     parts = {"train": is_train, "valid": is_valid, "test": is_test}
     if not valid:
         del parts["valid"]
-    return _finish(seq, parts, user, hist_len, item, label, "amazon-windows"), seq
+    never = np.full(len(target), np.iinfo(np.int64).max)  # negatives are never the user's
+    cand_first = _interleave(seq.first_pos[target], never)
+    built = _finish(seq, parts, user, hist_len, item, label, cand_first, "amazon-windows")
+    return built, seq
 
 
 def build_user_split(
@@ -295,7 +313,9 @@ def build_user_split(
     parts = {"train": g == 0, "valid": g == 1, "test": g == 2}
     if not valid:
         del parts["valid"]
-    built = _finish(seq, parts, seq.user, seq.pos, seq.item, seq.label, "movielens-user-split")
+    built = _finish(
+        seq, parts, seq.user, seq.pos, seq.item, seq.label, seq.first_pos, "movielens-user-split"
+    )
     return built, seq
 
 
@@ -306,6 +326,7 @@ def _finish(
     hist_len: np.ndarray,
     item: np.ndarray,
     label: np.ndarray,
+    cand_first: np.ndarray,
     protocol: str,
 ) -> Built:
     splits = {
@@ -313,7 +334,7 @@ def _finish(
         for name, m in parts.items()
     }
     tr = parts["train"]
-    freq = training_frequency(seq, user[tr], hist_len[tr], item[tr])
+    freq = training_frequency(seq, user[tr], hist_len[tr], item[tr], cand_first[tr])
     n_items = len(seq.raw_item)
     ids = np.arange(1, n_items + 1)
     items = pl.DataFrame(
