@@ -201,6 +201,13 @@ def test_tsne_points_scores_and_seed(din_run: Path, tiny_dataset: Path) -> None:
     other = compute_tsne(din_run, 3, 5, "U0003", seed=1)
     assert not np.allclose(other.xy, xy)
 
+    code, out, err = _invoke(*base, "--seed", "0", "--json")
+    assert code == 0, err
+    points = json.loads(out)["points"]
+    assert [(p["raw_item"], p["x"], p["y"]) for p in points] == [
+        (r["raw_item"], float(r["x"]), float(r["y"])) for r in first
+    ]
+
 
 def test_tsne_embeddings_are_the_model_tables(runs: dict[str, Path]) -> None:
     from dinctl.plots import item_representations
