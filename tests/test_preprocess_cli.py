@@ -405,3 +405,33 @@ def test_logs_empty(tmp_path: Path, content: str) -> None:
     log.write_text(content)
     expected = f"{log} is empty" if not content else f"{log} has no rows"
     _error(tmp_path, ["logs", str(log)], expected)
+
+
+def test_meta_layouts_the_fast_parser_must_not_misread(tmp_path: Path) -> None:
+    reviews = [*GOOD_REVIEWS, _review("U3", "A5", 1), _review("U3", "A6", 2)]
+    meta = [
+        repr({"title": "asin first? no", "asin": "A1", "categories": [["E", "Cables"]]}),
+        repr({"asin": "A2", "categories": [["E", "x"], ["E", "Mice"]], "price": 3.0}),
+        repr({"asin": "A3", "categories": [["E", 'It\'s "quoted"']]}) + "\r",
+        repr({"asin": "A4", "categories": [["E", "back\\slash"]]}),
+        "",
+        repr({"asin": "A5", "title": "unit\x1fsep", "categories": [["E", "TVs]]"]]}),
+        repr({"asin": "A6", "categories": [["E", "TVs"]], "title": "]], 'x"}),
+    ]
+    raw = _amazon(tmp_path, reviews, meta)
+    out = tmp_path / "out"
+    result = _invoke(["amazon", "--raw", str(raw), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    names = pl.read_parquet(out / "items.parquet")["cate_name"].to_list()
+    assert names == ["Cables", "Mice", 'It\'s "quoted"', "back\\slash", "TVs]]", "TVs"]
+
+
+def test_meta_line_that_is_not_utf8(tmp_path: Path) -> None:
+    raw = _amazon(tmp_path, GOOD_REVIEWS, GOOD_META)
+    with open(raw / "meta_Electronics.json", "ab") as f:
+        f.write(b"{'asin': 'A9', 'title': '\xff\xfe'}\n")
+    _error(
+        tmp_path,
+        ["amazon", "--raw", str(raw)],
+        f"{raw}/meta_Electronics.json:5: not valid UTF-8 text",
+    )

@@ -133,6 +133,7 @@ def read_amazon_reviews(path: Path) -> pl.DataFrame:
 # ---------------------------------------------------------------- Amazon meta (Python literals)
 
 _ASIN = r"'asin': '([^'\\]*)'"
+_ASIN_FIRST = r"^\{'asin': '([^'\\]*)'"
 # categories[-1][-1] is the last string literal of the list, right before its closing `]]`
 _CATS = r"'categories': (\[.*?\]\])(?:, '|\}\s*$)"
 _LAST = r"""(?:'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)")\]\]$"""
@@ -172,6 +173,37 @@ def _category_of(path: Path, lineno: int, obj: dict[str, Any]) -> str | None:
     return last[-1]
 
 
+def _text_lines(path: Path) -> pl.DataFrame:
+    """(lineno, line) of a text file, blank lines kept; null where a line is not UTF-8."""
+    if path.suffix != ".gz":
+        try:  # one column that no separator or quote splits: Rust reads it in parallel
+            df = pl.read_csv(
+                path,
+                has_header=False,
+                separator="\x1f",
+                quote_char=None,
+                new_columns=["line"],
+                schema={"line": pl.Utf8},
+            )
+            # it fails on bad UTF-8, so a null here is a blank line
+            return df.with_columns(pl.col("line").fill_null("")).with_row_index("lineno", offset=1)
+        except Exception:  # noqa: BLE001 - odd bytes: the exact, slower path below decides
+            pass
+    data = _read_bytes(path)
+    parts = data.split(b"\n")
+    del data
+    if parts and parts[-1] == b"":
+        parts.pop()
+    text: list[str | None] = []
+    for part in parts:
+        try:
+            text.append(part.decode("utf-8"))
+        except UnicodeDecodeError:
+            text.append(None)
+    del parts
+    return pl.DataFrame({"line": text}, schema={"line": pl.Utf8}).with_row_index("lineno", offset=1)
+
+
 def read_amazon_meta(path: Path, reviewed: pl.Series) -> tuple[pl.DataFrame, int]:
     """asin → category name (categories[-1][-1]) for the reviewed asins only.
 
@@ -179,16 +211,16 @@ def read_amazon_meta(path: Path, reviewed: pl.Series) -> tuple[pl.DataFrame, int
     parsed with regular expressions; any line they cannot read goes through `ast.literal_eval`
     (never `eval`), which also names the line when it is malformed.
     """
-    data = _read_bytes(path)
-    raw_lines = pl.Series("line", data.split(b"\n"), dtype=pl.Binary)
-    del data
-    lines = pl.DataFrame({"line": raw_lines}).with_row_index("lineno", offset=1)
-    del raw_lines
-    lines = lines.with_columns(pl.col("line").cast(pl.Utf8, strict=False))
+    lines = _text_lines(path)
     lines = lines.filter(pl.col("line").is_null() | (pl.col("line").str.strip_chars() != ""))
     if lines.height == 0:
         raise DinctlError(f"{path} is empty: no products", hint="download it again")
-    lines = lines.with_columns(pl.col("line").str.extract(_ASIN, 1).alias("asin"))
+    # the usual layout starts with the asin (an anchored regex is fast); search the others
+    asin = lines["line"].str.extract(_ASIN_FIRST, 1)
+    other = (asin.is_null() & lines["line"].is_not_null()).arg_true()
+    if len(other):
+        asin = asin.scatter(other, lines["line"].gather(other).str.extract(_ASIN, 1))
+    lines = lines.with_columns(asin.alias("asin"))
     # lines the regex cannot read (no asin): parse them properly, which names a malformed one
     slow_rows: list[tuple[str, str | None]] = []
     for lineno, line in lines.filter(pl.col("asin").is_null()).select("lineno", "line").iter_rows():
@@ -209,8 +241,8 @@ def read_amazon_meta(path: Path, reviewed: pl.Series) -> tuple[pl.DataFrame, int
         pl.col("cats").str.extract(_LAST, 2).alias("double"),
     )
     fast = cats.filter(
-        (pl.col("single").is_not_null() & ~pl.col("single").str.contains(r"\\", literal=True))
-        | (pl.col("double").is_not_null() & ~pl.col("double").str.contains(r"\\", literal=True))
+        (pl.col("single").is_not_null() & ~pl.col("single").str.contains("\\", literal=True))
+        | (pl.col("double").is_not_null() & ~pl.col("double").str.contains("\\", literal=True))
     )
     rows = [
         fast.select(pl.col("asin").alias("item"), pl.coalesce("single", "double").alias("cate"))
