@@ -221,8 +221,8 @@ def log_loss(y_true: Any, y_prob: Any, eps: float = 1e-7) -> float:
             f"expected probabilities in [0, 1] in y_prob, got {bad!r} instead",
             hint="pass sigmoid(logits), not logits",
         )
-    p = np.clip(p, eps, 1.0 - eps)
-    return float(-np.mean(np.where(pos, np.log(p), np.log1p(-p))))
+    p = np.clip(p.astype(np.float64, copy=False), eps, 1.0 - eps)
+    return float(-np.mean(np.log(np.where(pos, p, 1.0 - p))))  # log of P(observed label)
 
 
 def rela_impr(auc: float, base_auc: float) -> float:

@@ -66,14 +66,14 @@ def labelled(draw: st.DrawFn, users: bool = False) -> tuple[list[int], list[floa
     return y, s, u
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(labelled())
 def test_auc_matches_pairwise_oracle(data: tuple[list[int], list[float], list[int]]) -> None:
     y, s, _ = data
     assert auc_score(np.array(y), np.array(s)) == pytest.approx(pairwise_auc(y, s), abs=1e-12)
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(labelled(users=True))
 def test_gauc_matches_per_user_oracle(data: tuple[list[int], list[float], list[int]]) -> None:
     y, s, u = data
@@ -112,7 +112,7 @@ def test_auc_and_logloss_match_sklearn_on_random_data(dtype: type) -> None:
 
 def test_gauc_matches_sklearn_per_user_loop() -> None:
     rng = np.random.default_rng(3)
-    n, users = 30_000, 300
+    n, users = 10_000, 100
     u = rng.integers(0, users, n)
     y = rng.integers(0, 2, n)
     s = np.round(rng.random(n), 2).astype(np.float32)  # many ties within users
