@@ -98,8 +98,8 @@ class WideDeep(BaseModel):
 
     def forward(self, batch: Batch) -> ModelOutput:
         pack = PackedHistory(batch)
-        candidate = self.emb(batch.item, batch.cate)  # (B, E)
-        pooled = pack.sum(self.emb(pack.item, pack.cate))  # (B, E)
+        candidate, keys = self.emb.candidate_and_history(batch, pack)  # (B, E), (N, E)
+        pooled = pack.sum(keys)  # (B, E)
         deep = self.mlp(torch.cat([pooled, candidate], dim=-1)).squeeze(-1)  # (B,)
         return ModelOutput(logits=deep + self.wide(batch, pack), attention=None)
 
@@ -107,8 +107,8 @@ class WideDeep(BaseModel):
 def field_embeddings(emb: BehaviourEmbedding, batch: Batch, pack: PackedHistory) -> torch.Tensor:
     """Field embeddings (B, F, D): candidate item, candidate category, then the sum-pooled
     behaviour items and categories (item fields absent without item ids)."""
-    candidate = emb(batch.item, batch.cate)  # (B, E)
-    pooled = pack.sum(emb(pack.item, pack.cate))  # (B, E)
+    candidate, keys = emb.candidate_and_history(batch, pack)  # (B, E), (N, E)
+    pooled = pack.sum(keys)  # (B, E)
     b, d = candidate.shape[0], emb.cate.embedding_dim
     return torch.cat([candidate, pooled], dim=1).view(b, -1, d)  # (B, F, D)
 

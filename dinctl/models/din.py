@@ -46,8 +46,7 @@ class BaseModel(nn.Module):
 
     def forward(self, batch: Batch) -> ModelOutput:
         pack = PackedHistory(batch)
-        candidate = self.emb(batch.item, batch.cate)  # (B, E)
-        keys = self.emb(pack.item, pack.cate)  # (N, E)
+        candidate, keys = self.emb.candidate_and_history(batch, pack)  # (B, E), (N, E)
         interest, weights = self.pool(candidate, keys, pack)  # (B, E), (N,) | None
         logits = self.mlp(torch.cat([interest, candidate], dim=-1)).squeeze(-1)  # (B,)
         attention = pack.unpack(weights) if weights is not None else None  # (B, T)

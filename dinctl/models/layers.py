@@ -125,9 +125,9 @@ class ActivationUnit(nn.Module):
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
         """Scores (N,) for keys (N, E) against queries[row] (N, E)."""
         w1, w2, w3, w4 = self.first.weight.split(self.dim, dim=1)  # each (H, E)
-        q = queries[row]  # (N, E)
-        h = F.linear(queries, w2 - w3, self.first.bias)[row]  # (N, H)
-        h = h + keys @ (w1 + w3).t() + (keys * q) @ w4.t()  # (N, H)
+        per_row = F.linear(queries, w2 - w3, self.first.bias)  # (B, H)
+        pair = torch.cat([keys, keys * queries[row]], dim=1)  # (N, 2E): [e, e⊙v]
+        h = torch.addmm(per_row[row], pair, torch.cat([w1 + w3, w4], dim=1).t())  # (N, H)
         return self.rest(self.first_act(h)).squeeze(-1)  # (N,)
 
 
@@ -174,6 +174,17 @@ class BehaviourEmbedding(nn.Module):
         """item ⊕ category embedding: (...,) → (..., E)."""
         parts = self.fields(item, cate)
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+    def candidate_and_history(
+        self, batch: Batch, pack: PackedHistory
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Candidate (B, E) and packed behaviour (N, E) embeddings from one lookup per table,
+        so each table's backward builds one dense gradient, not two."""
+        item = torch.cat([batch.item, pack.item])  # (B+N,)
+        cate = torch.cat([batch.cate, pack.cate])  # (B+N,)
+        both = self(item, cate)  # (B+N, E)
+        b = batch.item.shape[0]
+        return both[:b], both[b:]
 
 
 class PackedHistory:
