@@ -282,3 +282,11 @@ def test_huge_timestamps_take_the_lexsort_path_with_the_same_order() -> None:
     b, _ = build_windows(huge, seed=0)
     assert a.sequences["items"].to_list() == b.sequences["items"].to_list()
     assert a.splits["train"].equals(b.splits["train"])
+
+
+@pytest.mark.parametrize("high", [5, 10**6, 2**62])
+def test_packed_stable_argsort_matches_numpy(high: int) -> None:
+    from dinctl.data.builder import _argsort_stable
+
+    keys = np.random.default_rng(high % 97).integers(-high, high, size=5000)
+    assert _argsort_stable(keys).tolist() == np.argsort(keys, kind="stable").tolist()

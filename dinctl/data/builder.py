@@ -69,13 +69,14 @@ def _rank(col: pl.Series) -> tuple[np.ndarray, pl.Series, np.ndarray]:
     Groups equal values by a 64-bit hash (checked against a second hash; an exact sort is the
     fallback), then sorts only the unique values: sorting 1.7M raw strings is the slow part.
     """
+    row_bits = max(1, (len(col) - 1).bit_length())
     if col.dtype.is_numeric():
         keys = col.to_numpy()
         check = None
-    else:
-        keys = col.hash(seed=0).to_numpy()
+    else:  # the top bits of one hash group the rows, a second hash checks the groups
+        keys = (col.hash(seed=0).to_numpy() >> np.uint64(row_bits + 2)).astype(np.int64)
         check = col.hash(seed=1).to_numpy()
-    order = np.argsort(keys, kind="stable")  # (M,)
+    order = _argsort_stable(keys)  # (M,)
     srt = keys[order]
     new = np.ones(len(keys), dtype=bool)
     new[1:] = srt[1:] != srt[:-1]
@@ -105,9 +106,25 @@ def _rank_exact(col: pl.Series) -> tuple[np.ndarray, pl.Series, np.ndarray]:
     return ranks, srt.filter(pl.Series(new)), first_row
 
 
+def _argsort_stable(keys: np.ndarray) -> np.ndarray:
+    """Stable argsort of integer keys; sorts (key, row) packed into one int64 when they fit.
+
+    np.sort is ~10x faster than np.argsort here, and the row in the low bits keeps it stable.
+    """
+    n = len(keys)
+    row_bits = max(1, (n - 1).bit_length())
+    if n and np.issubdtype(keys.dtype, np.integer):
+        lo = int(keys.min())
+        if int(keys.max()) - lo < (1 << (62 - row_bits)):
+            packed = ((keys - lo).astype(np.int64) << row_bits) | np.arange(n, dtype=np.int64)
+            packed.sort()
+            return packed & np.int64((1 << row_bits) - 1)
+    return np.argsort(keys, kind="stable")
+
+
 def _first_index(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(sorted unique keys, index of each one's first occurrence) — np.unique without hashing."""
-    order = np.argsort(keys, kind="stable")
+    order = _argsort_stable(keys)
     srt = keys[order]
     new = np.ones(len(keys), dtype=bool)
     new[1:] = srt[1:] != srt[:-1]
@@ -116,14 +133,21 @@ def _first_index(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _stable_order(user: np.ndarray, ts: np.ndarray, item: np.ndarray | None) -> np.ndarray:
     """Stable argsort by (user, ts[, item]): one int64 key when it fits, else a lexsort."""
-    t0 = int(ts.min()) if len(ts) else 0
-    t_span = int(ts.max()) - t0 + 1 if len(ts) else 1
-    i_span = int(item.max()) + 1 if item is not None and len(item) else 1
-    if (int(user.max()) + 1) * t_span * i_span < 2**62:
-        key = user * np.int64(t_span) + (ts - t0)  # (M,)
+    if len(ts) == 0:
+        return np.zeros(0, dtype=np.int64)
+    t_span = int(ts.max()) - int(ts.min()) + 1
+    i_span = int(item.max()) + 1 if item is not None else 1
+    u_span = int(user.max()) + 1
+    t_rel = ts - ts.min()
+    if u_span * t_span * i_span >= 2**62 // len(ts):  # too wide with the row bits: rank times
+        srt = np.sort(ts)
+        uniq = srt[np.concatenate([[True], srt[1:] != srt[:-1]])]
+        t_rel, t_span = np.searchsorted(uniq, ts), len(uniq)
+    if u_span * t_span * i_span < 2**62:
+        key = user * np.int64(t_span) + t_rel  # (M,)
         if item is not None:
             key = key * np.int64(i_span) + item
-        return np.argsort(key, kind="stable")
+        return _argsort_stable(key)
     keys = (ts, user) if item is None else (item, ts, user)
     return np.lexsort(keys)
 
@@ -150,7 +174,7 @@ def _sequences(frame: pl.DataFrame, tie: str) -> _Sequences:
     length = counts[user - 1].astype(np.int64)
     # each (user, item) pair: sorted unique keys and the position of its first occurrence
     pair = user * np.int64(len(raw_item) + 1) + item
-    pair_order = np.argsort(pair, kind="stable")
+    pair_order = _argsort_stable(pair)
     srt = pair[pair_order]
     new = np.ones(len(pair), dtype=bool)
     new[1:] = srt[1:] != srt[:-1]

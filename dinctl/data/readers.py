@@ -216,18 +216,18 @@ def read_amazon_meta(path: Path, reviewed: pl.Series) -> tuple[pl.DataFrame, int
     if lines.height == 0:
         raise DinctlError(f"{path} is empty: no products", hint="download it again")
     # the usual layout starts with the asin (an anchored regex is fast); search the others
-    asin = lines["line"].str.extract(_ASIN_FIRST, 1)
-    other = (asin.is_null() & lines["line"].is_not_null()).arg_true()
+    asins = lines["line"].str.extract(_ASIN_FIRST, 1)
+    other = (asins.is_null() & lines["line"].is_not_null()).arg_true()
     if len(other):
-        asin = asin.scatter(other, lines["line"].gather(other).str.extract(_ASIN, 1))
-    lines = lines.with_columns(asin.alias("asin"))
+        asins = asins.scatter(other, lines["line"].gather(other).str.extract(_ASIN, 1))
+    lines = lines.with_columns(asins.alias("asin"))
     # lines the regex cannot read (no asin): parse them properly, which names a malformed one
     slow_rows: list[tuple[str, str | None]] = []
     for lineno, line in lines.filter(pl.col("asin").is_null()).select("lineno", "line").iter_rows():
         if line is None:
             raise DinctlError(f"{path}:{lineno}: not valid UTF-8 text")
         obj = _literal_line(path, lineno, line)
-        asin = obj.get("asin")
+        asin: Any = obj.get("asin")
         if not isinstance(asin, str):
             raise DinctlError(
                 f"{path}:{lineno}: missing key 'asin' (a string); the line starts {_start(line)}"
@@ -250,15 +250,15 @@ def read_amazon_meta(path: Path, reviewed: pl.Series) -> tuple[pl.DataFrame, int
     # the rest (no categories, escapes, unusual layout): the safe literal parser decides
     rest = cats.filter(~pl.col("asin").is_in(fast["asin"].implode()))
     slow: list[tuple[str, str | None]] = []
-    for lineno, line, asin in rest.select("lineno", "line", "asin").iter_rows():
+    for lineno, line, kept_asin in rest.select("lineno", "line", "asin").iter_rows():
         obj = _literal_line(path, lineno, line)
-        slow.append((asin, _category_of(path, lineno, obj)))
+        slow.append((kept_asin, _category_of(path, lineno, obj)))
     reviewed_set = set(reviewed.to_list()) if slow_rows else set()
     seen = set(kept["asin"].to_list()) if slow_rows else set()
-    for asin, cate in slow_rows:
-        if asin in reviewed_set and asin not in seen:
-            slow.append((asin, cate))
-            seen.add(asin)
+    for slow_asin, cate in slow_rows:
+        if slow_asin in reviewed_set and slow_asin not in seen:
+            slow.append((slow_asin, cate))
+            seen.add(slow_asin)
     if slow:
         rows.append(pl.DataFrame(slow, schema={"item": pl.Utf8, "cate": pl.Utf8}, orient="row"))
     out = pl.concat(rows)
