@@ -66,7 +66,7 @@ class WindowGatherer:
         length = hist_len.clamp(max=self.max_len)  # (B,)
         t = max(int(length.max()) if length.numel() else 0, 1)
         start = self.offsets[user] + hist_len - length  # (B,)
-        pos = torch.arange(t)  # (T,)
+        pos = torch.arange(t, device=start.device)  # (T,) on the rows' device (CPU or GPU)
         mask = pos.unsqueeze(0) < length.unsqueeze(1)  # (B, T)
         idx = torch.where(mask, start.unsqueeze(1) + pos.unsqueeze(0), self.seq_items.shape[0] - 1)
         return Batch(
