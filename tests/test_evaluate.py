@@ -334,3 +334,11 @@ def test_error_baseline_not_a_run(trained: dict[str, Path], tmp_path: Path) -> N
         f"error: baseline {tmp_path} is not a run folder\n"
         "hint: pass a folder written by `dinctl train` to --baseline\n"
     )
+
+
+def test_eval_alias_is_hidden_but_documented_command_is_listed() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    commands = [line.split()[1] for line in result.output.splitlines() if line.startswith("│ ")]
+    assert "evaluate" in commands and "eval" not in commands
+    assert runner.invoke(app, ["eval", "--help"]).exit_code == 0
