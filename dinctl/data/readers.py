@@ -212,9 +212,6 @@ def read_amazon_meta(path: Path, reviewed: pl.Series) -> tuple[pl.DataFrame, int
     (never `eval`), which also names the line when it is malformed.
     """
     lines = _text_lines(path)
-    lines = lines.filter(pl.col("line").is_null() | (pl.col("line").str.strip_chars() != ""))
-    if lines.height == 0:
-        raise DinctlError(f"{path} is empty: no products", hint="download it again")
     # the usual layout starts with the asin (an anchored regex is fast); search the others
     asins = lines["line"].str.extract(_ASIN_FIRST, 1)
     other = (asins.is_null() & lines["line"].is_not_null()).arg_true()
@@ -226,6 +223,8 @@ def read_amazon_meta(path: Path, reviewed: pl.Series) -> tuple[pl.DataFrame, int
     for lineno, line in lines.filter(pl.col("asin").is_null()).select("lineno", "line").iter_rows():
         if line is None:
             raise DinctlError(f"{path}:{lineno}: not valid UTF-8 text")
+        if not line.strip():
+            continue
         obj = _literal_line(path, lineno, line)
         asin: Any = obj.get("asin")
         if not isinstance(asin, str):
@@ -233,6 +232,8 @@ def read_amazon_meta(path: Path, reviewed: pl.Series) -> tuple[pl.DataFrame, int
                 f"{path}:{lineno}: missing key 'asin' (a string); the line starts {_start(line)}"
             )
         slow_rows.append((asin, _category_of(path, lineno, obj)))
+    if not slow_rows and lines["asin"].null_count() == lines.height:
+        raise DinctlError(f"{path} is empty: no products", hint="download it again")
     kept = lines.filter(pl.col("asin").is_in(reviewed.implode()))
     kept = kept.unique("asin", keep="first", maintain_order=True)
     cats = kept.with_columns(pl.col("line").str.extract(_CATS, 1).alias("cats"))
