@@ -351,17 +351,25 @@ def _check_csv_lines(name: str, text: Iterator[str], schema: dict[str, Any]) -> 
                 ) from None
 
 
-def _read_csv(name: str, data: bytes, schema: dict[str, Any]) -> pl.DataFrame:
-    if not data.strip():
+def _read_csv(name: str, data: bytes | Path, schema: dict[str, Any]) -> pl.DataFrame:
+    """A CSV (a file, read in place, or bytes from a zip) with the columns of `schema`."""
+    empty = data.stat().st_size == 0 if isinstance(data, Path) else not data.strip()
+    if empty:
         raise DinctlError(f"{name} is empty", hint="download it again")
+    source = data if isinstance(data, Path) else io.BytesIO(data)
     try:
-        df = pl.read_csv(io.BytesIO(data), schema_overrides=schema, columns=list(schema))
+        df = pl.read_csv(source, schema_overrides=schema, columns=list(schema))
         ok = df.select(pl.col(c) for c in schema if c != "title").null_count().sum_horizontal()
         bad = ok.item() != 0
     except Exception:  # noqa: BLE001 - polars raises several types; the slow path names the line
         bad, df = True, pl.DataFrame()
     if bad:
-        _check_csv_lines(name, iter(io.TextIOWrapper(io.BytesIO(data), encoding="utf-8")), schema)
+        if isinstance(data, Path):
+            with open(data, encoding="utf-8", errors="replace", newline="") as f:
+                _check_csv_lines(name, iter(f), schema)
+        else:
+            text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="replace")
+            _check_csv_lines(name, iter(text), schema)
         if df.height == 0:
             raise DinctlError(f"{name} could not be read as CSV", hint="download it again")
         null_col = next(c for c in schema if c != "title" and df[c].null_count())
@@ -371,8 +379,8 @@ def _read_csv(name: str, data: bytes, schema: dict[str, Any]) -> pl.DataFrame:
     return df
 
 
-def _movielens_files(raw: Path) -> tuple[Path, dict[str, bytes]]:
-    """The bytes of ratings.csv and movies.csv from a folder, a subfolder or a release zip."""
+def _movielens_files(raw: Path) -> tuple[Path, dict[str, bytes | Path]]:
+    """ratings.csv and movies.csv (paths, or bytes from a release zip) of a folder or zip."""
     hint = "run `dinctl download movielens` or pass --raw DIR (or the ml-20m.zip itself)"
     if not raw.exists():
         raise DinctlError(f"raw input {raw} does not exist", hint=hint)
@@ -381,8 +389,10 @@ def _movielens_files(raw: Path) -> tuple[Path, dict[str, bytes]]:
             if (folder / "ratings.csv").is_file():
                 if not (folder / "movies.csv").is_file():
                     raise DinctlError(f"{folder / 'movies.csv'} does not exist", hint=hint)
-                files = {n: _read_bytes(folder / n) for n in ("ratings.csv", "movies.csv")}
-                return folder / "ratings.csv", files
+                paths: dict[str, bytes | Path] = {
+                    n: folder / n for n in ("ratings.csv", "movies.csv")
+                }
+                return folder / "ratings.csv", paths
         zips = sorted(raw.glob("*.zip"))
         if not zips:
             raise DinctlError(
@@ -392,7 +402,7 @@ def _movielens_files(raw: Path) -> tuple[Path, dict[str, bytes]]:
     try:
         with zipfile.ZipFile(raw) as zf:
             names = zf.namelist()
-            files = {}
+            files: dict[str, bytes | Path] = {}
             for want in ("ratings.csv", "movies.csv"):
                 member = next((n for n in names if n == want or n.endswith("/" + want)), None)
                 if member is None:
