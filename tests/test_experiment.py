@@ -17,6 +17,7 @@ from dinctl.experiment import (
     TABLE4,
     ExperimentSettings,
     Stat,
+    TorchBackend,
     build_table,
     expand_run_dirs,
     plan_runs,
@@ -373,11 +374,50 @@ def test_table3_end_to_end_on_sample_data(sample_amazon: Path, tmp_path: Path) -
     assert json.loads(again.stdout)["table"] == payload["table"]
 
 
-def test_table4_end_to_end_on_sample_data(sample_amazon: Path, tmp_path: Path) -> None:
+class InterruptSecondRun(TorchBackend):
+    """The real backend, but the second run is interrupted in its second epoch (step 8 of 12),
+    after its first epoch's checkpoint.pt was written."""
+
+    def __init__(self) -> None:
+        super().__init__("cpu")
+        self.calls = 0
+
+    def train(self, overrides: dict[str, Any], *, resume: bool, progress: bool) -> None:
+        from dinctl.training.config import resolve_config
+        from dinctl.training.loop import train
+
+        self.calls += 1
+        if self.calls != 2:
+            return super().train(overrides, resume=resume, progress=progress)
+
+        def interrupt(step: int) -> None:
+            if step == 8:
+                raise KeyboardInterrupt
+
+        train(resolve_config(overrides), progress=False, on_step=interrupt)
+
+
+def test_table4_end_to_end_on_sample_data_interrupted_and_resumed(
+    sample_amazon: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "t4"
-    args = ["experiment", "table4", "--data", str(sample_amazon), "--seeds", "2", "--epochs", "1"]
-    result = _invoke(args + ["--batch-size", "512", "--out", str(out)])
+    settings = ExperimentSettings(
+        data=sample_amazon, out=out, seeds=2, epochs=2, batch_size=512, device="cpu"
+    )
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(TABLE4, settings, backend=InterruptSecondRun(), progress=False, log=_quiet)
+    assert (out / "base-none-s0" / "checkpoint.pt").is_file()
+    assert read_manifest(out)["runs"][1]["status"] == "running"
+
+    args = ["experiment", "table4", "--data", str(sample_amazon), "--seeds", "2", "--epochs", "2"]
+    result = _invoke(args + ["--batch-size", "512", "--device", "cpu", "--out", str(out)])
     assert result.exit_code == 0, result.output
+    assert "(1 done before)" in result.stderr
+    assert re.search(r"^\[1/12\] base-no-ids-s0 .*\(reused, ", result.stderr, re.M)
+    assert re.search(r"^\[2/12\] base-none-s0 .*\(resumed, ", result.stderr, re.M)
+    assert len(re.findall(r"\(trained, ", result.stderr)) == 10
+    log = (out / "base-none-s0" / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in log if '"event": "epoch"' in line] == [1, 2]
     assert result.stdout.split() == [
         str(out / n) for n in ("table4.md", "table4.json", "curves.png")
     ]

@@ -70,3 +70,18 @@ def test_missing_sample_data_is_a_clear_error(tmp_path: Path) -> None:
         f"the bundled sample data is missing: {tmp_path / 'sample_data' / 'amazon'} does not exist"
     )
     assert "python sample_data/generate.py" in str(err.value.hint)
+
+
+def test_overwrite_replaces_a_foreign_folder_and_a_file_is_refused(tmp_path: Path) -> None:
+    from dinctl.experiment import _prepare_quickstart_dir
+
+    (tmp_path / "mine.txt").write_text("precious")
+    _prepare_quickstart_dir(tmp_path, overwrite=True)
+    assert tmp_path.is_dir() and list(tmp_path.iterdir()) == []
+    (tmp_path / "earlier").mkdir()
+    (tmp_path / "earlier" / QUICKSTART_MARKER).write_text("{}")
+    (tmp_path / "earlier" / "data").mkdir()
+    _prepare_quickstart_dir(tmp_path / "earlier", overwrite=False)  # an earlier quickstart: fine
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DinctlError, match="exists and is not a folder"):
+        _prepare_quickstart_dir(tmp_path / "file", overwrite=True)
