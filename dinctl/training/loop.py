@@ -440,7 +440,7 @@ def _train(
             find_unused_parameters=find_unused,
         )
     if cfg.compile:
-        step_model = torch.compile(step_model)  # type: ignore[assignment]
+        step_model = torch.compile(step_model, dynamic=True)  # type: ignore[assignment]
     union = (lambda ids: D.union_ids(ids, info)) if info.enabled else None
 
     log = RunLog(run_dir / LOG_FILE, info.is_main, keep_lines)
