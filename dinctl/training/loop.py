@@ -404,7 +404,7 @@ def _train(
                 f"the dataset {cfg.data} changed since {run_dir} was started (checksum differs)",
                 hint="resume with the same dataset, or start a new run",
             )
-        state = load_checkpoint(run_dir / CHECKPOINT_FILE, device)
+        state = load_checkpoint(run_dir / CHECKPOINT_FILE)  # on CPU: RNG states must stay there
         if int(state["world_size"]) != info.world_size:
             raise DinctlError(
                 f"{run_dir / CHECKPOINT_FILE} was written by {state['world_size']} process(es), "
