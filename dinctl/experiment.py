@@ -142,7 +142,8 @@ def plan_runs(spec: ExperimentSpec, settings: ExperimentSettings) -> list[RunSpe
 
     Seed-major order gives a complete (one-seed) table as early as possible.
     """
-    shared: dict[str, Any] = {"data": str(settings.data)}
+    # absolute, so that a run resumed from another working directory finds its data
+    shared: dict[str, Any] = {"data": str(Path(settings.data).resolve())}
     for key in ("epochs", "recipe", "batch_size", "device"):
         value = getattr(settings, key)
         if value is not None:
