@@ -314,3 +314,12 @@ def test_global_batches_drop_a_tail_too_small_for_every_rank() -> None:
     assert n_global_batches(10, 4, 1) == 3
     assert n_global_batches(9, 4, 2) == 2  # tail of 1 row cannot feed 2 ranks
     assert n_global_batches(10, 4, 2) == 3
+
+
+def test_amp_on_cpu_warns_and_trains_in_float32(
+    tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plain = train(quick(tiny_dataset, tmp_path / "a", model="lr", epochs=1), progress=False)
+    amp = train(quick(tiny_dataset, tmp_path / "b", model="lr", epochs=1, amp=True), progress=False)
+    assert "warning: --amp has no effect on CPU; training in float32" in capsys.readouterr().err
+    assert amp.best_valid == plain.best_valid

@@ -115,10 +115,6 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict[str,
     return state
 
 
-def rng_to_tensor(state: torch.Tensor) -> torch.Tensor:
-    return state.clone().to(torch.uint8)
-
-
 @dataclass(frozen=True)
 class LoadedRun:
     """A trained run ready for evaluation: best weights, eval mode."""

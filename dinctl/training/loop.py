@@ -8,6 +8,7 @@ writes files.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -113,6 +114,23 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     if cfg.optimizer == "adagrad":
         return torch.optim.Adagrad(params, lr=cfg.lr)
     return torch.optim.Adam(params, lr=cfg.lr)
+
+
+def penalty(
+    cfg: TrainConfig,
+    tables: list[tuple[str, nn.Embedding, str]],
+    batch: Batch,
+    freqs: dict[str, torch.Tensor],
+    union: Callable[[torch.Tensor], torch.Tensor] | None,
+) -> torch.Tensor | float:
+    """The regulariser's term added to the loss (0 for none / dropout / filter)."""
+    if cfg.reg == "mba":
+        return mba_penalty(tables, batch, freqs, cfg.reg_lambda, union)
+    if cfg.reg == "l2":
+        return l2_penalty(tables, cfg.reg_lambda)
+    if cfg.reg == "difacto":
+        return difacto_penalty(tables, batch, cfg.reg_lambda)
+    return 0.0
 
 
 def epoch_order(n: int, epoch: int, cfg: TrainConfig, hist_len: torch.Tensor) -> torch.Tensor:
@@ -520,7 +538,7 @@ def _train(
     epochs_run = 0
 
     try:
-        with StopFlag() as stop, bar if bar is not None else _Null():
+        with StopFlag() as stop, bar if bar is not None else contextlib.nullcontext():
             while epoch < cfg.epochs:
                 t0 = time.perf_counter()
                 order = epoch_order(n_train, epoch, cfg, train_rows.hist_len.cpu()).to(
@@ -551,13 +569,7 @@ def _train(
                     ):
                         logits = step_model(batch).logits  # (b,)
                     loss = bce_loss(logits, batch.label)
-                    total = loss
-                    if cfg.reg == "mba":
-                        total = total + mba_penalty(tables, batch, freqs, cfg.reg_lambda, union)
-                    elif cfg.reg == "l2":
-                        total = total + l2_penalty(tables, cfg.reg_lambda)
-                    elif cfg.reg == "difacto":
-                        total = total + difacto_penalty(tables, batch, cfg.reg_lambda)
+                    total = loss + penalty(cfg, tables, batch, freqs, union)
                     optimizer.zero_grad(set_to_none=True)
                     total.backward()
                     if cfg.grad_clip > 0:
@@ -644,14 +656,6 @@ def _train(
         epochs_run=epochs_run,
         rank=info.rank,
     )
-
-
-class _Null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _epoch_line(record: dict[str, Any]) -> str:
