@@ -290,3 +290,17 @@ def test_packed_stable_argsort_matches_numpy(high: int) -> None:
 
     keys = np.random.default_rng(high % 97).integers(-high, high, size=5000)
     assert _argsort_stable(keys).tolist() == np.argsort(keys, kind="stable").tolist()
+
+
+def test_packed_user_time_item_sort_matches_lexsort() -> None:
+    from dinctl.data.builder import _sort_by_user_time_item
+
+    rng = np.random.default_rng(5)
+    user, item = rng.integers(1, 30, size=4000), rng.integers(1, 50, size=4000)
+    ts, label = rng.integers(-(10**12), 10**12, size=4000), rng.integers(0, 2, size=4000)
+    ts[::7] = ts[1::7][: len(ts[::7])]  # time ties, broken by item
+    got = _sort_by_user_time_item(user, item, ts, label.astype(np.int8))
+    assert got is not None
+    order = np.lexsort((label, item, ts, user))
+    for a, b in zip(got, (user[order], item[order], ts[order], label[order]), strict=True):
+        assert a is not None and a.tolist() == b.tolist()

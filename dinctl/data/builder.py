@@ -70,6 +70,17 @@ def _rank(col: pl.Series) -> tuple[np.ndarray, pl.Series, np.ndarray]:
     fallback), then sorts only the unique values: sorting 1.7M raw strings is the slow part.
     """
     row_bits = max(1, (len(col) - 1).bit_length())
+    if col.dtype.is_integer() and len(col):
+        vals = col.to_numpy()
+        lo = int(vals.min())
+        if int(vals.max()) - lo < max(1 << 22, 2 * len(vals)):  # small id range: a lookup table
+            off = vals - lo
+            present = np.bincount(off) > 0
+            lut = np.cumsum(present)  # (span,) 1-based rank of every present id
+            first = np.full(len(present), len(vals), dtype=np.int64)
+            np.minimum.at(first, off, np.arange(len(vals), dtype=np.int64))
+            uniq = pl.Series(col.name, np.flatnonzero(present) + lo).cast(col.dtype)
+            return lut[off].astype(np.int64), uniq, first[present]
     if col.dtype.is_numeric():
         keys = col.to_numpy()
         check = None
@@ -131,6 +142,47 @@ def _first_index(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return srt[new], order[new]
 
 
+def _dense_rank(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(0-based dense rank of each value, the sorted unique values) — no searchsorted."""
+    order = _argsort_stable(values)
+    srt = values[order]
+    new = np.ones(len(values), dtype=bool)
+    new[1:] = srt[1:] != srt[:-1]
+    rank = np.empty(len(values), dtype=np.int64)
+    rank[order] = np.cumsum(new) - 1
+    return rank, srt[new]
+
+
+def _sort_by_user_time_item(
+    user: np.ndarray, item: np.ndarray, ts: np.ndarray, label: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None] | None:
+    """Rows sorted by (user, ts, item) by sorting packed values, not indices; None if too wide.
+
+    Rows equal in all three keys are interchangeable (the label, packed last, orders them).
+    """
+    u_span, i_span = int(user.max()) + 1, int(item.max()) + 1
+    t0 = int(ts.min())
+    t_uniq: np.ndarray | None = None
+    t_span = int(ts.max()) - t0 + 1
+    if u_span * t_span * i_span * 2 < 2**63:  # raw seconds fit: no ranking needed
+        t_key = ts - t0
+    else:
+        t_key, t_uniq = _dense_rank(ts)
+        t_span = len(t_uniq)
+        if u_span * t_span * i_span * 2 >= 2**63:
+            return None
+    key = (user * np.int64(t_span) + t_key) * np.int64(i_span) + item  # (M,)
+    key = key * 2 + (label if label is not None else 0)
+    key.sort()
+    lab = key % 2
+    key //= 2
+    item_s = key % i_span
+    key //= i_span
+    t_s = key % t_span
+    ts_s = t_uniq[t_s] if t_uniq is not None else t_s + t0
+    return key // t_span, item_s, ts_s, lab.astype(np.int8) if label is not None else None
+
+
 def _stable_order(user: np.ndarray, ts: np.ndarray, item: np.ndarray | None) -> np.ndarray:
     """Stable argsort by (user, ts[, item]): one int64 key when it fits, else a lexsort."""
     if len(ts) == 0:
@@ -140,9 +192,8 @@ def _stable_order(user: np.ndarray, ts: np.ndarray, item: np.ndarray | None) -> 
     u_span = int(user.max()) + 1
     t_rel = ts - ts.min()
     if u_span * t_span * i_span >= 2**62 // len(ts):  # too wide with the row bits: rank times
-        srt = np.sort(ts)
-        uniq = srt[np.concatenate([[True], srt[1:] != srt[:-1]])]
-        t_rel, t_span = np.searchsorted(uniq, ts), len(uniq)
+        t_rel, uniq = _dense_rank(ts)
+        t_span = len(uniq)
     if u_span * t_span * i_span < 2**62:
         key = user * np.int64(t_span) + t_rel  # (M,)
         if item is not None:
@@ -163,10 +214,15 @@ def _sequences(frame: pl.DataFrame, tie: str) -> _Sequences:
     item_cate = np.zeros(len(raw_item) + 1, dtype=np.int64)
     item_cate[items[first_row]] = cates
     ts = frame["ts"].cast(pl.Int64).to_numpy()
+    label = frame["label"].cast(pl.Int8).to_numpy() if "label" in frame.columns else None
     # ids are ranks, so id order is raw order; a stable sort keeps file order on ties
-    order = _stable_order(users, ts, items if tie == "item" else None)
-    user, item, ts = users[order], items[order], ts[order]
-    label = frame["label"].cast(pl.Int8).to_numpy()[order] if "label" in frame.columns else None
+    packed = _sort_by_user_time_item(users, items, ts, label) if tie == "item" else None
+    if packed is not None:
+        user, item, ts, label = packed
+    else:
+        order = _stable_order(users, ts, items if tie == "item" else None)
+        user, item, ts = users[order], items[order], ts[order]
+        label = label[order] if label is not None else None
     counts = np.bincount(user, minlength=len(raw_user) + 1)[1:]
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     start = offsets[user - 1]
@@ -252,10 +308,10 @@ def training_frequency(
     # per (user, h) sample counts laid out like the behaviours; cs = their running total
     per_slot = np.bincount(start[user - 1] + hist_len, minlength=len(seq.item) + 1)
     cs = np.concatenate([[0], np.cumsum(per_slot)])
-    f_row = seq.pair_first
-    f_user, f_item, f_pos = seq.user[f_row], seq.item[f_row], seq.pos[f_row]
-    after = cs[seq.offsets[f_user]] - cs[start[f_user - 1] + f_pos + 1]  # samples with h > f
-    freq += np.bincount(f_item, weights=after, minlength=n_items + 1).astype(np.int64)
+    # in sequence order (cache friendly): each behaviour that is its pair's first occurrence
+    after = cs[seq.offsets[seq.user]] - cs[start[seq.user - 1] + seq.pos + 1]  # samples h > f
+    after[seq.first_pos != seq.pos] = 0
+    freq += np.bincount(seq.item, weights=after, minlength=n_items + 1).astype(np.int64)
     in_hist = cand_first < hist_len  # the candidate already counted through the history
     freq += np.bincount(item[~in_hist], minlength=n_items + 1)
     freq[0] = 0
