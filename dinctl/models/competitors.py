@@ -24,14 +24,13 @@ class SparseLinear(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        sparse = cfg.sparse_grad
         self.item: nn.Embedding | None = None
         self.hist_item: nn.Embedding | None = None
         if cfg.use_item_ids:
-            self.item = nn.Embedding(cfg.n_items + 1, 1, padding_idx=0, sparse=sparse)
-            self.hist_item = nn.Embedding(cfg.n_items + 1, 1, padding_idx=0, sparse=sparse)
-        self.cate = nn.Embedding(cfg.n_cates + 1, 1, padding_idx=0, sparse=sparse)
-        self.hist_cate = nn.Embedding(cfg.n_cates + 1, 1, padding_idx=0, sparse=sparse)
+            self.item = nn.Embedding(cfg.n_items + 1, 1, padding_idx=0)
+            self.hist_item = nn.Embedding(cfg.n_items + 1, 1, padding_idx=0)
+        self.cate = nn.Embedding(cfg.n_cates + 1, 1, padding_idx=0)
+        self.hist_cate = nn.Embedding(cfg.n_cates + 1, 1, padding_idx=0)
         for table in (self.item, self.cate, self.hist_item, self.hist_cate):
             if table is not None:
                 nn.init.zeros_(table.weight)
@@ -123,7 +122,7 @@ class PNN(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.emb = BehaviourEmbedding(
-            cfg.n_items, cfg.n_cates, cfg.emb_dim, cfg.use_item_ids, cfg.init_std, cfg.sparse_grad
+            cfg.n_items, cfg.n_cates, cfg.emb_dim, cfg.use_item_ids, cfg.init_std
         )
         n_fields = 4 if cfg.use_item_ids else 2
         pairs = torch.triu_indices(n_fields, n_fields, offset=1)  # (2, P)
@@ -154,7 +153,7 @@ class DeepFM(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.emb = BehaviourEmbedding(
-            cfg.n_items, cfg.n_cates, cfg.emb_dim, cfg.use_item_ids, cfg.init_std, cfg.sparse_grad
+            cfg.n_items, cfg.n_cates, cfg.emb_dim, cfg.use_item_ids, cfg.init_std
         )
         self.linear = SparseLinear(cfg)
         self.bias = nn.Parameter(torch.zeros(()))

@@ -35,7 +35,6 @@ class ModelConfig:
     dice_momentum: float = 0.1  # torch-BN convention: running = (1-m)·running + m·batch
     wide_buckets: int = 1 << 20  # hashed cross-product buckets of Wide&Deep's wide part
     init_std: float = 0.01  # embedding init N(0, std²)
-    sparse_grad: bool = False  # sparse gradients for the id-indexed tables
 
     def __post_init__(self) -> None:
         if self.model not in MODEL_NAMES:

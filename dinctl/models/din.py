@@ -29,7 +29,7 @@ class BaseModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.emb = BehaviourEmbedding(
-            cfg.n_items, cfg.n_cates, cfg.emb_dim, cfg.use_item_ids, cfg.init_std, cfg.sparse_grad
+            cfg.n_items, cfg.n_cates, cfg.emb_dim, cfg.use_item_ids, cfg.init_std
         )
         e = cfg.behaviour_dim
         self.mlp = MLP(2 * e, cfg.mlp_hidden, cfg.act, 1, cfg.dice_eps, cfg.dice_momentum)

@@ -17,6 +17,8 @@ class PReLU(nn.Module):
         self.alpha = nn.Parameter(torch.full((num_features,), float(init)))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if x.dim() == 2:  # (N, H): torch's fused kernel, channels on dim 1
+            return F.prelu(x, self.alpha)
         return x.clamp(min=0) + self.alpha * x.clamp(max=0)
 
 
@@ -49,15 +51,14 @@ class Dice(nn.Module):
                 flat = flat[mask.reshape(-1)]  # (N_valid, H)
             if flat.shape[0] == 0:
                 return x
-            mean = flat.mean(0)  # (H,)
-            var = flat.var(0, unbiased=False)  # (H,)
+            var, mean = torch.var_mean(flat, dim=0, correction=0)  # (H,), (H,) biased
             with torch.no_grad():
                 self.running_mean.lerp_(mean.detach(), self.momentum)
                 self.running_var.lerp_(var.detach(), self.momentum)
         else:
             mean, var = self.running_mean, self.running_var
         p = torch.sigmoid((x - mean) * torch.rsqrt(var + self.eps))  # (..., H)
-        return x * (p + (1 - p) * self.alpha)  # Eq. (9)
+        return x * torch.addcmul(self.alpha, p, 1 - self.alpha)  # Eq. (9): p·s + (1−p)·α·s
 
 
 def make_activation(
@@ -126,8 +127,11 @@ class ActivationUnit(nn.Module):
         """Scores (N,) for keys (N, E) against queries[row] (N, E)."""
         w1, w2, w3, w4 = self.first.weight.split(self.dim, dim=1)  # each (H, E)
         per_row = F.linear(queries, w2 - w3, self.first.bias)  # (B, H)
-        pair = torch.cat([keys, keys * queries[row]], dim=1)  # (N, 2E): [e, e⊙v]
-        h = torch.addmm(per_row[row], pair, torch.cat([w1 + w3, w4], dim=1).t())  # (N, H)
+        # index_select, not x[row]: its backward is an index_add, not an accumulating index_put
+        q = queries.index_select(0, row)  # (N, E)
+        pair = torch.cat([keys, keys * q], dim=1)  # (N, 2E): [e, e⊙v]
+        weight = torch.cat([w1 + w3, w4], dim=1)  # (H, 2E)
+        h = torch.addmm(per_row.index_select(0, row), pair, weight.t())  # (N, H)
         return self.rest(self.first_act(h)).squeeze(-1)  # (N,)
 
 
@@ -135,20 +139,12 @@ class BehaviourEmbedding(nn.Module):
     """Shared item ⊕ category embeddings for behaviours and the candidate; row 0 is padding."""
 
     def __init__(
-        self,
-        n_items: int,
-        n_cates: int,
-        dim: int,
-        use_item_ids: bool,
-        init_std: float,
-        sparse: bool,
+        self, n_items: int, n_cates: int, dim: int, use_item_ids: bool, init_std: float
     ) -> None:
         super().__init__()
         self.use_item_ids = use_item_ids
-        self.item = (
-            nn.Embedding(n_items + 1, dim, padding_idx=0, sparse=sparse) if use_item_ids else None
-        )
-        self.cate = nn.Embedding(n_cates + 1, dim, padding_idx=0, sparse=sparse)
+        self.item = nn.Embedding(n_items + 1, dim, padding_idx=0) if use_item_ids else None
+        self.cate = nn.Embedding(n_cates + 1, dim, padding_idx=0)
         for table in self.tables():
             nn.init.normal_(table.weight, std=init_std)
             with torch.no_grad():
@@ -183,8 +179,8 @@ class BehaviourEmbedding(nn.Module):
         item = torch.cat([batch.item, pack.item])  # (B+N,)
         cate = torch.cat([batch.cate, pack.cate])  # (B+N,)
         both = self(item, cate)  # (B+N, E)
-        b = batch.item.shape[0]
-        return both[:b], both[b:]
+        candidate, keys = both.split([batch.item.shape[0], pack.item.shape[0]])  # (B, E), (N, E)
+        return candidate, keys  # split: its backward is one cat, not two zero-filled copies
 
 
 class PackedHistory:
