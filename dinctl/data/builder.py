@@ -203,16 +203,31 @@ def _stable_order(user: np.ndarray, ts: np.ndarray, item: np.ndarray | None) -> 
     return np.lexsort(keys)
 
 
-def _sequences(frame: pl.DataFrame, tie: str) -> _Sequences:
-    """Dense ids and the (user, ts, tie) sort; `tie` is "order" (file order) or "item"."""
+def _sequences(frame: pl.DataFrame, tie: str, item_cate: pl.DataFrame | None) -> _Sequences:
+    """Dense ids and the (user, ts, tie) sort; `tie` is "order" (file order) or "item".
+
+    The category of an item comes from `item_cate` (item, cate) when given, else from the
+    `cate` of the item's first row.
+    """
     if frame.height == 0:
         raise DinctlError("no interactions left to build a dataset from")
     users, raw_user, _ = _rank(frame["user"])
     items, raw_item, first_row = _rank(frame["item"])
-    # one category per item: that of its first row (the readers give one per item already)
-    cates, cate_name, _ = _rank(frame["cate"].cast(pl.Utf8).gather(first_row))
-    item_cate = np.zeros(len(raw_item) + 1, dtype=np.int64)
-    item_cate[items[first_row]] = cates
+    if item_cate is not None:
+        names = (
+            raw_item.to_frame("item")
+            .join(
+                item_cate.unique("item", keep="first"), on="item", how="left", maintain_order="left"
+            )
+            .get_column("cate")
+        )
+        if names.null_count():
+            raise DinctlError(f"{names.null_count()} items have no category")
+    else:
+        names = frame["cate"].gather(first_row)
+    cates, cate_name, _ = _rank(names.cast(pl.Utf8))  # names are in item id order
+    cate_of = np.zeros(len(raw_item) + 1, dtype=np.int64)
+    cate_of[1:] = cates
     ts = frame["ts"].cast(pl.Int64).to_numpy()
     label = frame["label"].cast(pl.Int8).to_numpy() if "label" in frame.columns else None
     # ids are ranks, so id order is raw order; a stable sort keeps file order on ties
@@ -240,7 +255,7 @@ def _sequences(frame: pl.DataFrame, tie: str) -> _Sequences:
     return _Sequences(
         user=user,
         item=item,
-        cate=item_cate[item],
+        cate=cate_of[item],
         ts=ts,
         label=label,
         offsets=offsets,
@@ -248,7 +263,7 @@ def _sequences(frame: pl.DataFrame, tie: str) -> _Sequences:
         length=length,
         raw_user=raw_user,
         raw_item=raw_item,
-        item_cate=item_cate,
+        item_cate=cate_of,
         cate_name=cate_name,
         pair_keys=srt[new],
         pair_first=first,
@@ -338,10 +353,14 @@ def _interleave(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def build_windows(
-    frame: pl.DataFrame, *, seed: int, valid: bool = True
+    frame: pl.DataFrame,
+    *,
+    seed: int,
+    valid: bool = True,
+    item_cate: pl.DataFrame | None = None,
 ) -> tuple[Built, _Sequences]:
     """The Amazon protocol (sliding windows + one static negative per positive)."""
-    seq = _sequences(frame, tie="order")
+    seq = _sequences(frame, tie="order", item_cate=item_cate)
     n_items = len(seq.raw_item)
     # every behaviour at position p >= 1 is a positive target with history b_1..b_p
     target = np.flatnonzero(seq.pos >= 1)  # (P,)
@@ -375,11 +394,12 @@ def build_user_split(
     valid: bool = True,
     train_fraction: float = ML_TRAIN_USERS / ML_ALL_USERS,
     valid_fraction: float = VALID_USER_FRACTION,
+    item_cate: pl.DataFrame | None = None,
 ) -> tuple[Built, _Sequences]:
     """The MovieLens protocol: every interaction a sample, users split at random (seeded)."""
     if "label" not in frame.columns:
         raise DinctlError("the user-split protocol needs a label column")
-    seq = _sequences(frame, tie="item")
+    seq = _sequences(frame, tie="item", item_cate=item_cate)
     assert seq.label is not None
     n_users = len(seq.raw_user)
     rng = np.random.default_rng(seed)

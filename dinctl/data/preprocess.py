@@ -42,9 +42,13 @@ def _build(
         digests = [pool.submit(sha256_file, p) for p in inter.inputs]
         with status("building samples"):
             if protocol == "windows":
-                built, _ = builder.build_windows(inter.frame, seed=seed, valid=valid)
+                built, _ = builder.build_windows(
+                    inter.frame, seed=seed, valid=valid, item_cate=inter.item_cate
+                )
             else:
-                built, _ = builder.build_user_split(inter.frame, seed=seed, valid=valid)
+                built, _ = builder.build_user_split(
+                    inter.frame, seed=seed, valid=valid, item_cate=inter.item_cate
+                )
         with status("checksumming inputs"):
             inputs = [
                 {"name": p.name, "bytes": p.stat().st_size, "sha256": d.result()}

@@ -1,8 +1,9 @@
 """One reader per raw format → a common interactions table (polars).
 
-Every reader returns `Interactions`: a frame with columns `user`, `item`, `cate` (raw ids and
-category name), `ts` (int64) and, for labelled sources, `label` (int8), in file order; plus the
-input files (for checksums) and counted warnings. Problems raise `DinctlError` naming the file,
+Every reader returns `Interactions`: a frame with columns `user`, `item` (raw ids), `ts`
+(int64), for labelled sources `label` (int8), in file order, and the category name either per
+row (`cate`) or per item (`item_cate`: item, cate); plus the input files (for checksums) and
+counted warnings. Problems raise `DinctlError` naming the file,
 the line and what was expected.
 """
 
@@ -37,8 +38,10 @@ LINE_START = 60  # characters of a bad line quoted in an error message
 class Interactions:
     """The common table every builder consumes, with where it came from."""
 
-    frame: pl.DataFrame  # user, item, cate, ts[, label], in file order
+    frame: pl.DataFrame  # user, item, ts[, label][, cate], in file order
     inputs: tuple[Path, ...]
+    # item → cate for every item of `frame`, when the category is per item, not per row
+    item_cate: pl.DataFrame | None = None
     warnings: tuple[str, ...] = field(default=())
     dropped: dict[str, int] = field(default_factory=dict)
 
@@ -267,6 +270,18 @@ def read_amazon_meta(path: Path, reviewed: pl.Series) -> tuple[pl.DataFrame, int
     return out.drop_nulls("cate"), no_cats
 
 
+def _keep_known_items(
+    frame: pl.DataFrame, item_cate: pl.DataFrame
+) -> tuple[pl.DataFrame, int, int]:
+    """(rows whose item has a category, number of rows dropped, number of items dropped)."""
+    items = frame["item"].unique()
+    unknown = items.filter(~items.is_in(item_cate["item"].implode()))
+    if unknown.len() == 0:
+        return frame, 0, 0
+    kept = frame.filter(~pl.col("item").is_in(unknown.implode()))
+    return kept, frame.height - kept.height, unknown.len()
+
+
 def read_amazon(raw: Path, category: str = "Electronics") -> Interactions:
     """Amazon 2014 5-core reviews + meta of one category → user, item, cate, ts."""
     hint = (
@@ -279,12 +294,10 @@ def read_amazon(raw: Path, category: str = "Electronics") -> Interactions:
     meta_path = find_input(raw, [f"meta_{category}.json", f"meta_{category}.json.gz"], "meta", hint)
     reviews = read_amazon_reviews(reviews_path)
     meta, no_cats = read_amazon_meta(meta_path, reviews["item"].unique())
-    frame = reviews.join(meta, on="item", how="left", maintain_order="left")
+    frame, missing, n_items = _keep_known_items(reviews, meta)
     warnings: list[str] = []
     dropped: dict[str, int] = {}
-    missing = frame.filter(pl.col("cate").is_null())
-    if missing.height:
-        n_items = missing["item"].n_unique()
+    if missing:
         without = min(no_cats, n_items)
         absent = n_items - without
         parts = []
@@ -292,17 +305,17 @@ def read_amazon(raw: Path, category: str = "Electronics") -> Interactions:
             parts.append(f"{absent} reviewed items are missing from {meta_path.name}")
         if without:
             parts.append(f"{without} reviewed items have no categories in {meta_path.name}")
-        warnings.append(f"{' and '.join(parts)}: dropped them and their {missing.height} reviews")
-        dropped = {"items": n_items, "reviews": missing.height}
-        frame = frame.drop_nulls("cate")
+        warnings.append(f"{' and '.join(parts)}: dropped them and their {missing} reviews")
+        dropped = {"items": n_items, "reviews": missing}
     if frame.height == 0:
         raise DinctlError(
             f"no review of {reviews_path.name} has a product with categories in {meta_path.name}",
             hint="are the reviews and meta files of the same category?",
         )
     return Interactions(
-        frame=frame.select("user", "item", "cate", "ts"),
+        frame=frame.select("user", "item", "ts"),
         inputs=(reviews_path, meta_path),
+        item_cate=meta,
         warnings=tuple(warnings),
         dropped=dropped,
     )
@@ -430,22 +443,23 @@ def read_movielens(raw: Path) -> Interactions:
         pl.col("movieId").alias("item"),
         pl.col("timestamp").alias("ts"),
         (pl.col("rating") >= 4).cast(pl.Int8).alias("label"),  # label = rating ≥ 4
-    ).join(movies, on="item", how="left", maintain_order="left")
+    )
+    frame, missing, n_items = _keep_known_items(frame, movies)
     warnings: list[str] = []
     dropped: dict[str, int] = {}
-    missing = frame.filter(pl.col("cate").is_null())
-    if missing.height:
-        n_items = missing["item"].n_unique()
+    if missing:
         warnings.append(
             f"{n_items} rated movies are missing from movies.csv: "
-            f"dropped them and their {missing.height} ratings"
+            f"dropped them and their {missing} ratings"
         )
-        dropped = {"items": n_items, "ratings": missing.height}
-        frame = frame.drop_nulls("cate")
+        dropped = {"items": n_items, "ratings": missing}
     inputs = (source,) if source.suffix == ".zip" else (source, source.parent / "movies.csv")
+    if frame.height == 0:
+        raise DinctlError(f"no rated movie of {where}/ratings.csv is in movies.csv")
     return Interactions(
-        frame=frame.select("user", "item", "cate", "ts", "label"),
+        frame=frame,
         inputs=inputs,
+        item_cate=movies,
         warnings=tuple(warnings),
         dropped=dropped,
     )
