@@ -271,10 +271,10 @@ def read_amazon_meta(path: Path, reviewed: pl.Series) -> tuple[pl.DataFrame, int
 
 
 def _keep_known_items(
-    frame: pl.DataFrame, item_cate: pl.DataFrame
+    frame: pl.DataFrame, item_cate: pl.DataFrame, items: pl.Series | None = None
 ) -> tuple[pl.DataFrame, int, int]:
     """(rows whose item has a category, number of rows dropped, number of items dropped)."""
-    items = frame["item"].unique()
+    items = frame["item"].unique() if items is None else items
     unknown = items.filter(~items.is_in(item_cate["item"].implode()))
     if unknown.len() == 0:
         return frame, 0, 0
@@ -293,8 +293,9 @@ def read_amazon(raw: Path, category: str = "Electronics") -> Interactions:
     )
     meta_path = find_input(raw, [f"meta_{category}.json", f"meta_{category}.json.gz"], "meta", hint)
     reviews = read_amazon_reviews(reviews_path)
-    meta, no_cats = read_amazon_meta(meta_path, reviews["item"].unique())
-    frame, missing, n_items = _keep_known_items(reviews, meta)
+    reviewed = reviews["item"].unique()
+    meta, no_cats = read_amazon_meta(meta_path, reviewed)
+    frame, missing, n_items = _keep_known_items(reviews, meta, reviewed)
     warnings: list[str] = []
     dropped: dict[str, int] = {}
     if missing:
