@@ -323,3 +323,45 @@ def test_amp_on_cpu_warns_and_trains_in_float32(
     amp = train(quick(tiny_dataset, tmp_path / "b", model="lr", epochs=1, amp=True), progress=False)
     assert "warning: --amp has no effect on CPU; training in float32" in capsys.readouterr().err
     assert amp.best_valid == plain.best_valid
+
+
+def test_sparse_adam_updates_only_the_rows_in_the_batch() -> None:
+    from dinctl.data.batching import Batch
+    from dinctl.models import ModelConfig, build_model
+    from dinctl.training.distributed import DistInfo
+    from dinctl.training.loop import bce_loss, make_optimizers, use_sparse_grads
+
+    def batch(item: int, hist: int) -> Batch:
+        t = torch.tensor
+        return Batch(
+            user=t([1, 1]),
+            item=t([item, item]),
+            cate=t([1, 1]),
+            hist_item=t([[hist], [hist]]),
+            hist_cate=t([[1], [1]]),
+            hist_mask=t([[True], [True]]),
+            label=t([1.0, 0.0]),
+        )
+
+    def item_rows_after(sparse: bool) -> torch.Tensor:
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(model="din", n_users=1, n_items=6, n_cates=1, emb_dim=4))
+        cfg = resolve_config({"out": "x"}, None)  # the fast recipe: Adam
+        opts = make_optimizers(cfg, model, sparse)
+        for b in (batch(1, 2), batch(3, 4)):  # item rows 1, 2 in step 1 only
+            for opt in opts:
+                opt.zero_grad(set_to_none=True)
+            bce_loss(model(b).logits, b.label).backward()
+            for opt in opts:
+                opt.step()
+            if b.item[0] == 1:
+                after_first = model.emb.item.weight.detach().clone()
+        return after_first, model.emb.item.weight.detach()
+
+    assert use_sparse_grads(resolve_config({"out": "x"}, None), DistInfo())
+    assert not use_sparse_grads(resolve_config({"out": "x", "recipe": "paper"}, None), DistInfo())
+    first, last = item_rows_after(sparse=True)
+    assert torch.equal(last[[1, 2, 5]], first[[1, 2, 5]])  # lazy: absent rows keep their values
+    assert not torch.equal(last[[3, 4]], first[[3, 4]])
+    first, last = item_rows_after(sparse=False)
+    assert not torch.equal(last[[1, 2]], first[[1, 2]])  # dense Adam: momentum moves them

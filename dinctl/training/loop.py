@@ -107,13 +107,38 @@ def resume_config(run_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
 # ---------------------------------------------------------------- small pieces of the loop
 
 
-def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+def use_sparse_grads(cfg: TrainConfig, info: D.DistInfo) -> bool:
+    """Sparse embedding gradients (only the batch's rows are updated) wherever they are exact:
+    not with global-norm clipping or whole-table L2 (dense by definition), DDP or compile."""
+    return (
+        cfg.sparse_grads
+        and cfg.grad_clip == 0
+        and cfg.reg != "l2"
+        and not info.enabled
+        and not cfg.compile
+    )
+
+
+def make_optimizers(
+    cfg: TrainConfig, model: nn.Module, sparse: bool
+) -> list[torch.optim.Optimizer]:
+    """The optimiser(s): with sparse gradients Adam becomes SparseAdam (lazy Adam) on the
+    embedding tables + Adam on the dense weights; SGD and Adagrad take sparse gradients as is."""
+    tables = [m for m in model.modules() if isinstance(m, nn.Embedding)]
+    for table in tables:
+        table.sparse = sparse
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr)
+        return [torch.optim.SGD(params, lr=cfg.lr)]
     if cfg.optimizer == "adagrad":
-        return torch.optim.Adagrad(params, lr=cfg.lr)
-    return torch.optim.Adam(params, lr=cfg.lr)
+        return [torch.optim.Adagrad(params, lr=cfg.lr)]
+    if not sparse:
+        return [torch.optim.Adam(params, lr=cfg.lr)]
+    sparse_ids = {id(t.weight) for t in tables}
+    return [
+        torch.optim.SparseAdam([t.weight for t in tables], lr=cfg.lr),
+        torch.optim.Adam([p for p in params if id(p) not in sparse_ids], lr=cfg.lr),
+    ]
 
 
 def penalty(
@@ -400,7 +425,7 @@ def _train(
     if item_map is not None:
         model.item_map.copy_(item_map)  # type: ignore[operator]
     model.to(device).train()
-    optimizer = make_optimizer(cfg, model)
+    optimizers = make_optimizers(cfg, model, use_sparse_grads(cfg, info))
     tables = model.sparse_tables()  # type: ignore[operator]
     dropout_gen = torch.Generator().manual_seed(cfg.seed * 7919 + info.rank)
     use_amp = cfg.amp and device.type == "cuda"
@@ -430,7 +455,8 @@ def _train(
                 hint="resume with the same torchrun --nproc-per-node × --nnodes",
             )
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        for opt, opt_state in zip(optimizers, state["optimizers"], strict=True):
+            opt.load_state_dict(opt_state)
         step, epoch, batch_pos = int(state["step"]), int(state["epoch"]), int(state["batch"])
         sums = state["sums"].to(device=device, dtype=torch.float64)
         best = json.loads(state["best"])
@@ -474,7 +500,7 @@ def _train(
             "format": CHECKPOINT_FORMAT,
             "config": cfg.to_json(),
             "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
+            "optimizers": [opt.state_dict() for opt in optimizers],
             "step": step,
             "epoch": epoch,
             "batch": batch_pos,
@@ -562,19 +588,22 @@ def _train(
                     batch = gatherer.gather(*train_rows.rows(index))
                     if cfg.reg == "dropout":
                         batch = behaviour_dropout(batch, cfg.dropout_rate, dropout_gen)
-                    for group in optimizer.param_groups:
-                        group["lr"] = cfg.lr_at(step)
+                    for opt in optimizers:
+                        for group in opt.param_groups:
+                            group["lr"] = cfg.lr_at(step)
                     with torch.autocast(
                         device_type=device.type, dtype=torch.bfloat16, enabled=use_amp
                     ):
                         logits = step_model(batch).logits  # (b,)
                     loss = bce_loss(logits, batch.label)
                     total = loss + penalty(cfg, tables, batch, freqs, union)
-                    optimizer.zero_grad(set_to_none=True)
+                    for opt in optimizers:
+                        opt.zero_grad(set_to_none=True)
                     total.backward()
                     if cfg.grad_clip > 0:
                         nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                    optimizer.step()
+                    for opt in optimizers:
+                        opt.step()
 
                     detached = loss.detach().double()
                     bad_step = torch.where(
