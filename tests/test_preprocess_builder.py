@@ -160,6 +160,10 @@ def test_training_frequency_matches_brute_force_with_repeats() -> None:
     labelled = frame.with_columns((pl.col("ts") % 2).cast(pl.Int8).alias("label"))
     built, _ = build_user_split(labelled, seed=0)
     assert built.items["freq"].to_list() == _brute_freq(built, built.items.height)
+    # each pair once, sorted by (user, item) like the MovieLens release: the no-sort path
+    release = labelled.unique(["user", "item"], keep="first").sort("user", "item")
+    built, _ = build_user_split(release, seed=0)
+    assert built.items["freq"].to_list() == _brute_freq(built, built.items.height)
 
 
 # ----------------------------------------------------------------------- MovieLens protocol

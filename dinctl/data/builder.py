@@ -59,7 +59,6 @@ class _Sequences:
     item_cate: np.ndarray  # (N+1,) int64
     cate_name: pl.Series  # (C,)
     pair_keys: np.ndarray  # (P,) sorted unique user·(N+1)+item
-    pair_first: np.ndarray  # (P,) row of each pair's first occurrence
     first_pos: np.ndarray  # (M,) position of the first occurrence of each row's (user, item)
 
 
@@ -244,14 +243,21 @@ def _sequences(frame: pl.DataFrame, tie: str, item_cate: pl.DataFrame | None) ->
     pos = np.arange(len(user), dtype=np.int64) - start
     length = counts[user - 1].astype(np.int64)
     # each (user, item) pair: sorted unique keys and the position of its first occurrence
-    pair = user * np.int64(len(raw_item) + 1) + item
-    pair_order = _argsort_stable(pair)
-    srt = pair[pair_order]
-    new = np.ones(len(pair), dtype=bool)
-    new[1:] = srt[1:] != srt[:-1]
-    first = pair_order[new]  # (P,) row of each pair's first occurrence
-    first_pos = np.empty(len(pair), dtype=np.int64)
-    first_pos[pair_order] = pos[first][np.cumsum(new) - 1]
+    stride = np.int64(len(raw_item) + 1)
+    in_file = users * stride + items
+    if len(in_file) < 2 or bool(np.all(in_file[1:] > in_file[:-1])):
+        # the file lists each pair once, sorted (the MovieLens release): no repeats, no sort
+        pair_keys, first_pos = in_file, pos
+    else:
+        pair = user * stride + item
+        pair_order = _argsort_stable(pair)
+        srt = pair[pair_order]
+        new = np.ones(len(pair), dtype=bool)
+        new[1:] = srt[1:] != srt[:-1]
+        first = pair_order[new]  # (P,) row of each pair's first occurrence
+        first_pos = np.empty(len(pair), dtype=np.int64)
+        first_pos[pair_order] = pos[first][np.cumsum(new) - 1]
+        pair_keys = srt[new]
     return _Sequences(
         user=user,
         item=item,
@@ -265,8 +271,7 @@ def _sequences(frame: pl.DataFrame, tie: str, item_cate: pl.DataFrame | None) ->
         raw_item=raw_item,
         item_cate=cate_of,
         cate_name=cate_name,
-        pair_keys=srt[new],
-        pair_first=first,
+        pair_keys=pair_keys,
         first_pos=first_pos,
     )
 
