@@ -308,3 +308,12 @@ def test_packed_user_time_item_sort_matches_lexsort() -> None:
     order = np.lexsort((label, item, ts, user))
     for a, b in zip(got, (user[order], item[order], ts[order], label[order]), strict=True):
         assert a is not None and a.tolist() == b.tolist()
+
+
+@pytest.mark.parametrize("q", [0, 50, 99, 100])
+def test_hist_percentile_matches_numpy(q: float) -> None:
+    from dinctl.data.builder import hist_percentile
+
+    for seed in range(5):
+        x = np.random.default_rng(seed).integers(0, 40, size=1 + seed * 37)
+        assert hist_percentile(x, q) == pytest.approx(float(np.percentile(x, q)))
