@@ -101,6 +101,27 @@ def test_two_gloo_processes_match_one(tiny_dataset: Path, tmp_path: Path) -> Non
     for name, value in state["model"].items():
         torch.testing.assert_close(value, ref[name], rtol=1e-3, atol=1e-4)
 
+    # resuming it in the same world size continues the run folder
+    resume = [
+        *cmd[: cmd.index("train") + 1],
+        "--resume",
+        "--out",
+        str(two_dir),
+        "--epochs",
+        "2",
+        "--json",
+    ]
+    proc = subprocess.run(resume, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout)["epochs_run"] == 1
+    records = [json.loads(line) for line in (two_dir / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records if r["event"] == "epoch"] == [1, 2]
+    steps = [r["step"] for r in records]
+    assert steps == sorted(steps) and len(
+        set(r["step"] for r in records if r["event"] == "step")
+    ) == sum(1 for r in records if r["event"] == "step")
+    assert load_checkpoint(two_dir / "checkpoint.pt")["epoch"] == 2
+
     # resuming it with another world size is refused
     with pytest.raises(DinctlError) as err:
         train(resume_config(two_dir, {"epochs": 2}), resume=True, progress=False)
