@@ -117,6 +117,17 @@ def test_forward_shapes_and_backward(name: str, act: str) -> None:
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
 
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_models_run_under_bfloat16_autocast(name: str) -> None:
+    model = build_model(config(name, act="dice")).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(random_batch(6, 5))
+    assert torch.isfinite(out.logits.float()).all()
+    for m in model.modules():
+        if isinstance(m, Dice):
+            assert m.running_mean.dtype == torch.float32
+
+
 def test_empty_histories_are_scored() -> None:
     batch = random_batch(3, 4)
     batch.hist_mask[:] = False

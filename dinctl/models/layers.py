@@ -51,7 +51,8 @@ class Dice(nn.Module):
                 flat = flat[mask.reshape(-1)]  # (N_valid, H)
             if flat.shape[0] == 0:
                 return x
-            var, mean = torch.var_mean(flat, dim=0, correction=0)  # (H,), (H,) biased
+            # statistics in float32, also under autocast (the buffers are float32)
+            var, mean = torch.var_mean(flat.float(), dim=0, correction=0)  # (H,), (H,) biased
             with torch.no_grad():
                 self.running_mean.lerp_(mean.detach(), self.momentum)
                 self.running_var.lerp_(var.detach(), self.momentum)
