@@ -435,3 +435,15 @@ def test_meta_line_that_is_not_utf8(tmp_path: Path) -> None:
         ["amazon", "--raw", str(raw)],
         f"{raw}/meta_Electronics.json:5: not valid UTF-8 text",
     )
+
+
+def test_corrupt_gzip_reviews(tmp_path: Path) -> None:
+    raw = _amazon(tmp_path, GOOD_REVIEWS, GOOD_META, gz=True)
+    data = (raw / "reviews_Electronics_5.json.gz").read_bytes()
+    (raw / "reviews_Electronics_5.json.gz").write_bytes(data[: len(data) // 2])
+    _error(
+        tmp_path,
+        ["amazon", "--raw", str(raw)],
+        f"cannot read {raw}/reviews_Electronics_5.json.gz: "
+        "Compressed file ended before the end-of-stream marker was reached",
+    )

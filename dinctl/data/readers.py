@@ -82,6 +82,13 @@ def find_input(folder: Path, names: list[str], what: str, hint: str) -> Path:
 
 def _check_review_lines(path: Path) -> None:
     """Slow path: find the first bad line of a reviews file and raise naming it."""
+    try:
+        _check_review_text(path)
+    except (OSError, EOFError) as err:  # a truncated or corrupt .gz
+        raise DinctlError(f"cannot read {path}: {err}", hint="download it again") from None
+
+
+def _check_review_text(path: Path) -> None:
     for lineno, line in enumerate(_open_text(path), start=1):
         if not line.strip():
             continue
