@@ -17,9 +17,12 @@ app = typer.Typer(
 )
 
 Raw = Annotated[
-    Path | None, typer.Option("--raw", help="Raw input folder [default: data/raw/<dataset>].")
+    Path | None,
+    typer.Option("--raw", help="Raw input folder.", show_default="data/raw/<dataset>"),
 ]
-Out = Annotated[Path | None, typer.Option("--out", help="Output folder [default: data/<dataset>].")]
+Out = Annotated[
+    Path | None, typer.Option("--out", help="Output folder.", show_default="data/<dataset>")
+]
 Seed = Annotated[int, typer.Option("--seed", help="Seed of negatives and user splits.")]
 NoValid = Annotated[
     bool, typer.Option("--no-valid", help="No validation split (its rows stay in train).")
@@ -111,7 +114,8 @@ def movielens(
     raw: Annotated[
         Path | None,
         typer.Option(
-            help="Folder or release .zip with ratings.csv, movies.csv [default: data/raw/movielens]"
+            help="Folder or release .zip with ratings.csv, movies.csv.",
+            show_default="data/raw/movielens",
         ),
     ] = None,
     out: Out = None,
