@@ -23,6 +23,8 @@ from dinctl.fsutil import atomic_dir, sha256_file
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "valid", "test")
+# zstd level 1: MovieLens-20M sequences write in ~3 s instead of ~9 s at the default level
+PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 1}
 SAMPLE_COLUMNS = ("user", "hist_len", "item", "cate", "label")
 ITEM_COLUMNS = ("item", "raw_item", "cate", "cate_name", "freq")
 SEQUENCE_COLUMNS = ("user", "raw_user", "items", "cates", "ts")
@@ -251,14 +253,14 @@ def write_dataset(
             pl.col("cate").cast(pl.Int32),
             pl.col("cate_name").cast(pl.Utf8),
             pl.col("freq").cast(pl.Int64),
-        ).write_parquet(tmp / "items.parquet")
+        ).write_parquet(tmp / "items.parquet", **PARQUET_OPTIONS)
         sequences.select(
             pl.col("user").cast(pl.Int32),
             pl.col("raw_user").cast(pl.Utf8),
             pl.col("items").cast(pl.List(pl.Int32)),
             pl.col("cates").cast(pl.List(pl.Int32)),
             pl.col("ts").cast(pl.List(pl.Int64)),
-        ).write_parquet(tmp / "sequences.parquet")
+        ).write_parquet(tmp / "sequences.parquet", **PARQUET_OPTIONS)
         for name, df in splits.items():
             if name not in SPLITS:
                 raise DinctlError(f"unknown split {name!r}")
@@ -269,7 +271,7 @@ def write_dataset(
                 pl.col("item").cast(pl.Int32),
                 pl.col("cate").cast(pl.Int32),
                 pl.col("label").cast(pl.Int8),
-            ).write_parquet(tmp / f"{name}.parquet")
+            ).write_parquet(tmp / f"{name}.parquet", **PARQUET_OPTIONS)
         full = {"format_version": FORMAT_VERSION, **meta, "checksum": dataset_checksum(tmp)}
         (tmp / "meta.json").write_text(json.dumps(full, indent=2, sort_keys=False) + "\n")
     return out
