@@ -109,6 +109,7 @@ def test_error_messages_word_for_word(tiny_dataset: Path, tmp_path: Path) -> Non
         _error(r)
         == f"error: dataset folder {missing} does not exist\nhint: run `dinctl preprocess` first\n"
     )
+    assert not (tmp_path / "r").exists()  # no empty run folder left behind
 
     r = runner.invoke(app, ["train", "--resume"])
     assert r.exit_code == 1

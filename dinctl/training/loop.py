@@ -349,6 +349,7 @@ def train(
 
 
 def _prepare_run_dir(run_dir: Path, resume: bool, info: D.DistInfo) -> None:
+    """Check the run folder; it is created with config.json, once the dataset has loaded."""
     if resume:
         if not (run_dir / CHECKPOINT_FILE).exists():
             raise DinctlError(
@@ -361,9 +362,7 @@ def _prepare_run_dir(run_dir: Path, resume: bool, info: D.DistInfo) -> None:
             f"run folder {run_dir} already exists",
             hint="pass --resume to continue it, or choose another --out",
         )
-    D.barrier(info)  # every rank has checked before rank 0 creates it
-    if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+    D.barrier(info)  # every rank has checked before rank 0 writes config.json into it
 
 
 def _train(
