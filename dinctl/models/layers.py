@@ -130,9 +130,8 @@ class ActivationUnit(nn.Module):
         per_row = F.linear(queries, w2 - w3, self.first.bias)  # (B, H)
         # index_select, not x[row]: its backward is an index_add, not an accumulating index_put
         q = queries.index_select(0, row)  # (N, E)
-        pair = torch.cat([keys, keys * q], dim=1)  # (N, 2E): [e, e⊙v]
-        weight = torch.cat([w1 + w3, w4], dim=1)  # (H, 2E)
-        h = torch.addmm(per_row.index_select(0, row), pair, weight.t())  # (N, H)
+        h = torch.addmm(per_row.index_select(0, row), keys, (w1 + w3).t())  # (N, H)
+        h = torch.addmm(h, keys * q, w4.t())  # (N, H)
         return self.rest(self.first_act(h)).squeeze(-1)  # (N,)
 
 
