@@ -1,0 +1,387 @@
+"""One epoch of DIN at the Amazon configuration: dinctl vs DeepCTR-Torch on identical rows.
+
+Amazon configuration: 64 + 64 embeddings over the Electronics vocabulary (63,001 items, 801
+categories), attention 80 → 40, MLP 200 → 80, batch 1024, max_len 100, Adam, one epoch.
+Synthetic rows with the Amazon shape (5-core Pareto-tailed sequence lengths, mean ≈ 8.8
+behaviours per user, the paper's sliding-window samples with one uniform negative per positive,
+planted category interests so AUC means something) are written with `write_dataset` under
+benchmarks/out/ (git-ignored). The user count is scaled down from 192,403 so that DeepCTR-Torch
+finishes in a few minutes; both trainers see the same train rows, shuffled with the same seed.
+Each trainer runs in its own subprocess so that peak RSS is its own.
+
+    pip install -e '.[bench]'   # deepctr-torch
+    python benchmarks/bench_train.py [--users 8000] [--act prelu|dice] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+OUT = Path(__file__).resolve().parent / "out"
+N_ITEMS, N_CATES, MEAN_LEN = 63_001, 801, 1_689_188 / 192_403
+SEED = 20180801
+
+
+# --- synthetic Amazon-shaped dataset ------------------------------------------------------------
+
+
+def make_dataset(path: Path, n_users: int, seed: int = SEED) -> None:
+    """Write an Amazon-shaped dataset with planted category interests to `path`."""
+    import polars as pl
+
+    from dinctl.data.store import write_dataset
+
+    rng = np.random.default_rng(seed)
+    extra = int(round((MEAN_LEN - 5) * n_users))
+    weight = rng.pareto(1.5, size=n_users) + 1e-3
+    lengths = np.minimum(5 + rng.multinomial(extra, weight / weight.sum()), 400)  # (U,)
+    cate_w = 1.0 / np.arange(1, N_CATES + 1) ** 1.0
+    item_cate = rng.choice(N_CATES, size=N_ITEMS, p=cate_w / cate_w.sum()) + 1  # (N,) 1..C
+    item_cate[rng.permutation(N_ITEMS)[:N_CATES]] = np.arange(1, N_CATES + 1)
+    by_cate = np.argsort(item_cate, kind="stable") + 1  # item ids grouped by category
+    cate_start = np.searchsorted(item_cate[by_cate - 1], np.arange(1, N_CATES + 2))
+    cate_count = np.diff(cate_start)  # (C,)
+
+    # each user likes 2 categories; 70% of behaviours come from them, the rest are popular items
+    total = int(lengths.sum())
+    user_of = np.repeat(np.arange(n_users), lengths)  # (S,)
+    liked = rng.choice(N_CATES, size=(n_users, 2), p=cate_w / cate_w.sum()) + 1
+    pick = liked[user_of, rng.integers(0, 2, size=total)]  # (S,)
+    in_cate = by_cate[cate_start[pick - 1] + (rng.random(total) * cate_count[pick - 1]).astype(int)]
+    pop = 1.0 / np.arange(1, N_ITEMS + 1) ** 0.8
+    popular = rng.permutation(N_ITEMS)[rng.choice(N_ITEMS, size=total, p=pop / pop.sum())] + 1
+    seq_items = np.where(rng.random(total) < 0.7, in_cate, popular)  # (S,)
+    seq_cates = item_cate[seq_items - 1]
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+
+    # sliding windows (DESIGN §2): targets b_{k+1} with history b_1..b_k, test = the last one
+    rows_user, rows_len = [], []
+    for split_k in ("train", "test"):
+        if split_k == "train":
+            k = np.concatenate([np.arange(1, n - 1) for n in lengths])  # hist_len 1..n-2
+            u = np.repeat(np.arange(n_users), lengths - 2)
+        else:
+            k = lengths - 1
+            u = np.arange(n_users)
+        rows_user.append(u)
+        rows_len.append(k)
+    splits = {}
+    for name, u, k in zip(("train", "test"), rows_user, rows_len, strict=True):
+        pos = seq_items[offsets[u] + k]
+        neg = rng.integers(1, N_ITEMS + 1, size=len(u))
+        item = np.stack([pos, neg], axis=1).reshape(-1)
+        splits[name] = pl.DataFrame(
+            {
+                "user": np.repeat(u + 1, 2).astype(np.int32),
+                "hist_len": np.repeat(k, 2).astype(np.int32),
+                "item": item.astype(np.int32),
+                "cate": item_cate[item - 1].astype(np.int32),
+                "label": np.tile([1, 0], len(u)).astype(np.int8),
+            }
+        )
+    freq = np.bincount(splits["train"]["item"].to_numpy(), minlength=N_ITEMS + 1)
+    items = pl.DataFrame(
+        {
+            "item": np.arange(1, N_ITEMS + 1, dtype=np.int32),
+            "raw_item": [f"I{i}" for i in range(1, N_ITEMS + 1)],
+            "cate": item_cate.astype(np.int32),
+            "cate_name": [f"C{c}" for c in item_cate],
+            "freq": freq[1:].astype(np.int64),
+        }
+    )
+    item_lists = [seq_items[offsets[i] : offsets[i + 1]] for i in range(n_users)]
+    cate_lists = [seq_cates[offsets[i] : offsets[i + 1]] for i in range(n_users)]
+    sequences = pl.DataFrame(
+        {
+            "user": np.arange(1, n_users + 1, dtype=np.int32),
+            "raw_user": [f"U{i}" for i in range(1, n_users + 1)],
+            "items": item_lists,
+            "cates": cate_lists,
+            "ts": [np.arange(n, dtype=np.int64) for n in lengths],
+        }
+    )
+    meta = {
+        "dataset": "synthetic-amazon",
+        "protocol": "amazon",
+        "seed": seed,
+        "valid": False,
+        "counts": {name: len(df) for name, df in splits.items()},
+        "vocab": {"user": n_users + 1, "item": N_ITEMS + 1, "cate": N_CATES + 1},
+        "inputs": {},
+    }
+    write_dataset(path, meta=meta, items=items, sequences=sequences, splits=splits, overwrite=True)
+
+
+# --- workers ------------------------------------------------------------------------------------
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def test_auc(model, ds, max_len: int) -> float:  # type: ignore[no-untyped-def]
+    """AUC of `model` (eval mode) on the test split."""
+    import torch
+
+    from dinctl.data.batching import SplitTensors, WindowGatherer, iter_batches
+    from dinctl.metrics import auc_score
+
+    test = SplitTensors(ds.split("test"))
+    gatherer = WindowGatherer(ds, max_len=max_len)
+    model.eval()
+    with torch.no_grad():
+        scores = [model(b).logits for b in iter_batches(test, gatherer, 4096)]
+    return auc_score(test.label.numpy(), torch.cat(scores).numpy())
+
+
+def run_ours(args: argparse.Namespace) -> dict[str, float]:
+    """One epoch of dinctl's DIN through `dinctl.training.loop.train` (what `dinctl train` runs)."""
+    import shutil
+
+    from dinctl.data.store import load_dataset
+    from dinctl.training.checkpoint import load_run
+    from dinctl.training.config import TrainConfig
+    from dinctl.training.loop import train
+
+    ds = load_dataset(args.data)
+    run_dir = OUT / "bench_train_run"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    cfg = TrainConfig(
+        data=str(args.data),
+        model="din",
+        act=args.act,
+        optimizer="adam",
+        lr=args.lr,
+        batch_size=args.batch_size,
+        epochs=1,
+        emb_dim=args.emb_dim,
+        max_len=args.max_len,
+        device="cpu",
+        seed=args.seed,
+        out=str(run_dir),
+    )
+    t0, c0 = time.perf_counter(), time.process_time()
+    train(cfg, progress=False)  # includes dataset loading, checkpoint and best.pt writes
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    auc = test_auc(load_run(run_dir).model, ds, args.max_len)
+    rows = len(ds.split("train"))
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "rows": rows,
+        "auc": auc,
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def run_minimal(args: argparse.Namespace) -> dict[str, float]:
+    """dinctl's DIN in a bare Adam loop over `iter_batches` (model + optimiser cost only)."""
+    import torch
+    import torch.nn.functional as F
+
+    from dinctl.data.batching import SplitTensors, WindowGatherer, iter_batches
+    from dinctl.data.store import load_dataset
+    from dinctl.models import ModelConfig, build_model
+
+    torch.manual_seed(args.seed)
+    ds = load_dataset(args.data)
+    gatherer = WindowGatherer(ds, max_len=args.max_len)
+    train = SplitTensors(ds.split("train"))
+    cfg = ModelConfig(
+        model="din",
+        n_users=ds.n_users,
+        n_items=ds.n_items,
+        n_cates=ds.n_cates,
+        emb_dim=args.emb_dim,
+        act=args.act,
+    )
+    model = build_model(cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr, fused=args.fused)
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed))
+    model.train()
+    t0, c0 = time.perf_counter(), time.process_time()
+    for batch in iter_batches(train, gatherer, args.batch_size, order=order):
+        logits = model(batch).logits  # (B,)
+        loss = F.binary_cross_entropy_with_logits(logits, batch.label)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    auc = test_auc(model, ds, args.max_len)
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "rows": len(train),
+        "auc": auc,
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def padded_inputs(ds, split_name: str, max_len: int) -> tuple[dict[str, np.ndarray], np.ndarray]:  # type: ignore[no-untyped-def]
+    """DeepCTR-Torch's input: every sample's history materialised, padded to max_len."""
+    import torch
+
+    from dinctl.data.batching import SplitTensors, WindowGatherer, iter_batches
+
+    rows = SplitTensors(ds.split(split_name))
+    gatherer = WindowGatherer(ds, max_len=max_len)
+    hist_item = np.zeros((len(rows), max_len), dtype=np.int64)
+    hist_cate = np.zeros((len(rows), max_len), dtype=np.int64)
+    lo = 0
+    for batch in iter_batches(rows, gatherer, 65536):
+        b, t = batch.hist_item.shape
+        hist_item[lo : lo + b, :t] = batch.hist_item.numpy()
+        hist_cate[lo : lo + b, :t] = batch.hist_cate.numpy()
+        lo += b
+    x = {
+        "item": rows.item.numpy(),
+        "cate": rows.cate.numpy(),
+        "hist_item": hist_item,
+        "hist_cate": hist_cate,
+        "seq_length": torch.clamp(rows.hist_len, max=max_len).numpy(),
+    }
+    return x, rows.label.numpy()
+
+
+def run_deepctr(args: argparse.Namespace) -> dict[str, float]:
+    """One epoch of DeepCTR-Torch's DIN through its own `fit`, same rows and configuration."""
+    import torch
+    from deepctr_torch.inputs import SparseFeat, VarLenSparseFeat
+    from deepctr_torch.models import DIN
+
+    from dinctl.data.store import load_dataset
+    from dinctl.metrics import auc_score
+
+    torch.manual_seed(args.seed)
+    ds = load_dataset(args.data)
+    x, y = padded_inputs(ds, "train", args.max_len)
+    x_test, y_test = padded_inputs(ds, "test", args.max_len)
+    d = args.emb_dim
+    columns = [
+        SparseFeat("item", ds.n_items + 1, embedding_dim=d),
+        SparseFeat("cate", ds.n_cates + 1, embedding_dim=d),
+        VarLenSparseFeat(
+            SparseFeat("hist_item", ds.n_items + 1, embedding_dim=d, embedding_name="item"),
+            maxlen=args.max_len,
+            length_name="seq_length",
+        ),
+        VarLenSparseFeat(
+            SparseFeat("hist_cate", ds.n_cates + 1, embedding_dim=d, embedding_name="cate"),
+            maxlen=args.max_len,
+            length_name="seq_length",
+        ),
+    ]
+    act = "prelu" if args.act == "prelu" else "Dice"
+    model = DIN(
+        columns,
+        ["item", "cate"],
+        dnn_hidden_units=(200, 80),
+        dnn_activation="prelu",  # its DNN cannot take Dice on 2-D input
+        att_hidden_size=(80, 40),
+        att_activation=act,
+        l2_reg_embedding=0.0,
+        init_std=0.01,
+        seed=args.seed,
+        device="cpu",
+    )
+    model.compile(torch.optim.Adam(model.parameters(), lr=args.lr), "binary_crossentropy")
+    # the shuffle order is DeepCTR's own DataLoader's (seeded above); same rows, same epoch
+    t0, c0 = time.perf_counter(), time.process_time()
+    model.fit(x, y, batch_size=args.batch_size, epochs=1, verbose=0, shuffle=True)
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    scores = model.predict(x_test, batch_size=4096).reshape(-1)
+    auc = auc_score(y_test, scores)
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "rows": len(y),
+        "auc": auc,
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+# --- driver -------------------------------------------------------------------------------------
+
+
+def worker_cmd(args: argparse.Namespace, which: str, data: Path) -> list[str]:
+    cmd = [sys.executable, __file__, "--worker", which, "--data", str(data)]
+    for flag in ("act", "lr", "batch_size", "max_len", "emb_dim", "seed", "threads"):
+        cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    return cmd + (["--fused"] if args.fused else [])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--users", type=int, default=8_000)
+    ap.add_argument("--act", choices=("prelu", "dice"), default="prelu")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--batch-size", type=int, default=1024)
+    ap.add_argument("--max-len", type=int, default=100)
+    ap.add_argument("--emb-dim", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--runs",
+        default="ours,deepctr",
+        help="comma list of: ours (dinctl.training.loop), minimal (bare Adam loop), deepctr",
+    )
+    ap.add_argument("--fused", action="store_true", help="minimal: Adam(fused=True)")
+    ap.add_argument("--worker", choices=("ours", "minimal", "deepctr"), help=argparse.SUPPRESS)
+    ap.add_argument("--data", type=Path, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.worker is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        runners = {"ours": run_ours, "minimal": run_minimal, "deepctr": run_deepctr}
+        result = runners[args.worker](args)
+        print("RESULT " + json.dumps(result), flush=True)
+        return
+
+    data = OUT / f"bench_train_amazon_u{args.users}"
+    if not (data / "meta.json").exists():
+        t = time.perf_counter()
+        make_dataset(data, args.users)
+        print(f"wrote {data} in {time.perf_counter() - t:.1f}s", file=sys.stderr)
+    meta = json.loads((data / "meta.json").read_text())
+    print(
+        f"synthetic Amazon shape: {args.users:,} users, {N_ITEMS:,} items, {N_CATES} categories, "
+        f"{meta['counts']['train']:,} train rows, {meta['counts']['test']:,} test rows; "
+        f"emb {args.emb_dim}+{args.emb_dim}, batch {args.batch_size}, max_len {args.max_len}, "
+        f"act {args.act}, Adam lr {args.lr}, {args.threads} threads"
+    )
+    results = {}
+    for which in args.runs.split(","):
+        proc = subprocess.run(worker_cmd(args, which, data), capture_output=True, text=True)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        if proc.returncode != 0 or not lines:
+            print(proc.stdout[-2000:], proc.stderr[-4000:], file=sys.stderr)
+            raise SystemExit(f"{which} worker failed with exit code {proc.returncode}")
+        r = json.loads(lines[-1][len("RESULT ") :])
+        results[which] = r
+        print(
+            f"{which:8s} {r['rows'] / r['seconds']:10,.0f} samples/s  epoch {r['seconds']:8.1f} s  "
+            f"({r['rows'] / r['cpu_seconds']:,.0f} samples per CPU-second)  "
+            f"test AUC {r['auc']:.4f}  peak RSS {r['peak_rss_mib']:,.0f} MiB"
+        )
+    if "ours" in results and "deepctr" in results:
+        ours, theirs = results["ours"], results["deepctr"]
+        ratio = (ours["rows"] / ours["seconds"]) / (theirs["rows"] / theirs["seconds"])
+        cpu_ratio = theirs["cpu_seconds"] / ours["cpu_seconds"] * ours["rows"] / theirs["rows"]
+        print(
+            f"speed-up {ratio:.1f}x wall-clock, {cpu_ratio:.1f}x per CPU-second; "
+            f"AUC difference {ours['auc'] - theirs['auc']:+.4f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
