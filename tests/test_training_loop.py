@@ -365,3 +365,52 @@ def test_sparse_adam_updates_only_the_rows_in_the_batch() -> None:
     assert not torch.equal(last[[3, 4]], first[[3, 4]])
     first, last = item_rows_after(sparse=False)
     assert not torch.equal(last[[1, 2]], first[[1, 2]])  # dense Adam: momentum moves them
+
+
+def test_broken_run_files_are_one_line_errors(tiny_dataset: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(quick(tiny_dataset, run, model="lr", epochs=1), progress=False)
+    (run / "best.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(DinctlError) as err:
+        load_run(run)
+    assert err.value.message.startswith(f"{run / 'best.pt'} is not a readable checkpoint (")
+    torch.save({"weights": 1}, run / "best.pt")
+    with pytest.raises(DinctlError) as err:
+        load_run(run)
+    assert (
+        err.value.message
+        == f"{run / 'best.pt'} is not a dinctl checkpoint (no model weights in it)"
+    )
+
+    config = json.loads((run / "config.json").read_text())
+    del config["dataset"]
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(DinctlError) as err:
+        load_run(run)
+    assert err.value.message == f"{run / 'config.json'} lacks the entry 'dataset'"
+    (run / "config.json").write_text("{")
+    with pytest.raises(DinctlError) as err:
+        load_run(run)
+    assert err.value.message.startswith(f"{run / 'config.json'} is not valid JSON (")
+
+
+def test_resume_on_a_changed_dataset_is_refused(tiny_dataset: Path, tmp_path: Path) -> None:
+    from conftest import make_tiny_dataset
+
+    data = make_tiny_dataset(tmp_path / "data", seed=5)
+    run = tmp_path / "run"
+    train(quick(data, run, model="lr", epochs=1), progress=False)
+    shutil.rmtree(data)
+    make_tiny_dataset(data, seed=6)
+    with pytest.raises(DinctlError) as err:
+        train(resume_config(run, {"epochs": 2}), resume=True, progress=False)
+    assert (
+        err.value.message
+        == f"the dataset {data} changed since {run} was started (checksum differs)"
+    )
+
+
+def test_lr_decay_step_must_be_a_count() -> None:
+    with pytest.raises(DinctlError) as err:
+        resolve_config({"lr_decay_step": -3}, None)
+    assert err.value.message == "lr_decay_step must be an integer of at least 0, got -3 instead"

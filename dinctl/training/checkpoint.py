@@ -7,6 +7,7 @@ uint8 tensors), so they load with `torch.load(..., weights_only=True)`.
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,8 +108,9 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict[str,
         raise DinctlError(f"{path} does not exist", hint="train the run first with `dinctl train`")
     try:
         state = torch.load(path, map_location=device, weights_only=True)
-    except (RuntimeError, EOFError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
+        text = str(err).strip()
+        first = text.splitlines()[0].split(". ")[0] if text else type(err).__name__
         raise DinctlError(f"{path} is not a readable checkpoint ({first})") from None
     if not isinstance(state, dict) or "model" not in state:
         raise DinctlError(f"{path} is not a dinctl checkpoint (no model weights in it)")
