@@ -55,7 +55,7 @@ from dinctl.training.regularizers import (
 CHECKPOINT_FORMAT = 1
 BUCKET_BATCHES = 64  # --length-buckets sorts rows by history length within 64-batch chunks
 # settings that may change when a run is resumed; anything else must match config.json
-RESUMABLE = ("epochs", "device", "amp", "compile", "log_every", "eval_batch_size", "out")
+RESUMABLE = ("epochs", "device", "amp", "log_every", "eval_batch_size", "out")
 
 
 @dataclass(frozen=True)
@@ -433,9 +433,8 @@ def _train(
 
     # ---- state (fresh, or restored from checkpoint.pt)
     step, epoch, batch_pos = 0, 0, 0
-    sums = torch.zeros(
-        4, dtype=torch.float64, device=device
-    )  # window loss, window n, epoch loss, epoch n
+    # loss sum and step count since the last log line, then the same over the epoch
+    sums = torch.zeros(4, dtype=torch.float64, device=device)
     best: dict[str, Any] = {"epoch": 0, "auc": -math.inf, "valid": {}}
     history: list[dict[str, Any]] = []
     keep_lines = None
