@@ -17,6 +17,7 @@ Ids are 1-based ranks of the sorted raw ids (0 is padding).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,8 @@ ML_TRAIN_USERS = 100_000
 ML_ALL_USERS = 138_493
 VALID_USER_FRACTION = 0.1
 NEGATIVE_MAX_ROUNDS = 10_000
+# item → category name: a table, a callable returning it (called late), or None (per-row cate)
+ItemCate = pl.DataFrame | Callable[[], pl.DataFrame] | None
 
 
 @dataclass(frozen=True)
@@ -202,31 +205,17 @@ def _stable_order(user: np.ndarray, ts: np.ndarray, item: np.ndarray | None) -> 
     return np.lexsort(keys)
 
 
-def _sequences(frame: pl.DataFrame, tie: str, item_cate: pl.DataFrame | None) -> _Sequences:
+def _sequences(frame: pl.DataFrame, tie: str, item_cate: ItemCate) -> _Sequences:
     """Dense ids and the (user, ts, tie) sort; `tie` is "order" (file order) or "item".
 
     The category of an item comes from `item_cate` (item, cate) when given, else from the
-    `cate` of the item's first row.
+    `cate` of the item's first row. `item_cate` may be a callable returning the table: it is
+    called only once the ids and the sort are done, so a thread can still be producing it.
     """
     if frame.height == 0:
         raise DinctlError("no interactions left to build a dataset from")
     users, raw_user, _ = _rank(frame["user"])
     items, raw_item, first_row = _rank(frame["item"])
-    if item_cate is not None:
-        names = (
-            raw_item.to_frame("item")
-            .join(
-                item_cate.unique("item", keep="first"), on="item", how="left", maintain_order="left"
-            )
-            .get_column("cate")
-        )
-        if names.null_count():
-            raise DinctlError(f"{names.null_count()} items have no category")
-    else:
-        names = frame["cate"].gather(first_row)
-    cates, cate_name, _ = _rank(names.cast(pl.Utf8))  # names are in item id order
-    cate_of = np.zeros(len(raw_item) + 1, dtype=np.int64)
-    cate_of[1:] = cates
     ts = frame["ts"].cast(pl.Int64).to_numpy()
     label = frame["label"].cast(pl.Int8).to_numpy() if "label" in frame.columns else None
     # ids are ranks, so id order is raw order; a stable sort keeps file order on ties
@@ -258,6 +247,21 @@ def _sequences(frame: pl.DataFrame, tie: str, item_cate: pl.DataFrame | None) ->
         first_pos = np.empty(len(pair), dtype=np.int64)
         first_pos[pair_order] = pos[first][np.cumsum(new) - 1]
         pair_keys = srt[new]
+    # categories last: `item_cate` may be a callable still waiting for them (the meta parse)
+    if item_cate is not None:
+        table = item_cate() if callable(item_cate) else item_cate
+        names = (
+            raw_item.to_frame("item")
+            .join(table.unique("item", keep="first"), on="item", how="left", maintain_order="left")
+            .get_column("cate")
+        )
+        if names.null_count():
+            raise DinctlError(f"{names.null_count()} items have no category")
+    else:
+        names = frame["cate"].gather(first_row)
+    cates, cate_name, _ = _rank(names.cast(pl.Utf8))  # names are in item id order
+    cate_of = np.zeros(len(raw_item) + 1, dtype=np.int64)
+    cate_of[1:] = cates
     return _Sequences(
         user=user,
         item=item,
@@ -362,7 +366,7 @@ def build_windows(
     *,
     seed: int,
     valid: bool = True,
-    item_cate: pl.DataFrame | None = None,
+    item_cate: ItemCate = None,
 ) -> tuple[Built, _Sequences]:
     """The Amazon protocol (sliding windows + one static negative per positive)."""
     seq = _sequences(frame, tie="order", item_cate=item_cate)
@@ -399,7 +403,7 @@ def build_user_split(
     valid: bool = True,
     train_fraction: float = ML_TRAIN_USERS / ML_ALL_USERS,
     valid_fraction: float = VALID_USER_FRACTION,
-    item_cate: pl.DataFrame | None = None,
+    item_cate: ItemCate = None,
 ) -> tuple[Built, _Sequences]:
     """The MovieLens protocol: every interaction a sample, users split at random (seeded)."""
     if "label" not in frame.columns:

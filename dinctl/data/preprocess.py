@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,16 @@ def _quiet(_: str) -> Iterator[None]:
     yield
 
 
+class _Rebuild(Exception):  # noqa: N818 - control flow, never shown
+    """The meta file drops reviewed items: build again from the reviews that are kept."""
+
+    def __init__(self, inter: readers.Interactions) -> None:
+        super().__init__()
+        self.inter = inter
+
+
 def _build(
-    read: Callable[[], readers.Interactions],
+    read: Callable[[Executor], readers.Interactions | readers.PendingAmazon],
     out: Path,
     *,
     dataset: str,
@@ -34,21 +42,37 @@ def _build(
     warn: Callable[[str], None],
 ) -> dict[str, Any]:
     check_output_dir(out, overwrite)  # fail before the long work, not after it
-    with status(f"reading {dataset}"):
-        inter = read()
-    for message in inter.warnings:
-        warn(message)
-    with ThreadPoolExecutor(max_workers=1) as pool:  # hashing releases the GIL: overlap it
-        digests = [pool.submit(sha256_file, p) for p in inter.inputs]
-        with status("building samples"):
-            if protocol == "windows":
-                built, _ = builder.build_windows(
-                    inter.frame, seed=seed, valid=valid, item_cate=inter.item_cate
-                )
-            else:
-                built, _ = builder.build_user_split(
-                    inter.frame, seed=seed, valid=valid, item_cate=inter.item_cate
-                )
+    build = builder.build_windows if protocol == "windows" else builder.build_user_split
+    # threads: the meta parse (Amazon) and the input hashes overlap the reading and building
+    # (Polars, numpy and hashlib release the GIL)
+    built: builder.Built | None = None
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        with status(f"reading {dataset}"):
+            got = read(pool)
+        if isinstance(got, readers.PendingAmazon):
+            pending = got
+
+            def item_cate() -> Any:
+                resolved = pending.resolve()
+                if resolved.dropped:  # rare: ids and sequences change, start again
+                    raise _Rebuild(resolved)
+                return resolved.item_cate
+
+            digests = [pool.submit(sha256_file, p) for p in pending.inputs]
+            try:
+                with status("building samples"):
+                    built, _ = build(pending.frame, seed=seed, valid=valid, item_cate=item_cate)
+                inter = pending.resolve()
+            except _Rebuild as again:
+                inter = again.inter
+        else:
+            inter = got
+            digests = [pool.submit(sha256_file, p) for p in inter.inputs]
+        for message in inter.warnings:
+            warn(message)
+        if built is None:
+            with status("building samples"):
+                built, _ = build(inter.frame, seed=seed, valid=valid, item_cate=inter.item_cate)
         with status("checksumming inputs"):
             inputs = [
                 {"name": p.name, "bytes": p.stat().st_size, "sha256": d.result()}
@@ -91,7 +115,7 @@ def preprocess_amazon(
 ) -> dict[str, Any]:
     """Amazon 2014 reviews + meta of `category` → data folder; returns the summary."""
     return _build(
-        lambda: readers.read_amazon(raw, category),
+        lambda pool: readers.start_amazon(raw, pool, category),
         out,
         dataset=f"amazon-{category}",
         protocol="windows",
@@ -116,7 +140,7 @@ def preprocess_movielens(
 ) -> dict[str, Any]:
     """MovieLens ratings.csv + movies.csv (folder or release zip) → data folder."""
     return _build(
-        lambda: readers.read_movielens(raw),
+        lambda _: readers.read_movielens(raw),
         out,
         dataset="movielens",
         protocol="users",
@@ -142,7 +166,7 @@ def preprocess_logs(
 ) -> dict[str, Any]:
     """Your own log: windows + negatives without a label column, user split with one."""
     return _build(
-        lambda: readers.read_logs(path, columns),
+        lambda _: readers.read_logs(path, columns),
         out,
         dataset="logs",
         protocol="windows" if columns.label is None else "users",

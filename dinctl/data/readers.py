@@ -14,7 +14,8 @@ import gzip
 import io
 import json
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,13 +215,16 @@ def _text_lines(path: Path) -> pl.DataFrame:
     return pl.DataFrame({"line": text}, schema={"line": pl.Utf8}).with_row_index("lineno", offset=1)
 
 
-def read_amazon_meta(path: Path, reviewed: pl.Series) -> tuple[pl.DataFrame, int]:
-    """asin → category name (categories[-1][-1]) for the reviewed asins only.
+@dataclass(frozen=True)
+class MetaLines:
+    """The lines of a meta file with each one's asin (the part that needs no reviews)."""
 
-    Returns (frame item/cate, number of reviewed meta rows without categories). Lines are
-    parsed with regular expressions; any line they cannot read goes through `ast.literal_eval`
-    (never `eval`), which also names the line when it is malformed.
-    """
+    lines: pl.DataFrame  # lineno, line, asin (null where the regex cannot read it)
+    slow_rows: list[tuple[str, str | None]]  # (asin, category) of the lines parsed properly
+
+
+def read_meta_lines(path: Path) -> MetaLines:
+    """Every line of a meta file with its asin; malformed lines without one raise here."""
     lines = _text_lines(path)
     # the usual layout starts with the asin (an anchored regex is fast); search the others
     asins = lines["line"].str.extract(_ASIN_FIRST, 1)
@@ -244,6 +248,12 @@ def read_amazon_meta(path: Path, reviewed: pl.Series) -> tuple[pl.DataFrame, int
         slow_rows.append((asin, _category_of(path, lineno, obj)))
     if not slow_rows and lines["asin"].null_count() == lines.height:
         raise DinctlError(f"{path} is empty: no products", hint="download it again")
+    return MetaLines(lines=lines, slow_rows=slow_rows)
+
+
+def meta_categories(path: Path, meta: MetaLines, reviewed: pl.Series) -> tuple[pl.DataFrame, int]:
+    """asin → category name (categories[-1][-1]) of the reviewed asins of `meta`."""
+    lines, slow_rows = meta.lines, meta.slow_rows
     kept = lines.filter(pl.col("asin").is_in(reviewed.implode()))
     kept = kept.unique("asin", keep="first", maintain_order=True)
     cats = kept.with_columns(pl.col("line").str.extract(_CATS, 1).alias("cats"))
@@ -277,6 +287,16 @@ def read_amazon_meta(path: Path, reviewed: pl.Series) -> tuple[pl.DataFrame, int
     return out.drop_nulls("cate"), no_cats
 
 
+def read_amazon_meta(path: Path, reviewed: pl.Series) -> tuple[pl.DataFrame, int]:
+    """asin → category name (categories[-1][-1]) for the reviewed asins only.
+
+    Returns (frame item/cate, number of reviewed meta rows without categories). Lines are
+    parsed with regular expressions; any line they cannot read goes through `ast.literal_eval`
+    (never `eval`), which also names the line when it is malformed.
+    """
+    return meta_categories(path, read_meta_lines(path), reviewed)
+
+
 def _keep_known_items(
     frame: pl.DataFrame, item_cate: pl.DataFrame, items: pl.Series | None = None
 ) -> tuple[pl.DataFrame, int, int]:
@@ -289,8 +309,8 @@ def _keep_known_items(
     return kept, frame.height - kept.height, unknown.len()
 
 
-def read_amazon(raw: Path, category: str = "Electronics") -> Interactions:
-    """Amazon 2014 5-core reviews + meta of one category → user, item, cate, ts."""
+def amazon_inputs(raw: Path, category: str = "Electronics") -> tuple[Path, Path]:
+    """(reviews file, meta file) of one category in `raw`, or a one-line error."""
     hint = (
         f"run `dinctl download amazon` or pass --raw DIR holding reviews_{category}_5.json "
         f"and meta_{category}.json (or .json.gz)"
@@ -299,9 +319,18 @@ def read_amazon(raw: Path, category: str = "Electronics") -> Interactions:
         raw, [f"reviews_{category}_5.json", f"reviews_{category}_5.json.gz"], "reviews", hint
     )
     meta_path = find_input(raw, [f"meta_{category}.json", f"meta_{category}.json.gz"], "meta", hint)
-    reviews = read_amazon_reviews(reviews_path)
-    reviewed = reviews["item"].unique()
-    meta, no_cats = read_amazon_meta(meta_path, reviewed)
+    return reviews_path, meta_path
+
+
+def _amazon_interactions(
+    reviews_path: Path,
+    meta_path: Path,
+    reviews: pl.DataFrame,
+    reviewed: pl.Series,
+    meta: pl.DataFrame,
+    no_cats: int,
+) -> Interactions:
+    """Reviews whose item has a category, with the warnings about the others."""
     frame, missing, n_items = _keep_known_items(reviews, meta, reviewed)
     warnings: list[str] = []
     dropped: dict[str, int] = {}
@@ -327,6 +356,44 @@ def read_amazon(raw: Path, category: str = "Electronics") -> Interactions:
         warnings=tuple(warnings),
         dropped=dropped,
     )
+
+
+def read_amazon(raw: Path, category: str = "Electronics") -> Interactions:
+    """Amazon 2014 5-core reviews + meta of one category → user, item, cate, ts."""
+    reviews_path, meta_path = amazon_inputs(raw, category)
+    reviews = read_amazon_reviews(reviews_path)
+    reviewed = reviews["item"].unique()
+    meta, no_cats = read_amazon_meta(meta_path, reviewed)
+    return _amazon_interactions(reviews_path, meta_path, reviews, reviewed, meta, no_cats)
+
+
+@dataclass(frozen=True)
+class PendingAmazon:
+    """The reviews, read; the meta file still being parsed in a thread."""
+
+    frame: pl.DataFrame  # user, item, ts of every review, in file order
+    inputs: tuple[Path, ...]
+    resolve: Callable[[], Interactions]  # waits for the meta parse: what `read_amazon` returns
+
+
+def start_amazon(raw: Path, pool: Executor, category: str = "Electronics") -> PendingAmazon:
+    """`read_amazon` with the meta parse overlapped: with the reviews read, then with whatever
+    the caller does with `frame` until it calls `resolve` (Polars releases the GIL)."""
+    reviews_path, meta_path = amazon_inputs(raw, category)
+    lines = pool.submit(read_meta_lines, meta_path)
+    try:
+        reviews = read_amazon_reviews(reviews_path)
+    except BaseException:
+        lines.cancel()
+        raise
+
+    def finish() -> Interactions:
+        reviewed = reviews["item"].unique()
+        meta, no_cats = meta_categories(meta_path, lines.result(), reviewed)
+        return _amazon_interactions(reviews_path, meta_path, reviews, reviewed, meta, no_cats)
+
+    done = pool.submit(finish)
+    return PendingAmazon(frame=reviews, inputs=(reviews_path, meta_path), resolve=done.result)
 
 
 # ---------------------------------------------------------------- MovieLens (CSV, folder or zip)
