@@ -687,7 +687,8 @@ def sample_data_dir(root: Path | None = None) -> Path:
 
 QUICKSTART_MARKER = "quickstart.json"
 # DIN with Dice, small enough for a 2-core laptop in seconds: the sample has ~2.7k training
-# rows over ~300 items, where 16-dim embeddings and a large Adam step learn the planted interests.
+# rows over ~300 items, where 16-dim embeddings, N(0, 1) init and a large Adam step learn the
+# planted interests (test AUC ~0.8; with the library default init 0.01 it stays near 0.6).
 QUICKSTART_TRAIN: dict[str, Any] = {
     "model": "din",
     "act": "dice",
@@ -697,6 +698,7 @@ QUICKSTART_TRAIN: dict[str, Any] = {
     "batch_size": 256,
     "lr": 0.01,
     "emb_dim": 16,
+    "emb_init_std": 1.0,
     "device": "cpu",
     "seed": 0,
 }

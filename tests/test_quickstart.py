@@ -20,7 +20,8 @@ def test_quickstart_makes_every_promised_file(tmp_path: Path) -> None:
     result = runner.invoke(app, ["quickstart", "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    assert summary["test"]["auc"] > 0.5
+    # the planted interests are learnable: measured 0.796 on CPU (seed 0); 0.5 would be chance
+    assert summary["test"]["auc"] > 0.7
     run = out / "runs" / "din-dice"
     assert summary["run"] == str(run)
     for name in (

@@ -100,6 +100,12 @@ def train(
         int | None,
         typer.Option(min=1, help="Embedding size per id (item ⊕ category = 2×). (default: 64)"),
     ] = None,
+    emb_init_std: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, help="Std of the N(0, std²) embedding init; ~1 suits tiny data. (default: 0.01)"
+        ),
+    ] = None,
     max_len: Annotated[
         int | None,
         typer.Option(min=1, help="Most recent behaviours kept per sample. (default: 100)"),
@@ -179,6 +185,7 @@ def train(
         "epochs": epochs,
         "batch_size": batch_size,
         "emb_dim": emb_dim,
+        "emb_init_std": emb_init_std,
         "max_len": max_len,
         "attn_softmax": attn_softmax,
         "use_item_ids": False if no_item_ids else None,

@@ -76,6 +76,7 @@ class TrainConfig:
     lr_decay: float = 1.0  # lr is multiplied by this once, at lr_decay_step
     lr_decay_step: int = 0  # 0 = never
     emb_dim: int = 64
+    emb_init_std: float = 0.01  # embedding init N(0, std²); small data learns faster with ~1
     max_len: int = 100
     attn_softmax: bool = False
     use_item_ids: bool = True
@@ -116,7 +117,7 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise DinctlError(f"{name} must be an integer of at least 1, got {value!r} instead")
-        for name in ("lr", "reg_lambda", "grad_clip", "lr_decay"):
+        for name in ("lr", "reg_lambda", "grad_clip", "lr_decay", "emb_init_std"):
             value = getattr(self, name)
             if (
                 isinstance(value, bool)

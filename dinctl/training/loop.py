@@ -408,6 +408,7 @@ def _train(
             n_items=n_items_model,
             n_cates=ds.n_cates,
             emb_dim=cfg.emb_dim,
+            init_std=cfg.emb_init_std,
             act=cfg.act,
             attn_softmax=cfg.attn_softmax,
             use_item_ids=cfg.use_item_ids,
