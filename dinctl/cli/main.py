@@ -11,7 +11,6 @@ from dinctl.cli import download, evaluate, experiment, preprocess, quickstart, t
 
 app = typer.Typer(
     name="dinctl",
-    help="Deep Interest Network (DIN) CTR models: download → preprocess → train → evaluate → visualize.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -30,7 +29,10 @@ def _root(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
-    """Deep Interest Network (DIN) CTR models: download → preprocess → train → evaluate → visualize."""
+    """Deep Interest Network (DIN) CTR models: download → preprocess → train → evaluate → visualize.
+
+    Start with `dinctl quickstart` (the bundled sample data, CPU, under a minute).
+    """
 
 
 app.add_typer(download.app, name="download")

@@ -103,7 +103,8 @@ def train(
     emb_init_std: Annotated[
         float | None,
         typer.Option(
-            min=0.0, help="Std of the N(0, std²) embedding init; ~1 suits tiny data. (default: 0.01)"
+            min=0.0,
+            help="Std of the N(0, std²) embedding init; ~1 suits tiny data. (default: 0.01)",
         ),
     ] = None,
     max_len: Annotated[
