@@ -207,20 +207,16 @@ def score_split(
     """Click probabilities (N,) float32 for every row of `split`, in file order."""
     import torch
 
-    from dinctl.data.batching import SplitTensors, WindowGatherer, iter_batches
+    from dinctl.data.batching import SplitTensors, WindowGatherer
+    from dinctl.training.distributed import DistInfo
+    from dinctl.training.loop import predict, to_device
 
     rows = SplitTensors(dataset.split(split))
     gatherer = WindowGatherer(dataset, max_len)
-    out = np.empty(len(rows), dtype=np.float32)  # (N,)
-    lo = 0
-    model.eval()
+    to_device(rows, gatherer, torch.device(device))  # gather batches where the model is
     with torch.inference_mode():
-        for batch in iter_batches(rows, gatherer, batch_size):
-            logits = model(batch.to(device)).logits  # (B,)
-            prob = torch.sigmoid(logits.float()).cpu().numpy()  # (B,)
-            out[lo : lo + prob.shape[0]] = prob
-            lo += prob.shape[0]
-    return out
+        prob = predict(model, rows, gatherer, batch_size, DistInfo(), amp=False)  # (N,)
+    return prob.numpy().astype(np.float32, copy=False)
 
 
 def _check_split(labels: np.ndarray, split: str, data: Path) -> None:
