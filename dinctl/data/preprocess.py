@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import mmap
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +20,15 @@ Status = Callable[[str], contextlib.AbstractContextManager[Any]]
 @contextlib.contextmanager
 def _quiet(_: str) -> Iterator[None]:
     yield
+
+
+def _sha256(path: Path) -> str:
+    """sha256_file, hashing the file mapped in memory (no copies) when it can be mapped."""
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            return hashlib.sha256(m).hexdigest()
+    except (OSError, ValueError):  # empty, or not mappable: read it in chunks
+        return sha256_file(path)
 
 
 class _Rebuild(Exception):  # noqa: N818 - control flow, never shown
@@ -58,7 +69,7 @@ def _build(
                     raise _Rebuild(resolved)
                 return resolved.item_cate
 
-            digests = [pool.submit(sha256_file, p) for p in pending.inputs]
+            digests = [pool.submit(_sha256, p) for p in pending.inputs]
             try:
                 with status("building samples"):
                     built, _ = build(pending.frame, seed=seed, valid=valid, item_cate=item_cate)
@@ -67,7 +78,7 @@ def _build(
                 inter = again.inter
         else:
             inter = got
-            digests = [pool.submit(sha256_file, p) for p in inter.inputs]
+            digests = [pool.submit(_sha256, p) for p in inter.inputs]
         for message in inter.warnings:
             warn(message)
         if built is None:
