@@ -208,6 +208,21 @@ def _stable_order(user: np.ndarray, ts: np.ndarray, item: np.ndarray | None) -> 
     return np.lexsort(keys)
 
 
+def _pairs(pair: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted unique pair keys, position of each row's pair's first occurrence)."""
+    srt = np.sort(pair)  # sorting the values alone is cheap; the rows only if pairs repeat
+    if not np.any(srt[1:] == srt[:-1]):  # no user repeats an item (5-core Amazon)
+        return srt, pos
+    pair_order = _argsort_stable(pair)
+    srt = pair[pair_order]
+    new = np.ones(len(pair), dtype=bool)
+    new[1:] = srt[1:] != srt[:-1]
+    first = pair_order[new]  # (P,) row of each pair's first occurrence
+    first_pos = np.empty(len(pair), dtype=np.int64)
+    first_pos[pair_order] = pos[first][np.cumsum(new) - 1]
+    return srt[new], first_pos
+
+
 def _sequences(frame: pl.DataFrame, tie: str, item_cate: ItemCate) -> _Sequences:
     """Dense ids and the (user, ts, tie) sort; `tie` is "order" (file order) or "item".
 
@@ -241,15 +256,7 @@ def _sequences(frame: pl.DataFrame, tie: str, item_cate: ItemCate) -> _Sequences
         # the file lists each pair once, sorted (the MovieLens release): no repeats, no sort
         pair_keys, first_pos = in_file, pos
     else:
-        pair = user * stride + item
-        pair_order = _argsort_stable(pair)
-        srt = pair[pair_order]
-        new = np.ones(len(pair), dtype=bool)
-        new[1:] = srt[1:] != srt[:-1]
-        first = pair_order[new]  # (P,) row of each pair's first occurrence
-        first_pos = np.empty(len(pair), dtype=np.int64)
-        first_pos[pair_order] = pos[first][np.cumsum(new) - 1]
-        pair_keys = srt[new]
+        pair_keys, first_pos = _pairs(user * stride + item, pos)
     # categories last: `item_cate` may be a callable still waiting for them (the meta parse)
     if item_cate is not None:
         table = item_cate() if callable(item_cate) else item_cate
@@ -381,21 +388,27 @@ def build_windows(
     owned = seq.pair_keys
     rng = np.random.default_rng(seed)
     neg = draw_negatives(t_user, owned, n_items, rng)
-    # rows: positive then its negative, in (user, position) order
-    user = np.repeat(t_user, 2)
-    hist_len = np.repeat(t_hist, 2)
-    item = _interleave(t_item, neg)
-    label = np.tile(np.array([1, 0], dtype=np.int8), len(target))
-    length = np.repeat(t_len, 2)
-    is_test = hist_len == length - 1
-    is_valid = (hist_len == length - 2) & (hist_len >= 1) if valid else np.zeros_like(is_test)
-    is_train = ~is_test & ~is_valid
-    parts = {"train": is_train, "valid": is_valid, "test": is_test}
+    # rows: positive then its negative, in (user, position) order; split by target first
+    is_test = t_hist == t_len - 1
+    is_valid = (t_hist == t_len - 2) & (t_hist >= 1) if valid else np.zeros_like(is_test)
+    parts = {"train": ~is_test & ~is_valid, "valid": is_valid, "test": is_test}
     if not valid:
         del parts["valid"]
-    never = np.full(len(target), np.iinfo(np.int64).max)  # negatives are never the user's
-    cand_first = _interleave(seq.first_pos[target], never)
-    built = _finish(seq, parts, user, hist_len, item, label, cand_first, "amazon-windows")
+    label = np.array([1, 0], dtype=np.int8)
+    rows = {
+        name: (np.repeat(t_user[m], 2), np.repeat(t_hist[m], 2), _interleave(t_item[m], neg[m]))
+        for name, m in parts.items()
+    }
+    splits = {
+        name: _frame(u, h, i, seq.item_cate, np.tile(label, len(u) // 2))
+        for name, (u, h, i) in rows.items()
+    }
+    tr = parts["train"]
+    never = np.full(int(tr.sum()), np.iinfo(np.int64).max)  # negatives are never the user's
+    train = (*rows["train"], _interleave(seq.first_pos[target[tr]], never))
+    counts = {name: 2 * int(m.sum()) for name, m in parts.items()}
+    rates = {name: 0.5 if m.any() else 0.0 for name, m in parts.items()}  # one pos, one neg
+    built = _finish(seq, splits, train, np.repeat(t_hist, 2), counts, rates, "amazon-windows")
     return built, seq
 
 
@@ -425,9 +438,15 @@ def build_user_split(
     parts = {"train": g == 0, "valid": g == 1, "test": g == 2}
     if not valid:
         del parts["valid"]
-    built = _finish(
-        seq, parts, seq.user, seq.pos, seq.item, seq.label, seq.first_pos, "movielens-user-split"
-    )
+    splits = {
+        name: _frame(seq.user[m], seq.pos[m], seq.item[m], seq.item_cate, seq.label[m])
+        for name, m in parts.items()
+    }
+    tr = parts["train"]
+    train = (seq.user[tr], seq.pos[tr], seq.item[tr], seq.first_pos[tr])
+    counts = {name: int(m.sum()) for name, m in parts.items()}
+    rates = {name: float(seq.label[m].mean()) if m.any() else 0.0 for name, m in parts.items()}
+    built = _finish(seq, splits, train, seq.pos, counts, rates, "movielens-user-split")
     return built, seq
 
 
@@ -446,20 +465,19 @@ def hist_percentile(values: np.ndarray, q: float) -> float:
 
 def _finish(
     seq: _Sequences,
-    parts: dict[str, np.ndarray],
-    user: np.ndarray,
-    hist_len: np.ndarray,
-    item: np.ndarray,
-    label: np.ndarray,
-    cand_first: np.ndarray,
+    splits: dict[str, pl.DataFrame],
+    train: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    all_hist: np.ndarray,
+    counts: dict[str, int],
+    rates: dict[str, float],
     protocol: str,
 ) -> Built:
-    splits = {
-        name: _frame(user[m], hist_len[m], item[m], seq.item_cate, label[m])
-        for name, m in parts.items()
-    }
-    tr = parts["train"]
-    freq = training_frequency(seq, user[tr], hist_len[tr], item[tr], cand_first[tr])
+    """items, sequences and the summary around the split frames.
+
+    `train` is (user, hist_len, item, cand_first) of the training rows, `all_hist` the
+    hist_len of every row, `counts`/`rates` each split's rows and positive rate.
+    """
+    freq = training_frequency(seq, *train)
     n_items = len(seq.raw_item)
     ids = np.arange(1, n_items + 1)
     items = pl.DataFrame(
@@ -472,17 +490,14 @@ def _finish(
         }
     )
     sequences = _sequence_frame(seq)
-    all_hist = hist_len
     summary: dict[str, Any] = {
         "protocol": protocol,
         "users": len(seq.raw_user),
         "items": n_items,
         "categories": len(seq.cate_name),
         "behaviours": len(seq.item),
-        "samples": {name: int(m.sum()) for name, m in parts.items()},
-        "positive_rate": {
-            name: (float(label[m].mean()) if m.any() else 0.0) for name, m in parts.items()
-        },
+        "samples": counts,
+        "positive_rate": rates,
         "hist_len": {
             "mean": float(all_hist.mean()) if len(all_hist) else 0.0,
             "p50": hist_percentile(all_hist, 50),
