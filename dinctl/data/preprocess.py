@@ -84,32 +84,38 @@ def _build(
         if built is None:
             with status("building samples"):
                 built, _ = build(inter.frame, seed=seed, valid=valid, item_cate=inter.item_cate)
-        with status("checksumming inputs"):
-            inputs = [
-                {"name": p.name, "bytes": p.stat().st_size, "sha256": d.result()}
-                for p, d in zip(inter.inputs, digests, strict=True)
-            ]
-    summary = {"dataset": dataset, **built.summary, "dropped": inter.dropped}
-    meta = {
-        "dataset": dataset,
-        "protocol": built.summary["protocol"],
-        "seed": seed,
-        "valid": valid,
-        "options": options,
-        "counts": summary,
-        "vocab": built.vocab,
-        "inputs": inputs,
-        "warnings": list(inter.warnings),
-    }
-    with status(f"writing {out}"):
-        write_dataset(
-            out,
-            meta=meta,
-            items=built.items,
-            sequences=built.sequences,
-            splits=built.splits,
-            overwrite=overwrite,
-        )
+        summary = {"dataset": dataset, **built.summary, "dropped": inter.dropped}
+        meta = {
+            "dataset": dataset,
+            "protocol": built.summary["protocol"],
+            "seed": seed,
+            "valid": valid,
+            "options": options,
+            "counts": summary,
+            "vocab": built.vocab,
+            "inputs": None,  # filled once the hashes are done: they overlap the writing too
+            "warnings": list(inter.warnings),
+        }
+        done = inter
+
+        def inputs() -> dict[str, Any]:
+            return {
+                "inputs": [
+                    {"name": p.name, "bytes": p.stat().st_size, "sha256": d.result()}
+                    for p, d in zip(done.inputs, digests, strict=True)
+                ]
+            }
+
+        with status(f"writing {out}"):
+            write_dataset(
+                out,
+                meta=meta,
+                items=built.items,
+                sequences=built.sequences,
+                splits=built.splits,
+                overwrite=overwrite,
+                late_meta=inputs,
+            )
     return summary
 
 

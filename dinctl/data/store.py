@@ -12,6 +12,7 @@ user's sequence; histories are never materialised per sample.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,11 +237,14 @@ def write_dataset(
     sequences: Any,
     splits: dict[str, Any],
     overwrite: bool = False,
+    late_meta: Callable[[], dict[str, Any]] | None = None,
 ) -> Path:
     """Write a dataset folder atomically (temporary folder + rename); returns `out`.
 
     `items`, `sequences` and each split are polars DataFrames with the contract's columns;
-    `meta` gets format_version and checksum filled in here.
+    `meta` gets format_version and checksum filled in here, and the entries `late_meta()`
+    returns (called once the data files are written: work still running, such as hashing
+    the inputs, overlaps the writing).
     """
     import polars as pl
 
@@ -284,6 +288,8 @@ def write_dataset(
             ]
             for job in jobs:
                 job.result()
+        if late_meta is not None:
+            meta = {**meta, **late_meta()}
         full = {"format_version": FORMAT_VERSION, **meta, "checksum": dataset_checksum(tmp)}
         (tmp / "meta.json").write_text(json.dumps(full, indent=2, sort_keys=False) + "\n")
     return out
