@@ -367,6 +367,32 @@ def test_sparse_adam_updates_only_the_rows_in_the_batch() -> None:
     assert not torch.equal(last[[1, 2]], first[[1, 2]])  # dense Adam: momentum moves them
 
 
+def test_lazy_adam_matches_torch_sparse_adam_bit_for_bit() -> None:
+    from dinctl.training.loop import LazyAdam
+
+    torch.manual_seed(0)
+    w0 = torch.randn(50, 8)
+    ref = torch.nn.Embedding(50, 8, sparse=True, padding_idx=0)
+    ours = torch.nn.Embedding(50, 8, sparse=True, padding_idx=0)
+    with torch.no_grad():
+        ref.weight.copy_(w0)
+        ours.weight.copy_(w0)
+    opt_ref = torch.optim.SparseAdam([ref.weight], lr=0.01)
+    opt_ours = LazyAdam([ours.weight], lr=0.01)
+    for _ in range(20):
+        ids = torch.randint(0, 50, (200,))  # repeated ids and the padding row
+        target = torch.randn(200, 8)
+        for table, opt in ((ref, opt_ref), (ours, opt_ours)):
+            opt.zero_grad(set_to_none=True)
+            ((table(ids) - target) ** 2).sum().backward()
+            opt.step()
+    assert torch.equal(ours.weight, ref.weight)
+    a, b = opt_ref.state_dict()["state"][0], opt_ours.state_dict()["state"][0]
+    assert a["step"] == b["step"] == 20
+    assert torch.equal(a["exp_avg"], b["exp_avg"]) and torch.equal(a["exp_avg_sq"], b["exp_avg_sq"])
+    opt_ref.load_state_dict(opt_ours.state_dict())  # checkpoints stay interchangeable
+
+
 def test_broken_run_files_are_one_line_errors(tiny_dataset: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     train(quick(tiny_dataset, run, model="lr", epochs=1), progress=False)
