@@ -163,6 +163,14 @@ def train(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the result as JSON on stdout; no progress bar.")
     ] = False,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Torch CPU threads. (default: OMP_NUM_THREADS if set, else the cores not "
+            "busy with other jobs, by the load average)",
+        ),
+    ] = None,
 ) -> None:
     """Train DIN or a competitor on a preprocessed dataset; writes runs/<name>/."""
     from dinctl.errors import DinctlError
@@ -208,7 +216,7 @@ def train(
         cfg = resume_config(out, overrides)
     else:
         cfg = resolve_config(overrides, config)
-    result = run_training(cfg, resume=resume, progress=not json_out)
+    result = _with_threads(threads, lambda: run_training(cfg, resume=resume, progress=not json_out))
     if result.rank != 0:  # under torchrun only rank 0 prints
         return
     if json_out:
@@ -225,3 +233,22 @@ def train(
         summary = "  ".join(f"{k.removeprefix('valid_')} {v:.4f}" for k, v in best.items())
         print(f"best epoch {result.best_epoch}: {summary}", file=sys.stderr)
     print(result.run_dir)
+
+
+def _with_threads(threads: int | None, job: Any) -> Any:
+    """Run `job` with `threads` torch threads; None = `auto_threads()` unless OMP_NUM_THREADS is
+    set or torchrun started us (then torch's own choice stands)."""
+    import os
+
+    import torch
+
+    from dinctl.training.loop import auto_threads
+
+    if threads is None and ("OMP_NUM_THREADS" in os.environ or "WORLD_SIZE" in os.environ):
+        return job()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads if threads is not None else auto_threads())
+    try:
+        return job()
+    finally:
+        torch.set_num_threads(before)

@@ -119,6 +119,25 @@ def use_sparse_grads(cfg: TrainConfig, info: D.DistInfo) -> bool:
     )
 
 
+def auto_threads(
+    cores: int | None = None, load: float | None = None, most: int | None = None
+) -> int:
+    """Intra-op torch threads for a CPU run: the cores this process may use minus those other
+    jobs keep busy (the 1-minute load average, rounded), at least 1 and at most `most` (torch's
+    default). DIN's thin matmuls gain little from a second thread on a quiet machine (+16%,
+    2 cores) and lose much when it has to wait for a busy core (2 threads: 31 s, 1 thread:
+    17.5 s per epoch, 2 cores at load 2.7)."""
+    import os
+
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if load is None:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if most is None:
+        most = torch.get_num_threads()
+    return max(1, min(int(most), int(cores or 1) - int(math.floor(load + 0.5))))
+
+
 def make_optimizers(
     cfg: TrainConfig, model: nn.Module, sparse: bool
 ) -> list[torch.optim.Optimizer]:
