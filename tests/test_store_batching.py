@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 import torch
@@ -143,3 +144,18 @@ def test_iter_batches_covers_rows_in_order(tmp_path: Path) -> None:
     assert items.tolist() == rows.item[order].tolist()
     skipped = torch.cat([b.item for b in iter_batches(rows, g, 3, order=order, start_batch=1)])
     assert skipped.tolist() == rows.item[order][3:].tolist()
+
+
+@settings(max_examples=40, deadline=None)
+@given(seqs=st.lists(st.lists(st.integers(1, 6), min_size=1, max_size=10), min_size=1, max_size=6))
+def test_cate_sample_freq_matches_brute_force(tmp_path_factory, seqs) -> None:
+    """n_c = training samples whose candidate or first hist_len behaviours hold category c."""
+    mapping = {u + 1: s for u, s in enumerate(seqs)}
+    ds = load_dataset(_write(tmp_path_factory.mktemp("d") / "ds", mapping))
+    tr = ds.split("train")
+    expect = np.zeros(ds.n_cates + 1, dtype=np.int64)
+    for u, h, c in zip(tr.user, tr.hist_len, tr.cate, strict=True):
+        seen = {ITEM_CATE.get(j, 1) for j in mapping[int(u)][: int(h)]} | {int(c)}
+        for cate in seen:
+            expect[cate] += 1
+    assert ds.cate_sample_freq().tolist() == expect.tolist()

@@ -140,6 +140,7 @@ def test_resume_can_extend_epochs_but_not_change_the_model(
     more = train(resume_config(run, {"epochs": 2}), resume=True, progress=False)
     assert more.epochs_run == 1
     assert [r["epoch"] for r in log_records(run) if r["event"] == "epoch"] == [1, 2]
+    assert json.loads((run / "config.json").read_text())["train"]["epochs"] == 2  # not stale
     with pytest.raises(DinctlError) as err:
         resume_config(run, {"lr": 0.5, "epochs": 3})
     assert err.value.message == f"--lr 0.5 differs from the run's 0.01 in {run / 'config.json'}"

@@ -179,3 +179,34 @@ def test_item_filter_wrapper_feeds_mapped_ids() -> None:
     )
     torch.testing.assert_close(wrapped(batch).logits, inner(mapped).logits)
     assert wrapped.sparse_tables() == inner.sparse_tables()
+
+
+@pytest.mark.parametrize("name", ["lr", "deepfm"])
+def test_mba_per_field_tables_touch_only_the_ids_their_field_saw(name: str) -> None:
+    """LR / DeepFM keep separate candidate and history weight tables: MBA must penalise a
+    candidate table only at candidate ids and a history table only at behaviour ids."""
+    from dinctl.data.batching import Batch
+    from dinctl.models import ModelConfig, build_model
+
+    model = build_model(ModelConfig(model=name, n_users=1, n_items=9, n_cates=4))
+    batch = Batch(
+        user=torch.tensor([1]),
+        item=torch.tensor([2]),
+        cate=torch.tensor([1]),
+        hist_item=torch.tensor([[5, 7, 0]]),
+        hist_cate=torch.tensor([[3, 3, 0]]),
+        hist_mask=torch.tensor([[True, True, False]]),
+        label=torch.tensor([1.0]),
+    )
+    freqs = {"item": torch.ones(10, dtype=torch.long), "cate": torch.ones(5, dtype=torch.long)}
+    for _, table, _ in model.sparse_tables():
+        table.weight.data.normal_()  # nonzero rows everywhere, so a gradient shows a touch
+    mba_penalty(model.sparse_tables(), batch, freqs, 1.0).backward()
+    expect = {"item.cand": [2], "item.hist": [5, 7], "cate.cand": [1], "cate.hist": [3]}
+    checked = 0
+    for _, table, vocab in model.sparse_tables():
+        if vocab in expect:
+            touched = table.weight.grad.abs().sum(dim=1).nonzero().flatten().tolist()
+            assert touched == expect[vocab], vocab
+            checked += 1
+    assert checked == 4

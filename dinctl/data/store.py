@@ -83,6 +83,42 @@ class Dataset:
         out[0] = 0
         return out
 
+    def cate_sample_freq(self) -> np.ndarray:
+        """(C+1,) n_c of Eq. (6) for category tables: the number of training samples whose
+        candidate or history holds category c, each sample counted once per category.
+
+        For each (user, category) first seen at position f, the user's samples with
+        hist_len > f contain it; a candidate adds its sample when its category is not already
+        among the first hist_len behaviours. Training rows have hist_len < the user's length.
+        """
+        n_c = self.n_cates + 1
+        out = np.zeros(n_c, dtype=np.int64)
+        if not self.has_split("train"):
+            return out
+        tr = self.split("train")
+        offsets = self.seq_offsets  # (U+2,)
+        n_beh = int(self.seq_cates.shape[0])
+        beh_user = np.repeat(np.arange(offsets.shape[0] - 1), np.diff(offsets))  # (S,)
+        pos = np.arange(n_beh) - offsets[beh_user]  # (S,) position within the user
+        key = beh_user.astype(np.int64) * n_c + self.seq_cates  # (S,) (user, category)
+        order = np.argsort(key, kind="stable")  # ties keep position order
+        sorted_key = key[order]
+        first = np.ones(n_beh, dtype=bool)
+        first[1:] = sorted_key[1:] != sorted_key[:-1]
+        pair_key, pair_first = sorted_key[first], pos[order][first]  # (P,), (P,)
+        pair_user, pair_cate = pair_key // n_c, pair_key % n_c
+        slot = offsets[tr.user] + tr.hist_len  # (N,) each sample's (user, hist_len) slot
+        done = np.concatenate([[0], np.cumsum(np.bincount(slot, minlength=n_beh + 1))])
+        after = done[offsets[pair_user + 1]] - done[offsets[pair_user] + pair_first + 1]  # (P,)
+        out += np.bincount(pair_cate, weights=after, minlength=n_c).astype(np.int64)
+        cand_key = tr.user.astype(np.int64) * n_c + tr.cate  # (N,)
+        at = np.minimum(np.searchsorted(pair_key, cand_key), max(len(pair_key) - 1, 0))
+        found = (pair_key[at] == cand_key) if len(pair_key) else np.zeros(len(tr), dtype=bool)
+        in_hist = found & (pair_first[at] < tr.hist_len)
+        out += np.bincount(tr.cate[~in_hist], minlength=n_c)
+        out[0] = 0
+        return out
+
     def split(self, name: str) -> Split:
         """Read one split (cached)."""
         if name not in SPLITS:

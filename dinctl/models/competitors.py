@@ -36,14 +36,15 @@ class SparseLinear(nn.Module):
                 nn.init.zeros_(table.weight)
 
     def sparse_tables(self, prefix: str) -> list[tuple[str, nn.Embedding, str]]:
+        # per-field tables: ".cand" rows are indexed by the candidate only, ".hist" by behaviours
         out = [
-            (f"{prefix}_cate", self.cate, "cate"),
-            (f"{prefix}_hist_cate", self.hist_cate, "cate"),
+            (f"{prefix}_cate", self.cate, "cate.cand"),
+            (f"{prefix}_hist_cate", self.hist_cate, "cate.hist"),
         ]
         if self.item is not None and self.hist_item is not None:
             out += [
-                (f"{prefix}_item", self.item, "item"),
-                (f"{prefix}_hist_item", self.hist_item, "item"),
+                (f"{prefix}_item", self.item, "item.cand"),
+                (f"{prefix}_hist_item", self.hist_item, "item.hist"),
             ]
         return out
 

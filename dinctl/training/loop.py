@@ -464,7 +464,7 @@ def _train(
         )
     freqs = {
         "item": torch.from_numpy(ds.item_freq).to(device),
-        "cate": torch.from_numpy(ds.cate_freq()).to(device),
+        "cate": torch.from_numpy(ds.cate_sample_freq()).to(device),
     }
 
     # ---- model
@@ -538,7 +538,7 @@ def _train(
         dropout_gen.set_state(state["rng_dropout"][info.rank])
         if device.type == "cuda" and state["rng_cuda"]:
             torch.cuda.set_rng_state(state["rng_cuda"][info.rank].cpu(), device)
-    elif info.is_main:
+    if info.is_main:  # on resume too: --epochs may have grown, and config.json must say so
         write_run_config(run_dir, rc)
 
     # ---- DDP / compile wrappers (state dicts always come from `model`)

@@ -19,15 +19,27 @@ Tables = list[tuple[str, nn.Embedding, str]]
 
 
 def batch_ids(batch: Batch, vocab: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Candidate + history ids of one vocabulary, per row: (B, 1+T) ids and (B, 1+T) validity."""
-    if vocab == "item":
+    """Ids of one vocabulary per row, (B, K) ids and (B, K) validity: candidate + history for
+    "item"/"cate", the candidate only for "item.cand"/"cate.cand", behaviours only for ".hist"
+    (the per-field tables of LR and DeepFM's first order)."""
+    base, _, part = vocab.partition(".")
+    if base == "item":
         cand, hist = batch.item, batch.hist_item
-    elif vocab == "cate":
+    elif base == "cate":
         cand, hist = batch.cate, batch.hist_cate
     else:
         raise ValueError(f"unknown vocabulary {vocab!r}")
-    ids = torch.cat([cand.unsqueeze(1), hist * batch.hist_mask], dim=1)  # (B, 1+T)
+    fields = {"": [cand.unsqueeze(1), hist * batch.hist_mask], "cand": [cand.unsqueeze(1)]}
+    fields["hist"] = [hist * batch.hist_mask]
+    if part not in fields:
+        raise ValueError(f"unknown vocabulary {vocab!r}")
+    ids = torch.cat(fields[part], dim=1)  # (B, K)
     return ids, ids > 0
+
+
+def vocab_base(vocab: str) -> str:
+    """The id space of a table's vocabulary tag: "item.cand" → "item"."""
+    return vocab.partition(".")[0]
 
 
 def unique_batch_ids(batch: Batch, vocab: str) -> torch.Tensor:
@@ -46,7 +58,8 @@ def mba_penalty(
     """Mini-batch aware L2, Eq. (6): λ·Σ_{j in batch} ‖w_j‖² / n_j, each present row counted once.
 
     Its gradient 2λ·w_j/n_j touches only rows in the batch (Eq. (7) folds the 2 into λ);
-    `freqs[vocab]` holds n_j per id (items.parquet `freq`, Dataset.cate_freq()), clamped to ≥ 1.
+    `freqs["item"|"cate"]` holds n_j per id (items.parquet `freq`, Dataset.cate_sample_freq()),
+    clamped to ≥ 1; per-field tables (".cand"/".hist") use their id space's n_j.
     `union` merges the ids of all ranks' shards, so under DDP the batch is the global one.
     """
     total = tables[0][1].weight.new_zeros(())
@@ -54,7 +67,7 @@ def mba_penalty(
         ids = unique_batch_ids(batch, vocab)  # (K,)
         if union is not None:
             ids = union(ids)  # (K',)
-        n = freqs[vocab][ids].clamp(min=1).to(table.weight.dtype)  # (K,)
+        n = freqs[vocab_base(vocab)][ids].clamp(min=1).to(table.weight.dtype)  # (K,)
         w = table(ids)  # (K, D)
         total = total + (w.pow(2).sum(dim=1) / n).sum()
     return lam * total
