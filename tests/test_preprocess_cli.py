@@ -389,6 +389,51 @@ def test_logs_with_label_column_and_parquet(tmp_path: Path) -> None:
     (tmp_path / "in.parquet").unlink()
 
 
+def test_logs_fractional_and_subsecond_times_keep_their_order(tmp_path: Path) -> None:
+    """x at 0.9 s and y at 0.1 s: y comes first, so y's sample never sees x in its history."""
+    import datetime as dt
+
+    base = dt.datetime(2020, 1, 1)
+    for ts in (
+        [0.9, 0.1, 2.0],
+        [base + dt.timedelta(milliseconds=900), base, base.replace(second=2)],
+    ):
+        log = tmp_path / "in.parquet"
+        pl.DataFrame(
+            {
+                "user": ["u"] * 3 + ["v"] * 3 + ["w"] * 3 + ["t"] * 3,
+                "item": ["x", "y", "z", "p", "q", "r", "s", "o", "n", "m", "l", "k"],
+                "category": ["c"] * 12,
+                "timestamp": ts * 4,
+            }
+        ).write_parquet(log)
+        out = tmp_path / "out"
+        result = _invoke(["logs", str(log), "--out", str(out), "--overwrite"])
+        assert result.exit_code == 0, result.output
+        items = pl.read_parquet(out / "items.parquet").select("item", "raw_item").rows()
+        raw = dict(items)
+        seqs = pl.read_parquet(out / "sequences.parquet").select("raw_user", "items").rows()
+        assert [raw[i] for i in dict(seqs)["u"]] == ["y", "x", "z"]
+
+
+def test_logs_nan_time_and_fractional_labels_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "raw").mkdir()
+    log = tmp_path / "raw" / "in.parquet"
+    frame = {"user": [1, 1, 1], "item": [1, 2, 3], "category": ["a"] * 3}
+    pl.DataFrame({**frame, "timestamp": [1.0, float("nan"), 3.0]}).write_parquet(log)
+    _error(
+        tmp_path,
+        ["logs", str(log)],
+        f"{log}: time column 'timestamp' is not a finite number in data row 2",
+    )
+    pl.DataFrame({**frame, "timestamp": [1, 2, 3], "click": [0.7, 0.2, 1.0]}).write_parquet(log)
+    _error(
+        tmp_path,
+        ["logs", str(log), "--label-col", "click"],
+        f"{log}: label column 'click' must hold 0/1, got values [0.2, 0.7, 1.0]",
+    )
+
+
 def test_logs_missing_column(tmp_path: Path) -> None:
     log = tmp_path / "in.csv"
     log.write_text("user,item,timestamp\n1,2,3\n")

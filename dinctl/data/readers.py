@@ -600,12 +600,23 @@ def read_logs(path: Path, columns: LogColumns) -> Interactions:
             row = frame[col].is_null().arg_true()[0]
             raise DinctlError(f"{path}: column {wanted[col]!r} is empty in data row {row + 1}")
     ts_type = frame.schema["ts"]
-    if ts_type.is_temporal():
+    if ts_type.is_temporal():  # microseconds, so sub-second order survives
         frame = frame.with_columns(
-            pl.col("ts").dt.epoch("s")
+            pl.col("ts").dt.epoch("us")
             if ts_type != pl.Date
-            else pl.col("ts").cast(pl.Datetime).dt.epoch("s")
+            else pl.col("ts").cast(pl.Datetime).dt.epoch("us")
         )
+    elif ts_type.is_float():
+        bad = (~frame["ts"].is_finite()).arg_true()
+        if len(bad):
+            raise DinctlError(
+                f"{path}: time column {columns.time!r} is not a finite number in data row "
+                f"{bad[0] + 1}",
+                hint="store Unix seconds or a Parquet timestamp",
+            )
+        ts = frame["ts"]
+        if not (ts == ts.round()).all():  # fractional times: keep their order, to the µs
+            frame = frame.with_columns((pl.col("ts") * 1_000_000).round())
     elif not ts_type.is_numeric():
         raise DinctlError(
             f"{path}: time column {columns.time!r} must be numeric or a datetime, got {ts_type}",
@@ -613,7 +624,7 @@ def read_logs(path: Path, columns: LogColumns) -> Interactions:
         )
     frame = frame.with_columns(pl.col("ts").cast(pl.Int64), pl.col("cate").cast(pl.Utf8))
     if columns.label is not None:
-        values = set(frame["label"].cast(pl.Int64, strict=False).unique().to_list())
+        values = set(frame["label"].unique().to_list())  # raw values: 0.7 is not a label
         if not values <= {0, 1}:
             shown = sorted(values, key=str)[:5]
             raise DinctlError(
