@@ -237,6 +237,18 @@ def test_malformed_meta_line(tmp_path: Path) -> None:
     )
 
 
+def test_truncated_meta_line_after_its_categories_is_an_error(tmp_path: Path) -> None:
+    """A line cut after a well-formed categories field must not slip through the fast path."""
+    bad = "{'asin': 'A3', 'categories': [['Electronics', 'Cables']], 'title': 'USB cab"
+    raw = _amazon(tmp_path, GOOD_REVIEWS, [*GOOD_META[:2], bad, GOOD_META[3]])
+    _error(
+        tmp_path,
+        ["amazon", "--raw", str(raw)],
+        f"{raw}/meta_Electronics.json:3: not a Python literal (SyntaxError); "
+        "the line starts \"{'asin': 'A3', 'categories': [['Electronics', 'Cables']], 't…\"",
+    )
+
+
 def test_meta_is_never_evaluated(tmp_path: Path) -> None:
     evil = "{'asin': 'A3', 'categories': [[__import__('os').system('touch pwned')]]}"
     raw = _amazon(tmp_path, GOOD_REVIEWS, [*GOOD_META[:2], evil, GOOD_META[3]])

@@ -261,9 +261,15 @@ def meta_categories(path: Path, meta: MetaLines, reviewed: pl.Series) -> tuple[p
         pl.col("cats").str.extract(_LAST, 1).alias("single"),
         pl.col("cats").str.extract(_LAST, 2).alias("double"),
     )
+    # a whole dict literal (a truncated line, e.g. a cut download, goes to the strict parser)
+    whole = pl.col("line").str.strip_chars()
+    whole = whole.str.starts_with("{") & whole.str.ends_with("}")
     fast = cats.filter(
-        (pl.col("single").is_not_null() & ~pl.col("single").str.contains("\\", literal=True))
-        | (pl.col("double").is_not_null() & ~pl.col("double").str.contains("\\", literal=True))
+        whole
+        & (
+            (pl.col("single").is_not_null() & ~pl.col("single").str.contains("\\", literal=True))
+            | (pl.col("double").is_not_null() & ~pl.col("double").str.contains("\\", literal=True))
+        )
     )
     rows = [
         fast.select(pl.col("asin").alias("item"), pl.coalesce("single", "double").alias("cate"))
