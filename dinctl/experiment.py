@@ -415,10 +415,12 @@ def _run_one(
     """Bring one run to done; return how (reused/evaluated/resumed/trained) and its metrics."""
     stored = backend.stored_config(run_dir) if run_dir.exists() else None
     if stored is not None and _same_config(stored, config):
-        metrics = backend.test_metrics(run_dir)
+        complete = backend.training_complete(run_dir)
+        # test metrics of a run stopped early (scored by hand) are not the experiment's
+        metrics = backend.test_metrics(run_dir) if complete else None
         if metrics is not None:
             return "reused", metrics
-        if backend.training_complete(run_dir):
+        if complete:
             return "evaluated", backend.evaluate(run_dir)
         if (run_dir / "checkpoint.pt").exists():
             _mark_running(entry, manifest, run_dir.parent)

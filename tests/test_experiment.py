@@ -187,6 +187,16 @@ def test_trained_but_unevaluated_run_is_only_evaluated(tmp_path: Path) -> None:
     assert result.outcomes[-1].status == "evaluated"
 
 
+def test_metrics_of_an_unfinished_run_are_not_reused(tmp_path: Path) -> None:
+    """A run stopped early but scored by hand is resumed, not entered into the table."""
+    run_experiment(TABLE4, _settings(tmp_path, seeds=1), backend=FakeBackend(), log=_quiet)
+    (tmp_path / "exp" / "base-mba-s0" / "best.pt").unlink()  # not finished training
+    again = FakeBackend()
+    result = run_experiment(TABLE4, _settings(tmp_path, seeds=1), backend=again, log=_quiet)
+    assert again.trains == [("base-mba-s0", True)]
+    assert result.outcomes[-1].status == "resumed"
+
+
 def test_changed_config_retrains_from_scratch(tmp_path: Path) -> None:
     run_experiment(TABLE4, _settings(tmp_path, seeds=1), backend=FakeBackend(), log=_quiet)
     stale = tmp_path / "exp" / "base-none-s0" / "stale-file"

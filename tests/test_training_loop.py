@@ -441,3 +441,15 @@ def test_lr_decay_step_must_be_a_count() -> None:
     with pytest.raises(DinctlError) as err:
         resolve_config({"lr_decay_step": -3}, None)
     assert err.value.message == "lr_decay_step must be an integer of at least 0, got -3 instead"
+
+
+def test_global_batch_smaller_than_the_world_is_refused(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dinctl.training import distributed as D
+
+    monkeypatch.setattr(D, "init_from_env", lambda device_type: D.DistInfo(world_size=4))
+    with pytest.raises(DinctlError) as err:
+        train(quick(tiny_dataset, tmp_path / "run", batch_size=2), progress=False)
+    assert err.value.message == "--batch-size 2 is smaller than the 4 processes"
+    assert not (tmp_path / "run").exists()

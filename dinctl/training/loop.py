@@ -409,6 +409,11 @@ def train(
     device = resolve_device(cfg.device)
     info = D.init_from_env(device.type)
     try:
+        if cfg.batch_size < info.world_size:  # a rank would get an empty share (a NaN loss)
+            raise DinctlError(
+                f"--batch-size {cfg.batch_size} is smaller than the {info.world_size} processes",
+                hint="the batch size is global: give each process at least one row",
+            )
         if info.enabled and device.type == "cuda":
             device = torch.device("cuda", info.local_rank)
         if info.enabled:  # every rank must use rank 0's run folder name (it holds a timestamp)
