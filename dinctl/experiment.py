@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dinctl.errors import DinctlError
-from dinctl.fsutil import atomic_file
+from dinctl.fsutil import atomic_file, read_json
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -229,18 +229,12 @@ def read_manifest(path: Path) -> dict[str, Any]:
     """Read and validate `<experiment>/manifest.json`."""
     path = Path(path)
     file = path / MANIFEST if path.is_dir() else path
-    try:
-        manifest = json.loads(file.read_text())
-    except FileNotFoundError:
+    if not file.exists():
         raise DinctlError(
             f"{file} does not exist: {file.parent} is not a dinctl experiment folder",
             hint="run `dinctl experiment table3` or `table4` first",
-        ) from None
-    except json.JSONDecodeError as err:
-        raise DinctlError(
-            f"{file} is not valid JSON ({err.msg} at line {err.lineno})",
-            hint="delete the experiment folder and run the experiment again",
-        ) from None
+        )
+    manifest = read_json(file, hint="delete the experiment folder and run the experiment again")
     if not isinstance(manifest, dict) or manifest.get("format_version") != MANIFEST_VERSION:
         got = manifest.get("format_version") if isinstance(manifest, dict) else None
         raise DinctlError(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from dinctl.errors import DinctlError
 
@@ -19,6 +21,16 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def read_json(path: Path, hint: str | None = None) -> Any:
+    """Parse a JSON file; malformed JSON is a one-line DinctlError naming the file and line."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise DinctlError(
+            f"{path} is not valid JSON ({err.msg} at line {err.lineno})", hint=hint
+        ) from None
 
 
 def check_output_dir(out: Path, overwrite: bool) -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dinctl.errors import DinctlError
-from dinctl.fsutil import atomic_file
+from dinctl.fsutil import atomic_file, read_json
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -665,12 +665,7 @@ class Curve:
 
 
 def _manifest_runs(manifest: Path) -> list[Path]:
-    try:
-        data = json.loads(manifest.read_text())
-    except json.JSONDecodeError as err:
-        raise DinctlError(
-            f"{manifest} is not valid JSON ({err.msg} at line {err.lineno})"
-        ) from None
+    data = read_json(manifest)
     entries = data.get("runs", []) if isinstance(data, dict) else data
     out = []
     for entry in entries if isinstance(entries, list) else []:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from dinctl.errors import DinctlError
-from dinctl.fsutil import atomic_dir, sha256_file
+from dinctl.fsutil import atomic_dir, read_json, sha256_file
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "valid", "test")
@@ -190,12 +190,7 @@ def read_meta(path: Path) -> dict[str, Any]:
             f"{meta_path} does not exist: {path} is not a dinctl dataset",
             hint="run `dinctl preprocess` first",
         )
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as err:
-        raise DinctlError(
-            f"{meta_path} is not valid JSON ({err.msg} at line {err.lineno})"
-        ) from None
+    meta = read_json(meta_path)
     version = meta.get("format_version") if isinstance(meta, dict) else None
     if version != FORMAT_VERSION:
         raise DinctlError(

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from dinctl.errors import DinctlError
-from dinctl.fsutil import atomic_file
+from dinctl.fsutil import atomic_file, read_json
 from dinctl.models import ModelConfig, build_model
 from dinctl.training.config import TrainConfig
 from dinctl.training.regularizers import ItemFilter
@@ -68,8 +68,8 @@ def read_run_config(run_dir: Path) -> RunConfig:
             f"{path} does not exist: {run_dir} is not a dinctl run",
             hint="pass a folder written by `dinctl train`",
         )
+    data = read_json(path)
     try:
-        data = json.loads(path.read_text())
         ds = data["dataset"]
         return RunConfig(
             train=TrainConfig.from_dict(data["train"], str(path)),
@@ -79,8 +79,6 @@ def read_run_config(run_dir: Path) -> RunConfig:
             dataset_n_items=int(ds["n_items"]),
             dataset_meta=dict(ds.get("meta", {})),
         )
-    except json.JSONDecodeError as err:
-        raise DinctlError(f"{path} is not valid JSON ({err.msg} at line {err.lineno})") from None
     except (KeyError, TypeError) as err:
         raise DinctlError(
             f"{path} lacks the entry {err}", hint="the run was written by another dinctl version"
