@@ -175,10 +175,12 @@ def test_preprocess_sample_amazon_then_train_dice_mba(tmp_path: Path) -> None:
 def test_threads_flag_auto_default_and_omp_env(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """One thread policy, applied inside `train()` whoever calls it: --threads / `threads`
+    wins, else OMP_NUM_THREADS (or torchrun) leaves torch alone, else `auto_threads()`."""
     import torch
 
-    from dinctl.training import loop
-    from dinctl.training.loop import TrainResult, auto_threads
+    from dinctl.training import device, loop
+    from dinctl.training.device import auto_threads
 
     assert auto_threads(cores=2, load=0.1, most=2) == 2  # quiet: every core
     assert auto_threads(cores=2, load=2.7, most=2) == 1  # busy: never below one
@@ -186,19 +188,23 @@ def test_threads_flag_auto_default_and_omp_env(
     assert auto_threads(cores=16, load=0.0, most=4) == 4  # never above torch's default
     seen: list[int] = []
 
-    def fake_train(cfg, **kwargs):  # type: ignore[no-untyped-def]
+    def fake_train(cfg, *args):  # type: ignore[no-untyped-def]
         seen.append(torch.get_num_threads())
-        return TrainResult(run_dir=Path(cfg.out), best_epoch=1, best_valid={}, epochs_run=1)
+        return loop.TrainResult(run_dir=Path(cfg.out), best_epoch=1, best_valid={}, epochs_run=1)
 
-    monkeypatch.setattr(loop, "train", fake_train)
-    monkeypatch.setattr(loop, "auto_threads", lambda: 1)
+    monkeypatch.setattr(loop, "_train", fake_train)
+    monkeypatch.setattr(device, "auto_threads", lambda: 1)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     before = torch.get_num_threads()
-    base = ["train", "--out", str(tmp_path / "r"), "--json"]
+    base = ["train", "--out", str(tmp_path / "r"), "--json", "--device", "cpu"]
     for extra, want in ((["--threads", "2"], 2), ([], 1)):
         result = runner.invoke(app, [*base, *extra])
         assert result.exit_code == 0, result.output
         assert seen[-1] == want and torch.get_num_threads() == before  # restored afterwards
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert runner.invoke(app, base).exit_code == 0 and seen[-1] == before  # env var decides
+    from dinctl.training.config import resolve_config
+
+    loop.train(resolve_config({"out": str(tmp_path / "lib"), "threads": 2}), progress=False)
+    assert seen[-1] == 2  # the library entry point follows the same policy

@@ -330,7 +330,8 @@ def test_sparse_adam_updates_only_the_rows_in_the_batch() -> None:
     from dinctl.data.batching import Batch
     from dinctl.models import ModelConfig, build_model
     from dinctl.training.distributed import DistInfo
-    from dinctl.training.loop import bce_loss, make_optimizers, use_sparse_grads
+    from dinctl.training.loop import bce_loss, use_sparse_grads
+    from dinctl.training.optim import make_optimizers
 
     def batch(item: int, hist: int) -> Batch:
         t = torch.tensor
@@ -369,7 +370,7 @@ def test_sparse_adam_updates_only_the_rows_in_the_batch() -> None:
 
 
 def test_lazy_adam_matches_torch_sparse_adam_bit_for_bit() -> None:
-    from dinctl.training.loop import LazyAdam
+    from dinctl.training.optim import LazyAdam
 
     torch.manual_seed(0)
     w0 = torch.randn(50, 8)

@@ -19,7 +19,7 @@ from dinctl.errors import DinctlError
 from dinctl.fsutil import atomic_file, read_json
 from dinctl.models import ModelConfig, build_model
 from dinctl.training.config import TrainConfig
-from dinctl.training.regularizers import ItemFilter
+from dinctl.training.regularizers import wrap_model
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -87,10 +87,7 @@ def read_run_config(run_dir: Path) -> RunConfig:
 
 def build_run_model(rc: RunConfig) -> nn.Module:
     """The model a run trains: the registry model, behind the item filter for `--reg filter`."""
-    model = build_model(rc.model)
-    if rc.train.reg == "filter":
-        model = ItemFilter(model, torch.zeros(rc.dataset_n_items + 1, dtype=torch.long))
-    return model
+    return wrap_model(build_model(rc.model), rc.train, rc.dataset_n_items)
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

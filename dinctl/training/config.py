@@ -13,14 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from dinctl.choices import ACTIVATIONS, DEVICES, MODELS, OPTIMIZERS, RECIPES, REGULARIZERS
 from dinctl.errors import DinctlError
-
-MODELS = ("din", "base", "lr", "wide-deep", "pnn", "deepfm")
-ACTS = ("prelu", "dice", "sigmoid")
-REGS = ("none", "mba", "l2", "dropout", "filter", "difacto")
-OPTIMIZERS = ("sgd", "adam", "adagrad")
-RECIPES = ("paper", "fast")
-DEVICES = ("auto", "cpu", "cuda")
 
 # The authors' train.py: SGD, lr 1.0, batch 32, clip_by_global_norm 5, and lr = 0.1 once
 # global_step reaches 336,000 (≈ 4.1 epochs of Amazon Electronics).
@@ -89,12 +83,13 @@ class TrainConfig:
     seed: int = 1234
     out: str = ""  # run folder; "" = runs/<model>-<act>-<reg>-<UTC timestamp>
     log_every: int = 100
+    threads: int = 0  # torch CPU threads; 0 = the training thread policy decides
 
     def __post_init__(self) -> None:
         for name, allowed in (
             ("model", MODELS),
-            ("act", ACTS),
-            ("reg", REGS),
+            ("act", ACTIVATIONS),
+            ("reg", REGULARIZERS),
             ("optimizer", OPTIMIZERS),
             ("recipe", RECIPES),
             ("device", DEVICES),
@@ -133,15 +128,10 @@ class TrainConfig:
             raise DinctlError(f"lr must be greater than 0, got {self.lr!r} instead")
         if not 0.0 <= self.dropout_rate < 1.0:
             raise DinctlError(f"dropout_rate must be in [0, 1), got {self.dropout_rate!r} instead")
-        if (
-            isinstance(self.lr_decay_step, bool)
-            or not isinstance(self.lr_decay_step, int)
-            or self.lr_decay_step < 0
-        ):
-            raise DinctlError(
-                "lr_decay_step must be an integer of at least 0, "
-                f"got {self.lr_decay_step!r} instead"
-            )
+        for name in ("lr_decay_step", "threads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise DinctlError(f"{name} must be an integer of at least 0, got {value!r} instead")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -167,6 +157,22 @@ class TrainConfig:
 
 
 FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
+
+# Settings that may differ between invocations of the same run (where it is, how fast it runs,
+# how long it may go on): everything else defines the run, and a resume must keep it.
+NOT_IDENTITY_KEYS = frozenset(
+    {
+        "out",
+        "data",
+        "device",
+        "amp",
+        "compile",
+        "log_every",
+        "eval_batch_size",
+        "threads",
+        "epochs",
+    }
+)
 
 
 def check_keys(data: dict[str, Any], source: str) -> None:
@@ -200,10 +206,22 @@ def read_toml(path: Path) -> dict[str, Any]:
     return data
 
 
-def resolve_config(cli_overrides: dict[str, Any], config_file: Path | None = None) -> TrainConfig:
-    """Recipe defaults < TOML file < explicit flags (None values in `cli_overrides` are unset)."""
+def resolve_config(
+    cli_overrides: dict[str, Any],
+    config_file: Path | None = None,
+    *,
+    saved: TrainConfig | None = None,
+    source: str = "config.json",
+) -> TrainConfig:
+    """Recipe defaults < TOML file < explicit flags (None values in `cli_overrides` are unset).
+
+    With `saved` (a resumed run's config, read from `source`), the flags may change only the
+    NOT_IDENTITY_KEYS; any other flag must equal the saved value.
+    """
     flags = {k: v for k, v in cli_overrides.items() if v is not None}
     check_keys(flags, "flags")
+    if saved is not None:
+        return _resumed(saved, flags, source)
     from_file = read_toml(config_file) if config_file is not None else {}
     recipe = flags.get("recipe", from_file.get("recipe", TrainConfig.recipe))
     if recipe not in RECIPES:
@@ -216,3 +234,20 @@ def resolve_config(cli_overrides: dict[str, Any], config_file: Path | None = Non
     if not cfg.out:
         cfg = replace(cfg, out=str(Path("runs") / cfg.run_name()))
     return cfg
+
+
+def _resumed(saved: TrainConfig, flags: dict[str, Any], source: str) -> TrainConfig:
+    """`saved` with the flags that may change between invocations applied."""
+    changes: dict[str, Any] = {}
+    for key, value in flags.items():
+        if key == "recipe":  # a recipe only supplies defaults, and the saved config has them
+            continue
+        if key in NOT_IDENTITY_KEYS:
+            changes[key] = value
+        elif getattr(saved, key) != value:
+            flag = "--" + key.replace("_", "-")
+            raise DinctlError(
+                f"{flag} {value} differs from the run's {getattr(saved, key)} in {source}",
+                hint="a resumed run keeps its config; drop the flag or start a new run",
+            )
+    return replace(saved, **changes)

@@ -1,23 +1,20 @@
-"""The training loop: read it top to bottom.
+"""The training loop: read `train` top to bottom.
 
-dataset → model → optimiser → for each epoch: seeded permutation → batches gathered from the
-CSR store → BCE + regulariser → step → (log) → validation → best.pt → checkpoint.pt.
-Under torchrun the same loop runs on every rank with DistributedDataParallel; only rank 0
-writes files.
+setup data → setup model → restore (resume) → for each epoch: seeded permutation → batches
+gathered from the CSR store → BCE + regulariser → step → (log) → validate, keep the best
+(best.pt), checkpoint (checkpoint.pt). Under torchrun the same loop runs on every rank with
+DistributedDataParallel; only rank 0 writes files.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import math
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,25 +34,23 @@ from dinctl.training.checkpoint import (
     CONFIG_FILE,
     LOG_FILE,
     RunConfig,
-    build_run_model,
     load_checkpoint,
     read_run_config,
     save_checkpoint,
     write_run_config,
 )
-from dinctl.training.config import TrainConfig
-from dinctl.training.regularizers import (
-    behaviour_dropout,
-    difacto_penalty,
-    filter_item_map,
-    l2_penalty,
-    mba_penalty,
-)
+from dinctl.training.config import TrainConfig, resolve_config
+from dinctl.training.device import resolve_device, thread_policy
+from dinctl.training.optim import make_optimizers, set_lr
+from dinctl.training.predict import predict_proba, to_device
+from dinctl.training.progress import Progress, epoch_line
+from dinctl.training.regularizers import Regularizer, make_regularizer, model_item_vocab
+from dinctl.training.regularizers import wrap_model as wrap_for_reg
+from dinctl.training.runlog import RunLog
+from dinctl.training.stop import StopFlag
 
 CHECKPOINT_FORMAT = 1
 BUCKET_BATCHES = 64  # --length-buckets sorts rows by history length within 64-batch chunks
-# settings that may change when a run is resumed; anything else must match config.json
-RESUMABLE = ("epochs", "device", "amp", "log_every", "eval_batch_size", "out")
 
 
 @dataclass(frozen=True)
@@ -74,160 +69,27 @@ def bce_loss(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits.float(), label)
 
 
-def resolve_device(name: str) -> torch.device:
-    """`auto` → cuda when available, else cpu; `cuda` without CUDA is an error."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise DinctlError(
-            "--device cuda was asked for but CUDA is not available", hint="use --device cpu or auto"
-        )
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def resume_config(run_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
     """The saved config of `run_dir`, with the flags that may change on resume applied."""
     saved = read_run_config(run_dir).train
-    changes: dict[str, Any] = {}
-    for key, value in overrides.items():
-        if value is None or key in ("out", "recipe"):
-            continue
-        if key in RESUMABLE:
-            changes[key] = value
-        elif getattr(saved, key) != value:
-            flag = "--" + key.replace("_", "-")
-            raise DinctlError(
-                f"{flag} {value} differs from the run's {getattr(saved, key)} "
-                f"in {Path(run_dir) / CONFIG_FILE}",
-                hint="a resumed run keeps its config; drop the flag or start a new run",
-            )
-    return replace(saved, out=str(run_dir), **changes)
+    flags = {**overrides, "out": str(run_dir)}
+    return resolve_config(flags, saved=saved, source=str(Path(run_dir) / CONFIG_FILE))
 
 
 # ---------------------------------------------------------------- small pieces of the loop
 
 
-def use_sparse_grads(cfg: TrainConfig, info: D.DistInfo) -> bool:
+def use_sparse_grads(cfg: TrainConfig, info: D.DistInfo, reg: Regularizer | None = None) -> bool:
     """Sparse embedding gradients (only the batch's rows are updated) wherever they are exact:
-    not with global-norm clipping or whole-table L2 (dense by definition), DDP or compile."""
+    not with global-norm clipping, a regulariser that needs dense gradients, DDP or compile."""
+    dense_reg = reg.dense_grads if reg is not None else cfg.reg == "l2"
     return (
         cfg.sparse_grads
         and cfg.grad_clip == 0
-        and cfg.reg != "l2"
+        and not dense_reg
         and not info.enabled
-        and not cfg.compile
+        and (not cfg.compile)
     )
-
-
-def auto_threads(
-    cores: int | None = None, load: float | None = None, most: int | None = None
-) -> int:
-    """Intra-op torch threads for a CPU run: the cores this process may use minus those other
-    jobs keep busy (the 1-minute load average, rounded), at least 1 and at most `most` (torch's
-    default). DIN's thin matmuls gain little from a second thread on a quiet machine (+16%,
-    2 cores) and lose much when it has to wait for a busy core (2 threads: 31 s, 1 thread:
-    17.5 s per epoch, 2 cores at load 2.7)."""
-    import os
-
-    if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if load is None:
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    if most is None:
-        most = torch.get_num_threads()
-    return max(1, min(int(most), int(cores or 1) - int(math.floor(load + 0.5))))
-
-
-def make_optimizers(
-    cfg: TrainConfig, model: nn.Module, sparse: bool
-) -> list[torch.optim.Optimizer]:
-    """The optimiser(s): with sparse gradients Adam becomes SparseAdam (lazy Adam) on the
-    embedding tables + Adam on the dense weights; SGD and Adagrad take sparse gradients as is."""
-    tables = [m for m in model.modules() if isinstance(m, nn.Embedding)]
-    for table in tables:
-        table.sparse = sparse
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "sgd":
-        return [torch.optim.SGD(params, lr=cfg.lr)]
-    if cfg.optimizer == "adagrad":
-        return [torch.optim.Adagrad(params, lr=cfg.lr)]
-    if not sparse:
-        return [_adam(params, cfg.lr)]
-    sparse_ids = {id(t.weight) for t in tables}
-    return [
-        LazyAdam([t.weight for t in tables], lr=cfg.lr),
-        _adam([p for p in params if id(p) not in sparse_ids], cfg.lr),
-    ]
-
-
-def _adam(params: list[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
-    """Adam, fused into one kernel per step where this torch has it (CPU from 2.4, CUDA)."""
-    major, minor = (int(x) for x in torch.__version__.split(".")[:2])
-    on_cuda = bool(params) and params[0].is_cuda
-    return torch.optim.Adam(params, lr=lr, fused=on_cuda or (major, minor) >= (2, 4))
-
-
-class LazyAdam(torch.optim.SparseAdam):
-    """`torch.optim.SparseAdam` with the same arithmetic, state and results (bit for bit), but
-    the batch's rows are read with `index_select` and written with `index_add_` instead of
-    `sparse_mask` and sparse additions: ~20 ms less per DIN step at batch 1024 on CPU."""
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            lr, eps = float(group["lr"]), group["eps"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if not p.grad.is_sparse:
-                    raise RuntimeError("LazyAdam takes sparse gradients only")
-                state = self.state[p]
-                if len(state) == 0:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["step"] += 1
-                grad = p.grad if not group.get("maximize", False) else -p.grad
-                grad = grad.coalesce()  # unique, sorted row ids; duplicates summed
-                values = grad._values()  # (K, D)
-                if values.numel() == 0:
-                    continue
-                rows = grad._indices()[0]  # (K,)
-                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-                old_avg = exp_avg.index_select(0, rows)  # (K, D)
-                avg_update = values.sub(old_avg).mul_(1 - beta1)
-                exp_avg.index_add_(0, rows, avg_update)  # rows unique: exp_avg[rows] += update
-                old_sq = exp_avg_sq.index_select(0, rows)
-                sq_update = values.pow(2).sub_(old_sq).mul_(1 - beta2)
-                exp_avg_sq.index_add_(0, rows, sq_update)
-                numer = avg_update.add_(old_avg)
-                denom = sq_update.add_(old_sq).sqrt_().add_(eps)
-                step = state["step"]
-                step_size = lr * math.sqrt(1 - beta2**step) / (1 - beta1**step)
-                p.index_add_(0, rows, numer.div_(denom).mul_(-step_size))
-        return loss
-
-
-def penalty(
-    cfg: TrainConfig,
-    tables: list[tuple[str, nn.Embedding, str]],
-    batch: Batch,
-    freqs: dict[str, torch.Tensor],
-    union: Callable[[torch.Tensor], torch.Tensor] | None,
-) -> torch.Tensor | float:
-    """The regulariser's term added to the loss (0 for none / dropout / filter)."""
-    if cfg.reg == "mba":
-        return mba_penalty(tables, batch, freqs, cfg.reg_lambda, union)
-    if cfg.reg == "l2":
-        return l2_penalty(tables, cfg.reg_lambda)
-    if cfg.reg == "difacto":
-        return difacto_penalty(tables, batch, cfg.reg_lambda)
-    return 0.0
 
 
 def epoch_order(n: int, epoch: int, cfg: TrainConfig, hist_len: torch.Tensor) -> torch.Tensor:
@@ -252,39 +114,6 @@ def n_global_batches(n: int, batch_size: int, world_size: int) -> int:
     if count and world_size > 1 and n - (count - 1) * batch_size < world_size:
         count -= 1
     return count
-
-
-def to_device(rows: SplitTensors, gatherer: WindowGatherer, device: torch.device) -> None:
-    """Move a split's rows and the behaviour CSR to `device`, so batches are gathered there."""
-    for name in ("user", "hist_len", "item", "cate", "label"):
-        setattr(rows, name, getattr(rows, name).to(device))
-    for name in ("offsets", "seq_items", "seq_cates"):
-        setattr(gatherer, name, getattr(gatherer, name).to(device))
-
-
-@torch.no_grad()
-def predict(
-    model: nn.Module,
-    rows: SplitTensors,
-    gatherer: WindowGatherer,
-    batch_size: int,
-    info: D.DistInfo,
-    amp: bool,
-) -> torch.Tensor:
-    """Click probabilities (n,) float32 on CPU for all rows of a split, rows sharded over ranks."""
-    was_training = model.training
-    model.eval()
-    n = len(rows)
-    mine = torch.arange(info.rank, n, info.world_size, device=rows.user.device)  # (n_r,)
-    out = []
-    for lo in range(0, mine.shape[0], batch_size):
-        batch = gatherer.gather(*rows.rows(mine[lo : lo + batch_size]))
-        with torch.autocast(device_type=rows.user.device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(batch).logits  # (b,)
-        out.append(torch.sigmoid(logits.float()))
-    local = torch.cat(out) if out else torch.zeros(0, device=rows.user.device)  # (n_r,)
-    model.train(was_training)
-    return D.all_gather_rows(local, n, info).cpu()
 
 
 def valid_metrics(prob: torch.Tensor, rows: SplitTensors) -> dict[str, float]:
@@ -313,83 +142,74 @@ def unused_parameters(model: nn.Module, batch: Batch) -> bool:
     return any(p.requires_grad and p.grad is None for p in probe.parameters())
 
 
-class StopFlag:
-    """Ctrl-C asks the loop to stop at the next step boundary; a second Ctrl-C stops at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
-
-    def _handler(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self) -> StopFlag:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
-class RunLog:
-    """log.jsonl, written by rank 0 only, one flushed JSON object per line."""
-
-    def __init__(self, path: Path, enabled: bool, keep_lines: int | None) -> None:
-        self.path = path
-        self.enabled = enabled
-        self.lines = 0
-        if not enabled:
-            return
-        if keep_lines is None:
-            path.write_text("")
-        else:  # resume: drop lines written after the checkpoint
-            old = path.read_text().splitlines(keepends=True) if path.exists() else []
-            path.write_text("".join(old[:keep_lines]))
-            self.lines = min(keep_lines, len(old))
-        self._f = open(path, "a")  # noqa: SIM115 - closed in close()
-
-    def write(self, record: dict[str, Any]) -> None:
-        if self.enabled:
-            self._f.write(json.dumps(record) + "\n")
-            self._f.flush()
-        self.lines += 1
-
-    def close(self) -> None:
-        if self.enabled:
-            self._f.close()
-
-
-def make_progress(enabled: bool) -> Any:
-    """A rich progress bar on stderr, or None when quiet / not a terminal."""
-    if not enabled or not sys.stderr.isatty():
-        return None
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[speed]} samples/s  loss {task.fields[loss]}"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
-
-
 def say(info: D.DistInfo, message: str) -> None:
     if info.is_main:
         print(message, file=sys.stderr)
+
+
+# ---------------------------------------------------------------- what the steps share
+
+
+@dataclass
+class Data:
+    """The dataset's splits on the training device."""
+
+    ds: Dataset
+    train_rows: SplitTensors
+    valid_rows: SplitTensors | None
+    gatherer: WindowGatherer
+    freqs: dict[str, torch.Tensor]  # n_j per id space, for MBA
+
+
+@dataclass
+class Parts:
+    """The model and what updates it."""
+
+    rc: RunConfig
+    model: nn.Module  # state dicts always come from here
+    step_model: nn.Module  # `model` behind DDP / torch.compile
+    optimizers: list[torch.optim.Optimizer]
+    reg: Regularizer
+    reg_rng: torch.Generator  # behaviour dropout's generator, saved in checkpoints
+
+
+@dataclass
+class TrainState:
+    """Everything that changes while training; checkpoint.pt holds it."""
+
+    step: int = 0
+    epoch: int = 0  # epochs finished
+    batch_pos: int = 0  # batches finished in the current epoch
+    sums: torch.Tensor = field(default_factory=lambda: torch.zeros(4, dtype=torch.float64))
+    best: dict[str, Any] = field(
+        default_factory=lambda: {"epoch": 0, "auc": -math.inf, "valid": {}}
+    )
+    history: list[dict[str, Any]] = field(default_factory=list)
+    keep_lines: int | None = None  # log.jsonl lines to keep on resume
+    epochs_run: int = 0  # epochs finished by this invocation
+    bad_step: torch.Tensor = field(default_factory=lambda: torch.full((), -1, dtype=torch.long))
+    window_start: float = field(default_factory=time.perf_counter)
+    window_samples: int = 0
+
+
+@dataclass
+class Run:
+    """One training invocation: settings, data, model and state together."""
+
+    cfg: TrainConfig
+    device: torch.device
+    info: D.DistInfo
+    data: Data
+    parts: Parts
+    state: TrainState
+    log: RunLog
+    bar: Progress
+    use_amp: bool
+    on_step: Callable[[int], None] | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.cfg.out)
 
 
 # ---------------------------------------------------------------- the loop
@@ -409,23 +229,81 @@ def train(
     device = resolve_device(cfg.device)
     info = D.init_from_env(device.type)
     try:
-        if cfg.batch_size < info.world_size:  # a rank would get an empty share (a NaN loss)
-            raise DinctlError(
-                f"--batch-size {cfg.batch_size} is smaller than the {info.world_size} processes",
-                hint="the batch size is global: give each process at least one row",
-            )
-        if info.enabled and device.type == "cuda":
-            device = torch.device("cuda", info.local_rank)
-        if info.enabled:  # every rank must use rank 0's run folder name (it holds a timestamp)
-            shared = [cfg.out]
-            torch.distributed.broadcast_object_list(shared, src=0)
-            cfg = replace(cfg, out=shared[0])
-        return _train(cfg, device, info, resume, progress, on_step)
+        with thread_policy(cfg.threads):
+            cfg, device = _join_job(cfg, device, info)
+            return _train(cfg, device, info, resume, progress, on_step)
     finally:
         D.shutdown(info)
 
 
-def _prepare_run_dir(run_dir: Path, resume: bool, info: D.DistInfo) -> None:
+def _join_job(
+    cfg: TrainConfig, device: torch.device, info: D.DistInfo
+) -> tuple[TrainConfig, torch.device]:
+    """This rank's device, and rank 0's run folder name (it holds a timestamp)."""
+    if cfg.batch_size < info.world_size:  # a rank would get an empty share (a NaN loss)
+        raise DinctlError(
+            f"--batch-size {cfg.batch_size} is smaller than the {info.world_size} processes",
+            hint="the batch size is global: give each process at least one row",
+        )
+    if info.enabled and device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+    if info.enabled:
+        shared = [cfg.out]
+        torch.distributed.broadcast_object_list(shared, src=0)
+        cfg = replace(cfg, out=shared[0])
+    return cfg, device
+
+
+def _train(
+    cfg: TrainConfig,
+    device: torch.device,
+    info: D.DistInfo,
+    resume: bool,
+    progress: bool,
+    on_step: Callable[[int], None] | None,
+) -> TrainResult:
+    run_dir = Path(cfg.out)
+    prepare_run_dir(run_dir, resume, info)
+    data = setup_data(cfg, device, info)
+    parts = setup_model(cfg, data, device, info)
+    state = restore(run_dir, cfg, data, parts, device, info) if resume else TrainState()
+    state.sums = state.sums.to(device)
+    state.bad_step = state.bad_step.to(device)
+    if info.is_main:  # on resume too: --epochs may have grown, and config.json must say so
+        write_run_config(run_dir, parts.rc)
+    parts.step_model = wrap_for_job(cfg, parts.model, data, device, info)
+    use_amp = cfg.amp and device.type == "cuda"
+    if cfg.amp and not use_amp:
+        say(info, "warning: --amp has no effect on CPU; training in float32")
+    log = RunLog(run_dir / LOG_FILE, info.is_main, state.keep_lines)
+    run = Run(
+        cfg,
+        device,
+        info,
+        data,
+        parts,
+        state,
+        log,
+        Progress(progress and info.is_main),
+        use_amp,
+        on_step,
+    )
+    try:
+        with StopFlag() as stop, run.bar:
+            while state.epoch < cfg.epochs:
+                one_epoch(run, stop, progress)
+    finally:
+        log.close()
+    return TrainResult(
+        run_dir=run_dir,
+        best_epoch=int(state.best["epoch"]),
+        best_valid=dict(state.best["valid"]),
+        epochs_run=state.epochs_run,
+        rank=info.rank,
+    )
+
+
+def prepare_run_dir(run_dir: Path, resume: bool, info: D.DistInfo) -> None:
     """Check the run folder; it is created with config.json, once the dataset has loaded."""
     if resume:
         if not (run_dir / CHECKPOINT_FILE).exists():
@@ -442,19 +320,9 @@ def _prepare_run_dir(run_dir: Path, resume: bool, info: D.DistInfo) -> None:
     D.barrier(info)  # every rank has checked before rank 0 writes config.json into it
 
 
-def _train(
-    cfg: TrainConfig,
-    device: torch.device,
-    info: D.DistInfo,
-    resume: bool,
-    progress: bool,
-    on_step: Callable[[int], None] | None,
-) -> TrainResult:
-    run_dir = Path(cfg.out)
-    _prepare_run_dir(run_dir, resume, info)
-
-    # ---- data
-    ds: Dataset = load_dataset(cfg.data)
+def setup_data(cfg: TrainConfig, device: torch.device, info: D.DistInfo) -> Data:
+    """Load the dataset and move the train / valid rows and the behaviour CSR to `device`."""
+    ds = load_dataset(cfg.data)
     train_rows = SplitTensors(ds.split("train"))
     valid_rows = SplitTensors(ds.split("valid")) if ds.has_split("valid") else None
     if valid_rows is None:
@@ -471,18 +339,18 @@ def _train(
         "item": torch.from_numpy(ds.item_freq).to(device),
         "cate": torch.from_numpy(ds.cate_sample_freq()).to(device),
     }
+    return Data(ds, train_rows, valid_rows, gatherer, freqs)
 
-    # ---- model
-    n_items_model = ds.n_items
-    item_map = None
-    if cfg.reg == "filter":
-        item_map, n_items_model = filter_item_map(torch.from_numpy(ds.item_freq), cfg.filter_top_k)
-    rc = RunConfig(
+
+def run_config(cfg: TrainConfig, ds: Dataset) -> RunConfig:
+    """What config.json records: the train config, the model it builds, the dataset identity."""
+    meta_keys = ("dataset", "protocol", "seed", "valid", "counts", "vocab")
+    return RunConfig(
         train=cfg,
         model=ModelConfig(
             model=cfg.model,
             n_users=ds.n_users,
-            n_items=n_items_model,
+            n_items=model_item_vocab(cfg, ds.n_items),
             n_cates=ds.n_cates,
             emb_dim=cfg.emb_dim,
             init_std=cfg.emb_init_std,
@@ -493,283 +361,270 @@ def _train(
         dataset_path=Path(cfg.data).resolve(),
         dataset_checksum=ds.checksum,
         dataset_n_items=ds.n_items,
-        dataset_meta={
-            k: ds.meta.get(k) for k in ("dataset", "protocol", "seed", "valid", "counts", "vocab")
-        },
+        dataset_meta={k: ds.meta.get(k) for k in meta_keys},
     )
+
+
+def setup_model(cfg: TrainConfig, data: Data, device: torch.device, info: D.DistInfo) -> Parts:
+    """The seeded model (behind the regulariser's wrapper), its optimisers and regulariser."""
+    from dinctl.models import build_model
+
+    rc = run_config(cfg, data.ds)
     torch.manual_seed(cfg.seed)
-    model = build_run_model(rc)
-    if item_map is not None:
-        model.item_map.copy_(item_map)  # type: ignore[operator]
+    item_freq = torch.from_numpy(data.ds.item_freq)
+    model = wrap_for_reg(build_model(rc.model), cfg, data.ds.n_items, item_freq)
     model.to(device).train()
-    optimizers = make_optimizers(cfg, model, use_sparse_grads(cfg, info))
-    tables = model.sparse_tables()  # type: ignore[operator]
-    dropout_gen = torch.Generator().manual_seed(cfg.seed * 7919 + info.rank)
-    use_amp = cfg.amp and device.type == "cuda"
-    if cfg.amp and not use_amp:
-        say(info, "warning: --amp has no effect on CPU; training in float32")
+    reg_rng = torch.Generator().manual_seed(cfg.seed * 7919 + info.rank)
+    union = (lambda ids: D.union_ids(ids, info)) if info.enabled else None
+    reg = make_regularizer(cfg, data.freqs, reg_rng, union)
+    optimizers = make_optimizers(cfg, model, use_sparse_grads(cfg, info, reg))
+    return Parts(rc, model, model, optimizers, reg, reg_rng)
 
-    # ---- state (fresh, or restored from checkpoint.pt)
-    step, epoch, batch_pos = 0, 0, 0
-    # loss sum and step count since the last log line, then the same over the epoch
-    sums = torch.zeros(4, dtype=torch.float64, device=device)
-    best: dict[str, Any] = {"epoch": 0, "auc": -math.inf, "valid": {}}
-    history: list[dict[str, Any]] = []
-    keep_lines = None
-    if resume:
-        saved = read_run_config(run_dir)
-        if saved.dataset_checksum != ds.checksum:
-            raise DinctlError(
-                f"the dataset {cfg.data} changed since {run_dir} was started (checksum differs)",
-                hint="resume with the same dataset, or start a new run",
-            )
-        state = load_checkpoint(run_dir / CHECKPOINT_FILE)  # on CPU: RNG states must stay there
-        if int(state["world_size"]) != info.world_size:
-            raise DinctlError(
-                f"{run_dir / CHECKPOINT_FILE} was written by {state['world_size']} process(es), "
-                f"this run has {info.world_size}",
-                hint="resume with the same torchrun --nproc-per-node × --nnodes",
-            )
-        model.load_state_dict(state["model"])
-        for opt, opt_state in zip(optimizers, state["optimizers"], strict=True):
-            opt.load_state_dict(opt_state)
-        step, epoch, batch_pos = int(state["step"]), int(state["epoch"]), int(state["batch"])
-        sums = state["sums"].to(device=device, dtype=torch.float64)
-        best = json.loads(state["best"])
-        best["auc"] = -math.inf if best["auc"] is None else best["auc"]
-        history = json.loads(state["history"])
-        keep_lines = int(state["log_lines"])
-        torch.set_rng_state(state["rng_cpu"][info.rank])
-        dropout_gen.set_state(state["rng_dropout"][info.rank])
-        if device.type == "cuda" and state["rng_cuda"]:
-            torch.cuda.set_rng_state(state["rng_cuda"][info.rank].cpu(), device)
-    if info.is_main:  # on resume too: --epochs may have grown, and config.json must say so
-        write_run_config(run_dir, rc)
 
-    # ---- DDP / compile wrappers (state dicts always come from `model`)
-    n_train = len(train_rows)
+def wrap_for_job(
+    cfg: TrainConfig, model: nn.Module, data: Data, device: torch.device, info: D.DistInfo
+) -> nn.Module:
+    """`model` behind DistributedDataParallel (under torchrun) and torch.compile (--compile)."""
     step_model: nn.Module = model
     if info.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        probe = train_rows.rows(torch.arange(min(n_train, 8), device=device))
-        find_unused = unused_parameters(model, gatherer.gather(*probe))
+        n_probe = min(len(data.train_rows), 8)
+        probe = data.train_rows.rows(torch.arange(n_probe, device=device))
         step_model = DDP(
             model,
             device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=find_unused,
+            find_unused_parameters=unused_parameters(model, data.gatherer.gather(*probe)),
         )
     if cfg.compile:
         step_model = torch.compile(step_model, dynamic=True)  # type: ignore[assignment]
-    union = (lambda ids: D.union_ids(ids, info)) if info.enabled else None
+    return step_model
 
-    log = RunLog(run_dir / LOG_FILE, info.is_main, keep_lines)
 
-    def snapshot() -> dict[str, Any]:
-        rng_cuda: list[torch.Tensor] = []
-        if device.type == "cuda":
-            rng_cuda = [
-                t.cpu()
-                for t in D.all_gather_tensors(torch.cuda.get_rng_state(device).to(device), info)
-            ]
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "config": cfg.to_json(),
-            "model": model.state_dict(),
-            "optimizers": [opt.state_dict() for opt in optimizers],
-            "step": step,
-            "epoch": epoch,
-            "batch": batch_pos,
-            "sums": sums.cpu(),
-            "best": json.dumps({**best, "auc": None if best["auc"] == -math.inf else best["auc"]}),
-            "best_epoch": int(best["epoch"]),
-            "best_valid": dict(best["valid"]),
-            "history": json.dumps(history),
-            "log_lines": log.lines,
-            "world_size": info.world_size,
-            "rng_cpu": [
-                t.cpu() for t in D.all_gather_tensors(torch.get_rng_state().to(device), info)
-            ],
-            "rng_dropout": [
-                t.cpu() for t in D.all_gather_tensors(dropout_gen.get_state().to(device), info)
-            ],
-            "rng_cuda": rng_cuda,
-        }
-
-    def save_latest() -> None:
-        state = snapshot()  # a collective under DDP: every rank calls it
-        if info.is_main:
-            save_checkpoint(run_dir / CHECKPOINT_FILE, state)
-
-    def log_window() -> None:
-        """Write a step line with the mean loss since the last one; stop on a non-finite loss."""
-        window = sums[:2].clone()
-        if info.enabled:
-            torch.distributed.all_reduce(window)
-        loss_sum, count = window.tolist()
-        if not math.isfinite(loss_sum):
-            raise DinctlError(
-                f"the training loss became {loss_sum} at step {int(bad_step.item())} "
-                f"(epoch {epoch + 1})",
-                hint=f"lower --lr (now {cfg.lr:g}); {run_dir / CHECKPOINT_FILE} "
-                "keeps the last good state",
-            )
-        if count:
-            elapsed = max(time.perf_counter() - window_start[0], 1e-9)
-            log.write(
-                {
-                    "event": "step",
-                    "epoch": epoch + 1,
-                    "step": step,
-                    "loss": loss_sum / count,
-                    "lr": cfg.lr_at(step - 1),
-                    "samples_per_s": round(window_samples[0] / elapsed, 1),
-                }
-            )
-            bar_fields["loss"] = f"{loss_sum / count:.4f}"
-            bar_fields["speed"] = f"{window_samples[0] / elapsed:,.0f}"
-        sums[:2] = 0
-        window_start[0] = time.perf_counter()
-        window_samples[0] = 0
-
-    bad_step = torch.full((), -1, dtype=torch.long, device=device)
-    window_start = [time.perf_counter()]
-    window_samples = [0]
-    bar_fields = {"loss": "-", "speed": "-"}
-    bar = make_progress(progress and info.is_main)
-    epochs_run = 0
-
-    try:
-        with StopFlag() as stop, bar if bar is not None else contextlib.nullcontext():
-            while epoch < cfg.epochs:
-                t0 = time.perf_counter()
-                order = epoch_order(n_train, epoch, cfg, train_rows.hist_len.cpu()).to(
-                    device
-                )  # (n,)
-                n_batches = n_global_batches(n_train, cfg.batch_size, info.world_size)
-                task = (
-                    bar.add_task(
-                        f"epoch {epoch + 1}/{cfg.epochs}",
-                        total=n_batches,
-                        completed=batch_pos,
-                        **bar_fields,
-                    )
-                    if bar
-                    else None
-                )
-                model.train()
-                while batch_pos < n_batches:
-                    index = order[batch_pos * cfg.batch_size : (batch_pos + 1) * cfg.batch_size]
-                    index = D.rank_slice(index, info)  # (b,)
-                    batch = gatherer.gather(*train_rows.rows(index))
-                    if cfg.reg == "dropout":
-                        batch = behaviour_dropout(batch, cfg.dropout_rate, dropout_gen)
-                    for opt in optimizers:
-                        for group in opt.param_groups:
-                            group["lr"] = cfg.lr_at(step)
-                    with torch.autocast(
-                        device_type=device.type, dtype=torch.bfloat16, enabled=use_amp
-                    ):
-                        logits = step_model(batch).logits  # (b,)
-                    loss = bce_loss(logits, batch.label)
-                    total = loss + penalty(cfg, tables, batch, freqs, union)
-                    for opt in optimizers:
-                        opt.zero_grad(set_to_none=True)
-                    total.backward()
-                    if cfg.grad_clip > 0:
-                        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                    for opt in optimizers:
-                        opt.step()
-
-                    detached = loss.detach().double()
-                    bad_step = torch.where(
-                        (bad_step < 0) & ~torch.isfinite(detached), step + 1, bad_step
-                    )
-                    sums += torch.stack(
-                        [detached, detached.new_ones(()), detached, detached.new_ones(())]
-                    )
-                    step += 1
-                    batch_pos += 1
-                    window_samples[0] += int(index.shape[0]) * info.world_size
-                    if step % cfg.log_every == 0:
-                        log_window()
-                    if bar is not None:
-                        bar.update(task, advance=1, **bar_fields)
-                    if on_step is not None:
-                        on_step(step)
-                    check = not info.enabled or step % cfg.log_every == 0
-                    if check and D.any_flag(stop.requested, info, device):
-                        save_latest()
-                        raise KeyboardInterrupt
-
-                # ---- end of epoch: flush, validate, keep the best, checkpoint
-                log_window()
-                ep = sums[2:].clone()
-                if info.enabled:
-                    torch.distributed.all_reduce(ep)
-                train_loss = float(ep[0] / ep[1]) if float(ep[1]) else float("nan")
-                record: dict[str, Any] = {
-                    "event": "epoch",
-                    "epoch": epoch + 1,
-                    "step": step,
-                    "train_loss": train_loss,
-                }
-                if valid_rows is not None:
-                    prob = predict(model, valid_rows, gatherer, cfg.eval_batch_size, info, use_amp)
-                    record.update(valid_metrics(prob, valid_rows))
-                    better = record["valid_auc"] > best["auc"]
-                else:
-                    better = True
-                record["seconds"] = round(time.perf_counter() - t0, 3)
-                if better:
-                    best = {
-                        "epoch": epoch + 1,
-                        "auc": record.get("valid_auc", -math.inf),
-                        "valid": {k: v for k, v in record.items() if k.startswith("valid_")},
-                    }
-                    if info.is_main:
-                        save_checkpoint(
-                            run_dir / BEST_FILE,
-                            {
-                                "model": model.state_dict(),
-                                "epoch": epoch + 1,
-                                "best_epoch": epoch + 1,
-                                "best_valid": dict(best["valid"]),
-                                "config": cfg.to_json(),
-                            },
-                        )
-                record["best_epoch"] = best["epoch"]
-                log.write(record)
-                history.append(record)
-                if progress:
-                    say(info, _epoch_line(record))
-                epoch += 1
-                epochs_run += 1
-                batch_pos = 0
-                sums.zero_()
-                if bar is not None:
-                    bar.remove_task(task)
-                save_latest()
-                if D.any_flag(stop.requested, info, device):
-                    raise KeyboardInterrupt
-    finally:
-        log.close()
-    return TrainResult(
-        run_dir=run_dir,
-        best_epoch=int(best["epoch"]),
-        best_valid=dict(best["valid"]),
-        epochs_run=epochs_run,
-        rank=info.rank,
+def restore(
+    run_dir: Path,
+    cfg: TrainConfig,
+    data: Data,
+    parts: Parts,
+    device: torch.device,
+    info: D.DistInfo,
+) -> TrainState:
+    """Load checkpoint.pt into the model, optimisers and RNGs; return the saved state."""
+    saved = read_run_config(run_dir)
+    if saved.dataset_checksum != data.ds.checksum:
+        raise DinctlError(
+            f"the dataset {cfg.data} changed since {run_dir} was started (checksum differs)",
+            hint="resume with the same dataset, or start a new run",
+        )
+    state = load_checkpoint(run_dir / CHECKPOINT_FILE)  # on CPU: RNG states must stay there
+    if int(state["world_size"]) != info.world_size:
+        raise DinctlError(
+            f"{run_dir / CHECKPOINT_FILE} was written by {state['world_size']} process(es), "
+            f"this run has {info.world_size}",
+            hint="resume with the same torchrun --nproc-per-node × --nnodes",
+        )
+    parts.model.load_state_dict(state["model"])
+    for opt, opt_state in zip(parts.optimizers, state["optimizers"], strict=True):
+        opt.load_state_dict(opt_state)
+    best = json.loads(state["best"])
+    best["auc"] = -math.inf if best["auc"] is None else best["auc"]
+    torch.set_rng_state(state["rng_cpu"][info.rank])
+    parts.reg_rng.set_state(state["rng_dropout"][info.rank])
+    if device.type == "cuda" and state["rng_cuda"]:
+        torch.cuda.set_rng_state(state["rng_cuda"][info.rank].cpu(), device)
+    return TrainState(
+        step=int(state["step"]),
+        epoch=int(state["epoch"]),
+        batch_pos=int(state["batch"]),
+        sums=state["sums"].to(dtype=torch.float64),
+        best=best,
+        history=json.loads(state["history"]),
+        keep_lines=int(state["log_lines"]),
     )
 
 
-def _epoch_line(record: dict[str, Any]) -> str:
-    parts = [f"epoch {record['epoch']}", f"train loss {record['train_loss']:.4f}"]
-    if "valid_auc" in record:
-        parts += [
-            f"valid auc {record['valid_auc']:.4f}",
-            f"gauc {record['valid_gauc']:.4f}",
-            f"logloss {record['valid_logloss']:.4f}",
-        ]
-    parts.append(f"{record['seconds']:.1f}s")
-    return "  ".join(parts)
+def one_epoch(run: Run, stop: StopFlag, progress: bool) -> None:
+    """Train the rest of the current epoch, then validate, keep the best and checkpoint."""
+    cfg, info, state, data = run.cfg, run.info, run.state, run.data
+    t0 = time.perf_counter()
+    n_train = len(data.train_rows)
+    order = epoch_order(n_train, state.epoch, cfg, data.train_rows.hist_len.cpu())  # (n,)
+    order = order.to(run.device)
+    n_batches = n_global_batches(n_train, cfg.batch_size, info.world_size)
+    run.bar.start_epoch(f"epoch {state.epoch + 1}/{cfg.epochs}", n_batches, state.batch_pos)
+    run.parts.model.train()
+    while state.batch_pos < n_batches:
+        lo = state.batch_pos * cfg.batch_size
+        index = D.rank_slice(order[lo : lo + cfg.batch_size], info)  # (b,)
+        train_step(run, index)
+        check = not info.enabled or state.step % cfg.log_every == 0
+        if check and D.any_flag(stop.requested, info, run.device):
+            save_latest(run)
+            raise KeyboardInterrupt
+    log_window(run)
+    record = validate_and_save(run, t0)
+    if progress:
+        say(info, epoch_line(record))
+    run.bar.end_epoch()
+    save_latest(run)
+    if D.any_flag(stop.requested, info, run.device):
+        raise KeyboardInterrupt
+
+
+def train_step(run: Run, index: torch.Tensor) -> None:
+    """One optimiser step on the rows `index` (this rank's share of the global batch)."""
+    cfg, state, parts = run.cfg, run.state, run.parts
+    batch = run.data.gatherer.gather(*run.data.train_rows.rows(index))
+    batch = parts.reg.training_batch(batch)
+    set_lr(parts.optimizers, cfg.lr_at(state.step))
+    with torch.autocast(device_type=run.device.type, dtype=torch.bfloat16, enabled=run.use_amp):
+        logits = parts.step_model(batch).logits  # (b,)
+    loss = bce_loss(logits, batch.label)
+    total = loss + parts.reg.penalty(parts.model.sparse_tables(), batch)  # type: ignore[operator]
+    for opt in parts.optimizers:
+        opt.zero_grad(set_to_none=True)
+    total.backward()
+    if cfg.grad_clip > 0:
+        nn.utils.clip_grad_norm_(parts.model.parameters(), cfg.grad_clip)
+    for opt in parts.optimizers:
+        opt.step()
+
+    detached = loss.detach().double()
+    state.bad_step = torch.where(
+        (state.bad_step < 0) & ~torch.isfinite(detached), state.step + 1, state.bad_step
+    )
+    one = detached.new_ones(())
+    state.sums += torch.stack([detached, one, detached, one])
+    state.step += 1
+    state.batch_pos += 1
+    state.window_samples += int(index.shape[0]) * run.info.world_size
+    if state.step % cfg.log_every == 0:
+        log_window(run)
+    run.bar.advance()
+    if run.on_step is not None:
+        run.on_step(state.step)
+
+
+def log_window(run: Run) -> None:
+    """Write a step line with the mean loss since the last one; stop on a non-finite loss."""
+    state, cfg = run.state, run.cfg
+    window = state.sums[:2].clone()
+    if run.info.enabled:
+        torch.distributed.all_reduce(window)
+    loss_sum, count = window.tolist()
+    if not math.isfinite(loss_sum):
+        raise DinctlError(
+            f"the training loss became {loss_sum} at step {int(state.bad_step.item())} "
+            f"(epoch {state.epoch + 1})",
+            hint=f"lower --lr (now {cfg.lr:g}); {run.run_dir / CHECKPOINT_FILE} "
+            "keeps the last good state",
+        )
+    if count:
+        elapsed = max(time.perf_counter() - state.window_start, 1e-9)
+        speed = state.window_samples / elapsed
+        run.log.write(
+            {
+                "event": "step",
+                "epoch": state.epoch + 1,
+                "step": state.step,
+                "loss": loss_sum / count,
+                "lr": cfg.lr_at(state.step - 1),
+                "samples_per_s": round(speed, 1),
+            }
+        )
+        run.bar.fields.update(loss=f"{loss_sum / count:.4f}", speed=f"{speed:,.0f}")
+    state.sums[:2] = 0
+    state.window_start = time.perf_counter()
+    state.window_samples = 0
+
+
+def validate_and_save(run: Run, t0: float) -> dict[str, Any]:
+    """Close the epoch: its log record, validation metrics, best.pt when it is the best."""
+    cfg, info, state, data = run.cfg, run.info, run.state, run.data
+    ep = state.sums[2:].clone()
+    if info.enabled:
+        torch.distributed.all_reduce(ep)
+    train_loss = float(ep[0] / ep[1]) if float(ep[1]) else float("nan")
+    record: dict[str, Any] = {
+        "event": "epoch",
+        "epoch": state.epoch + 1,
+        "step": state.step,
+        "train_loss": train_loss,
+    }
+    better = True
+    if data.valid_rows is not None:
+        model = run.parts.model
+        prob = predict_proba(
+            model, data.valid_rows, data.gatherer, cfg.eval_batch_size, info, run.use_amp
+        )
+        record.update(valid_metrics(prob, data.valid_rows))
+        better = record["valid_auc"] > state.best["auc"]
+    record["seconds"] = round(time.perf_counter() - t0, 3)
+    if better:
+        state.best = {
+            "epoch": state.epoch + 1,
+            "auc": record.get("valid_auc", -math.inf),
+            "valid": {k: v for k, v in record.items() if k.startswith("valid_")},
+        }
+        if info.is_main:
+            save_checkpoint(
+                run.run_dir / BEST_FILE,
+                {
+                    "model": run.parts.model.state_dict(),
+                    "epoch": state.epoch + 1,
+                    "best_epoch": state.epoch + 1,
+                    "best_valid": dict(state.best["valid"]),
+                    "config": cfg.to_json(),
+                },
+            )
+    record["best_epoch"] = state.best["epoch"]
+    run.log.write(record)
+    state.history.append(record)
+    state.epoch += 1
+    state.epochs_run += 1
+    state.batch_pos = 0
+    state.sums.zero_()
+    return record
+
+
+def save_latest(run: Run) -> None:
+    """checkpoint.pt from the current state (a collective under DDP: every rank calls it)."""
+    state = snapshot(run)
+    if run.info.is_main:
+        save_checkpoint(run.run_dir / CHECKPOINT_FILE, state)
+
+
+def snapshot(run: Run) -> dict[str, Any]:
+    """The resume state: weights, optimisers, counters, best, history and every RNG."""
+    info, device, state = run.info, run.device, run.state
+
+    def gathered(t: torch.Tensor) -> list[torch.Tensor]:
+        return [x.cpu() for x in D.all_gather_tensors(t.to(device), info)]
+
+    best = {**state.best, "auc": None if state.best["auc"] == -math.inf else state.best["auc"]}
+    cuda_rng = gathered(torch.cuda.get_rng_state(device)) if device.type == "cuda" else []
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "config": run.cfg.to_json(),
+        "model": run.parts.model.state_dict(),
+        "optimizers": [opt.state_dict() for opt in run.parts.optimizers],
+        "step": state.step,
+        "epoch": state.epoch,
+        "batch": state.batch_pos,
+        "sums": state.sums.cpu(),
+        "best": json.dumps(best),
+        "best_epoch": int(state.best["epoch"]),
+        "best_valid": dict(state.best["valid"]),
+        "history": json.dumps(state.history),
+        "log_lines": run.log.lines,
+        "world_size": info.world_size,
+        "rng_cpu": gathered(torch.get_rng_state()),
+        "rng_dropout": gathered(run.parts.reg_rng.get_state()),
+        "rng_cuda": cuda_rng,
+    }
+
+
+# `predict`, `to_device` and `resolve_device` moved to predict.py / device.py; these names stay
+# importable from here until every caller imports them from their homes
+predict = predict_proba
+__all__ = ["TrainResult", "predict", "resolve_device", "resume_config", "to_device", "train"]

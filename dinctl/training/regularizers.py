@@ -1,5 +1,10 @@
 """The regularisers of Table 4: MBA, L2, behaviour dropout, frequency filter, DiFacto.
 
+`make_regularizer(cfg, ...)` picks one object from `--reg` once; the loop only calls its
+`training_batch` (input transform), `penalty` (term added to the loss) and reads `dense_grads`
+(whether it needs dense embedding gradients). `filter` also changes the model, through
+`wrap_model`, at training and evaluation alike.
+
 Penalties take `model.sparse_tables()` (name, nn.Embedding, vocabulary) and the training batch;
 ids of vocabulary "item" come from `batch.item` + `batch.hist_item`, "cate" from `batch.cate` +
 `batch.hist_cate`. Id 0 is padding and is never penalised.
@@ -8,12 +13,14 @@ ids of vocabulary "item" come from `batch.item` + `batch.hist_item`, "cate" from
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Protocol
 
 import torch
 from torch import nn
 
 from dinctl.data.batching import Batch
+from dinctl.training.config import TrainConfig
 
 Tables = list[tuple[str, nn.Embedding, str]]
 
@@ -129,6 +136,11 @@ def filter_item_map(item_freq: torch.Tensor, top_k: int) -> tuple[torch.Tensor, 
     return mapping, top_k + 1
 
 
+def filter_vocab(n_items: int, top_k: int) -> int:
+    """The model's item vocabulary under `filter_item_map`."""
+    return n_items if top_k >= n_items else top_k + 1
+
+
 class ItemFilter(nn.Module):
     """Wraps a model so it sees item ids through a `filter` map (at train and eval alike)."""
 
@@ -149,3 +161,135 @@ class ItemFilter(nn.Module):
     def sparse_tables(self) -> Tables:
         tables: Tables = self.inner.sparse_tables()  # type: ignore[operator]
         return tables
+
+
+# ---------------------------------------------------------------- one object per --reg
+
+
+class Regularizer(Protocol):
+    """What the loop sees of a regulariser."""
+
+    dense_grads: bool  # needs dense embedding gradients (whole-table penalties)
+
+    def training_batch(self, batch: Batch) -> Batch:
+        """The batch as the model sees it in a training step."""
+        ...
+
+    def penalty(self, tables: Tables, batch: Batch) -> torch.Tensor | float:
+        """The term added to the loss of a training step."""
+        ...
+
+
+@dataclass
+class NoPenalty:
+    """`none` and `filter` (the filter acts through the model's item map)."""
+
+    dense_grads: bool = False
+
+    def training_batch(self, batch: Batch) -> Batch:
+        return batch
+
+    def penalty(self, tables: Tables, batch: Batch) -> torch.Tensor | float:
+        return 0.0
+
+
+@dataclass
+class MiniBatchAware:
+    """`mba`: Eq. (6) over the ids of the (global) batch."""
+
+    lam: float
+    freqs: dict[str, torch.Tensor]
+    union: Callable[[torch.Tensor], torch.Tensor] | None = None
+    dense_grads: bool = False
+
+    def training_batch(self, batch: Batch) -> Batch:
+        return batch
+
+    def penalty(self, tables: Tables, batch: Batch) -> torch.Tensor | float:
+        return mba_penalty(tables, batch, self.freqs, self.lam, self.union)
+
+
+@dataclass
+class WholeTableL2:
+    """`l2`: λ·Σ‖W‖² over every table, every step (dense gradients by definition)."""
+
+    lam: float
+    dense_grads: bool = True
+
+    def training_batch(self, batch: Batch) -> Batch:
+        return batch
+
+    def penalty(self, tables: Tables, batch: Batch) -> torch.Tensor | float:
+        return l2_penalty(tables, self.lam)
+
+
+@dataclass
+class DiFacto:
+    """`difacto`: frequency-adaptive L2 of the batch's ids."""
+
+    lam: float
+    dense_grads: bool = False
+
+    def training_batch(self, batch: Batch) -> Batch:
+        return batch
+
+    def penalty(self, tables: Tables, batch: Batch) -> torch.Tensor | float:
+        return difacto_penalty(tables, batch, self.lam)
+
+
+@dataclass
+class BehaviourDropout:
+    """`dropout`: each behaviour of a training sample is dropped with probability `rate`."""
+
+    rate: float
+    generator: torch.Generator
+    dense_grads: bool = False
+
+    def training_batch(self, batch: Batch) -> Batch:
+        return behaviour_dropout(batch, self.rate, self.generator)
+
+    def penalty(self, tables: Tables, batch: Batch) -> torch.Tensor | float:
+        return 0.0
+
+
+def make_regularizer(
+    cfg: TrainConfig,
+    freqs: dict[str, torch.Tensor],
+    generator: torch.Generator,
+    union: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> Regularizer:
+    """The regulariser `cfg.reg` names, with its λ / rate; `freqs` are MBA's n_j per id space,
+    `generator` drives behaviour dropout, `union` merges ids over DDP ranks."""
+    if cfg.reg == "mba":
+        return MiniBatchAware(cfg.reg_lambda, freqs, union)
+    if cfg.reg == "l2":
+        return WholeTableL2(cfg.reg_lambda)
+    if cfg.reg == "difacto":
+        return DiFacto(cfg.reg_lambda)
+    if cfg.reg == "dropout":
+        return BehaviourDropout(cfg.dropout_rate, generator)
+    return NoPenalty()
+
+
+def model_item_vocab(cfg: TrainConfig, n_items: int) -> int:
+    """The item vocabulary the model's tables need: the dataset's, or the filter's kept ids."""
+    if cfg.reg == "filter":
+        return filter_vocab(n_items, cfg.filter_top_k)
+    return n_items
+
+
+def wrap_model(
+    model: nn.Module, cfg: TrainConfig, n_items: int, item_freq: torch.Tensor | None = None
+) -> nn.Module:
+    """The model as trained and evaluated: behind the item filter for `filter`.
+
+    With `item_freq` (training) the map is built from the data; without it (loading a run)
+    it is a placeholder that the saved state dict fills.
+    """
+    if cfg.reg != "filter":
+        return model
+    if item_freq is None:
+        item_map = torch.zeros(n_items + 1, dtype=torch.long)
+    else:
+        item_map = filter_item_map(item_freq, cfg.filter_top_k)[0]
+    return ItemFilter(model, item_map)

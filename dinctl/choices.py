@@ -1,0 +1,70 @@
+"""The allowed values of every enumerated setting, read by the library and the CLI alike.
+
+Each choice is a `str` Enum (the CLI's option type) and a tuple of its values (what the library
+validates against). No torch, no polars here.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Model(str, Enum):
+    din = "din"
+    base = "base"
+    lr = "lr"
+    wide_deep = "wide-deep"
+    pnn = "pnn"
+    deepfm = "deepfm"
+
+
+class Activation(str, Enum):
+    prelu = "prelu"
+    dice = "dice"
+    sigmoid = "sigmoid"
+
+
+class Regularizer(str, Enum):
+    none = "none"
+    mba = "mba"
+    l2 = "l2"
+    dropout = "dropout"
+    filter = "filter"
+    difacto = "difacto"
+
+
+class Optimizer(str, Enum):
+    sgd = "sgd"
+    adam = "adam"
+    adagrad = "adagrad"
+
+
+class Recipe(str, Enum):
+    paper = "paper"
+    fast = "fast"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class SelectMetric(str, Enum):
+    """The validation metric that picks the best epoch and drives early stopping."""
+
+    user_weighted_auc = "user_weighted_auc"
+    global_auc = "global_auc"
+
+
+def values(choice: type[Enum]) -> tuple[str, ...]:
+    return tuple(str(m.value) for m in choice)
+
+
+MODELS = values(Model)
+ACTIVATIONS = values(Activation)
+REGULARIZERS = values(Regularizer)
+OPTIMIZERS = values(Optimizer)
+RECIPES = values(Recipe)
+DEVICES = values(Device)
+SELECT_METRICS = values(SelectMetric)

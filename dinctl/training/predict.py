@@ -1,0 +1,64 @@
+"""The one scorer: click probabilities for the rows of a split, used by validation during
+training, by `evaluate`, by the plots and by experiments."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from dinctl.data.batching import SplitTensors, WindowGatherer
+from dinctl.training import distributed as D
+
+
+def to_device(rows: SplitTensors, gatherer: WindowGatherer, device: torch.device) -> None:
+    """Move a split's rows and the behaviour CSR to `device`, so batches are gathered there."""
+    for name in ("user", "hist_len", "item", "cate", "label"):
+        setattr(rows, name, getattr(rows, name).to(device))
+    for name in ("offsets", "seq_items", "seq_cates"):
+        setattr(gatherer, name, getattr(gatherer, name).to(device))
+
+
+@torch.no_grad()
+def predict_proba(
+    model: nn.Module,
+    rows: SplitTensors,
+    gatherer: WindowGatherer,
+    batch_size: int,
+    info: D.DistInfo | None = None,
+    amp: bool = False,
+) -> torch.Tensor:
+    """Click probabilities (n,) float32 on CPU for all rows, in row order; under DDP (`info`)
+    each rank scores every world_size-th row and the shares are gathered."""
+    info = info or D.DistInfo()
+    was_training = model.training
+    model.eval()
+    n = len(rows)
+    device = rows.user.device
+    mine = torch.arange(info.rank, n, info.world_size, device=device)  # (n_r,)
+    out = []
+    for lo in range(0, mine.shape[0], batch_size):
+        batch = gatherer.gather(*rows.rows(mine[lo : lo + batch_size]))
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(batch).logits  # (b,)
+        out.append(torch.sigmoid(logits.float()))
+    local = torch.cat(out) if out else torch.zeros(0, device=device)  # (n_r,)
+    model.train(was_training)
+    return D.all_gather_rows(local, n, info).cpu()
+
+
+def score_split(
+    model: nn.Module,
+    dataset: object,
+    split: str,
+    max_len: int,
+    batch_size: int,
+    device: str | torch.device,
+) -> np.ndarray:
+    """Click probabilities (N,) float32 for every row of `dataset`'s `split`, in file order."""
+    rows = SplitTensors(dataset.split(split))  # type: ignore[attr-defined]
+    gatherer = WindowGatherer(dataset, max_len)  # type: ignore[arg-type]
+    to_device(rows, gatherer, torch.device(device))  # gather batches where the model is
+    with torch.inference_mode():
+        prob = predict_proba(model, rows, gatherer, batch_size)  # (N,)
+    return prob.numpy().astype(np.float32, copy=False)
