@@ -33,7 +33,8 @@ def test_train_dice_mba_json(tiny_dataset: Path, tmp_path: Path) -> None:
     payload = json.loads(result.stdout)
     assert payload["run_dir"] == str(out)
     assert payload["best_epoch"] == 1 and payload["epochs_run"] == 1
-    assert payload["best_valid"]["valid_auc"] > 0.6
+    assert payload["best_valid"]["valid_global_auc"] > 0.6
+    assert payload["select_metric"] == "valid_user_weighted_auc"
     assert result.stderr == ""  # --json is quiet
     saved = json.loads((out / "config.json").read_text())
     assert saved["train"]["act"] == "dice" and saved["train"]["reg"] == "mba"
@@ -54,7 +55,7 @@ def test_train_prints_the_run_dir_on_stdout_and_a_summary_on_stderr(
     assert result.exit_code == 0, result.output
     assert result.stdout == f"{out}\n"
     assert "epoch 1  train loss" in result.stderr
-    assert "best epoch 1: auc " in result.stderr
+    assert "best epoch 1 (by user_weighted_auc): user_weighted_auc " in result.stderr
 
 
 def test_config_file_and_flags(tiny_dataset: Path, tmp_path: Path) -> None:
@@ -169,7 +170,9 @@ def test_preprocess_sample_amazon_then_train_dice_mba(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert payload["best_valid"]["valid_auc"] > 0.6  # the sample's planted interests are learnable
+    assert (
+        payload["best_valid"]["valid_user_weighted_auc"] > 0.6
+    )  # the sample's planted interests are learnable
 
 
 def test_threads_flag_auto_default_and_omp_env(

@@ -12,7 +12,8 @@ from dinctl.training.config import TrainConfig, resolve_config
 
 def test_fast_recipe_is_the_default() -> None:
     cfg = resolve_config({}, None)
-    assert (cfg.recipe, cfg.optimizer, cfg.lr, cfg.batch_size) == ("fast", "adam", 1e-3, 1024)
+    assert (cfg.recipe, cfg.optimizer, cfg.lr, cfg.batch_size) == ("fast", "adam", 1e-3, 256)
+    assert (cfg.epochs, cfg.patience, cfg.select_metric) == (20, 2, "user_weighted_auc")
     assert (cfg.model, cfg.act, cfg.reg, cfg.emb_dim, cfg.max_len) == (
         "din",
         "prelu",
@@ -27,10 +28,14 @@ def test_fast_recipe_is_the_default() -> None:
 def test_paper_recipe_matches_the_authors_code() -> None:
     cfg = resolve_config({"recipe": "paper"}, None)
     assert (cfg.optimizer, cfg.lr, cfg.batch_size, cfg.grad_clip) == ("sgd", 1.0, 32, 5.0)
-    assert (cfg.lr_decay, cfg.lr_decay_step) == (0.1, 336_000)
-    assert cfg.lr_at(0) == 1.0
-    assert cfg.lr_at(335_999) == 1.0
-    assert cfg.lr_at(336_000) == pytest.approx(0.1)
+    assert (cfg.lr_decay, cfg.lr_decay_epochs, cfg.lr_decay_step) == (0.1, 4.0, 0)
+    assert cfg.max_len >= 1_000_000  # whole histories, as the paper and the authors' code
+    # the drop lands after 4 epochs whatever the dataset's size (100 or 81,524 steps an epoch)
+    for per_epoch in (100, 81_524):
+        assert cfg.lr_at(4 * per_epoch - 1, per_epoch) == 1.0
+        assert cfg.lr_at(4 * per_epoch, per_epoch) == pytest.approx(0.1)
+    old = TrainConfig(**{**cfg.to_dict(), "lr_decay_step": 336_000})  # a run of an older version
+    assert old.lr_at(335_999, 100) == 1.0 and old.lr_at(336_000, 100) == pytest.approx(0.1)
 
 
 def test_toml_overrides_recipe_and_flags_override_toml(tmp_path: Path) -> None:
@@ -40,7 +45,7 @@ def test_toml_overrides_recipe_and_flags_override_toml(tmp_path: Path) -> None:
     assert cfg.optimizer == "sgd"  # from the recipe
     assert cfg.batch_size == 64  # from the file (dash accepted)
     assert cfg.lr == 0.25  # from the flag
-    assert cfg.epochs == 5  # None = flag not given
+    assert cfg.epochs == 10  # None = flag not given
     assert cfg.reg_lambda == 0.01  # the default λ of mba
 
 

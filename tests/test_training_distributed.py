@@ -78,7 +78,7 @@ def test_two_gloo_processes_match_one(tiny_dataset: Path, tmp_path: Path) -> Non
 
     # PReLU has no batch statistics and MBA penalises the union of the ranks' rows, so the
     # 2-process run is the 1-process run up to float summation order
-    for key in ("valid_auc", "valid_gauc"):
+    for key in ("valid_global_auc", "valid_user_weighted_auc"):
         assert abs(payload["best_valid"][key] - one.best_valid[key]) < 2e-3
     assert abs(payload["best_valid"]["valid_logloss"] - one.best_valid["valid_logloss"]) < 1e-3
 

@@ -60,7 +60,7 @@ def test_each_model_learns_the_planted_signal(
 ) -> None:
     result = train(quick(tiny_dataset, tmp_path / "run", model=model), progress=False)
     assert result.epochs_run == 2
-    assert result.best_valid["valid_auc"] > floor
+    assert result.best_valid["valid_global_auc"] > floor
     assert 0.0 < result.best_valid["valid_logloss"] < 0.7
     assert {p.name for p in result.run_dir.iterdir()} >= {
         "config.json",
@@ -71,9 +71,13 @@ def test_each_model_learns_the_planted_signal(
     records = log_records(result.run_dir)
     epochs = [r for r in records if r["event"] == "epoch"]
     assert [r["epoch"] for r in epochs] == [1, 2]
-    assert {"train_loss", "valid_auc", "valid_gauc", "valid_logloss", "best_epoch"} <= set(
-        epochs[0]
-    )
+    assert {
+        "train_loss",
+        "valid_user_weighted_auc",
+        "valid_global_auc",
+        "valid_logloss",
+        "best_epoch",
+    } <= set(epochs[0])
     steps = [r for r in records if r["event"] == "step"]
     ends = {r["step"] for r in epochs}  # the rest of an epoch is flushed at its end
     assert steps and all(r["step"] % 5 == 0 or r["step"] in ends for r in steps)
@@ -197,13 +201,14 @@ def test_missing_valid_split_warns_and_keeps_the_last_epoch(
 def test_every_regulariser_trains_and_reloads(tiny_dataset: Path, tmp_path: Path, reg: str) -> None:
     over: dict[str, Any] = {"reg": reg, "epochs": 1, "model": "base"}
     if reg == "filter":
-        over["filter_top_k"] = 50
+        over["filter_top_k"] = 150
     result = train(quick(tiny_dataset, tmp_path / "run", **over), progress=False)
-    assert result.best_valid["valid_auc"] > 0.55
+    assert result.best_valid["valid_user_weighted_auc"] > 0.55
     loaded = load_run(result.run_dir)
     if reg == "filter":
-        assert loaded.meta["model_config"]["n_items"] == 51  # 50 kept + 1 shared bucket
-        assert int(loaded.model.item_map.max()) == 51
+        assert loaded.meta["model_config"]["n_items"] == 150  # 150 kept, the rest are padding
+        assert int(loaded.model.item_map.max()) == 150
+        assert int((loaded.model.item_map[1:] == 0).sum()) == 50  # thrown away
 
 
 def test_load_run_gives_the_best_weights_in_eval_mode(tiny_dataset: Path, tmp_path: Path) -> None:

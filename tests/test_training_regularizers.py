@@ -60,7 +60,7 @@ def test_mba_penalty_value_counts_each_present_row_once() -> None:
         w = tables[vocab].weight.detach()
         want += sum(float(w[j].pow(2).sum()) / int(FREQS[vocab][j]) for j in present)
     got = mba_penalty(model.sparse_tables(), _batch(), FREQS, lam)
-    assert float(got.detach()) == pytest.approx(lam * want, rel=1e-6)
+    assert float(got.detach()) == pytest.approx(0.5 * lam * want, rel=1e-6)  # (λ/2)·Σ
 
 
 def test_mba_sgd_step_leaves_absent_rows_bitwise_untouched() -> None:
@@ -99,7 +99,7 @@ def test_one_sgd_step_equals_the_hand_computed_update() -> None:
         present = torch.zeros(w0.shape[0], dtype=torch.bool)
         present[ITEMS_IN_BATCH if vocab == "item" else CATES_IN_BATCH] = True
         n = FREQS[vocab].clamp(min=1).float().unsqueeze(1)
-        reg_grad = torch.where(present.unsqueeze(1), 2 * lam * w0 / n, torch.zeros_like(w0))
+        reg_grad = torch.where(present.unsqueeze(1), lam * w0 / n, torch.zeros_like(w0))  # Eq. (7)
         want = w0 - lr * (loss_grads[vocab] + reg_grad)
         torch.testing.assert_close(table.weight.detach(), want, rtol=1e-6, atol=1e-7)
 
@@ -134,7 +134,7 @@ def test_difacto_scales_by_in_batch_sample_counts() -> None:
         c * float(tables[v][j].pow(2).sum()) for v, per in counts.items() for j, c in per.items()
     )
     got = difacto_penalty(model.sparse_tables(), _batch(), 0.7)
-    assert float(got.detach()) == pytest.approx(0.7 * want / 2, rel=1e-6)
+    assert float(got.detach()) == pytest.approx(0.5 * 0.7 * want / 2, rel=1e-6)  # (λ/2)·Σ c_j/B
 
 
 def test_behaviour_dropout_zeroes_ids_and_mask_together() -> None:
@@ -159,11 +159,11 @@ def test_behaviour_dropout_zeroes_ids_and_mask_together() -> None:
     assert torch.equal(batch.hist_mask, torch.ones(64, 50, dtype=torch.bool))  # input untouched
 
 
-def test_filter_map_keeps_top_k_and_buckets_the_rest() -> None:
+def test_filter_map_keeps_top_k_and_throws_the_rest_away() -> None:
     freq = torch.tensor([0, 5, 9, 1, 9, 3])  # ids 2 and 4 tie at 9, then id 1 at 5
     mapping, n = filter_item_map(freq, 3)
-    assert n == 4
-    assert mapping.tolist() == [0, 1, 2, 4, 3, 4]  # kept ids 1, 2, 4 → 1, 2, 3; ids 3, 5 → bucket 4
+    assert n == 3
+    assert mapping.tolist() == [0, 1, 2, 0, 3, 0]  # kept ids 1, 2, 4 → 1, 2, 3; ids 3, 5 → padding
     same, n_all = filter_item_map(freq, 10)
     assert n_all == 5 and same.tolist() == [0, 1, 2, 3, 4, 5]
 

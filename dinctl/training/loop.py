@@ -62,6 +62,8 @@ class TrainResult:
     best_valid: dict[str, float]
     epochs_run: int
     rank: int = 0  # this process's rank under torchrun
+    select_metric: str = "valid_user_weighted_auc"  # the key of best_valid that chose the epoch
+    stopped_early: bool = False  # the patience ran out before --epochs
 
 
 def bce_loss(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
@@ -117,17 +119,32 @@ def n_global_batches(n: int, batch_size: int, world_size: int) -> int:
 
 
 def valid_metrics(prob: torch.Tensor, rows: SplitTensors) -> dict[str, float]:
-    """AUC, user-weighted AUC (Eq. 10) and log loss of validation predictions."""
+    """User-weighted AUC (Eq. 10), global AUC and log loss of validation predictions."""
     from dinctl.metrics import auc_score, log_loss, user_weighted_auc_score
 
     y = rows.label.cpu().numpy()
     p = prob.numpy().astype(np.float64)
     user = rows.user.cpu().numpy()
     return {
-        "valid_auc": auc_score(y, p),
-        "valid_gauc": user_weighted_auc_score(y, p, user),
+        "valid_user_weighted_auc": user_weighted_auc_score(y, p, user),
+        "valid_global_auc": auc_score(y, p),
         "valid_logloss": log_loss(y, p),
     }
+
+
+# log.jsonl / checkpoint keys of runs written before the metrics were named for what they hold
+OLD_VALID_KEYS = {"valid_user_weighted_auc": "valid_gauc", "valid_global_auc": "valid_auc"}
+
+
+def selection_key(cfg: TrainConfig) -> str:
+    """The validation record key that picks the best epoch: `valid_<select_metric>`."""
+    return f"valid_{cfg.select_metric}"
+
+
+def selection_score(valid: dict[str, Any], key: str) -> float:
+    """`valid[key]`, read under its old name in records of older runs; -inf when absent."""
+    value = valid.get(key, valid.get(OLD_VALID_KEYS.get(key, ""), None))
+    return -math.inf if value is None else float(value)
 
 
 def unused_parameters(model: nn.Module, batch: Batch) -> bool:
@@ -181,8 +198,8 @@ class TrainState:
     epoch: int = 0  # epochs finished
     batch_pos: int = 0  # batches finished in the current epoch
     sums: torch.Tensor = field(default_factory=lambda: torch.zeros(4, dtype=torch.float64))
-    best: dict[str, Any] = field(
-        default_factory=lambda: {"epoch": 0, "auc": -math.inf, "valid": {}}
+    best: dict[str, Any] = field(  # score: the selection metric of the best epoch
+        default_factory=lambda: {"epoch": 0, "score": -math.inf, "valid": {}}
     )
     history: list[dict[str, Any]] = field(default_factory=list)
     keep_lines: int | None = None  # log.jsonl lines to keep on resume
@@ -210,6 +227,12 @@ class Run:
     @property
     def run_dir(self) -> Path:
         return Path(self.cfg.out)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return n_global_batches(
+            len(self.data.train_rows), self.cfg.batch_size, self.info.world_size
+        )
 
 
 # ---------------------------------------------------------------- the loop
@@ -290,8 +313,12 @@ def _train(
     )
     try:
         with StopFlag() as stop, run.bar:
-            while state.epoch < cfg.epochs:
+            while state.epoch < cfg.epochs and not patience_ran_out(cfg, state):
                 one_epoch(run, stop, progress)
+            stopped_early = state.epoch < cfg.epochs
+            if stopped_early and state.epochs_run:
+                log.write({"event": "early_stop", "epoch": state.epoch, **_best_fields(cfg, state)})
+                say(info, f"early stop: no better {selection_key(cfg)} for {cfg.patience} epochs")
     finally:
         log.close()
     return TrainResult(
@@ -300,7 +327,20 @@ def _train(
         best_valid=dict(state.best["valid"]),
         epochs_run=state.epochs_run,
         rank=info.rank,
+        select_metric=selection_key(cfg),
+        stopped_early=stopped_early,
     )
+
+
+def patience_ran_out(cfg: TrainConfig, state: TrainState) -> bool:
+    """Early stopping: `patience` epochs have passed since the best one (0 = never stop)."""
+    if cfg.patience == 0 or state.best["epoch"] == 0:
+        return False
+    return state.epoch - int(state.best["epoch"]) >= cfg.patience
+
+
+def _best_fields(cfg: TrainConfig, state: TrainState) -> dict[str, Any]:
+    return {"best_epoch": int(state.best["epoch"]), "select_metric": selection_key(cfg)}
 
 
 def prepare_run_dir(run_dir: Path, resume: bool, info: D.DistInfo) -> None:
@@ -427,7 +467,8 @@ def restore(
     for opt, opt_state in zip(parts.optimizers, state["optimizers"], strict=True):
         opt.load_state_dict(opt_state)
     best = json.loads(state["best"])
-    best["auc"] = -math.inf if best["auc"] is None else best["auc"]
+    best.pop("auc", None)  # older runs: the global AUC; the score is re-read from "valid"
+    best["score"] = selection_score(best["valid"], selection_key(cfg))
     torch.set_rng_state(state["rng_cpu"][info.rank])
     parts.reg_rng.set_state(state["rng_dropout"][info.rank])
     if device.type == "cuda" and state["rng_cuda"]:
@@ -476,7 +517,7 @@ def train_step(run: Run, index: torch.Tensor) -> None:
     cfg, state, parts = run.cfg, run.state, run.parts
     batch = run.data.gatherer.gather(*run.data.train_rows.rows(index))
     batch = parts.reg.training_batch(batch)
-    set_lr(parts.optimizers, cfg.lr_at(state.step))
+    set_lr(parts.optimizers, cfg.lr_at(state.step, run.steps_per_epoch))
     with torch.autocast(device_type=run.device.type, dtype=torch.bfloat16, enabled=run.use_amp):
         logits = parts.step_model(batch).logits  # (b,)
     loss = bce_loss(logits, batch.label)
@@ -528,7 +569,7 @@ def log_window(run: Run) -> None:
                 "epoch": state.epoch + 1,
                 "step": state.step,
                 "loss": loss_sum / count,
-                "lr": cfg.lr_at(state.step - 1),
+                "lr": cfg.lr_at(state.step - 1, run.steps_per_epoch),
                 "samples_per_s": round(speed, 1),
             }
         )
@@ -558,12 +599,12 @@ def validate_and_save(run: Run, t0: float) -> dict[str, Any]:
             model, data.valid_rows, data.gatherer, cfg.eval_batch_size, info, run.use_amp
         )
         record.update(valid_metrics(prob, data.valid_rows))
-        better = record["valid_auc"] > state.best["auc"]
+        better = selection_score(record, selection_key(cfg)) > state.best["score"]
     record["seconds"] = round(time.perf_counter() - t0, 3)
     if better:
         state.best = {
             "epoch": state.epoch + 1,
-            "auc": record.get("valid_auc", -math.inf),
+            "score": selection_score(record, selection_key(cfg)),
             "valid": {k: v for k, v in record.items() if k.startswith("valid_")},
         }
         if info.is_main:
@@ -574,10 +615,11 @@ def validate_and_save(run: Run, t0: float) -> dict[str, Any]:
                     "epoch": state.epoch + 1,
                     "best_epoch": state.epoch + 1,
                     "best_valid": dict(state.best["valid"]),
+                    "select_metric": selection_key(cfg),
                     "config": cfg.to_json(),
                 },
             )
-    record["best_epoch"] = state.best["epoch"]
+    record.update(_best_fields(cfg, state))
     run.log.write(record)
     state.history.append(record)
     state.epoch += 1
@@ -601,7 +643,8 @@ def snapshot(run: Run) -> dict[str, Any]:
     def gathered(t: torch.Tensor) -> list[torch.Tensor]:
         return [x.cpu() for x in D.all_gather_tensors(t.to(device), info)]
 
-    best = {**state.best, "auc": None if state.best["auc"] == -math.inf else state.best["auc"]}
+    score = state.best["score"]
+    best = {**state.best, "score": None if score == -math.inf else score}
     cuda_rng = gathered(torch.cuda.get_rng_state(device)) if device.type == "cuda" else []
     return {
         "format": CHECKPOINT_FORMAT,
@@ -615,6 +658,7 @@ def snapshot(run: Run) -> dict[str, Any]:
         "best": json.dumps(best),
         "best_epoch": int(state.best["epoch"]),
         "best_valid": dict(state.best["valid"]),
+        "select_metric": selection_key(run.cfg),
         "history": json.dumps(state.history),
         "log_lines": run.log.lines,
         "world_size": info.world_size,

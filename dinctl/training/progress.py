@@ -63,10 +63,10 @@ def _rich_bar() -> Any:
 def epoch_line(record: dict[str, Any]) -> str:
     """One human line for a log.jsonl epoch record."""
     parts = [f"epoch {record['epoch']}", f"train loss {record['train_loss']:.4f}"]
-    if "valid_auc" in record:
+    if "valid_user_weighted_auc" in record:
         parts += [
-            f"valid auc {record['valid_auc']:.4f}",
-            f"gauc {record['valid_gauc']:.4f}",
+            f"valid AUC (user-weighted) {record['valid_user_weighted_auc']:.4f}",
+            f"global AUC {record['valid_global_auc']:.4f}",
             f"logloss {record['valid_logloss']:.4f}",
         ]
     parts.append(f"{record['seconds']:.1f}s")

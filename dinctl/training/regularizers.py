@@ -62,9 +62,9 @@ def mba_penalty(
     lam: float,
     union: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Mini-batch aware L2, Eq. (6): λ·Σ_{j in batch} ‖w_j‖² / n_j, each present row counted once.
-
-    Its gradient 2λ·w_j/n_j touches only rows in the batch (Eq. (7) folds the 2 into λ);
+    """Mini-batch aware L2, Eq. (6) with λ as Eq. (7) means it: (λ/2)·Σ_{j in batch} ‖w_j‖²/n_j,
+    each present row counted once, so its gradient is exactly λ·w_j/n_j, Eq. (7), and touches
+    only rows in the batch;
     `freqs["item"|"cate"]` holds n_j per id (items.parquet `freq`, Dataset.cate_sample_freq()),
     clamped to ≥ 1; per-field tables (".cand"/".hist") use their id space's n_j.
     `union` merges the ids of all ranks' shards, so under DDP the batch is the global one.
@@ -77,7 +77,7 @@ def mba_penalty(
         n = freqs[vocab_base(vocab)][ids].clamp(min=1).to(table.weight.dtype)  # (K,)
         w = table(ids)  # (K, D)
         total = total + (w.pow(2).sum(dim=1) / n).sum()
-    return lam * total
+    return 0.5 * lam * total  # Eq. (7): gradient λ·w_j/n_j
 
 
 def l2_penalty(tables: Tables, lam: float) -> torch.Tensor:
@@ -92,8 +92,9 @@ def difacto_penalty(tables: Tables, batch: Batch, lam: float) -> torch.Tensor:
     """DiFacto's frequency-adaptive L2 (Li et al., WSDM'16) in mini-batch form.
 
     DiFacto applies the L2 step to a feature each time it occurs, so frequent ids are
-    regularised more (the opposite of MBA's 1/n_j): λ·Σ_j (c_j / B)·‖w_j‖², where c_j is the
-    number of samples in the batch of size B whose candidate or history contains j.
+    regularised more (the opposite of MBA's 1/n_j): (λ/2)·Σ_j (c_j / B)·‖w_j‖², where c_j is the
+    number of samples in the batch of size B whose candidate or history contains j; λ means what
+    it means for MBA (gradient λ·(c_j / B)·w_j).
     """
     total = tables[0][1].weight.new_zeros(())
     b = max(len(batch), 1)
@@ -105,7 +106,7 @@ def difacto_penalty(tables: Tables, batch: Batch, lam: float) -> torch.Tensor:
         uniq, counts = torch.unique(ids[first & (ids > 0)], return_counts=True)  # (K,), (K,)
         w = table(uniq)  # (K, D)
         total = total + (counts.to(w.dtype) * w.pow(2).sum(dim=1)).sum() / b
-    return lam * total
+    return 0.5 * lam * total
 
 
 def behaviour_dropout(batch: Batch, rate: float, generator: torch.Generator | None = None) -> Batch:
@@ -120,9 +121,21 @@ def behaviour_dropout(batch: Batch, rate: float, generator: torch.Generator | No
     )
 
 
+# §6.5 keeps the 20 million most frequent of 0.6 billion goods ids; the default K keeps the
+# same share of the dataset's item vocabulary (at least one id).
+FILTER_KEEP_SHARE = 20 / 600
+
+
+def filter_k(n_items: int, top_k: int) -> int:
+    """The item ids the filter keeps: `top_k`, or the paper's share of `n_items` when 0."""
+    k = top_k if top_k > 0 else max(1, round(FILTER_KEEP_SHARE * n_items))
+    return min(k, n_items)
+
+
 def filter_item_map(item_freq: torch.Tensor, top_k: int) -> tuple[torch.Tensor, int]:
     """Map (N+1,) item ids: the top_k most frequent keep a dense id 1..K (in id order), the rest
-    share bucket K+1; 0 stays padding. Returns the map and the model's item vocabulary size."""
+    are thrown away as in §6.5 (they become padding, 0). Returns the map and the model's item
+    vocabulary size K."""
     n = int(item_freq.shape[0]) - 1
     if top_k >= n:
         return torch.arange(n + 1, dtype=torch.long), n
@@ -130,19 +143,21 @@ def filter_item_map(item_freq: torch.Tensor, top_k: int) -> tuple[torch.Tensor, 
     # stable descending sort → ties keep the smaller id
     order = torch.sort(-freq, stable=True).indices + 1  # (N,) ids, most frequent first
     kept = torch.sort(order[:top_k]).values  # (K,)
-    mapping = torch.full((n + 1,), top_k + 1, dtype=torch.long)
-    mapping[0] = 0
+    mapping = torch.zeros(n + 1, dtype=torch.long)
     mapping[kept] = torch.arange(1, top_k + 1)
-    return mapping, top_k + 1
+    return mapping, top_k
 
 
 def filter_vocab(n_items: int, top_k: int) -> int:
     """The model's item vocabulary under `filter_item_map`."""
-    return n_items if top_k >= n_items else top_k + 1
+    return filter_k(n_items, top_k)
 
 
 class ItemFilter(nn.Module):
-    """Wraps a model so it sees item ids through a `filter` map (at train and eval alike)."""
+    """Wraps a model so it sees item ids through a `filter` map (at train and eval alike).
+
+    A dropped id reaches the model as padding: its item embedding is the zero row, while the
+    behaviour's category stays."""
 
     item_map: torch.Tensor
 
@@ -291,5 +306,5 @@ def wrap_model(
     if item_freq is None:
         item_map = torch.zeros(n_items + 1, dtype=torch.long)
     else:
-        item_map = filter_item_map(item_freq, cfg.filter_top_k)[0]
+        item_map = filter_item_map(item_freq, filter_k(n_items, cfg.filter_top_k))[0]
     return ItemFilter(model, item_map)
