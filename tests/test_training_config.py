@@ -125,3 +125,51 @@ def test_emb_init_std_reaches_the_model(tiny_dataset, tmp_path) -> None:
     table = run.model.sparse_tables()[0][1].weight.detach()[1:]  # (N, D) without padding
     assert 1.5 < float(table.std()) < 2.5  # one epoch of Adam at lr 1e-3 barely moves N(0, 4)
     assert torch.count_nonzero(run.model.sparse_tables()[0][1].weight[0]) == 0
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('use_item_ids = "false"', "use_item_ids must be true or false, got 'false' instead"),
+        ("amp = 1", "amp must be true or false, got 1 instead"),
+        ("epochs = 2.0", "epochs must be an integer of at least 1, got 2.0 instead"),
+        ('batch_size = "64"', "batch_size must be an integer of at least 1, got '64' instead"),
+        ("seed = true", "seed must be an integer of at least 0, got True instead"),
+        ('lr = "0.1"', "lr must be a finite number of at least 0, got '0.1' instead"),
+        ("data = 5", "data must be a string, got 5 instead"),
+        (
+            "emb_dim = 100000000",
+            "emb_dim must be an integer of at most 4096, got 100000000 instead",
+        ),
+        ("lr = 1e300", "lr must be at most 100, got 1e+300 instead"),
+        (
+            "batch_size = 99999999999",
+            "batch_size must be an integer of at most 16777216, got 99999999999 instead",
+        ),
+    ],
+)
+def test_wrong_typed_or_absurd_config_values_are_one_line_errors(
+    tmp_path: Path, toml: str, message: str
+) -> None:
+    """Issue 13 item 13: every value is checked for its type and range when the config is
+    resolved; TOML booleans are booleans only (a quoted "false" used to be stored and read as
+    true)."""
+    f = tmp_path / "c.toml"
+    f.write_text(toml + "\n")
+    with pytest.raises(DinctlError) as err:
+        resolve_config({}, f)
+    assert err.value.message == message
+
+
+def test_resume_keys_are_the_ones_that_do_not_define_a_run() -> None:
+    from dinctl.training.config import FIELD_NAMES, NOT_IDENTITY_KEYS
+
+    assert NOT_IDENTITY_KEYS <= set(FIELD_NAMES)
+    assert {"model", "act", "reg", "lr", "seed", "batch_size", "emb_dim"}.isdisjoint(
+        NOT_IDENTITY_KEYS
+    )
+    saved = resolve_config({"out": "runs/a", "epochs": 2}, None)
+    again = resolve_config({"epochs": 5, "threads": 1, "device": "cpu"}, saved=saved)
+    assert (again.epochs, again.threads, again.device, again.lr) == (5, 1, "cpu", saved.lr)
+    with pytest.raises(DinctlError, match=r"^--lr 0.5 differs from the run's 0.001 in x.json$"):
+        resolve_config({"lr": 0.5}, saved=saved, source="x.json")

@@ -69,6 +69,70 @@ REG_LAMBDA_DEFAULTS = {
 }
 
 
+BOOL_FIELDS = ("attn_softmax", "use_item_ids", "length_buckets", "sparse_grads", "amp", "compile")
+STR_FIELDS = ("data", "out")
+CHOICE_FIELDS = {
+    "model": MODELS,
+    "act": ACTIVATIONS,
+    "reg": REGULARIZERS,
+    "optimizer": OPTIMIZERS,
+    "recipe": RECIPES,
+    "device": DEVICES,
+    "select_metric": SELECT_METRICS,
+}
+# (least, most) of each integer setting; the most is where training can no longer work
+# (allocation, overflow, a seed torch refuses), None = no upper bound
+INT_RANGES: dict[str, tuple[int, int | None]] = {
+    "epochs": (1, 100_000),
+    "batch_size": (1, 1 << 24),
+    "emb_dim": (1, 4096),
+    "max_len": (1, WHOLE_HISTORY),
+    "eval_batch_size": (1, 1 << 24),
+    "log_every": (1, None),
+    "lr_decay_step": (0, None),
+    "threads": (0, 4096),
+    "patience": (0, 100_000),
+    "filter_top_k": (0, None),
+    "seed": (0, 2**32 - 1),
+}
+# the most of each non-negative float setting
+FLOAT_LIMITS = {
+    "lr": 100.0,
+    "reg_lambda": 1e3,
+    "grad_clip": 1e6,
+    "lr_decay": 1.0,
+    "emb_init_std": 100.0,
+    "lr_decay_epochs": 100_000.0,
+    "dropout_rate": 1.0,
+}
+
+
+def _check_int(name: str, value: Any, low: int, high: int | None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise DinctlError(f"{name} must be an integer of at least {low}, got {value!r} instead")
+    if high is not None and value > high:
+        raise DinctlError(
+            f"{name} must be an integer of at most {high}, got {value!r} instead",
+            hint="a larger value cannot train (memory, overflow); check the flag or --config",
+        )
+
+
+def _check_float(name: str, value: Any, high: float) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise DinctlError(f"{name} must be a finite number of at least 0, got {value!r} instead")
+    if value > high:
+        raise DinctlError(
+            f"{name} must be at most {high:g}, got {value!r} instead",
+            hint="a larger value overflows or cannot train; check the flag or --config",
+        )
+    return float(value)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """A resolved `dinctl train` configuration (saved as config.json)."""
@@ -110,59 +174,31 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads; 0 = the training thread policy decides
 
     def __post_init__(self) -> None:
-        for name, allowed in (
-            ("model", MODELS),
-            ("act", ACTIVATIONS),
-            ("reg", REGULARIZERS),
-            ("optimizer", OPTIMIZERS),
-            ("recipe", RECIPES),
-            ("device", DEVICES),
-            ("select_metric", SELECT_METRICS),
-        ):
+        for name in BOOL_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, bool):  # TOML/JSON booleans only: "false" is not false
+                raise DinctlError(
+                    f"{name} must be true or false, got {value!r} instead",
+                    hint="write a boolean without quotes (true / false)",
+                )
+        for name in STR_FIELDS:
+            if not isinstance(getattr(self, name), str):
+                raise DinctlError(f"{name} must be a string, got {getattr(self, name)!r} instead")
+        for name, allowed in CHOICE_FIELDS.items():
             value = getattr(self, name)
             if value not in allowed:
                 raise DinctlError(
                     f"unknown {name} {value!r}; expected one of {', '.join(allowed)}",
                     hint=f"set {name} to one of the listed values",
                 )
-        for name in (
-            "epochs",
-            "batch_size",
-            "emb_dim",
-            "max_len",
-            "eval_batch_size",
-            "log_every",
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise DinctlError(f"{name} must be an integer of at least 1, got {value!r} instead")
-        for name in (
-            "lr",
-            "reg_lambda",
-            "grad_clip",
-            "lr_decay",
-            "emb_init_std",
-            "lr_decay_epochs",
-        ):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not math.isfinite(value)
-                or value < 0
-            ):
-                raise DinctlError(
-                    f"{name} must be a finite number of at least 0, got {value!r} instead"
-                )
-            object.__setattr__(self, name, float(value))
+        for name, (low, high) in INT_RANGES.items():
+            _check_int(name, getattr(self, name), low, high)
+        for name, high in FLOAT_LIMITS.items():
+            object.__setattr__(self, name, _check_float(name, getattr(self, name), high))
         if self.lr <= 0:
             raise DinctlError(f"lr must be greater than 0, got {self.lr!r} instead")
         if not 0.0 <= self.dropout_rate < 1.0:
             raise DinctlError(f"dropout_rate must be in [0, 1), got {self.dropout_rate!r} instead")
-        for name in ("lr_decay_step", "threads", "patience", "filter_top_k"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise DinctlError(f"{name} must be an integer of at least 0, got {value!r} instead")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
