@@ -180,6 +180,10 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(
     with pytest.raises(DinctlError) as err:
         train(quick(tiny_dataset, run, model="base", log_every=100), progress=False)
     assert err.value.message == f"the training loss became nan at step {n + 3} (epoch 2)"
+    assert err.value.hint == (
+        f"lower --lr (now 0.01) and train into another --out; {run / 'checkpoint.pt'} keeps "
+        "this run's last good state (epoch 1)"
+    )
     state = load_checkpoint(run / "checkpoint.pt")
     assert (state["epoch"], state["step"]) == (1, n)
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
@@ -459,3 +463,81 @@ def test_global_batch_smaller_than_the_world_is_refused(
         train(quick(tiny_dataset, tmp_path / "run", batch_size=2), progress=False)
     assert err.value.message == "--batch-size 2 is smaller than the 4 processes"
     assert not (tmp_path / "run").exists()
+
+
+def test_resume_with_a_checkpoint_of_another_model_or_format_is_one_line(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """Issue 13 item 12: a checkpoint.pt that is not this run's gives one line, no traceback."""
+    runs = {}
+    for name, over in (
+        ("lr", {"model": "lr"}),
+        ("base", {"model": "base"}),
+        ("narrow", {"model": "base", "emb_dim": 4}),
+    ):
+        runs[name] = train(
+            quick(tiny_dataset, tmp_path / name, epochs=1, **over), progress=False
+        ).run_dir
+    target = runs["base"]
+    own = (target / "checkpoint.pt").read_bytes()
+    cases = [
+        (
+            runs["lr"] / "checkpoint.pt",
+            f"{target / 'checkpoint.pt'} is a checkpoint of model 'lr', this run trains 'base'",
+        ),
+        (
+            runs["narrow"] / "checkpoint.pt",
+            f"{target / 'checkpoint.pt'} does not fit this "
+            "run's base model (Error(s) in loading state_dict for BaseModel:",
+        ),
+        (
+            target / "best.pt",
+            f"{target / 'checkpoint.pt'} has checkpoint format None, expected 1 "
+            "(it lacks format, optimizers",
+        ),
+    ]
+    for source, message in cases:
+        shutil.copyfile(source, tmp_path / "copy.pt")
+        shutil.copyfile(tmp_path / "copy.pt", target / "checkpoint.pt")
+        with pytest.raises(DinctlError) as err:
+            train(resume_config(target, {"epochs": 2}), resume=True, progress=False)
+        assert err.value.message.startswith(message)
+        assert "\n" not in err.value.message and err.value.hint
+    (target / "checkpoint.pt").write_bytes(own)
+    assert train(resume_config(target, {"epochs": 2}), resume=True, progress=False).epochs_run == 1
+
+
+def test_a_run_that_failed_before_its_first_checkpoint_starts_again(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13 item 15: a NaN in epoch 1 leaves no checkpoint; the hint names the true way out
+    (the same command again), resume says so, and the same command does restart the run."""
+    real = loop.bce_loss
+    calls = {"n": 0}
+
+    def poisoned(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        return real(logits, label) * (float("nan") if calls["n"] >= 3 else 1.0)
+
+    monkeypatch.setattr(loop, "bce_loss", poisoned)
+    run = tmp_path / "run"
+    cfg = quick(tiny_dataset, run, model="base", log_every=1)
+    with pytest.raises(DinctlError) as err:
+        train(cfg, progress=False)
+    assert err.value.message == "the training loss became nan at step 3 (epoch 1)"
+    assert err.value.hint == (
+        "lower --lr (now 0.01) and run the command again with the same --out: "
+        f"{run} holds no checkpoint yet, so it starts afresh"
+    )
+    assert not (run / "checkpoint.pt").exists()
+    with pytest.raises(DinctlError) as err:
+        train(resume_config(run, {}), resume=True, progress=False)
+    assert err.value.message == (
+        f"cannot resume: {run} stopped before its first checkpoint (checkpoint.pt does not exist)"
+    )
+    assert err.value.hint is not None and "without --resume" in err.value.hint
+    monkeypatch.setattr(loop, "bce_loss", real)
+    result = train(cfg, progress=False)  # the same command: starts afresh
+    assert result.epochs_run == 2 and (run / "checkpoint.pt").exists()
+    epochs = [r for r in log_records(run) if r["event"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [1, 2]  # no lines of the failed attempt

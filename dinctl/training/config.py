@@ -193,8 +193,8 @@ class TrainConfig:
                 )
         for name, (low, high) in INT_RANGES.items():
             _check_int(name, getattr(self, name), low, high)
-        for name, high in FLOAT_LIMITS.items():
-            object.__setattr__(self, name, _check_float(name, getattr(self, name), high))
+        for name, most in FLOAT_LIMITS.items():
+            object.__setattr__(self, name, _check_float(name, getattr(self, name), most))
         if self.lr <= 0:
             raise DinctlError(f"lr must be greater than 0, got {self.lr!r} instead")
         if not 0.0 <= self.dropout_rate < 1.0:

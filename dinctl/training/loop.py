@@ -343,9 +343,24 @@ def _best_fields(cfg: TrainConfig, state: TrainState) -> dict[str, Any]:
     return {"best_epoch": int(state.best["epoch"]), "select_metric": selection_key(cfg)}
 
 
+# what a run folder holds before its first checkpoint: a start that failed there may restart
+STARTED_FILES = frozenset({CONFIG_FILE, LOG_FILE})
+
+
 def prepare_run_dir(run_dir: Path, resume: bool, info: D.DistInfo) -> None:
-    """Check the run folder; it is created with config.json, once the dataset has loaded."""
+    """Check the run folder; it is created with config.json, once the dataset has loaded.
+
+    A folder of a run that stopped before its first checkpoint (a NaN loss in epoch 1, a bad
+    split) cannot be resumed, and starting it again with the same command starts afresh."""
+    never_saved = run_dir.is_dir() and not (run_dir / CHECKPOINT_FILE).exists()
     if resume:
+        if never_saved and (run_dir / CONFIG_FILE).exists():
+            raise DinctlError(
+                f"cannot resume: {run_dir} stopped before its first checkpoint "
+                f"({CHECKPOINT_FILE} does not exist)",
+                hint="run the same command without --resume: the run starts again from the "
+                "beginning",
+            )
         if not (run_dir / CHECKPOINT_FILE).exists():
             raise DinctlError(
                 f"cannot resume: {run_dir / CHECKPOINT_FILE} does not exist",
@@ -353,10 +368,17 @@ def prepare_run_dir(run_dir: Path, resume: bool, info: D.DistInfo) -> None:
             )
         return
     if run_dir.exists() and any(run_dir.iterdir()):
-        raise DinctlError(
-            f"run folder {run_dir} already exists",
-            hint="pass --resume to continue it, or choose another --out",
-        )
+        names = {p.name for p in run_dir.iterdir()}
+        if not (never_saved and names <= STARTED_FILES):
+            raise DinctlError(
+                f"run folder {run_dir} already exists",
+                hint="pass --resume to continue it, or choose another --out",
+            )
+        D.barrier(info)  # every rank has looked before rank 0 clears the failed start
+        if info.is_main:
+            for name in names:
+                (run_dir / name).unlink()
+        say(info, f"{run_dir} stopped before its first checkpoint; starting it again")
     D.barrier(info)  # every rank has checked before rank 0 writes config.json into it
 
 
@@ -457,15 +479,24 @@ def restore(
             hint="resume with the same dataset, or start a new run",
         )
     state = load_checkpoint(run_dir / CHECKPOINT_FILE)  # on CPU: RNG states must stay there
+    check_resume_state(state, run_dir / CHECKPOINT_FILE, cfg)
     if int(state["world_size"]) != info.world_size:
         raise DinctlError(
             f"{run_dir / CHECKPOINT_FILE} was written by {state['world_size']} process(es), "
             f"this run has {info.world_size}",
             hint="resume with the same torchrun --nproc-per-node × --nnodes",
         )
-    parts.model.load_state_dict(state["model"])
-    for opt, opt_state in zip(parts.optimizers, state["optimizers"], strict=True):
-        opt.load_state_dict(opt_state)
+    try:
+        parts.model.load_state_dict(state["model"])
+        for opt, opt_state in zip(parts.optimizers, state["optimizers"], strict=True):
+            opt.load_state_dict(opt_state)
+    except (RuntimeError, ValueError, KeyError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DinctlError(
+            f"{run_dir / CHECKPOINT_FILE} does not fit this run's {cfg.model} model ({first})",
+            hint=f"it belongs to another run; start a new run, or restore the run's own "
+            f"{CHECKPOINT_FILE}",
+        ) from None
     best = json.loads(state["best"])
     best.pop("auc", None)  # older runs: the global AUC; the score is re-read from "valid"
     best["score"] = selection_score(best["valid"], selection_key(cfg))
@@ -482,6 +513,48 @@ def restore(
         history=json.loads(state["history"]),
         keep_lines=int(state["log_lines"]),
     )
+
+
+RESUME_KEYS = (
+    "format",
+    "config",
+    "model",
+    "optimizers",
+    "step",
+    "epoch",
+    "batch",
+    "sums",
+    "best",
+    "history",
+    "log_lines",
+    "world_size",
+    "rng_cpu",
+    "rng_dropout",
+    "rng_cuda",
+)
+
+
+def check_resume_state(state: dict[str, Any], path: Path, cfg: TrainConfig) -> None:
+    """One line when `path` is not a resume checkpoint of this format, or of another model."""
+    missing = [k for k in RESUME_KEYS if k not in state]
+    if state.get("format") != CHECKPOINT_FORMAT or missing:
+        raise DinctlError(
+            f"{path} has checkpoint format {state.get('format')!r}, expected {CHECKPOINT_FORMAT}"
+            + (f" (it lacks {', '.join(missing)})" if missing else ""),
+            hint=f"it is not a resume checkpoint of this dinctl ({BEST_FILE} holds weights "
+            "only); start a new run",
+        )
+    try:
+        saved = json.loads(state["config"])
+        saved_model = saved["model"]
+    except (TypeError, ValueError, KeyError):
+        saved_model = None
+    if saved_model != cfg.model:
+        raise DinctlError(
+            f"{path} is a checkpoint of model {saved_model!r}, this run trains {cfg.model!r}",
+            hint=f"it belongs to another run; start a new run, or restore the run's own "
+            f"{CHECKPOINT_FILE}",
+        )
 
 
 def one_epoch(run: Run, stop: StopFlag, progress: bool) -> None:
@@ -557,8 +630,7 @@ def log_window(run: Run) -> None:
         raise DinctlError(
             f"the training loss became {loss_sum} at step {int(state.bad_step.item())} "
             f"(epoch {state.epoch + 1})",
-            hint=f"lower --lr (now {cfg.lr:g}); {run.run_dir / CHECKPOINT_FILE} "
-            "keeps the last good state",
+            hint=_diverged_hint(run),
         )
     if count:
         elapsed = max(time.perf_counter() - state.window_start, 1e-9)
@@ -577,6 +649,21 @@ def log_window(run: Run) -> None:
     state.sums[:2] = 0
     state.window_start = time.perf_counter()
     state.window_samples = 0
+
+
+def _diverged_hint(run: Run) -> str:
+    """The way out of a non-finite loss that exists: a resume would replay it."""
+    lower = f"lower --lr (now {run.cfg.lr:g})"
+    checkpoint = run.run_dir / CHECKPOINT_FILE
+    if checkpoint.exists():
+        return (
+            f"{lower} and train into another --out; {checkpoint} keeps this run's last good "
+            f"state (epoch {run.state.epoch})"
+        )
+    return (
+        f"{lower} and run the command again with the same --out: {run.run_dir} holds no "
+        "checkpoint yet, so it starts afresh"
+    )
 
 
 def validate_and_save(run: Run, t0: float) -> dict[str, Any]:
