@@ -339,8 +339,13 @@ def test_sparse_adam_updates_only_the_rows_in_the_batch() -> None:
     from dinctl.data.batching import Batch
     from dinctl.models import ModelConfig, build_model
     from dinctl.training.distributed import DistInfo
-    from dinctl.training.loop import bce_loss, use_sparse_grads
-    from dinctl.training.optim import make_optimizers
+    from dinctl.training.loop import bce_loss
+    from dinctl.training.optim import make_optimizers, use_sparse_grads
+    from dinctl.training.regularizers import make_regularizer
+
+    def sparse(**over: Any) -> bool:
+        cfg = resolve_config({"out": "x", **over}, None)
+        return use_sparse_grads(cfg, DistInfo(), make_regularizer(cfg, {}, torch.Generator()))
 
     def batch(item: int, hist: int) -> Batch:
         t = torch.tensor
@@ -369,8 +374,9 @@ def test_sparse_adam_updates_only_the_rows_in_the_batch() -> None:
                 after_first = model.emb.item.weight.detach().clone()
         return after_first, model.emb.item.weight.detach()
 
-    assert use_sparse_grads(resolve_config({"out": "x"}, None), DistInfo())
-    assert not use_sparse_grads(resolve_config({"out": "x", "recipe": "paper"}, None), DistInfo())
+    assert sparse() and sparse(reg="mba") and sparse(reg="difacto")
+    assert not sparse(recipe="paper")  # global-norm clipping needs every gradient
+    assert not sparse(reg="l2")  # a whole-table penalty has dense gradients
     first, last = item_rows_after(sparse=True)
     assert torch.equal(last[[1, 2, 5]], first[[1, 2, 5]])  # lazy: absent rows keep their values
     assert not torch.equal(last[[3, 4]], first[[3, 4]])

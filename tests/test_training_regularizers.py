@@ -137,26 +137,59 @@ def test_difacto_scales_by_in_batch_sample_counts() -> None:
     assert float(got.detach()) == pytest.approx(0.5 * 0.7 * want / 2, rel=1e-6)  # (λ/2)·Σ c_j/B
 
 
-def test_behaviour_dropout_zeroes_ids_and_mask_together() -> None:
+def _hist_batch(hist: torch.Tensor, mask: torch.Tensor) -> Batch:
+    b = hist.shape[0]
+    return Batch(
+        user=torch.zeros(b, dtype=torch.long),
+        item=torch.ones(b, dtype=torch.long),
+        cate=torch.ones(b, dtype=torch.long),
+        hist_item=hist * mask,
+        hist_cate=(hist + 100) * mask,
+        hist_mask=mask,
+        label=torch.zeros(b),
+    )
+
+
+def test_behaviour_dropout_keeps_half_and_counts_each_kept_one_twice() -> None:
     torch.manual_seed(0)
     hist = torch.randint(1, 9, (64, 50))
-    batch = Batch(
-        user=torch.zeros(64, dtype=torch.long),
-        item=torch.ones(64, dtype=torch.long),
-        cate=torch.ones(64, dtype=torch.long),
-        hist_item=hist,
-        hist_cate=hist,
-        hist_mask=torch.ones(64, 50, dtype=torch.bool),
-        label=torch.zeros(64),
-    )
+    mask = torch.arange(50).unsqueeze(0) < torch.randint(10, 51, (64, 1))  # (64, 50) padded
+    batch = _hist_batch(hist, mask)
     out = behaviour_dropout(batch, 0.5, torch.Generator().manual_seed(1))
-    kept = out.hist_mask.float().mean().item()
+    kept = out.hist_mask.sum().item() / 2 / mask.sum().item()
     assert 0.45 < kept < 0.55
-    assert torch.equal(out.hist_item, torch.where(out.hist_mask, hist, 0))
-    assert torch.equal(out.hist_cate, torch.where(out.hist_mask, hist, 0))
+    assert torch.equal(out.hist_item == 0, ~out.hist_mask)  # dropped ids and padding are 0
+    assert torch.equal(out.hist_cate - 100 * out.hist_mask, out.hist_item)  # pairs stay pairs
+    for r in range(64):
+        got = out.hist_item[r][out.hist_mask[r]]
+        assert torch.equal(got[0::2], got[1::2])  # every kept behaviour exactly twice, in order
+        original = hist[r][mask[r]].tolist()
+        it = iter(original)  # the kept ones are a subsequence of the row's behaviours
+        assert all(any(x == y for y in it) for x in got[0::2].tolist())
     again = behaviour_dropout(batch, 0.5, torch.Generator().manual_seed(1))
-    assert torch.equal(out.hist_mask, again.hist_mask)
-    assert torch.equal(batch.hist_mask, torch.ones(64, 50, dtype=torch.bool))  # input untouched
+    assert torch.equal(out.hist_item, again.hist_item)
+    assert torch.equal(batch.hist_mask, mask)  # input untouched
+
+
+@pytest.mark.parametrize("rate", [0.5, 0.3])
+def test_behaviour_dropout_leaves_the_expected_pooled_vector_unchanged(rate: float) -> None:
+    """Inverted scaling: E[Σ kept embeddings] over dropout draws = the undropped sum pooling."""
+    torch.manual_seed(0)
+    table = torch.randn(9, 4)  # (V, D)
+    hist = torch.randint(1, 9, (8, 12))
+    mask = torch.arange(12).unsqueeze(0) < torch.tensor([[12], [9], [5], [1], [12], [7], [3], [10]])
+    batch = _hist_batch(hist, mask)
+
+    def pooled(b: Batch) -> torch.Tensor:
+        return (table[b.hist_item] * b.hist_mask.unsqueeze(-1)).sum(dim=1)  # (B, D)
+
+    g = torch.Generator().manual_seed(2)
+    draws = 4000
+    mean = sum(pooled(behaviour_dropout(batch, rate, g)) for _ in range(draws)) / draws
+    want = pooled(batch)
+    assert torch.allclose(mean, want, atol=0.15), (mean - want).abs().max()
+    unscaled = want * (1 - rate)  # what dropping without rescaling gives
+    assert (mean - want).abs().mean() < (mean - unscaled).abs().mean() / 4
 
 
 def test_filter_map_keeps_top_k_and_throws_the_rest_away() -> None:

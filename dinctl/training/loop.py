@@ -41,7 +41,7 @@ from dinctl.training.checkpoint import (
 )
 from dinctl.training.config import TrainConfig, resolve_config
 from dinctl.training.device import resolve_device, thread_policy
-from dinctl.training.optim import make_optimizers, set_lr
+from dinctl.training.optim import make_optimizers, set_lr, use_sparse_grads
 from dinctl.training.predict import predict_proba, to_device
 from dinctl.training.progress import Progress, epoch_line
 from dinctl.training.regularizers import Regularizer, make_regularizer, model_item_vocab
@@ -79,19 +79,6 @@ def resume_config(run_dir: Path, overrides: dict[str, Any]) -> TrainConfig:
 
 
 # ---------------------------------------------------------------- small pieces of the loop
-
-
-def use_sparse_grads(cfg: TrainConfig, info: D.DistInfo, reg: Regularizer | None = None) -> bool:
-    """Sparse embedding gradients (only the batch's rows are updated) wherever they are exact:
-    not with global-norm clipping, a regulariser that needs dense gradients, DDP or compile."""
-    dense_reg = reg.dense_grads if reg is not None else cfg.reg == "l2"
-    return (
-        cfg.sparse_grads
-        and cfg.grad_clip == 0
-        and not dense_reg
-        and not info.enabled
-        and (not cfg.compile)
-    )
 
 
 def epoch_order(n: int, epoch: int, cfg: TrainConfig, hist_len: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from dinctl.data.batching import SplitTensors, WindowGatherer
+from dinctl.data.store import Dataset
 from dinctl.training import distributed as D
 
 
@@ -49,15 +50,15 @@ def predict_proba(
 
 def score_split(
     model: nn.Module,
-    dataset: object,
+    dataset: Dataset,
     split: str,
     max_len: int,
     batch_size: int,
     device: str | torch.device,
 ) -> np.ndarray:
     """Click probabilities (N,) float32 for every row of `dataset`'s `split`, in file order."""
-    rows = SplitTensors(dataset.split(split))  # type: ignore[attr-defined]
-    gatherer = WindowGatherer(dataset, max_len)  # type: ignore[arg-type]
+    rows = SplitTensors(dataset.split(split))
+    gatherer = WindowGatherer(dataset, max_len)
     to_device(rows, gatherer, torch.device(device))  # gather batches where the model is
     with torch.inference_mode():
         prob = predict_proba(model, rows, gatherer, batch_size)  # (N,)

@@ -12,6 +12,7 @@ ids of vocabulary "item" come from `batch.item` + `batch.hist_item`, "cate" from
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -110,15 +111,47 @@ def difacto_penalty(tables: Tables, batch: Batch, lam: float) -> torch.Tensor:
 
 
 def behaviour_dropout(batch: Batch, rate: float, generator: torch.Generator | None = None) -> Batch:
-    """Drop each behaviour with probability `rate` (training only): ids → 0, mask → False."""
-    keep = torch.rand(batch.hist_mask.shape, generator=generator, device="cpu") >= rate  # (B, T)
-    mask = batch.hist_mask & keep.to(batch.hist_mask.device)  # (B, T)
-    return replace(
-        batch,
-        hist_item=batch.hist_item * mask,
-        hist_cate=batch.hist_cate * mask,
-        hist_mask=mask,
-    )
+    """Drop each behaviour with probability `rate` (training only), with inverted scaling.
+
+    The models take ids, not vectors, so the 1/(1 − rate) scale of inverted dropout is applied
+    by replication: a kept behaviour appears ⌊c⌋ or ⌈c⌉ times, c = 1/(1 − rate), with E = c.
+    Every behaviour then counts once in expectation, so the expected sum-pooled history is the
+    one seen at evaluation (where nothing is dropped); at the paper's 50% each kept behaviour
+    appears exactly twice. Dropped ids → 0, mask → False; the window widens to fit the copies.
+    """
+    shape = batch.hist_mask.shape  # (B, T)
+    keep = torch.rand(shape, generator=generator, device="cpu") >= rate  # (B, T)
+    scale = 1.0 / (1.0 - rate)
+    whole = math.floor(scale)
+    copies = keep.long() * whole  # (B, T)
+    if scale > whole:  # the fractional part: one more copy with that probability
+        extra = torch.rand(shape, generator=generator, device="cpu") < scale - whole  # (B, T)
+        copies = copies + (keep & extra).long()
+    copies = copies.to(batch.hist_mask.device) * batch.hist_mask  # (B, T)
+    return replace(batch, **_replicate(batch, copies))
+
+
+def _replicate(batch: Batch, copies: torch.Tensor) -> dict[str, torch.Tensor]:
+    """hist_item / hist_cate / hist_mask with behaviour (b, t) repeated copies[b, t] times,
+    in order, left-aligned in a (B, W) window."""
+    b, t = copies.shape
+    flat = copies.reshape(-1)  # (B·T,)
+    rows = torch.arange(b, device=flat.device).repeat_interleave(t)  # (B·T,)
+    rows = rows.repeat_interleave(flat)  # (N,)
+    counts = copies.sum(dim=1)  # (B,)
+    width = max(int(counts.max()) if b else 0, 1)
+    starts = torch.cumsum(counts, 0) - counts  # (B,)
+    pos = torch.arange(rows.shape[0], device=flat.device) - starts[rows]  # (N,)
+    out: dict[str, torch.Tensor] = {}
+    for name in ("hist_item", "hist_cate"):
+        values = getattr(batch, name).reshape(-1).repeat_interleave(flat)  # (N,)
+        grid = values.new_zeros(b, width)  # (B, W)
+        grid[rows, pos] = values
+        out[name] = grid
+    mask = torch.zeros(b, width, dtype=torch.bool, device=flat.device)  # (B, W)
+    mask[rows, pos] = True
+    out["hist_mask"] = mask
+    return out
 
 
 # §6.5 keeps the 20 million most frequent of 0.6 billion goods ids; the default K keeps the
