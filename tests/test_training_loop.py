@@ -547,3 +547,39 @@ def test_a_run_that_failed_before_its_first_checkpoint_starts_again(
     assert result.epochs_run == 2 and (run / "checkpoint.pt").exists()
     epochs = [r for r in log_records(run) if r["event"] == "epoch"]
     assert [r["epoch"] for r in epochs] == [1, 2]  # no lines of the failed attempt
+
+
+@pytest.mark.parametrize(
+    ("split", "label", "only", "why"),
+    [
+        ("valid", 1, "clicks", "AUC is undefined"),
+        ("train", 0, "non-clicks", "a model cannot learn from one class"),
+    ],
+)
+def test_a_split_of_one_class_is_refused_before_training(
+    tiny_dataset: Path, tmp_path: Path, split: str, label: int, only: str, why: str
+) -> None:
+    """Issue 13 item 15/16: a one-class split fails up front (it used to fail after epoch 1,
+    leaving a folder that could be neither restarted nor resumed), and writes nothing."""
+    import polars as pl
+
+    from dinctl.data.store import write_dataset
+
+    src = load_dataset(tiny_dataset)
+    splits = {s: pl.read_parquet(tiny_dataset / f"{s}.parquet") for s in ("train", "valid", "test")}
+    splits[split] = splits[split].with_columns(pl.lit(label).cast(pl.Int8).alias("label"))
+    meta = {k: v for k, v in src.meta.items() if k not in ("checksum", "format")}
+    data = write_dataset(
+        tmp_path / "data",
+        meta=meta,
+        items=pl.read_parquet(tiny_dataset / "items.parquet"),
+        sequences=pl.read_parquet(tiny_dataset / "sequences.parquet"),
+        splits=splits,
+    )
+    run = tmp_path / "run"
+    with pytest.raises(DinctlError) as err:
+        train(quick(data, run), progress=False)
+    assert (
+        err.value.message == f"the {split} split {data / f'{split}.parquet'} has only {only}: {why}"
+    )
+    assert not run.exists()

@@ -384,11 +384,28 @@ def setup_data(cfg: TrainConfig, device: torch.device, info: D.DistInfo) -> Data
         raise DinctlError(
             f"the train split of {cfg.data} has no rows", hint="re-run `dinctl preprocess`"
         )
+    check_both_classes(train_rows, "train", Path(cfg.data))
+    if valid_rows is not None:
+        check_both_classes(valid_rows, "valid", Path(cfg.data))
     freqs = {
         "item": torch.from_numpy(ds.item_freq).to(device),
         "cate": torch.from_numpy(ds.cate_sample_freq()).to(device),
     }
     return Data(ds, train_rows, valid_rows, gatherer, freqs)
+
+
+def check_both_classes(rows: SplitTensors, split: str, data: Path) -> None:
+    """Refuse up front, before the run folder is written, a split of clicks or non-clicks only:
+    nothing can be learnt from train, and no epoch can be chosen on valid (AUC undefined)."""
+    n_pos = int((rows.label > 0.5).sum())
+    if 0 < n_pos < len(rows):
+        return
+    only = "clicks" if n_pos else "non-clicks"
+    why = "a model cannot learn from one class" if split == "train" else "AUC is undefined"
+    raise DinctlError(
+        f"the {split} split {data / f'{split}.parquet'} has only {only}: {why}",
+        hint="re-run `dinctl preprocess` on data with both clicks and non-clicks",
+    )
 
 
 def run_config(cfg: TrainConfig, ds: Dataset) -> RunConfig:
