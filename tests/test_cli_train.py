@@ -211,3 +211,22 @@ def test_threads_flag_auto_default_and_omp_env(
 
     loop.train(resolve_config({"out": str(tmp_path / "lib"), "threads": 2}), progress=False)
     assert seen[-1] == 2  # the library entry point follows the same policy
+
+
+def test_help_takes_choices_and_defaults_from_the_library() -> None:
+    import typer
+
+    from dinctl import choices
+    from dinctl.training.config import RECIPE_DEFAULTS, TrainConfig
+
+    command = typer.main.get_command(app).commands["train"]  # type: ignore[attr-defined]
+    params = {p.name: p for p in command.params}
+    assert params["model"].type_descriptor.annotation is choices.Model
+    assert params["select_metric"].type_descriptor.annotation is choices.SelectMetric
+    assert f"(default: {TrainConfig.emb_dim})" in params["emb_dim"].help
+    assert f"(default: {TrainConfig.select_metric})" in params["select_metric"].help
+    for recipe in choices.RECIPES:
+        assert f"{recipe} {RECIPE_DEFAULTS[recipe]['patience']}" in params["patience"].help
+        assert f"{recipe} {RECIPE_DEFAULTS[recipe]['epochs']}" in params["epochs"].help
+    result = runner.invoke(app, ["train", "--help"])
+    assert result.exit_code == 0 and "--patience" in result.stdout

@@ -583,3 +583,62 @@ def test_a_split_of_one_class_is_refused_before_training(
         err.value.message == f"the {split} split {data / f'{split}.parquet'} has only {only}: {why}"
     )
     assert not run.exists()
+
+
+def _scripted_valid(monkeypatch: pytest.MonkeyPatch, scores: list[tuple[float, float]]) -> None:
+    """valid_metrics returns (user-weighted, global) AUCs from `scores`, one pair per epoch."""
+    it = iter(scores)
+
+    def fake(prob: torch.Tensor, rows: Any) -> dict[str, float]:
+        uw, g = next(it)
+        return {"valid_user_weighted_auc": uw, "valid_global_auc": g, "valid_logloss": 0.6}
+
+    monkeypatch.setattr(loop, "valid_metrics", fake)
+
+
+def test_early_stopping_keeps_the_best_epoch_by_the_headline_metric(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # user-weighted AUC peaks at epoch 2, global AUC keeps rising: the headline decides
+    _scripted_valid(monkeypatch, [(0.60, 0.60), (0.70, 0.61), (0.65, 0.62), (0.66, 0.63)] * 2)
+    run = tmp_path / "run"
+    result = train(quick(tiny_dataset, run, model="lr", epochs=6, patience=2), progress=False)
+    assert (result.best_epoch, result.epochs_run, result.stopped_early) == (2, 4, True)
+    assert result.select_metric == "valid_user_weighted_auc"
+    assert result.best_valid["valid_user_weighted_auc"] == 0.70
+    assert load_checkpoint(run / "best.pt")["epoch"] == 2
+    assert load_checkpoint(run / "best.pt")["select_metric"] == "valid_user_weighted_auc"
+    records = log_records(run)
+    assert records[-1] == {
+        "event": "early_stop",
+        "epoch": 4,
+        "best_epoch": 2,
+        "select_metric": "valid_user_weighted_auc",
+    }
+    epochs = [r for r in records if r["event"] == "epoch"]
+    assert [r["best_epoch"] for r in epochs] == [1, 2, 2, 2]
+    assert {r["select_metric"] for r in epochs} == {"valid_user_weighted_auc"}
+
+    _scripted_valid(monkeypatch, [(0.60, 0.60), (0.70, 0.61), (0.65, 0.62), (0.66, 0.63)])
+    other = train(
+        quick(tiny_dataset, tmp_path / "g", model="lr", epochs=4, select_metric="global_auc"),
+        progress=False,
+    )
+    assert (other.best_epoch, other.stopped_early) == (4, False)
+    assert other.select_metric == "valid_global_auc"
+
+
+def test_resume_reads_the_best_record_of_an_older_run(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checkpoints written before the metric names changed hold `auc` (global) in their best
+    record and valid_auc / valid_gauc in it: resume re-reads the headline from valid_gauc."""
+    run = tmp_path / "run"
+    train(quick(tiny_dataset, run, model="lr", epochs=1), progress=False)
+    state = load_checkpoint(run / "checkpoint.pt")
+    old_valid = {"valid_auc": 0.9, "valid_gauc": 0.75, "valid_logloss": 0.5}
+    state["best"] = json.dumps({"epoch": 1, "auc": 0.9, "valid": old_valid})
+    save_checkpoint(run / "checkpoint.pt", state)
+    _scripted_valid(monkeypatch, [(0.74, 0.95), (0.76, 0.5)])
+    result = train(resume_config(run, {"epochs": 3}), resume=True, progress=False)
+    assert result.best_epoch == 3  # 0.74 < 0.75 (the old valid_gauc) < 0.76
