@@ -42,7 +42,8 @@ def _opt(help_text: str, **kw: Any) -> Any:
 _LAMBDAS = ", ".join(f"{k} {v:g}" for k, v in REG_LAMBDA_DEFAULTS.items() if v)
 _RECIPES = (
     "paper: the authors' code (SGD lr 1.0, ×0.1 after 4 epochs, batch 32, clip 5, whole "
-    "histories); fast: Adam 1e-3, batch 256. Both train up to --epochs with --patience."
+    "histories: add --max-len 100 on long-history data such as MovieLens); fast: Adam 1e-3, "
+    "batch 256. Both train up to --epochs with --patience."
 )
 
 DataOpt = Annotated[

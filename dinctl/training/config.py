@@ -33,6 +33,8 @@ WHOLE_HISTORY = 1_000_000
 # paper: the authors' train.py (SGD, lr 1.0, batch 32, clip_by_global_norm 5, whole histories),
 # with its one ×0.1 drop at step 336,000 (a little over 4 epochs of their Electronics rows)
 # expressed in epochs, so it lands at the same point of training on any dataset.
+# On long histories (MovieLens users rate hundreds of films) sum pooling over whole histories
+# under SGD lr 1.0 diverges in the first 50 steps; pass --max-len 100 there.
 # fast: Adam 1e-3 at batch 256, the setting the peers (DeepCTR-Torch, FuxiCTR) use for DIN.
 RECIPE_DEFAULTS: dict[str, dict[str, Any]] = {
     "paper": {

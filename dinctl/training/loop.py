@@ -1,8 +1,9 @@
 """The training loop: read `train` top to bottom.
 
 setup data → setup model → restore (resume) → for each epoch: seeded permutation → batches
-gathered from the CSR store → BCE + regulariser → step → (log) → validate, keep the best
-(best.pt), checkpoint (checkpoint.pt). Under torchrun the same loop runs on every rank with
+gathered from the CSR store → BCE + regulariser → step → (log) → validate, keep the best by
+`valid_<select_metric>` (best.pt), checkpoint (checkpoint.pt) → stop at --epochs, or earlier once
+--patience epochs pass without a better one. Under torchrun the same loop runs on every rank with
 DistributedDataParallel; only rank 0 writes files.
 """
 

@@ -1,8 +1,11 @@
 """log.jsonl: one flushed JSON object per line, written by rank 0 only.
 
 Records: `{"event": "step", "epoch", "step", "loss", "lr", "samples_per_s"}` every `log_every`
-steps (and at an epoch's end), and `{"event": "epoch", "epoch", "step", "train_loss",
-"valid_*", "seconds", "best_epoch"}` after each epoch.
+steps (and at an epoch's end); `{"event": "epoch", "epoch", "step", "train_loss",
+"valid_user_weighted_auc", "valid_global_auc", "valid_logloss", "seconds", "best_epoch",
+"select_metric"}` after each epoch (runs of older versions wrote `valid_gauc` for the
+user-weighted and `valid_auc` for the global AUC); `{"event": "early_stop", "epoch",
+"best_epoch", "select_metric"}` when the patience ran out.
 """
 
 from __future__ import annotations
