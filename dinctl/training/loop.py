@@ -19,7 +19,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -48,6 +47,12 @@ from dinctl.training.progress import Progress, epoch_line
 from dinctl.training.regularizers import Regularizer, make_regularizer, model_item_vocab
 from dinctl.training.regularizers import wrap_model as wrap_for_reg
 from dinctl.training.runlog import RunLog
+from dinctl.training.selection import (
+    patience_ran_out,
+    selection_key,
+    selection_score,
+    valid_metrics,
+)
 from dinctl.training.stop import StopFlag
 
 CHECKPOINT_FORMAT = 1
@@ -104,35 +109,6 @@ def n_global_batches(n: int, batch_size: int, world_size: int) -> int:
     if count and world_size > 1 and n - (count - 1) * batch_size < world_size:
         count -= 1
     return count
-
-
-def valid_metrics(prob: torch.Tensor, rows: SplitTensors) -> dict[str, float]:
-    """User-weighted AUC (Eq. 10), global AUC and log loss of validation predictions."""
-    from dinctl.metrics import auc_score, log_loss, user_weighted_auc_score
-
-    y = rows.label.cpu().numpy()
-    p = prob.numpy().astype(np.float64)
-    user = rows.user.cpu().numpy()
-    return {
-        "valid_user_weighted_auc": user_weighted_auc_score(y, p, user),
-        "valid_global_auc": auc_score(y, p),
-        "valid_logloss": log_loss(y, p),
-    }
-
-
-# log.jsonl / checkpoint keys of runs written before the metrics were named for what they hold
-OLD_VALID_KEYS = {"valid_user_weighted_auc": "valid_gauc", "valid_global_auc": "valid_auc"}
-
-
-def selection_key(cfg: TrainConfig) -> str:
-    """The validation record key that picks the best epoch: `valid_<select_metric>`."""
-    return f"valid_{cfg.select_metric}"
-
-
-def selection_score(valid: dict[str, Any], key: str) -> float:
-    """`valid[key]`, read under its old name in records of older runs; -inf when absent."""
-    value = valid.get(key, valid.get(OLD_VALID_KEYS.get(key, ""), None))
-    return -math.inf if value is None else float(value)
 
 
 def unused_parameters(model: nn.Module, batch: Batch) -> bool:
@@ -301,12 +277,17 @@ def _train(
     )
     try:
         with StopFlag() as stop, run.bar:
-            while state.epoch < cfg.epochs and not patience_ran_out(cfg, state):
+            while state.epoch < cfg.epochs and not patience_ran_out(
+                cfg.patience, state.epoch, state.best["epoch"]
+            ):
                 one_epoch(run, stop, progress)
             stopped_early = state.epoch < cfg.epochs
             if stopped_early and state.epochs_run:
                 log.write({"event": "early_stop", "epoch": state.epoch, **_best_fields(cfg, state)})
-                say(info, f"early stop: no better {selection_key(cfg)} for {cfg.patience} epochs")
+                if progress:
+                    say(
+                        info, f"early stop: no better {selection_key(cfg)} in {cfg.patience} epochs"
+                    )
     finally:
         log.close()
     return TrainResult(
@@ -318,13 +299,6 @@ def _train(
         select_metric=selection_key(cfg),
         stopped_early=stopped_early,
     )
-
-
-def patience_ran_out(cfg: TrainConfig, state: TrainState) -> bool:
-    """Early stopping: `patience` epochs have passed since the best one (0 = never stop)."""
-    if cfg.patience == 0 or state.best["epoch"] == 0:
-        return False
-    return state.epoch - int(state.best["epoch"]) >= cfg.patience
 
 
 def _best_fields(cfg: TrainConfig, state: TrainState) -> dict[str, Any]:

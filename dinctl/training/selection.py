@@ -1,0 +1,49 @@
+"""Which epoch is best: the validation metrics under their names, the selection metric, and
+early stopping."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from dinctl.data.batching import SplitTensors
+from dinctl.training.config import TrainConfig
+
+
+def valid_metrics(prob: torch.Tensor, rows: SplitTensors) -> dict[str, float]:
+    """User-weighted AUC (Eq. 10), global AUC and log loss of validation predictions."""
+    from dinctl.metrics import auc_score, log_loss, user_weighted_auc_score
+
+    y = rows.label.cpu().numpy()
+    p = prob.numpy().astype(np.float64)
+    user = rows.user.cpu().numpy()
+    return {
+        "valid_user_weighted_auc": user_weighted_auc_score(y, p, user),
+        "valid_global_auc": auc_score(y, p),
+        "valid_logloss": log_loss(y, p),
+    }
+
+
+# log.jsonl / checkpoint keys of runs written before the metrics were named for what they hold
+OLD_VALID_KEYS = {"valid_user_weighted_auc": "valid_gauc", "valid_global_auc": "valid_auc"}
+
+
+def selection_key(cfg: TrainConfig) -> str:
+    """The validation record key that picks the best epoch: `valid_<select_metric>`."""
+    return f"valid_{cfg.select_metric}"
+
+
+def selection_score(valid: dict[str, Any], key: str) -> float:
+    """`valid[key]`, read under its old name in records of older runs; -inf when absent."""
+    value = valid.get(key, valid.get(OLD_VALID_KEYS.get(key, ""), None))
+    return -math.inf if value is None else float(value)
+
+
+def patience_ran_out(patience: int, epochs_done: int, best_epoch: int) -> bool:
+    """Early stopping: `patience` epochs have passed since the best one (0 = never stop)."""
+    if patience == 0 or best_epoch == 0:
+        return False
+    return epochs_done - best_epoch >= patience
