@@ -165,7 +165,7 @@ class TrainConfig:
     attn_softmax: bool = False
     use_item_ids: bool = True
     length_buckets: bool = False  # batch rows of similar history length together
-    sparse_grads: bool = True  # sparse embedding gradients where exact (see loop.use_sparse_grads)
+    sparse_grads: bool = True  # sparse embedding gradients where exact (see optim.use_sparse_grads)
     eval_batch_size: int = 4096
     device: str = "auto"
     amp: bool = False

@@ -1,4 +1,4 @@
-"""The training loop: read `train` top to bottom.
+"""The training loop: read `train` top to bottom (state in state.py, resume in resume.py).
 
 setup data → setup model → restore (resume) → for each epoch: seeded permutation → batches
 gathered from the CSR store → BCE + regulariser → step → (log) → validate, keep the best by
@@ -10,12 +10,10 @@ DistributedDataParallel; only rank 0 writes files.
 from __future__ import annotations
 
 import copy
-import json
 import math
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +32,6 @@ from dinctl.training.checkpoint import (
     CONFIG_FILE,
     LOG_FILE,
     RunConfig,
-    load_checkpoint,
     read_run_config,
     save_checkpoint,
     write_run_config,
@@ -43,9 +40,10 @@ from dinctl.training.config import TrainConfig, resolve_config
 from dinctl.training.device import resolve_device, thread_policy
 from dinctl.training.optim import make_optimizers, set_lr, use_sparse_grads
 from dinctl.training.predict import predict_proba, to_device
-from dinctl.training.progress import Progress, epoch_line
-from dinctl.training.regularizers import Regularizer, make_regularizer, model_item_vocab
+from dinctl.training.progress import Progress, epoch_line, say
+from dinctl.training.regularizers import make_regularizer, model_item_vocab
 from dinctl.training.regularizers import wrap_model as wrap_for_reg
+from dinctl.training.resume import prepare_run_dir, restore, save_latest
 from dinctl.training.runlog import RunLog
 from dinctl.training.selection import (
     patience_ran_out,
@@ -53,9 +51,9 @@ from dinctl.training.selection import (
     selection_score,
     valid_metrics,
 )
+from dinctl.training.state import Data, Parts, Run, TrainState
 from dinctl.training.stop import StopFlag
 
-CHECKPOINT_FORMAT = 1
 BUCKET_BATCHES = 64  # --length-buckets sorts rows by history length within 64-batch chunks
 
 
@@ -123,80 +121,7 @@ def unused_parameters(model: nn.Module, batch: Batch) -> bool:
     return any(p.requires_grad and p.grad is None for p in probe.parameters())
 
 
-def say(info: D.DistInfo, message: str) -> None:
-    if info.is_main:
-        print(message, file=sys.stderr)
-
-
 # ---------------------------------------------------------------- what the steps share
-
-
-@dataclass
-class Data:
-    """The dataset's splits on the training device."""
-
-    ds: Dataset
-    train_rows: SplitTensors
-    valid_rows: SplitTensors | None
-    gatherer: WindowGatherer
-    freqs: dict[str, torch.Tensor]  # n_j per id space, for MBA
-
-
-@dataclass
-class Parts:
-    """The model and what updates it."""
-
-    rc: RunConfig
-    model: nn.Module  # state dicts always come from here
-    step_model: nn.Module  # `model` behind DDP / torch.compile
-    optimizers: list[torch.optim.Optimizer]
-    reg: Regularizer
-    reg_rng: torch.Generator  # behaviour dropout's generator, saved in checkpoints
-
-
-@dataclass
-class TrainState:
-    """Everything that changes while training; checkpoint.pt holds it."""
-
-    step: int = 0
-    epoch: int = 0  # epochs finished
-    batch_pos: int = 0  # batches finished in the current epoch
-    sums: torch.Tensor = field(default_factory=lambda: torch.zeros(4, dtype=torch.float64))
-    best: dict[str, Any] = field(  # score: the selection metric of the best epoch
-        default_factory=lambda: {"epoch": 0, "score": -math.inf, "valid": {}}
-    )
-    history: list[dict[str, Any]] = field(default_factory=list)
-    keep_lines: int | None = None  # log.jsonl lines to keep on resume
-    epochs_run: int = 0  # epochs finished by this invocation
-    bad_step: torch.Tensor = field(default_factory=lambda: torch.full((), -1, dtype=torch.long))
-    window_start: float = field(default_factory=time.perf_counter)
-    window_samples: int = 0
-
-
-@dataclass
-class Run:
-    """One training invocation: settings, data, model and state together."""
-
-    cfg: TrainConfig
-    device: torch.device
-    info: D.DistInfo
-    data: Data
-    parts: Parts
-    state: TrainState
-    log: RunLog
-    bar: Progress
-    use_amp: bool
-    on_step: Callable[[int], None] | None = None
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.cfg.out)
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return n_global_batches(
-            len(self.data.train_rows), self.cfg.batch_size, self.info.world_size
-        )
 
 
 # ---------------------------------------------------------------- the loop
@@ -263,6 +188,7 @@ def _train(
     if cfg.amp and not use_amp:
         say(info, "warning: --amp has no effect on CPU; training in float32")
     log = RunLog(run_dir / LOG_FILE, info.is_main, state.keep_lines)
+    steps = n_global_batches(len(data.train_rows), cfg.batch_size, info.world_size)
     run = Run(
         cfg,
         device,
@@ -273,6 +199,7 @@ def _train(
         log,
         Progress(progress and info.is_main),
         use_amp,
+        steps,
         on_step,
     )
     try:
@@ -303,45 +230,6 @@ def _train(
 
 def _best_fields(cfg: TrainConfig, state: TrainState) -> dict[str, Any]:
     return {"best_epoch": int(state.best["epoch"]), "select_metric": selection_key(cfg)}
-
-
-# what a run folder holds before its first checkpoint: a start that failed there may restart
-STARTED_FILES = frozenset({CONFIG_FILE, LOG_FILE})
-
-
-def prepare_run_dir(run_dir: Path, resume: bool, info: D.DistInfo) -> None:
-    """Check the run folder; it is created with config.json, once the dataset has loaded.
-
-    A folder of a run that stopped before its first checkpoint (a NaN loss in epoch 1, a bad
-    split) cannot be resumed, and starting it again with the same command starts afresh."""
-    never_saved = run_dir.is_dir() and not (run_dir / CHECKPOINT_FILE).exists()
-    if resume:
-        if never_saved and (run_dir / CONFIG_FILE).exists():
-            raise DinctlError(
-                f"cannot resume: {run_dir} stopped before its first checkpoint "
-                f"({CHECKPOINT_FILE} does not exist)",
-                hint="run the same command without --resume: the run starts again from the "
-                "beginning",
-            )
-        if not (run_dir / CHECKPOINT_FILE).exists():
-            raise DinctlError(
-                f"cannot resume: {run_dir / CHECKPOINT_FILE} does not exist",
-                hint="start the run without --resume",
-            )
-        return
-    if run_dir.exists() and any(run_dir.iterdir()):
-        names = {p.name for p in run_dir.iterdir()}
-        if not (never_saved and names <= STARTED_FILES):
-            raise DinctlError(
-                f"run folder {run_dir} already exists",
-                hint="pass --resume to continue it, or choose another --out",
-            )
-        D.barrier(info)  # every rank has looked before rank 0 clears the failed start
-        if info.is_main:
-            for name in names:
-                (run_dir / name).unlink()
-        say(info, f"{run_dir} stopped before its first checkpoint; starting it again")
-    D.barrier(info)  # every rank has checked before rank 0 writes config.json into it
 
 
 def setup_data(cfg: TrainConfig, device: torch.device, info: D.DistInfo) -> Data:
@@ -440,100 +328,6 @@ def wrap_for_job(
     if cfg.compile:
         step_model = torch.compile(step_model, dynamic=True)  # type: ignore[assignment]
     return step_model
-
-
-def restore(
-    run_dir: Path,
-    cfg: TrainConfig,
-    data: Data,
-    parts: Parts,
-    device: torch.device,
-    info: D.DistInfo,
-) -> TrainState:
-    """Load checkpoint.pt into the model, optimisers and RNGs; return the saved state."""
-    saved = read_run_config(run_dir)
-    if saved.dataset_checksum != data.ds.checksum:
-        raise DinctlError(
-            f"the dataset {cfg.data} changed since {run_dir} was started (checksum differs)",
-            hint="resume with the same dataset, or start a new run",
-        )
-    state = load_checkpoint(run_dir / CHECKPOINT_FILE)  # on CPU: RNG states must stay there
-    check_resume_state(state, run_dir / CHECKPOINT_FILE, cfg)
-    if int(state["world_size"]) != info.world_size:
-        raise DinctlError(
-            f"{run_dir / CHECKPOINT_FILE} was written by {state['world_size']} process(es), "
-            f"this run has {info.world_size}",
-            hint="resume with the same torchrun --nproc-per-node × --nnodes",
-        )
-    try:
-        parts.model.load_state_dict(state["model"])
-        for opt, opt_state in zip(parts.optimizers, state["optimizers"], strict=True):
-            opt.load_state_dict(opt_state)
-    except (RuntimeError, ValueError, KeyError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DinctlError(
-            f"{run_dir / CHECKPOINT_FILE} does not fit this run's {cfg.model} model ({first})",
-            hint=f"it belongs to another run; start a new run, or restore the run's own "
-            f"{CHECKPOINT_FILE}",
-        ) from None
-    best = json.loads(state["best"])
-    best.pop("auc", None)  # older runs: the global AUC; the score is re-read from "valid"
-    best["score"] = selection_score(best["valid"], selection_key(cfg))
-    torch.set_rng_state(state["rng_cpu"][info.rank])
-    parts.reg_rng.set_state(state["rng_dropout"][info.rank])
-    if device.type == "cuda" and state["rng_cuda"]:
-        torch.cuda.set_rng_state(state["rng_cuda"][info.rank].cpu(), device)
-    return TrainState(
-        step=int(state["step"]),
-        epoch=int(state["epoch"]),
-        batch_pos=int(state["batch"]),
-        sums=state["sums"].to(dtype=torch.float64),
-        best=best,
-        history=json.loads(state["history"]),
-        keep_lines=int(state["log_lines"]),
-    )
-
-
-RESUME_KEYS = (
-    "format",
-    "config",
-    "model",
-    "optimizers",
-    "step",
-    "epoch",
-    "batch",
-    "sums",
-    "best",
-    "history",
-    "log_lines",
-    "world_size",
-    "rng_cpu",
-    "rng_dropout",
-    "rng_cuda",
-)
-
-
-def check_resume_state(state: dict[str, Any], path: Path, cfg: TrainConfig) -> None:
-    """One line when `path` is not a resume checkpoint of this format, or of another model."""
-    missing = [k for k in RESUME_KEYS if k not in state]
-    if state.get("format") != CHECKPOINT_FORMAT or missing:
-        raise DinctlError(
-            f"{path} has checkpoint format {state.get('format')!r}, expected {CHECKPOINT_FORMAT}"
-            + (f" (it lacks {', '.join(missing)})" if missing else ""),
-            hint=f"it is not a resume checkpoint of this dinctl ({BEST_FILE} holds weights "
-            "only); start a new run",
-        )
-    try:
-        saved = json.loads(state["config"])
-        saved_model = saved["model"]
-    except (TypeError, ValueError, KeyError):
-        saved_model = None
-    if saved_model != cfg.model:
-        raise DinctlError(
-            f"{path} is a checkpoint of model {saved_model!r}, this run trains {cfg.model!r}",
-            hint=f"it belongs to another run; start a new run, or restore the run's own "
-            f"{CHECKPOINT_FILE}",
-        )
 
 
 def one_epoch(run: Run, stop: StopFlag, progress: bool) -> None:
@@ -693,45 +487,6 @@ def validate_and_save(run: Run, t0: float) -> dict[str, Any]:
     state.batch_pos = 0
     state.sums.zero_()
     return record
-
-
-def save_latest(run: Run) -> None:
-    """checkpoint.pt from the current state (a collective under DDP: every rank calls it)."""
-    state = snapshot(run)
-    if run.info.is_main:
-        save_checkpoint(run.run_dir / CHECKPOINT_FILE, state)
-
-
-def snapshot(run: Run) -> dict[str, Any]:
-    """The resume state: weights, optimisers, counters, best, history and every RNG."""
-    info, device, state = run.info, run.device, run.state
-
-    def gathered(t: torch.Tensor) -> list[torch.Tensor]:
-        return [x.cpu() for x in D.all_gather_tensors(t.to(device), info)]
-
-    score = state.best["score"]
-    best = {**state.best, "score": None if score == -math.inf else score}
-    cuda_rng = gathered(torch.cuda.get_rng_state(device)) if device.type == "cuda" else []
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "config": run.cfg.to_json(),
-        "model": run.parts.model.state_dict(),
-        "optimizers": [opt.state_dict() for opt in run.parts.optimizers],
-        "step": state.step,
-        "epoch": state.epoch,
-        "batch": state.batch_pos,
-        "sums": state.sums.cpu(),
-        "best": json.dumps(best),
-        "best_epoch": int(state.best["epoch"]),
-        "best_valid": dict(state.best["valid"]),
-        "select_metric": selection_key(run.cfg),
-        "history": json.dumps(state.history),
-        "log_lines": run.log.lines,
-        "world_size": info.world_size,
-        "rng_cpu": gathered(torch.get_rng_state()),
-        "rng_dropout": gathered(run.parts.reg_rng.get_state()),
-        "rng_cuda": cuda_rng,
-    }
 
 
 # `predict`, `to_device` and `resolve_device` moved to predict.py / device.py; these names stay

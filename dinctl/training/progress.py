@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from dinctl.training import distributed as D
+
 
 class Progress:
     """A transient rich bar over an epoch's batches; does nothing when disabled or not a TTY."""
@@ -71,3 +73,8 @@ def epoch_line(record: dict[str, Any]) -> str:
         ]
     parts.append(f"{record['seconds']:.1f}s")
     return "  ".join(parts)
+
+
+def say(info: D.DistInfo, message: str) -> None:
+    if info.is_main:
+        print(message, file=sys.stderr)
