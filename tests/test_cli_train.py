@@ -230,3 +230,32 @@ def test_help_takes_choices_and_defaults_from_the_library() -> None:
         assert f"{recipe} {RECIPE_DEFAULTS[recipe]['epochs']}" in params["epochs"].help
     result = runner.invoke(app, ["train", "--help"])
     assert result.exit_code == 0 and "--patience" in result.stdout
+
+
+def test_resume_from_another_models_checkpoint_and_a_bool_string_are_one_line_errors(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """Issue 13 items 12 and 13 through the CLI: exit 1, the error line and its hint only."""
+    import shutil
+
+    runs = {}
+    for model in ("lr", "base"):
+        runs[model] = tmp_path / model
+        args = ["train", "--data", str(tiny_dataset), "--model", model, "--out", str(runs[model])]
+        assert runner.invoke(app, [*args, *SMALL, "--json"]).exit_code == 0
+    shutil.copyfile(runs["lr"] / "checkpoint.pt", runs["base"] / "checkpoint.pt")
+    r = runner.invoke(app, ["train", "--resume", "--out", str(runs["base"]), "--epochs", "2"])
+    assert r.exit_code == 1
+    assert _error(r) == (
+        f"error: {runs['base'] / 'checkpoint.pt'} is a checkpoint of model 'lr', this run "
+        "trains 'base'\nhint: it belongs to another run; start a new run, or restore the run's "
+        "own checkpoint.pt\n"
+    )
+    toml = tmp_path / "c.toml"
+    toml.write_text('use_item_ids = "false"\n')
+    r = runner.invoke(app, ["train", "--config", str(toml)])
+    assert r.exit_code == 1
+    assert _error(r) == (
+        "error: use_item_ids must be true or false, got 'false' instead\n"
+        "hint: write a boolean without quotes (true / false)\n"
+    )
