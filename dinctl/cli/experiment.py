@@ -58,6 +58,7 @@ def _run(
     from rich.console import Console
 
     from dinctl.experiment import EXPERIMENTS, ExperimentSettings, run_experiment
+    from dinctl.tables import render_rich
 
     settings = ExperimentSettings(
         data=data,
@@ -76,7 +77,7 @@ def _run(
         progress=not as_json,
         log=lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True),
     )
-    console.print(_rich_table(result.table))
+    console.print(render_rich(result.table))
     if as_json:
         payload: dict[str, Any] = {
             "experiment": name,
@@ -93,17 +94,6 @@ def _run(
         for key in ("markdown", "json", "curves"):
             if key in result.files:
                 print(result.files[key])
-
-
-def _rich_table(table: Any) -> Any:
-    from rich.table import Table
-
-    out = Table(title=table.title, title_justify="left")
-    for i, col in enumerate(table.header()):
-        out.add_column(col, justify="left" if i == 0 else "right")
-    for cells in table.cells():
-        out.add_row(*cells)
-    return out
 
 
 @app.command()
