@@ -75,7 +75,8 @@ def _variant(key: str, label: str, model: str, act: str = "prelu", reg: str = "n
 # "Other lines except LR use PReLU as activation function" (the paper's Table 3 footnote).
 TABLE3 = ExperimentSpec(
     name="table3",
-    title="Table 3: DIN against its competitors (test AUC, mean ± std over seeds)",
+    title="Table 3: DIN against its competitors "
+    "(test AUC = user-weighted AUC, mean ± std over seeds)",
     variants=(
         _variant("lr", "LR", "lr"),
         _variant("base", "BaseModel", "base"),
@@ -93,7 +94,8 @@ TABLE3 = ExperimentSpec(
 
 TABLE4 = ExperimentSpec(
     name="table4",
-    title="Table 4: BaseModel under regularisers (test AUC and logloss, mean ± std over seeds)",
+    title="Table 4: BaseModel under regularisers "
+    "(test user-weighted AUC and logloss, mean ± std over seeds)",
     variants=(
         Variant(
             "base-no-ids",
