@@ -206,7 +206,6 @@ def run_table(results: Sequence[RunMetrics], baseline: RunMetrics | None, split:
     outside = None
     if baseline is not None and str(baseline.run_dir) not in {g.key for g in groups}:
         outside = Group(str(baseline.run_dir), (), [baseline.headline()])
-    first = results[0] if results else None
     return build_table(
         "evaluate",
         f"{split} split, {len(results)} run(s)",
@@ -214,19 +213,23 @@ def run_table(results: Sequence[RunMetrics], baseline: RunMetrics | None, split:
         groups,
         baseline=None if baseline is None else str(baseline.run_dir),
         baseline_label=None if baseline is None else str(baseline.run_dir),
-        setting=_setting(first, split),
+        setting=_setting(results, split),
         outside_baseline=outside,
     )
 
 
-def _setting(m: RunMetrics | None, split: str) -> dict[str, Any]:
-    if m is None:
-        return {"split": split}
+def _setting(results: Sequence[RunMetrics], split: str) -> dict[str, Any]:
+    """The split, and the recipes, epochs and datasets of the runs (`a/b` when they differ)."""
+
+    def joined(values: Sequence[Any]) -> str | None:
+        unique = [str(v) for v in dict.fromkeys(values) if v is not None]
+        return "/".join(unique) or None
+
     return {
         "split": split,
-        "recipe": m.config.get("recipe"),
-        "epochs": m.config.get("epochs"),
-        "dataset": m.dataset_path,
+        "recipe": joined([m.config.get("recipe") for m in results]),
+        "epochs": joined([m.config.get("epochs") for m in results]),
+        "dataset": joined([m.dataset_path for m in results]),
     }
 
 
