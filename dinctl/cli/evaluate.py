@@ -34,17 +34,16 @@ def evaluate(
         list[Path] | None,
         typer.Argument(
             metavar="[RUN_DIR]...",
-            help="Run folders, or experiment folders holding runs. (default: the most recent "
-            "run under --runs-root)",
-            show_default=False,
+            help="Run folders, or experiment folders holding runs.",
+            show_default="the most recent run under --runs-root",
         ),
     ] = None,
     split: Annotated[SplitName, typer.Option(help="Split to score.")] = SplitName.test,
     baseline: Annotated[
         Path | None,
         typer.Option(
-            help="Run that RelaImpr is relative to. (default: the run whose model is `base`)",
-            show_default=False,
+            help="Run that RelaImpr is relative to.",
+            show_default="the run whose model is `base`",
         ),
     ] = None,
     as_json: Annotated[
@@ -71,7 +70,7 @@ def evaluate(
     ] = Path("runs"),
     device: Annotated[Device, typer.Option(help="Device to score on.")] = Device.cpu,
 ) -> None:
-    """Score trained runs: AUC (user-weighted, Eq. 10), global AUC, logloss, RelaImpr (Table 3)."""
+    """Score runs: AUC (user-weighted, Eq. 10), global AUC, logloss, RelaImpr. Alias: eval."""
     from rich.console import Console
 
     from dinctl.evaluation import check_fail_under, evaluate_runs

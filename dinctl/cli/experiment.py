@@ -27,19 +27,21 @@ Data = Annotated[
 ]
 Seeds = Annotated[int, typer.Option("--seeds", min=1, help="Runs per model, seeds 0..N-1.")]
 Epochs = Annotated[
-    int | None, typer.Option("--epochs", min=1, help="Epochs per run (default: the recipe's).")
+    int | None, typer.Option("--epochs", min=1, help="Epochs per run.", show_default="the recipe's")
 ]
 RecipeOpt = Annotated[
     Recipe | None,
     typer.Option(
-        "--recipe", help="paper: the paper's SGD; fast: Adam, large batch (default: the trainer's)."
+        "--recipe",
+        help="paper: the paper's SGD; fast: Adam, large batch.",
+        show_default="the trainer's",
     ),
 ]
 BatchSize = Annotated[
-    int | None, typer.Option("--batch-size", min=1, help="Batch size (default: the recipe's).")
+    int | None, typer.Option("--batch-size", min=1, help="Batch size.", show_default="the recipe's")
 ]
 Device = Annotated[
-    str | None, typer.Option("--device", help="auto | cpu | cuda (default: the trainer's).")
+    str | None, typer.Option("--device", help="auto | cpu | cuda.", show_default="the trainer's")
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the table and runs as JSON on stdout.")]
 

@@ -27,15 +27,17 @@ def attention(
     user: Annotated[
         str | None,
         typer.Option(
-            "--user", help="Raw user id as in the source data (default: the most active)."
+            "--user",
+            help="Raw user id as in the source data.",
+            show_default="the most active user",
         ),
     ] = None,
     candidate: Annotated[
         list[str] | None,
         typer.Option(
             "--candidate",
-            help="Raw item id of a candidate ad; repeat for several"
-            " (default: the user's test target + the top item of 3 other categories).",
+            help="Raw item id of a candidate ad; repeat for several.",
+            show_default="the user's test target + the top item of 3 other categories",
         ),
     ] = None,
     max_behaviours: Annotated[
@@ -69,7 +71,8 @@ def tsne(
         str | None,
         typer.Option(
             "--user",
-            help="Colour by predicted CTR for this raw user id (default: the most active).",
+            help="Colour by predicted CTR for this raw user id.",
+            show_default="the most active user",
         ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="t-SNE random state.")] = 0,
@@ -99,7 +102,7 @@ def curves(
     ],
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="PNG to write (default: <first run>/plots/curves.png)."),
+        typer.Option("--out", help="PNG to write.", show_default="<first run>/plots/curves.png"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON.")] = False,
 ) -> None:
