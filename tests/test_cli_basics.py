@@ -83,6 +83,10 @@ def test_usage_errors_of_the_installed_command_are_one_line() -> None:
 
 
 def test_version() -> None:
+    help_line = next(
+        x for x in runner.invoke(app, ["--help"]).output.splitlines() if "--version" in x
+    )
+    assert "<bool>" not in help_line and "Print the version" in help_line
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0
     assert result.output.startswith("dinctl ")

@@ -54,6 +54,7 @@ def _root(
             is_eager=True,
             help="Print the version and exit.",
             show_default=False,
+            metavar="",  # a flag: no `<bool>` value column in --help
         ),
     ] = None,
 ) -> None:
