@@ -211,12 +211,8 @@ def _finite(value: Any) -> float | None:
     return None
 
 
-def read_log(run_dir: Path | str, *, strict: bool = True) -> list[dict[str, Any]]:
-    """Every record of `<run>/log.jsonl` (today's keys).
-
-    strict: a malformed line is a one-line error naming file:line; otherwise it is skipped (a
-    line cut by a kill, which the trainer rewrites on resume). A missing log is [] unless strict.
-    """
+def _log_lines(run_dir: Path | str, strict: bool) -> list[tuple[int, dict[str, Any]]]:
+    """(file line number, record) of every record of `<run>/log.jsonl`, today's keys."""
     path = Path(run_dir) / LOG_FILE
     try:
         text = path.read_text()
@@ -229,7 +225,7 @@ def read_log(run_dir: Path | str, *, strict: bool = True) -> list[dict[str, Any]
         ) from None
     except (OSError, UnicodeDecodeError) as err:
         raise DinctlError(f"{path} cannot be read ({type(err).__name__})") from None
-    records = []
+    out = []
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -240,12 +236,21 @@ def read_log(run_dir: Path | str, *, strict: bool = True) -> list[dict[str, Any]
         if not isinstance(record, dict) or not isinstance(record.get("event", ""), str):
             if strict:
                 raise DinctlError(
-                    f"{path}:{n}: line {n} is not a JSON object",
+                    f"{path}:{n}: expected a JSON object, got {line.strip()[:40]!r}",
                     hint="the log was damaged; retrain the run",
                 )
             continue
-        records.append(normalize_log_record(record))
-    return records
+        out.append((n, normalize_log_record(record)))
+    return out
+
+
+def read_log(run_dir: Path | str, *, strict: bool = True) -> list[dict[str, Any]]:
+    """Every record of `<run>/log.jsonl` (today's keys).
+
+    strict: a malformed line is a one-line error naming file:line; otherwise it is skipped (a
+    line cut by a kill, which the trainer rewrites on resume). A missing log is [] unless strict.
+    """
+    return [record for _, record in _log_lines(run_dir, strict)]
 
 
 @dataclass(frozen=True)
@@ -263,7 +268,7 @@ def epoch_records(run_dir: Path | str, *, strict: bool = True) -> list[EpochReco
     """The epoch lines of a run's log.jsonl, in order."""
     path = Path(run_dir) / LOG_FILE
     out: list[EpochRecord] = []
-    for rec in read_log(run_dir, strict=strict):
+    for n, rec in _log_lines(run_dir, strict):
         if rec.get("event") != "epoch":
             continue
         epoch = rec.get("epoch", len(out) + 1)
@@ -271,8 +276,7 @@ def epoch_records(run_dir: Path | str, *, strict: bool = True) -> list[EpochReco
             if not strict:
                 continue
             raise DinctlError(
-                f"{path}: epoch line {len(out) + 1} has epoch {epoch!r}, expected a positive "
-                "integer",
+                f"{path}:{n}: expected a positive integer epoch, got {epoch!r}",
                 hint="the log was damaged; retrain the run",
             )
         out.append(

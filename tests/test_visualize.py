@@ -428,7 +428,7 @@ def test_log_errors(tmp_path: Path) -> None:
     assert (code, err.splitlines()) == (
         1,
         [
-            f"error: {run / 'log.jsonl'}:2: line 2 is not a JSON object",
+            f'error: {run / "log.jsonl"}:2: expected a JSON object, got \'{{"event": "ep\'',
             "hint: the log was damaged; retrain the run",
         ],
     )
@@ -463,15 +463,13 @@ def test_malformed_log_lines_name_file_and_line(tmp_path: Path) -> None:
         code, out, err = _invoke("curves", run)
         assert (code, out) == (1, ""), bad
         assert err.splitlines() == [
-            f"error: {log}:{lines}: line {lines} is not a JSON object",
+            f"error: {log}:{lines}: expected a JSON object, got {bad!r}",
             "hint: the log was damaged; retrain the run",
         ], bad
     log.write_text(good + '{"event": "epoch", "epoch": "two", "train_loss": 0.5}\n')
     code, _, err = _invoke("curves", run)
     assert code == 1
-    assert err.splitlines()[0] == (
-        f"error: {log}: epoch line 2 has epoch 'two', expected a positive integer"
-    )
+    assert err.splitlines()[0] == (f"error: {log}:3: expected a positive integer epoch, got 'two'")
 
 
 def test_old_log_keys_are_plotted_as_user_weighted(tmp_path: Path) -> None:
