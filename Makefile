@@ -1,17 +1,26 @@
+# Every target runs inside the project's own virtual environment (.venv), created on first use,
+# so nothing is installed into the system Python (PEP 668 systems refuse that).
 PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
 
 .PHONY: install test lint quickstart bench
 
-install:
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+$(BIN)/dinctl: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
 
+install: $(BIN)/dinctl
+
+# pytest exits 5 when it collects no tests; make treats that (like any non-zero exit) as failure
 test: install
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
-lint:
-	ruff check dinctl tests
-	mypy dinctl
+lint: install
+	$(BIN)/ruff check dinctl tests
+	$(BIN)/mypy dinctl
 
 quickstart: install
-	dinctl quickstart --out quickstart
+	$(BIN)/dinctl quickstart --out quickstart

@@ -62,7 +62,7 @@ def make_dataset(path: Path, n_users: int, seed: int = SEED) -> None:
     seq_cates = item_cate[seq_items - 1]
     offsets = np.concatenate([[0], np.cumsum(lengths)])
 
-    # sliding windows (DESIGN §2): targets b_{k+1} with history b_1..b_k, test = the last one
+    # sliding windows (docs/protocols.md): targets b_{k+1} with history b_1..b_k; test = the last
     rows_user, rows_len = [], []
     for split_k in ("train", "test"):
         if split_k == "train":

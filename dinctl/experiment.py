@@ -1,4 +1,4 @@
-"""The paper's experiments as resumable run matrices, and the quickstart pipeline.
+"""The paper's experiments as resumable run matrices: specs and the runner.
 
 An experiment (Table 3 or Table 4 of the paper) is a list of variants (model, activation,
 regulariser) trained under one shared setting (data, recipe, epochs, batch size) for several
@@ -8,28 +8,34 @@ lists them with their config, seed, status and test metrics and is rewritten ato
 every run, so an interrupted experiment continues where it stopped.
 
 Torch, the trainer and the evaluator are reached only through a `Backend`, so the matrix,
-manifest, resumption and table logic are tested with a fake one.
+manifest and resumption logic are tested with a fake one. Tables are built by `dinctl.tables`,
+the manifest and run folders are read and written by `dinctl.runs`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
+from dinctl import runs as rf
 from dinctl.errors import DinctlError
-from dinctl.fsutil import atomic_file, read_json
+from dinctl.runs import (
+    MANIFEST_FILE,
+    MANIFEST_VERSION,
+    METRIC_KEYS,
+    is_experiment,
+    read_manifest,
+    write_manifest,
+)
+from dinctl.tables import Group, Table, write_table
 
-MANIFEST = "manifest.json"
-MANIFEST_VERSION = 1
-METRIC_KEYS = ("auc", "gauc", "logloss")
+MANIFEST = MANIFEST_FILE
 
 
 # --------------------------------------------------------------------------- specs
@@ -69,7 +75,8 @@ def _variant(key: str, label: str, model: str, act: str = "prelu", reg: str = "n
 # "Other lines except LR use PReLU as activation function" (the paper's Table 3 footnote).
 TABLE3 = ExperimentSpec(
     name="table3",
-    title="Table 3: DIN against its competitors (test AUC, mean ± std over seeds)",
+    title="Table 3: DIN against its competitors "
+    "(test AUC = user-weighted AUC, mean ± std over seeds)",
     variants=(
         _variant("lr", "LR", "lr"),
         _variant("base", "BaseModel", "base"),
@@ -87,7 +94,8 @@ TABLE3 = ExperimentSpec(
 
 TABLE4 = ExperimentSpec(
     name="table4",
-    title="Table 4: BaseModel under regularisers (test AUC and logloss, mean ± std over seeds)",
+    title="Table 4: BaseModel under regularisers "
+    "(test user-weighted AUC and logloss, mean ± std over seeds)",
     variants=(
         Variant(
             "base-no-ids",
@@ -197,7 +205,7 @@ class Backend(Protocol):
         ...
 
     def curves(self, run_dirs: list[Path], out: Path) -> Path:
-        """Plot per-epoch training loss and validation AUC of several runs (Fig. 4)."""
+        """Plot per-epoch training loss and validation user-weighted AUC of runs (Fig. 4)."""
         ...
 
 
@@ -216,64 +224,6 @@ def _same_config(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str, sort_keys=True))
-
-
-# --------------------------------------------------------------------------- manifest
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def read_manifest(path: Path) -> dict[str, Any]:
-    """Read and validate `<experiment>/manifest.json`."""
-    path = Path(path)
-    file = path / MANIFEST if path.is_dir() else path
-    if not file.exists():
-        raise DinctlError(
-            f"{file} does not exist: {file.parent} is not a dinctl experiment folder",
-            hint="run `dinctl experiment table3` or `table4` first",
-        )
-    manifest = read_json(file, hint="delete the experiment folder and run the experiment again")
-    if not isinstance(manifest, dict) or manifest.get("format_version") != MANIFEST_VERSION:
-        got = manifest.get("format_version") if isinstance(manifest, dict) else None
-        raise DinctlError(
-            f"{file} has format_version {got!r}, expected {MANIFEST_VERSION}",
-            hint="it was written by another dinctl version; use another --out",
-        )
-    return manifest
-
-
-def write_manifest(out: Path, manifest: dict[str, Any]) -> Path:
-    """Write the manifest atomically (temp file + rename)."""
-    path = Path(out) / MANIFEST
-    manifest["updated"] = _now()
-    with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(_jsonable(manifest), indent=2) + "\n")
-    return path
-
-
-def is_experiment_dir(path: Path) -> bool:
-    """True when `path` is an experiment folder (it holds a manifest.json)."""
-    return (Path(path) / MANIFEST).is_file()
-
-
-def expand_run_dirs(paths: Sequence[Path], *, finished_only: bool = True) -> list[Path]:
-    """Replace each experiment folder by its run folders (manifest order); keep other paths.
-
-    For `dinctl evaluate` / `dinctl visualize curves`, which take run folders.
-    """
-    out: list[Path] = []
-    for path in map(Path, paths):
-        if not is_experiment_dir(path):
-            out.append(path)
-            continue
-        manifest = read_manifest(path)
-        for run in manifest["runs"]:
-            run_dir = path / run["name"]
-            if not finished_only or run.get("status") == "done" or (run_dir / "best.pt").exists():
-                out.append(run_dir)
-    return out
 
 
 # --------------------------------------------------------------------------- running
@@ -317,31 +267,7 @@ def run_experiment(
     checksum = backend.dataset_checksum(Path(settings.data))
     runs = plan_runs(spec, settings)
     previous = _previous_manifest(out, spec, checksum)
-    manifest: dict[str, Any] = {
-        "format_version": MANIFEST_VERSION,
-        "experiment": spec.name,
-        "title": spec.title,
-        "data": {"path": str(settings.data), "checksum": checksum},
-        "settings": {
-            "seeds": settings.seeds,
-            "epochs": settings.epochs,
-            "recipe": settings.recipe,
-            "batch_size": settings.batch_size,
-        },
-        "created": previous.get("created", _now()) if previous else _now(),
-        "runs": [
-            {
-                "name": r.name,
-                "variant": r.variant.key,
-                "label": r.variant.label,
-                "seed": r.seed,
-                "status": "pending",
-                "config": None,
-                "metrics": None,
-            }
-            for r in runs
-        ],
-    }
+    manifest = _new_manifest(spec, settings, runs, checksum, previous)
     out.mkdir(parents=True, exist_ok=True)
     write_manifest(out, manifest)
     done = sum(r.get("status") == "done" for r in (previous or {}).get("runs", []))
@@ -361,11 +287,12 @@ def run_experiment(
         write_manifest(out, manifest)
         outcomes.append(RunOutcome(run.name, status, metrics, seconds))
         log(
-            f"[{i + 1}/{len(runs)}] {run.name:<18} test AUC {metrics['auc']:.4f}"
+            f"[{i + 1}/{len(runs)}] {run.name:<18} test AUC {metrics['user_weighted_auc']:.4f}"
+            f" (user-weighted, Eq. 10)  global {metrics['global_auc']:.4f}"
             f"  ({status}, {seconds:.1f} s)"
         )
-    table = build_table(spec, manifest["runs"])
-    files = write_tables(table, out)
+    table = build_table(spec, manifest["runs"], experiment_setting(manifest))
+    files = write_table(table, out)
     files["manifest"] = out / MANIFEST
     if len(spec.variants) > 1:
         first_seed = [out / r.name for r in runs if r.seed == 0]
@@ -373,8 +300,43 @@ def run_experiment(
     return ExperimentResult(spec, out, manifest, outcomes, table, files)
 
 
+def _new_manifest(
+    spec: ExperimentSpec,
+    settings: ExperimentSettings,
+    runs: list[RunSpec],
+    checksum: str,
+    previous: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The manifest of a (re)started experiment: every run pending."""
+    return {
+        "format_version": MANIFEST_VERSION,
+        "experiment": spec.name,
+        "title": spec.title,
+        "data": {"path": str(settings.data), "checksum": checksum},
+        "settings": {
+            "seeds": settings.seeds,
+            "epochs": settings.epochs,
+            "recipe": settings.recipe,
+            "batch_size": settings.batch_size,
+        },
+        "created": previous.get("created", rf.now()) if previous else rf.now(),
+        "runs": [
+            {
+                "name": r.name,
+                "variant": r.variant.key,
+                "label": r.variant.label,
+                "seed": r.seed,
+                "status": "pending",
+                "config": None,
+                "metrics": None,
+            }
+            for r in runs
+        ],
+    }
+
+
 def _previous_manifest(out: Path, spec: ExperimentSpec, checksum: str) -> dict[str, Any] | None:
-    if not is_experiment_dir(out):
+    if not is_experiment(out):
         if out.is_dir() and any(out.iterdir()):
             raise DinctlError(
                 f"{out} is not empty and holds no {MANIFEST}: it is not a dinctl experiment folder",
@@ -416,7 +378,7 @@ def _run_one(
             return "reused", metrics
         if complete:
             return "evaluated", backend.evaluate(run_dir)
-        if (run_dir / "checkpoint.pt").exists():
+        if (run_dir / rf.CHECKPOINT_FILE).exists():
             _mark_running(entry, manifest, run_dir.parent)
             backend.train(run.overrides, resume=True, progress=progress)
             return "resumed", backend.evaluate(run_dir)
@@ -436,156 +398,45 @@ def _mark_running(entry: dict[str, Any], manifest: dict[str, Any], out: Path) ->
 # --------------------------------------------------------------------------- tables
 
 
-@dataclass(frozen=True)
-class Stat:
-    """Mean and sample standard deviation (ddof=1; None with one seed) over seeds."""
-
-    mean: float
-    std: float | None
-    n: int
-
-    @classmethod
-    def of(cls, values: Sequence[float]) -> Stat:
-        n = len(values)
-        mean = math.fsum(values) / n
-        if n < 2:
-            return cls(mean, None, n)
-        var = math.fsum((v - mean) ** 2 for v in values) / (n - 1)
-        return cls(mean, math.sqrt(var), n)
-
-    def text(self, digits: int = 4) -> str:
-        if self.std is None:
-            return f"{self.mean:.{digits}f}"
-        return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}"
+def experiment_setting(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What a table footer names: recipe, epochs, seeds and dataset (resolved where known)."""
+    settings = manifest.get("settings", {})
+    config = next((r["config"] for r in manifest["runs"] if r.get("config")), None) or {}
+    data = manifest.get("data", {})
+    return {
+        "split": "test",
+        "recipe": settings.get("recipe") or config.get("recipe"),
+        "epochs": settings.get("epochs") or config.get("epochs"),
+        "seeds": settings.get("seeds"),
+        "dataset": data.get("path"),
+        "dataset_checksum": str(data.get("checksum", ""))[:12] or None,
+    }
 
 
-@dataclass(frozen=True)
-class TableRow:
-    key: str
-    label: str
-    seeds: int
-    auc: Stat
-    gauc: Stat | None
-    logloss: Stat
-    rela_impr: float | None  # percent; None while the baseline has no finished run
-
-
-@dataclass(frozen=True)
-class Table:
-    name: str
-    title: str
-    baseline: str
-    baseline_label: str
-    row_header: str
-    show_logloss: bool
-    rows: tuple[TableRow, ...]
-
-    def header(self) -> list[str]:
-        cols = [self.row_header, "AUC", "RelaImpr"]
-        return cols + (["Logloss"] if self.show_logloss else [])
-
-    def cells(self) -> list[list[str]]:
-        out = []
-        for row in self.rows:
-            rela = "—" if row.rela_impr is None else f"{row.rela_impr:.2f}%"
-            cells = [row.label, row.auc.text(), rela]
-            if self.show_logloss:
-                cells.append(row.logloss.text())
-            out.append(cells)
-        return out
-
-    def markdown(self) -> str:
-        header = self.header()
-        lines = [
-            f"**{self.title}**",
-            "",
-            "| " + " | ".join(header) + " |",
-            "|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|",
-        ]
-        lines += ["| " + " | ".join(c) + " |" for c in self.cells()]
-        seeds = sorted({r.seeds for r in self.rows})
-        lines += [
-            "",
-            f"AUC is the test AUC of each run's best-validation-AUC epoch, mean ± sample std "
-            f"(ddof=1) over {'/'.join(map(str, seeds))} seed(s). RelaImpr (Eq. 11) is computed "
-            f"from the mean AUCs against {self.baseline_label}.",
-        ]
-        return "\n".join(lines) + "\n"
-
-    def to_json(self) -> dict[str, Any]:
-        def stat(s: Stat | None) -> dict[str, Any] | None:
-            return None if s is None else {"mean": s.mean, "std": s.std, "n": s.n}
-
-        return {
-            "experiment": self.name,
-            "title": self.title,
-            "baseline": self.baseline,
-            "rows": [
-                {
-                    "key": r.key,
-                    "label": r.label,
-                    "seeds": r.seeds,
-                    "auc": stat(r.auc),
-                    "gauc": stat(r.gauc),
-                    "logloss": stat(r.logloss),
-                    "rela_impr": r.rela_impr,
-                }
-                for r in self.rows
-            ],
-        }
-
-
-def rela_impr(auc: float, base_auc: float) -> float:
-    """RelaImpr, Eq. (11), in percent."""
-    from dinctl.metrics import rela_impr as _rela_impr
-
-    return float(_rela_impr(auc, base_auc))
-
-
-def build_table(spec: ExperimentSpec, runs: Sequence[dict[str, Any]]) -> Table:
+def build_table(
+    spec: ExperimentSpec, runs: Sequence[dict[str, Any]], setting: dict[str, Any] | None = None
+) -> Table:
     """Aggregate finished manifest entries per variant into the paper's table layout."""
-    by_variant: dict[str, list[dict[str, float]]] = {v.key: [] for v in spec.variants}
+    from dinctl.tables import build_table as build
+
+    by_variant: dict[str, list[dict[str, Any]]] = {v.key: [] for v in spec.variants}
     for run in runs:
         if run.get("status") == "done" and run.get("metrics") and run["variant"] in by_variant:
-            by_variant[run["variant"]].append(run["metrics"])
-    stats = {}
-    for key, metrics in by_variant.items():
-        if metrics:
-            gaucs = [m["gauc"] for m in metrics if m.get("gauc") is not None]
-            stats[key] = (
-                Stat.of([m["auc"] for m in metrics]),
-                Stat.of(gaucs) if len(gaucs) == len(metrics) else None,
-                Stat.of([m["logloss"] for m in metrics]),
-                len(metrics),
-            )
-    base = stats.get(spec.baseline)
-    rows = []
-    for v in spec.variants:
-        if v.key not in stats:
-            continue
-        auc, gauc, logloss, n = stats[v.key]
-        # RelaImpr is undefined against a baseline at exactly chance level.
-        rela = None if base is None or base[0].mean == 0.5 else rela_impr(auc.mean, base[0].mean)
-        rows.append(TableRow(v.key, v.label, n, auc, gauc, logloss, rela))
-    return Table(
+            by_variant[run["variant"]].append(rf.normalize_metrics(run["metrics"]))
+    groups = [
+        Group(v.key, (v.label,), by_variant[v.key], {"key": v.key, "label": v.label})
+        for v in spec.variants
+    ]
+    return build(
         spec.name,
         spec.title,
-        spec.baseline,
-        spec.variant(spec.baseline).label,
-        spec.row_header,
-        spec.show_logloss,
-        tuple(rows),
+        (spec.row_header,),
+        groups,
+        baseline=spec.baseline,
+        baseline_label=spec.variant(spec.baseline).label,
+        show_logloss=spec.show_logloss,
+        setting=setting,
     )
-
-
-def write_tables(table: Table, out: Path) -> dict[str, Path]:
-    """Write `<name>.md` and `<name>.json` into the experiment folder, atomically."""
-    md, js = Path(out) / f"{table.name}.md", Path(out) / f"{table.name}.json"
-    with atomic_file(md) as tmp:
-        tmp.write_text(table.markdown())
-    with atomic_file(js) as tmp:
-        tmp.write_text(json.dumps(table.to_json(), indent=2) + "\n")
-    return {"markdown": md, "json": js}
 
 
 # --------------------------------------------------------------------------- the real backend
@@ -608,18 +459,10 @@ class TorchBackend:
         return resolve_config(overrides).to_dict()
 
     def stored_config(self, run_dir: Path) -> dict[str, Any] | None:
-        path = Path(run_dir) / "config.json"
-        try:
-            train = json.loads(path.read_text()).get("train")
-        except (OSError, json.JSONDecodeError, AttributeError):
-            return None
-        return train if isinstance(train, dict) else None
+        return rf.stored_train_config(run_dir)
 
     def training_complete(self, run_dir: Path) -> bool:
-        config = self.stored_config(run_dir)
-        if config is None or not (Path(run_dir) / "best.pt").exists():
-            return False
-        return _last_logged_epoch(Path(run_dir) / "log.jsonl") >= int(config["epochs"])
+        return rf.training_complete(run_dir)
 
     def train(self, overrides: dict[str, Any], *, resume: bool, progress: bool) -> None:
         from dinctl.training.config import resolve_config
@@ -633,191 +476,17 @@ class TorchBackend:
         train(cfg, resume=resume, progress=progress)
 
     def test_metrics(self, run_dir: Path) -> dict[str, float] | None:
-        from dinctl.evaluation import read_metrics
-
-        metrics = read_metrics(run_dir, "test")
+        metrics = rf.read_metrics(run_dir, "test")
         if metrics is None or any(metrics.get(k) is None for k in METRIC_KEYS):
             return None
         return {k: float(metrics[k]) for k in METRIC_KEYS}
 
     def evaluate(self, run_dir: Path) -> dict[str, float]:
-        return evaluate_test(run_dir, self.device)
+        from dinctl.evaluation import evaluate_run
+
+        return evaluate_run(run_dir, "test", device=self.device).headline()
 
     def curves(self, run_dirs: list[Path], out: Path) -> Path:
-        from dinctl.plots import curves_plot
+        from dinctl.plots.curves import curves_plot
 
         return curves_plot(list(run_dirs), out)
-
-
-def _last_logged_epoch(log: Path) -> int:
-    """The last `{"event": "epoch"}` line's epoch in a run's log.jsonl (0 if none)."""
-    last = 0
-    try:
-        lines = log.read_text().splitlines()
-    except OSError:
-        return 0
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by a kill; the trainer rewrites it on resume
-        if isinstance(record, dict) and record.get("event") == "epoch":
-            last = int(record["epoch"])
-    return last
-
-
-# --------------------------------------------------------------------------- quickstart
-
-
-def sample_data_dir(root: Path | None = None) -> Path:
-    """The bundled `sample_data/` of a source checkout (or under `root`)."""
-    path = (root or Path(__file__).resolve().parents[1]) / "sample_data"
-    if not (path / "amazon").is_dir():
-        raise DinctlError(
-            f"the bundled sample data is missing: {path / 'amazon'} does not exist",
-            hint="run dinctl from a source checkout (git clone, then `pip install -e .`), "
-            "or regenerate it with `python sample_data/generate.py`",
-        )
-    return path
-
-
-QUICKSTART_MARKER = "quickstart.json"
-# DIN with Dice, small enough for a 2-core laptop in seconds: the sample has ~2.7k training
-# rows over ~300 items, where 16-dim embeddings, N(0, 1) init and a large Adam step learn the
-# planted interests (test AUC ~0.8; with the library default init 0.01 it stays near 0.6).
-QUICKSTART_TRAIN: dict[str, Any] = {
-    "model": "din",
-    "act": "dice",
-    "reg": "none",
-    "recipe": "fast",
-    "epochs": 6,
-    "batch_size": 256,
-    "lr": 0.01,
-    "emb_dim": 16,
-    "emb_init_std": 1.0,
-    "device": "cpu",
-    "seed": 0,
-}
-
-
-@dataclass(frozen=True)
-class QuickstartResult:
-    """Where the quickstart put things, and how good the model is."""
-
-    out: Path
-    data: Path
-    run_dir: Path
-    best_epoch: int
-    metrics: dict[str, float]  # test auc, gauc, logloss
-    plots: dict[str, Path]  # attention, tsne, curves
-    seconds: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "out": str(self.out),
-            "data": str(self.data),
-            "run": str(self.run_dir),
-            "best_epoch": self.best_epoch,
-            "test": self.metrics,
-            "plots": {k: str(v) for k, v in self.plots.items()},
-            "files": {
-                "config": str(self.run_dir / "config.json"),
-                "checkpoint": str(self.run_dir / "best.pt"),
-                "log": str(self.run_dir / "log.jsonl"),
-                "predictions": str(self.run_dir / "predictions.parquet"),
-                "metrics": str(self.run_dir / "metrics.json"),
-            },
-            "seconds": round(self.seconds, 1),
-        }
-
-
-def _prepare_quickstart_dir(out: Path, overwrite: bool) -> None:
-    """Re-running replaces an earlier quickstart; anything else needs --overwrite."""
-    if out.exists() and not out.is_dir():
-        raise DinctlError(f"{out} exists and is not a folder", hint="choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not (out / QUICKSTART_MARKER).exists():
-        if not overwrite:
-            raise DinctlError(
-                f"{out} is not empty and was not made by `dinctl quickstart`",
-                hint="choose another --out, or pass --overwrite to replace it",
-            )
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-
-
-def run_quickstart(
-    out: Path,
-    *,
-    overwrite: bool = False,
-    progress: bool = True,
-    stage: Callable[[str], None] = _stderr,
-) -> QuickstartResult:
-    """Sample Amazon data → preprocess → DIN with Dice → test metrics → the three plots."""
-    started = time.perf_counter()
-    sample = sample_data_dir()
-    out = Path(out)
-    _prepare_quickstart_dir(out, overwrite)
-    marker = out / QUICKSTART_MARKER
-    with atomic_file(marker) as tmp:
-        tmp.write_text(json.dumps({"status": "running", "started": _now()}) + "\n")
-
-    from dinctl.data.preprocess import preprocess_amazon
-
-    data = out / "data"
-    stage(f"preprocess  {sample / 'amazon'} → {data}")
-    preprocess_amazon(sample / "amazon", data, overwrite=True)
-
-    from dinctl.training.config import resolve_config
-    from dinctl.training.loop import train
-
-    run_dir = out / "runs" / "din-dice"
-    if run_dir.exists():
-        shutil.rmtree(run_dir)  # an earlier quickstart's run
-    cfg = resolve_config({**QUICKSTART_TRAIN, "data": str(data), "out": str(run_dir)})
-    stage(f"train       DIN with Dice, {cfg.epochs} epochs → {run_dir}")
-    trained = _one_thread(lambda: train(cfg, progress=progress))
-
-    stage("evaluate    best-validation-AUC epoch on the test split")
-    metrics = evaluate_test(run_dir, "cpu")
-
-    from dinctl.plots import attention_plot, curves_plot, tsne_plot
-
-    stage(f"visualize   attention, t-SNE, curves → {run_dir / 'plots'}")
-    plots = {
-        "attention": attention_plot(run_dir),
-        "tsne": tsne_plot(run_dir),
-        "curves": curves_plot([run_dir]),
-    }
-    result = QuickstartResult(
-        out=out,
-        data=data,
-        run_dir=run_dir,
-        best_epoch=trained.best_epoch,
-        metrics=metrics,
-        plots=plots,
-        seconds=time.perf_counter() - started,
-    )
-    with atomic_file(marker) as tmp:
-        tmp.write_text(json.dumps({"status": "done", **result.to_json()}, indent=2) + "\n")
-    return result
-
-
-def _one_thread(job: Callable[[], Any]) -> Any:
-    """Run `job` with one intra-op torch thread: on a model this small a second thread only adds
-    synchronisation, and on a busy 2-core machine it made an epoch 3× slower (measured)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return job()
-    finally:
-        torch.set_num_threads(threads)
-
-
-def evaluate_test(run_dir: Path, device: str = "auto") -> dict[str, float]:
-    """Score a run's best checkpoint on test (writes predictions.parquet, metrics.json)."""
-    from dinctl.evaluation import evaluate_run
-
-    m = evaluate_run(run_dir, "test", device=device)
-    return {"auc": m.auc, "gauc": m.gauc, "logloss": m.logloss}

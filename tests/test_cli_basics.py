@@ -1,15 +1,20 @@
-"""The CLI skeleton: --help is instant (no torch/polars import), errors follow the boundary."""
+"""The CLI skeleton: --help is instant (no torch/polars import), errors follow the boundary,
+every registered command is documented, commands are listed in the pipeline's order."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
+import typer
 from typer.testing import CliRunner
 
-from dinctl.cli.main import app
+from dinctl.cli.main import COMMAND_ORDER, app
 
 runner = CliRunner()
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_help_does_not_import_torch_or_polars() -> None:
@@ -26,11 +31,40 @@ def test_help_does_not_import_torch_or_polars() -> None:
     assert out.stdout.strip() == ""
 
 
-def test_every_product_command_is_registered() -> None:
+def _registered(group: typer.Typer, prefix: str = "dinctl") -> list[str]:
+    """Every visible command path of a Typer app, walked from what is registered."""
+    found = []
+    for info in group.registered_commands:
+        if info.hidden:
+            continue
+        name = info.name or (info.callback.__name__ if info.callback else "?")
+        found.append(f"{prefix} {name}")
+    for sub in group.registered_groups:
+        assert sub.typer_instance is not None
+        found += _registered(sub.typer_instance, f"{prefix} {sub.name}")
+    return found
+
+
+def test_every_registered_command_is_documented_in_the_readme() -> None:
+    commands = _registered(app)
+    # the walk sees the real registrations: every pipeline stage and its subcommands
+    assert {"dinctl train", "dinctl evaluate", "dinctl quickstart"} <= set(commands)
+    assert "dinctl visualize attention" in commands and "dinctl experiment table4" in commands
+    readme = README.read_text()
+    undocumented = [c for c in commands if not re.search(re.escape(c) + r"\b", readme)]
+    assert undocumented == []
+
+
+def test_help_lists_commands_in_pipeline_order() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("download", "preprocess", "train", "evaluate", "visualize"):
-        assert command in result.output
+    listed = [
+        line.split()[1]
+        for line in result.output.splitlines()
+        if line.startswith("│ ") and len(line.split()) > 2 and line.split()[1].isalpha()
+    ]
+    listed = [c for c in listed if c in COMMAND_ORDER]
+    assert listed == list(COMMAND_ORDER)
 
 
 def test_usage_error_exits_2() -> None:
@@ -38,7 +72,25 @@ def test_usage_error_exits_2() -> None:
     assert result.exit_code == 2
 
 
+def test_usage_errors_of_the_installed_command_are_one_line() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "dinctl", "train", "--no-such-flag"], capture_output=True, text=True
+    )
+    assert out.returncode == 2 and out.stdout == ""
+    lines = out.stderr.splitlines()
+    assert lines[0].startswith("error: No such option: --no-such-flag")
+    assert lines[1:] == ["hint: see `python -m dinctl train --help`"]
+
+
 def test_version() -> None:
+    help_line = next(
+        x for x in runner.invoke(app, ["--help"]).output.splitlines() if "--version" in x
+    )
+    assert "<bool>" not in help_line and "Print the version" in help_line
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0
     assert result.output.startswith("dinctl ")
+    out = subprocess.run(
+        [sys.executable, "-m", "dinctl", "--version"], capture_output=True, text=True
+    )
+    assert (out.returncode, out.stdout.split()[0]) == (0, "dinctl")

@@ -18,14 +18,14 @@ from dinctl.metrics import auc_score, log_loss, rela_impr, user_auc_details
 
 runner = CliRunner()
 
-JSON_TOP_KEYS = {"split", "baseline", "runs"}
+JSON_TOP_KEYS = {"split", "metric", "baseline", "runs"}
 JSON_ROW_KEYS = {
     "run",
     "model",
     "act",
     "reg",
-    "auc",
-    "gauc",
+    "user_weighted_auc",
+    "global_auc",
     "logloss",
     "rela_impr",
     "users_scored",
@@ -110,9 +110,10 @@ def test_metrics_json_agrees_with_predictions(trained: dict[str, Path]) -> None:
 
     y, s, u = pred["label"].to_numpy(), pred["score"].to_numpy(), pred["user"].to_numpy()
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["auc"] == auc_score(y, s) == result.auc
+    assert metrics["global_auc"] == auc_score(y, s) == result.global_auc
     details = user_auc_details(y, s, u)
-    assert metrics["gauc"] == details.score
+    assert metrics["user_weighted_auc"] == details.score == result.user_weighted_auc
+    assert metrics["metric"] == "user_weighted_auc"
     assert metrics["users_scored"] == details.users_scored
     assert metrics["users_skipped"] == details.users_skipped
     assert metrics["logloss"] == pytest.approx(log_loss(y, s))
@@ -127,7 +128,7 @@ def test_metrics_json_agrees_with_predictions(trained: dict[str, Path]) -> None:
     assert read_metrics(run, "test") == metrics
     assert read_metrics(run, "valid") is None
     # the planted signal is learnable: one epoch already beats random guessing
-    assert metrics["auc"] > 0.55
+    assert metrics["global_auc"] > 0.55
 
 
 def test_scores_match_a_plain_forward_pass(trained: dict[str, Path]) -> None:
@@ -144,8 +145,8 @@ def test_scores_match_a_plain_forward_pass(trained: dict[str, Path]) -> None:
     with torch.no_grad():
         expect = torch.sigmoid(run.model(batch).logits).numpy()  # (50,)
     evaluate_run(trained["base"], "valid", batch_size=7)  # odd batches, same scores
-    got = pl.read_parquet(trained["base"] / "predictions.parquet")["score"].to_numpy()[:50]
-    np.testing.assert_allclose(got, expect, rtol=1e-5, atol=1e-6)
+    got = pl.read_parquet(trained["base"] / "predictions-valid.parquet")["score"]
+    np.testing.assert_allclose(got.to_numpy()[:50], expect, rtol=1e-5, atol=1e-6)
 
 
 # --------------------------------------------------------------------------- command
@@ -162,12 +163,19 @@ def test_cli_table_json_and_relaimpr(trained: dict[str, Path]) -> None:
     assert set(din) == JSON_ROW_KEYS and set(base) == JSON_ROW_KEYS
     assert (din["model"], din["act"], din["reg"]) == ("din", "dice", "mba")
     assert base["rela_impr"] == 0.0
-    assert din["rela_impr"] == pytest.approx(rela_impr(din["auc"], base["auc"]))
-    assert out["baseline"]["auc"] == base["auc"]
+    # RelaImpr (Eq. 11) is computed on the paper's AUC, the user-weighted one (Eq. 10)
+    assert out["metric"] == "user_weighted_auc"
+    assert din["rela_impr"] == pytest.approx(
+        rela_impr(din["user_weighted_auc"], base["user_weighted_auc"])
+    )
+    assert out["baseline"]["user_weighted_auc"] == base["user_weighted_auc"]
+    assert out["baseline"]["global_auc"] == base["global_auc"]
     # the human table goes to stderr, in Table 3's layout
     for cell in ("model", "activation", "regulariser", "DIN", "BaseModel", "Dice", "MBA"):
         assert cell in result.stderr
     assert "RelaImpr" in result.stderr
+    assert "AUC (user-weighted, Eq. 10)" in result.stderr and "global AUC" in result.stderr
+    assert f"{din['rela_impr']:+.2f}%" in result.stderr
 
 
 def test_cli_default_is_latest_run_without_baseline(trained: dict[str, Path]) -> None:
@@ -192,7 +200,9 @@ def test_cli_explicit_baseline_and_valid_split(trained: dict[str, Path]) -> None
     out = json.loads(result.stdout)
     assert out["split"] == "valid" and out["baseline"]["run"] == str(trained["din"])
     [base] = out["runs"]
-    assert base["rela_impr"] == pytest.approx(rela_impr(base["auc"], out["baseline"]["auc"]))
+    assert base["rela_impr"] == pytest.approx(
+        rela_impr(base["user_weighted_auc"], out["baseline"]["user_weighted_auc"])
+    )
     assert base["n"] == pl.read_parquet(trained["data"] / "valid.parquet").height
 
 
@@ -221,13 +231,26 @@ def test_cli_expands_experiment_folders(trained: dict[str, Path], tmp_path: Path
 def test_cli_fail_under(trained: dict[str, Path]) -> None:
     ok = runner.invoke(app, ["evaluate", str(trained["din"]), "--fail-under", "0.0"])
     assert ok.exit_code == 0, ok.output
-    auc = read_metrics(trained["din"])["auc"]  # type: ignore[index]
+    metrics = read_metrics(trained["din"])
+    assert metrics is not None
+    uw, glob = metrics["user_weighted_auc"], metrics["global_auc"]
     bad = runner.invoke(app, ["evaluate", str(trained["din"]), "--fail-under", "0.999"])
     assert bad.exit_code == 1
     assert bad.stderr.splitlines()[-1] == (
-        f"error: AUC {auc:.4f} of {trained['din']} is below --fail-under 0.999"
+        f"error: AUC (user-weighted, Eq. 10) {uw:.4f} of {trained['din']} is below "
+        "--fail-under 0.999"
     )
     assert bad.stdout  # the results are still printed before the gate fails
+    # the gate reads the headline unless told otherwise: a bar between the two metrics
+    # passes on one and fails on the other
+    lo, hi = sorted((uw, glob))
+    if hi - lo > 1e-4:
+        bar = f"{(lo + hi) / 2:.6f}"
+        failing = "user_weighted_auc" if uw < glob else "global_auc"
+        passing = "global_auc" if failing == "user_weighted_auc" else "user_weighted_auc"
+        args = ["evaluate", str(trained["din"]), "--fail-under", bar, "--fail-metric"]
+        assert runner.invoke(app, [*args, failing]).exit_code == 1
+        assert runner.invoke(app, [*args, passing]).exit_code == 0
 
 
 # --------------------------------------------------------------------------- errors
@@ -256,7 +279,7 @@ def test_error_empty_runs_folder(tmp_path: Path) -> None:
 def test_error_run_folder_does_not_exist(tmp_path: Path) -> None:
     assert _error([str(tmp_path / "nope")]) == (
         f"error: run folder {tmp_path / 'nope'} does not exist\n"
-        "hint: pass a folder written by `dinctl train`\n"
+        "hint: pass a folder written by `dinctl train` or `dinctl experiment`\n"
     )
 
 
@@ -306,7 +329,7 @@ def test_error_dataset_changed_since_training(trained: dict[str, Path], tmp_path
     assert _error([str(run)]) == (
         f"error: the dataset {trained['data'].resolve()} changed since {run} was trained "
         f"(checksum {actual[:12]} vs 000000000000)\n"
-        "hint: evaluate with the dataset the run was trained on\n"
+        "hint: use the dataset the run was trained on (or train the run again)\n"
     )
 
 
@@ -342,3 +365,31 @@ def test_eval_alias_is_hidden_but_documented_command_is_listed() -> None:
     commands = [line.split()[1] for line in result.output.splitlines() if line.startswith("│ ")]
     assert "evaluate" in commands and "eval" not in commands
     assert runner.invoke(app, ["eval", "--help"]).exit_code == 0
+
+
+def test_valid_split_does_not_replace_the_test_results(trained: dict[str, Path]) -> None:
+    run = trained["base"]
+    evaluate_run(run, "test")
+    test_metrics = (run / "metrics.json").read_text()
+    test_preds = (run / "predictions.parquet").read_bytes()
+    result = runner.invoke(app, ["evaluate", str(run), "--split", "valid"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{run / 'metrics-valid.json'}\n"
+    assert (run / "metrics.json").read_text() == test_metrics
+    assert (run / "predictions.parquet").read_bytes() == test_preds
+    valid = json.loads((run / "metrics-valid.json").read_text())
+    assert valid["split"] == "valid"
+    assert pl.read_parquet(run / "predictions-valid.parquet").height == valid["n"]
+    assert read_metrics(run, "valid") == valid
+    assert read_metrics(run, "test") == json.loads(test_metrics)
+
+
+def test_old_metrics_files_are_still_read(tmp_path: Path) -> None:
+    # format 1 wrote `auc` (global) and `gauc` (user-weighted), valid results in metrics.json
+    old = {"format_version": 1, "split": "valid", "auc": 0.7, "gauc": 0.65, "logloss": 0.6}
+    (tmp_path / "metrics.json").write_text(json.dumps(old))
+    got = read_metrics(tmp_path, "valid")
+    assert got is not None
+    assert (got["global_auc"], got["user_weighted_auc"], got["logloss"]) == (0.7, 0.65, 0.6)
+    assert "auc" not in got and "gauc" not in got
+    assert read_metrics(tmp_path, "test") is None

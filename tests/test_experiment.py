@@ -16,14 +16,14 @@ from dinctl.experiment import (
     TABLE3,
     TABLE4,
     ExperimentSettings,
-    Stat,
     TorchBackend,
     build_table,
-    expand_run_dirs,
     plan_runs,
     read_manifest,
     run_experiment,
 )
+from dinctl.runs import expand_runs
+from dinctl.tables import Stat
 
 # --------------------------------------------------------------------------- a fake backend
 
@@ -73,7 +73,7 @@ class FakeBackend:
         self.evaluations.append(run_dir.name)
         key, seed = run_dir.name.rsplit("-s", 1)
         auc = self.AUC.get(key, 0.65) + 0.01 * int(seed)
-        metrics = {"auc": auc, "gauc": auc - 0.05, "logloss": 1.0 - auc}
+        metrics = {"user_weighted_auc": auc, "global_auc": auc + 0.05, "logloss": 1.0 - auc}
         (run_dir / "metrics.json").write_text(json.dumps(metrics))
         return metrics
 
@@ -145,7 +145,7 @@ def test_full_run_writes_manifest_tables_and_curves(tmp_path: Path) -> None:
     assert manifest["experiment"] == "table3"
     assert manifest["data"] == {"path": str(tmp_path / "data"), "checksum": "c" * 64}
     assert [r["status"] for r in manifest["runs"]] == ["done"] * 16
-    assert manifest["runs"][1]["metrics"]["auc"] == pytest.approx(0.70)
+    assert manifest["runs"][1]["metrics"]["user_weighted_auc"] == pytest.approx(0.70)
     assert manifest["runs"][1]["config"]["model"] == "base"
     assert (tmp_path / "exp" / "table3.md").read_text() == result.table.markdown()
     assert json.loads((tmp_path / "exp" / "table3.json").read_text())["rows"][0]["label"] == "LR"
@@ -255,16 +255,16 @@ def test_broken_manifest_is_one_line_error(tmp_path: Path) -> None:
 
 def test_expand_run_dirs(tmp_path: Path) -> None:
     run_experiment(TABLE4, _settings(tmp_path, seeds=1), backend=FakeBackend(), log=_quiet)
-    other = tmp_path / "runs" / "mine"
-    expanded = expand_run_dirs([other, tmp_path / "exp"])
-    assert expanded == [other] + [tmp_path / "exp" / f"{v.key}-s0" for v in TABLE4.variants]
+    expanded = expand_runs([tmp_path / "exp"])
+    assert expanded == [tmp_path / "exp" / f"{v.key}-s0" for v in TABLE4.variants]
 
 
 # --------------------------------------------------------------------------- tables
 
 
 def _done(variant: str, seed: int, auc: float, logloss: float = 0.5) -> dict[str, Any]:
-    metrics = {"auc": auc, "gauc": auc, "logloss": logloss}
+    # the global AUC differs from the headline, so a table that used it would show other numbers
+    metrics = {"user_weighted_auc": auc, "global_auc": auc + 0.03, "logloss": logloss}
     return {"variant": variant, "seed": seed, "status": "done", "metrics": metrics}
 
 
@@ -292,20 +292,25 @@ def test_table3_hand_computed() -> None:
     assert table.rows[0].rela_impr == pytest.approx((0.11 / 0.21 - 1) * 100)  # −47.62 %
     assert table.rows[2].rela_impr == pytest.approx((0.26 / 0.21 - 1) * 100)  # 23.81 %
     assert table.markdown() == (
-        "**Table 3: DIN against its competitors (test AUC, mean ± std over seeds)**\n"
+        "**Table 3: DIN against its competitors (test AUC = user-weighted AUC, mean ± std over "
+        "seeds)**\n"
         "\n"
-        "| Model | AUC | RelaImpr |\n"
-        "|:---|---:|---:|\n"
-        "| LR | 0.6100 ± 0.0141 | -47.62% |\n"
-        "| BaseModel | 0.7100 ± 0.0141 | 0.00% |\n"
-        "| DIN | 0.7600 ± 0.0141 | 23.81% |\n"
+        "| Model | AUC (user-weighted, Eq. 10) | global AUC | RelaImpr |\n"
+        "|:---|---:|---:|---:|\n"
+        "| LR | 0.6100 ± 0.0141 | 0.6400 ± 0.0141 | -47.62% |\n"
+        "| BaseModel | 0.7100 ± 0.0141 | 0.7400 ± 0.0141 | +0.00% |\n"
+        "| DIN | 0.7600 ± 0.0141 | 0.7900 ± 0.0141 | +23.81% |\n"
         "\n"
-        "AUC is the test AUC of each run's best-validation-AUC epoch, mean ± sample std (ddof=1) "
-        "over 2 seed(s). RelaImpr (Eq. 11) is computed from the mean AUCs against BaseModel.\n"
+        "AUC is the user-weighted AUC of Eq. (10) on the test split (the paper's AUC), from each "
+        "run's best validation epoch; mean ± sample std (ddof=1) over 2 seed(s). Global AUC is "
+        "the plain AUC over all impressions. RelaImpr (Eq. 11) is computed from the mean "
+        "user-weighted AUCs, against BaseModel.\n"
     )
     js = table.to_json()
     assert js["baseline"] == "base"
-    assert js["rows"][2]["auc"] == {
+    assert js["metric"] == "user_weighted_auc"
+    assert js["rows"][2]["global_auc"]["mean"] == pytest.approx(0.79)
+    assert js["rows"][2]["user_weighted_auc"] == {
         "mean": pytest.approx(0.76),
         "std": pytest.approx(0.01414213),
         "n": 2,
@@ -318,15 +323,21 @@ def test_table4_has_logloss_and_relaimpr_against_no_item_ids() -> None:
         _done("base-mba", 0, 0.63, logloss=0.61),
     ]
     table = build_table(TABLE4, runs)
-    assert table.header() == ["BaseModel", "AUC", "RelaImpr", "Logloss"]
+    assert table.header() == [
+        "BaseModel",
+        "AUC (user-weighted, Eq. 10)",
+        "global AUC",
+        "RelaImpr",
+        "Logloss",
+    ]
     assert table.cells() == [
-        ["Without item ids and Reg.", "0.6000", "0.00%", "0.6500"],
-        ["With item ids and MBA Reg.", "0.6300", "30.00%", "0.6100"],
+        ["Without item ids and Reg.", "0.6000", "0.6300", "+0.00%", "0.6500"],
+        ["With item ids and MBA Reg.", "0.6300", "0.6600", "+30.00%", "0.6100"],
     ]
 
 
 def test_relaimpr_is_blank_without_baseline_or_at_chance() -> None:
-    assert build_table(TABLE3, [_done("din", 0, 0.7)]).cells() == [["DIN", "0.7000", "—"]]
+    assert build_table(TABLE3, [_done("din", 0, 0.7)]).cells() == [["DIN", "0.7000", "0.7300", "–"]]
     chance = build_table(TABLE3, [_done("base", 0, 0.5), _done("din", 0, 0.7)])
     assert [r.rela_impr for r in chance.rows] == [None, None]
 
@@ -338,7 +349,7 @@ def test_relaimpr_is_blank_without_baseline_or_at_chance() -> None:
 def sample_amazon(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled sample Amazon data, preprocessed once for this module."""
     from dinctl.data.preprocess import preprocess_amazon
-    from dinctl.experiment import sample_data_dir
+    from dinctl.quickstart import sample_data_dir
 
     out = tmp_path_factory.mktemp("sample") / "amazon"
     preprocess_amazon(sample_data_dir() / "amazon", out)
@@ -355,7 +366,7 @@ def _invoke(args: list[str]) -> Any:
 
 def test_table3_end_to_end_on_sample_data(sample_amazon: Path, tmp_path: Path) -> None:
     out = tmp_path / "t3"
-    args = ["experiment", "table3", "--data", str(sample_amazon), "--seeds", "1", "--epochs", "1"]
+    args = ["experiment", "table3", "--data", str(sample_amazon), "--seeds", "1", "--epochs", "2"]
     args += ["--batch-size", "512", "--out", str(out), "--json"]
     result = _invoke(args)
     assert result.exit_code == 0, result.output
@@ -365,7 +376,8 @@ def test_table3_end_to_end_on_sample_data(sample_amazon: Path, tmp_path: Path) -
     base = next(r for r in payload["table"]["rows"] if r["key"] == "base")
     assert base["rela_impr"] == 0.0
     for row in payload["table"]["rows"]:
-        assert 0.0 < row["auc"]["mean"] < 1.0 and row["auc"]["std"] is None
+        uw = row["user_weighted_auc"]
+        assert 0.0 < uw["mean"] < 1.0 and uw["std"] is None
     for name in ("table3.md", "table3.json", "manifest.json", "curves.png"):
         assert (out / name).is_file(), name
     assert "| DIN with Dice |" in (out / "table3.md").read_text()
@@ -374,14 +386,44 @@ def test_table3_end_to_end_on_sample_data(sample_amazon: Path, tmp_path: Path) -
         assert run["status"] == "done"
         assert json.loads((run_dir / "metrics.json").read_text())["split"] == "test"
         assert (run_dir / "predictions.parquet").is_file()
-        assert json.loads((run_dir / "config.json").read_text())["train"]["epochs"] == 1
-    assert len(re.findall(r"^\[\d/8\] .* test AUC 0\.\d{4}  \(trained, ", result.stderr, re.M)) == 8
+        assert json.loads((run_dir / "config.json").read_text())["train"]["epochs"] == 2
+    line = r"^\[\d/8\] .* test AUC 0\.\d{4} \(user-weighted, Eq. 10\)  global 0\.\d{4}  \(trained, "
+    assert len(re.findall(line, result.stderr, re.M)) == 8
+
+    _table_uses_the_user_weighted_auc(out, payload["table"])
 
     # everything is reused the second time: no training, the same table
     again = _invoke(args)
     assert again.exit_code == 0, again.output
     assert again.stderr.count("(reused,") == 8
     assert json.loads(again.stdout)["table"] == payload["table"]
+
+
+def _table_uses_the_user_weighted_auc(out: Path, table: dict[str, Any]) -> None:
+    """Pin the metric of every column, recomputed from each run's written predictions."""
+    import polars as pl
+
+    from dinctl.metrics import auc_score, rela_impr, user_weighted_auc_score
+
+    assert table["metric"] == "user_weighted_auc"
+    rows = {r["key"]: r for r in table["rows"]}
+    recomputed = {}
+    for key, row in rows.items():
+        pred = pl.read_parquet(out / f"{key}-s0" / "predictions.parquet")
+        y, s, u = (pred[c].to_numpy() for c in ("label", "score", "user"))
+        uw, glob = user_weighted_auc_score(y, s, u), auc_score(y, s)
+        assert abs(uw - glob) > 1e-6  # the two metrics differ here, so the pin can fail
+        assert row["user_weighted_auc"]["mean"] == pytest.approx(uw, abs=1e-12)
+        assert row["global_auc"]["mean"] == pytest.approx(glob, abs=1e-12)
+        recomputed[key] = uw
+    for key, row in rows.items():
+        expect = rela_impr(recomputed[key], recomputed["base"])
+        assert row["rela_impr"] == pytest.approx(expect)
+    md = (out / "table3.md").read_text()
+    assert "| AUC (user-weighted, Eq. 10) | global AUC | RelaImpr |" in md
+    din = rows["din-dice"]
+    assert f"| {din['user_weighted_auc']['mean']:.4f} | {din['global_auc']['mean']:.4f} |" in md
+    assert "recipe fast, epochs 2, seeds 1, dataset " in md  # the footer names the setting
 
 
 class InterruptSecondRun(TorchBackend):
@@ -433,10 +475,13 @@ def test_table4_end_to_end_on_sample_data_interrupted_and_resumed(
     ]
     table = json.loads((out / "table4.json").read_text())
     assert [r["key"] for r in table["rows"]] == [v.key for v in TABLE4.variants]
-    assert all(r["auc"]["n"] == 2 and r["auc"]["std"] is not None for r in table["rows"])
+    uw = [r["user_weighted_auc"] for r in table["rows"]]
+    assert all(s["n"] == 2 and s["std"] is not None for s in uw)
     assert table["rows"][0]["rela_impr"] == 0.0
     markdown = (out / "table4.md").read_text()
-    assert "| BaseModel | AUC | RelaImpr | Logloss |" in markdown
+    assert (
+        "| BaseModel | AUC (user-weighted, Eq. 10) | global AUC | RelaImpr | Logloss |" in markdown
+    )
     assert " ± " in markdown
     no_ids = json.loads((out / "base-no-ids-s0" / "config.json").read_text())
     assert no_ids["train"]["use_item_ids"] is False and no_ids["model"]["use_item_ids"] is False

@@ -1,4 +1,4 @@
-"""The protocols of DESIGN.md §2 on tiny hand-made inputs whose output is worked out by hand."""
+"""The docs/protocols.md protocols on tiny hand-made inputs whose output is worked out by hand."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from dinctl.cli.main import app
 from dinctl.errors import DinctlError
-from dinctl.experiment import QUICKSTART_MARKER, sample_data_dir
+from dinctl.quickstart import QUICKSTART_MARKER, prepare_quickstart_dir, sample_data_dir
 
 runner = CliRunner()
 
@@ -21,7 +21,7 @@ def test_quickstart_makes_every_promised_file(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     # the planted interests are learnable: measured 0.796 on CPU (seed 0); 0.5 would be chance
-    assert summary["test"]["auc"] > 0.7
+    assert summary["test"]["user_weighted_auc"] > 0.7
     run = out / "runs" / "din-dice"
     assert summary["run"] == str(run)
     for name in (
@@ -39,11 +39,13 @@ def test_quickstart_makes_every_promised_file(tmp_path: Path) -> None:
         assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
         assert Path(path).parent == run / "plots"
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["split"] == "test" and metrics["auc"] == summary["test"]["auc"]
+    assert metrics["split"] == "test"
+    for key in ("user_weighted_auc", "global_auc", "logloss"):
+        assert metrics[key] == summary["test"][key]
     config = json.loads((run / "config.json").read_text())["train"]
     assert (config["model"], config["act"]) == ("din", "dice")
     assert json.loads((out / QUICKSTART_MARKER).read_text())["status"] == "done"
-    assert "test AUC" in result.stderr
+    assert "test AUC" in result.stderr and "user-weighted, Eq. 10" in result.stderr
 
     # a second quickstart into the same folder replaces the first one's outputs
     (run / "stale.txt").write_text("from the first run")
@@ -70,19 +72,25 @@ def test_missing_sample_data_is_a_clear_error(tmp_path: Path) -> None:
     assert err.value.message == (
         f"the bundled sample data is missing: {tmp_path / 'sample_data' / 'amazon'} does not exist"
     )
-    assert "python sample_data/generate.py" in str(err.value.hint)
+    assert "python dinctl/sample_data/generate.py" in str(err.value.hint)
+
+
+def test_the_sample_data_ships_inside_the_package() -> None:
+    import dinctl
+
+    path = sample_data_dir()
+    assert path == Path(dinctl.__file__).parent / "sample_data"
+    assert (path / "amazon" / "reviews_Electronics_5.json").is_file()
 
 
 def test_overwrite_replaces_a_foreign_folder_and_a_file_is_refused(tmp_path: Path) -> None:
-    from dinctl.experiment import _prepare_quickstart_dir
-
     (tmp_path / "mine.txt").write_text("precious")
-    _prepare_quickstart_dir(tmp_path, overwrite=True)
+    prepare_quickstart_dir(tmp_path, overwrite=True)
     assert tmp_path.is_dir() and list(tmp_path.iterdir()) == []
     (tmp_path / "earlier").mkdir()
     (tmp_path / "earlier" / QUICKSTART_MARKER).write_text("{}")
     (tmp_path / "earlier" / "data").mkdir()
-    _prepare_quickstart_dir(tmp_path / "earlier", overwrite=False)  # an earlier quickstart: fine
+    prepare_quickstart_dir(tmp_path / "earlier", overwrite=False)  # an earlier quickstart: fine
     (tmp_path / "file").write_text("x")
     with pytest.raises(DinctlError, match="exists and is not a folder"):
-        _prepare_quickstart_dir(tmp_path / "file", overwrite=True)
+        prepare_quickstart_dir(tmp_path / "file", overwrite=True)

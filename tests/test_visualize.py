@@ -143,7 +143,7 @@ def test_attention_given_candidates_truncated_and_json(din_run: Path, tiny_datas
 
 
 def test_attention_library_defaults_to_most_active_user(din_run: Path, tiny_dataset: Path) -> None:
-    from dinctl.plots import attention_plot
+    from dinctl.plots.attention import attention_plot
 
     seq = pl.read_parquet(tiny_dataset / "sequences.parquet")
     lengths = seq["items"].list.len().to_numpy()
@@ -193,7 +193,7 @@ def test_tsne_points_scores_and_seed(din_run: Path, tiny_dataset: Path) -> None:
     probs, _ = _oracle(din_run, user, seq[:hist_len][-MAX_LEN:], ids)
     np.testing.assert_allclose([float(r["score"]) for r in first], probs, rtol=1e-5)
 
-    from dinctl.plots import compute_tsne
+    from dinctl.plots.tsne import compute_tsne
 
     xy = np.array([[float(r["x"]), float(r["y"])] for r in first])
     again = compute_tsne(din_run, 3, 5, "U0003", seed=0)
@@ -210,7 +210,7 @@ def test_tsne_points_scores_and_seed(din_run: Path, tiny_dataset: Path) -> None:
 
 
 def test_tsne_embeddings_are_the_model_tables(runs: dict[str, Path]) -> None:
-    from dinctl.plots import item_representations
+    from dinctl.plots.tsne import item_representations
     from dinctl.training.checkpoint import load_run
 
     model = load_run(runs["base"]).model
@@ -221,7 +221,7 @@ def test_tsne_embeddings_are_the_model_tables(runs: dict[str, Path]) -> None:
 
 def test_tsne_embeddings_of_a_filtered_model_go_through_its_item_map() -> None:
     from dinctl.models import ModelConfig, build_model
-    from dinctl.plots import item_representations
+    from dinctl.plots.tsne import item_representations
     from dinctl.training.regularizers import ItemFilter
 
     inner = build_model(ModelConfig(model="din", n_users=3, n_items=3, n_cates=2, emb_dim=4))
@@ -237,6 +237,7 @@ def test_tsne_embeddings_of_a_filtered_model_go_through_its_item_map() -> None:
 def _fake_run(folder: Path, model: str, epochs: list[tuple[float, float | None]]) -> Path:
     folder.mkdir(parents=True)
     config = {
+        "train": {"model": model},
         "model": {"model": model},
         "dataset": {"path": "/d/tiny", "meta": {"dataset": "tiny"}},
     }
@@ -245,7 +246,7 @@ def _fake_run(folder: Path, model: str, epochs: list[tuple[float, float | None]]
     for k, (loss, auc) in enumerate(epochs, start=1):
         rec = {"event": "epoch", "epoch": k, "step": 10 * k, "train_loss": loss}
         if auc is not None:
-            rec["valid_auc"] = auc
+            rec["valid_user_weighted_auc"] = auc
         lines.append(rec)
     (folder / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     return folder
@@ -266,8 +267,9 @@ def test_curves_numbers_equal_the_logs(tmp_path: Path) -> None:
     ]
     assert runs[0]["epoch"] == [1, 2, 3]
     assert runs[0]["train_loss"] == [0.69, 0.6, 0.55]
-    assert runs[0]["valid_auc"] == [0.61, 0.66, 0.68]
-    assert runs[1]["valid_auc"] == [None, 0.63]
+    assert runs[0]["valid_user_weighted_auc"] == [0.61, 0.66, 0.68]
+    assert runs[1]["valid_user_weighted_auc"] == [None, 0.63]
+    assert json.loads(js.read_text())["metric"] == "valid_user_weighted_auc"
 
 
 def test_curves_expand_experiment_folders(tmp_path: Path) -> None:
@@ -283,7 +285,12 @@ def test_curves_expand_experiment_folders(tmp_path: Path) -> None:
     assert [Path(r["run"]).name for r in data["runs"]] == ["base-s1", "din-s1"]  # sorted
 
     (exp / "manifest.json").write_text(
-        json.dumps({"runs": [{"name": "din-s1"}, {"name": "base-s1"}, {"name": "lr-s1"}]})
+        json.dumps(
+            {
+                "format_version": 1,
+                "runs": [{"name": "din-s1"}, {"name": "base-s1"}, {"name": "lr-s1"}],
+            }
+        )
     )
     code, out, err = _invoke("curves", exp, "--out", out_png, "--json")
     assert code == 0, err
@@ -291,7 +298,7 @@ def test_curves_expand_experiment_folders(tmp_path: Path) -> None:
 
 
 def test_curves_of_a_trained_run(runs: dict[str, Path], tmp_path: Path) -> None:
-    from dinctl.plots import curves_plot
+    from dinctl.plots.curves import curves_plot
 
     png = curves_plot([runs["din"], runs["base"]], out=tmp_path / "c.png")
     assert _png_shape(png) == (520, 1300, 4)
@@ -301,13 +308,14 @@ def test_curves_of_a_trained_run(runs: dict[str, Path], tmp_path: Path) -> None:
         epochs = [r for r in log if r["event"] == "epoch"]
         assert got["model"] == run
         assert got["train_loss"] == [r["train_loss"] for r in epochs]
-        assert got["valid_auc"] == [r["valid_auc"] for r in epochs]
+        # the trainer's user-weighted validation AUC, under today's key or the old `valid_gauc`
+        uw = [r.get("valid_user_weighted_auc", r.get("valid_gauc")) for r in epochs]
+        assert got["valid_user_weighted_auc"] == uw and None not in uw
 
 
 # --------------------------------------------------------------------------- errors
 
-RUN_HINT = "hint: pass the folder `dinctl train` wrote, e.g. runs/<name>"
-TRAIN_HINT = "hint: train it with `dinctl train` (checkpoints are written after the first epoch)"
+RUN_HINT = "hint: pass a folder written by `dinctl train` or `dinctl experiment`"
 
 
 def test_error_messages(runs: dict[str, Path], tiny_dataset: Path, tmp_path: Path) -> None:
@@ -334,8 +342,9 @@ def test_error_messages(runs: dict[str, Path], tiny_dataset: Path, tmp_path: Pat
         (
             ["attention", "--run", no_ckpt],
             [
-                f"error: run {no_ckpt} has no checkpoint: neither best.pt nor checkpoint.pt exists",
-                TRAIN_HINT,
+                f"error: {no_ckpt} has no best.pt or checkpoint.pt",
+                "hint: the run has not finished an epoch; resume it with `dinctl train --resume "
+                f"--out {no_ckpt}`",
             ],
         ),
         (
@@ -382,17 +391,13 @@ def test_error_messages(runs: dict[str, Path], tiny_dataset: Path, tmp_path: Pat
         ),
         (
             ["curves", missing],
-            [
-                f"error: run folder {missing} does not exist",
-                "hint: pass folders written by `dinctl train` or `dinctl experiment`",
-            ],
+            [f"error: run folder {missing} does not exist", RUN_HINT],
         ),
         (
             ["curves", no_cfg],
             [
-                f"error: {no_cfg} is not a run folder: it has no config.json, manifest.json or"
-                " run subfolders",
-                "hint: pass folders written by `dinctl train` or `dinctl experiment`",
+                f"error: {no_cfg} is neither a run folder nor an experiment folder holding runs",
+                RUN_HINT,
             ],
         ),
         (
@@ -423,19 +428,21 @@ def test_log_errors(tmp_path: Path) -> None:
     assert (code, err.splitlines()) == (
         1,
         [
-            f"error: {run / 'log.jsonl'} line 2 is not valid JSON",
+            f'error: {run / "log.jsonl"}:2: expected a JSON object, got \'{{"event": "ep\'',
             "hint: the log was damaged; retrain the run",
         ],
     )
     exp = tmp_path / "exp"
     exp.mkdir()
-    (exp / "manifest.json").write_text(json.dumps({"runs": [{"name": "din-s1"}]}))
+    (exp / "manifest.json").write_text(
+        json.dumps({"format_version": 1, "runs": [{"name": "din-s1"}]})
+    )
     code, _, err = _invoke("curves", exp)
     assert (code, err.splitlines()) == (
         1,
         [
-            f"error: {exp / 'manifest.json'} lists no run with a log.jsonl yet",
-            "hint: run the experiment first (`dinctl experiment ...`)",
+            f"error: experiment folder {exp} has no run with a log.jsonl yet",
+            "hint: run `dinctl experiment table3` or `table4` first (it resumes)",
         ],
     )
 
@@ -444,3 +451,57 @@ def test_usage_errors_exit_2() -> None:
     assert _invoke("attention")[0] == 2  # --run is required
     assert _invoke("tsne", "--run", "x", "--categories", "0")[0] == 2
     assert _invoke("curves")[0] == 2
+
+
+def test_malformed_log_lines_name_file_and_line(tmp_path: Path) -> None:
+    run = _fake_run(tmp_path / "r", "din", [(0.6, 0.7)])
+    log = run / "log.jsonl"
+    good = log.read_text()
+    for bad in ["[1, 2]", "not json", '"a string"', '{"event": 3}']:
+        log.write_text(good + bad + "\n")
+        lines = good.count("\n") + 1
+        code, out, err = _invoke("curves", run)
+        assert (code, out) == (1, ""), bad
+        assert err.splitlines() == [
+            f"error: {log}:{lines}: expected a JSON object, got {bad!r}",
+            "hint: the log was damaged; retrain the run",
+        ], bad
+    log.write_text(good + '{"event": "epoch", "epoch": "two", "train_loss": 0.5}\n')
+    code, _, err = _invoke("curves", run)
+    assert code == 1
+    assert err.splitlines()[0] == (f"error: {log}:3: expected a positive integer epoch, got 'two'")
+
+
+def test_old_log_keys_are_plotted_as_user_weighted(tmp_path: Path) -> None:
+    run = _fake_run(tmp_path / "old", "din", [])
+    lines = [
+        {"event": "epoch", "epoch": 1, "train_loss": 0.6, "valid_auc": 0.71, "valid_gauc": 0.66},
+        {"event": "epoch", "epoch": 2, "train_loss": 0.5, "valid_auc": 0.73, "valid_gauc": 0.68},
+    ]
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    code, out, err = _invoke("curves", run, "--json")
+    assert code == 0, err
+    [curve] = json.loads(out)["runs"]
+    assert curve["valid_user_weighted_auc"] == [0.66, 0.68]  # `valid_gauc` was Eq. (10)
+    assert curve["valid_global_auc"] == [0.71, 0.73]
+
+
+def test_every_figure_refuses_a_dataset_changed_since_training(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    run = Path(shutil.copytree(runs["din"], tmp_path / "din"))
+    config = json.loads((run / "config.json").read_text())
+    data = Path(config["dataset"]["path"])
+    actual = json.loads((data / "meta.json").read_text())["checksum"]
+    config["dataset"]["checksum"] = "0" * 64
+    (run / "config.json").write_text(json.dumps(config))
+    expected = [
+        f"error: the dataset {data} changed since {run} was trained "
+        f"(checksum {actual[:12]} vs 000000000000)",
+        "hint: use the dataset the run was trained on (or train the run again)",
+    ]
+    for args in (["attention", "--run", run], ["tsne", "--run", run]):
+        code, out, err = _invoke(*args)
+        assert (code, out, err.splitlines()) == (1, "", expected), args
+    eval_result = runner.invoke(app, ["evaluate", str(run)])
+    assert eval_result.exit_code == 1 and eval_result.stderr.splitlines() == expected

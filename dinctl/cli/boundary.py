@@ -36,7 +36,3 @@ def user_errors(func: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def not_built(command: str, issue: int) -> DinctlError:
-    return DinctlError(f"`dinctl {command}` is not built yet", hint=f"it lands with issue #{issue}")

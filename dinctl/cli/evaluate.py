@@ -17,6 +17,11 @@ class SplitName(str, Enum):
     valid = "valid"
 
 
+class FailMetric(str, Enum):
+    user_weighted_auc = "user_weighted_auc"
+    global_auc = "global_auc"
+
+
 class Device(str, Enum):
     auto = "auto"
     cpu = "cpu"
@@ -29,17 +34,16 @@ def evaluate(
         list[Path] | None,
         typer.Argument(
             metavar="[RUN_DIR]...",
-            help="Run folders, or experiment folders holding runs. (default: the most recent "
-            "run under --runs-root)",
-            show_default=False,
+            help="Run folders, or experiment folders holding runs.",
+            show_default="the most recent run under --runs-root",
         ),
     ] = None,
     split: Annotated[SplitName, typer.Option(help="Split to score.")] = SplitName.test,
     baseline: Annotated[
         Path | None,
         typer.Option(
-            help="Run that RelaImpr is relative to. (default: the run whose model is `base`)",
-            show_default=False,
+            help="Run that RelaImpr is relative to.",
+            show_default="the run whose model is `base`",
         ),
     ] = None,
     as_json: Annotated[
@@ -50,20 +54,27 @@ def evaluate(
         typer.Option(
             min=0.0,
             max=1.0,
-            help="Exit 1 when any run's AUC is below this value (CI gating).",
+            help="Exit 1 when any run's --fail-metric is below this value (CI gating).",
             show_default=False,
         ),
     ] = None,
+    fail_metric: Annotated[
+        FailMetric,
+        typer.Option(
+            help="Metric --fail-under gates: the paper's AUC (user-weighted, Eq. 10) or the "
+            "global AUC."
+        ),
+    ] = FailMetric.user_weighted_auc,
     runs_root: Annotated[
         Path, typer.Option(help="Where to look for the most recent run when none is given.")
     ] = Path("runs"),
     device: Annotated[Device, typer.Option(help="Device to score on.")] = Device.cpu,
 ) -> None:
-    """Score trained runs: AUC, user-weighted AUC, logloss and RelaImpr, as in Table 3."""
+    """Score runs: AUC (user-weighted, Eq. 10), global AUC, logloss, RelaImpr. Alias: eval."""
     from rich.console import Console
-    from rich.table import Table
 
-    from dinctl.evaluation import TABLE_HEADER, check_fail_under, evaluate_runs
+    from dinctl.evaluation import check_fail_under, evaluate_runs
+    from dinctl.tables import render_rich
 
     result = evaluate_runs(
         runs or [],
@@ -72,30 +83,15 @@ def evaluate(
         runs_root=runs_root,
         device=device.value,
     )
-    comparison = result.comparison
-    if comparison.baseline_run is None:
-        caption = "RelaImpr: no baseline (no run with model `base`; pass --baseline)"
-    else:
-        caption = f"RelaImpr vs {comparison.baseline_run} (AUC {comparison.baseline_auc:.4f})"
-    table = Table(
-        title=f"{split.value} split, {len(comparison.rows)} run(s), {result.seconds:.1f}s",
-        title_justify="left",
-        caption=caption,
-        caption_justify="left",
-    )
-    for i, col in enumerate(TABLE_HEADER):
-        table.add_column(col, justify="left" if i < 4 else "right")
-    for row in comparison.rows:
-        table.add_row(*row.cells())
+    title = f"{result.table.title}, {result.seconds:.1f}s"
     console = Console(stderr=True)
     if not console.is_terminal:  # logs and pipes: never squeeze the table into 80 columns
         console = Console(stderr=True, width=160)
-    console.print(table)
-
+    console.print(render_rich(result.table, title=title))
     if as_json:
-        print(json.dumps(comparison.to_json(), indent=2))
+        print(json.dumps(result.to_json(), indent=2))
     else:
-        for row in comparison.rows:
-            print(row.metrics_file)
+        for m in result.results:
+            print(m.metrics_file)
     if fail_under is not None:
-        check_fail_under(comparison, fail_under)
+        check_fail_under(result.results, fail_under, fail_metric.value)

@@ -27,19 +27,21 @@ Data = Annotated[
 ]
 Seeds = Annotated[int, typer.Option("--seeds", min=1, help="Runs per model, seeds 0..N-1.")]
 Epochs = Annotated[
-    int | None, typer.Option("--epochs", min=1, help="Epochs per run (default: the recipe's).")
+    int | None, typer.Option("--epochs", min=1, help="Epochs per run.", show_default="the recipe's")
 ]
 RecipeOpt = Annotated[
     Recipe | None,
     typer.Option(
-        "--recipe", help="paper: the paper's SGD; fast: Adam, large batch (default: the trainer's)."
+        "--recipe",
+        help="paper: the paper's SGD; fast: Adam, large batch.",
+        show_default="the trainer's",
     ),
 ]
 BatchSize = Annotated[
-    int | None, typer.Option("--batch-size", min=1, help="Batch size (default: the recipe's).")
+    int | None, typer.Option("--batch-size", min=1, help="Batch size.", show_default="the recipe's")
 ]
 Device = Annotated[
-    str | None, typer.Option("--device", help="auto | cpu | cuda (default: the trainer's).")
+    str | None, typer.Option("--device", help="auto | cpu | cuda.", show_default="the trainer's")
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the table and runs as JSON on stdout.")]
 
@@ -58,6 +60,7 @@ def _run(
     from rich.console import Console
 
     from dinctl.experiment import EXPERIMENTS, ExperimentSettings, run_experiment
+    from dinctl.tables import render_rich
 
     settings = ExperimentSettings(
         data=data,
@@ -76,7 +79,7 @@ def _run(
         progress=not as_json,
         log=lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True),
     )
-    console.print(_rich_table(result.table))
+    console.print(render_rich(result.table))
     if as_json:
         payload: dict[str, Any] = {
             "experiment": name,
@@ -93,17 +96,6 @@ def _run(
         for key in ("markdown", "json", "curves"):
             if key in result.files:
                 print(result.files[key])
-
-
-def _rich_table(table: Any) -> Any:
-    from rich.table import Table
-
-    out = Table(title=table.title, title_justify="left")
-    for i, col in enumerate(table.header()):
-        out.add_column(col, justify="left" if i == 0 else "right")
-    for cells in table.cells():
-        out.add_row(*cells)
-    return out
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""`dinctl preprocess amazon | movielens | logs`: raw files → data/<dataset>/ (DESIGN.md §2-3)."""
+"""`dinctl preprocess amazon | movielens | logs`: raw files → data/<dataset>/ (docs/protocols.md)"""
 
 from __future__ import annotations
 

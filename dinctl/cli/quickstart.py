@@ -27,7 +27,7 @@ def quickstart(
     """Preprocess the sample Amazon data, train DIN with Dice, evaluate it and draw the plots."""
     from rich.console import Console
 
-    from dinctl.experiment import run_quickstart
+    from dinctl.quickstart import run_quickstart
 
     console = Console(stderr=True)
     result = run_quickstart(
@@ -37,6 +37,14 @@ def quickstart(
         stage=lambda line: console.print(f"[bold cyan]▸[/] {line}"),
     )
     console.print(_panel(result))
+    console.print(  # outside the panel: a terminal never wraps a command mid-word
+        f"next: dinctl evaluate {result.run_dir}\n"
+        f"      dinctl visualize attention --run {result.run_dir}\n"
+        "      dinctl experiment table3 --help",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
     if as_json:
         print(json.dumps(result.to_json(), indent=2))
     else:
@@ -54,14 +62,17 @@ def _panel(result: Any) -> Any:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
-    grid.add_row("test AUC", f"[bold green]{m['auc']:.4f}[/]  (user-weighted {m['gauc']:.4f})")
+    grid.add_row(
+        "test AUC",
+        f"[bold green]{m['user_weighted_auc']:.4f}[/]  (user-weighted, Eq. 10;"
+        f" global AUC {m['global_auc']:.4f})",
+    )
     grid.add_row("test logloss", f"{m['logloss']:.4f}  (best epoch {result.best_epoch})")
     grid.add_row("dataset", str(result.data))
     grid.add_row("run", f"{result.run_dir}  (config.json, best.pt, log.jsonl)")
     grid.add_row("predictions", f"{result.run_dir / 'predictions.parquet'}, metrics.json")
     for name, path in result.plots.items():
         grid.add_row(f"{name} plot", str(path))
-    grid.add_row("next", f"dinctl evaluate {result.run_dir}    dinctl experiment table3 --help")
     return Panel(
         grid,
         title=f"dinctl quickstart: DIN with Dice on the sample data ({result.seconds:.0f} s)",

@@ -27,15 +27,17 @@ def attention(
     user: Annotated[
         str | None,
         typer.Option(
-            "--user", help="Raw user id as in the source data (default: the most active)."
+            "--user",
+            help="Raw user id as in the source data.",
+            show_default="the most active user",
         ),
     ] = None,
     candidate: Annotated[
         list[str] | None,
         typer.Option(
             "--candidate",
-            help="Raw item id of a candidate ad; repeat for several"
-            " (default: the user's test target + the top item of 3 other categories).",
+            help="Raw item id of a candidate ad; repeat for several.",
+            show_default="the user's test target + the top item of 3 other categories",
         ),
     ] = None,
     max_behaviours: Annotated[
@@ -44,10 +46,10 @@ def attention(
     as_json: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON.")] = False,
 ) -> None:
     """Fig. 5: activation weights of a user's behaviours for candidate ads (DIN runs)."""
-    from dinctl import plots
+    from dinctl.plots.attention import compute_attention, write_attention
 
-    amap = plots.compute_attention(run, user, candidate or None, max_behaviours)
-    png, js = plots.write_attention(amap)
+    amap = compute_attention(run, user, candidate or None, max_behaviours)
+    png, js = write_attention(amap)
     if as_json:
         print(json.dumps(amap.to_json(), indent=2))
     else:
@@ -69,17 +71,18 @@ def tsne(
         str | None,
         typer.Option(
             "--user",
-            help="Colour by predicted CTR for this raw user id (default: the most active).",
+            help="Colour by predicted CTR for this raw user id.",
+            show_default="the most active user",
         ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="t-SNE random state.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the points as JSON.")] = False,
 ) -> None:
     """Fig. 6: t-SNE of learned item embeddings, coloured by predicted CTR for one user."""
-    from dinctl import plots
+    from dinctl.plots.tsne import compute_tsne, write_tsne
 
-    tmap = plots.compute_tsne(run, categories, per_category, user, seed)
-    png, table = plots.write_tsne(tmap)
+    tmap = compute_tsne(run, categories, per_category, user, seed)
+    png, table = write_tsne(tmap)
     if as_json:
         print(json.dumps({"user": tmap.user, "seed": tmap.seed, "points": tmap.rows()}, indent=2))
     else:
@@ -99,17 +102,17 @@ def curves(
     ],
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="PNG to write (default: <first run>/plots/curves.png)."),
+        typer.Option("--out", help="PNG to write.", show_default="<first run>/plots/curves.png"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON.")] = False,
 ) -> None:
-    """Fig. 4 style: training loss and validation AUC per epoch of one or several runs."""
-    from dinctl import plots
+    """Fig. 4 style: training loss and validation AUC (user-weighted, Eq. 10) per epoch."""
+    from dinctl.plots.curves import compute_curves, write_curves
 
-    found = plots.compute_curves(list(run_dirs))
-    png, js = plots.write_curves(found, out)
+    found = compute_curves(list(run_dirs))
+    png, js = write_curves(found, out)
     if as_json:
-        print(json.dumps({"runs": [cv.to_json() for cv in found]}, indent=2))
+        print(js.read_text(), end="")
     else:
         print(png)
         print(js)

@@ -1,4 +1,4 @@
-"""The sample builders of DESIGN.md §2: interactions table → sequences + sample rows.
+"""The sample builders of docs/protocols.md: interactions table → sequences + sample rows.
 
 Two protocols, both vectorised with numpy (no per-row Python):
 

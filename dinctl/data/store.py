@@ -1,4 +1,4 @@
-"""The on-disk dataset contract of DESIGN.md §3: write it atomically, read it with validation.
+"""The on-disk dataset contract (docs/formats.md): write it atomically, read it with validation.
 
 Layout of data/<dataset>/:
   meta.json          format_version, dataset, protocol, seed, valid, counts, vocab, inputs, checksum

@@ -18,13 +18,11 @@ from torch import nn
 from dinctl.errors import DinctlError
 from dinctl.fsutil import atomic_file, read_json
 from dinctl.models import ModelConfig, build_model
+from dinctl.runs import BEST_FILE, CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE
 from dinctl.training.config import TrainConfig
 from dinctl.training.regularizers import wrap_model
 
-CONFIG_FILE = "config.json"
-CHECKPOINT_FILE = "checkpoint.pt"
-BEST_FILE = "best.pt"
-LOG_FILE = "log.jsonl"
+__all__ = ["BEST_FILE", "CHECKPOINT_FILE", "CONFIG_FILE", "LOG_FILE"]  # re-exported for loop.py
 
 
 @dataclass(frozen=True)

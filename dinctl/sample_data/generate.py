@@ -3,12 +3,13 @@
 Amazon 2014:  amazon/reviews_Electronics_5.json (strict JSON lines, all real keys) and
               amazon/meta_Electronics.json (Python-literal lines, single quotes).
 MovieLens:    movielens/ratings.csv and movielens/movies.csv (`|`-separated genres).
+Your logs:    logs/clicks.csv, a generic click log for `dinctl preprocess logs`.
 
 Planted structure: every user prefers 2-3 categories and most of their behaviours come from
 those, so a candidate in the user's preferred categories (a positive) is predictable from the
 history, and a uniformly drawn negative mostly is not.
 
-    python sample_data/generate.py            # writes next to this file
+    python dinctl/sample_data/generate.py     # writes next to this file
 """
 
 from __future__ import annotations
@@ -227,9 +228,30 @@ def generate_movielens(out: Path, rng: random.Random) -> None:
             w.writerow([m, title, "|".join(genres)])
 
 
+def generate_logs(out: Path, rng: random.Random) -> None:
+    """Write clicks.csv: a generic click log (user, item, category, Unix time, 0/1 click)."""
+    out.mkdir(parents=True, exist_ok=True)
+    cats = ["audio", "cameras", "cables", "storage", "phones", "games"]
+    items = [(f"p{i:03d}", cats[i % len(cats)]) for i in range(1, 121)]
+    by_cat = {c: [it for it in items if it[1] == c] for c in cats}
+    with open(out / "clicks.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["uid", "pid", "shop", "ts", "click"])
+        for u in range(1, 81):
+            prefs = rng.sample(cats, 2)
+            t = rng.randint(1_600_000_000, 1_650_000_000)
+            for _ in range(rng.randint(6, 14)):
+                liked = rng.random() < 0.6
+                pid, shop = rng.choice(by_cat[rng.choice(prefs)] if liked else items)
+                t += rng.choice([60, 3_600, 86_400])
+                click = int(shop in prefs and rng.random() < 0.8)
+                w.writerow([f"u{u:03d}", pid, shop, t, click])
+
+
 def main() -> None:
     generate_amazon(HERE / "amazon", random.Random(SEED))
     generate_movielens(HERE / "movielens", random.Random(SEED + 1))
+    generate_logs(HERE / "logs", random.Random(SEED + 2))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,217 @@
+"""Fig. 5 of the paper: the activation weights a(e_j, v_A) of Eq. (3) for one user's
+behaviours (columns) and several candidate ads (rows), drawn as an annotated heatmap."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dinctl.errors import DinctlError
+from dinctl.inference import OpenedRun
+from dinctl.plots.common import (
+    as_opened,
+    figure,
+    resolve_user,
+    safe_name,
+    save_png,
+    score_candidates,
+    short,
+    write_json,
+)
+from dinctl.runs import PLOTS_DIR
+from dinctl.vocab import read_vocab, user_target
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from dinctl.data.store import Dataset
+
+DEFAULT_OTHER_CANDIDATES = 3
+
+
+@dataclass(frozen=True)
+class AttentionMap:
+    """Activation weights of one user's behaviours (columns) for each candidate (rows)."""
+
+    run_dir: Path
+    model: str
+    dataset: str
+    user: str
+    hist_len: int  # behaviours before the target
+    window: int  # behaviours the model saw (hist_len truncated to max_len)
+    behaviours: list[dict[str, Any]]  # shown: the most recent `max_behaviours` of the window
+    candidates: list[dict[str, Any]]
+    weights: np.ndarray  # (candidates, shown behaviours)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run": str(self.run_dir),
+            "model": self.model,
+            "dataset": self.dataset,
+            "user": self.user,
+            "hist_len": self.hist_len,
+            "window": self.window,
+            "behaviours": self.behaviours,
+            "candidates": self.candidates,
+            "weights": self.weights.tolist(),
+        }
+
+
+def attention_figsize_px(n_candidates: int, n_behaviours: int) -> tuple[int, int]:
+    """(width, height) in pixels of the attention heatmap."""
+    return max(900, 320 + 46 * n_behaviours), 380 + 70 * n_candidates
+
+
+def default_candidates(
+    dataset: Dataset, target: int, n_other: int = DEFAULT_OTHER_CANDIDATES
+) -> list[int]:
+    """The target, then the top item of each of the `n_other` most frequent other categories."""
+    target_cate = int(dataset.item_cate[target])
+    cate_freq = dataset.cate_freq()  # (C+1,)
+    order = np.lexsort((np.arange(cate_freq.size), -cate_freq))
+    out = [target]
+    for cate in order:
+        if len(out) > n_other or cate == 0 or cate == target_cate:
+            continue
+        members = np.flatnonzero(dataset.item_cate == cate)
+        if members.size:
+            out.append(int(members[np.lexsort((members, -dataset.item_freq[members]))[0]]))
+    return out
+
+
+def compute_attention(
+    run_dir: Path | str | OpenedRun,
+    user: str | None = None,
+    candidates: list[str] | None = None,
+    max_behaviours: int = 50,
+) -> AttentionMap:
+    """Activation weights a(e_j, v_A) of Eq. (3) for a user's behaviours and candidate ads."""
+    if max_behaviours < 1:
+        raise DinctlError(f"max_behaviours must be at least 1, got {max_behaviours} instead")
+    run = as_opened(run_dir)
+    vocab = read_vocab(run.dataset)
+    uid = resolve_user(run, vocab, user)
+    raw_user = str(vocab.raw_user[uid])
+    hist_len, target = user_target(run.dataset, uid)
+    if hist_len < 1:
+        raise DinctlError(
+            f"user {raw_user!r} has no behaviours before the target",
+            hint="pick a user with a longer history (omit --user for the most active one)",
+        )
+    if candidates:
+        items = [vocab.item_id(str(raw)) for raw in candidates]
+    else:
+        items = default_candidates(run.dataset, target)
+    item_arr = np.asarray(items, dtype=np.int64)
+    probs, attention = score_candidates(run, uid, hist_len, item_arr)
+    if attention is None:
+        raise DinctlError(
+            f"model {run.model_name!r} of run {run.run_dir} has no attention weights",
+            hint="attention maps need a DIN run (`dinctl train --model din`)",
+        )
+    window = min(hist_len, run.max_len)
+    shown = min(window, max_behaviours)
+    start = int(run.dataset.seq_offsets[uid]) + hist_len - shown
+    beh_items = run.dataset.seq_items[start : start + shown]
+    behaviours = [
+        {
+            "item": int(j),
+            "raw_item": str(vocab.raw_item[j]),
+            "category": str(vocab.cate_name[run.dataset.item_cate[j]]),
+        }
+        for j in beh_items
+    ]
+    cands = [
+        {
+            "item": int(j),
+            "raw_item": str(vocab.raw_item[j]),
+            "category": str(vocab.cate_name[run.dataset.item_cate[j]]),
+            "score": float(p),
+            "target": not candidates and k == 0,
+        }
+        for k, (j, p) in enumerate(zip(items, probs, strict=True))
+    ]
+    return AttentionMap(
+        run_dir=run.run_dir,
+        model=run.model_name,
+        dataset=run.dataset_name,
+        user=raw_user,
+        hist_len=hist_len,
+        window=window,
+        behaviours=behaviours,
+        candidates=cands,
+        weights=attention[:, window - shown : window],  # (candidates, shown)
+    )
+
+
+def draw_attention(amap: AttentionMap) -> Figure:
+    """Heatmap of candidates × behaviours (oldest → most recent), every cell annotated."""
+    from matplotlib import colormaps
+
+    n_cand, n_beh = amap.weights.shape
+    fig = figure(*attention_figsize_px(n_cand, n_beh))
+    ax = fig.add_subplot()
+    cmap = colormaps["cividis"]
+    im = ax.imshow(amap.weights, cmap=cmap, aspect="auto", interpolation="nearest")
+    lo, hi = float(np.min(amap.weights)), float(np.max(amap.weights))
+    top = max(abs(lo), abs(hi))
+    decimals = max(0, 2 - math.floor(math.log10(top))) if top > 0 else 2  # 3 significant digits
+    for r in range(n_cand):
+        for c in range(n_beh):
+            v = float(amap.weights[r, c])
+            shade = (v - lo) / (hi - lo) if hi > lo else 0.5
+            ax.text(
+                c,
+                r,
+                f"{v:.{decimals}f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                rotation=90 if n_beh > 20 else 0,
+                color="black" if shade > 0.55 else "white",
+            )
+    ax.set_xticks(range(n_beh))
+    ax.set_xticklabels(
+        [f"{b['raw_item']} · {short(b['category'])}" for b in amap.behaviours],
+        rotation=90,
+        fontsize=7,
+    )
+    ax.set_yticks(range(n_cand))
+    ax.set_yticklabels(
+        [
+            f"{c['raw_item']} · {short(c['category'])}\n"
+            + ("test target · " if c.get("target") else "")
+            + f"CTR {c['score']:.3f}"
+            for c in amap.candidates
+        ],
+        fontsize=8,
+    )
+    ax.set_xlabel(f"behaviours, oldest → most recent (last {n_beh} of {amap.hist_len})")
+    ax.set_ylabel("candidate ad")
+    fig.colorbar(im, ax=ax, label="activation weight a(e_j, v_A)", shrink=0.9)
+    ax.set_title(
+        f"{amap.model.upper()} activation weights of user {amap.user}'s behaviours per candidate"
+        f" ad — {amap.dataset}",
+        fontsize=10,
+    )
+    return fig
+
+
+def write_attention(amap: AttentionMap) -> tuple[Path, Path]:
+    """Write plots/attention_<user>.png and .json; returns both paths."""
+    base = amap.run_dir / PLOTS_DIR / f"attention_{safe_name(amap.user)}"
+    png, js = base.with_suffix(".png"), base.with_suffix(".json")
+    save_png(draw_attention(amap), png)
+    write_json(amap.to_json(), js)
+    return png, js
+
+
+def attention_plot(
+    run_dir: Path | str | OpenedRun, user: str | None = None, candidates: list[str] | None = None
+) -> Path:
+    """Fig. 5 for one user (default: the most active); returns the PNG path."""
+    return write_attention(compute_attention(run_dir, user, candidates))[0]

@@ -1,0 +1,103 @@
+"""What the figures share: opening a run, scoring candidate ads, and writing PNG/JSON files.
+
+Every figure is drawn on a bare `matplotlib.figure.Figure` rendered by the Agg canvas (pyplot is
+never imported, so no display is touched), at a fixed pixel size, and written atomically next to
+the numbers behind it (JSON or CSV) under `<run>/plots/`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dinctl.fsutil import atomic_file
+from dinctl.inference import OpenedRun, open_run
+from dinctl.vocab import Vocab, most_active_user
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from dinctl.data.store import Dataset
+
+DPI = 100
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p")
+LINESTYLES = ("-", "--", ":", "-.")
+
+
+def as_opened(run: Path | str | OpenedRun) -> OpenedRun:
+    """An opened run (weights + checksum-checked dataset on CPU) from a folder, or as given."""
+    return run if isinstance(run, OpenedRun) else open_run(run, device="cpu")
+
+
+def candidate_batch(
+    dataset: Dataset, max_len: int, user: int, hist_len: int, items: np.ndarray
+) -> Any:
+    """One Batch row per candidate item, all with the user's first `hist_len` behaviours."""
+    import torch
+
+    from dinctl.data.batching import WindowGatherer
+
+    n = int(items.shape[0])
+    item = torch.as_tensor(items, dtype=torch.long)  # (B,)
+    return WindowGatherer(dataset, max_len).gather(
+        torch.full((n,), user, dtype=torch.long),
+        torch.full((n,), hist_len, dtype=torch.long),
+        item,
+        torch.as_tensor(dataset.item_cate[items], dtype=torch.long),  # (B,)
+        torch.zeros(n),
+    )
+
+
+def score_candidates(
+    run: OpenedRun, user: int, hist_len: int, items: np.ndarray, chunk: int = 4096
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predicted CTR (B,) and attention (B, T) | None for each candidate item."""
+    import torch
+
+    probs, weights = [], []
+    with torch.no_grad():
+        for lo in range(0, int(items.shape[0]), chunk):
+            batch = candidate_batch(
+                run.dataset, run.max_len, user, hist_len, items[lo : lo + chunk]
+            )
+            out = run.model(batch)
+            probs.append(torch.sigmoid(out.logits).double().numpy())  # (b,)
+            if out.attention is not None:
+                weights.append(out.attention.double().numpy())  # (b, T)
+    attention = np.concatenate(weights) if weights else None
+    return np.concatenate(probs), attention
+
+
+def resolve_user(run: OpenedRun, vocab: Vocab, user: str | None) -> int:
+    return most_active_user(run.dataset) if user is None else vocab.user_id(str(user))
+
+
+def safe_name(raw: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", raw)[:80] or "user"
+
+
+def short(text: str, width: int = 22) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def save_png(fig: Figure, path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI)
+
+
+def write_json(data: Any, path: Path) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def figure(width_px: int, height_px: int) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI, layout="constrained")
