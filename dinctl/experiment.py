@@ -34,6 +34,7 @@ from dinctl.runs import (
     write_manifest,
 )
 from dinctl.tables import Group, Table, write_table
+from dinctl.training.config import BUDGET_KEYS, NOT_IDENTITY_KEYS
 
 MANIFEST = MANIFEST_FILE
 
@@ -209,16 +210,9 @@ class Backend(Protocol):
         ...
 
 
-# Keys of a resolved config that locate or display a run rather than define it: a run moved to
-# another folder, or resumed on another device, is still the same run.
-# (The trainer's own resumable settings, except epochs; the data is matched by checksum.)
-LOCATION_KEYS = frozenset(
-    {"out", "data", "device", "amp", "compile", "log_every", "eval_batch_size"}
-)
-
-
 def _same_config(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    strip = lambda d: {k: v for k, v in d.items() if k not in LOCATION_KEYS}  # noqa: E731
+    located = NOT_IDENTITY_KEYS - BUDGET_KEYS  # where/how fast a run ran; not what it is
+    strip = lambda d: {k: v for k, v in d.items() if k not in located}  # noqa: E731
     return _jsonable(strip(a)) == _jsonable(strip(b))
 
 

@@ -67,7 +67,7 @@ def open_run(
     """Load a run's best weights and its dataset (checksum-checked); `dataset` skips the load."""
     from dinctl.data.store import load_dataset
     from dinctl.training.checkpoint import build_run_model, load_checkpoint, read_run_config
-    from dinctl.training.loop import resolve_device
+    from dinctl.training.device import resolve_device
 
     run_dir = Path(run_dir)
     runs.read_config(run_dir)  # one-line errors for a missing or foreign folder

@@ -306,7 +306,12 @@ def training_complete(run_dir: Path | str) -> bool:
         epochs = int(config["epochs"])
     except (KeyError, TypeError, ValueError):
         return False
-    return last_logged_epoch(run_dir) >= epochs
+    return last_logged_epoch(run_dir) >= epochs or stopped_early(run_dir)
+
+
+def stopped_early(run_dir: Path | str) -> bool:
+    """True when log.jsonl records an early stop (patience ran out before the last epoch)."""
+    return any(rec.get("event") == "early_stop" for _, rec in _log_lines(run_dir, False))
 
 
 # --------------------------------------------------------------------------- manifest.json

@@ -50,9 +50,12 @@ def test_file_names_per_split() -> None:
         "metrics-valid.json",
         "predictions-valid.parquet",
     )
-    from dinctl.training import checkpoint
-
-    assert checkpoint.BEST_FILE is runs.BEST_FILE and checkpoint.LOG_FILE is runs.LOG_FILE
+    # no other module spells the run folder's file names
+    for path in Path(runs.__file__).parent.rglob("*.py"):
+        if path.name != "runs.py":
+            text = path.read_text(encoding="utf-8")
+            for name in ("config.json", "checkpoint.pt", "best.pt", "log.jsonl", "metrics.json"):
+                assert f'"{name}"' not in text, f"{path} spells {name}"
 
 
 def test_config_reading_and_labels(tmp_path: Path) -> None:
@@ -72,6 +75,11 @@ def test_training_complete_reads_the_log(tmp_path: Path) -> None:
     assert runs.training_complete(_run(tmp_path / "done", epochs=2, logged=2))
     assert not runs.training_complete(_run(tmp_path / "short", epochs=3, logged=2))
     assert not runs.training_complete(_run(tmp_path / "nobest", best=False))
+    stopped = _run(tmp_path / "stopped", epochs=20, logged=4)  # patience ran out at epoch 4
+    assert not runs.training_complete(stopped)
+    with open(stopped / runs.LOG_FILE, "a") as f:
+        f.write(json.dumps({"event": "early_stop", "epoch": 4}) + "\n")
+    assert runs.training_complete(stopped)
     torn = _run(tmp_path / "torn", epochs=3, logged=2)
     with open(torn / runs.LOG_FILE, "a") as f:
         f.write('{"event": "epoch", "ep')  # cut by a kill: skipped when not strict

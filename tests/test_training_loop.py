@@ -238,7 +238,7 @@ def test_load_run_errors(tmp_path: Path, tiny_dataset: Path) -> None:
     with pytest.raises(DinctlError) as err:
         load_run(tmp_path / "empty")
     empty = tmp_path / "empty"
-    want = f"{empty / 'config.json'} does not exist: {empty} is not a dinctl run"
+    want = f"{empty} is not a run folder: {empty / 'config.json'} does not exist"
     assert err.value.message == want
     run = tmp_path / "run"
     train(quick(tiny_dataset, run, model="lr", epochs=1), progress=False)

@@ -16,13 +16,11 @@ import torch
 from torch import nn
 
 from dinctl.errors import DinctlError
-from dinctl.fsutil import atomic_file, read_json
+from dinctl.fsutil import atomic_file
 from dinctl.models import ModelConfig, build_model
-from dinctl.runs import BEST_FILE, CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE
+from dinctl.runs import BEST_FILE, CHECKPOINT_FILE, CONFIG_FILE, read_config
 from dinctl.training.config import TrainConfig
 from dinctl.training.regularizers import wrap_model
-
-__all__ = ["BEST_FILE", "CHECKPOINT_FILE", "CONFIG_FILE", "LOG_FILE"]  # re-exported for loop.py
 
 
 @dataclass(frozen=True)
@@ -55,18 +53,9 @@ def write_run_config(run_dir: Path, rc: RunConfig) -> None:
 
 
 def read_run_config(run_dir: Path) -> RunConfig:
-    """Parse config.json of a run folder, with one-line errors."""
+    """Parse config.json of a run folder (read by `runs.read_config`), with one-line errors."""
     path = Path(run_dir) / CONFIG_FILE
-    if not Path(run_dir).is_dir():
-        raise DinctlError(
-            f"run folder {run_dir} does not exist", hint="pass a folder written by `dinctl train`"
-        )
-    if not path.exists():
-        raise DinctlError(
-            f"{path} does not exist: {run_dir} is not a dinctl run",
-            hint="pass a folder written by `dinctl train`",
-        )
-    data = read_json(path)
+    data = read_config(run_dir)
     try:
         ds = data["dataset"]
         return RunConfig(

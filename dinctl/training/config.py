@@ -23,6 +23,7 @@ from dinctl.choices import (
     SELECT_METRICS,
 )
 from dinctl.errors import DinctlError
+from dinctl.runs import CONFIG_FILE
 
 # A history cut no sequence reaches: the paper and the authors' code use whole histories.
 WHOLE_HISTORY = 1_000_000
@@ -250,6 +251,9 @@ NOT_IDENTITY_KEYS = frozenset(
         "patience",
     }
 )
+# The training budget: a resume may extend it, but an experiment's table reports it, so an
+# experiment treats a run trained with another budget as another run.
+BUDGET_KEYS = frozenset({"epochs", "patience"})
 
 
 def check_keys(data: dict[str, Any], source: str) -> None:
@@ -288,7 +292,7 @@ def resolve_config(
     config_file: Path | None = None,
     *,
     saved: TrainConfig | None = None,
-    source: str = "config.json",
+    source: str = CONFIG_FILE,
 ) -> TrainConfig:
     """Recipe defaults < TOML file < explicit flags (None values in `cli_overrides` are unset).
 

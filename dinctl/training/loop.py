@@ -25,12 +25,9 @@ from dinctl.data.batching import Batch, SplitTensors, WindowGatherer
 from dinctl.data.store import Dataset, load_dataset
 from dinctl.errors import DinctlError
 from dinctl.models import ModelConfig
+from dinctl.runs import BEST_FILE, CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE
 from dinctl.training import distributed as D
 from dinctl.training.checkpoint import (
-    BEST_FILE,
-    CHECKPOINT_FILE,
-    CONFIG_FILE,
-    LOG_FILE,
     RunConfig,
     read_run_config,
     save_checkpoint,

@@ -14,12 +14,9 @@ from typing import Any
 import torch
 
 from dinctl.errors import DinctlError
+from dinctl.runs import BEST_FILE, CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE
 from dinctl.training import distributed as D
 from dinctl.training.checkpoint import (
-    BEST_FILE,
-    CHECKPOINT_FILE,
-    CONFIG_FILE,
-    LOG_FILE,
     load_checkpoint,
     read_run_config,
     save_checkpoint,
