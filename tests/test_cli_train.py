@@ -135,7 +135,7 @@ def test_error_messages_word_for_word(tiny_dataset: Path, tmp_path: Path) -> Non
     assert r.exit_code == 1
     assert _error(r) == (
         f"error: run folder {tmp_path / 'none'} does not exist\n"
-        "hint: pass a folder written by `dinctl train`\n"
+        "hint: pass a folder written by `dinctl train` or `dinctl experiment`\n"
     )
 
 
