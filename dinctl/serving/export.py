@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import platform
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path

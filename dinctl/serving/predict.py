@@ -243,3 +243,15 @@ def predict_file(
         oov_candidates=buf.oov,
         seconds=time.perf_counter() - started,
     )
+
+
+def count_rows(path: Path) -> int | None:
+    """Rows of a Parquet input from its footer (for the progress bar); None for text inputs."""
+    if input_format(Path(path)) != "parquet":
+        return None
+    import pyarrow.parquet as pq
+
+    try:
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    except OSError:
+        return None
