@@ -10,7 +10,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
-from test_serve_fixtures import build_served, eager_scores, item_ids, user_history
+from test_serve_fixtures import (
+    build_served,
+    eager_scores,
+    item_ids,
+    sample_requests,
+    user_history,
+)
 from typer.testing import CliRunner
 
 from dinctl.cli.main import app
@@ -24,18 +30,6 @@ runner = CliRunner()
 @pytest.fixture(scope="session")
 def served(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return build_served(tiny_dataset, tmp_path_factory)
-
-
-def requests() -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = [
-        {"request": "r1", "user": "U0001", "candidates": ["I0001", "I0002", "I0150"]},
-        {"request": "r2", "history": ["I0005", "I0010", "I0020"], "candidates": ["I0007"]},
-        {"request": "r3", "user": "U0003", "history": ["I0011"], "candidates": ["I0012", "NEW"]},
-    ]
-    for u in range(4, 24):
-        cands = [f"I{(u * 7 + k) % 200 + 1:04d}" for k in range(1 + u % 3)]
-        rows.append({"request": f"u{u}", "user": f"U{u:04d}", "candidates": cands})
-    return rows
 
 
 def write_requests(rows: list[dict[str, Any]], path: Path) -> Path:
@@ -67,7 +61,7 @@ def outputs(served: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) ->
     model = open_serving(served["onnx"])
     out = {}
     for suffix in (".jsonl", ".csv", ".parquet"):
-        src = write_requests(requests(), root / f"req{suffix}")
+        src = write_requests(sample_requests(), root / f"req{suffix}")
         P.predict_file(model, src, root / f"out{suffix}.parquet", attention=True)
         out[suffix] = pl.read_parquet(root / f"out{suffix}.parquet")
     return out
@@ -81,7 +75,7 @@ def test_formats_agree_and_equal_the_eager_model(
         assert first.equals(outputs[other]), other
     assert first.columns == ["request", "candidate", "score", "oov", "attention"]
     data = served["data"]
-    for row in requests():
+    for row in sample_requests():
         got = first.filter(pl.col("request") == row["request"])
         assert got["candidate"].to_list() == row["candidates"]
         raw_hist = row.get("history")
@@ -100,7 +94,7 @@ def test_small_batches_stream_to_the_same_file(
     served: dict[str, Any], outputs: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(P, "CELLS_PER_FORWARD", 5)  # a forward pass per one or two requests
-    src = write_requests(requests(), tmp_path / "req.parquet")
+    src = write_requests(sample_requests(), tmp_path / "req.parquet")
     summary = P.predict_file(open_serving(served["run"]), src, tmp_path / "o.parquet", batch_rows=3)
     got = pl.read_parquet(tmp_path / "o.parquet")
     assert summary.requests == 23 and summary.scored == got.height and summary.oov_candidates == 1
@@ -117,7 +111,7 @@ def pq_row_groups(path: Path) -> int:
 
 
 def test_cli_json_summary(served: dict[str, Any], tmp_path: Path) -> None:
-    src = write_requests(requests(), tmp_path / "req.csv")
+    src = write_requests(sample_requests(), tmp_path / "req.csv")
     out = tmp_path / "scores.parquet"
     args = ["predict", str(served["torch"]), "--input", str(src), "--out", str(out), "--json"]
     res = runner.invoke(app, args)
@@ -146,7 +140,7 @@ def test_cli_json_summary(served: dict[str, Any], tmp_path: Path) -> None:
 def test_bad_row_is_an_error_and_leaves_no_output(
     served: dict[str, Any], tmp_path: Path, row: dict[str, Any], message: str
 ) -> None:
-    src = write_requests([*requests(), row], tmp_path / "req.jsonl")
+    src = write_requests([*sample_requests(), row], tmp_path / "req.jsonl")
     with pytest.raises(DinctlError, match=message):
         P.predict_file(open_serving(served["torch"]), src, tmp_path / "o.parquet")
     assert not (tmp_path / "o.parquet").exists()

@@ -114,3 +114,16 @@ def item_ids(data: Path, raw_items: list[str]) -> list[int]:
     items = pl.read_parquet(data / "items.parquet")
     lookup = dict(zip(items["raw_item"].to_list(), items["item"].to_list(), strict=True))
     return [int(lookup[r]) for r in raw_items]
+
+
+def sample_requests() -> list[dict[str, Any]]:
+    """23 requests: stored and explicit histories, one to three candidates, one unknown."""
+    rows: list[dict[str, Any]] = [
+        {"request": "r1", "user": "U0001", "candidates": ["I0001", "I0002", "I0150"]},
+        {"request": "r2", "history": ["I0005", "I0010", "I0020"], "candidates": ["I0007"]},
+        {"request": "r3", "user": "U0003", "history": ["I0011"], "candidates": ["I0012", "NEW"]},
+    ]
+    for u in range(4, 24):
+        cands = [f"I{(u * 7 + k) % 200 + 1:04d}" for k in range(1 + u % 3)]
+        rows.append({"request": f"u{u}", "user": f"U{u:04d}", "candidates": cands})
+    return rows
