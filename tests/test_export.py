@@ -226,3 +226,24 @@ def test_oov_items_are_what_the_docs_say(served: dict[str, Any]) -> None:
         q.hist_cate.tolist(),
     )
     np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_bf16_is_refused_when_it_moves_scores(served: dict[str, Any]) -> None:
+    """The tiny model has large embeddings (init std 0.3): bf16 rounding moves its scores."""
+    with pytest.raises(DinctlError, match=r"bf16 moves this model's scores by up to 0\.00\d+"):
+        open_serving(served["run"], bf16=True)
+
+
+def test_bf16_path_stays_within_1e3_and_keeps_auc(served: dict[str, Any]) -> None:
+    from types import SimpleNamespace
+
+    from dinctl.serving.export import check_bf16
+    from dinctl.serving.runtime import eager_engine, load_run_and_dataset
+
+    run, ds = load_run_and_dataset(served["run"])
+    torch.manual_seed(0)
+    fresh = build_model(ModelConfig(**{**run.meta["model_config"], "init_std": 0.05})).eval()
+    small = SimpleNamespace(model=fresh, config=run.config)
+    fp32 = eager_engine(RequestScorer(fresh))
+    worst = check_bf16(fp32, eager_engine(RequestScorer(fresh, bf16=True)), small, ds)
+    assert 0 < worst <= 1e-3  # bf16 really ran, and stayed close

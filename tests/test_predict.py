@@ -93,7 +93,7 @@ def test_formats_agree_and_equal_the_eager_model(
 def test_small_batches_stream_to_the_same_file(
     served: dict[str, Any], outputs: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(P, "CELLS_PER_FORWARD", 5)  # a forward pass per one or two requests
+    monkeypatch.setattr(P, "PAIRS_PER_FORWARD", 60)  # a forward pass per one or two requests
     src = write_requests(sample_requests(), tmp_path / "req.parquet")
     summary = P.predict_file(open_serving(served["run"]), src, tmp_path / "o.parquet", batch_rows=3)
     got = pl.read_parquet(tmp_path / "o.parquet")

@@ -30,6 +30,7 @@ from dinctl.serving.scorer import INPUT_NAMES, RequestScorer, signature
 
 PARITY_TOL = 1e-5  # max |Δ logit|, fp32
 PARITY_ROWS = 512
+BF16_TOL = 1e-3  # max |Δ score| (probability) and |Δ AUC| of the bf16 path against fp32
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,28 @@ def check_parity(engine: Engine, run: Any, ds: Any, n: int = PARITY_ROWS) -> tup
             hint="report this model config; the export cannot be trusted",
         )
     return worst, len(expected[0])
+
+
+def check_bf16(fp32: Engine, bf16: Engine, run: Any, ds: Any, n: int = PARITY_ROWS) -> float:
+    """max |Δ score| of the bf16 path on real rows; an error when scores or AUC move > 1e-3."""
+    from dinctl.metrics import auc_score
+
+    split, inputs, _ = parity_inputs(run, ds, n)
+    probs = [
+        1.0 / (1.0 + np.exp(-e(inputs[0])[0].reshape(-1).astype(np.float64))) for e in (fp32, bf16)
+    ]
+    worst = float(np.abs(probs[1] - probs[0]).max())
+    labels = ds.split(split).label[: len(probs[0])]
+    auc_moved = 0.0
+    if 0 < labels.sum() < len(labels):
+        auc_moved = abs(auc_score(labels, probs[1]) - auc_score(labels, probs[0]))
+    if not (worst <= BF16_TOL and auc_moved <= BF16_TOL):
+        raise DinctlError(
+            f"bf16 moves this model's scores by up to {worst:.2g} and its AUC by {auc_moved:.2g} "
+            f"on the {split} split (tolerance {BF16_TOL:g})",
+            hint="serve it in float32 (drop --bf16)",
+        )
+    return worst
 
 
 def export_run(

@@ -28,7 +28,7 @@ from dinctl.serving.runtime import ServingModel
 from dinctl.serving.vocab import EncodedRequest, RequestError
 
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl"}
-CELLS_PER_FORWARD = 8192  # requests × candidates per forward pass
+PAIRS_PER_FORWARD = 1 << 16  # (request, candidate, behaviour) cells per forward pass
 
 
 @dataclass(frozen=True)
@@ -154,15 +154,18 @@ class _Writer:
         self.model, self.sink, self.attention = model, sink, attention
         self.pending: list[tuple[str, list[str], EncodedRequest]] = []
         self.width = 0  # the most candidates of a pending request
+        self.depth = 1  # the longest pending history
         self.scored = 0
         self.oov = 0
 
     def add(self, key: str, candidates: list[str], request: EncodedRequest) -> None:
         width = max(self.width, len(request.cand_item))
-        if self.pending and (len(self.pending) + 1) * width > CELLS_PER_FORWARD:
+        depth = max(self.depth, len(request.hist_item))
+        if self.pending and (len(self.pending) + 1) * width * depth > PAIRS_PER_FORWARD:
             self.flush()
         self.pending.append((key, candidates, request))
         self.width = max(self.width, len(request.cand_item))
+        self.depth = max(self.depth, len(request.hist_item))
 
     def flush(self) -> None:
         if not self.pending:
@@ -194,7 +197,7 @@ class _Writer:
         self.scored += len(keys)
         self.oov += int(columns["oov"].true_count)
         self.pending = []
-        self.width = 0
+        self.width, self.depth = 0, 1
 
 
 def predict_file(

@@ -46,13 +46,13 @@ def load_run_and_dataset(run_dir: Path) -> tuple[Any, Any]:
     return run, ds
 
 
-def eager_engine(scorer: Any, bf16: bool = False) -> Engine:
-    """The RequestScorer in inference mode; `bf16` runs its matmuls in bfloat16 (autocast)."""
+def eager_engine(scorer: Any) -> Engine:
+    """The RequestScorer in inference mode."""
     import torch
 
     def run(inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
         args = [torch.from_numpy(inputs[name]) for name in INPUT_ORDER]
-        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+        with torch.inference_mode():
             out = scorer(*args)
         att = out[1].float().numpy() if len(out) > 1 else None
         return out[0].float().numpy(), att
@@ -152,7 +152,11 @@ def open_run_serving(run_dir: Path, bf16: bool = False) -> ServingModel:
     from dinctl.serving.scorer import RequestScorer, signature
 
     run, ds = load_run_and_dataset(run_dir)
-    scorer = RequestScorer(run.model)
+    scorer = RequestScorer(run.model, bf16=bf16)
+    if bf16:
+        from dinctl.serving.export import check_bf16
+
+        check_bf16(eager_engine(RequestScorer(run.model)), eager_engine(scorer), run, ds)
     vocab = vocab_of_dataset(ds, run.config.max_len)
     info = {
         "format": "eager-bf16" if bf16 else "eager",
@@ -162,7 +166,7 @@ def open_run_serving(run_dir: Path, bf16: bool = False) -> ServingModel:
         "dataset": dataset_info(ds),
         "signature": signature(scorer.has_attention),
     }
-    return ServingModel(vocab, eager_engine(scorer, bf16), info, scorer.has_attention)
+    return ServingModel(vocab, eager_engine(scorer), info, scorer.has_attention)
 
 
 def vocab_of_dataset(ds: Any, max_len: int) -> Vocab:

@@ -3,12 +3,14 @@
 The training forward scores (history, candidate) rows, so a request with C candidates repeats
 its history C times. Here the user side is computed once per request and broadcast:
 
-* the history embeddings k (R, T, E);
+* the history embeddings k (R, T, E), looked up once, not once per candidate;
 * the history-only term of the activation unit's first layer. That layer sees
   [k, q, k − q, k ⊙ q] (Fig. 2) and is split algebraically,
-  W·[k, q, k−q, k⊙q] + b = k·(W1+W3)ᵀ + (q·(W2−W3)ᵀ + b) + (k⊙q)·W4ᵀ,
-  so k·(W1+W3)ᵀ is (R, T, H) and q·(W2−W3)ᵀ is (R, C, H); only the last term needs every
-  (candidate, behaviour) pair.
+  W·[k, q, k−q, k⊙q] + b = k·(W1+W3)ᵀ + k·diag(q)·W4ᵀ + (q·(W2−W3)ᵀ + b),
+  so the candidate-only term q·(W2−W3)ᵀ + b is (R, C, H), and the history terms become one
+  matmul of the shared k with a per-candidate weight (W1+W3)ᵀ + diag(q)·W4ᵀ (E, H): no
+  (C, T, 4E) input and no (C, T, E) pair tensor is built, and the bias add rides in the same
+  batched matmul (baddbmm).
 
 Inputs are padded: histories are left-aligned (oldest first, most recent at hist_len − 1) and
 positions ≥ hist_len are ignored; candidate padding rows get a score that callers drop.
@@ -46,8 +48,9 @@ class RequestScorer(nn.Module):
 
     item_map: torch.Tensor | None
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, bf16: bool = False) -> None:
         super().__init__()
+        self.bf16 = bool(bf16)
         inner, item_map = unwrap(model)
         cfg = getattr(inner, "cfg", None)
         if cfg is None or cfg.model not in SERVABLE_MODELS:
@@ -101,9 +104,13 @@ class RequestScorer(nn.Module):
         """a(e_j, v_A) for every (candidate, behaviour) pair of each request: (R, C, T)."""
         r, c, t, h = query.shape[0], query.shape[1], keys.shape[1], self.b_first.shape[0]
         per_query = torch.matmul(query, self.w_query) + self.b_first  # (R, C, H)
-        # k·(W1+W3)ᵀ + (k⊙q)·W4ᵀ = k·((W1+W3)ᵀ + diag(q)·W4ᵀ): one matmul per candidate
-        mix = query.unsqueeze(-1) * self.w_cross + self.w_key  # (R, C, E, H); addcmul is slower
-        pre = torch.matmul(keys.unsqueeze(1), mix) + per_query.unsqueeze(2)  # (R, C, T, H)
+        # k·(W1+W3)ᵀ + (k⊙q)·W4ᵀ = k·((W1+W3)ᵀ + diag(q)·W4ᵀ): one (T, E)·(E, H) per candidate
+        mix = query.unsqueeze(-1) * self.w_cross + self.w_key  # (R, C, E, H)
+        k = keys.unsqueeze(1).expand(r, c, t, keys.shape[-1])  # (R, C, T, E), a view when R = 1
+        args = (per_query.reshape(r * c, 1, h), k.reshape(r * c, t, -1), mix.reshape(r * c, -1, h))
+        if self.bf16:  # the dominant matmul only; everything else stays float32
+            args = tuple(a.to(torch.bfloat16) for a in args)
+        pre = torch.baddbmm(*args).float()  # (R·C, T, H); the bias rides in the same kernel
         act = self.first_act(pre.reshape(r * c * t, h))  # (R·C·T, H)
         scores = self.rest(act).reshape(r, c, t)  # (R, C, T)
         mask = valid.unsqueeze(1)  # (R, 1, T)
