@@ -107,7 +107,11 @@ class RequestScorer(nn.Module):
         # k·(W1+W3)ᵀ + (k⊙q)·W4ᵀ = k·((W1+W3)ᵀ + diag(q)·W4ᵀ): one (T, E)·(E, H) per candidate
         mix = query.unsqueeze(-1) * self.w_cross + self.w_key  # (R, C, E, H)
         k = keys.unsqueeze(1).expand(r, c, t, keys.shape[-1])  # (R, C, T, E), a view when R = 1
-        args = (per_query.reshape(r * c, 1, h), k.reshape(r * c, t, -1), mix.reshape(r * c, -1, h))
+        args: tuple[torch.Tensor, ...] = (
+            per_query.reshape(r * c, 1, h),
+            k.reshape(r * c, t, -1),
+            mix.reshape(r * c, -1, h),
+        )
         if self.bf16:  # the dominant matmul only; everything else stays float32
             args = tuple(a.to(torch.bfloat16) for a in args)
         pre = torch.baddbmm(*args).float()  # (R·C, T, H); the bias rides in the same kernel
