@@ -278,3 +278,20 @@ def test_sigterm_shuts_down_cleanly(servers: dict[str, Server]) -> None:
         assert code in (0, -signal.SIGTERM), log
         assert "Shutting down" in log and "Finished server process" in log
         assert "Traceback" not in log
+
+
+def test_help_imports_no_serving_library() -> None:
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from dinctl.cli.main import app\n"
+        "for args in (['--help'], ['serve', '--help'], ['export', '--help'],\n"
+        "             ['predict', '--help']):\n"
+        "    assert CliRunner().invoke(app, args).exit_code == 0\n"
+        "heavy = ('torch', 'fastapi', 'uvicorn', 'onnx', 'onnxruntime')\n"
+        "print(','.join(m for m in heavy if m in sys.modules))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""
