@@ -108,12 +108,12 @@ def naive_eager(run: Any, ds: Any) -> Any:
     return score
 
 
-def in_process(run_dir: Path, bundle: Path, n: int) -> dict[str, Any]:
+def in_process(run_dir: Path, bundle: Path, n: int, threads: int) -> dict[str, Any]:
     run, ds = load_run_and_dataset(run_dir)
     engines: dict[str, ServingModel] = {
         "eager fp32": open_serving(run_dir),
         "eager bf16": open_serving(run_dir, bf16=True),
-        "onnx": open_serving(bundle),
+        "onnx": open_serving(bundle, threads=threads),
     }
     rng = np.random.default_rng(0)
     out: dict[str, Any] = {}
@@ -244,7 +244,7 @@ def main() -> None:
         run_dir = make_run(root, args.users, args.act)
         bundle = export_run(run_dir, "onnx").out
         n_items = load_dataset(root / "data").n_items
-        results["in_process"] = in_process(run_dir, bundle, args.requests)
+        results["in_process"] = in_process(run_dir, bundle, args.requests, args.threads)
         print(json.dumps(results, indent=2), flush=True)
         source = bundle if args.http_source == "onnx" else run_dir
         if not args.skip_http:
