@@ -9,7 +9,18 @@ import typer
 from typer.core import TyperGroup
 
 from dinctl import __version__
-from dinctl.cli import download, evaluate, experiment, preprocess, quickstart, train, visualize
+from dinctl.cli import (
+    download,
+    evaluate,
+    experiment,
+    export,
+    predict,
+    preprocess,
+    quickstart,
+    serve,
+    train,
+    visualize,
+)
 
 # `dinctl --help` lists commands in the order a pipeline runs them
 COMMAND_ORDER = (
@@ -72,6 +83,9 @@ app.command("eval", hidden=True)(evaluate.evaluate)
 app.add_typer(visualize.app, name="visualize")
 app.add_typer(experiment.app, name="experiment")
 app.command("quickstart")(quickstart.quickstart)
+app.command("export")(export.export)
+app.command("predict")(predict.predict)
+app.command("serve")(serve.serve)
 
 
 def main() -> None:

@@ -1,0 +1,124 @@
+"""The export bundle folder: one writer (atomic), one validating reader.
+
+Layout of a bundle (written by `dinctl export`):
+  bundle.json     format_version, format (onnx | torch), model_file, signature (inputs and
+                  outputs: name, dtype, shape with symbolic R/T/C), model (the ModelConfig),
+                  max_len, dataset (path, checksum, counts), run, parity, versions, created_at
+  model.onnx      (format onnx)  the RequestScorer as an ONNX graph, dynamic R, T and C
+  model.pt2       (format torch) the RequestScorer as a torch.export ExportedProgram
+  items.parquet   item:int32 (1..N), raw_item:str, cate:int32 (1..C), cate_name:str
+  users.parquet   raw_user:str, items:list<int32> (the user's last max_len behaviours, oldest
+                  first, as of the end of the data)
+Nothing here is unpickled when a bundle is opened: JSON, Parquet, ONNX protobuf, and a
+torch.export archive loaded with `torch.export.load`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dinctl.errors import DinctlError
+from dinctl.fsutil import atomic_dir, read_json
+
+FORMAT_VERSION = 1
+MANIFEST_FILE = "bundle.json"
+ITEMS_FILE = "items.parquet"
+USERS_FILE = "users.parquet"
+MODEL_FILES = {"onnx": "model.onnx", "torch": "model.pt2"}
+FORMATS = tuple(MODEL_FILES)
+
+
+def is_bundle(path: Path) -> bool:
+    return (Path(path) / MANIFEST_FILE).is_file()
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """An opened bundle: its manifest and where its files are."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def format(self) -> str:
+        return str(self.manifest["format"])
+
+    @property
+    def model_file(self) -> Path:
+        return self.path / MODEL_FILES[self.format]
+
+    def items_frame(self) -> Any:
+        import polars as pl
+
+        return pl.read_parquet(self.path / ITEMS_FILE)
+
+    def users_frame(self) -> Any:
+        import polars as pl
+
+        return pl.read_parquet(self.path / USERS_FILE)
+
+
+@contextmanager
+def write_bundle(out: Path, fmt: str, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder to fill (model file, then `write_tables`, `write_manifest`);
+    it replaces `out` in one rename when the block succeeds and is removed when it fails."""
+    if fmt not in FORMATS:
+        raise DinctlError(f"unknown bundle format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    with atomic_dir(Path(out), overwrite=overwrite) as tmp:
+        yield tmp
+
+
+def write_tables(folder: Path, items: Any, users: Any) -> None:
+    """items.parquet and users.parquet from polars frames with the layout's columns."""
+    import polars as pl
+
+    items.select(
+        pl.col("item").cast(pl.Int32),
+        pl.col("raw_item").cast(pl.Utf8),
+        pl.col("cate").cast(pl.Int32),
+        pl.col("cate_name").cast(pl.Utf8),
+    ).write_parquet(folder / ITEMS_FILE)
+    users.select(
+        pl.col("raw_user").cast(pl.Utf8), pl.col("items").cast(pl.List(pl.Int32))
+    ).write_parquet(folder / USERS_FILE)
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    full = {"format_version": FORMAT_VERSION, **manifest}
+    (Path(folder) / MANIFEST_FILE).write_text(json.dumps(full, indent=2) + "\n")
+
+
+def read_bundle(path: Path | str) -> Bundle:
+    """Open a bundle folder, checking its version and that every file is there."""
+    path = Path(path)
+    manifest_path = path / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise DinctlError(
+            f"{manifest_path} does not exist: {path} is not a dinctl bundle",
+            hint="write one with `dinctl export RUN`",
+        )
+    manifest = read_json(manifest_path)
+    version = manifest.get("format_version") if isinstance(manifest, dict) else None
+    if version != FORMAT_VERSION:
+        raise DinctlError(
+            f"{manifest_path} has format version {version!r}, expected {FORMAT_VERSION}",
+            hint="re-export the run with this dinctl version",
+        )
+    for key in ("format", "signature", "model", "max_len", "dataset"):
+        if key not in manifest:
+            raise DinctlError(f"{manifest_path} lacks the key {key!r}", hint="re-export the run")
+    if manifest["format"] not in FORMATS:
+        raise DinctlError(
+            f"{manifest_path} names the unknown format {manifest['format']!r}",
+            hint=f"expected one of {', '.join(FORMATS)}",
+        )
+    bundle = Bundle(path=path, manifest=manifest)
+    for file in (bundle.model_file, path / ITEMS_FILE, path / USERS_FILE):
+        if not file.is_file():
+            raise DinctlError(f"{file} does not exist", hint="re-export the run")
+    return bundle

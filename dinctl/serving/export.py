@@ -1,0 +1,259 @@
+"""`dinctl export`: a run → a self-contained bundle, checked against the eager model."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dinctl.errors import DinctlError
+from dinctl.serving import bundle as B
+from dinctl.serving.runtime import (
+    Engine,
+    dataset_info,
+    eager_engine,
+    exported_engine,
+    load_run_and_dataset,
+    missing_extra,
+    onnx_engine,
+)
+from dinctl.serving.scorer import INPUT_NAMES, RequestScorer, signature
+
+PARITY_TOL = 1e-5  # max |Δ logit|, fp32
+PARITY_ROWS = 512
+BF16_TOL = 1e-3  # max |Δ score| (probability) and |Δ AUC| of the bf16 path against fp32
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    out: Path
+    format: str
+    parity_max_abs_diff: float
+    parity_rows: int
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out),
+            "format": self.format,
+            "parity_max_abs_diff": self.parity_max_abs_diff,
+            "parity_rows": self.parity_rows,
+            "parity_tolerance": PARITY_TOL,
+            "seconds": self.seconds,
+        }
+
+
+def example_inputs() -> tuple[Any, ...]:
+    """Inputs whose sizes differ from each other and from 0/1, so no axis is specialised."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    r, t, c = 2, 5, 3
+    return (
+        torch.randint(1, 2, (r, t), generator=g),
+        torch.randint(1, 2, (r, t), generator=g),
+        torch.tensor([5, 3]),
+        torch.randint(1, 2, (r, c), generator=g),
+        torch.randint(1, 2, (r, c), generator=g),
+    )
+
+
+def dynamic_shapes() -> dict[str, Any]:
+    from torch.export import Dim
+
+    r, t, c = Dim("R", min=1), Dim("T", min=1), Dim("C", min=1)
+    return {
+        "hist_item": {0: r, 1: t},
+        "hist_cate": {0: r, 1: t},
+        "hist_len": {0: r},
+        "cand_item": {0: r, 1: c},
+        "cand_cate": {0: r, 1: c},
+    }
+
+
+@contextmanager
+def quiet_exporter() -> Iterator[None]:
+    """The ONNX exporter logs and warns about things irrelevant here (torchvision, axis names)."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels, strict=True):
+                lg.setLevel(level)
+
+
+def write_model(scorer: RequestScorer, fmt: str, path: Path) -> None:
+    """torch.export the scorer with dynamic R, T, C; save it as ONNX or a .pt2 archive."""
+    import torch
+
+    args = example_inputs()
+    if fmt == "torch":
+        program = torch.export.export(scorer, args, dynamic_shapes=dynamic_shapes(), strict=False)
+        torch.export.save(program, str(path))
+        return
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError as err:
+        raise missing_extra(err.name or "onnx") from None
+    outputs = ["logits", "attention"] if scorer.has_attention else ["logits"]
+    try:
+        with quiet_exporter():
+            onnx_program = torch.onnx.export(
+                scorer,
+                args,
+                dynamo=True,
+                dynamic_shapes=dynamic_shapes(),
+                input_names=list(INPUT_NAMES),
+                output_names=outputs,
+                verbose=False,
+            )
+    except Exception as err:  # the exporter raises many types; any is an unexportable model
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise DinctlError(f"the model cannot be exported to ONNX ({first})") from None
+    if onnx_program is None:
+        raise DinctlError("the ONNX exporter returned no program")
+    onnx_program.save(str(path))
+
+
+def parity_inputs(run: Any, ds: Any, n: int) -> tuple[Any, list[dict[str, np.ndarray]], list[Any]]:
+    """Eager logits of the first n test rows, and the same rows as bundle inputs: one request
+    per row (R = n, C = 1) and the first row's history against every candidate (R = 1, C = n)."""
+    import torch
+
+    from dinctl.data.batching import SplitTensors, WindowGatherer
+
+    split = "test" if ds.has_split("test") else "valid"
+    rows = SplitTensors(ds.split(split))
+    n = min(n, len(rows))
+    if n == 0:
+        raise DinctlError(f"the {split} split of {ds.path} has no rows to check parity on")
+    gatherer = WindowGatherer(ds, run.config.max_len)
+    batch = gatherer.gather(*rows.rows(slice(0, n)))
+    length = batch.hist_mask.sum(1)  # (n,)
+    per_row = {
+        "hist_item": batch.hist_item.numpy(),
+        "hist_cate": batch.hist_cate.numpy(),
+        "hist_len": length.numpy(),
+        "cand_item": batch.item.unsqueeze(1).numpy(),
+        "cand_cate": batch.cate.unsqueeze(1).numpy(),
+    }
+    first = {
+        "hist_item": per_row["hist_item"][:1],
+        "hist_cate": per_row["hist_cate"][:1],
+        "hist_len": per_row["hist_len"][:1],
+        "cand_item": batch.item.unsqueeze(0).numpy(),
+        "cand_cate": batch.cate.unsqueeze(0).numpy(),
+    }
+    shared = gatherer.gather(*rows.rows(torch.zeros(n, dtype=torch.long)))  # row 0's history
+    shared.item, shared.cate = batch.item, batch.cate
+    with torch.inference_mode():
+        expected = [run.model(batch).logits.numpy(), run.model(shared).logits.numpy()]
+    return split, [per_row, first], expected
+
+
+def check_parity(engine: Engine, run: Any, ds: Any, n: int = PARITY_ROWS) -> tuple[float, int]:
+    """max |Δ logit| between `engine` and the eager run model on real rows; error above tol."""
+    split, inputs, expected = parity_inputs(run, ds, n)
+    diffs = []
+    for feed, want in zip(inputs, expected, strict=True):
+        got, _ = engine(feed)
+        diffs.append(float(np.abs(got.reshape(-1) - want.reshape(-1)).max()))
+    worst = max(diffs)
+    if not worst <= PARITY_TOL:  # NaN fails too
+        raise DinctlError(
+            f"the exported model differs from the eager model by {worst:.3g} in a logit on the "
+            f"{split} split (tolerance {PARITY_TOL:g}); no bundle written",
+            hint="report this model config; the export cannot be trusted",
+        )
+    return worst, len(expected[0])
+
+
+def check_bf16(fp32: Engine, bf16: Engine, run: Any, ds: Any, n: int = PARITY_ROWS) -> float:
+    """max |Δ score| of the bf16 path on real rows; an error when scores or AUC move > 1e-3."""
+    from dinctl.metrics import auc_score
+
+    split, inputs, _ = parity_inputs(run, ds, n)
+    probs = [
+        1.0 / (1.0 + np.exp(-e(inputs[0])[0].reshape(-1).astype(np.float64))) for e in (fp32, bf16)
+    ]
+    worst = float(np.abs(probs[1] - probs[0]).max())
+    labels = ds.split(split).label[: len(probs[0])]
+    auc_moved = 0.0
+    if 0 < labels.sum() < len(labels):
+        auc_moved = abs(auc_score(labels, probs[1]) - auc_score(labels, probs[0]))
+    if not (worst <= BF16_TOL and auc_moved <= BF16_TOL):
+        raise DinctlError(
+            f"bf16 moves this model's scores by up to {worst:.2g} and its AUC by {auc_moved:.2g} "
+            f"on the {split} split (tolerance {BF16_TOL:g})",
+            hint="serve it in float32 (drop --bf16)",
+        )
+    return worst
+
+
+def export_run(
+    run_dir: Path | str, fmt: str = "onnx", out: Path | None = None, overwrite: bool = False
+) -> ExportResult:
+    """Write `run_dir`'s bundle (default RUN/bundle-FORMAT) and check its parity."""
+    import torch
+
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    out = Path(out) if out is not None else run_dir / f"bundle-{fmt}"
+    run, ds = load_run_and_dataset(run_dir)
+    scorer = RequestScorer(run.model)
+    check_parity(eager_engine(scorer), run, ds)  # the scorer itself, before any export
+    with B.write_bundle(out, fmt, overwrite=overwrite) as tmp:
+        model_file = tmp / B.MODEL_FILES[fmt]
+        write_model(scorer, fmt, model_file)
+        engine = onnx_engine(model_file) if fmt == "onnx" else exported_engine(model_file)
+        worst, n = check_parity(engine, run, ds)
+        import polars as pl
+
+        users = pl.read_parquet(ds.path / "sequences.parquet", columns=["raw_user", "items"])
+        users = users.with_columns(pl.col("items").list.tail(run.config.max_len))
+        B.write_tables(tmp, ds.items_frame(), users)
+        B.write_manifest(tmp, manifest(run, ds, fmt, scorer, worst, n, torch.__version__))
+    return ExportResult(out, fmt, worst, n, time.perf_counter() - started)
+
+
+def manifest(
+    run: Any, ds: Any, fmt: str, scorer: RequestScorer, worst: float, n: int, torch_version: str
+) -> dict[str, Any]:
+    from dinctl import __version__
+
+    versions = {"dinctl": __version__, "torch": torch_version, "python": platform.python_version()}
+    if fmt == "onnx":
+        import onnx
+        import onnxruntime
+
+        versions.update(onnx=onnx.__version__, onnxruntime=onnxruntime.__version__)
+    return {
+        "format": fmt,
+        "model_file": B.MODEL_FILES[fmt],
+        "signature": signature(scorer.has_attention),
+        "model": run.meta["model_config"],
+        "reg": run.config.reg,
+        "max_len": run.config.max_len,
+        "dataset": dataset_info(ds),
+        "run": {"path": str(run.run_dir), "best_epoch": run.meta["best_epoch"]},
+        "parity": {"max_abs_logit_diff": worst, "rows": n, "tolerance": PARITY_TOL},
+        "oov": "unknown item → item id 0 (all-zero padding row); its category from the "
+        "request when known, else 0; a behaviour with both unknown is dropped",
+        "versions": versions,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }

@@ -1,0 +1,187 @@
+"""Open a RUN folder or an export BUNDLE as a `ServingModel`: vocabulary + one engine.
+
+Engines take the scorer's padded numpy inputs and return logits (R, C) and, for DIN,
+attention weights (R, C, T):
+  eager  the RequestScorer over a run's best weights (optionally bf16 matmuls)
+  torch  a bundle's torch.export ExportedProgram
+  onnx   a bundle's ONNX graph on ONNX Runtime
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dinctl.errors import DinctlError
+from dinctl.serving.scorer import INPUT_NAMES as INPUT_ORDER
+from dinctl.serving.vocab import EncodedRequest, Vocab, pad_requests
+
+Engine = Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray | None]]
+
+
+def missing_extra(module: str) -> DinctlError:
+    return DinctlError(
+        f"the serving extra is not installed (no module named {module!r})",
+        hint="pip install 'dinctl[serve]'",
+    )
+
+
+def load_run_and_dataset(run_dir: Path) -> tuple[Any, Any]:
+    """A run's best weights (eval mode, CPU) and the dataset it was trained on, checked equal."""
+    from dinctl.data.store import load_dataset
+    from dinctl.training.checkpoint import load_run
+
+    run = load_run(run_dir)
+    ds = load_dataset(run.dataset_path)
+    if ds.checksum != run.dataset_checksum:
+        raise DinctlError(
+            f"the dataset {run.dataset_path} changed since {run_dir} was trained "
+            f"(checksum {ds.checksum[:12]} vs {run.dataset_checksum[:12]})",
+            hint="serve the run with the dataset it was trained on, or export it first",
+        )
+    return run, ds
+
+
+def eager_engine(scorer: Any) -> Engine:
+    """The RequestScorer in inference mode."""
+    import torch
+
+    def run(inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        args = [torch.from_numpy(inputs[name]) for name in INPUT_ORDER]
+        with torch.inference_mode():
+            out = scorer(*args)
+        att = out[1].float().numpy() if len(out) > 1 else None
+        return out[0].float().numpy(), att
+
+    return run
+
+
+def exported_engine(path: Path) -> Engine:
+    """A torch.export archive (no pickle: `torch.export.load`)."""
+    import torch
+
+    module = torch.export.load(str(path)).module()
+
+    def run(inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        args = [torch.from_numpy(inputs[name]) for name in INPUT_ORDER]
+        with torch.inference_mode():
+            out = module(*args)
+        return out[0].numpy(), out[1].numpy() if len(out) > 1 else None
+
+    return run
+
+
+def onnx_engine(path: Path, threads: int = 0) -> Engine:
+    """An ONNX graph on ONNX Runtime's CPU provider."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise missing_extra("onnxruntime") from None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def run(inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        out = session.run(None, {name: inputs[name] for name in INPUT_ORDER})
+        return out[0], out[1] if len(out) > 1 else None
+
+    return run
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One request's answer: probabilities (C,), attention (C, T) when asked and available."""
+
+    scores: np.ndarray
+    logits: np.ndarray
+    attention: np.ndarray | None
+    unknown_items: list[str]
+
+
+@dataclass
+class ServingModel:
+    """What predict and serve score with: a vocabulary, an engine and a description."""
+
+    vocab: Vocab
+    engine: Engine
+    info: dict[str, Any]  # model config, dataset, source, format, signature
+    has_attention: bool
+
+    def score(self, requests: Sequence[EncodedRequest], attention: bool = False) -> list[Scored]:
+        """Score requests in one forward (padded to the longest history and candidate list)."""
+        logits, weights = self.engine(pad_requests(requests))  # (R, C), (R, C, T) | None
+        probs = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))  # (R, C)
+        out = []
+        for k, q in enumerate(requests):
+            c, t = len(q.cand_item), len(q.hist_item)
+            att = weights[k, :c, :t] if (attention and weights is not None) else None
+            out.append(Scored(probs[k, :c], logits[k, :c], att, q.unknown_items))
+        return out
+
+
+def open_serving(source: Path | str, bf16: bool = False, threads: int = 0) -> ServingModel:
+    """A RUN folder (eager scorer over its best weights) or a BUNDLE (its exported model)."""
+    from dinctl.serving.bundle import is_bundle, read_bundle
+
+    source = Path(source)
+    if is_bundle(source):
+        bundle = read_bundle(source)
+        if bf16:
+            raise DinctlError("--bf16 applies to a RUN, not a bundle", hint="pass the run folder")
+        vocab = Vocab.from_frames(
+            bundle.items_frame(), bundle.users_frame(), int(bundle.manifest["max_len"])
+        )
+        model_file = bundle.model_file
+        if bundle.format == "onnx":
+            engine = onnx_engine(model_file, threads)
+        else:
+            engine = exported_engine(model_file)
+        info = {k: v for k, v in bundle.manifest.items() if k != "format_version"}
+        info["source"] = str(source)
+        outputs = [o["name"] for o in bundle.manifest["signature"]["outputs"]]
+        return ServingModel(vocab, engine, info, has_attention="attention" in outputs)
+    return open_run_serving(source, bf16)
+
+
+def open_run_serving(run_dir: Path, bf16: bool = False) -> ServingModel:
+    """The eager RequestScorer over a run's best weights."""
+    from dinctl.serving.scorer import RequestScorer, signature
+
+    run, ds = load_run_and_dataset(run_dir)
+    scorer = RequestScorer(run.model, bf16=bf16)
+    if bf16:
+        from dinctl.serving.export import check_bf16
+
+        check_bf16(eager_engine(RequestScorer(run.model)), eager_engine(scorer), run, ds)
+    vocab = vocab_of_dataset(ds, run.config.max_len)
+    info = {
+        "format": "eager-bf16" if bf16 else "eager",
+        "source": str(run_dir),
+        "model": run.meta["model_config"],
+        "max_len": run.config.max_len,
+        "dataset": dataset_info(ds),
+        "signature": signature(scorer.has_attention),
+    }
+    return ServingModel(vocab, eager_engine(scorer), info, scorer.has_attention)
+
+
+def vocab_of_dataset(ds: Any, max_len: int) -> Vocab:
+    """The vocabulary and end-of-data histories of a preprocessed dataset."""
+    import polars as pl
+
+    users = pl.read_parquet(ds.path / "sequences.parquet", columns=["raw_user", "items"])
+    return Vocab.from_frames(ds.items_frame(), users, max_len)
+
+
+def dataset_info(ds: Any) -> dict[str, Any]:
+    return {
+        "path": str(ds.path),
+        "checksum": ds.checksum,
+        "n_users": ds.n_users,
+        "n_items": ds.n_items,
+        "n_cates": ds.n_cates,
+    }

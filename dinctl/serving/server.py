@@ -1,0 +1,233 @@
+"""`dinctl serve`: the FastAPI app over a ServingModel, its limits and dynamic batching.
+
+POST /score    {"user": id | "history": [ids], "candidates": [ids], "item_cates": {id: cate},
+               "attention": false} → {"scores", "unknown_items", "model", "took_ms"}
+GET  /health   {"status": "ok"}
+GET  /metadata model config, dataset, signature, limits
+Every refused request gets a 4xx and {"error": one line, "hint": ...}: 400 malformed JSON,
+422 wrong types, empty or too many candidates, too long a history, 404 unknown user without
+a history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr
+
+from dinctl.serving.runtime import Scored, ServingModel, open_serving
+from dinctl.serving.vocab import EncodedRequest, RequestError
+
+JSON_HINT = "send the body with the header Content-Type: application/json"
+ENV_CONFIG = "DINCTL_SERVE_CONFIG"  # how `--workers N` hands the settings to each worker
+
+
+class ScoreRequest(BaseModel):
+    """The body of POST /score."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user: StrictStr | StrictInt | None = None
+    history: list[StrictStr | StrictInt] | None = None
+    candidates: list[StrictStr | StrictInt]
+    item_cates: dict[str, StrictStr | StrictInt] | None = None
+    attention: StrictBool = False
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the service accepts and how it batches."""
+
+    max_candidates: int = 1000
+    max_history: int = 1000
+    batch_window_ms: float = 0.0  # 0 = score each request on arrival
+    max_batch: int = 32  # requests merged into one forward at most
+
+
+class Batcher:
+    """Dynamic batching: requests arriving within `window` seconds share one forward pass."""
+
+    def __init__(self, model: ServingModel, limits: Limits) -> None:
+        self.model = model
+        self.window = limits.batch_window_ms / 1000.0
+        self.max_batch = limits.max_batch
+        self.pending: list[tuple[EncodedRequest, asyncio.Future[Scored]]] = []
+        self.timer: asyncio.TimerHandle | None = None
+
+    async def score(self, request: EncodedRequest, attention: bool) -> Scored:
+        if self.window <= 0:
+            return (await run_in_threadpool(self.model.score, [request], attention))[0]
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Scored] = loop.create_future()
+        self.pending.append((request, future))
+        if len(self.pending) >= self.max_batch:
+            self._fire()
+        elif self.timer is None:
+            self.timer = loop.call_later(self.window, self._fire)
+        scored = await future
+        return scored if attention else replace(scored, attention=None)
+
+    def _fire(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        batch, self.pending = self.pending, []
+        if batch:
+            asyncio.get_running_loop().create_task(self._run(batch))
+
+    async def _run(self, batch: list[tuple[EncodedRequest, asyncio.Future[Scored]]]) -> None:
+        try:
+            results = await run_in_threadpool(self.model.score, [q for q, _ in batch], True)
+        except Exception as err:  # handed to every waiting request, never lost
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(err)
+            return
+        for (_, future), scored in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(scored)
+
+
+def _error(status: int, message: str, hint: str | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": message}
+    if hint:
+        body["hint"] = hint
+    return JSONResponse(body, status_code=status)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
+    """The first problem of a refused body as (status, one line)."""
+    err = exc.errors()[0]
+    if err.get("type") == "json_invalid":
+        reason = str(err.get("ctx", {}).get("error", "")).strip()
+        return 400, f"malformed JSON body ({reason})" if reason else "malformed JSON body"
+    loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+    msg = str(err.get("msg", "invalid value"))
+    if loc and loc[-1] in ("str", "int"):  # a member of the id union: say what an id is
+        loc, msg = loc[:-1], "expected a string or an integer id"
+    if not loc and err.get("type") in ("model_attributes_type", "dict_type"):
+        return 422, "the body must be a JSON object"
+    got = f", got {err['input']!r}" if "input" in err and loc else ""
+    return 422, f"{'.'.join(loc) or 'body'}: {msg}{got}"
+
+
+def check_limits(req: ScoreRequest, limits: Limits) -> None:
+    if len(req.candidates) > limits.max_candidates:
+        raise RequestError(
+            f"{len(req.candidates)} candidates exceed the limit of {limits.max_candidates}",
+            hint="split the candidates over several requests",
+        )
+    if req.history is not None and len(req.history) > limits.max_history:
+        raise RequestError(
+            f"a history of {len(req.history)} items exceeds the limit of {limits.max_history}",
+            hint="send the most recent items only",
+        )
+
+
+def model_name(model: ServingModel) -> str:
+    cfg = model.info.get("model", {})
+    name = f"{cfg.get('model', '?')}-{cfg.get('act', '?')}"
+    return f"{name} ({model.info.get('format')}, {Path(str(model.info.get('source'))).name})"
+
+
+def create_app(model: ServingModel, limits: Limits) -> FastAPI:
+    """The service's routes and error handlers over one loaded model."""
+    from dinctl import __version__
+
+    app = FastAPI(title="dinctl serve", version=__version__)
+    batcher = Batcher(model, limits)
+    name = model_name(model)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        kind = request.headers.get("content-type", "")
+        if request.method == "POST" and "json" not in kind:
+            return _error(415, f"content type {kind or 'none'!r} is not JSON", JSON_HINT)
+        return _error(*_validation_message(exc))
+
+    @app.exception_handler(RequestError)
+    async def _refused(request: Request, exc: RequestError) -> JSONResponse:
+        return _error(exc.status, exc.message, exc.hint)
+
+    @app.post("/score")
+    async def score(req: ScoreRequest) -> dict[str, Any]:
+        started = time.perf_counter()
+        check_limits(req, limits)
+        encoded = model.vocab.encode(req.candidates, req.user, req.history, req.item_cates)
+        scored = await batcher.score(encoded, req.attention)
+        out: dict[str, Any] = {
+            "scores": scored.scores.tolist(),
+            "unknown_items": scored.unknown_items,
+            "model": name,
+        }
+        if req.attention:
+            out["attention"] = None if scored.attention is None else scored.attention.tolist()
+        out["took_ms"] = (time.perf_counter() - started) * 1000.0
+        return out
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metadata")
+    async def metadata() -> dict[str, Any]:
+        return {"name": name, **model.info, "limits": asdict(limits)}
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The app factory each `--workers N` process calls (settings in DINCTL_SERVE_CONFIG)."""
+    cfg = json.loads(os.environ[ENV_CONFIG])
+    if cfg["threads"] > 0:
+        import torch
+
+        torch.set_num_threads(cfg["threads"])
+    model = open_serving(cfg["source"], bf16=cfg["bf16"], threads=cfg["threads"])
+    return create_app(model, Limits(**cfg["limits"]))
+
+
+def serve(
+    source: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    limits: Limits | None = None,
+    bf16: bool = False,
+    threads: int = 0,
+    log_level: str = "info",
+) -> None:
+    """Run the service until SIGTERM or Ctrl-C; uvicorn finishes in-flight requests first."""
+    import uvicorn
+
+    limits = limits or Limits()
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "timeout_graceful_shutdown": 10,
+    }
+    if workers == 1:
+        app = create_app(open_serving(source, bf16=bf16, threads=threads), limits)
+        uvicorn.run(app, **common)
+        return
+    open_serving(source, bf16=bf16, threads=threads)  # fail here, once, on a bad source
+    os.environ[ENV_CONFIG] = json.dumps(
+        {"source": str(source), "bf16": bf16, "threads": threads, "limits": asdict(limits)}
+    )
+    uvicorn.run("dinctl.serving.server:app_from_env", factory=True, workers=workers, **common)

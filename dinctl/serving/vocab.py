@@ -1,0 +1,184 @@
+"""Raw ids → model ids, the stored histories of known users, and the out-of-vocabulary rules.
+
+What the model sees for an id the training data never saw:
+
+* an unknown item gets item id 0, the padding row of the item table: an all-zero embedding,
+  the same vector padding has (the model never learned anything for the item);
+* its category is the request's category for it (`item_cates`) when that category is known,
+  else category id 0, the all-zero padding row;
+* a history behaviour whose item *and* category are both unknown is dropped (its embedding
+  would be all zero; DIN's sum pooling adds nothing for it, and the softmax variant would give
+  it weight), so it does not count towards the history length either;
+* an unknown candidate is still scored, from its category (if known) and the user's history.
+
+The category of a known item is always the one in the training data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dinctl.errors import DinctlError
+
+RawId = str | int
+
+
+class RequestError(DinctlError):
+    """A request the service refuses; `status` is its HTTP status code."""
+
+    def __init__(self, message: str, status: int = 422, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class EncodedRequest:
+    """One request in model ids; histories oldest first, at most max_len behaviours."""
+
+    hist_item: np.ndarray  # (T,) int64
+    hist_cate: np.ndarray  # (T,) int64
+    cand_item: np.ndarray  # (C,) int64
+    cand_cate: np.ndarray  # (C,) int64
+    unknown_items: list[str]  # raw candidate/history ids not in the training vocabulary
+
+
+def raw(value: RawId) -> str:
+    """Raw ids are strings; JSON/Parquet integers stand for their decimal text."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, np.integer)):
+        raise RequestError(f"an id must be a string or an integer, got {value!r} instead")
+    return str(value)
+
+
+class Vocab:
+    """The training vocabulary of one dataset plus every known user's last max_len behaviours."""
+
+    def __init__(
+        self,
+        raw_items: Sequence[str],
+        item_ids: np.ndarray,
+        item_cates: np.ndarray,
+        cate_names: Sequence[str],
+        users: Sequence[str],
+        user_lengths: np.ndarray,
+        user_hist: np.ndarray,
+        max_len: int,
+    ) -> None:
+        self.max_len = int(max_len)
+        self.item_id = {str(r): int(i) for r, i in zip(raw_items, item_ids, strict=True)}
+        self.n_items = int(item_ids.max()) if len(item_ids) else 0
+        self.item_cate = np.zeros(self.n_items + 1, dtype=np.int64)  # (N+1,)
+        self.item_cate[np.asarray(item_ids, dtype=np.int64)] = np.asarray(item_cates)
+        self.cate_id: dict[str, int] = {}
+        for name, cate in zip(cate_names, item_cates, strict=True):
+            self.cate_id.setdefault(str(name), int(cate))
+        self.n_cates = max(self.cate_id.values(), default=0)
+        self.user_row = {str(u): k for k, u in enumerate(users)}
+        self.user_offsets = np.concatenate([[0], np.cumsum(user_lengths)]).astype(np.int64)
+        self.user_hist = np.asarray(user_hist, dtype=np.int64)  # users' histories back to back
+
+    @classmethod
+    def from_frames(cls, items: Any, users: Any, max_len: int) -> Vocab:
+        """From polars frames: items (item, raw_item, cate, cate_name), users (raw_user, items);
+        each user keeps the last max_len items of its list."""
+        import polars as pl
+
+        tails = users["items"].list.tail(max_len)
+        return cls(
+            raw_items=items["raw_item"].to_list(),
+            item_ids=items["item"].to_numpy().astype(np.int64),
+            item_cates=items["cate"].to_numpy().astype(np.int64),
+            cate_names=items["cate_name"].to_list(),
+            users=users["raw_user"].to_list(),
+            user_lengths=tails.list.len().to_numpy().astype(np.int64),
+            user_hist=tails.explode().drop_nulls().cast(pl.Int64).to_numpy(),
+            max_len=max_len,
+        )
+
+    def user_history(self, user: str) -> np.ndarray | None:
+        """Item ids (T,) of a known user's last max_len behaviours, None for an unknown user."""
+        k = self.user_row.get(user)
+        if k is None:
+            return None
+        return self.user_hist[self.user_offsets[k] : self.user_offsets[k + 1]]
+
+    def items(
+        self, ids: Sequence[RawId], item_cates: Mapping[str, RawId]
+    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Model item and category ids of raw ids, and the raw ids that were unknown."""
+        item = np.zeros(len(ids), dtype=np.int64)
+        cate = np.zeros(len(ids), dtype=np.int64)
+        unknown: list[str] = []
+        for j, value in enumerate(ids):
+            key = raw(value)
+            found = self.item_id.get(key)
+            if found is None:
+                unknown.append(key)
+                given = item_cates.get(key)
+                cate[j] = self.cate_id.get(raw(given), 0) if given is not None else 0
+            else:
+                item[j] = found
+                cate[j] = self.item_cate[found]
+        return item, cate, unknown
+
+    def encode(
+        self,
+        candidates: Sequence[RawId],
+        user: RawId | None = None,
+        history: Sequence[RawId] | None = None,
+        item_cates: Mapping[str, RawId] | None = None,
+    ) -> EncodedRequest:
+        """A request in model ids; an explicit history wins over the stored one of `user`."""
+        if len(candidates) == 0:
+            raise RequestError("candidates is empty; expected at least one candidate item id")
+        cates = item_cates or {}
+        unknown: list[str] = []
+        if history is not None:
+            hist_item, hist_cate, unknown = self.items(history, cates)
+            keep = (hist_item != 0) | (hist_cate != 0)  # both unknown: dropped (see above)
+            hist_item = hist_item[keep][-self.max_len :]
+            hist_cate = hist_cate[keep][-self.max_len :]
+        elif user is not None:
+            stored = self.user_history(raw(user))
+            if stored is None:
+                raise RequestError(
+                    f"unknown user {raw(user)!r} and no history given",
+                    status=404,
+                    hint="send the user's history as a list of item ids, most recent last",
+                )
+            hist_item, hist_cate = stored, self.item_cate[stored]
+        else:
+            raise RequestError("a request needs a user or a history; got neither")
+        cand_item, cand_cate, cand_unknown = self.items(candidates, cates)
+        return EncodedRequest(
+            hist_item=hist_item,
+            hist_cate=hist_cate,
+            cand_item=cand_item,
+            cand_cate=cand_cate,
+            unknown_items=list(dict.fromkeys(cand_unknown + unknown)),
+        )
+
+
+def pad_requests(requests: Sequence[EncodedRequest]) -> dict[str, np.ndarray]:
+    """The scorer's padded inputs for a list of requests (see scorer.INPUT_NAMES)."""
+    r = len(requests)
+    t = max(max((len(q.hist_item) for q in requests), default=1), 1)
+    c = max((len(q.cand_item) for q in requests), default=1)
+    out = {
+        "hist_item": np.zeros((r, t), dtype=np.int64),
+        "hist_cate": np.zeros((r, t), dtype=np.int64),
+        "hist_len": np.zeros(r, dtype=np.int64),
+        "cand_item": np.zeros((r, c), dtype=np.int64),
+        "cand_cate": np.zeros((r, c), dtype=np.int64),
+    }
+    for k, q in enumerate(requests):
+        n, m = len(q.hist_item), len(q.cand_item)
+        out["hist_item"][k, :n] = q.hist_item
+        out["hist_cate"][k, :n] = q.hist_cate
+        out["hist_len"][k] = n
+        out["cand_item"][k, :m] = q.cand_item
+        out["cand_cate"][k, :m] = q.cand_cate
+    return out
