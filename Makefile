@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 $(BIN)/dinctl: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,serve]'
 	touch $@
 
 install: $(BIN)/dinctl

@@ -34,6 +34,7 @@ class OpenedRun:
     best_epoch: int
     model_name: str
     dataset_name: str
+    model_config: dict[str, Any]
 
     @property
     def max_len(self) -> int:
@@ -88,6 +89,7 @@ def open_run(
         best_epoch=int(state.get("best_epoch", state.get("epoch", 0))),
         model_name=str(rc.model.to_dict().get("model", rc.train.model)),
         dataset_name=runs.dataset_label(ds.meta, ds.path),
+        model_config=rc.model.to_dict(),
     )
 
 

@@ -242,7 +242,7 @@ def test_bf16_path_stays_within_1e3_and_keeps_auc(served: dict[str, Any]) -> Non
 
     run, ds = load_run_and_dataset(served["run"])
     torch.manual_seed(0)
-    fresh = build_model(ModelConfig(**{**run.meta["model_config"], "init_std": 0.05})).eval()
+    fresh = build_model(ModelConfig(**{**run.model_config, "init_std": 0.05})).eval()
     small = SimpleNamespace(model=fresh, config=run.config)
     fp32 = eager_engine(RequestScorer(fresh))
     worst = check_bf16(fp32, eager_engine(RequestScorer(fresh, bf16=True)), small, ds)

@@ -29,6 +29,9 @@ COMMAND_ORDER = (
     "train",
     "evaluate",
     "visualize",
+    "export",
+    "predict",
+    "serve",
     "experiment",
     "quickstart",
 )

@@ -246,11 +246,11 @@ def manifest(
         "format": fmt,
         "model_file": B.MODEL_FILES[fmt],
         "signature": signature(scorer.has_attention),
-        "model": run.meta["model_config"],
+        "model": run.model_config,
         "reg": run.config.reg,
         "max_len": run.config.max_len,
         "dataset": dataset_info(ds),
-        "run": {"path": str(run.run_dir), "best_epoch": run.meta["best_epoch"]},
+        "run": {"path": str(run.run_dir), "best_epoch": run.best_epoch},
         "parity": {"max_abs_logit_diff": worst, "rows": n, "tolerance": PARITY_TOL},
         "oov": "unknown item → item id 0 (all-zero padding row); its category from the "
         "request when known, else 0; a behaviour with both unknown is dropped",

@@ -32,18 +32,10 @@ def missing_extra(module: str) -> DinctlError:
 
 def load_run_and_dataset(run_dir: Path) -> tuple[Any, Any]:
     """A run's best weights (eval mode, CPU) and the dataset it was trained on, checked equal."""
-    from dinctl.data.store import load_dataset
-    from dinctl.training.checkpoint import load_run
+    from dinctl.inference import open_run
 
-    run = load_run(run_dir)
-    ds = load_dataset(run.dataset_path)
-    if ds.checksum != run.dataset_checksum:
-        raise DinctlError(
-            f"the dataset {run.dataset_path} changed since {run_dir} was trained "
-            f"(checksum {ds.checksum[:12]} vs {run.dataset_checksum[:12]})",
-            hint="serve the run with the dataset it was trained on, or export it first",
-        )
-    return run, ds
+    run = open_run(run_dir, "cpu")
+    return run, run.dataset
 
 
 def eager_engine(scorer: Any) -> Engine:
@@ -161,7 +153,7 @@ def open_run_serving(run_dir: Path, bf16: bool = False) -> ServingModel:
     info = {
         "format": "eager-bf16" if bf16 else "eager",
         "source": str(run_dir),
-        "model": run.meta["model_config"],
+        "model": run.model_config,
         "max_len": run.config.max_len,
         "dataset": dataset_info(ds),
         "signature": signature(scorer.has_attention),
