@@ -136,9 +136,9 @@ def test_scores_match_a_plain_forward_pass(trained: dict[str, Path]) -> None:
 
     from dinctl.data.batching import SplitTensors, WindowGatherer
     from dinctl.data.store import load_dataset
-    from dinctl.training.checkpoint import load_run
+    from dinctl.inference import open_run
 
-    run = load_run(trained["base"])
+    run = open_run(trained["base"])
     ds = load_dataset(trained["data"])
     rows = SplitTensors(ds.split("valid"))
     batch = WindowGatherer(ds, run.config.max_len).gather(*rows.rows(slice(0, 50)))

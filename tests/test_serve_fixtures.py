@@ -69,11 +69,10 @@ def eager_scores(
     """The training-time forward as the oracle: probabilities (C,) and attention (C, T) of
     model item ids `candidates` against the model item-id `history` (oldest first)."""
     from dinctl.data.batching import Batch
-    from dinctl.data.store import load_dataset
-    from dinctl.training.checkpoint import load_run
+    from dinctl.inference import open_run
 
-    run = load_run(run_dir)
-    ds = load_dataset(run.dataset_path)
+    run = open_run(run_dir)
+    ds = run.dataset
     c, t = len(candidates), max(len(history), 1)
     hist = torch.zeros(t, dtype=torch.long)
     hist[: len(history)] = torch.tensor(history, dtype=torch.long)

@@ -14,8 +14,9 @@ import torch
 
 from dinctl.data.store import load_dataset
 from dinctl.errors import DinctlError
+from dinctl.inference import open_run
 from dinctl.training import loop
-from dinctl.training.checkpoint import load_checkpoint, load_run, save_checkpoint
+from dinctl.training.checkpoint import load_checkpoint, save_checkpoint
 from dinctl.training.config import TrainConfig, resolve_config
 from dinctl.training.loop import epoch_order, n_global_batches, resume_config, train
 
@@ -208,35 +209,35 @@ def test_every_regulariser_trains_and_reloads(tiny_dataset: Path, tmp_path: Path
         over["filter_top_k"] = 150
     result = train(quick(tiny_dataset, tmp_path / "run", **over), progress=False)
     assert result.best_valid["valid_user_weighted_auc"] > 0.55
-    loaded = load_run(result.run_dir)
+    loaded = open_run(result.run_dir)
     if reg == "filter":
-        assert loaded.meta["model_config"]["n_items"] == 150  # 150 kept, the rest are padding
+        assert loaded.model_config["n_items"] == 150  # 150 kept, the rest are padding
         assert int(loaded.model.item_map.max()) == 150
         assert int((loaded.model.item_map[1:] == 0).sum()) == 50  # thrown away
 
 
-def test_load_run_gives_the_best_weights_in_eval_mode(tiny_dataset: Path, tmp_path: Path) -> None:
+def test_open_run_gives_the_best_weights_in_eval_mode(tiny_dataset: Path, tmp_path: Path) -> None:
     cfg = quick(tiny_dataset, tmp_path / "run", act="dice")
     result = train(cfg, progress=False)
-    loaded = load_run(result.run_dir)
+    loaded = open_run(result.run_dir)
     assert loaded.config == cfg
     assert loaded.model.training is False
-    assert loaded.dataset_checksum == load_dataset(tiny_dataset).checksum
-    assert loaded.dataset_path == tiny_dataset.resolve()
-    assert loaded.meta["best_epoch"] == result.best_epoch
-    assert loaded.meta["best_valid"] == result.best_valid
+    assert loaded.dataset.checksum == load_dataset(tiny_dataset).checksum
+    assert loaded.dataset.path == tiny_dataset.resolve()
+    assert loaded.best_epoch == result.best_epoch
+    assert load_checkpoint(result.run_dir / "best.pt")["best_valid"] == result.best_valid
     best = torch.load(result.run_dir / "best.pt", weights_only=True)["model"]
     for name, value in loaded.model.state_dict().items():
         assert torch.equal(value, best[name])
 
 
-def test_load_run_errors(tmp_path: Path, tiny_dataset: Path) -> None:
+def test_open_run_errors(tmp_path: Path, tiny_dataset: Path) -> None:
     with pytest.raises(DinctlError) as err:
-        load_run(tmp_path / "nope")
+        open_run(tmp_path / "nope")
     assert err.value.message == f"run folder {tmp_path / 'nope'} does not exist"
     (tmp_path / "empty").mkdir()
     with pytest.raises(DinctlError) as err:
-        load_run(tmp_path / "empty")
+        open_run(tmp_path / "empty")
     empty = tmp_path / "empty"
     want = f"{empty} is not a run folder: {empty / 'config.json'} does not exist"
     assert err.value.message == want
@@ -245,7 +246,7 @@ def test_load_run_errors(tmp_path: Path, tiny_dataset: Path) -> None:
     (run / "best.pt").unlink()
     (run / "checkpoint.pt").unlink()
     with pytest.raises(DinctlError) as err:
-        load_run(run)
+        open_run(run)
     assert err.value.message == f"{run} has no best.pt or checkpoint.pt"
 
 
@@ -415,11 +416,11 @@ def test_broken_run_files_are_one_line_errors(tiny_dataset: Path, tmp_path: Path
     train(quick(tiny_dataset, run, model="lr", epochs=1), progress=False)
     (run / "best.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(DinctlError) as err:
-        load_run(run)
+        open_run(run)
     assert err.value.message.startswith(f"{run / 'best.pt'} is not a readable checkpoint (")
     torch.save({"weights": 1}, run / "best.pt")
     with pytest.raises(DinctlError) as err:
-        load_run(run)
+        open_run(run)
     assert (
         err.value.message
         == f"{run / 'best.pt'} is not a dinctl checkpoint (no model weights in it)"
@@ -429,11 +430,11 @@ def test_broken_run_files_are_one_line_errors(tiny_dataset: Path, tmp_path: Path
     del config["dataset"]
     (run / "config.json").write_text(json.dumps(config))
     with pytest.raises(DinctlError) as err:
-        load_run(run)
+        open_run(run)
     assert err.value.message == f"{run / 'config.json'} lacks the entry 'dataset'"
     (run / "config.json").write_text("{")
     with pytest.raises(DinctlError) as err:
-        load_run(run)
+        open_run(run)
     assert err.value.message.startswith(f"{run / 'config.json'} is not valid JSON (")
 
 

@@ -75,10 +75,10 @@ def _user_window(data: Path, raw_user: str) -> tuple[int, int, list[int], int]:
 
 def _oracle(run: Path, user: int, history: list[int], items: list[int]):  # type: ignore[no-untyped-def]
     """The run's model on a hand-built Batch: one row per candidate, the same history."""
-    from dinctl.training.checkpoint import load_run
+    from dinctl.inference import open_run
 
-    loaded = load_run(run)
-    item_cate = pl.read_parquet(loaded.dataset_path / "items.parquet").sort("item")["cate"]
+    loaded = open_run(run)
+    item_cate = pl.read_parquet(loaded.dataset.path / "items.parquet").sort("item")["cate"]
     cate_of = dict(zip(range(1, len(item_cate) + 1), item_cate.to_list(), strict=True))
     b, t = len(items), len(history)
     batch = Batch(
@@ -210,10 +210,10 @@ def test_tsne_points_scores_and_seed(din_run: Path, tiny_dataset: Path) -> None:
 
 
 def test_tsne_embeddings_are_the_model_tables(runs: dict[str, Path]) -> None:
+    from dinctl.inference import open_run
     from dinctl.plots.tsne import item_representations
-    from dinctl.training.checkpoint import load_run
 
-    model = load_run(runs["base"]).model
+    model = open_run(runs["base"]).model
     reps = item_representations(model, np.array([3, 40]), np.array([1, 4]))
     expect = torch.cat([model.emb.item.weight[[3, 40]], model.emb.cate.weight[[1, 4]]], dim=1)
     np.testing.assert_array_equal(reps, expect.detach().double().numpy())

@@ -1,4 +1,4 @@
-"""Run folders: config.json, checkpoint.pt (resume state), best.pt (best weights), log.jsonl.
+"""Checkpoints and the typed config.json of a run (file names: `dinctl.runs`; opening a run: `dinctl.inference`).
 
 Checkpoints hold only tensors and plain Python values (configs as JSON strings, RNG states as
 uint8 tensors), so they load with `torch.load(..., weights_only=True)`.
@@ -18,7 +18,7 @@ from torch import nn
 from dinctl.errors import DinctlError
 from dinctl.fsutil import atomic_file
 from dinctl.models import ModelConfig, build_model
-from dinctl.runs import BEST_FILE, CHECKPOINT_FILE, CONFIG_FILE, read_config
+from dinctl.runs import CONFIG_FILE, read_config
 from dinctl.training.config import TrainConfig
 from dinctl.training.regularizers import wrap_model
 
@@ -97,48 +97,3 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict[str,
     if not isinstance(state, dict) or "model" not in state:
         raise DinctlError(f"{path} is not a dinctl checkpoint (no model weights in it)")
     return state
-
-
-@dataclass(frozen=True)
-class LoadedRun:
-    """A trained run ready for evaluation: best weights, eval mode."""
-
-    run_dir: Path
-    config: TrainConfig
-    model: nn.Module
-    dataset_path: Path
-    dataset_checksum: str
-    meta: dict[str, Any]  # {"best_epoch", "best_valid", "model_config", "dataset_meta"}
-
-
-def load_run(run_dir: Path | str, device: str | torch.device = "cpu") -> LoadedRun:
-    """Load a run folder's best weights (best.pt, else the latest checkpoint) in eval mode."""
-    run_dir = Path(run_dir)
-    rc = read_run_config(run_dir)
-    path = run_dir / BEST_FILE
-    if not path.exists():
-        path = run_dir / CHECKPOINT_FILE
-    if not path.exists():
-        raise DinctlError(
-            f"{run_dir} has no {BEST_FILE} or {CHECKPOINT_FILE}",
-            hint="the run has not finished an epoch; resume it with `dinctl train --resume --out "
-            f"{run_dir}`",
-        )
-    state = load_checkpoint(path)
-    model = build_run_model(rc)
-    model.load_state_dict(state["model"])
-    model.to(device).eval()
-    meta = {
-        "best_epoch": int(state.get("best_epoch", state.get("epoch", 0))),
-        "best_valid": dict(state.get("best_valid", {})),
-        "model_config": rc.model.to_dict(),
-        "dataset_meta": rc.dataset_meta,
-    }
-    return LoadedRun(
-        run_dir=run_dir,
-        config=rc.train,
-        model=model,
-        dataset_path=rc.dataset_path,
-        dataset_checksum=rc.dataset_checksum,
-        meta=meta,
-    )
