@@ -1,4 +1,4 @@
-"""Checkpoints and the typed config.json of a run (file names: `dinctl.runs`; opening a run: `dinctl.inference`).
+"""Checkpoints and the typed config.json of a run (names in `dinctl.runs`, opening in `inference`).
 
 Checkpoints hold only tensors and plain Python values (configs as JSON strings, RNG states as
 uint8 tensors), so they load with `torch.load(..., weights_only=True)`.
