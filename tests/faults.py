@@ -51,9 +51,10 @@ class Route:
     weak_etag: bool = False  # send W/"..." (not usable in If-Range) and no Last-Modified
     if_range: str = "honour"  # "honour", or "ignore" (206 whatever If-Range says)
     versions: list[bytes] = field(default_factory=list)  # the body after each request, in turn
+    fixed_etag: str | None = None  # a lying server: the same ETag whatever the body
 
     def etag(self) -> str:
-        tag = f'"{hashlib.sha256(self.body).hexdigest()[:16]}"'
+        tag = self.fixed_etag or f'"{hashlib.sha256(self.body).hexdigest()[:16]}"'
         return f"W/{tag}" if self.weak_etag else tag
 
     def last_modified(self) -> str:

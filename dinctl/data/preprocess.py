@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from dinctl.data import builder, readers
+from dinctl.data.archives import MAX_EXTRACT_BYTES
 from dinctl.data.store import write_dataset
 from dinctl.fsutil import check_output_dir, sha256_file
 
@@ -154,10 +155,11 @@ def preprocess_movielens(
     overwrite: bool = False,
     status: Status = _quiet,
     warn: Callable[[str], None] = lambda _: None,
+    max_extract_bytes: int = MAX_EXTRACT_BYTES,
 ) -> dict[str, Any]:
     """MovieLens ratings.csv + movies.csv (folder or release zip) → data folder."""
     return _build(
-        lambda _: readers.read_movielens(raw),
+        lambda _: readers.read_movielens(raw, max_extract_bytes),
         out,
         dataset="movielens",
         protocol="users",

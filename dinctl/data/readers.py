@@ -13,7 +13,7 @@ import ast
 import gzip
 import io
 import json
-import zipfile
+import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -22,6 +22,7 @@ from typing import Any
 
 import polars as pl
 
+from dinctl.data.archives import MAX_EXTRACT_BYTES, extract_member, open_zip
 from dinctl.errors import DinctlError
 
 REVIEW_KEYS = {"reviewerID": pl.Utf8, "asin": pl.Utf8, "unixReviewTime": pl.Int64}
@@ -473,8 +474,10 @@ def _read_csv(name: str, data: bytes | Path, schema: dict[str, Any]) -> pl.DataF
     return df
 
 
-def _movielens_files(raw: Path) -> tuple[Path, dict[str, bytes | Path]]:
-    """ratings.csv and movies.csv (paths, or bytes from a release zip) of a folder or zip."""
+def _movielens_files(
+    raw: Path, scratch: Path, max_bytes: int
+) -> tuple[Path, dict[str, bytes | Path]]:
+    """ratings.csv and movies.csv of a folder, or of a release zip (streamed into `scratch`)."""
     hint = "run `dinctl download movielens` or pass --raw DIR (or the ml-20m.zip itself)"
     if not raw.exists():
         raise DinctlError(f"raw input {raw} does not exist", hint=hint)
@@ -493,28 +496,36 @@ def _movielens_files(raw: Path) -> tuple[Path, dict[str, bytes | Path]]:
                 f"{raw / 'ratings.csv'} does not exist (nor a .zip in {raw})", hint=hint
             )
         raw = zips[0]
-    try:
-        with zipfile.ZipFile(raw) as zf:
-            names = zf.namelist()
-            files: dict[str, bytes | Path] = {}
-            for want in ("ratings.csv", "movies.csv"):
-                member = next((n for n in names if n == want or n.endswith("/" + want)), None)
-                if member is None:
-                    raise DinctlError(
-                        f"{raw} holds no {want}", hint="is this a MovieLens release zip?"
-                    )
-                files[want] = zf.read(member)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as err:
-        raise DinctlError(f"{raw} is not a readable zip archive ({err})", hint=hint) from None
+    files: dict[str, bytes | Path] = {}
+    with open_zip(raw, str(raw), hint) as zf:
+        names = zf.namelist()
+        for want in ("ratings.csv", "movies.csv"):
+            member = next((n for n in names if n == want or n.endswith("/" + want)), None)
+            if member is None:
+                raise DinctlError(f"{raw} holds no {want}", hint="is this a MovieLens release zip?")
+            files[want] = scratch / want
+            extract_member(zf, member, scratch / want, str(raw), max_bytes)
+            max_bytes -= (scratch / want).stat().st_size
     return raw, files
 
 
-def read_movielens(raw: Path) -> Interactions:
-    """MovieLens ratings.csv + movies.csv → user, item, cate (first genre), ts, label."""
-    source, files = _movielens_files(raw)
-    where = f"{source}" if source.suffix == ".zip" else str(source.parent)
-    ratings = _read_csv(f"{where}/ratings.csv", files.pop("ratings.csv"), RATINGS_SCHEMA)
-    movies = _read_csv(f"{where}/movies.csv", files.pop("movies.csv"), MOVIES_SCHEMA)
+def read_movielens(raw: Path, max_extract_bytes: int = MAX_EXTRACT_BYTES) -> Interactions:
+    """MovieLens ratings.csv + movies.csv → user, item, cate (first genre), ts, label.
+
+    A release zip's members are streamed to a temporary folder (within `max_extract_bytes`)
+    and read from there: a member is never held in memory whole.
+    """
+    with tempfile.TemporaryDirectory(prefix="dinctl-ml-") as scratch:
+        source, files = _movielens_files(Path(raw), Path(scratch), max_extract_bytes)
+        where = f"{source}" if source.suffix == ".zip" else str(source.parent)
+        ratings = _read_csv(f"{where}/ratings.csv", files.pop("ratings.csv"), RATINGS_SCHEMA)
+        movies = _read_csv(f"{where}/movies.csv", files.pop("movies.csv"), MOVIES_SCHEMA)
+    return _movielens_interactions(source, where, ratings, movies)
+
+
+def _movielens_interactions(
+    source: Path, where: str, ratings: pl.DataFrame, movies: pl.DataFrame
+) -> Interactions:
     movies = movies.select(
         pl.col("movieId").alias("item"),
         pl.col("genres").fill_null("(no genres listed)").str.split("|").list.first().alias("cate"),

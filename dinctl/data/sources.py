@@ -91,8 +91,8 @@ def check_name(name: str, what: str) -> str:
     """A name that becomes part of a path: letters, digits, `_.+-`, no `..`, no separators."""
     if not _SAFE_NAME.fullmatch(name) or ".." in name:
         raise DinctlError(
-            f"{what} {name!r} is not a safe file name: expected letters, digits and _ . + - "
-            "(no '/', '\\' or '..')",
+            f"{what} {name!r} is not a safe file name: expected letters, digits and _ . + - only "
+            "(no path separators, no '..')",
             hint="e.g. --category Electronics",
         )
     return name
