@@ -13,7 +13,8 @@ from typing import Any
 from dinctl.data import builder, readers
 from dinctl.data.archives import MAX_EXTRACT_BYTES
 from dinctl.data.store import write_dataset
-from dinctl.fsutil import check_output_dir, sha256_file
+from dinctl.fsutil import check_disjoint, check_output_dir, sha256_file
+from dinctl.locks import folder_lock
 
 Status = Callable[[str], contextlib.AbstractContextManager[Any]]
 
@@ -40,7 +41,45 @@ class _Rebuild(Exception):  # noqa: N818 - control flow, never shown
         self.inter = inter
 
 
+def _split_warnings(summary: dict[str, Any], out: Path) -> list[str]:
+    """A warning per split that is empty or holds one class (train refuses such a train split)."""
+    warnings = []
+    for split, n in summary["samples"].items():
+        rate = summary["positive_rate"][split]
+        where = f"split {split!r} ({out / f'{split}.parquet'})"
+        if n == 0:
+            warnings.append(f"{where} is empty: `dinctl train` cannot use this dataset"
+                            if split == "train" else f"{where} is empty")  # fmt: skip
+        elif rate in (0.0, 1.0):
+            kind = "positive" if rate == 1.0 else "negative"
+            tail = ": `dinctl train` cannot learn from it" if split == "train" else ""
+            warnings.append(f"{where} has only {kind} labels ({n} rows){tail}")
+    return warnings
+
+
 def _build(
+    read: Callable[[Executor], readers.Interactions | readers.PendingAmazon],
+    out: Path,
+    *,
+    inputs: list[tuple[str, Path]],
+    dataset: str,
+    protocol: str,
+    seed: int,
+    valid: bool,
+    overwrite: bool,
+    options: dict[str, Any],
+    status: Status,
+    warn: Callable[[str], None],
+) -> dict[str, Any]:
+    check_disjoint(out, inputs)  # before anything is touched: --out must not be an input
+    with folder_lock(out, what="dataset"):
+        check_output_dir(out, overwrite)  # fail before the long work, not after it
+        return _build_locked(read, out, dataset=dataset, protocol=protocol, seed=seed,
+                             valid=valid, overwrite=overwrite, options=options, status=status,
+                             warn=warn)  # fmt: skip
+
+
+def _build_locked(
     read: Callable[[Executor], readers.Interactions | readers.PendingAmazon],
     out: Path,
     *,
@@ -53,7 +92,6 @@ def _build(
     status: Status,
     warn: Callable[[str], None],
 ) -> dict[str, Any]:
-    check_output_dir(out, overwrite)  # fail before the long work, not after it
     build = builder.build_windows if protocol == "windows" else builder.build_user_split
     # threads: the meta parse (Amazon) and the input hashes overlap the reading and building
     # (Polars, numpy and hashlib release the GIL)
@@ -80,11 +118,12 @@ def _build(
         else:
             inter = got
             digests = [pool.submit(_sha256, p) for p in inter.inputs]
-        for message in inter.warnings:
-            warn(message)
         if built is None:
             with status("building samples"):
                 built, _ = build(inter.frame, seed=seed, valid=valid, item_cate=inter.item_cate)
+        warnings = [*inter.warnings, *_split_warnings(built.summary, out)]
+        for message in warnings:
+            warn(message)
         summary = {"dataset": dataset, **built.summary, "dropped": inter.dropped}
         meta = {
             "dataset": dataset,
@@ -95,7 +134,7 @@ def _build(
             "counts": summary,
             "vocab": built.vocab,
             "inputs": None,  # filled once the hashes are done: they overlap the writing too
-            "warnings": list(inter.warnings),
+            "warnings": warnings,
         }
         done = inter
 
@@ -135,6 +174,7 @@ def preprocess_amazon(
     return _build(
         lambda pool: readers.start_amazon(raw, pool, category),
         out,
+        inputs=[("raw folder", raw)],
         dataset=f"amazon-{category}",
         protocol="windows",
         seed=seed,
@@ -161,6 +201,7 @@ def preprocess_movielens(
     return _build(
         lambda _: readers.read_movielens(raw, max_extract_bytes),
         out,
+        inputs=[("raw input", raw)],
         dataset="movielens",
         protocol="users",
         seed=seed,
@@ -187,6 +228,7 @@ def preprocess_logs(
     return _build(
         lambda _: readers.read_logs(path, columns),
         out,
+        inputs=[("log file", path)],
         dataset="logs",
         protocol="windows" if columns.label is None else "users",
         seed=seed,
