@@ -44,9 +44,8 @@ def _rewrite(path: Path, change: Any) -> None:
 
 
 def _as_v1(folder: Path) -> None:
-    """Make `folder` an old (format 1) dataset: no per-file checksums."""
+    """Make `folder` an older dataset: no per-file checksums."""
     meta = json.loads((folder / "meta.json").read_text())
-    meta["format_version"] = 1
     del meta["files"]
     (folder / "meta.json").write_text(json.dumps(meta))
 
@@ -68,7 +67,7 @@ def _error(folder: Path) -> DinctlError:
 
 def test_meta_records_size_and_hash_of_every_file(data: Path) -> None:
     meta = json.loads((data / "meta.json").read_text())
-    assert meta["format_version"] == 2
+    assert meta["format_version"] == 1
     assert sorted(meta["files"]) == [
         "items.parquet", "sequences.parquet", "test.parquet", "train.parquet", "valid.parquet"
     ]  # fmt: skip
@@ -110,6 +109,18 @@ def test_truncated_file_names_the_sizes(data: Path) -> None:
 def test_old_format_without_checksums_still_loads(data: Path) -> None:
     _as_v1(data)
     _load_all(data)
+
+
+def test_a_file_matching_the_folder_checksum_is_accepted(data: Path) -> None:
+    """The folder's sha256 `checksum` is authoritative: a file re-sealed into it loads."""
+    test = pl.read_parquet(data / "test.parquet").head(10)
+    test.write_parquet(data / "test.parquet")
+    with pytest.raises(DinctlError):
+        _load_all(data)
+    meta = json.loads((data / "meta.json").read_text())
+    meta["checksum"] = store.dataset_checksum(data)
+    (data / "meta.json").write_text(json.dumps(meta))
+    assert len(load_dataset(data).split("test")) == 10
 
 
 # ------------------------------------------------------------------ 11. value ranges
@@ -184,9 +195,9 @@ def test_float_ids_are_refused(data: Path) -> None:
 
 def test_meta_json_not_utf8_and_out_of_range_numbers(data: Path) -> None:
     meta_path = data / "meta.json"
-    meta_path.write_bytes(b'{"format_version": 2, "x": "\xff"}')
+    meta_path.write_bytes(b'{"format_version": 1, "x": "\xff"}')
     assert _error(data).message == f"{meta_path} is not UTF-8 text (byte 28: b'\\xff')"
-    meta_path.write_text('{"format_version": 2, "vocab": {"user": 1e999}}')
+    meta_path.write_text('{"format_version": 1, "vocab": {"user": 1e999}}')
     with pytest.raises(DinctlError):
         _load_all(data)
 

@@ -2,7 +2,7 @@
 
 Layout of data/<dataset>/:
   meta.json          format_version, dataset, protocol, seed, valid, counts, vocab, inputs,
-                     checksum, files ({name: {bytes, blake2b}} of every data file, version 2)
+                     checksum, files ({name: {bytes, blake2b}} of every data file)
   items.parquet      item:int32 (1..N), raw_item:str, cate:int32 (1..C), cate_name:str, freq:int64
   sequences.parquet  user:int32 (1..U), raw_user:str, items, cates: list[int32], ts: list[int64]
   {train,valid,test}.parquet  user:int32, hist_len:int32, item:int32, cate:int32, label:int8
@@ -12,8 +12,8 @@ user's sequence; histories are never materialised per sample.
 Loading verifies each file against its recorded size and blake2b (hashed while it is read)
 and the values against the contract (ids within the vocabulary, labels 0/1, hist_len within
 the user's sequence, one row per user): a dataset edited after preprocessing is one line,
-before anything trains on it. Version 1 folders (no per-file checksums) load with the value
-checks only.
+before anything trains on it. Folders written before per-file checksums existed (no `files`
+in meta.json) load with the value checks only.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ import numpy as np
 from dinctl.errors import DinctlError
 from dinctl.fsutil import atomic_dir, read_json, sha256_file, write_error
 
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 1  # `files` (per-file checksums) is optional: older folders lack it
+READABLE_VERSIONS = (1,)
 REBUILD_HINT = "the dataset was changed after preprocessing: re-run `dinctl preprocess` with --overwrite"
 SPLITS = ("train", "valid", "test")
 # zstd level 1: MovieLens-20M sequences write in ~3 s instead of ~9 s at the default level
@@ -181,7 +181,10 @@ def _read_frame(root: Path, name: str, meta: dict[str, Any], columns: list[str])
         raise DinctlError(f"cannot read {path}: {err.strerror}") from None
     recorded = (meta.get("files") or {}).get(name)
     if isinstance(recorded, dict):
-        if len(data) != recorded.get("bytes") or file_digest(data) != recorded.get("blake2b"):
+        changed = len(data) != recorded.get("bytes") or file_digest(data) != recorded.get("blake2b")
+        # the authoritative record is the folder's sha256 `checksum`; the per-file entries are
+        # its fast path, so a file they disagree with is refused only if that disagrees too
+        if changed and dataset_checksum(root) != meta.get("checksum"):
             what = (
                 f"{len(data)} bytes, meta.json records {recorded.get('bytes')}"
                 if len(data) != recorded.get("bytes")
