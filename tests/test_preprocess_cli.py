@@ -349,7 +349,7 @@ def test_malformed_ratings_line(tmp_path: Path) -> None:
     _error(
         tmp_path,
         ["movielens", "--raw", str(tmp_path / "raw")],
-        f"{tmp_path}/raw/ratings.csv:6: 'rating' must be a number, got 'four'; "
+        f"{tmp_path}/raw/ratings.csv:6: 'rating' must be a finite number, got 'four'; "
         "the line starts '3,10,four,7'",
     )
 
