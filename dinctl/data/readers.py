@@ -711,6 +711,13 @@ def _time_column(path: Path, s: pl.Series, source: str) -> pl.Series:
         if numbers.null_count() == 0:  # numbers stored as text
             whole = s.str.strip_chars().cast(pl.Int64, strict=False)
             return _time_column(path, whole if whole.null_count() == 0 else numbers, source)
+        if numbers.null_count() < len(numbers):  # mostly numbers: name the first one that is not
+            row = int(numbers.is_null().arg_true()[0])
+            raise DinctlError(
+                f"{path}: time column {source!r} holds {s[row]!r:.40} in data row {row + 1}, "
+                "expected a number like the other rows",
+                hint=TIME_HINT,
+            )
         return _parse_iso(path, s, source)
     if dtype == pl.Decimal:
         s = s.cast(pl.Float64)
