@@ -42,8 +42,9 @@ def read_json(path: Path, hint: str | None = None) -> Any:
             f"{path} is not valid JSON ({err.msg} at line {err.lineno})", hint=hint
         ) from None
     except UnicodeDecodeError as err:
+        bad = err.object[err.start : err.start + 1]
         raise DinctlError(
-            f"{path} is not UTF-8 text (byte {err.start}: {err.object[err.start:err.start + 1]!r})",
+            f"{path} is not UTF-8 text (byte {err.start}: {bad!r})",
             hint=hint,
         ) from None
     except RecursionError:
@@ -53,8 +54,10 @@ def read_json(path: Path, hint: str | None = None) -> Any:
 def write_error(path: Path, err: OSError, what: str = "write") -> DinctlError:
     """A one-line DinctlError for an OSError met while writing `path`."""
     reason = _WRITE_REASONS.get(err.errno or 0, err.strerror or type(err).__name__)
-    hint = "free some space and try again" if err.errno in (errno.ENOSPC, errno.EDQUOT) else (
-        "choose an --out you can write to"
+    hint = (
+        "free some space and try again"
+        if err.errno in (errno.ENOSPC, errno.EDQUOT)
+        else ("choose an --out you can write to")
     )
     return DinctlError(f"cannot {what} {path}: {reason}", hint=hint)
 
@@ -68,7 +71,11 @@ def check_output_dir(out: Path, overwrite: bool) -> None:
 
 
 def check_disjoint(
-    out: Path, inputs: Iterable[tuple[str, Path]], flag: str = "--out", *, files_inside: bool = False
+    out: Path,
+    inputs: Iterable[tuple[str, Path]],
+    flag: str = "--out",
+    *,
+    files_inside: bool = False,
 ) -> None:
     """Refuse an output folder that is, contains or lies inside one of the `inputs`.
 

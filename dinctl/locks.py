@@ -146,7 +146,9 @@ def folder_lock(folder: Path, what: str = "folder", command: str | None = None) 
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise write_error(folder, err) from None
-    cmd = command if command is not None else " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:])
+    cmd = (
+        command if command is not None else " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:])
+    )
     fd = _acquire(folder, what, path, cmd)
     _HELD[path] = 1
     try:

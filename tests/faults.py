@@ -152,13 +152,6 @@ class Server:
         self.httpd.server_close()
 
 
-@pytest.fixture
-def server() -> Iterator[Server]:
-    srv = Server()
-    yield srv
-    srv.close()
-
-
 # ------------------------------------------------------------------------------ file systems
 
 

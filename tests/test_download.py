@@ -20,13 +20,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from faults import Route, Server
 from typer.testing import CliRunner
 
 from dinctl.cli.main import app
 from dinctl.data import download as dl
 from dinctl.data.sources import RemoteFile, Source, amazon_source, movielens_source, with_urls
 from dinctl.errors import DinctlError
-from faults import Route, Server, server  # noqa: F401 - `server` is a fixture
 
 runner = CliRunner()
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"

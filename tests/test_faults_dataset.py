@@ -16,9 +16,10 @@ from typing import Any
 
 import polars as pl
 import pytest
+from conftest import make_tiny_dataset
+from faults import deny_writes, lock_held, no_space
 from typer.testing import CliRunner
 
-from conftest import make_tiny_dataset
 from dinctl.cli.main import app
 from dinctl.data import store
 from dinctl.data.preprocess import preprocess_logs, preprocess_movielens
@@ -26,7 +27,6 @@ from dinctl.data.readers import LogColumns
 from dinctl.data.store import check_trainable, load_dataset
 from dinctl.errors import DinctlError
 from dinctl.fsutil import atomic_dir
-from faults import deny_writes, lock_held, no_space
 
 runner = CliRunner()
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
@@ -139,7 +139,8 @@ def test_a_file_matching_the_folder_checksum_is_accepted(data: Path) -> None:
          "column 'hist_len' holds -1 in row 1, expected ≥ 0"),
         ("items.parquet", lambda df: df.with_columns(pl.lit(0, pl.Int32).alias("cate")),
          "column 'cate' holds 0 in row 1, expected a category id in 1..4"),
-        ("sequences.parquet", lambda df: df.with_columns(pl.col("items").list.eval(pl.element() * 0 + 999)),
+        ("sequences.parquet",
+         lambda df: df.with_columns(pl.col("items").list.eval(pl.element() * 0 + 999)),
          "column 'items' holds 999 in row 1, expected item ids in 1..20"),
     ],
 )  # fmt: skip
@@ -155,9 +156,13 @@ def test_values_out_of_range_are_one_line(
 
 def test_hist_len_past_the_users_sequence(data: Path) -> None:
     _as_v1(data)
-    _rewrite(data / "test.parquet", lambda df: df.with_columns(pl.lit(500, pl.Int32).alias("hist_len")))
+    _rewrite(
+        data / "test.parquet", lambda df: df.with_columns(pl.lit(500, pl.Int32).alias("hist_len"))
+    )
     err = _error(data)
-    assert err.message.startswith(f"{data / 'test.parquet'}: column 'hist_len' holds 500 in row 1, past the ")
+    assert err.message.startswith(
+        f"{data / 'test.parquet'}: column 'hist_len' holds 500 in row 1, past the "
+    )
 
 
 def test_duplicate_users(data: Path) -> None:
@@ -176,7 +181,10 @@ def test_non_numeric_vocab(data: Path, vocab: str) -> None:
     meta["vocab"]["item"] = json.loads(vocab)
     meta_path.write_text(json.dumps(meta))
     err = _error(data)
-    assert err.message == f"{meta_path}: vocab.item is {json.loads(vocab)!r}, expected a positive integer"
+    assert (
+        err.message
+        == f"{meta_path}: vocab.item is {json.loads(vocab)!r}, expected a positive integer"
+    )
 
 
 def test_a_file_that_is_not_parquet(data: Path) -> None:
@@ -305,7 +313,9 @@ def _listing(tmp_path: Path) -> list[str]:
     return sorted(p.name for p in tmp_path.iterdir())
 
 
-def test_disk_full_keeps_the_previous_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_disk_full_keeps_the_previous_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     raw, out = _ml_raw(tmp_path), tmp_path / "data"
     preprocess_movielens(raw, out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
@@ -334,7 +344,9 @@ def test_disk_full_on_meta_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 @pytest.mark.parametrize("code", [errno.EACCES, errno.EROFS])
-def test_unwritable_out_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int) -> None:
+def test_unwritable_out_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
     raw, parent = _ml_raw(tmp_path), tmp_path / "ro"
     parent.mkdir()
     deny_writes(monkeypatch, parent, code=code)

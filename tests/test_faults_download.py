@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from faults import Route, Server, deny_writes, lock_held
 from typer.testing import CliRunner
 
 from dinctl.cli.main import app
@@ -16,7 +17,6 @@ from dinctl.data import download as dl
 from dinctl.data.archives import check_zip
 from dinctl.data.sources import RemoteFile, Source, amazon_source, movielens_source, with_urls
 from dinctl.errors import DinctlError
-from faults import Route, Server, deny_writes, lock_held, server  # noqa: F401 - fixture
 
 runner = CliRunner()
 RATINGS = b"userId,movieId,rating,timestamp\n1,1,4.0,1\n2,1,3.0,2\n"
@@ -295,7 +295,11 @@ def test_unsafe_remote_file_name_is_refused(tmp_path: Path) -> None:
     ("flag", "url", "problem"),
     [
         ("--url", "http://h:99999/ml-latest-small.zip", "Port out of range 0-65535"),
-        ("--url", "http://h:x/ml-latest-small.zip", "Port could not be cast to integer value as 'x'"),
+        (
+            "--url",
+            "http://h:x/ml-latest-small.zip",
+            "Port could not be cast to integer value as 'x'",
+        ),
         ("--url", "not a url", "it is empty or holds spaces or control characters"),
         ("--url", "ftp://h/ml-latest-small.zip", "expected http:// or https://, got ftp scheme"),
         ("--mirror", "http:///nohost/", "it has no host"),
@@ -305,7 +309,17 @@ def test_unsafe_remote_file_name_is_refused(tmp_path: Path) -> None:
 )
 def test_malformed_urls_are_one_line(flag: str, url: str, problem: str) -> None:
     result = runner.invoke(
-        app, ["download", "movielens", "--variant", "latest-small", flag, url, "--out", "/nonexistent/x"]
+        app,
+        [
+            "download",
+            "movielens",
+            "--variant",
+            "latest-small",
+            flag,
+            url,
+            "--out",
+            "/nonexistent/x",
+        ],
     )
     assert result.exit_code == 1
     assert _lines(result) == [
@@ -347,9 +361,7 @@ def test_from_a_zip_inside_out_is_registered_in_place(tmp_path: Path) -> None:
     out.mkdir()
     zpath = out / "ml-latest-small.zip"
     zpath.write_bytes(_zip({"ratings.csv": RATINGS, "movies.csv": MOVIES}))
-    manifest = dl.register_local(
-        movielens_source("latest-small"), out, zpath, log=lambda _: None
-    )
+    manifest = dl.register_local(movielens_source("latest-small"), out, zpath, log=lambda _: None)
     assert manifest["files"]["ml-latest-small.zip"]["how"] == "in place"
 
 

@@ -99,7 +99,8 @@ def test_bad_time_columns_are_one_line(tmp_path: Path, series: pl.Series, expect
         (pl.Series([1, 2, 3, 4]).cast(pl.Decimal(10, 2)), [1, 2, 3, 4]),
         (pl.Series([dt.date(2020, 1, i) for i in range(1, 5)]),
          [1577836800_000000 + 86400_000000 * i for i in range(4)]),
-        (pl.Series([dt.datetime(2020, 1, 1, i) for i in range(4)]).dt.replace_time_zone("Europe/Paris"),
+        (pl.Series([dt.datetime(2020, 1, 1, i) for i in range(4)])
+         .dt.replace_time_zone("Europe/Paris"),
          [1577833200_000000 + 3600_000000 * i for i in range(4)]),
     ],
 )  # fmt: skip
@@ -114,11 +115,16 @@ def test_good_time_dtypes(tmp_path: Path, series: pl.Series, expected: list[int]
 @pytest.mark.parametrize(
     ("column", "series", "expected"),
     [
-        ("user", pl.Series([[1], [2], [3], [4]]), "has type List(Int64), expected integers or strings"),
-        ("user", pl.Series([{"a": 1}] * 4), "has type Struct({'a': Int64}), expected integers or strings"),
-        ("item", pl.Series([dt.timedelta(1)] * 4), "has type Duration(time_unit='us'), expected integers or strings"),
-        ("user", pl.Series([1.0, 2.5, 3.0, 4.0]), "holds 2.5 in data row 2, expected whole numbers"),
-        ("item", pl.Series([1.0, 2.0, float("nan"), 4.0]), "holds nan in data row 3, expected whole numbers"),
+        ("user", pl.Series([[1], [2], [3], [4]]),
+         "has type List(Int64), expected integers or strings"),
+        ("user", pl.Series([{"a": 1}] * 4),
+         "has type Struct({'a': Int64}), expected integers or strings"),
+        ("item", pl.Series([dt.timedelta(1)] * 4),
+         "has type Duration(time_unit='us'), expected integers or strings"),
+        ("user", pl.Series([1.0, 2.5, 3.0, 4.0]),
+         "holds 2.5 in data row 2, expected whole numbers"),
+        ("item", pl.Series([1.0, 2.0, float("nan"), 4.0]),
+         "holds nan in data row 3, expected whole numbers"),
     ],
 )  # fmt: skip
 def test_bad_id_columns_are_one_line(

@@ -137,6 +137,4 @@ def movielens(
 
     source = with_urls(movielens_source(variant, tuple(mirror or ())), tuple(url or ()))
     target = out or Path("data/raw/movielens")
-    _run(
-        source, target, from_path, force, tries, timeout, no_progress, as_json, max_extract_bytes
-    )
+    _run(source, target, from_path, force, tries, timeout, no_progress, as_json, max_extract_bytes)

@@ -49,9 +49,10 @@ def _check_declared(label: str, info: zipfile.ZipInfo, total: int, max_bytes: in
             f"declares {info.file_size}): refusing to extract it",
             hint=LIMIT_HINT,
         )
-    if info.file_size > RATIO_FLOOR and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+    packed = max(info.compress_size, 1)
+    if info.file_size > RATIO_FLOOR and info.file_size > MAX_RATIO * packed:
         raise DinctlError(
-            f"{label}: member {info.filename!r} expands {info.file_size // max(info.compress_size, 1)}"
+            f"{label}: member {info.filename!r} expands {info.file_size // packed}"
             f"× ({info.compress_size} → {info.file_size} bytes), over the limit of {MAX_RATIO}×: "
             "refusing a likely zip bomb",
             hint=LIMIT_HINT,

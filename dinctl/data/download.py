@@ -28,7 +28,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -649,9 +648,7 @@ def _download_one(
         log(f"{remote.name}: {digest.bytes} bytes from {url}, {checked}")
         fresh = True
     if source.is_zip:
-        _extract_if_needed(
-            dest, out_dir, manifest, source.variant, force or fresh, log, max_bytes
-        )
+        _extract_if_needed(dest, out_dir, manifest, source.variant, force or fresh, log, max_bytes)
 
 
 def _extract_if_needed(

@@ -61,7 +61,7 @@ def strict_lines(name: str, raw: Iterator[bytes]) -> Iterator[str]:
         except UnicodeDecodeError as err:
             raise DinctlError(
                 f"{name}:{lineno}: not valid UTF-8 text (byte {err.start + 1} of the line is "
-                f"{line[err.start:err.start + 1]!r})",
+                f"{line[err.start : err.start + 1]!r})",
                 hint="save the file as UTF-8",
             ) from None
 
@@ -488,7 +488,9 @@ def _check_csv_row(
 
 def _non_finite(df: pl.DataFrame) -> bool:
     floats = [c for c in df.columns if df.schema[c] == pl.Float64]
-    return bool(floats) and not df.select(pl.all_horizontal(pl.col(floats).is_finite().all())).item()
+    return (
+        bool(floats) and not df.select(pl.all_horizontal(pl.col(floats).is_finite().all())).item()
+    )
 
 
 def _read_csv(name: str, data: bytes | Path, schema: dict[str, Any]) -> pl.DataFrame:
@@ -723,7 +725,9 @@ def _time_column(path: Path, s: pl.Series, source: str) -> pl.Series:
         s = s.cast(pl.Float64)
         dtype = s.dtype
     if dtype.is_integer():
-        too_big = s > INT64_MAX if dtype.is_unsigned_integer() else (s > INT64_MAX) | (s < -INT64_MAX)
+        too_big = (
+            s > INT64_MAX if dtype.is_unsigned_integer() else (s > INT64_MAX) | (s < -INT64_MAX)
+        )
         bad = too_big.arg_true()
         if len(bad):
             raise DinctlError(
@@ -748,8 +752,10 @@ def _float_times(path: Path, s: pl.Series, source: str) -> pl.Series:
     bad = (~s.is_finite() | (s.abs() >= limit)).arg_true()
     if len(bad):
         value = s[bad[0]]
-        what = "is not a finite number" if value != value or abs(value) == float("inf") else (
-            f"holds {value:g}, too large for a time"
+        what = (
+            "is not a finite number"
+            if value != value or abs(value) == float("inf")
+            else (f"holds {value:g}, too large for a time")
         )
         raise DinctlError(
             f"{path}: time column {source!r} {what} in data row {bad[0] + 1}", hint=TIME_HINT

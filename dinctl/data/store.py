@@ -36,7 +36,9 @@ from dinctl.fsutil import atomic_dir, read_json, sha256_file, write_error
 
 FORMAT_VERSION = 1  # `files` (per-file checksums) is optional: older folders lack it
 READABLE_VERSIONS = (1,)
-REBUILD_HINT = "the dataset was changed after preprocessing: re-run `dinctl preprocess` with --overwrite"
+REBUILD_HINT = (
+    "the dataset was changed after preprocessing: re-run `dinctl preprocess` with --overwrite"
+)
 SPLITS = ("train", "valid", "test")
 # zstd level 1: MovieLens-20M sequences write in ~3 s instead of ~9 s at the default level
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 1}
@@ -190,7 +192,9 @@ def _read_frame(root: Path, name: str, meta: dict[str, Any], columns: list[str])
                 if len(data) != recorded.get("bytes")
                 else "its content hash differs from meta.json's"
             )
-            raise DinctlError(f"{path} was modified after preprocessing ({what})", hint=REBUILD_HINT)
+            raise DinctlError(
+                f"{path} was modified after preprocessing ({what})", hint=REBUILD_HINT
+            )
     try:
         df = pl.read_parquet(io.BytesIO(data))
     except Exception:  # noqa: BLE001 - polars/arrow raise several types for a non-Parquet file
@@ -232,9 +236,15 @@ def _read_split(root: Path, name: str, meta: dict[str, Any], ds: Dataset | None 
     df = _read_frame(root, path.name, meta, list(SAMPLE_COLUMNS))
     cols = {c: df[c].to_numpy() for c in SAMPLE_COLUMNS}
     vocab = meta["vocab"]
-    _check_range(path, "user", cols["user"], 1, vocab["user"] - 1, f"a user id in 1..{vocab['user'] - 1}")
-    _check_range(path, "item", cols["item"], 1, vocab["item"] - 1, f"an item id in 1..{vocab['item'] - 1}")
-    _check_range(path, "cate", cols["cate"], 1, vocab["cate"] - 1, f"a category id in 1..{vocab['cate'] - 1}")
+    _check_range(
+        path, "user", cols["user"], 1, vocab["user"] - 1, f"a user id in 1..{vocab['user'] - 1}"
+    )
+    _check_range(
+        path, "item", cols["item"], 1, vocab["item"] - 1, f"an item id in 1..{vocab['item'] - 1}"
+    )
+    _check_range(
+        path, "cate", cols["cate"], 1, vocab["cate"] - 1, f"a category id in 1..{vocab['cate'] - 1}"
+    )
     _check_range(path, "label", cols["label"], 0, 1, "0 or 1")
     _check_range(path, "hist_len", cols["hist_len"], 0, np.iinfo(np.int32).max, "≥ 0")
     if ds is not None:
