@@ -411,3 +411,38 @@ def test_unwritable_out_is_one_line(
     assert result.exit_code == 1
     assert _lines(result)[0] == f"error: cannot write {out}: permission denied"
     assert server.log == []
+
+
+def test_disk_full_while_downloading_is_one_line(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = _blob(200_000, 13)
+    server.routes["/f.bin"] = Route(body)
+
+    class Full(io.BytesIO):
+        def write(self, data: object) -> int:
+            raise OSError(28, "No space left on device")
+
+    real_open = open
+
+    def full_open(path: object, mode: str = "r", *args: object, **kwargs: object) -> object:
+        if str(path).endswith(".part") and mode in ("wb", "ab"):
+            return Full()
+        return real_open(path, mode, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(dl, "open", full_open, raising=False)
+    with pytest.raises(DinctlError) as err:
+        dl.download(_one(server.url("f.bin")), tmp_path, policy=_policy(), progress=False)
+    assert err.value.message == (
+        f"cannot write {tmp_path / 'f.bin.part'}: no space left on the device"
+    )
+    assert not (tmp_path / "f.bin").exists() and _manifest(tmp_path) == {}
+
+
+def test_preprocess_refuses_a_path_like_category(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["preprocess", "amazon", "--raw", str(tmp_path / "raw"), "--category", "../../etc/x",
+              "--out", str(tmp_path / "o")],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert _lines(result)[0].startswith("error: Amazon category '../../etc/x' is not a safe")

@@ -339,6 +339,9 @@ def _keep_known_items(
 
 def amazon_inputs(raw: Path, category: str = "Electronics") -> tuple[Path, Path]:
     """(reviews file, meta file) of one category in `raw`, or a one-line error."""
+    from dinctl.data.sources import check_name
+
+    check_name(category, "Amazon category")
     hint = (
         f"run `dinctl download amazon` or pass --raw DIR holding reviews_{category}_5.json "
         f"and meta_{category}.json (or .json.gz)"
