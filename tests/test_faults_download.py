@@ -446,3 +446,44 @@ def test_preprocess_refuses_a_path_like_category(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.exit_code == 1
     assert _lines(result)[0].startswith("error: Amazon category '../../etc/x' is not a safe")
+
+
+def test_preprocess_reuses_the_recorded_sha256_only_for_unchanged_files(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dinctl.data import preprocess as pre
+
+    ratings = b"userId,movieId,rating,timestamp\n" + b"".join(
+        f"{u},{m},{(u + m) % 5 + 1}.0,{m}\n".encode() for u in range(1, 9) for m in range(1, 6)
+    )
+    movies = b"movieId,title,genres\n" + b"".join(
+        f"{m},M{m},G{m % 2}\n".encode() for m in range(1, 6)
+    )
+    server.routes["/ml-latest-small.zip"] = Route(
+        _zip({"ratings.csv": ratings, "movies.csv": movies})
+    )
+    raw = tmp_path / "raw"
+    source = movielens_source("latest-small", (server.base,))
+    dl.download(source, raw, policy=_policy(), progress=False, log=lambda _: None)
+    hashed: list[str] = []
+    real = pre.sha256_file
+
+    def counting(path: Path, chunk: int = 1 << 20) -> str:
+        hashed.append(Path(path).name)
+        return real(path, chunk)
+
+    monkeypatch.setattr(pre, "sha256_file", counting)
+    monkeypatch.setattr(pre.mmap, "mmap", lambda *a, **k: (_ for _ in ()).throw(OSError()))
+    pre.preprocess_movielens(raw, tmp_path / "d1")
+    inputs = json.loads((tmp_path / "d1/meta.json").read_text())["inputs"]
+    assert hashed == []  # both inputs reused from MANIFEST.json
+    assert {i["name"]: i["sha256"] for i in inputs} == {
+        "ratings.csv": hashlib.sha256(ratings).hexdigest(),
+        "movies.csv": hashlib.sha256(movies).hexdigest(),
+    }
+    with open(raw / "movies.csv", "ab") as f:  # edited after the download: hashed again
+        f.write(b"6,M6,G0\n")
+    pre.preprocess_movielens(raw, tmp_path / "d2")
+    assert hashed == ["movies.csv"]
+    inputs = json.loads((tmp_path / "d2/meta.json").read_text())["inputs"]
+    assert inputs[1]["sha256"] == hashlib.sha256((raw / "movies.csv").read_bytes()).hexdigest()

@@ -322,6 +322,21 @@ def read_manifest(out_dir: Path, dataset: str) -> dict[str, Any]:
     return manifest
 
 
+def recorded_sha256(path: Path) -> str | None:
+    """The sha256 MANIFEST.json beside `path` records for it, if the file is unchanged since
+    (same size and mtime); None otherwise (no manifest, no entry, or the file changed)."""
+    try:
+        entry = json.loads((path.parent / MANIFEST).read_text())["files"][path.name]
+        stat = path.stat()
+        same = entry["bytes"] == stat.st_size and entry["mtime_ns"] == stat.st_mtime_ns
+        sha = entry["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if same and isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha):
+        return sha
+    return None
+
+
 def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
     """Write MANIFEST.json atomically (sorted, indented)."""
     with atomic_file(out_dir / MANIFEST) as tmp:
@@ -335,14 +350,16 @@ def _is_complete(path: Path, entry: dict[str, Any] | None) -> bool:
 
 
 def _entry(
-    url: str, digest: Digest, how: str, variant: str, member: str | None = None
+    url: str, digest: Digest, how: str, variant: str, placed: Path, member: str | None = None
 ) -> dict[str, Any]:
+    """A manifest entry for the verified file `placed` (its mtime lets readers reuse the hash)."""
     entry: dict[str, Any] = {
         "url": url,
         "bytes": digest.bytes,
         "sha256": digest.sha256,
         "date": _now(),
         "how": how,
+        "mtime_ns": placed.stat().st_mtime_ns,
     }
     if digest.md5 is not None:
         entry["md5"] = digest.md5
@@ -642,7 +659,7 @@ def _download_one(
             progress=progress,
             check=check if source.is_zip else None,
         )
-        files[remote.name] = _entry(url, digest, "download", source.variant)
+        files[remote.name] = _entry(url, digest, "download", source.variant, dest)
         write_manifest(out_dir, manifest)
         checked = _checked(remote, recorded, True)
         log(f"{remote.name}: {digest.bytes} bytes from {url}, {checked}")
@@ -672,7 +689,9 @@ def _extract_if_needed(
     url = files[zip_path.name]["url"]
     for name, (member, how) in extract_movielens(zip_path, out_dir, max_bytes).items():
         digest = digest_file(out_dir / name)
-        files[name] = _entry(url, digest, how, variant, member=f"{zip_path.name}:{member}")
+        files[name] = _entry(
+            url, digest, how, variant, out_dir / name, member=f"{zip_path.name}:{member}"
+        )
         log(f"{name}: {how} from {zip_path.name}:{member}")
     write_manifest(out_dir, manifest)
 
@@ -767,7 +786,7 @@ def _register_one(
             hint="download it again with `dinctl download` (without --from)",
         )
     how = _place(local, out_dir / name)
-    files[name] = _entry(local.resolve().as_uri(), digest, how, source.variant)
+    files[name] = _entry(local.resolve().as_uri(), digest, how, source.variant, out_dir / name)
     write_manifest(out_dir, manifest)
     log(f"{name}: registered from {local} ({how}), {_checked(remote, recorded, checkable)}")
     if source.is_zip:
@@ -800,7 +819,7 @@ def _register_extracted(
                 digest = digest_file(out_dir / name)
                 how = "converted from '::'-separated .dat"
                 manifest["files"][name] = _entry(
-                    src.resolve().as_uri(), digest, how, source.variant
+                    src.resolve().as_uri(), digest, how, source.variant, out_dir / name
                 )
                 log(f"{name}: {how} {src}")
             write_manifest(out_dir, manifest)
@@ -814,6 +833,8 @@ def _register_extracted(
         src = folder / name
         digest = digest_file(src)
         how = _place(src, out_dir / name)
-        manifest["files"][name] = _entry(src.resolve().as_uri(), digest, how, source.variant)
+        manifest["files"][name] = _entry(
+            src.resolve().as_uri(), digest, how, source.variant, out_dir / name
+        )
         log(f"{name}: registered from {src} ({how})")
     write_manifest(out_dir, manifest)

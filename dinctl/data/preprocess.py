@@ -12,6 +12,7 @@ from typing import Any
 
 from dinctl.data import builder, readers
 from dinctl.data.archives import MAX_EXTRACT_BYTES
+from dinctl.data.download import recorded_sha256
 from dinctl.data.store import write_dataset
 from dinctl.fsutil import check_disjoint, check_output_dir, sha256_file
 from dinctl.locks import folder_lock
@@ -25,7 +26,11 @@ def _quiet(_: str) -> Iterator[None]:
 
 
 def _sha256(path: Path) -> str:
-    """sha256_file, hashing the file mapped in memory (no copies) when it can be mapped."""
+    """The input's sha256: the one MANIFEST.json recorded when the file is unchanged since,
+    else hashed (mapped in memory, no copies, when it can be mapped)."""
+    recorded = recorded_sha256(path)
+    if recorded is not None:
+        return recorded
     try:
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
             return hashlib.sha256(m).hexdigest()
