@@ -9,11 +9,11 @@ import socket
 from pathlib import Path
 
 import pytest
+from faults import LockHolder, lock_held
 
 from dinctl import locks
 from dinctl.errors import DinctlError
 from dinctl.locks import folder_lock, lock_path, read_holder
-from faults import LockHolder, lock_held
 
 
 def test_lock_file_records_the_holder_and_is_removed_after(tmp_path: Path) -> None:
@@ -98,7 +98,9 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-def test_unwritable_lock_folder_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unwritable_lock_folder_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from faults import deny_writes
 
     deny_writes(monkeypatch, tmp_path)
