@@ -144,7 +144,12 @@ def atomic_dir(out: Path, overwrite: bool = False) -> Iterator[Path]:
         yield tmp
         _swap(tmp, out)
     except OSError as err:
-        raise write_error(Path(err.filename) if err.filename else out, err) from None
+        if err.errno not in _WRITE_REASONS:
+            raise
+        where = Path(err.filename) if err.filename else out
+        if where.is_relative_to(tmp):  # name the file the user asked for, not the temporary one
+            where = out / where.relative_to(tmp)
+        raise write_error(where, err) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -181,6 +186,8 @@ def atomic_file(path: Path) -> Iterator[Path]:
         yield tmp
         os.replace(tmp, path)
     except OSError as err:
+        if err.errno not in _WRITE_REASONS:
+            raise
         raise write_error(path, err) from None
     finally:
         tmp.unlink(missing_ok=True)
