@@ -33,6 +33,7 @@ import numpy as np
 
 from dinctl.errors import DinctlError
 from dinctl.fsutil import atomic_dir, read_json, sha256_file, write_error
+from dinctl.locks import folder_lock
 
 FORMAT_VERSION = 1  # `files` (per-file checksums) is optional: older folders lack it
 READABLE_VERSIONS = (1,)
@@ -430,7 +431,7 @@ def write_dataset(
     overwrite: bool = False,
     late_meta: Callable[[], dict[str, Any]] | None = None,
 ) -> Path:
-    """Write a dataset folder atomically (temporary folder + rename); returns `out`.
+    """Write a dataset folder atomically (temporary folder + rename) under its lock; returns `out`.
 
     `items`, `sequences` and each split are polars DataFrames with the contract's columns;
     `meta` gets format_version and checksum filled in here, and the entries `late_meta()`
@@ -470,7 +471,7 @@ def write_dataset(
             pl.col("cate").cast(pl.Int32),
             pl.col("label").cast(pl.Int8),
         )
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with folder_lock(out, what="dataset"), atomic_dir(out, overwrite=overwrite) as tmp:
         # the files are independent and Polars releases the GIL: write them side by side
         with ThreadPoolExecutor(max_workers=2) as pool:
             jobs = [
