@@ -416,6 +416,6 @@ def test_write_dataset_itself_takes_the_lock(tmp_path: Path) -> None:
     out = tmp_path / "data"
     with lock_held(out, "dataset") as holder:
         with pytest.raises(DinctlError) as err:
-            make_tiny_dataset(out, n_users=5, n_cates=2, items_per_cate=3)
+            make_tiny_dataset(out, n_users=30, n_cates=4, items_per_cate=5)
         assert f"dataset {out} is in use by pid {holder.pid}" in err.value.message
     assert not out.exists()
