@@ -1,17 +1,27 @@
-"""Atomic writes: outputs appear complete or not at all."""
+"""Atomic writes: outputs appear complete or not at all; write failures are one line."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from dinctl.errors import DinctlError
+
+_WRITE_REASONS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "read-only file system",
+}
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -26,11 +36,30 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 def read_json(path: Path, hint: str | None = None) -> Any:
     """Parse a JSON file; malformed JSON is a one-line DinctlError naming the file and line."""
     try:
-        return json.loads(Path(path).read_text())
+        return json.loads(Path(path).read_bytes().decode("utf-8"))
     except json.JSONDecodeError as err:
         raise DinctlError(
             f"{path} is not valid JSON ({err.msg} at line {err.lineno})", hint=hint
         ) from None
+    except UnicodeDecodeError as err:
+        bad = err.object[err.start : err.start + 1]
+        raise DinctlError(
+            f"{path} is not UTF-8 text (byte {err.start}: {bad!r})",
+            hint=hint,
+        ) from None
+    except RecursionError:
+        raise DinctlError(f"{path} nests JSON too deeply", hint=hint) from None
+
+
+def write_error(path: Path, err: OSError, what: str = "write") -> DinctlError:
+    """A one-line DinctlError for an OSError met while writing `path`."""
+    reason = _WRITE_REASONS.get(err.errno or 0, err.strerror or type(err).__name__)
+    hint = (
+        "free some space and try again"
+        if err.errno in (errno.ENOSPC, errno.EDQUOT)
+        else ("choose an --out you can write to")
+    )
+    return DinctlError(f"cannot {what} {path}: {reason}", hint=hint)
 
 
 def check_output_dir(out: Path, overwrite: bool) -> None:
@@ -41,39 +70,124 @@ def check_output_dir(out: Path, overwrite: bool) -> None:
         raise DinctlError(f"{out} exists and is not a folder", hint="choose another --out")
 
 
+def check_disjoint(
+    out: Path,
+    inputs: Iterable[tuple[str, Path]],
+    flag: str = "--out",
+    *,
+    files_inside: bool = False,
+) -> None:
+    """Refuse an output folder that is, contains or lies inside one of the `inputs`.
+
+    `inputs` are (what, path) pairs; with `files_inside`, an input *file* inside `out` is
+    allowed (it is only read, never replaced).
+    """
+    target = Path(out).resolve()
+    for what, path in inputs:
+        src = Path(path).resolve()
+        if src == target:
+            relation = "is"
+        elif src in target.parents:
+            relation = "lies inside"
+        elif target in src.parents and not (files_inside and src.is_file()):
+            relation = "contains"
+        else:
+            continue
+        raise DinctlError(
+            f"{flag} {out} {relation} the {what} {path}: refusing to write over an input",
+            hint=f"choose an {flag} folder apart from the inputs",
+        )
+
+
+def _sweep(out: Path) -> None:
+    """Remove temporary siblings of `out` left by a process that is gone."""
+    for sibling in out.parent.glob(f".{glob.escape(out.name)}.*-*"):
+        kind, _, pid = sibling.name.rpartition("-")
+        if not (kind.endswith((".tmp", ".old")) and pid.isdigit()):
+            continue
+        if int(pid) != os.getpid() and _alive(int(pid)):
+            continue
+        if kind.endswith(".old") and not out.exists():
+            with contextlib.suppress(OSError):
+                sibling.rename(out)  # an interrupted swap: put the previous folder back
+                continue
+        shutil.rmtree(sibling, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def atomic_dir(out: Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary sibling folder; on success it replaces `out` in one rename."""
+    """Yield a temporary sibling folder; on success it replaces `out` in one rename.
+
+    A failure (an exception, Ctrl-C, a full disk) leaves `out` as it was and no temporary
+    folders behind; a write error is a one-line DinctlError naming the path.
+    """
     out = Path(out)
     check_output_dir(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _sweep(out)
+        tmp.mkdir()
+    except OSError as err:
+        raise write_error(out, err) from None
     try:
         yield tmp
-    except BaseException:
+        _swap(tmp, out)
+    except OSError as err:
+        if err.errno not in _WRITE_REASONS:
+            raise
+        where = Path(err.filename) if err.filename else out
+        if where.is_relative_to(tmp):  # name the file the user asked for, not the temporary one
+            where = out / where.relative_to(tmp)
+        raise write_error(where, err) from None
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _swap(tmp: Path, out: Path) -> None:
+    """Put `tmp` in place of `out`; on any failure (even Ctrl-C) the previous `out` stays."""
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    moved = False
+    try:
+        if out.exists():
+            out.rename(old)
+            moved = True
+        tmp.rename(out)
+    except BaseException:
+        if moved and not out.exists():
+            old.rename(out)
+            moved = False
         raise
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        out.rename(old)
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if moved:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 @contextlib.contextmanager
 def atomic_file(path: Path) -> Iterator[Path]:
     """Yield a temporary sibling path; on success it is renamed onto `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise write_error(path, err) from None
+    try:
         yield tmp
-    except BaseException:
+        os.replace(tmp, path)
+    except OSError as err:
+        if err.errno not in _WRITE_REASONS:
+            raise
+        raise write_error(path, err) from None
+    finally:
         tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)

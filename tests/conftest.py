@@ -139,3 +139,13 @@ def _one_torch_thread() -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture
+def server() -> Any:
+    """A loopback HTTP server with injectable faults (tests/faults.py), closed afterwards."""
+    from faults import Server
+
+    srv = Server()
+    yield srv
+    srv.close()

@@ -47,6 +47,15 @@ Timeout = Annotated[
 ]
 NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bar on stderr.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print MANIFEST.json on stdout.")]
+MaxExtract = Annotated[
+    int | None,
+    typer.Option(
+        "--max-extract-bytes",
+        min=1,
+        metavar="N",
+        help="Refuse a zip whose members expand to more than N bytes in all (default 8 GiB).",
+    ),
+]
 
 
 def _run(
@@ -58,14 +67,24 @@ def _run(
     timeout: float,
     no_progress: bool,
     as_json: bool,
+    max_extract_bytes: int | None = None,
 ) -> None:
     from dinctl.data import download as dl
+    from dinctl.data.archives import MAX_EXTRACT_BYTES
 
+    limit = max_extract_bytes or MAX_EXTRACT_BYTES
     if from_path is not None:
-        manifest = dl.register_local(source, out, from_path, force=force)
+        manifest = dl.register_local(source, out, from_path, force=force, max_extract_bytes=limit)
     else:
         policy = dl.RetryPolicy(tries=tries, timeout_s=timeout)
-        manifest = dl.download(source, out, force=force, policy=policy, progress=not no_progress)
+        manifest = dl.download(
+            source,
+            out,
+            force=force,
+            policy=policy,
+            progress=not no_progress,
+            max_extract_bytes=limit,
+        )
     if as_json:
         print(json.dumps(manifest, indent=2, sort_keys=True))
     else:
@@ -111,10 +130,11 @@ def movielens(
     timeout: Timeout = 30.0,
     no_progress: NoProgress = False,
     as_json: AsJson = False,
+    max_extract_bytes: MaxExtract = None,
 ) -> None:
     """GroupLens MovieLens zip → ratings.csv + movies.csv (ml-1m's .dat files are converted)."""
     from dinctl.data.sources import movielens_source, with_urls
 
     source = with_urls(movielens_source(variant, tuple(mirror or ())), tuple(url or ()))
     target = out or Path("data/raw/movielens")
-    _run(source, target, from_path, force, tries, timeout, no_progress, as_json)
+    _run(source, target, from_path, force, tries, timeout, no_progress, as_json, max_extract_bytes)

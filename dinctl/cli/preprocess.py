@@ -123,6 +123,15 @@ def movielens(
     no_valid: NoValid = False,
     overwrite: Overwrite = False,
     as_json: AsJson = False,
+    max_extract_bytes: Annotated[
+        int | None,
+        typer.Option(
+            "--max-extract-bytes",
+            min=1,
+            metavar="N",
+            help="Refuse a release zip whose members expand to more than N bytes (default 8 GiB).",
+        ),
+    ] = None,
 ) -> None:
     """MovieLens (20M, 25M, latest-small): label = rating ≥ 4, users split at random."""
     from dinctl.data.preprocess import preprocess_movielens
@@ -138,6 +147,7 @@ def movielens(
             overwrite=overwrite,
             status=status,
             warn=warn,
+            **({"max_extract_bytes": max_extract_bytes} if max_extract_bytes else {}),
         ),
         out,
         as_json,

@@ -1,9 +1,13 @@
 """Fetch raw releases into `data/raw/<dataset>/`: streamed, resumable, verified, with MANIFEST.json.
 
-A file is fetched into `<name>.part` (resumed with a Range request), verified (size, published
-md5, sha256 recorded at first download) and only then renamed into place and entered in the
-manifest. Zips are checked for unsafe members before they are kept, and extracted through a
-temporary folder.
+A file is fetched into `<name>.part`, verified (size, published md5, sha256 recorded at first
+download) and only then renamed into place and entered in the manifest. A dropped transfer is
+resumed only when the result can be verified end to end (a published or recorded checksum)
+and only with `If-Range` holding the validator (strong ETag or Last-Modified) of the first
+response, kept in `<name>.part.json`; anything else restarts from byte 0, and a spliced file
+that fails verification is fetched again whole before it is called corrupt. Zips are checked
+(member names, every member's CRC, extraction limits) before they are kept, and extracted
+through a temporary folder.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,9 +36,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from dinctl import __version__
-from dinctl.data.sources import RemoteFile, Source
+from dinctl.data.archives import MAX_EXTRACT_BYTES, check_zip, extract_member, open_zip
+from dinctl.data.sources import RemoteFile, Source, check_name
 from dinctl.errors import DinctlError
-from dinctl.fsutil import atomic_file, sha256_file
+from dinctl.fsutil import atomic_file, check_disjoint, sha256_file, write_error
+from dinctl.locks import folder_lock
 
 MANIFEST = "MANIFEST.json"
 MANIFEST_FORMAT = 1
@@ -110,12 +115,73 @@ def _content_range(value: str | None) -> tuple[int | None, int | None]:
     return start, total
 
 
-def _attempt(url: str, part: Path, policy: RetryPolicy, on_bytes: OnBytes) -> None:
-    """One HTTP request that appends to (206) or rewrites (200) `part`; raises on failure."""
+def _state_path(part: Path) -> Path:
+    return part.with_name(part.name + ".json")
+
+
+def _read_state(part: Path) -> dict[str, Any]:
+    try:
+        state = json.loads(_state_path(part).read_text())
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _write_state(part: Path, state: dict[str, Any]) -> None:
+    _state_path(part).write_text(json.dumps(state) + "\n")
+
+
+def discard_part(part: Path) -> None:
+    """Remove a partial download and its resume state."""
+    part.unlink(missing_ok=True)
+    _state_path(part).unlink(missing_ok=True)
+
+
+def _validator(headers: Any) -> dict[str, Any]:
+    """What `If-Range` may carry later: a strong ETag, else Last-Modified (else nothing)."""
+    etag = headers.get("ETag")
+    if etag and not etag.startswith("W/"):
+        return {"etag": etag}
+    if headers.get("Last-Modified"):
+        return {"last_modified": headers.get("Last-Modified")}
+    return {}
+
+
+def _resume_headers(url: str, part: Path, resumable: bool) -> tuple[int, dict[str, str]]:
+    """(offset, extra headers): a Range + If-Range when this part can be resumed, else 0."""
+    state = _read_state(part)
     offset = part.stat().st_size if part.exists() else 0
-    headers = {"User-Agent": f"dinctl/{__version__}", "Accept-Encoding": "identity"}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
+    validator = state.get("etag") or state.get("last_modified")
+    if not (resumable and offset and state.get("url") == url and isinstance(validator, str)):
+        discard_part(part)
+        return 0, {}
+    return offset, {"Range": f"bytes={offset}-", "If-Range": validator}
+
+
+def _check_206(response: Any, part: Path, offset: int) -> int | None:
+    """The total of a 206 that continues `part` exactly; restarts (raises) on any mismatch."""
+    state = _read_state(part)
+    start, total = _content_range(response.headers.get("Content-Range"))
+    etag = response.headers.get("ETag")
+    problem = None
+    if start != offset:
+        problem = f"the server resumed at byte {start}, not {offset}"
+    elif state.get("total") is not None and total is not None and total != state["total"]:
+        problem = f"the file is now {total} bytes, was {state['total']}"
+    elif state.get("etag") and etag and etag != state["etag"]:
+        problem = f"the file changed upstream (ETag {etag}, was {state['etag']})"
+    if problem is not None:
+        discard_part(part)
+        raise _Transient(f"{problem}; restarting from byte 0")
+    return total
+
+
+def _attempt(
+    url: str, part: Path, policy: RetryPolicy, on_bytes: OnBytes, resumable: bool = True
+) -> None:
+    """One HTTP request that appends to (206) or rewrites (200) `part`; raises on failure."""
+    offset, extra = _resume_headers(url, part, resumable)
+    headers = {"User-Agent": f"dinctl/{__version__}", "Accept-Encoding": "identity", **extra}
     request = urllib.request.Request(url, headers=headers)
     try:
         response = urllib.request.urlopen(request, timeout=policy.timeout_s)
@@ -124,30 +190,34 @@ def _attempt(url: str, part: Path, policy: RetryPolicy, on_bytes: OnBytes) -> No
         if err.code == 416 and offset:
             if _content_range(err.headers.get("Content-Range"))[1] == offset:
                 return  # the part file already holds every byte
-            part.unlink()
+            discard_part(part)
             raise _Transient("HTTP 416 for the resumed range; restarting from byte 0") from None
         reason = f"HTTP {err.code} {err.reason}"
         if err.code >= 500 or err.code in (408, 429):
             raise _Transient(reason) from None
         raise _Permanent(reason) from None
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as err:
         raise _classify(err, url, policy.timeout_s) from None
 
     with response:
         total: int | None
-        if response.status == 206:
-            start, total = _content_range(response.headers.get("Content-Range"))
-            if start != offset:
-                part.unlink(missing_ok=True)
-                raise _Transient(f"the server resumed at byte {start}, not {offset}")
+        if response.status == 206 and offset:
+            total = _check_206(response, part, offset)
+            _write_state(part, {**_read_state(part), "spliced": True})
             mode = "ab"
-        else:  # 200: the server ignored Range (or none was sent): start over
+        else:  # 200: a first request, or the server ignored Range / If-Range: start over
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
             offset, mode = 0, "wb"
+            state = {"url": url, "total": total, **_validator(response.headers)}
+            _write_state(part, state)
         received = offset
         on_bytes(received, total)
-        with open(part, mode) as out:
+        try:
+            out = open(part, mode)
+        except OSError as err:
+            raise write_error(part, err) from None
+        with out:
             while True:
                 try:
                     chunk = response.read(CHUNK)
@@ -155,18 +225,26 @@ def _attempt(url: str, part: Path, policy: RetryPolicy, on_bytes: OnBytes) -> No
                     raise _classify(err, url, policy.timeout_s) from None
                 if not chunk:
                     break
-                out.write(chunk)
+                try:
+                    out.write(chunk)
+                except OSError as err:
+                    raise write_error(part, err) from None
                 received += len(chunk)
                 on_bytes(received, total)
     if total is not None and received < total:
         raise _Transient(f"connection dropped after {received} of {total} bytes")
+    if total is not None and received > total:
+        discard_part(part)
+        raise _Transient(f"the server sent {received} bytes, announced {total}")
 
 
-def _fetch_url(url: str, part: Path, policy: RetryPolicy, on_bytes: OnBytes) -> None:
+def _fetch_url(
+    url: str, part: Path, policy: RetryPolicy, on_bytes: OnBytes, resumable: bool
+) -> None:
     """Up to `policy.tries` attempts at one URL; raises _Permanent with the last reason."""
     for attempt in range(1, policy.tries + 1):
         try:
-            _attempt(url, part, policy, on_bytes)
+            _attempt(url, part, policy, on_bytes, resumable)
             return
         except _Transient as err:
             if attempt == policy.tries:
@@ -244,6 +322,21 @@ def read_manifest(out_dir: Path, dataset: str) -> dict[str, Any]:
     return manifest
 
 
+def recorded_sha256(path: Path) -> str | None:
+    """The sha256 MANIFEST.json beside `path` records for it, if the file is unchanged since
+    (same size and mtime); None otherwise (no manifest, no entry, or the file changed)."""
+    try:
+        entry = json.loads((path.parent / MANIFEST).read_text())["files"][path.name]
+        stat = path.stat()
+        same = entry["bytes"] == stat.st_size and entry["mtime_ns"] == stat.st_mtime_ns
+        sha = entry["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if same and isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha):
+        return sha
+    return None
+
+
 def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
     """Write MANIFEST.json atomically (sorted, indented)."""
     with atomic_file(out_dir / MANIFEST) as tmp:
@@ -257,14 +350,16 @@ def _is_complete(path: Path, entry: dict[str, Any] | None) -> bool:
 
 
 def _entry(
-    url: str, digest: Digest, how: str, variant: str, member: str | None = None
+    url: str, digest: Digest, how: str, variant: str, placed: Path, member: str | None = None
 ) -> dict[str, Any]:
+    """A manifest entry for the verified file `placed` (its mtime lets readers reuse the hash)."""
     entry: dict[str, Any] = {
         "url": url,
         "bytes": digest.bytes,
         "sha256": digest.sha256,
         "date": _now(),
         "how": how,
+        "mtime_ns": placed.stat().st_mtime_ns,
     }
     if digest.md5 is not None:
         entry["md5"] = digest.md5
@@ -336,18 +431,29 @@ def fetch_file(
     """Download `remote` to `dest` (trying its URLs in order); returns (url, digest).
 
     `check(part, name)` inspects the verified bytes before they are renamed into place.
+    A transfer is resumed only when its result can be verified (published md5/sha256 or
+    `recorded_sha256`); otherwise it restarts from byte 0, so the sha256 recorded for it is
+    that of one whole, uninterrupted response.
     """
     part = dest.with_name(dest.name + ".part")
+    verifiable = bool(remote.md5 or remote.sha256 or recorded_sha256)
     failures: list[tuple[str, str]] = []
     for url in remote.urls:
         try:
             with _progress_bar(remote.name, progress) as on_bytes:
-                _fetch_url(url, part, policy, on_bytes)
+                _fetch_url(url, part, policy, on_bytes, resumable=verifiable)
+                digest = digest_file(part, with_md5=remote.md5 is not None)
+                problem = _mismatch(remote, digest, recorded_sha256)
+                if problem is not None and _read_state(part).get("spliced"):
+                    # the resumed pieces may come from two versions: fetch it whole once
+                    discard_part(part)
+                    _fetch_url(url, part, policy, on_bytes, resumable=False)
+                    digest = digest_file(part, with_md5=remote.md5 is not None)
+                    problem = _mismatch(remote, digest, recorded_sha256)
         except _Permanent as err:
             failures.append((url, str(err)))
             continue
-        digest = digest_file(part, with_md5=remote.md5 is not None)
-        problem = _mismatch(remote, digest, recorded_sha256)
+        _state_path(part).unlink(missing_ok=True)
         if problem is not None:
             corrupt = _quarantine(part, dest)
             raise DinctlError(
@@ -373,37 +479,15 @@ def fetch_file(
         tried = "; ".join(f"{url}: {reason}" for url, reason in failures)
         message = f"cannot download {remote.name} from any of {len(failures)} URLs: {tried}"
     hint = NETWORK_HINT
-    if part.exists() and part.stat().st_size:
+    if part.exists() and part.stat().st_size and verifiable and _read_state(part):
         hint = f"rerun to resume from the {part.stat().st_size} bytes in {part}, or {hint}"
+    elif part.exists() and not verifiable:
+        discard_part(part)  # cannot be resumed safely: nothing half-done stays behind
     raise DinctlError(message, hint=hint)
 
 
 # ---------------------------------------------------------------------------------------------
 # Zips
-
-
-def check_zip(path: Path, label: str | None = None) -> None:
-    """Refuse a zip that is not one, or that has an absolute or `..` member."""
-    label = label or path.name
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-    except (zipfile.BadZipFile, OSError):
-        raise DinctlError(
-            f"{label} is not a readable zip archive",
-            hint="pass --force to download it again, or --mirror BASE_URL for another copy",
-        ) from None
-    for name in names:
-        if name.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", name):
-            kind = "an absolute path"
-        elif ".." in re.split(r"[\\/]", name):
-            kind = "a '..' path"
-        else:
-            continue
-        raise DinctlError(
-            f"{label} has an unsafe member {name!r} ({kind}): refusing to extract it",
-            hint="this is not a GroupLens release; pass --mirror BASE_URL for a genuine copy",
-        )
 
 
 def _pick_member(names: list[str], base: str) -> str | None:
@@ -449,31 +533,41 @@ def _convert_movies_dat(src: IO[bytes], dst: Path, label: str) -> None:
             writer.writerow([fields[0], "::".join(fields[1:-1]), fields[-1]])
 
 
-def extract_movielens(zip_path: Path, out_dir: Path) -> dict[str, tuple[str, str]]:
+def extract_movielens(
+    zip_path: Path, out_dir: Path, max_bytes: int = MAX_EXTRACT_BYTES
+) -> dict[str, tuple[str, str]]:
     """Extract ratings.csv + movies.csv (converting ml-1m's `::` .dat files) into `out_dir`.
 
-    Goes through a temporary folder; returns {file name: (zip member, how)}.
+    Goes through a temporary folder, streaming each member within `max_bytes`; returns
+    {file name: (zip member, how)}.
     """
-    check_zip(zip_path)
+    check_zip(zip_path, max_bytes=max_bytes)
     tmp = out_dir / f".extract-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    done: dict[str, tuple[str, str]] = {}
     try:
-        with zipfile.ZipFile(zip_path) as zf:
+        tmp.mkdir(parents=True)
+    except OSError as err:
+        raise write_error(out_dir, err) from None
+    done: dict[str, tuple[str, str]] = {}
+    label = zip_path.name
+    hint = "pass --force to download it again"
+    try:
+        with open_zip(zip_path, label, hint) as zf:
             names = zf.namelist()
             for target in MOVIELENS_FILES:
                 stem = target.removesuffix(".csv")
                 csv_member = _pick_member(names, target)
                 dat_member = _pick_member(names, f"{stem}.dat")
                 if csv_member is not None:
-                    with zf.open(csv_member) as src, open(tmp / target, "wb") as dst:
-                        shutil.copyfileobj(src, dst, CHUNK)
+                    extract_member(zf, csv_member, tmp / target, label, max_bytes)
                     done[target] = (csv_member, "extracted")
                 elif dat_member is not None:
                     convert = _convert_ratings_dat if stem == "ratings" else _convert_movies_dat
-                    with zf.open(dat_member) as src:
+                    raw = tmp / f"{stem}.dat"
+                    extract_member(zf, dat_member, raw, label, max_bytes)
+                    with open(raw, "rb") as src:
                         convert(src, tmp / target, f"{zip_path.name}:{dat_member}")
+                    raw.unlink()
                     done[target] = (dat_member, "converted from '::'-separated .dat")
                 else:
                     raise DinctlError(
@@ -483,6 +577,8 @@ def extract_movielens(zip_path: Path, out_dir: Path) -> dict[str, tuple[str, str
                     )
         for target in MOVIELENS_FILES:
             os.replace(tmp / target, out_dir / target)
+    except OSError as err:
+        raise write_error(Path(err.filename or out_dir), err) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return done
@@ -490,6 +586,19 @@ def extract_movielens(zip_path: Path, out_dir: Path) -> dict[str, tuple[str, str
 
 # ---------------------------------------------------------------------------------------------
 # The command's library entry points
+
+
+def _open_out(out_dir: Path, source: Source) -> dict[str, Any]:
+    """Create `out_dir` (one line if it cannot be) and read its manifest."""
+    for remote in source.files:
+        check_name(remote.name, "file name")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if not os.access(out_dir, os.W_OK):
+            raise PermissionError(errno.EACCES, "Permission denied", str(out_dir))
+    except OSError as err:
+        raise write_error(out_dir, err) from None
+    return read_manifest(out_dir, source.dataset)
 
 
 def download(
@@ -500,39 +609,63 @@ def download(
     policy: RetryPolicy | None = None,
     progress: bool = True,
     log: Log = _stderr,
+    max_extract_bytes: int = MAX_EXTRACT_BYTES,
 ) -> dict[str, Any]:
-    """Fetch every file of `source` into `out_dir`, skipping complete ones; returns the manifest."""
-    policy = policy or RetryPolicy()
+    """Fetch every file of `source` into `out_dir`, skipping complete ones; returns the manifest.
+
+    Holds the folder's lock throughout: a second `download` into it gets a one-line error.
+    """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = read_manifest(out_dir, source.dataset)
-    files: dict[str, Any] = manifest["files"]
-    for remote in source.files:
-        dest = out_dir / remote.name
-        entry = files.get(remote.name)
-        fresh = False
-        if not force and _is_complete(dest, entry):
-            log(f"{remote.name}: complete (size and sha256 match {MANIFEST}), skipped")
-        else:
-            if force:
-                dest.with_name(dest.name + ".part").unlink(missing_ok=True)
-            recorded = None if force or entry is None else entry.get("sha256")
-            url, digest = fetch_file(
-                remote,
-                dest,
-                policy,
-                recorded_sha256=recorded,
-                progress=progress,
-                check=check_zip if source.is_zip else None,
-            )
-            files[remote.name] = _entry(url, digest, "download", source.variant)
-            write_manifest(out_dir, manifest)
-            checked = _checked(remote, recorded, True)
-            log(f"{remote.name}: {digest.bytes} bytes from {url}, {checked}")
-            fresh = True
-        if source.is_zip:
-            _extract_if_needed(dest, out_dir, manifest, source.variant, force or fresh, log)
+    with folder_lock(out_dir, what="download folder"):
+        manifest = _open_out(out_dir, source)
+        for remote in source.files:
+            _download_one(
+                source, remote, out_dir, manifest, force, policy or RetryPolicy(), progress, log,
+                max_extract_bytes,
+            )  # fmt: skip
     return manifest
+
+
+def _download_one(
+    source: Source,
+    remote: RemoteFile,
+    out_dir: Path,
+    manifest: dict[str, Any],
+    force: bool,
+    policy: RetryPolicy,
+    progress: bool,
+    log: Log,
+    max_bytes: int,
+) -> None:
+    files: dict[str, Any] = manifest["files"]
+    dest = out_dir / remote.name
+    entry = files.get(remote.name)
+    fresh = False
+    if not force and _is_complete(dest, entry):
+        log(f"{remote.name}: complete (size and sha256 match {MANIFEST}), skipped")
+    else:
+        if force:
+            discard_part(dest.with_name(dest.name + ".part"))
+        recorded = None if force or entry is None else entry.get("sha256")
+
+        def check(path: Path, name: str) -> None:
+            check_zip(path, name, max_bytes=max_bytes)
+
+        url, digest = fetch_file(
+            remote,
+            dest,
+            policy,
+            recorded_sha256=recorded,
+            progress=progress,
+            check=check if source.is_zip else None,
+        )
+        files[remote.name] = _entry(url, digest, "download", source.variant, dest)
+        write_manifest(out_dir, manifest)
+        checked = _checked(remote, recorded, True)
+        log(f"{remote.name}: {digest.bytes} bytes from {url}, {checked}")
+        fresh = True
+    if source.is_zip:
+        _extract_if_needed(dest, out_dir, manifest, source.variant, force or fresh, log, max_bytes)
 
 
 def _extract_if_needed(
@@ -542,6 +675,7 @@ def _extract_if_needed(
     variant: str,
     again: bool,
     log: Log,
+    max_bytes: int = MAX_EXTRACT_BYTES,
 ) -> None:
     files = manifest["files"]
     current = all(
@@ -553,9 +687,11 @@ def _extract_if_needed(
         log(f"{', '.join(MOVIELENS_FILES)}: already extracted from {zip_path.name}, skipped")
         return
     url = files[zip_path.name]["url"]
-    for name, (member, how) in extract_movielens(zip_path, out_dir).items():
+    for name, (member, how) in extract_movielens(zip_path, out_dir, max_bytes).items():
         digest = digest_file(out_dir / name)
-        files[name] = _entry(url, digest, how, variant, member=f"{zip_path.name}:{member}")
+        files[name] = _entry(
+            url, digest, how, variant, out_dir / name, member=f"{zip_path.name}:{member}"
+        )
         log(f"{name}: {how} from {zip_path.name}:{member}")
     write_manifest(out_dir, manifest)
 
@@ -594,47 +730,67 @@ def register_local(
     *,
     force: bool = False,
     log: Log = _stderr,
+    max_extract_bytes: int = MAX_EXTRACT_BYTES,
 ) -> dict[str, Any]:
     """Verify files the user already has and hard-link (or copy) them into `out_dir`."""
     from_path = Path(from_path)
     if not from_path.exists():
         raise DinctlError(f"--from {from_path} does not exist", hint="give a file or a folder")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = read_manifest(out_dir, source.dataset)
-    files: dict[str, Any] = manifest["files"]
-    for remote in source.files:
-        local = _find_local(from_path, remote, len(source.files) == 1)
-        if local is None and source.is_zip and from_path.is_dir():
-            _register_extracted(from_path, source, out_dir, manifest, log)
-            continue
-        if local is None:
-            alt = " (or the gunzipped .json)" if remote.name.endswith(".gz") else ""
-            raise DinctlError(
-                f"--from {from_path} has no {remote.name}{alt}",
-                hint=f"give the folder holding {', '.join(f.name for f in source.files)}",
-            )
-        # A release zip keeps its release name; a gunzipped Amazon .json keeps its own.
-        name = remote.name if source.is_zip else local.name
-        if source.is_zip:
-            check_zip(local)
-        digest = digest_file(local, with_md5=remote.md5 is not None)
-        entry = files.get(name)
-        recorded = None if force or entry is None else entry.get("sha256")
-        checkable = name == remote.name
-        problem = _mismatch(remote, digest, recorded) if checkable else None
-        if problem is not None:
-            raise DinctlError(
-                f"{local} is not the expected {remote.name}: {problem}",
-                hint="download it again with `dinctl download` (without --from)",
-            )
-        how = _place(local, out_dir / name)
-        files[name] = _entry(local.resolve().as_uri(), digest, how, source.variant)
-        write_manifest(out_dir, manifest)
-        log(f"{name}: registered from {local} ({how}), {_checked(remote, recorded, checkable)}")
-        if source.is_zip:
-            _extract_if_needed(out_dir / name, out_dir, manifest, source.variant, True, log)
+    check_disjoint(out_dir, [("--from", from_path)], files_inside=True)
+    with folder_lock(out_dir, what="download folder"):
+        manifest = _open_out(out_dir, source)
+        for remote in source.files:
+            local = _find_local(from_path, remote, len(source.files) == 1)
+            if local is None and source.is_zip and from_path.is_dir():
+                _register_extracted(from_path, source, out_dir, manifest, log)
+                continue
+            if local is None:
+                alt = " (or the gunzipped .json)" if remote.name.endswith(".gz") else ""
+                raise DinctlError(
+                    f"--from {from_path} has no {remote.name}{alt}",
+                    hint=f"give the folder holding {', '.join(f.name for f in source.files)}",
+                )
+            _register_one(source, remote, local, out_dir, manifest, force, log, max_extract_bytes)
     return manifest
+
+
+def _register_one(
+    source: Source,
+    remote: RemoteFile,
+    local: Path,
+    out_dir: Path,
+    manifest: dict[str, Any],
+    force: bool,
+    log: Log,
+    max_bytes: int,
+) -> None:
+    files: dict[str, Any] = manifest["files"]
+    # A release zip keeps its release name; a gunzipped Amazon .json keeps its own.
+    name = remote.name if source.is_zip else local.name
+    if source.is_zip:
+        try:
+            check_zip(local, str(local), max_bytes=max_bytes, hint="get a good copy of the zip")
+        except DinctlError:
+            corrupt = out_dir / f"{name}.corrupt"
+            _place(local, corrupt)  # a hard link (or copy): the user's file stays as it is
+            raise
+    digest = digest_file(local, with_md5=remote.md5 is not None)
+    entry = files.get(name)
+    recorded = None if force or entry is None else entry.get("sha256")
+    checkable = name == remote.name
+    problem = _mismatch(remote, digest, recorded) if checkable else None
+    if problem is not None:
+        raise DinctlError(
+            f"{local} is not the expected {remote.name}: {problem}",
+            hint="download it again with `dinctl download` (without --from)",
+        )
+    how = _place(local, out_dir / name)
+    files[name] = _entry(local.resolve().as_uri(), digest, how, source.variant, out_dir / name)
+    write_manifest(out_dir, manifest)
+    log(f"{name}: registered from {local} ({how}), {_checked(remote, recorded, checkable)}")
+    if source.is_zip:
+        _extract_if_needed(out_dir / name, out_dir, manifest, source.variant, True, log, max_bytes)
 
 
 def _checked(remote: RemoteFile, recorded: str | None, checkable: bool) -> str:
@@ -663,7 +819,7 @@ def _register_extracted(
                 digest = digest_file(out_dir / name)
                 how = "converted from '::'-separated .dat"
                 manifest["files"][name] = _entry(
-                    src.resolve().as_uri(), digest, how, source.variant
+                    src.resolve().as_uri(), digest, how, source.variant, out_dir / name
                 )
                 log(f"{name}: {how} {src}")
             write_manifest(out_dir, manifest)
@@ -677,6 +833,8 @@ def _register_extracted(
         src = folder / name
         digest = digest_file(src)
         how = _place(src, out_dir / name)
-        manifest["files"][name] = _entry(src.resolve().as_uri(), digest, how, source.variant)
+        manifest["files"][name] = _entry(
+            src.resolve().as_uri(), digest, how, source.variant, out_dir / name
+        )
         log(f"{name}: registered from {src} ({how})")
     write_manifest(out_dir, manifest)

@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from dinctl.data import builder, readers
+from dinctl.data.archives import MAX_EXTRACT_BYTES
+from dinctl.data.download import recorded_sha256
 from dinctl.data.store import write_dataset
-from dinctl.fsutil import check_output_dir, sha256_file
+from dinctl.fsutil import check_disjoint, check_output_dir, sha256_file
+from dinctl.locks import folder_lock
 
 Status = Callable[[str], contextlib.AbstractContextManager[Any]]
 
@@ -23,7 +26,11 @@ def _quiet(_: str) -> Iterator[None]:
 
 
 def _sha256(path: Path) -> str:
-    """sha256_file, hashing the file mapped in memory (no copies) when it can be mapped."""
+    """The input's sha256: the one MANIFEST.json recorded when the file is unchanged since,
+    else hashed (mapped in memory, no copies, when it can be mapped)."""
+    recorded = recorded_sha256(path)
+    if recorded is not None:
+        return recorded
     try:
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
             return hashlib.sha256(m).hexdigest()
@@ -39,7 +46,45 @@ class _Rebuild(Exception):  # noqa: N818 - control flow, never shown
         self.inter = inter
 
 
+def _split_warnings(summary: dict[str, Any], out: Path) -> list[str]:
+    """A warning per split that is empty or holds one class (train refuses such a train split)."""
+    warnings = []
+    for split, n in summary["samples"].items():
+        rate = summary["positive_rate"][split]
+        where = f"split {split!r} ({out / f'{split}.parquet'})"
+        if n == 0:
+            warnings.append(f"{where} is empty: `dinctl train` cannot use this dataset"
+                            if split == "train" else f"{where} is empty")  # fmt: skip
+        elif rate in (0.0, 1.0):
+            kind = "positive" if rate == 1.0 else "negative"
+            tail = ": `dinctl train` cannot learn from it" if split == "train" else ""
+            warnings.append(f"{where} has only {kind} labels ({n} rows){tail}")
+    return warnings
+
+
 def _build(
+    read: Callable[[Executor], readers.Interactions | readers.PendingAmazon],
+    out: Path,
+    *,
+    inputs: list[tuple[str, Path]],
+    dataset: str,
+    protocol: str,
+    seed: int,
+    valid: bool,
+    overwrite: bool,
+    options: dict[str, Any],
+    status: Status,
+    warn: Callable[[str], None],
+) -> dict[str, Any]:
+    check_disjoint(out, inputs)  # before anything is touched: --out must not be an input
+    with folder_lock(out, what="dataset"):
+        check_output_dir(out, overwrite)  # fail before the long work, not after it
+        return _build_locked(read, out, dataset=dataset, protocol=protocol, seed=seed,
+                             valid=valid, overwrite=overwrite, options=options, status=status,
+                             warn=warn)  # fmt: skip
+
+
+def _build_locked(
     read: Callable[[Executor], readers.Interactions | readers.PendingAmazon],
     out: Path,
     *,
@@ -52,7 +97,6 @@ def _build(
     status: Status,
     warn: Callable[[str], None],
 ) -> dict[str, Any]:
-    check_output_dir(out, overwrite)  # fail before the long work, not after it
     build = builder.build_windows if protocol == "windows" else builder.build_user_split
     # threads: the meta parse (Amazon) and the input hashes overlap the reading and building
     # (Polars, numpy and hashlib release the GIL)
@@ -79,11 +123,12 @@ def _build(
         else:
             inter = got
             digests = [pool.submit(_sha256, p) for p in inter.inputs]
-        for message in inter.warnings:
-            warn(message)
         if built is None:
             with status("building samples"):
                 built, _ = build(inter.frame, seed=seed, valid=valid, item_cate=inter.item_cate)
+        warnings = [*inter.warnings, *_split_warnings(built.summary, out)]
+        for message in warnings:
+            warn(message)
         summary = {"dataset": dataset, **built.summary, "dropped": inter.dropped}
         meta = {
             "dataset": dataset,
@@ -94,7 +139,7 @@ def _build(
             "counts": summary,
             "vocab": built.vocab,
             "inputs": None,  # filled once the hashes are done: they overlap the writing too
-            "warnings": list(inter.warnings),
+            "warnings": warnings,
         }
         done = inter
 
@@ -134,6 +179,7 @@ def preprocess_amazon(
     return _build(
         lambda pool: readers.start_amazon(raw, pool, category),
         out,
+        inputs=[("raw folder", raw)],
         dataset=f"amazon-{category}",
         protocol="windows",
         seed=seed,
@@ -154,11 +200,13 @@ def preprocess_movielens(
     overwrite: bool = False,
     status: Status = _quiet,
     warn: Callable[[str], None] = lambda _: None,
+    max_extract_bytes: int = MAX_EXTRACT_BYTES,
 ) -> dict[str, Any]:
     """MovieLens ratings.csv + movies.csv (folder or release zip) → data folder."""
     return _build(
-        lambda _: readers.read_movielens(raw),
+        lambda _: readers.read_movielens(raw, max_extract_bytes),
         out,
+        inputs=[("raw input", raw)],
         dataset="movielens",
         protocol="users",
         seed=seed,
@@ -185,6 +233,7 @@ def preprocess_logs(
     return _build(
         lambda _: readers.read_logs(path, columns),
         out,
+        inputs=[("log file", path)],
         dataset="logs",
         protocol="windows" if columns.label is None else "users",
         seed=seed,

@@ -13,7 +13,7 @@ import ast
 import gzip
 import io
 import json
-import zipfile
+import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -22,6 +22,7 @@ from typing import Any
 
 import polars as pl
 
+from dinctl.data.archives import MAX_EXTRACT_BYTES, extract_member, open_zip
 from dinctl.errors import DinctlError
 
 REVIEW_KEYS = {"reviewerID": pl.Utf8, "asin": pl.Utf8, "unixReviewTime": pl.Int64}
@@ -52,10 +53,23 @@ def _start(line: str) -> str:
     return repr(line[:LINE_START] + ("…" if len(line) > LINE_START else ""))
 
 
+def strict_lines(name: str, raw: Iterator[bytes]) -> Iterator[str]:
+    """Decode byte lines as UTF-8; a line that is not is a one-line error naming it."""
+    for lineno, line in enumerate(raw, start=1):
+        try:
+            yield line.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise DinctlError(
+                f"{name}:{lineno}: not valid UTF-8 text (byte {err.start + 1} of the line is "
+                f"{line[err.start : err.start + 1]!r})",
+                hint="save the file as UTF-8",
+            ) from None
+
+
 def _open_text(path: Path) -> Iterator[str]:
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
-        yield from f
+    with opener(path, "rb") as f:
+        yield from strict_lines(str(path), f)
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -95,6 +109,8 @@ def _check_review_text(path: Path) -> None:
             continue
         try:
             obj = json.loads(line)
+        except RecursionError:
+            raise DinctlError(f"{path}:{lineno}: JSON nested too deeply") from None
         except json.JSONDecodeError as err:
             raise DinctlError(
                 f"{path}:{lineno}: not valid JSON ({err.msg}); the line starts {_start(line)}",
@@ -121,6 +137,12 @@ def _check_review_text(path: Path) -> None:
         if isinstance(ts, bool) or not isinstance(ts, int):
             raise DinctlError(
                 f"{path}:{lineno}: 'unixReviewTime' must be an integer, got {ts!r}",
+                hint="is this an Amazon 2014 reviews file?",
+            )
+        if not -(2**63) <= ts < 2**63:
+            raise DinctlError(
+                f"{path}:{lineno}: 'unixReviewTime' {ts} is out of range (a 64-bit integer of "
+                "Unix seconds expected)",
                 hint="is this an Amazon 2014 reviews file?",
             )
 
@@ -317,6 +339,9 @@ def _keep_known_items(
 
 def amazon_inputs(raw: Path, category: str = "Electronics") -> tuple[Path, Path]:
     """(reviews file, meta file) of one category in `raw`, or a one-line error."""
+    from dinctl.data.sources import check_name
+
+    check_name(category, "Amazon category")
     hint = (
         f"run `dinctl download amazon` or pass --raw DIR holding reviews_{category}_5.json "
         f"and meta_{category}.json (or .json.gz)"
@@ -405,44 +430,70 @@ def start_amazon(raw: Path, pool: Executor, category: str = "Electronics") -> Pe
 # ---------------------------------------------------------------- MovieLens (CSV, folder or zip)
 
 
-def _check_csv_lines(name: str, text: Iterator[str], schema: dict[str, Any]) -> None:
+def _check_csv_lines(
+    name: str, text: Iterator[str], schema: dict[str, Any], separator: str = ","
+) -> None:
     """Slow path: find the first bad line of a CSV and raise naming it."""
     import csv
 
     columns = list(schema)
-    reader = csv.reader(text)
-    header = next(reader, None)
-    if header is None:
-        raise DinctlError(f"{name} is empty", hint="download it again")
-    missing = [c for c in columns if c not in header]
-    if missing:
-        raise DinctlError(
-            f"{name}: missing column(s) {', '.join(missing)}; "
-            f"the header is {','.join(header)!r:.80}"
-        )
-    index = [header.index(c) for c in columns]
-    for row in reader:
-        lineno = reader.line_num
-        if not row:
-            continue
-        if len(row) != len(header):
+    reader = csv.reader(text, delimiter=separator)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise DinctlError(f"{name} is empty", hint="download it again")
+        missing = [c for c in columns if c not in header]
+        if missing:
             raise DinctlError(
-                f"{name}:{lineno}: expected {len(header)} fields, got {len(row)}; "
-                f"the line starts {_start(','.join(row))}"
+                f"{name}: missing column(s) {', '.join(missing)}; "
+                f"the header is {','.join(header)!r:.80}"
             )
-        for col, i in zip(columns, index, strict=True):
-            kind = schema[col]
-            try:
-                if kind == pl.Int64:
-                    int(row[i])
-                elif kind == pl.Float64:
-                    float(row[i])
-            except ValueError:
-                expected = "an integer" if kind == pl.Int64 else "a number"
-                raise DinctlError(
-                    f"{name}:{lineno}: {col!r} must be {expected}, got {row[i]!r:.40}; "
-                    f"the line starts {_start(','.join(row))}"
-                ) from None
+        index = [header.index(c) for c in columns]
+        for row in reader:
+            if row:
+                _check_csv_row(name, reader.line_num, row, header, schema, columns, index)
+    except csv.Error as err:
+        raise DinctlError(f"{name}:{reader.line_num + 1}: not valid CSV ({err})") from None
+
+
+def _check_csv_row(
+    name: str,
+    lineno: int,
+    row: list[str],
+    header: list[str],
+    schema: dict[str, Any],
+    columns: list[str],
+    index: list[int],
+) -> None:
+    if len(row) != len(header):
+        raise DinctlError(
+            f"{name}:{lineno}: expected {len(header)} fields, got {len(row)}; "
+            f"the line starts {_start(','.join(row))}"
+        )
+    for col, i in zip(columns, index, strict=True):
+        kind = schema[col]
+        try:
+            if kind == pl.Int64:
+                value: float = int(row[i])
+                if not -(2**63) <= value < 2**63:
+                    raise ValueError
+            elif kind == pl.Float64:
+                value = float(row[i])
+                if value != value or value in (float("inf"), float("-inf")):
+                    raise ValueError
+        except ValueError:
+            expected = "a 64-bit integer" if kind == pl.Int64 else "a finite number"
+            raise DinctlError(
+                f"{name}:{lineno}: {col!r} must be {expected}, got {row[i]!r:.40}; "
+                f"the line starts {_start(','.join(row))}"
+            ) from None
+
+
+def _non_finite(df: pl.DataFrame) -> bool:
+    floats = [c for c in df.columns if df.schema[c] == pl.Float64]
+    return (
+        bool(floats) and not df.select(pl.all_horizontal(pl.col(floats).is_finite().all())).item()
+    )
 
 
 def _read_csv(name: str, data: bytes | Path, schema: dict[str, Any]) -> pl.DataFrame:
@@ -457,13 +508,9 @@ def _read_csv(name: str, data: bytes | Path, schema: dict[str, Any]) -> pl.DataF
         bad = ok.item() != 0
     except Exception:  # noqa: BLE001 - polars raises several types; the slow path names the line
         bad, df = True, pl.DataFrame()
-    if bad:
-        if isinstance(data, Path):
-            with open(data, encoding="utf-8", errors="replace", newline="") as f:
-                _check_csv_lines(name, iter(f), schema)
-        else:
-            text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="replace")
-            _check_csv_lines(name, iter(text), schema)
+    if bad or _non_finite(df):
+        with open(data, "rb") if isinstance(data, Path) else io.BytesIO(data) as f:
+            _check_csv_lines(name, strict_lines(name, f), schema)
         if df.height == 0:
             raise DinctlError(f"{name} could not be read as CSV", hint="download it again")
         null_col = next(c for c in schema if c != "title" and df[c].null_count())
@@ -473,8 +520,10 @@ def _read_csv(name: str, data: bytes | Path, schema: dict[str, Any]) -> pl.DataF
     return df
 
 
-def _movielens_files(raw: Path) -> tuple[Path, dict[str, bytes | Path]]:
-    """ratings.csv and movies.csv (paths, or bytes from a release zip) of a folder or zip."""
+def _movielens_files(
+    raw: Path, scratch: Path, max_bytes: int
+) -> tuple[Path, dict[str, bytes | Path]]:
+    """ratings.csv and movies.csv of a folder, or of a release zip (streamed into `scratch`)."""
     hint = "run `dinctl download movielens` or pass --raw DIR (or the ml-20m.zip itself)"
     if not raw.exists():
         raise DinctlError(f"raw input {raw} does not exist", hint=hint)
@@ -493,28 +542,36 @@ def _movielens_files(raw: Path) -> tuple[Path, dict[str, bytes | Path]]:
                 f"{raw / 'ratings.csv'} does not exist (nor a .zip in {raw})", hint=hint
             )
         raw = zips[0]
-    try:
-        with zipfile.ZipFile(raw) as zf:
-            names = zf.namelist()
-            files: dict[str, bytes | Path] = {}
-            for want in ("ratings.csv", "movies.csv"):
-                member = next((n for n in names if n == want or n.endswith("/" + want)), None)
-                if member is None:
-                    raise DinctlError(
-                        f"{raw} holds no {want}", hint="is this a MovieLens release zip?"
-                    )
-                files[want] = zf.read(member)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as err:
-        raise DinctlError(f"{raw} is not a readable zip archive ({err})", hint=hint) from None
+    files: dict[str, bytes | Path] = {}
+    with open_zip(raw, str(raw), hint) as zf:
+        names = zf.namelist()
+        for want in ("ratings.csv", "movies.csv"):
+            member = next((n for n in names if n == want or n.endswith("/" + want)), None)
+            if member is None:
+                raise DinctlError(f"{raw} holds no {want}", hint="is this a MovieLens release zip?")
+            files[want] = scratch / want
+            extract_member(zf, member, scratch / want, str(raw), max_bytes)
+            max_bytes -= (scratch / want).stat().st_size
     return raw, files
 
 
-def read_movielens(raw: Path) -> Interactions:
-    """MovieLens ratings.csv + movies.csv → user, item, cate (first genre), ts, label."""
-    source, files = _movielens_files(raw)
-    where = f"{source}" if source.suffix == ".zip" else str(source.parent)
-    ratings = _read_csv(f"{where}/ratings.csv", files.pop("ratings.csv"), RATINGS_SCHEMA)
-    movies = _read_csv(f"{where}/movies.csv", files.pop("movies.csv"), MOVIES_SCHEMA)
+def read_movielens(raw: Path, max_extract_bytes: int = MAX_EXTRACT_BYTES) -> Interactions:
+    """MovieLens ratings.csv + movies.csv → user, item, cate (first genre), ts, label.
+
+    A release zip's members are streamed to a temporary folder (within `max_extract_bytes`)
+    and read from there: a member is never held in memory whole.
+    """
+    with tempfile.TemporaryDirectory(prefix="dinctl-ml-") as scratch:
+        source, files = _movielens_files(Path(raw), Path(scratch), max_extract_bytes)
+        where = f"{source}" if source.suffix == ".zip" else str(source.parent)
+        ratings = _read_csv(f"{where}/ratings.csv", files.pop("ratings.csv"), RATINGS_SCHEMA)
+        movies = _read_csv(f"{where}/movies.csv", files.pop("movies.csv"), MOVIES_SCHEMA)
+    return _movielens_interactions(source, where, ratings, movies)
+
+
+def _movielens_interactions(
+    source: Path, where: str, ratings: pl.DataFrame, movies: pl.DataFrame
+) -> Interactions:
     movies = movies.select(
         pl.col("movieId").alias("item"),
         pl.col("genres").fill_null("(no genres listed)").str.split("|").list.first().alias("cate"),
@@ -560,29 +617,158 @@ class LogColumns:
     label: str | None = None
 
 
-def read_logs(path: Path, columns: LogColumns) -> Interactions:
-    """A Parquet or CSV log with named columns → user, item, cate, ts[, label]."""
+TIME_HINT = "store Unix seconds, a Parquet timestamp or ISO 8601 text (e.g. 2024-05-01T12:00:00Z)"
+INT64_MAX = 2**63 - 1
+
+
+def _read_log_file(path: Path) -> pl.DataFrame:
+    """The log as a frame; a CSV that cannot be parsed names its first bad line."""
     if not path.is_file():
         raise DinctlError(f"{path} does not exist", hint="pass a Parquet or CSV log file")
     suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".pq", ".csv", ".tsv", ".gz"):
+        raise DinctlError(
+            f"{path} has suffix {suffix!r}, expected .parquet or .csv",
+            hint="convert the log to Parquet or CSV",
+        )
+    if suffix in (".parquet", ".pq"):
+        try:
+            return pl.read_parquet(path)
+        except Exception as err:  # noqa: BLE001 - polars/arrow raise several types
+            raise DinctlError(f"cannot read {path}: {_first_line(err)}") from None
+    if path.stat().st_size == 0:
+        raise DinctlError(f"{path} is empty", hint="pass a file with a header and rows")
+    sep = "\t" if ".tsv" in path.suffixes else ","
     try:
-        if suffix in (".parquet", ".pq"):
-            df = pl.read_parquet(path)
-        elif suffix in (".csv", ".tsv", ".gz"):
-            if path.stat().st_size == 0:
-                raise DinctlError(f"{path} is empty", hint="pass a file with a header and rows")
-            sep = "\t" if ".tsv" in path.suffixes else ","
-            df = pl.read_csv(path, separator=sep, infer_schema_length=10_000)
-        else:
+        return pl.read_csv(path, separator=sep, infer_schema_length=10_000)
+    except Exception as err:  # noqa: BLE001 - polars raises several types; find the bad line
+        opener = gzip.open if suffix == ".gz" else open
+        try:
+            with opener(path, "rb") as f:
+                _check_csv_lines(str(path), strict_lines(str(path), f), {}, sep)
+        except (OSError, EOFError) as io_err:
+            raise DinctlError(f"cannot read {path}: {io_err}") from None
+        raise DinctlError(f"cannot read {path}: {_first_line(err)}") from None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:120] if text else type(err).__name__
+
+
+def _id_column(path: Path, frame: pl.DataFrame, col: str, source: str) -> pl.Series:
+    """An id column as integers or strings (ids are labels, not quantities)."""
+    s = frame[col]
+    dtype = s.dtype
+    if dtype in (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32):
+        return s.cast(pl.Int64)
+    if dtype.is_integer() or dtype == pl.Decimal or dtype in (pl.Categorical, pl.Enum):
+        return s.cast(pl.Utf8)  # UInt64, Int128, decimals: kept exactly as text
+    if dtype == pl.Utf8:
+        return s
+    if dtype.is_float():
+        bad = (~s.is_finite() | (s != s.round()) | (s.abs() > 2**53)).arg_true()
+        if len(bad):
             raise DinctlError(
-                f"{path} has suffix {suffix!r}, expected .parquet or .csv",
-                hint="convert the log to Parquet or CSV",
+                f"{path}: id column {source!r} holds {s[bad[0]]!r} in data row {bad[0] + 1}, "
+                "expected whole numbers",
+                hint="store ids as integers or strings",
             )
-    except DinctlError:
-        raise
-    except Exception as err:  # noqa: BLE001 - polars/arrow raise several types
-        first = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
-        raise DinctlError(f"cannot read {path}: {first}") from None
+        return s.cast(pl.Int64)
+    raise DinctlError(
+        f"{path}: id column {source!r} has type {dtype}, expected integers or strings",
+        hint="store ids as integers or strings",
+    )
+
+
+def _parse_iso(path: Path, s: pl.Series, source: str) -> pl.Series:
+    """ISO 8601 text (offset, `Z`, naive = UTC, or a date) → µs since the epoch (UTC)."""
+    from datetime import datetime, timezone
+
+    uniq = s.unique(maintain_order=True)
+    values: list[int] = []
+    for text in uniq.to_list():
+        try:
+            when = datetime.fromisoformat(text.strip())
+        except (ValueError, AttributeError):
+            row = int((s == text).arg_true()[0])
+            raise DinctlError(
+                f"{path}: time column {source!r} holds {text!r:.40} in data row {row + 1}, "
+                "expected a number or an ISO 8601 date/time",
+                hint=TIME_HINT,
+            ) from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        delta = when - datetime(1970, 1, 1, tzinfo=timezone.utc)
+        values.append((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)
+    lookup = pl.DataFrame({"text": uniq, "us": pl.Series(values, dtype=pl.Int64)})
+    return s.to_frame("text").join(lookup, on="text", how="left", maintain_order="left")["us"]
+
+
+def _time_column(path: Path, s: pl.Series, source: str) -> pl.Series:
+    """Any time column → int64 (seconds, or µs for datetimes and fractional seconds)."""
+    dtype = s.dtype
+    if dtype in (pl.Datetime, pl.Date) or isinstance(dtype, pl.Datetime):
+        # microseconds, so sub-second order survives
+        return (s.cast(pl.Datetime("us")) if dtype == pl.Date else s).dt.epoch("us")
+    if dtype == pl.Utf8:
+        numbers = s.str.strip_chars().cast(pl.Float64, strict=False)
+        if numbers.null_count() == 0:  # numbers stored as text
+            whole = s.str.strip_chars().cast(pl.Int64, strict=False)
+            return _time_column(path, whole if whole.null_count() == 0 else numbers, source)
+        if numbers.null_count() < len(numbers):  # mostly numbers: name the first one that is not
+            row = int(numbers.is_null().arg_true()[0])
+            raise DinctlError(
+                f"{path}: time column {source!r} holds {s[row]!r:.40} in data row {row + 1}, "
+                "expected a number like the other rows",
+                hint=TIME_HINT,
+            )
+        return _parse_iso(path, s, source)
+    if dtype == pl.Decimal:
+        s = s.cast(pl.Float64)
+        dtype = s.dtype
+    if dtype.is_integer():
+        too_big = (
+            s > INT64_MAX if dtype.is_unsigned_integer() else (s > INT64_MAX) | (s < -INT64_MAX)
+        )
+        bad = too_big.arg_true()
+        if len(bad):
+            raise DinctlError(
+                f"{path}: time column {source!r} holds {s[bad[0]]} in data row {bad[0] + 1}, "
+                "out of the 64-bit range",
+                hint=TIME_HINT,
+            )
+        return s.cast(pl.Int64)
+    if dtype.is_float():
+        return _float_times(path, s, source)
+    kind = {pl.Duration: "a duration", pl.Time: "a time of day"}.get(type(dtype), f"{dtype}")
+    raise DinctlError(
+        f"{path}: time column {source!r} is {kind}, expected a number or a datetime",
+        hint=TIME_HINT,
+    )
+
+
+def _float_times(path: Path, s: pl.Series, source: str) -> pl.Series:
+    whole = bool((s == s.round()).all())
+    scale = 1 if whole else 1_000_000  # fractional times: keep their order, to the µs
+    limit = INT64_MAX / scale
+    bad = (~s.is_finite() | (s.abs() >= limit)).arg_true()
+    if len(bad):
+        value = s[bad[0]]
+        what = (
+            "is not a finite number"
+            if value != value or abs(value) == float("inf")
+            else (f"holds {value:g}, too large for a time")
+        )
+        raise DinctlError(
+            f"{path}: time column {source!r} {what} in data row {bad[0] + 1}", hint=TIME_HINT
+        )
+    return (s * scale).round().cast(pl.Int64)
+
+
+def read_logs(path: Path, columns: LogColumns) -> Interactions:
+    """A Parquet or CSV log with named columns → user, item, cate, ts[, label]."""
+    df = _read_log_file(path)
     wanted = {
         "user": columns.user,
         "item": columns.item,
@@ -605,36 +791,22 @@ def read_logs(path: Path, columns: LogColumns) -> Interactions:
         if frame[col].null_count():
             row = frame[col].is_null().arg_true()[0]
             raise DinctlError(f"{path}: column {wanted[col]!r} is empty in data row {row + 1}")
-    ts_type = frame.schema["ts"]
-    if ts_type.is_temporal():  # microseconds, so sub-second order survives
-        frame = frame.with_columns(
-            pl.col("ts").dt.epoch("us")
-            if ts_type != pl.Date
-            else pl.col("ts").cast(pl.Datetime).dt.epoch("us")
-        )
-    elif ts_type.is_float():
-        bad = (~frame["ts"].is_finite()).arg_true()
-        if len(bad):
-            raise DinctlError(
-                f"{path}: time column {columns.time!r} is not a finite number in data row "
-                f"{bad[0] + 1}",
-                hint="store Unix seconds or a Parquet timestamp",
-            )
-        ts = frame["ts"]
-        if not (ts == ts.round()).all():  # fractional times: keep their order, to the µs
-            frame = frame.with_columns((pl.col("ts") * 1_000_000).round())
-    elif not ts_type.is_numeric():
-        raise DinctlError(
-            f"{path}: time column {columns.time!r} must be numeric or a datetime, got {ts_type}",
-            hint="store Unix seconds or a Parquet timestamp",
-        )
-    frame = frame.with_columns(pl.col("ts").cast(pl.Int64), pl.col("cate").cast(pl.Utf8))
+    frame = frame.with_columns(
+        _id_column(path, frame, "user", columns.user),
+        _id_column(path, frame, "item", columns.item),
+        _id_column(path, frame, "cate", columns.category).cast(pl.Utf8),
+        _time_column(path, frame["ts"], columns.time).alias("ts"),
+    )
     if columns.label is not None:
-        values = set(frame["label"].unique().to_list())  # raw values: 0.7 is not a label
-        if not values <= {0, 1}:
-            shown = sorted(values, key=str)[:5]
-            raise DinctlError(
-                f"{path}: label column {columns.label!r} must hold 0/1, got values {shown}"
-            )
-        frame = frame.with_columns(pl.col("label").cast(pl.Int8))
+        frame = frame.with_columns(_label_column(path, frame["label"], columns.label))
     return Interactions(frame=frame, inputs=(path,))
+
+
+def _label_column(path: Path, s: pl.Series, source: str) -> pl.Series:
+    if not (s.dtype.is_numeric() or s.dtype == pl.Boolean):
+        raise DinctlError(f"{path}: label column {source!r} has type {s.dtype}, expected 0/1")
+    values = set(s.unique().to_list())  # raw values: 0.7 is not a label
+    if not values <= {0, 1}:
+        shown = sorted(values, key=str)[:5]
+        raise DinctlError(f"{path}: label column {source!r} must hold 0/1, got values {shown}")
+    return s.cast(pl.Int8).alias("label")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import urllib.parse
 from dataclasses import dataclass
 
 from dinctl.errors import DinctlError
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,199}")
 
 # The 2014 Amazon release (McAuley et al.), per-category 5-core reviews + metadata: the paper's
 # source (the authors' `utils/0_download_raw.sh` fetches these two Electronics files from SNAP).
@@ -83,8 +87,46 @@ class Source:
     is_zip: bool = False
 
 
+def check_name(name: str, what: str) -> str:
+    """A name that becomes part of a path: letters, digits, `_.+-`, no `..`, no separators."""
+    if not _SAFE_NAME.fullmatch(name) or ".." in name:
+        raise DinctlError(
+            f"{what} {name!r} is not a safe file name: expected letters, digits and _ . + - only "
+            "(no path separators, no '..')",
+            hint="e.g. --category Electronics",
+        )
+    return name
+
+
+def check_url(url: str, flag: str) -> str:
+    """An http(s) URL with a host (and a valid port), or a one-line error naming `flag`."""
+    problem = None
+    if not url or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        problem = "it is empty or holds spaces or control characters"
+    else:
+        try:
+            parts = urllib.parse.urlsplit(url)
+            _ = parts.port  # raises on a port that is not a number in 0..65535
+        except ValueError as err:
+            problem = str(err)
+        else:
+            if parts.scheme.lower() not in ("http", "https"):
+                problem = f"expected http:// or https://, got {parts.scheme or 'no'} scheme"
+            elif not parts.hostname:
+                problem = "it has no host"
+    if problem is not None:
+        raise DinctlError(
+            f"{flag} {url!r} is not a valid URL: {problem}",
+            hint=f"e.g. {flag} https://host/path/",
+        )
+    return url
+
+
 def amazon_source(category: str = "Electronics", mirrors: tuple[str, ...] = ()) -> Source:
     """The 5-core review file and the metadata file of one 2014 Amazon category."""
+    check_name(category, "Amazon category")
+    for mirror in mirrors:
+        check_url(mirror, "--mirror")
     if category not in AMAZON_CATEGORIES and not mirrors:
         raise DinctlError(
             f"unknown Amazon category {category!r}: expected one of the 2014 release's "
@@ -105,6 +147,8 @@ def movielens_source(variant: str = "20m", mirrors: tuple[str, ...] = ()) -> Sou
             f"{', '.join(MOVIELENS_VARIANTS)}",
             hint="e.g. --variant 20m",
         )
+    for mirror in mirrors:
+        check_url(mirror, "--mirror")
     name = f"ml-{variant}.zip"
     bases = mirrors or MOVIELENS_MIRRORS
     remote = RemoteFile(name, tuple(_join(b, name) for b in bases), md5=MOVIELENS_MD5[variant])
@@ -118,6 +162,7 @@ def with_urls(source: Source, urls: tuple[str, ...]) -> Source:
     by_name = {f.name: f for f in source.files}
     chosen: dict[str, str] = {}
     for url in urls:
+        check_url(url, "--url")
         base = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
         if base in by_name:
             chosen[base] = url

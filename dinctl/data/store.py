@@ -1,17 +1,28 @@
 """The on-disk dataset contract (docs/formats.md): write it atomically, read it with validation.
 
 Layout of data/<dataset>/:
-  meta.json          format_version, dataset, protocol, seed, valid, counts, vocab, inputs, checksum
+  meta.json          format_version, dataset, protocol, seed, valid, counts, vocab, inputs,
+                     checksum, files ({name: {bytes, blake2b}} of every data file)
   items.parquet      item:int32 (1..N), raw_item:str, cate:int32 (1..C), cate_name:str, freq:int64
   sequences.parquet  user:int32 (1..U), raw_user:str, items, cates: list[int32], ts: list[int64]
   {train,valid,test}.parquet  user:int32, hist_len:int32, item:int32, cate:int32, label:int8
 Id 0 is padding everywhere. A sample's history is the first `hist_len` behaviours of its
 user's sequence; histories are never materialised per sample.
+
+Loading verifies each file against its recorded size and blake2b (hashed while it is read)
+and the values against the contract (ids within the vocabulary, labels 0/1, hist_len within
+the user's sequence, one row per user): a dataset edited after preprocessing is one line,
+before anything trains on it. Folders written before per-file checksums existed (no `files`
+in meta.json) load with the value checks only.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import os
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,9 +32,14 @@ from typing import Any
 import numpy as np
 
 from dinctl.errors import DinctlError
-from dinctl.fsutil import atomic_dir, read_json, sha256_file
+from dinctl.fsutil import atomic_dir, read_json, sha256_file, write_error
+from dinctl.locks import folder_lock
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # `files` (per-file checksums) is optional: older folders lack it
+READABLE_VERSIONS = (1,)
+REBUILD_HINT = (
+    "the dataset was changed after preprocessing: re-run `dinctl preprocess` with --overwrite"
+)
 SPLITS = ("train", "valid", "test")
 # zstd level 1: MovieLens-20M sequences write in ~3 s instead of ~9 s at the default level
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 1}
@@ -126,7 +142,7 @@ class Dataset:
                 f"unknown split {name!r}", hint=f"expected one of {', '.join(SPLITS)}"
             )
         if name not in self._splits:
-            self._splits[name] = _read_split(self.path, name)
+            self._splits[name] = _read_split(self.path, name, self.meta, self)
         return self._splits[name]
 
     def has_split(self, name: str) -> bool:
@@ -134,15 +150,11 @@ class Dataset:
 
     def items_frame(self) -> Any:
         """items.parquet as a polars DataFrame."""
-        import polars as pl
-
-        return pl.read_parquet(self.path / "items.parquet")
+        return _read_frame(self.path, "items.parquet", self.meta, list(ITEM_COLUMNS))
 
     def users_frame(self) -> Any:
         """(user, raw_user) as a polars DataFrame."""
-        import polars as pl
-
-        return pl.read_parquet(self.path / "sequences.parquet", columns=["user", "raw_user"])
+        return _read_frame(self.path, "sequences.parquet", self.meta, ["user", "raw_user"])
 
 
 def _require_columns(path: Path, columns: list[str], expected: tuple[str, ...]) -> None:
@@ -154,9 +166,66 @@ def _require_columns(path: Path, columns: list[str], expected: tuple[str, ...]) 
         )
 
 
-def _read_split(root: Path, name: str) -> Split:
+def file_digest(data: bytes) -> str:
+    """The fast per-file hash recorded in meta.json (blake2b, 128 bits)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _read_frame(root: Path, name: str, meta: dict[str, Any], columns: list[str]) -> Any:
+    """Read one data file, verified against meta.json's size and hash when it records them."""
     import polars as pl
 
+    path = root / name
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DinctlError(f"{path} does not exist", hint="re-run `dinctl preprocess`") from None
+    except OSError as err:
+        raise DinctlError(f"cannot read {path}: {err.strerror}") from None
+    recorded = (meta.get("files") or {}).get(name)
+    if isinstance(recorded, dict):
+        changed = len(data) != recorded.get("bytes") or file_digest(data) != recorded.get("blake2b")
+        # the authoritative record is the folder's sha256 `checksum`; the per-file entries are
+        # its fast path, so a file they disagree with is refused only if that disagrees too
+        if changed and dataset_checksum(root) != meta.get("checksum"):
+            what = (
+                f"{len(data)} bytes, meta.json records {recorded.get('bytes')}"
+                if len(data) != recorded.get("bytes")
+                else "its content hash differs from meta.json's"
+            )
+            raise DinctlError(
+                f"{path} was modified after preprocessing ({what})", hint=REBUILD_HINT
+            )
+    try:
+        df = pl.read_parquet(io.BytesIO(data))
+    except Exception:  # noqa: BLE001 - polars/arrow raise several types for a non-Parquet file
+        raise DinctlError(f"{path} is not a readable Parquet file", hint=REBUILD_HINT) from None
+    _require_columns(path, df.columns, tuple(columns))
+    for col in columns:
+        dtype = df.schema[col]
+        if col in ("raw_item", "raw_user", "cate_name"):
+            continue
+        inner = dtype.inner if isinstance(dtype, pl.List) else dtype  # type: ignore[attr-defined]
+        if not inner.is_integer():
+            raise DinctlError(
+                f"{path}: column {col!r} has type {dtype}, expected integers", hint=REBUILD_HINT
+            )
+    return df.select(columns)
+
+
+def _check_range(path: Path, col: str, values: np.ndarray, lo: int, hi: int, what: str) -> None:
+    """Every value in [lo, hi], or one line naming the file, column, row and value."""
+    if len(values) == 0:
+        return
+    bad = np.flatnonzero((values < lo) | (values > hi))
+    if len(bad):
+        raise DinctlError(
+            f"{path}: column {col!r} holds {values[bad[0]]} in row {bad[0] + 1}, expected {what}",
+            hint=REBUILD_HINT,
+        )
+
+
+def _read_split(root: Path, name: str, meta: dict[str, Any], ds: Dataset | None = None) -> Split:
     path = root / f"{name}.parquet"
     if not path.exists():
         hint = (
@@ -165,16 +234,66 @@ def _read_split(root: Path, name: str) -> Split:
             else "re-run `dinctl preprocess`"
         )
         raise DinctlError(f"split {name!r} is missing: {path} does not exist", hint=hint)
-    df = pl.read_parquet(path)
-    _require_columns(path, df.columns, SAMPLE_COLUMNS)
+    df = _read_frame(root, path.name, meta, list(SAMPLE_COLUMNS))
+    cols = {c: df[c].to_numpy() for c in SAMPLE_COLUMNS}
+    vocab = meta["vocab"]
+    _check_range(
+        path, "user", cols["user"], 1, vocab["user"] - 1, f"a user id in 1..{vocab['user'] - 1}"
+    )
+    _check_range(
+        path, "item", cols["item"], 1, vocab["item"] - 1, f"an item id in 1..{vocab['item'] - 1}"
+    )
+    _check_range(
+        path, "cate", cols["cate"], 1, vocab["cate"] - 1, f"a category id in 1..{vocab['cate'] - 1}"
+    )
+    _check_range(path, "label", cols["label"], 0, 1, "0 or 1")
+    _check_range(path, "hist_len", cols["hist_len"], 0, np.iinfo(np.int32).max, "≥ 0")
+    if ds is not None:
+        length = np.diff(ds.seq_offsets)[cols["user"]]  # (N,) each row's user's sequence length
+        bad = np.flatnonzero(cols["hist_len"] > length)
+        if len(bad):
+            i = bad[0]
+            raise DinctlError(
+                f"{path}: column 'hist_len' holds {cols['hist_len'][i]} in row {i + 1}, past the "
+                f"{length[i]} behaviours of user {cols['user'][i]}",
+                hint=REBUILD_HINT,
+            )
+        bad = np.flatnonzero(ds.item_cate[cols["item"]] != cols["cate"])
+        if len(bad):
+            i = bad[0]
+            raise DinctlError(
+                f"{path}: column 'cate' holds {cols['cate'][i]} in row {i + 1}, but item "
+                f"{cols['item'][i]} has category {ds.item_cate[cols['item'][i]]} in items.parquet",
+                hint=REBUILD_HINT,
+            )
     return Split(
         name=name,
-        user=df["user"].to_numpy().astype(np.int32, copy=False),
-        hist_len=df["hist_len"].to_numpy().astype(np.int32, copy=False),
-        item=df["item"].to_numpy().astype(np.int32, copy=False),
-        cate=df["cate"].to_numpy().astype(np.int32, copy=False),
-        label=df["label"].to_numpy().astype(np.float32),
+        user=cols["user"].astype(np.int32, copy=False),
+        hist_len=cols["hist_len"].astype(np.int32, copy=False),
+        item=cols["item"].astype(np.int32, copy=False),
+        cate=cols["cate"].astype(np.int32, copy=False),
+        label=cols["label"].astype(np.float32),
     )
+
+
+def check_trainable(dataset: Dataset, split: str = "train") -> None:
+    """Refuse a split that is empty or has one class (nothing to learn): one line naming it."""
+    data = dataset.split(split)
+    path = dataset.path / f"{split}.parquet"
+    if len(data) == 0:
+        raise DinctlError(
+            f"split {split!r} of {dataset.path} is empty ({path} has no rows)",
+            hint="preprocess more data, or with other settings (e.g. without --no-valid)",
+        )
+    positives = int(data.label.sum())
+    if positives in (0, len(data)):
+        kind = "positive" if positives else "negative"
+        raise DinctlError(
+            f"split {split!r} of {dataset.path} has only {kind} labels ({len(data)} rows of "
+            f"{path}): a classifier cannot learn from one class",
+            hint="check the label column of your log (or the rating threshold) and re-run "
+            "`dinctl preprocess`",
+        )
 
 
 def read_meta(path: Path) -> dict[str, Any]:
@@ -190,9 +309,9 @@ def read_meta(path: Path) -> dict[str, Any]:
             f"{meta_path} does not exist: {path} is not a dinctl dataset",
             hint="run `dinctl preprocess` first",
         )
-    meta = read_json(meta_path)
+    meta = read_json(meta_path, hint=REBUILD_HINT)
     version = meta.get("format_version") if isinstance(meta, dict) else None
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS or isinstance(version, bool):
         raise DinctlError(
             f"{meta_path} has format version {version!r}, expected {FORMAT_VERSION}",
             hint="re-run `dinctl preprocess` with --overwrite to rebuild it",
@@ -202,40 +321,82 @@ def read_meta(path: Path) -> dict[str, Any]:
             raise DinctlError(
                 f"{meta_path} lacks the key {key!r}", hint="re-run `dinctl preprocess`"
             )
+    vocab = meta["vocab"]
+    for key in ("user", "item", "cate"):
+        value = vocab.get(key) if isinstance(vocab, dict) else None
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < 2**31:
+            raise DinctlError(
+                f"{meta_path}: vocab.{key} is {value!r}, expected a positive integer",
+                hint=REBUILD_HINT,
+            )
+    if "files" in meta and not isinstance(meta["files"], dict):
+        raise DinctlError(f"{meta_path}: 'files' must be an object", hint=REBUILD_HINT)
     return meta
+
+
+def _item_table(path: Path, meta: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(item_cate, item_freq), each (N+1,), from items.parquet, validated."""
+    items = _read_frame(path, "items.parquet", meta, ["item", "cate", "freq"])
+    file = path / "items.parquet"
+    n_items = int(meta["vocab"]["item"]) - 1
+    if items.height != n_items:
+        raise DinctlError(
+            f"{file} has {items.height} rows, meta.json says {n_items} items",
+            hint="re-run `dinctl preprocess` with --overwrite",
+        )
+    ids = items["item"].to_numpy()
+    _check_range(file, "item", ids, 1, n_items, f"an item id in 1..{n_items}")
+    if len(np.unique(ids)) != len(ids):
+        raise DinctlError(f"{file} lists an item id twice", hint=REBUILD_HINT)
+    n_cates = int(meta["vocab"]["cate"]) - 1
+    cate = items["cate"].to_numpy()
+    _check_range(file, "cate", cate, 1, n_cates, f"a category id in 1..{n_cates}")
+    freq = items["freq"].to_numpy()
+    _check_range(file, "freq", freq, 0, np.iinfo(np.int64).max, "≥ 0")
+    item_cate = np.zeros(n_items + 1, dtype=np.int32)
+    item_freq = np.zeros(n_items + 1, dtype=np.int64)
+    item_cate[ids] = cate
+    item_freq[ids] = freq
+    return item_cate, item_freq
+
+
+def _sequence_table(path: Path, meta: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(offsets (U+2,), items (S,), cates (S,)) from sequences.parquet, validated."""
+    seq = _read_frame(path, "sequences.parquet", meta, ["user", "items", "cates"])
+    file = path / "sequences.parquet"
+    n_users = int(meta["vocab"]["user"]) - 1
+    users = seq["user"].to_numpy()
+    _check_range(file, "user", users, 1, n_users, f"a user id in 1..{n_users}")
+    uniq, counts = np.unique(users, return_counts=True)
+    if len(uniq) != len(users):
+        raise DinctlError(
+            f"{file} has user {uniq[counts > 1][0]} on {counts.max()} rows, expected one row "
+            "per user",
+            hint=REBUILD_HINT,
+        )
+    seq = seq.sort("user")
+    lens_items = seq["items"].list.len().fill_null(0).to_numpy()
+    if not np.array_equal(lens_items, seq["cates"].list.len().fill_null(0).to_numpy()):
+        raise DinctlError(f"{file}: 'items' and 'cates' differ in length", hint=REBUILD_HINT)
+    lengths = np.zeros(n_users + 2, dtype=np.int64)
+    lengths[seq["user"].to_numpy() + 1] = lens_items
+    offsets = np.cumsum(lengths)  # offsets[u] = start of user u; offsets[u+1] = its end
+    seq_items = seq["items"].explode().drop_nulls().to_numpy().astype(np.int32, copy=False)
+    seq_cates = seq["cates"].explode().drop_nulls().to_numpy().astype(np.int32, copy=False)
+    if len(seq_items) != offsets[-1] or len(seq_cates) != offsets[-1]:
+        raise DinctlError(f"{file}: a behaviour list holds a null", hint=REBUILD_HINT)
+    n_items, n_cates = int(meta["vocab"]["item"]) - 1, int(meta["vocab"]["cate"]) - 1
+    _check_range(file, "items", seq_items, 1, n_items, f"item ids in 1..{n_items}")
+    _check_range(file, "cates", seq_cates, 1, n_cates, f"category ids in 1..{n_cates}")
+    return offsets, seq_items, seq_cates
 
 
 def load_dataset(path: Path | str) -> Dataset:
     """Open a dataset folder written by `write_dataset`, validating its contract."""
-    import polars as pl
-
     path = Path(path)
     meta = read_meta(path)
-    for fname in ("items.parquet", "sequences.parquet"):
-        if not (path / fname).exists():
-            raise DinctlError(f"{path / fname} does not exist", hint="re-run `dinctl preprocess`")
-    items = pl.read_parquet(path / "items.parquet", columns=["item", "cate", "freq"])
-    n_items = int(meta["vocab"]["item"]) - 1
-    if items.height != n_items:
-        raise DinctlError(
-            f"{path / 'items.parquet'} has {items.height} rows, meta.json says {n_items} items",
-            hint="re-run `dinctl preprocess` with --overwrite",
-        )
-    item_cate = np.zeros(n_items + 1, dtype=np.int32)
-    item_freq = np.zeros(n_items + 1, dtype=np.int64)
-    ids = items["item"].to_numpy()
-    item_cate[ids] = items["cate"].to_numpy()
-    item_freq[ids] = items["freq"].to_numpy()
-
-    seq = pl.read_parquet(path / "sequences.parquet", columns=["user", "items", "cates"])
-    _require_columns(path / "sequences.parquet", seq.columns, ("user", "items", "cates"))
-    n_users = int(meta["vocab"]["user"]) - 1
-    seq = seq.sort("user")
-    lengths = np.zeros(n_users + 2, dtype=np.int64)
-    lengths[seq["user"].to_numpy() + 1] = seq["items"].list.len().to_numpy()
-    offsets = np.cumsum(lengths)  # offsets[u] = start of user u; offsets[u+1] = its end
-    seq_items = seq["items"].explode().drop_nulls().to_numpy().astype(np.int32, copy=False)
-    seq_cates = seq["cates"].explode().drop_nulls().to_numpy().astype(np.int32, copy=False)
+    item_cate, item_freq = _item_table(path, meta)
+    offsets, seq_items, seq_cates = _sequence_table(path, meta)
     return Dataset(
         path=path,
         meta=meta,
@@ -270,7 +431,7 @@ def write_dataset(
     overwrite: bool = False,
     late_meta: Callable[[], dict[str, Any]] | None = None,
 ) -> Path:
-    """Write a dataset folder atomically (temporary folder + rename); returns `out`.
+    """Write a dataset folder atomically (temporary folder + rename) under its lock; returns `out`.
 
     `items`, `sequences` and each split are polars DataFrames with the contract's columns;
     `meta` gets format_version and checksum filled in here, and the entries `late_meta()`
@@ -310,17 +471,37 @@ def write_dataset(
             pl.col("cate").cast(pl.Int32),
             pl.col("label").cast(pl.Int8),
         )
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with folder_lock(out, what="dataset"), atomic_dir(out, overwrite=overwrite) as tmp:
         # the files are independent and Polars releases the GIL: write them side by side
         with ThreadPoolExecutor(max_workers=2) as pool:
             jobs = [
-                pool.submit(df.write_parquet, tmp / f"{name}.parquet", **PARQUET_OPTIONS)
+                pool.submit(_write_frame, df, tmp / f"{name}.parquet", out / f"{name}.parquet")
                 for name, df in frames.items()
             ]
-            for job in jobs:
-                job.result()
+            files = dict(job.result() for job in jobs)
         if late_meta is not None:
             meta = {**meta, **late_meta()}
-        full = {"format_version": FORMAT_VERSION, **meta, "checksum": dataset_checksum(tmp)}
+        full = {
+            "format_version": FORMAT_VERSION,
+            **meta,
+            "checksum": dataset_checksum(tmp),
+            "files": dict(sorted(files.items())),
+        }
         (tmp / "meta.json").write_text(json.dumps(full, indent=2, sort_keys=False) + "\n")
     return out
+
+
+def _write_frame(df: Any, tmp: Path, final: Path) -> tuple[str, dict[str, Any]]:
+    """Write one Parquet file; returns (name, {bytes, blake2b}); a write error names `final`."""
+    try:
+        df.write_parquet(tmp, **PARQUET_OPTIONS)
+        data = tmp.read_bytes()
+    except OSError as err:
+        raise write_error(final, err) from None
+    except Exception as err:  # noqa: BLE001 - polars wraps I/O errors in its own types
+        code = re.search(r"os error (\d+)", str(err))
+        if code is None:
+            raise
+        errno_ = int(code.group(1))
+        raise write_error(final, OSError(errno_, os.strerror(errno_))) from None
+    return tmp.name, {"bytes": len(data), "blake2b": file_digest(data)}

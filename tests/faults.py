@@ -1,0 +1,284 @@
+"""Fault injection for tests: a loopback HTTP server, a full disk, denied writes, a lock holder.
+
+* `Server` / `Route`: a real HTTP server on 127.0.0.1 that serves bytes and can honour or
+  ignore Range and If-Range, send a strong ETag and Last-Modified, change the file between
+  requests, drop or reset the connection mid-body, answer error codes, or stall.
+* `no_space(monkeypatch, ...)`: writers that fail with ENOSPC (a tiny full file system).
+* `deny_writes(monkeypatch, root)`: creating anything under `root` fails with EACCES, as an
+  unwritable or read-only folder does (tests run as root, where chmod does not stop writes).
+* `LockHolder`: a second Python process holding a folder lock until released or killed.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import socket
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# ------------------------------------------------------------------------------ HTTP
+
+
+@dataclass
+class Route:
+    """What one path serves. `versions` replace `body` one per request after the first."""
+
+    body: bytes
+    fail: list[int] = field(default_factory=list)  # status codes answered first, one per request
+    drop_after: int | None = None  # bytes sent before the connection is closed
+    drops: int = 0  # how many responses are dropped that way (-1: every one)
+    ignore_range: bool = False
+    stall: bool = False
+    reset: bool = False  # end dropped responses with a TCP reset instead of a clean close
+    validators: bool = True  # send a strong ETag and Last-Modified derived from the body
+    weak_etag: bool = False  # send W/"..." (not usable in If-Range) and no Last-Modified
+    if_range: str = "honour"  # "honour", or "ignore" (206 whatever If-Range says)
+    versions: list[bytes] = field(default_factory=list)  # the body after each request, in turn
+    fixed_etag: str | None = None  # a lying server: the same ETag whatever the body
+
+    def etag(self) -> str:
+        tag = self.fixed_etag or f'"{hashlib.sha256(self.body).hexdigest()[:16]}"'
+        return f"W/{tag}" if self.weak_etag else tag
+
+    def last_modified(self) -> str:
+        return formatdate(1_600_000_000 + len(self.body) + self.body[:1].count(b"x"), usegmt=True)
+
+
+class Server:
+    """The loopback server; `log` holds (path, Range, If-Range) of every request."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Route] = {}
+        self.log: list[tuple[str, str | None, str | None]] = []
+        self.release = threading.Event()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                outer._serve(self)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def _serve(self, h: BaseHTTPRequestHandler) -> None:
+        rng, if_range = h.headers.get("Range"), h.headers.get("If-Range")
+        self.log.append((h.path, rng, if_range))
+        route = self.routes.get(h.path)
+        if route is None:
+            h.send_error(404, "Not Found")
+            return
+        if route.fail:
+            h.send_error(route.fail.pop(0))
+            return
+        if route.stall:
+            self.release.wait(10)
+            return
+        body, start = route.body, 0
+        etag, modified = route.etag(), route.last_modified()
+        if route.versions:  # the next request sees the next version of the file
+            route.body = route.versions.pop(0)
+        match = re.fullmatch(r"bytes=(\d+)-", rng or "")
+        fresh = if_range is None or if_range in (etag, modified) or route.if_range == "ignore"
+        if match and not route.ignore_range and fresh:
+            start = int(match.group(1))
+            if start >= len(body):
+                h.send_response(416)
+                h.send_header("Content-Range", f"bytes */{len(body)}")
+                h.send_header("Content-Length", "0")
+                h.end_headers()
+                return
+            h.send_response(206)
+            h.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            h.send_response(200)
+        if route.validators or route.weak_etag:
+            h.send_header("ETag", etag)
+        if route.validators and not route.weak_etag:
+            h.send_header("Last-Modified", modified)
+        h.send_header("Content-Length", str(len(body) - start))
+        h.end_headers()
+        self._send(h, route, body[start:])
+
+    @staticmethod
+    def _send(h: BaseHTTPRequestHandler, route: Route, payload: bytes) -> None:
+        if route.drops and route.drop_after is not None:
+            route.drops -= 1 if route.drops > 0 else 0
+            h.wfile.write(payload[: route.drop_after])
+            h.wfile.flush()
+            if route.reset:
+                linger = struct.pack("ii", 1, 0)
+                h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                h.connection.close()
+            else:
+                h.connection.shutdown(socket.SHUT_RDWR)
+            h.close_connection = True
+            return
+        h.wfile.write(payload)
+
+    def url(self, name: str) -> str:
+        return f"{self.base}/{name}"
+
+    def ranges(self, name: str) -> list[str | None]:
+        return [r for p, r, _ in self.log if p == f"/{name}"]
+
+    def if_ranges(self, name: str) -> list[str | None]:
+        return [i for p, _, i in self.log if p == f"/{name}"]
+
+    def close(self) -> None:
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+# ------------------------------------------------------------------------------ file systems
+
+
+def enospc(path: object = None) -> OSError:
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path) if path else None)
+
+
+def no_space(
+    monkeypatch: pytest.MonkeyPatch, *, after_bytes: int = 100, parquet: bool = True
+) -> list[str]:
+    """Make Parquet writes (and `Path.write_text`/`write_bytes`) fail with ENOSPC.
+
+    A Parquet writer first writes `after_bytes` bytes of its file (a partial file, as on a full
+    disk), then really writes to /dev/full, so the error is the one Polars raises for a full
+    disk. Returns the list of paths that failed.
+    """
+    import polars as pl
+
+    failed: list[str] = []
+    real = pl.DataFrame.write_parquet
+
+    def full_parquet(self: Any, file: Any, *args: Any, **kwargs: Any) -> None:
+        with open(file, "wb") as f:
+            f.write(b"PAR1" + b"\0" * after_bytes)
+        failed.append(str(file))
+        real(self, "/dev/full", *args, **kwargs)
+        raise enospc(file)  # /dev/full always fails; this is not reached
+
+    def full_text(self: Path, *args: Any, **kwargs: Any) -> int:
+        failed.append(str(self))
+        raise enospc(self)
+
+    if parquet:
+        monkeypatch.setattr(pl.DataFrame, "write_parquet", full_parquet)
+    else:
+        monkeypatch.setattr(Path, "write_text", full_text)
+        monkeypatch.setattr(Path, "write_bytes", full_text)
+    return failed
+
+
+def deny_writes(monkeypatch: pytest.MonkeyPatch, root: Path, *, code: int = errno.EACCES) -> None:
+    """Creating folders or files under `root` fails (permission denied / read-only)."""
+    root = Path(root).resolve()
+    real_mkdir, real_open = Path.mkdir, os.open
+
+    def inside(path: object) -> bool:
+        p = Path(os.fspath(path)).resolve()  # type: ignore[arg-type]
+        return p == root or root in p.parents
+
+    def mkdir(self: Path, *args: Any, **kwargs: Any) -> None:
+        if inside(self) and not (self.is_dir() and kwargs.get("exist_ok")):
+            raise OSError(code, os.strerror(code), str(self))
+        real_mkdir(self, *args, **kwargs)
+
+    def open_(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT) and inside(path):
+            raise OSError(code, os.strerror(code), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    def access(path: Any, mode: int, *args: Any, **kwargs: Any) -> bool:
+        return not (mode & os.W_OK and inside(path))
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    monkeypatch.setattr(os, "open", open_)
+    monkeypatch.setattr(os, "access", access)
+
+
+def fail_on(
+    monkeypatch: pytest.MonkeyPatch, target: Any, name: str, when: Callable[..., bool],
+    error: BaseException,
+) -> None:  # fmt: skip
+    """Patch `target.name` to raise `error` for calls where `when(*args)` holds."""
+    real = getattr(target, name)
+
+    def patched(*args: Any, **kwargs: Any) -> Any:
+        if when(*args):
+            raise error
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(target, name, patched)
+
+
+# ------------------------------------------------------------------------------ processes
+
+_HOLDER = """
+import sys, time
+from pathlib import Path
+from dinctl.locks import folder_lock
+with folder_lock(Path(sys.argv[1]), what=sys.argv[2], command="holder test"):
+    print("locked", flush=True)
+    sys.stdin.readline()
+"""
+
+
+class LockHolder:
+    """A second process that holds `folder`'s lock until `release()` (or `kill()`)."""
+
+    def __init__(self, folder: Path, what: str = "folder") -> None:
+        env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _HOLDER, str(folder), what],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line.strip() == "locked", line
+        self.pid = self.proc.pid
+
+    def release(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
+        self.proc.wait(30)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(30)
+
+
+@contextmanager
+def lock_held(folder: Path, what: str = "folder") -> Iterator[LockHolder]:
+    holder = LockHolder(folder, what)
+    try:
+        yield holder
+    finally:
+        if holder.proc.poll() is None:
+            holder.release()
