@@ -20,6 +20,7 @@ import numpy as np
 from dinctl import runs
 from dinctl.errors import DinctlError
 from dinctl.fsutil import atomic_file
+from dinctl.locks import folder_lock
 from dinctl.metrics import auc_score, log_loss, user_auc_details
 from dinctl.tables import Group, Table, build_table, model_cells
 
@@ -152,9 +153,10 @@ def score_run(run: OpenedRun, split: str, batch_size: int | None = None) -> RunM
             "score": prob,
         }
     )
-    with atomic_file(metrics.predictions_file) as tmp:
-        predictions.write_parquet(tmp)
-    runs.write_json(metrics.metrics_file, metrics.to_json())
+    with folder_lock(run.run_dir, what="run"):  # not while `train` or another evaluate writes it
+        with atomic_file(metrics.predictions_file) as tmp:
+            predictions.write_parquet(tmp)
+        runs.write_json(metrics.metrics_file, metrics.to_json())
     return metrics
 
 

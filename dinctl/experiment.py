@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from dinctl import runs as rf
 from dinctl.errors import DinctlError
+from dinctl.locks import folder_lock
 from dinctl.runs import (
     MANIFEST_FILE,
     MANIFEST_VERSION,
@@ -254,10 +255,23 @@ def run_experiment(
     log: Callable[[str], None] = _stderr,
 ) -> ExperimentResult:
     """Train and evaluate every run not already done, then write the table (resumable)."""
-    backend = backend or TorchBackend(settings.device)
     out = Path(settings.out)
     if out.exists() and not out.is_dir():
         raise DinctlError(f"{out} exists and is not a folder", hint="choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out, what="experiment"):  # one writer per experiment folder
+        backend = backend or TorchBackend(settings.device)
+        return _run_experiment(spec, settings, backend, progress, log)
+
+
+def _run_experiment(
+    spec: ExperimentSpec,
+    settings: ExperimentSettings,
+    backend: Backend,
+    progress: bool,
+    log: Callable[[str], None],
+) -> ExperimentResult:
+    out = Path(settings.out)
     checksum = backend.dataset_checksum(Path(settings.data))
     runs = plan_runs(spec, settings)
     previous = _previous_manifest(out, spec, checksum)

@@ -553,8 +553,8 @@ def test_a_run_that_failed_before_its_first_checkpoint_starts_again(
 @pytest.mark.parametrize(
     ("split", "label", "only", "why"),
     [
-        ("valid", 1, "clicks", "AUC is undefined"),
-        ("train", 0, "non-clicks", "a model cannot learn from one class"),
+        ("valid", 1, "positive", "its AUC is undefined, so no epoch can be chosen on it"),
+        ("train", 0, "negative", "a classifier cannot learn from one class"),
     ],
 )
 def test_a_split_of_one_class_is_refused_before_training(
@@ -580,8 +580,10 @@ def test_a_split_of_one_class_is_refused_before_training(
     run = tmp_path / "run"
     with pytest.raises(DinctlError) as err:
         train(quick(data, run), progress=False)
-    assert (
-        err.value.message == f"the {split} split {data / f'{split}.parquet'} has only {only}: {why}"
+    n = len(splits[split])
+    assert err.value.message == (
+        f"split {split!r} of {data} has only {only} labels ({n} rows of "
+        f"{data / f'{split}.parquet'}): {why}"
     )
     assert not run.exists()
 

@@ -288,9 +288,14 @@ def check_trainable(dataset: Dataset, split: str = "train") -> None:
     positives = int(data.label.sum())
     if positives in (0, len(data)):
         kind = "positive" if positives else "negative"
+        why = (
+            "a classifier cannot learn from one class"
+            if split == "train"
+            else "its AUC is undefined, so no epoch can be chosen on it"
+        )
         raise DinctlError(
             f"split {split!r} of {dataset.path} has only {kind} labels ({len(data)} rows of "
-            f"{path}): a classifier cannot learn from one class",
+            f"{path}): {why}",
             hint="check the label column of your log (or the rating threshold) and re-run "
             "`dinctl preprocess`",
         )

@@ -9,6 +9,7 @@ DistributedDataParallel; only rank 0 writes files.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -22,8 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from dinctl.data.batching import Batch, SplitTensors, WindowGatherer
-from dinctl.data.store import Dataset, load_dataset
+from dinctl.data.store import Dataset, check_trainable, load_dataset
 from dinctl.errors import DinctlError
+from dinctl.locks import folder_lock
 from dinctl.models import ModelConfig
 from dinctl.runs import BEST_FILE, CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE
 from dinctl.training import distributed as D
@@ -140,9 +142,18 @@ def train(
     try:
         with thread_policy(cfg.threads):
             cfg, device = _join_job(cfg, device, info)
-            return _train(cfg, device, info, resume, progress, on_step)
+            with _run_lock(Path(cfg.out), info):
+                return _train(cfg, device, info, resume, progress, on_step)
     finally:
         D.shutdown(info)
+
+
+def _run_lock(run_dir: Path, info: D.DistInfo) -> contextlib.AbstractContextManager[Any]:
+    """One writer per run folder: rank 0 holds its lock (the other ranks only read)."""
+    if info.rank != 0:
+        return contextlib.nullcontext()
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    return folder_lock(run_dir, what="run")
 
 
 def _join_job(
@@ -232,6 +243,8 @@ def _best_fields(cfg: TrainConfig, state: TrainState) -> dict[str, Any]:
 def setup_data(cfg: TrainConfig, device: torch.device, info: D.DistInfo) -> Data:
     """Load the dataset and move the train / valid rows and the behaviour CSR to `device`."""
     ds = load_dataset(cfg.data)
+    for split in ("train", "valid") if ds.has_split("valid") else ("train",):
+        check_trainable(ds, split)  # up front, before the run folder is written
     train_rows = SplitTensors(ds.split("train"))
     valid_rows = SplitTensors(ds.split("valid")) if ds.has_split("valid") else None
     if valid_rows is None:
@@ -240,32 +253,11 @@ def setup_data(cfg: TrainConfig, device: torch.device, info: D.DistInfo) -> Data
     to_device(train_rows, gatherer, device)
     if valid_rows is not None:
         to_device(valid_rows, gatherer, device)
-    if len(train_rows) == 0:
-        raise DinctlError(
-            f"the train split of {cfg.data} has no rows", hint="re-run `dinctl preprocess`"
-        )
-    check_both_classes(train_rows, "train", Path(cfg.data))
-    if valid_rows is not None:
-        check_both_classes(valid_rows, "valid", Path(cfg.data))
     freqs = {
         "item": torch.from_numpy(ds.item_freq).to(device),
         "cate": torch.from_numpy(ds.cate_sample_freq()).to(device),
     }
     return Data(ds, train_rows, valid_rows, gatherer, freqs)
-
-
-def check_both_classes(rows: SplitTensors, split: str, data: Path) -> None:
-    """Refuse up front, before the run folder is written, a split of clicks or non-clicks only:
-    nothing can be learnt from train, and no epoch can be chosen on valid (AUC undefined)."""
-    n_pos = int((rows.label > 0.5).sum())
-    if 0 < n_pos < len(rows):
-        return
-    only = "clicks" if n_pos else "non-clicks"
-    why = "a model cannot learn from one class" if split == "train" else "AUC is undefined"
-    raise DinctlError(
-        f"the {split} split {data / f'{split}.parquet'} has only {only}: {why}",
-        hint="re-run `dinctl preprocess` on data with both clicks and non-clicks",
-    )
 
 
 def run_config(cfg: TrainConfig, ds: Dataset) -> RunConfig:
