@@ -195,7 +195,21 @@ def test_movielens_user_split_sizes_and_disjointness() -> None:
 
 
 def test_movielens_full_size_split_is_100000_users() -> None:
-    assert round(ML_ALL_USERS * ML_TRAIN_USERS / ML_ALL_USERS) == 100_000
+    """The real split on ML-20M's 138,493 users: 100,000 train (10% of them validation)."""
+    n = ML_ALL_USERS
+    frame = pl.DataFrame(
+        {
+            "user": np.arange(n, dtype=np.int64),
+            "item": np.arange(n, dtype=np.int64) % 50,
+            "cate": ["g"] * n,
+            "ts": np.zeros(n, dtype=np.int64),
+            "label": (np.arange(n) % 2).astype(np.int8),
+        }
+    )
+    built, _ = build_user_split(frame, seed=1234)
+    users = {k: v["user"].n_unique() for k, v in built.splits.items()}
+    assert users["train"] + users["valid"] == ML_TRAIN_USERS == 100_000
+    assert users["valid"] == 10_000 and users["test"] == n - 100_000
 
 
 def test_movielens_history_is_earlier_ratings_ties_by_movie_id() -> None:
