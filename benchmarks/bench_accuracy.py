@@ -103,9 +103,7 @@ def run_dinctl(args: argparse.Namespace) -> dict[str, Any]:
     def predict(name: str) -> np.ndarray:
         model.eval()
         with torch.no_grad():
-            out = [
-                torch.sigmoid(model(b).logits) for b in iter_batches(rows[name], gatherer, 4096)
-            ]
+            out = [torch.sigmoid(model(b).logits) for b in iter_batches(rows[name], gatherer, 4096)]
         model.train()
         return torch.cat(out).numpy()
 
