@@ -13,10 +13,14 @@ epoch with the best validation user-weighted AUC, as mean ± std over the seeds,
     python benchmarks/bench_accuracy.py --raw ../shared/data/ml-latest-small.zip --seeds 1,2,3
     python benchmarks/bench_accuracy.py --amazon DIR --category Electronics --seeds 1,2,3
 
-`--dinctl KEY=VALUE` (repeatable) overrides a `ModelConfig` field of dinctl's side (e.g.
-`--dinctl act=prelu`), `--deepctr KEY=VALUE` one of DeepCTR-Torch's DIN arguments (e.g.
-`--deepctr att_activation=prelu`). Each training runs in its own subprocess with `--threads`
-intra-op threads (default 1).
+dinctl's side is DIN with `act = dice` and the other `ModelConfig` defaults; `--dinctl KEY=VALUE`
+(repeatable) overrides a field, e.g. the model before the accuracy work with `--dinctl
+mlp_act=same --dinctl dice_alpha_init=0.25 --dinctl linear_init=torch`, or the peers' layout
+with `--dinctl mlp_act=relu --dinctl init_std=1e-4 --dense-adam`. `--deepctr KEY=VALUE` sets one
+of DeepCTR-Torch's DIN arguments (e.g. `--deepctr att_activation=prelu`); its defaults here are
+its DIN's own (Dice in the activation unit, ReLU tower, embeddings and DNN weights N(0, 1e-4))
+with `l2_reg_embedding = 0` as on dinctl's side. Each training runs in its own subprocess with
+`--threads` intra-op threads (default 1).
 """
 
 from __future__ import annotations

@@ -219,6 +219,18 @@ EVAL_MODELS = {
     for name in MODEL_NAMES
     for act in ACTS
 }
+# tower and unit activations apart, the other init, the summed FM term
+EVAL_MODELS.update(
+    {
+        (name, f"{act}+{tower}"): randomised(
+            build_model(config(name, act=act, mlp_act=tower, linear_init="xavier"))
+        ).eval()
+        for name in ("din", "base")
+        for act, tower in (("dice", "prelu"), ("dice", "relu"), ("prelu", "dice"))
+    }
+)
+EVAL_MODELS[("deepfm", "sum-fm")] = randomised(build_model(config("deepfm", fm_pooling="sum")))
+EVAL_MODELS[("deepfm", "sum-fm")].eval()
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

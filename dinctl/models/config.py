@@ -40,15 +40,18 @@ class ModelConfig:
     n_cates: int
     emb_dim: int = 64  # per id; a behaviour is item ⊕ category = 2·emb_dim
     act: str = "prelu"  # prelu | dice | sigmoid | relu: the activation unit (and the MLP if same)
-    mlp_act: str = "same"  # the MLP tower's activation; "same" = `act`
+    # The tower's activation; "same" = `act`. PReLU, because Dice there (statistics over the
+    # batch's B rows) cost 0.006 user-weighted AUC on real Amazon rows; the peers and the
+    # authors' attention put Dice in the unit only.
+    mlp_act: str = "prelu"
     attn_softmax: bool = False  # the authors' scaled masked softmax; the paper has none
     use_item_ids: bool = True  # False = category embeddings only (Table 4 variant)
     attn_hidden: tuple[int, ...] = (80, 40)
     mlp_hidden: tuple[int, ...] = (200, 80)
     dice_eps: float = 1e-8
     dice_momentum: float = 0.1  # torch-BN convention: running = (1-m)·running + m·batch
-    dice_alpha_init: float = 0.25  # Dice's α (and PReLU's) at the start
-    linear_init: str = "torch"  # torch = nn.Linear's own; xavier = Xavier-normal, zero bias
+    dice_alpha_init: float = 0.0  # Dice's α (and PReLU's) at the start, 0 as in the authors' code
+    linear_init: str = "xavier"  # xavier = Xavier-normal, zero bias; torch = nn.Linear's own
     wide_buckets: int = 1 << 20  # cross-product rows of Wide&Deep's wide part
     wide_cross: str = "auto"  # auto: exact index when the cross fits, else a universal hash
     fm_pooling: str = "mean"  # DeepFM's history fields in the FM term: mean | sum
