@@ -63,7 +63,7 @@ def test_xavier_init_draws_weights_at_the_xavier_scale_and_zero_biases() -> None
 
 def test_defaults_are_the_measured_best_din() -> None:
     cfg = ModelConfig(model="din", n_users=3, n_items=50, n_cates=5, act="dice")
-    assert (cfg.tower_act, cfg.dice_alpha_init, cfg.linear_init) == ("prelu", 0.0, "xavier")
+    assert (cfg.tower_act, cfg.dice_alpha_init, cfg.linear_init) == ("prelu", 0.25, "torch")
     assert (cfg.fm_pooling, cfg.wide_cross) == ("mean", "auto")
 
 

@@ -50,8 +50,8 @@ class ModelConfig:
     mlp_hidden: tuple[int, ...] = (200, 80)
     dice_eps: float = 1e-8
     dice_momentum: float = 0.1  # torch-BN convention: running = (1-m)·running + m·batch
-    dice_alpha_init: float = 0.0  # Dice's α (and PReLU's) at the start, 0 as in the authors' code
-    linear_init: str = "xavier"  # xavier = Xavier-normal, zero bias; torch = nn.Linear's own
+    dice_alpha_init: float = 0.25  # Dice's α (and PReLU's) at the start; the peers start at 0
+    linear_init: str = "torch"  # torch = nn.Linear's own; xavier = Xavier-normal, zero bias
     wide_buckets: int = 1 << 20  # cross-product rows of Wide&Deep's wide part
     wide_cross: str = "auto"  # auto: exact index when the cross fits, else a universal hash
     fm_pooling: str = "mean"  # DeepFM's history fields in the FM term: mean | sum
