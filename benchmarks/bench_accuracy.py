@@ -14,9 +14,9 @@ epoch with the best validation user-weighted AUC, as mean ± std over the seeds,
     python benchmarks/bench_accuracy.py --amazon DIR --category Electronics --seeds 1,2,3
 
 dinctl's side is DIN with `act = dice` and the other `ModelConfig` defaults; `--dinctl KEY=VALUE`
-(repeatable) overrides a field, e.g. the model before the accuracy work (Dice in the tower
-too) with `--dinctl mlp_act=same`, or the peers' layout with `--dinctl mlp_act=relu --dinctl
-dice_alpha_init=0 --dinctl linear_init=xavier --dinctl init_std=1e-4 --dense-adam`. `--deepctr KEY=VALUE` sets one
+(repeatable) overrides a field, e.g. Dice in the activation unit only with `--dinctl
+mlp_act=prelu`, or the peers' layout with `--dinctl mlp_act=relu --dinctl dice_alpha_init=0
+--dinctl linear_init=xavier --dinctl init_std=1e-4 --dense-adam`. `--deepctr KEY=VALUE` sets one
 of DeepCTR-Torch's DIN arguments (e.g. `--deepctr att_activation=prelu`); its defaults here are
 its DIN's own (Dice in the activation unit, ReLU tower, embeddings and DNN weights N(0, 1e-4))
 with `l2_reg_embedding = 0` as on dinctl's side. Each training runs in its own subprocess with

@@ -61,9 +61,9 @@ def test_xavier_init_draws_weights_at_the_xavier_scale_and_zero_biases() -> None
     assert all(b is not None and bool((b != 0).any()) for b in biases)
 
 
-def test_defaults_are_the_measured_best_din() -> None:
+def test_defaults_keep_the_din_the_measurements_chose() -> None:
     cfg = ModelConfig(model="din", n_users=3, n_items=50, n_cates=5, act="dice")
-    assert (cfg.tower_act, cfg.dice_alpha_init, cfg.linear_init) == ("prelu", 0.25, "torch")
+    assert (cfg.tower_act, cfg.dice_alpha_init, cfg.linear_init) == ("dice", 0.25, "torch")
     assert (cfg.fm_pooling, cfg.wide_cross) == ("mean", "auto")
 
 
