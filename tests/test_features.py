@@ -81,6 +81,7 @@ def test_schema_round_trip(multi: Path) -> None:
     no_profile = [i + 1 for i, r in enumerate(raw) if int(r[1:]) % 10 == 0]
     assert len(no_profile) == 10 and not ds.user_table[no_profile].any()
     assert ds.user_table[[u for u in range(1, 101) if u not in no_profile]].min() >= 1
+    assert ds.meta["counts"]["users_without_profile"] == 10
     tr = ds.split("train")
     assert set(tr.fields) == {"brand", "slot", "hour", "price"}
     # a sample's candidate brand is its own event's brand (labelled log: rows are events)
@@ -530,6 +531,25 @@ def test_bad_inputs_are_one_line(tmp_path: Path) -> None:
         _cli("preprocess", "logs", log, "--out", out, "--schema", bad_toml),
         "cannot read schema file",
     )
+
+
+def test_profile_file_of_other_users_is_refused(tmp_path: Path) -> None:
+    log, _ = _bad_log(tmp_path)
+    users = tmp_path / "others.csv"
+    users.write_text("user,age\n7,20\n8,30\n")
+    result = _cli(
+        "preprocess",
+        "logs",
+        log,
+        "--out",
+        tmp_path / "out",
+        "--user-features",
+        users,
+        "--user-feature-cols",
+        "age",
+    )
+    _one_line_error(result, "no user of the log has a row in the user feature file")
+    assert not (tmp_path / "out").exists()
 
 
 def test_out_must_not_overlap_the_user_feature_file(tmp_path: Path) -> None:
