@@ -45,6 +45,25 @@ def test_train_dice_mba_json(tiny_dataset: Path, tmp_path: Path) -> None:
     )
 
 
+def test_the_peers_matched_din_is_reachable_with_flags(tiny_dataset: Path, tmp_path: Path) -> None:
+    """Dice in the activation unit, a ReLU tower, α from 0, Xavier linears (DeepCTR-Torch's)."""
+    from dinctl.inference import open_run
+    from dinctl.models.layers import Dice, _ReLU
+
+    out = tmp_path / "run"
+    flags = ["--act", "dice", "--mlp-act", "relu", "--dice-alpha-init", "0", "--linear-init"]
+    args = ["train", "--data", str(tiny_dataset), *flags, "xavier", "--out", str(out), *SMALL]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    model = json.loads((out / "config.json").read_text())["model"]
+    assert (model["act"], model["mlp_act"], model["linear_init"]) == ("dice", "relu", "xavier")
+    assert model["dice_alpha_init"] == 0.0
+    modules = list(open_run(out).model.modules())
+    assert any(isinstance(m, _ReLU) for m in modules) and any(isinstance(m, Dice) for m in modules)
+    bad = runner.invoke(app, ["train", "--data", str(tiny_dataset), "--mlp-act", "tanh"])
+    assert bad.exit_code == 2
+
+
 def test_train_prints_the_run_dir_on_stdout_and_a_summary_on_stderr(
     tiny_dataset: Path, tmp_path: Path
 ) -> None:
@@ -142,7 +161,7 @@ def test_error_messages_word_for_word(tiny_dataset: Path, tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     "args",
     [
-        ["--act", "relu"],
+        ["--act", "tanh"],
         ["--model", "gpt"],
         ["--reg", "l1"],
         ["--epochs", "0"],

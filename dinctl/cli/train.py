@@ -16,7 +16,7 @@ import typer
 
 from dinctl import choices
 from dinctl.choices import Activation as Act
-from dinctl.choices import Device, Optimizer, Recipe, SelectMetric
+from dinctl.choices import Device, LinearInit, MlpActivation, Optimizer, Recipe, SelectMetric
 from dinctl.choices import Model as ModelName
 from dinctl.choices import Regularizer as Reg
 from dinctl.cli.boundary import user_errors
@@ -51,7 +51,19 @@ DataOpt = Annotated[
 ]
 ModelOpt = Annotated[ModelName | None, _opt(f"Model. {_default('model')}")]
 ActOpt = Annotated[
-    Act | None, _opt(f"Activation in the MLPs and the activation unit. {_default('act')}")
+    Act | None, _opt(f"Activation of the activation unit (and the tower). {_default('act')}")
+]
+MlpActOpt = Annotated[
+    MlpActivation | None,
+    _opt(f"The MLP tower's activation (same = --act; the peers: relu). {_default('mlp_act')}"),
+]
+AlphaOpt = Annotated[
+    float | None,
+    _opt(f"Where Dice's / PReLU's α starts (the peers: 0). {_default('dice_alpha_init')}", min=0.0),
+]
+LinearInitOpt = Annotated[
+    LinearInit | None,
+    _opt(f"Linear layers' init (xavier: Xavier-normal, zero bias). {_default('linear_init')}"),
 ]
 RegOpt = Annotated[Reg | None, _opt(f"Regulariser (Table 4 of the paper). {_default('reg')}")]
 LambdaOpt = Annotated[
@@ -177,6 +189,9 @@ def train(
     batch_size: BatchOpt = None,
     emb_dim: EmbDimOpt = None,
     emb_init_std: InitOpt = None,
+    mlp_act: MlpActOpt = None,
+    dice_alpha_init: AlphaOpt = None,
+    linear_init: LinearInitOpt = None,
     max_len: MaxLenOpt = None,
     attn_softmax: SoftmaxOpt = None,
     no_item_ids: NoItemIdsOpt = False,
