@@ -68,6 +68,13 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class Split(str, Enum):
+    """The dataset split a command scores."""
+
+    test = "test"
+    valid = "valid"
+
+
 class SelectMetric(str, Enum):
     """The validation metric that picks the best epoch and drives early stopping."""
 
@@ -88,3 +95,4 @@ OPTIMIZERS = values(Optimizer)
 RECIPES = values(Recipe)
 DEVICES = values(Device)
 SELECT_METRICS = values(SelectMetric)
+SPLITS = values(Split)
