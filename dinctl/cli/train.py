@@ -35,8 +35,13 @@ def _by_recipe(name: str) -> str:
     return f"(default: from the recipe: {per})"
 
 
-def _opt(help_text: str, **kw: Any) -> Any:
-    return typer.Option(help=help_text, **kw)
+def _opt(help_text: str, *decls: str, **kw: Any) -> Any:
+    """typer.Option whose default, given as a trailing "(default: X)" in the help (None-valued
+    options take theirs from the config or the recipe), shows as `[default: X]` like the rest."""
+    text, sep, shown = help_text.rpartition(" (default: ")
+    if sep and shown.endswith(")"):
+        return typer.Option(*decls, help=text, show_default=shown[:-1], **kw)
+    return typer.Option(*decls, help=help_text, **kw)
 
 
 _LAMBDAS = ", ".join(f"{k} {v:g}" for k, v in REG_LAMBDA_DEFAULTS.items() if v)
@@ -119,9 +124,9 @@ MaxLenOpt = Annotated[
 ]
 SoftmaxOpt = Annotated[
     bool | None,
-    typer.Option(
+    _opt(
+        f"Softmax-normalise attention (the authors' code). {_default('attn_softmax')}",
         "--attn-softmax/--no-attn-softmax",
-        help=f"Softmax-normalise attention (the authors' code). {_default('attn_softmax')}",
     ),
 ]
 NoItemIdsOpt = Annotated[
@@ -130,21 +135,19 @@ NoItemIdsOpt = Annotated[
 ]
 BucketsOpt = Annotated[
     bool | None,
-    typer.Option(
+    _opt(
+        f"Batch rows of similar history length together. {_default('length_buckets')}",
         "--length-buckets/--no-length-buckets",
-        help=f"Batch rows of similar history length together. {_default('length_buckets')}",
     ),
 ]
 DeviceOpt = Annotated[Device | None, _opt(f"auto = cuda when available. {_default('device')}")]
 AmpOpt = Annotated[
     bool | None,
-    typer.Option(
-        "--amp/--no-amp", help=f"bf16 autocast on CUDA (ignored on CPU). {_default('amp')}"
-    ),
+    _opt(f"bf16 autocast on CUDA (ignored on CPU). {_default('amp')}", "--amp/--no-amp"),
 ]
 CompileOpt = Annotated[
     bool | None,
-    typer.Option("--compile/--no-compile", help=f"torch.compile the model. {_default('compile')}"),
+    _opt(f"torch.compile the model. {_default('compile')}", "--compile/--no-compile"),
 ]
 SeedOpt = Annotated[
     int | None, _opt(f"Seed of initialisation, order and dropout. {_default('seed')}")
