@@ -582,3 +582,39 @@ def test_out_must_not_overlap_the_user_feature_file(tmp_path: Path) -> None:
 def test_toml_schema_reads_like_the_flags() -> None:
     cols = columns_from_toml(LOGS / "schema.toml")
     assert cols == SCHEMA_COLUMNS
+
+
+def test_mba_uses_each_fields_own_frequency() -> None:
+    """Eq. (6)-(7) per field: a brand/user/context row's penalty divides by that field's n_j."""
+    from dinctl.training.regularizers import batch_ids, mba_penalty
+
+    model = build_model(_config("din"))
+    batch = _batch(3)
+    tables = model.sparse_tables()
+    freqs = {
+        name: torch.arange(1, v + 1, dtype=torch.float64)
+        for name, v in (
+            ("item", 31),
+            ("cate", 6),
+            ("brand", 7),
+            ("shop", 4),
+            ("age", 4),
+            ("gender", 3),
+            ("slot", 5),
+        )
+    }
+    got = mba_penalty(tables, batch, freqs, lam=2.0)
+    want = torch.zeros((), dtype=torch.float64)
+    for _, table, tag in tables:
+        ids, valid = batch_ids(batch, tag)
+        uniq = torch.unique(ids[valid])
+        field = tag.partition(".")[0].rpartition(":")[2]
+        w = table.weight[uniq].double()
+        want = want + (w.pow(2).sum(1) / freqs[field][uniq]).sum()
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-9)
+    ids, _ = batch_ids(batch, "beh:0:brand")
+    assert batch.cand_fields is not None and ids.shape[1] == 1 + batch.hist_mask.shape[1]
+    torch.testing.assert_close(ids[:, 0], batch.cand_fields[:, 0])
+    ids, _ = batch_ids(batch, "user:1:gender")
+    assert batch.user_fields is not None
+    torch.testing.assert_close(ids[:, 0], batch.user_fields[:, 1])
