@@ -476,7 +476,13 @@ def test_cli_flags_end_to_end_train_evaluate_visualize(tmp_path: Path) -> None:
     assert all(set(b["fields"]) == {"brand"} for b in shown["behaviours"])
     assert all(set(c["fields"]) == {"brand"} for c in shown["candidates"])
     # export / serve / predict support item/category runs only: one line
-    for args in (["export", run, "--out", tmp_path / "bundle"], ["serve", run]):
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text('{"user": "u001", "items": ["i001"]}\n')
+    for args in (
+        ["export", run, "--out", tmp_path / "bundle"],
+        ["serve", run],
+        ["predict", run, "--input", requests],
+    ):
         _one_line_error(_cli(*args), "export, serve and predict support item/category runs")
     assert not (tmp_path / "bundle").exists()
 
