@@ -27,6 +27,7 @@ from faults import (
     cli,
     download_movielens,
     manifest_files,
+    serve_one,
     stderr_lines,
     zip_of,
 )
@@ -46,6 +47,16 @@ def _policy(tries: int = 3, timeout_s: float = 5.0) -> tuple[dl.RetryPolicy, lis
 
 def _one(name: str, url: str, md5: str | None = None) -> Source:
     return Source("amazon", "Test", (RemoteFile(name, (url,), md5=md5),))
+
+
+def _leave_part(
+    folder: Path, data: bytes, server: Server, total: int, etag: str | None = None
+) -> None:
+    """A leftover f.bin.part holding `data`, with its resume state where `etag` is given."""
+    (folder / "f.bin.part").write_bytes(data)
+    if etag is not None:
+        state = {"url": server.url("f.bin"), "total": total, "etag": etag}
+        (folder / "f.bin.part.json").write_text(json.dumps(state))
 
 
 # ------------------------------------------------------------------------------ sources
@@ -103,8 +114,7 @@ def test_download_verifies_writes_manifest_and_skips_when_complete(
     server: Server, tmp_path: Path
 ) -> None:
     body = blob(300_000)
-    server.routes["/f.bin"] = Route(body)
-    source = _one("f.bin", server.url("f.bin"), md5=hashlib.md5(body).hexdigest())
+    source = serve_one(server, Route(body), md5_of=body)
     policy, _ = _policy()
     manifest = dl.download(source, tmp_path, policy=policy, progress=False)
     assert (tmp_path / "f.bin").read_bytes() == body
@@ -127,8 +137,7 @@ def test_download_verifies_writes_manifest_and_skips_when_complete(
 
 def test_drop_midway_keeps_part_then_resume_sends_range(server: Server, tmp_path: Path) -> None:
     body = blob(200_000, seed=1)
-    server.routes["/f.bin"] = Route(body, drop_after=70_000, drops=1)
-    source = _one("f.bin", server.url("f.bin"), md5=hashlib.md5(body).hexdigest())
+    source = serve_one(server, Route(body, drop_after=70_000, drops=1), md5_of=body)
     result = cli(
         "download", "amazon", "--category", "X", "--out", str(tmp_path), "--no-progress"
     )  # category X is unknown without --mirror: checked before any traffic
@@ -159,9 +168,8 @@ def test_drop_midway_keeps_part_then_resume_sends_range(server: Server, tmp_path
 
 def test_drop_then_resume_within_one_run(server: Server, tmp_path: Path) -> None:
     body = blob(150_000, seed=2)
-    server.routes["/f.bin"] = Route(body, drop_after=40_000, drops=2)
+    source = serve_one(server, Route(body, drop_after=40_000, drops=2), md5_of=body)
     policy, delays = _policy(tries=3)
-    source = _one("f.bin", server.url("f.bin"), md5=hashlib.md5(body).hexdigest())
     dl.download(source, tmp_path, policy=policy, progress=False)
     assert (tmp_path / "f.bin").read_bytes() == body
     assert server.ranges("f.bin") == [None, "bytes=40000-", "bytes=80000-"]
@@ -170,8 +178,7 @@ def test_drop_then_resume_within_one_run(server: Server, tmp_path: Path) -> None
 
 def test_connection_reset_midway_is_retried_with_range(server: Server, tmp_path: Path) -> None:
     body = blob(400_000, seed=8)
-    server.routes["/f.bin"] = Route(body, drop_after=100_000, drops=2, reset=True)
-    source = _one("f.bin", server.url("f.bin"), md5=hashlib.md5(body).hexdigest())
+    source = serve_one(server, Route(body, drop_after=100_000, drops=2, reset=True), md5_of=body)
     with pytest.raises(DinctlError) as err:
         dl.download(source, tmp_path, policy=_policy(tries=1)[0], progress=False)
     assert err.value.message == (
@@ -188,13 +195,9 @@ def test_connection_reset_midway_is_retried_with_range(server: Server, tmp_path:
 
 def test_server_ignoring_range_restarts_from_zero(server: Server, tmp_path: Path) -> None:
     body = blob(50_000, seed=3)
-    server.routes["/f.bin"] = Route(body, ignore_range=True)
-    part = tmp_path / "f.bin.part"
-    part.write_bytes(b"stale bytes from another file")
-    state = {"url": server.url("f.bin"), "total": len(body), "etag": '"x"'}
-    (tmp_path / "f.bin.part.json").write_text(json.dumps(state))
+    source = serve_one(server, Route(body, ignore_range=True), md5_of=body)
+    _leave_part(tmp_path, b"stale bytes from another file", server, len(body), etag='"x"')
     policy, _ = _policy()
-    source = _one("f.bin", server.url("f.bin"), md5=hashlib.md5(body).hexdigest())
     dl.download(source, tmp_path, policy=policy, progress=False)
     assert (tmp_path / "f.bin").read_bytes() == body  # not appended to the stale prefix
     assert server.ranges("f.bin") == ["bytes=29-"]
@@ -202,10 +205,9 @@ def test_server_ignoring_range_restarts_from_zero(server: Server, tmp_path: Path
 
 def test_a_part_without_resume_state_restarts_from_zero(server: Server, tmp_path: Path) -> None:
     body = blob(50_000, seed=3)
-    server.routes["/f.bin"] = Route(body)
-    (tmp_path / "f.bin.part").write_bytes(body[:100])  # no validator recorded: cannot resume
+    source = serve_one(server, Route(body), md5_of=body)
+    _leave_part(tmp_path, body[:100], server, len(body))  # no validator recorded: cannot resume
     policy, _ = _policy()
-    source = _one("f.bin", server.url("f.bin"), md5=hashlib.md5(body).hexdigest())
     dl.download(source, tmp_path, policy=policy, progress=False)
     assert (tmp_path / "f.bin").read_bytes() == body
     assert server.ranges("f.bin") == [None]
@@ -213,13 +215,9 @@ def test_a_part_without_resume_state_restarts_from_zero(server: Server, tmp_path
 
 def test_complete_part_answered_416_is_kept(server: Server, tmp_path: Path) -> None:
     body = blob(10_000, seed=4)
-    server.routes["/f.bin"] = Route(body)
-    (tmp_path / "f.bin.part").write_bytes(body)
-    etag = server.routes["/f.bin"].etag()
-    state = {"url": server.url("f.bin"), "total": len(body), "etag": etag}
-    (tmp_path / "f.bin.part.json").write_text(json.dumps(state))
+    source = serve_one(server, Route(body), md5_of=body)
+    _leave_part(tmp_path, body, server, len(body), etag=server.routes["/f.bin"].etag())
     policy, _ = _policy()
-    source = _one("f.bin", server.url("f.bin"), md5=hashlib.md5(body).hexdigest())
     dl.download(source, tmp_path, policy=policy, progress=False)
     assert (tmp_path / "f.bin").read_bytes() == body
     assert server.ranges("f.bin") == ["bytes=10000-"]
@@ -227,18 +225,18 @@ def test_complete_part_answered_416_is_kept(server: Server, tmp_path: Path) -> N
 
 def test_500_then_200_is_retried(server: Server, tmp_path: Path) -> None:
     body = blob(20_000, seed=5)
-    server.routes["/f.bin"] = Route(body, fail=[500, 503])
+    source = serve_one(server, Route(body, fail=[500, 503]))
     policy, delays = _policy(tries=3)
-    dl.download(_one("f.bin", server.url("f.bin")), tmp_path, policy=policy, progress=False)
+    dl.download(source, tmp_path, policy=policy, progress=False)
     assert (tmp_path / "f.bin").read_bytes() == body
     assert len(server.log) == 3 and delays == [1.0, 2.0]
 
 
 def test_500_every_time_gives_up_after_the_tries(server: Server, tmp_path: Path) -> None:
-    server.routes["/f.bin"] = Route(b"x", fail=[500, 500, 500])
+    source = serve_one(server, Route(b"x", fail=[500, 500, 500]))
     policy, delays = _policy(tries=3)
     with pytest.raises(DinctlError) as err:
-        dl.download(_one("f.bin", server.url("f.bin")), tmp_path, policy=policy, progress=False)
+        dl.download(source, tmp_path, policy=policy, progress=False)
     assert err.value.message == (
         f"cannot download {server.url('f.bin')}: HTTP 500 Internal Server Error (3 tries)"
     )
@@ -396,8 +394,7 @@ def test_wrong_bytes_are_kept_aside_as_corrupt(server: Server, tmp_path: Path) -
 
 def test_recorded_sha256_catches_a_changed_upstream(server: Server, tmp_path: Path) -> None:
     body = blob(4_000, seed=7)
-    server.routes["/f.bin"] = Route(body)
-    source = _one("f.bin", server.url("f.bin"))
+    source = serve_one(server, Route(body))
     policy, _ = _policy()
     dl.download(source, tmp_path, policy=policy, progress=False)
     recorded = hashlib.sha256(body).hexdigest()
