@@ -129,22 +129,7 @@ def finish(
             )
         summary["users_without_profile"] = missing
     vocab = {**built.vocab, **{name: len(s) + 1 for name, s in names.items()}}
-    values = (
-        pl.concat(
-            [
-                pl.DataFrame(
-                    {
-                        "field": [name] * len(s),
-                        "id": np.arange(1, len(s) + 1, dtype=np.int32),
-                        "raw": s,
-                    }
-                )
-                for name, s in names.items()
-            ]
-        )
-        if names
-        else None
-    )
+    values = _values_table(names) if names else None
     splits, stats = _standardise(built.splits, schema.numeric)
     if stats:
         summary["numeric"] = stats
@@ -157,6 +142,16 @@ def finish(
         schema=schema,
         users=users,
         values=values,
+    )
+
+
+def _values_table(names: dict[str, pl.Series]) -> pl.DataFrame:
+    """values.parquet: (field, id 1..V, raw value) of every extra categorical field."""
+    return pl.concat(
+        pl.DataFrame(
+            {"field": [name] * len(s), "id": np.arange(1, len(s) + 1, dtype=np.int32), "raw": s}
+        )
+        for name, s in names.items()
     )
 
 
