@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dinctl.data.vocab import read_vocab, user_target
 from dinctl.errors import DinctlError
 from dinctl.inference import OpenedRun
 from dinctl.plots.common import (
@@ -23,7 +24,6 @@ from dinctl.plots.common import (
     write_json,
 )
 from dinctl.runs import PLOTS_DIR
-from dinctl.vocab import read_vocab, user_target
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

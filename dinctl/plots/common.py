@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dinctl.data.vocab import Vocab, most_active_user
 from dinctl.fsutil import atomic_file
 from dinctl.inference import OpenedRun, open_run
-from dinctl.vocab import Vocab, most_active_user
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

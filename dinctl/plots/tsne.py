@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dinctl.data.vocab import read_vocab, user_target
 from dinctl.errors import DinctlError
 from dinctl.fsutil import atomic_file
 from dinctl.inference import OpenedRun
@@ -23,7 +24,6 @@ from dinctl.plots.common import (
     short,
 )
 from dinctl.runs import PLOTS_DIR
-from dinctl.vocab import read_vocab, user_target
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
