@@ -1,0 +1,399 @@
+"""Builders of the two public Taobao datasets (docs/protocols.md): raw CSV → data folder.
+
+taobao-ad (Alimama display ads, Tianchi 56): one sample per impression of raw_sample.csv;
+the candidate is the ad's (category, brand); the history is the user's behaviours of
+behavior_log.csv STRICTLY before the impression time. Days 1-7 (Beijing time) train, day 8
+test; validation is day 7 (a time rule, never the test day).
+
+The history join never materialises a history per impression: behaviours are sorted by
+(user, time) into one CSR array per user shard and each impression's history length is one
+`searchsorted` of its (user, time) key; only the behaviours that fall in some impression's
+last `max_len` are kept, so the stored sequences are bounded by the impressions × max_len
+and by the log, whichever is smaller, and the memory of a shard by the shard's rows.
+
+taobao (UserBehavior, Tianchi 649): each user's last behaviour is the positive target, one
+uniformly drawn other item the negative; the history is the behaviours before it (last
+`max_len` kept). Users whose last behaviour is in the latest 30% of users' last-behaviour
+times are the test users (the MIMN/UIC protocol), 10% of the others (seeded) validation.
+
+Ids: a candidate and a behaviour share the item vocabulary "category:brand" (the ad log has
+no item id in its behaviours), so DIN attends over the same ids the candidate carries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from dinctl.data import readers_taobao as rt
+from dinctl.data.builder import Built, hist_percentile
+from dinctl.errors import DinctlError
+
+DAY = 86_400
+AD_START = 1_494_000_000  # 2017-05-06 00:00 Beijing time: day 1 of raw_sample.csv
+TEST_DAY, VALID_DAY = 8, 7
+TEST_USER_FRACTION, VALID_USER_FRACTION = 0.3, 0.1
+MAX_SHARD_ROWS = 40_000_000  # behaviours per shard: bounds the memory of one join
+
+
+def history_lengths(
+    beh_user: np.ndarray, beh_ts: np.ndarray, imp_user: np.ndarray, imp_ts: np.ndarray
+) -> np.ndarray:
+    """(N,) for each impression, the number of its user's behaviours strictly before it.
+
+    `beh_user`/`beh_ts` (M,) must be sorted by (user, ts); users are ids ≥ 1. One composite
+    key user·span + (ts − t0) per row and one searchsorted (side="left": equal times excluded).
+    """
+    if len(imp_user) == 0:
+        return np.zeros(0, dtype=np.int64)
+    t0 = min(int(beh_ts.min()) if len(beh_ts) else 0, int(imp_ts.min()))
+    t1 = max(int(beh_ts.max()) if len(beh_ts) else 0, int(imp_ts.max()))
+    span = t1 - t0 + 1
+    top = max(int(beh_user.max()) if len(beh_user) else 0, int(imp_user.max())) + 1
+    if top * span >= 2**62:
+        raise DinctlError(
+            f"timestamps span {span} seconds: too wide to join",
+            hint="check the time_stamp columns (Unix seconds expected)",
+        )
+    beh_key = beh_user.astype(np.int64) * span + (beh_ts.astype(np.int64) - t0)  # (M,)
+    imp_key = imp_user.astype(np.int64) * span + (imp_ts.astype(np.int64) - t0)  # (N,)
+    before_all = np.searchsorted(beh_key, imp_key, side="left")  # rows with a smaller key
+    user_start = np.searchsorted(beh_key, imp_user.astype(np.int64) * span, side="left")
+    return (before_all - user_start).astype(np.int64)
+
+
+def keep_windows(
+    user_start: np.ndarray, hist: np.ndarray, max_len: int, n_rows: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(keep (M,) bool, new_hist (N,)): keep the behaviours in some impression's last
+    `max_len` before it; the new history length counts kept behaviours before the same point
+    (its last `max_len` are exactly the old window)."""
+    lo = user_start + np.maximum(hist - max_len, 0)  # (N,) window [lo, hi) in row space
+    hi = user_start + hist
+    delta = np.zeros(n_rows + 1, dtype=np.int64)
+    np.add.at(delta, lo, 1)
+    np.add.at(delta, hi, -1)
+    keep = np.cumsum(delta[:-1]) > 0  # (M,)
+    kept_before = np.concatenate([[0], np.cumsum(keep)])  # (M+1,)
+    return keep, kept_before[hi] - kept_before[user_start]
+
+
+@dataclass(frozen=True)
+class _Vocab:
+    users: pl.DataFrame  # raw user → uid (1..U), sorted by raw id
+    pairs: pl.DataFrame  # cate, brand (0 = none) → item (1..N)
+    cates: pl.DataFrame  # raw cate → cid (1..C)
+
+
+def _vocab(samples: pl.DataFrame, ads: pl.DataFrame, beh: Any) -> _Vocab:
+    """Dense ids: users of the impressions, (cate, brand) pairs of the ads and the log."""
+    users = samples.select(pl.col("user").unique().sort())
+    users = users.with_columns(pl.int_range(1, users.height + 1, dtype=pl.Int32).alias("uid"))
+    seen = (
+        beh.join(users.lazy(), on="user", how="semi")
+        .select("cate", pl.col("brand").fill_null(0))
+        .unique()
+        .collect(engine="streaming")
+    )
+    pairs = (
+        pl.concat([ads.select("cate", pl.col("brand").fill_null(0)), seen])
+        .unique()
+        .sort("cate", "brand")
+    )
+    pairs = pairs.with_columns(pl.int_range(1, pairs.height + 1, dtype=pl.Int32).alias("item"))
+    cates = pairs.select(pl.col("cate").unique().sort())
+    cates = cates.with_columns(pl.int_range(1, cates.height + 1, dtype=pl.Int32).alias("cid"))
+    return _Vocab(users, pairs, cates)
+
+
+def _ids(frame: Any, vocab: _Vocab) -> Any:
+    """Replace raw user, cate, brand by uid, item, cid (works lazily or eagerly)."""
+    return (
+        frame.with_columns(pl.col("brand").fill_null(0))
+        .join(vocab.users.lazy() if isinstance(frame, pl.LazyFrame) else vocab.users, on="user")
+        .join(vocab.pairs.lazy() if isinstance(frame, pl.LazyFrame) else vocab.pairs,
+              on=["cate", "brand"])  # fmt: skip
+        .join(vocab.cates.lazy() if isinstance(frame, pl.LazyFrame) else vocab.cates, on="cate")
+    )
+
+
+def _join_shard(beh: Any, imp: pl.DataFrame, max_len: int, path: Path
+                ) -> tuple[pl.DataFrame, np.ndarray]:  # fmt: skip
+    """One user shard: (kept behaviours uid, item, cid, ts sorted by uid/ts, hist (N,))."""
+    lf = beh.select("uid", "ts", "item", "cid", "_bad")
+    rows = rt.collect(lf, path, rt.BEHAVIOR_LOG).sort("uid", "ts", "item")
+    user, ts = rows["uid"].to_numpy(), rows["ts"].to_numpy()
+    imp_user, imp_ts = imp["uid"].to_numpy(), imp["ts"].to_numpy()
+    hist = history_lengths(user, ts, imp_user, imp_ts)  # (N,)
+    start = np.searchsorted(user, imp_user, side="left")  # (N,)
+    keep, new_hist = keep_windows(start, hist, max_len, len(rows))
+    return rows.filter(pl.Series(keep)), new_hist
+
+
+def _shards(path: Path) -> int:
+    """Shards by user: ~MAX_SHARD_ROWS behaviours each (≈ 32 bytes per CSV row)."""
+    return max(1, int(path.stat().st_size // 32 // MAX_SHARD_ROWS) + 1)
+
+
+def _read_ad_inputs(raw: Path) -> tuple[pl.DataFrame, pl.DataFrame, Any, dict[str, int]]:
+    """(impressions with ad fields, ads, behaviour scan, dropped counts)."""
+    ad_path = raw / rt.AD_FEATURE.name
+    ads = rt.collect(rt.scan(ad_path, rt.AD_FEATURE), ad_path, rt.AD_FEATURE)
+    dup = ads.filter(pl.col("adgroup").is_duplicated())
+    if dup.height:
+        raise DinctlError(
+            f"{ad_path}: adgroup_id {dup['adgroup'][0]} is listed {dup.height} times",
+            hint="each ad has one row in ad_feature.csv: download it again",
+        )
+    sample_path = raw / rt.RAW_SAMPLE.name
+    samples = rt.collect(rt.scan(sample_path, rt.RAW_SAMPLE), sample_path, rt.RAW_SAMPLE)
+    bad = samples.filter(~pl.col("clk").is_in([0, 1]) | (pl.col("clk") + pl.col("nonclk") != 1))
+    if bad.height:
+        raise DinctlError(
+            f"{sample_path}: clk={bad['clk'][0]}, nonclk={bad['nonclk'][0]} in a row of user "
+            f"{bad['user'][0]} at {bad['ts'][0]}, expected clk 0/1 and nonclk = 1 - clk",
+            hint=f"fix or remove that row of {sample_path.name}",
+        )
+    joined = samples.join(ads.select("adgroup", "cate", "brand"), on="adgroup", how="inner")
+    dropped = {"impressions of unknown ads": samples.height - joined.height}
+    beh_path = raw / rt.BEHAVIOR_LOG.name
+    beh = rt.scan(beh_path, rt.BEHAVIOR_LOG)
+    return joined, ads, beh, dropped
+
+
+def _frames(kept: pl.DataFrame, vocab: _Vocab, train: pl.DataFrame) -> tuple[pl.DataFrame, ...]:
+    """(items, sequences) frames of the dataset contract; n_j counts each training sample's
+    candidate plus every kept behaviour occurrence inside a training history."""
+    n_items, n_beh = vocab.pairs.height, kept.height
+    offsets = np.zeros(vocab.users.height + 1, dtype=np.int64)
+    np.cumsum(np.bincount(kept["uid"].to_numpy(), minlength=vocab.users.height + 1)[1:],
+              out=offsets[1:])  # fmt: skip
+    t_user, t_hist = train["uid"].to_numpy(), train["hist_len"].to_numpy()
+    per_slot = np.bincount(offsets[t_user - 1] + t_hist, minlength=n_beh + 1)  # (M+1,)
+    cs = np.concatenate([[0], np.cumsum(per_slot)])  # samples ending at or before a slot
+    beh_user = kept["uid"].to_numpy().astype(np.int64)
+    pos = np.arange(n_beh) - offsets[beh_user - 1]
+    after = cs[offsets[beh_user]] - cs[offsets[beh_user - 1] + pos + 1]  # samples with h > pos
+    freq = np.bincount(kept["item"].to_numpy(), weights=after, minlength=n_items + 1)
+    freq += np.bincount(train["item"].to_numpy(), minlength=n_items + 1)
+    cate_of = vocab.pairs.join(vocab.cates, on="cate").sort("item")
+    items = cate_of.select(
+        "item",
+        pl.format("{}:{}", "cate", "brand").alias("raw_item"),
+        pl.col("cid").alias("cate"),
+        pl.col("cate").cast(pl.Utf8).alias("cate_name"),
+        pl.Series("freq", freq[1:].astype(np.int64)),
+    )
+    seq = kept.group_by("uid", maintain_order=True).agg(
+        pl.col("item").alias("items"), pl.col("cid").alias("cates"), pl.col("ts")
+    )
+    sequences = (
+        vocab.users.join(seq, on="uid", how="left")
+        .select(
+            pl.col("uid").alias("user"),
+            pl.col("user").cast(pl.Utf8).alias("raw_user"),
+            pl.col("items").fill_null(pl.lit([], dtype=pl.List(pl.Int32))),
+            pl.col("cates").fill_null(pl.lit([], dtype=pl.List(pl.Int32))),
+            pl.col("ts").fill_null(pl.lit([], dtype=pl.List(pl.Int64))),
+        )
+        .sort("user")
+    )
+    return items, sequences
+
+
+def _summary(protocol: str, vocab: _Vocab, n_beh: int, splits: dict[str, pl.DataFrame]
+             ) -> dict[str, Any]:  # fmt: skip
+    hist = np.concatenate([df["hist_len"].to_numpy() for df in splits.values()])
+    return {
+        "protocol": protocol,
+        "users": vocab.users.height,
+        "items": vocab.pairs.height,
+        "categories": vocab.cates.height,
+        "behaviours": n_beh,
+        "samples": {k: df.height for k, df in splits.items()},
+        "positive_rate": {k: float(df["label"].mean()) if df.height else 0.0  # type: ignore[arg-type]
+                          for k, df in splits.items()},  # fmt: skip
+        "hist_len": {
+            "mean": float(hist.mean()) if len(hist) else 0.0,
+            "p50": hist_percentile(hist, 50),
+            "p99": hist_percentile(hist, 99),
+            "max": int(hist.max()) if len(hist) else 0,
+        },
+    }
+
+
+def build_taobao_ad(raw: Path, *, max_len: int, valid: bool, shards: int | None = None
+                    ) -> tuple[Built, dict[str, int]]:  # fmt: skip
+    """The four raw files of `raw` → (Built, dropped counts); see the module docstring."""
+    imp, ads, beh, dropped = _read_ad_inputs(raw)
+    vocab = _vocab(imp, ads, beh)
+    imp = _ids(imp, vocab).with_columns(
+        ((pl.col("ts") - AD_START) // DAY + 1).alias("day"), pl.col("clk").alias("label")
+    )
+    beh = _ids(beh.join(vocab.users.lazy(), on="user", how="semi"), vocab)
+    beh_path = raw / rt.BEHAVIOR_LOG.name
+    k = shards or _shards(beh_path)
+    kept_parts, imp_parts = [], []
+    for shard in range(k):
+        part = imp.filter(pl.col("uid") % k == shard)
+        rows, hist = _join_shard(beh.filter(pl.col("uid") % k == shard), part, max_len, beh_path)
+        kept_parts.append(rows.drop("_bad", strict=False))
+        imp_parts.append(part.with_columns(pl.Series("hist_len", hist)))
+    kept = pl.concat(kept_parts).sort("uid", "ts", "item")
+    imp = pl.concat(imp_parts).sort("uid", "ts", "line" if "line" in imp.columns else "uid")
+    splits = _day_splits(imp, valid)
+    items, sequences = _frames(kept, vocab, splits["train"].rename({"user": "uid"}))
+    built = Built(
+        items=items, sequences=sequences, splits=splits,
+        summary=_summary("days", vocab, kept.height, splits),
+        vocab={"user": vocab.users.height + 1, "item": vocab.pairs.height + 1,
+               "cate": vocab.cates.height + 1},
+    )  # fmt: skip
+    return built, dropped
+
+
+def _day_splits(imp: pl.DataFrame, valid: bool) -> dict[str, pl.DataFrame]:
+    """Days 1-7 train, day 8 test; day 7 validation unless `valid` is False."""
+    cols = [pl.col("uid").alias("user"), "hist_len", "item", pl.col("cid").alias("cate"), "label"]
+    test = imp.filter(pl.col("day") >= TEST_DAY)
+    rest = imp.filter(pl.col("day") < TEST_DAY)
+    if not valid:
+        return {"train": rest.select(cols), "test": test.select(cols)}
+    return {
+        "train": rest.filter(pl.col("day") < VALID_DAY).select(cols),
+        "valid": rest.filter(pl.col("day") == VALID_DAY).select(cols),
+        "test": test.select(cols),
+    }
+
+
+def build_taobao(path: Path, *, max_len: int, seed: int, valid: bool) -> Built:
+    """UserBehavior.csv → Built: last behaviour + one drawn negative per user (MIMN protocol)."""
+    df = rt.collect(rt.scan(path, rt.USER_BEHAVIOR), path, rt.USER_BEHAVIOR)
+    users = df.select(pl.col("user").unique().sort())
+    users = users.with_columns(pl.int_range(1, users.height + 1, dtype=pl.Int32).alias("uid"))
+    items = df.group_by("item").agg(pl.col("cate").first()).sort("item")
+    items = items.with_columns(pl.int_range(1, items.height + 1, dtype=pl.Int32).alias("iid"))
+    cates = items.select(pl.col("cate").unique().sort())
+    cates = cates.with_columns(pl.int_range(1, cates.height + 1, dtype=pl.Int32).alias("cid"))
+    items = items.join(cates, on="cate").sort("iid")
+    rows = (
+        df.join(users, on="user").join(items.select("item", "iid", "cid"), on="item")
+        .sort("uid", "ts", "line")
+    )  # the catalogue's category of an item (its first row's) everywhere, as the items table
+    uid, iid = rows["uid"].to_numpy(), rows["iid"].to_numpy()
+    n_users, n_items = users.height, items.height
+    if n_items < 2:
+        raise DinctlError(f"{path} holds {n_items} item(s): no negative can be drawn",
+                          hint="use the whole UserBehavior.csv")  # fmt: skip
+    end = np.searchsorted(uid, np.arange(1, n_users + 1), side="right")  # (U,) past each user
+    start = np.searchsorted(uid, np.arange(1, n_users + 1), side="left")
+    hist = end - start - 1  # (U,) the last behaviour is the target
+    rng = np.random.default_rng(seed)
+    target = iid[end - 1]
+    neg = rng.integers(1, n_items, size=n_users)  # 1..N-1, skip the target: uniform over others
+    neg = neg + (neg >= target)
+    keep, new_hist = keep_windows(start, hist, max_len, len(rows))
+    keep[end - 1] = False  # the target itself is no behaviour of the stored history
+    kept = rows.filter(pl.Series(keep))
+    cate_of = items["cid"].to_numpy()
+    cate_of = np.concatenate([[0], cate_of])
+    u = np.arange(1, n_users + 1, dtype=np.int32)
+    samples = pl.DataFrame({
+        "user": np.repeat(u, 2), "hist_len": np.repeat(new_hist, 2),
+        "item": np.stack([target, neg], 1).ravel(),
+        "label": np.tile(np.array([1, 0], dtype=np.int8), n_users),
+    }).with_columns(pl.Series("cate", cate_of[np.stack([target, neg], 1).ravel()]))  # fmt: skip
+    splits = _user_splits(samples, rows["ts"].to_numpy()[end - 1], seed, valid)
+    vocab = _Vocab(users, items.select(pl.col("cate"), pl.col("item").alias("brand"),
+                                       pl.col("iid").alias("item")), cates)  # fmt: skip
+    seq_items, seqs = _frames(kept.select("uid", "ts", pl.col("iid").alias("item"), "cid"),
+                              vocab, splits["train"].rename({"user": "uid"}))  # fmt: skip
+    seq_items = seq_items.with_columns(pl.col("raw_item").str.split(":").list.last())
+    return Built(items=seq_items, sequences=seqs, splits=splits,
+                 summary=_summary("last-behaviour", vocab, kept.height, splits),
+                 vocab={"user": n_users + 1, "item": n_items + 1, "cate": cates.height + 1})
+
+
+def _user_splits(samples: pl.DataFrame, last_ts: np.ndarray, seed: int, valid: bool
+                 ) -> dict[str, pl.DataFrame]:  # fmt: skip
+    """Test: users whose last behaviour is among the latest 30% (by time, ties by id);
+    validation: a seeded 10% of the others."""
+    n = len(last_ts)
+    order = np.lexsort((np.arange(n), last_ts))
+    test_user = np.zeros(n + 1, dtype=bool)
+    test_user[order[n - int(round(n * TEST_USER_FRACTION)):] + 1] = True
+    valid_user = np.zeros(n + 1, dtype=bool)
+    if valid:
+        rest = np.flatnonzero(~test_user[1:]) + 1
+        pick = np.random.default_rng(seed + 1).permutation(rest)
+        valid_user[pick[: int(round(len(rest) * VALID_USER_FRACTION))]] = True
+    user = samples["user"].to_numpy()
+    cols = ["user", "hist_len", "item", "cate", "label"]
+    out = {"train": samples.filter(pl.Series(~test_user[user] & ~valid_user[user])).select(cols)}
+    if valid:
+        out["valid"] = samples.filter(pl.Series(valid_user[user])).select(cols)
+    out["test"] = samples.filter(pl.Series(test_user[user])).select(cols)
+    return out
+
+
+def _write(built: Built, out: Path, *, dataset: str, inputs: list[Path], seed: int,
+           valid: bool, overwrite: bool, options: dict[str, Any],
+           dropped: dict[str, int]) -> dict[str, Any]:  # fmt: skip
+    from dinctl.data.store import write_dataset
+
+    summary = {"dataset": dataset, **built.summary, "dropped": dropped}
+    meta = {
+        "dataset": dataset,
+        "protocol": built.summary["protocol"],
+        "seed": seed,
+        "valid": valid,
+        "options": options,
+        "counts": summary,
+        "vocab": built.vocab,
+        "inputs": [{"name": p.name, "bytes": p.stat().st_size} for p in inputs],
+        "warnings": [],
+    }
+    write_dataset(out, meta=meta, items=built.items, sequences=built.sequences,
+                  splits=built.splits, overwrite=overwrite)  # fmt: skip
+    return summary
+
+
+def _guard(out: Path, inputs: list[tuple[str, Path]], overwrite: bool) -> None:
+    from dinctl.fsutil import check_disjoint, check_output_dir
+
+    check_disjoint(out, inputs)
+    check_output_dir(out, overwrite)
+
+
+def preprocess_taobao(raw: Path, out: Path, *, max_len: int = 200, seed: int = 1234,
+                      valid: bool = True, overwrite: bool = False) -> dict[str, Any]:  # fmt: skip
+    """UserBehavior.csv (or a folder holding it) → data folder; returns the summary."""
+    from dinctl.locks import folder_lock
+
+    path = raw / rt.USER_BEHAVIOR.name if raw.is_dir() else raw
+    _guard(out, [("raw input", raw)], overwrite)
+    with folder_lock(out, what="dataset"):
+        built = build_taobao(path, max_len=max_len, seed=seed, valid=valid)
+        return _write(built, out, dataset="taobao", inputs=[path], seed=seed, valid=valid,
+                      overwrite=overwrite, options={"max_len": max_len}, dropped={})  # fmt: skip
+
+
+def preprocess_taobao_ad(raw: Path, out: Path, *, max_len: int = 50, seed: int = 1234,
+                         valid: bool = True, overwrite: bool = False,
+                         shards: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """The four Alimama files in folder `raw` → data folder; returns the summary."""
+    from dinctl.locks import folder_lock
+
+    if not raw.is_dir():
+        raise DinctlError(f"raw folder {raw} does not exist",
+                          hint="run `dinctl download taobao-ad --from ...` first")  # fmt: skip
+    _guard(out, [("raw folder", raw)], overwrite)
+    with folder_lock(out, what="dataset"):
+        built, dropped = build_taobao_ad(raw, max_len=max_len, valid=valid, shards=shards)
+        inputs = [raw / f.name for f in rt.AD_FILES]
+        return _write(built, out, dataset="taobao-ad", inputs=inputs, seed=seed, valid=valid,
+                      overwrite=overwrite, options={"max_len": max_len}, dropped=dropped)
