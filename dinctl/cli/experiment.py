@@ -1,4 +1,4 @@
-"""`dinctl experiment table3 | table4`: the paper's comparisons as one resumable command."""
+"""`dinctl experiment table3 | table4 | table5`: the paper's comparisons as one resumable command."""
 
 from __future__ import annotations
 
@@ -128,3 +128,19 @@ def table4(
 ) -> None:
     """Table 4 + Fig. 4: BaseModel without item ids, and with none/dropout/filter/DiFacto/MBA."""
     _run("table4", data, out, seeds, epochs, recipe, batch_size, device, as_json)
+
+
+@app.command()
+@user_errors
+def table5(
+    data: Data = Path("data/taobao-ad"),
+    seeds: Seeds = 5,
+    epochs: Epochs = None,
+    recipe: RecipeOpt = None,
+    batch_size: BatchSize = None,
+    device: Device = None,
+    out: Annotated[Path, typer.Option("--out", help="Experiment folder.")] = Path("runs/table5"),
+    as_json: AsJson = False,
+) -> None:
+    """Table 5 on the Alimama display-ad data: Table 3's models plus DIN+MBA."""
+    _run("table5", data, out, seeds, epochs, recipe, batch_size, device, as_json)

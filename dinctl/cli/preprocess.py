@@ -1,4 +1,4 @@
-"""`dinctl preprocess amazon | movielens | logs | taobao | taobao-ad`: raw files → data/<dataset>/ (docs/protocols.md)"""
+"""`dinctl preprocess amazon | movielens | logs | taobao | taobao-ad` (docs/protocols.md)"""
 
 from __future__ import annotations
 

@@ -158,7 +158,9 @@ def scan(path: Path, fmt: CsvFormat) -> Any:
                 pl.when(empty).then(None).otherwise(raw).cast(pl.Int64, strict=False).alias(name)
             )
             bad = bad | (~empty & raw.cast(pl.Int64, strict=False).is_null())
-        elif kind == "btag":
+        else:  # a short (ragged) row leaves its last columns null
+            bad = bad | pl.col(name).is_null()
+        if kind == "btag":
             bad = bad | ~pl.col(name).is_in(list(BTAGS))
             mapping = {b: i for i, b in enumerate(BTAGS, start=1)}
             exprs.append(pl.col(name).replace_strict(mapping, default=0, return_dtype=pl.Int8))

@@ -115,8 +115,10 @@ def _ids(frame: Any, vocab: _Vocab) -> Any:
     return (
         frame.with_columns(pl.col("brand").fill_null(0))
         .join(vocab.users.lazy() if isinstance(frame, pl.LazyFrame) else vocab.users, on="user")
-        .join(vocab.pairs.lazy() if isinstance(frame, pl.LazyFrame) else vocab.pairs,
-              on=["cate", "brand"])  # fmt: skip
+        .join(
+            vocab.pairs.lazy() if isinstance(frame, pl.LazyFrame) else vocab.pairs,
+            on=["cate", "brand"],
+        )  # fmt: skip
         .join(vocab.cates.lazy() if isinstance(frame, pl.LazyFrame) else vocab.cates, on="cate")
     )
 
@@ -215,8 +217,10 @@ def _summary(protocol: str, vocab: _Vocab, n_beh: int, splits: dict[str, pl.Data
         "categories": vocab.cates.height,
         "behaviours": n_beh,
         "samples": {k: df.height for k, df in splits.items()},
-        "positive_rate": {k: float(df["label"].mean()) if df.height else 0.0  # type: ignore[arg-type]
-                          for k, df in splits.items()},  # fmt: skip
+        "positive_rate": {
+            k: float(df["label"].mean()) if df.height else 0.0  # type: ignore[arg-type]
+            for k, df in splits.items()
+        },  # fmt: skip
         "hist_len": {
             "mean": float(hist.mean()) if len(hist) else 0.0,
             "p50": hist_percentile(hist, 50),
@@ -281,7 +285,8 @@ def build_taobao(path: Path, *, max_len: int, seed: int, valid: bool) -> Built:
     cates = cates.with_columns(pl.int_range(1, cates.height + 1, dtype=pl.Int32).alias("cid"))
     items = items.join(cates, on="cate").sort("iid")
     rows = (
-        df.join(users, on="user").join(items.select("item", "iid", "cid"), on="item")
+        df.join(users, on="user")
+        .join(items.select("item", "iid", "cid"), on="item")
         .sort("uid", "ts", "line")
     )  # the catalogue's category of an item (its first row's) everywhere, as the items table
     uid, iid = rows["uid"].to_numpy(), rows["iid"].to_numpy()
@@ -313,9 +318,13 @@ def build_taobao(path: Path, *, max_len: int, seed: int, valid: bool) -> Built:
     seq_items, seqs = _frames(kept.select("uid", "ts", pl.col("iid").alias("item"), "cid"),
                               vocab, splits["train"].rename({"user": "uid"}))  # fmt: skip
     seq_items = seq_items.with_columns(pl.col("raw_item").str.split(":").list.last())
-    return Built(items=seq_items, sequences=seqs, splits=splits,
-                 summary=_summary("last-behaviour", vocab, kept.height, splits),
-                 vocab={"user": n_users + 1, "item": n_items + 1, "cate": cates.height + 1})
+    return Built(
+        items=seq_items,
+        sequences=seqs,
+        splits=splits,
+        summary=_summary("last-behaviour", vocab, kept.height, splits),
+        vocab={"user": n_users + 1, "item": n_items + 1, "cate": cates.height + 1},
+    )
 
 
 def _user_splits(samples: pl.DataFrame, last_ts: np.ndarray, seed: int, valid: bool
@@ -325,7 +334,7 @@ def _user_splits(samples: pl.DataFrame, last_ts: np.ndarray, seed: int, valid: b
     n = len(last_ts)
     order = np.lexsort((np.arange(n), last_ts))
     test_user = np.zeros(n + 1, dtype=bool)
-    test_user[order[n - int(round(n * TEST_USER_FRACTION)):] + 1] = True
+    test_user[order[n - int(round(n * TEST_USER_FRACTION)) :] + 1] = True
     valid_user = np.zeros(n + 1, dtype=bool)
     if valid:
         rest = np.flatnonzero(~test_user[1:]) + 1
@@ -395,5 +404,14 @@ def preprocess_taobao_ad(raw: Path, out: Path, *, max_len: int = 50, seed: int =
     with folder_lock(out, what="dataset"):
         built, dropped = build_taobao_ad(raw, max_len=max_len, valid=valid, shards=shards)
         inputs = [raw / f.name for f in rt.AD_FILES]
-        return _write(built, out, dataset="taobao-ad", inputs=inputs, seed=seed, valid=valid,
-                      overwrite=overwrite, options={"max_len": max_len}, dropped=dropped)
+        return _write(
+            built,
+            out,
+            dataset="taobao-ad",
+            inputs=inputs,
+            seed=seed,
+            valid=valid,
+            overwrite=overwrite,
+            options={"max_len": max_len},
+            dropped=dropped,
+        )
