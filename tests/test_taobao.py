@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 from typer.testing import CliRunner
 
@@ -67,7 +68,7 @@ def test_ad_history_holds_only_behaviours_strictly_before_the_impression(tmp_pat
     out = tmp_path / "ds"
     taobao.preprocess_taobao_ad(raw, out, max_len=50, valid=False)
     ds = load_dataset(out)
-    ts = np.asarray(ds.meta and __import__("polars").read_parquet(out / "sequences.parquet")["ts"][0])
+    ts = np.asarray(pl.read_parquet(out / "sequences.parquet")["ts"][0])
     assert ts.tolist() == [B + 50, B + 100, B + 200]  # the day-8 behaviour follows every impression
     train, test = ds.split("train"), ds.split("test")
     assert train.hist_len.tolist() == [1, 2, 3]  # at 100: only 50; at 150: 50, 100; at 300: all

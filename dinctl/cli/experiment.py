@@ -1,4 +1,4 @@
-"""`dinctl experiment table3 | table4 | table5`: the paper's comparisons as one resumable command."""
+"""`dinctl experiment table3 | table4 | table5`: the paper's comparisons, resumable."""
 
 from __future__ import annotations
 
