@@ -67,7 +67,7 @@ def _error(folder: Path) -> DinctlError:
 
 def test_meta_records_size_and_hash_of_every_file(data: Path) -> None:
     meta = json.loads((data / "meta.json").read_text())
-    assert meta["format_version"] == 1
+    assert meta["format_version"] == 2
     assert sorted(meta["files"]) == [
         "items.parquet", "sequences.parquet", "test.parquet", "train.parquet", "valid.parquet"
     ]  # fmt: skip

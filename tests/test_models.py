@@ -146,8 +146,10 @@ def test_config_round_trips_through_json() -> None:
 def test_config_errors_name_the_value() -> None:
     with pytest.raises(DinctlError, match="unknown model 'xgb'; expected one of din, base, lr"):
         config("xgb")
-    with pytest.raises(DinctlError, match="unknown activation 'relu'; expected one of prelu, dice"):
-        config("din", act="relu")
+    with pytest.raises(DinctlError, match="unknown activation 'tanh'; expected one of prelu, dice"):
+        config("din", act="tanh")
+    with pytest.raises(DinctlError, match="unknown mlp_act 'tanh'; expected one of same, prelu"):
+        config("din", mlp_act="tanh")
     with pytest.raises(DinctlError, match="n_items must be at least 1, got 0 instead"):
         config("din", n_items=0)
     with pytest.raises(DinctlError, match=r"unknown model config keys \['colour'\]"):
@@ -217,6 +219,18 @@ EVAL_MODELS = {
     for name in MODEL_NAMES
     for act in ACTS
 }
+# tower and unit activations apart, the other init, the summed FM term
+EVAL_MODELS.update(
+    {
+        (name, f"{act}+{tower}"): randomised(
+            build_model(config(name, act=act, mlp_act=tower, linear_init="xavier"))
+        ).eval()
+        for name in ("din", "base")
+        for act, tower in (("dice", "prelu"), ("dice", "relu"), ("prelu", "dice"))
+    }
+)
+EVAL_MODELS[("deepfm", "sum-fm")] = randomised(build_model(config("deepfm", fm_pooling="sum")))
+EVAL_MODELS[("deepfm", "sum-fm")].eval()
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -413,11 +427,10 @@ def test_wide_part_sees_only_crosses_of_valid_positions() -> None:
     model = build_model(config("wide-deep"))
     assert isinstance(model, WideDeep)
     batch = make_batch([5], [2], [[3, 8]], [[1, 4]], [[True, False]])
-    buckets = 97
-    valid_item = int(cross_hash(torch.tensor(3), torch.tensor(5), buckets))
-    valid_cate = int(cross_hash(torch.tensor(1), torch.tensor(2), buckets))
-    padded_item = int(cross_hash(torch.tensor(8), torch.tensor(5), buckets))
-    padded_cate = int(cross_hash(torch.tensor(4), torch.tensor(2), buckets))
+    valid_item = int(model.cross(torch.tensor(3), torch.tensor(5), N_ITEMS))
+    valid_cate = int(model.cross(torch.tensor(1), torch.tensor(2), N_CATES))
+    padded_item = int(model.cross(torch.tensor(8), torch.tensor(5), N_ITEMS))
+    padded_cate = int(model.cross(torch.tensor(4), torch.tensor(2), N_CATES))
     assert len({valid_item, padded_item}) == 2 and len({valid_cate, padded_cate}) == 2
     assert model.wide_item is not None
     with torch.no_grad():
@@ -455,23 +468,28 @@ def test_deepfm_fm_term_equals_brute_force_pairs() -> None:
     torch.testing.assert_close(DeepFM.fm(fields), brute)
 
 
-def test_deepfm_logit_is_bias_plus_linear_plus_fm_plus_deep() -> None:
-    model = randomised(build_model(config("deepfm"))).eval()
+@pytest.mark.parametrize("pooling", ["mean", "sum"])
+def test_deepfm_logit_is_bias_plus_linear_plus_fm_plus_deep(pooling: str) -> None:
+    """The deep part sees sum-pooled history fields; the FM part (first and second order) sees
+    them averaged over the valid behaviours (`fm_pooling = mean`) or summed."""
+    model = randomised(build_model(config("deepfm", fm_pooling=pooling))).eval()
     batch = random_batch(4, 3, seed=5)
     mask = batch.hist_mask.unsqueeze(-1)
+    n = batch.hist_mask.sum(1).clamp(min=1).float() if pooling == "mean" else torch.ones(4)
     f = [
         model.emb.item(batch.item),
         model.emb.cate(batch.cate),
         (model.emb.item(batch.hist_item) * mask).sum(1),
         (model.emb.cate(batch.hist_cate) * mask).sum(1),
     ]
-    fm = sum((f[i] * f[j]).sum(-1) for i in range(4) for j in range(i + 1, 4))
+    g = [f[0], f[1], f[2] / n[:, None], f[3] / n[:, None]]
+    fm = sum((g[i] * g[j]).sum(-1) for i in range(4) for j in range(i + 1, 4))
     lin = model.linear
     first = (
         lin.item(batch.item).squeeze(-1)
         + lin.cate(batch.cate).squeeze(-1)
-        + (lin.hist_item(batch.hist_item).squeeze(-1) * batch.hist_mask).sum(1)
-        + (lin.hist_cate(batch.hist_cate).squeeze(-1) * batch.hist_mask).sum(1)
+        + (lin.hist_item(batch.hist_item).squeeze(-1) * batch.hist_mask).sum(1) / n
+        + (lin.hist_cate(batch.hist_cate).squeeze(-1) * batch.hist_mask).sum(1) / n
     )
     deep = model.mlp(torch.cat(f, dim=-1)).squeeze(-1)
     torch.testing.assert_close(model(batch).logits, model.bias + first + fm + deep)

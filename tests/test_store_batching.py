@@ -91,7 +91,7 @@ def test_wrong_format_version(tmp_path: Path) -> None:
     meta = json.loads((out / "meta.json").read_text())
     meta["format_version"] = 999
     (out / "meta.json").write_text(json.dumps(meta))
-    with pytest.raises(DinctlError, match=r"has format version 999, expected 1"):
+    with pytest.raises(DinctlError, match=r"has format version 999, expected 1 or 2"):
         load_dataset(out)
 
 

@@ -3,12 +3,18 @@
 The history of a row is the last min(hist_len, max_len) behaviours before position hist_len
 of its user's sequence, left-aligned (oldest first, most recent at position L-1), padded with
 id 0 only up to the longest history in the batch.
+
+Datasets with more fields (dinctl/data/schema.py) add, in schema order: the extra behaviour
+fields of the history (B, T, F) and of the candidate (B, F), the user fields (B, U), the
+context fields (B, K) and the numeric fields (B, M); absent groups are None, so a two-field
+batch is exactly what it always was.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,21 +33,47 @@ class Batch:
     hist_cate: torch.Tensor  # (B, T) int64, 0 = padding
     hist_mask: torch.Tensor  # (B, T) bool, True = a real behaviour
     label: torch.Tensor  # (B,) float32
+    hist_fields: torch.Tensor | None = None  # (B, T, F) int64 extra behaviour fields, 0 = pad
+    cand_fields: torch.Tensor | None = None  # (B, F) int64 the candidate's extra fields
+    user_fields: torch.Tensor | None = None  # (B, U) int64, 0 = missing
+    context: torch.Tensor | None = None  # (B, K) int64
+    numeric: torch.Tensor | None = None  # (B, M) float32, standardised
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
-        return Batch(
-            **{
-                f.name: getattr(self, f.name).to(device, non_blocking=non_blocking)
-                for f in fields(self)
-            }
-        )
+        moved: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            moved[f.name] = None if value is None else value.to(device, non_blocking=non_blocking)
+        return Batch(**moved)
 
     def __len__(self) -> int:
         return int(self.item.shape[0])
 
 
+Rows = tuple[
+    torch.Tensor,
+    torch.Tensor,
+    torch.Tensor,
+    torch.Tensor,
+    torch.Tensor,
+    torch.Tensor | None,
+    torch.Tensor | None,
+    torch.Tensor | None,
+]
+
+
+def _stack(columns: list[np.ndarray], dtype: type) -> torch.Tensor | None:
+    """Columns (N,) each → (N, F) tensor, None without columns."""
+    if not columns:
+        return None
+    return torch.from_numpy(np.stack([c.astype(dtype) for c in columns], axis=1))
+
+
 class WindowGatherer:
     """Holds a dataset's behaviour CSR as tensors and cuts batch windows out of it."""
+
+    seq_fields: torch.Tensor | None
+    user_table: torch.Tensor | None
 
     def __init__(self, dataset: Dataset, max_len: int = 100) -> None:
         self.max_len = int(max_len)
@@ -51,6 +83,13 @@ class WindowGatherer:
         # one trailing zero so masked positions can safely index something
         self.seq_items = torch.from_numpy(np.concatenate([items, [0]]))  # (S+1,)
         self.seq_cates = torch.from_numpy(np.concatenate([cates, [0]]))  # (S+1,)
+        extra = [dataset.seq_fields[name] for name in dataset.schema.extra_behaviour]
+        stacked = _stack([np.concatenate([c, [0]]) for c in extra], np.int64)
+        self.seq_fields = stacked  # (S+1, F) | None
+        table = dataset.user_table
+        self.user_table = (
+            torch.from_numpy(table.astype(np.int64)) if table is not None else None
+        )  # (U+1, U_f) | None
 
     def gather(
         self,
@@ -59,8 +98,11 @@ class WindowGatherer:
         item: torch.Tensor,
         cate: torch.Tensor,
         label: torch.Tensor,
+        cand_fields: torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
+        numeric: torch.Tensor | None = None,
     ) -> Batch:
-        """Build a Batch from row tensors of one mini-batch (all shape (B,))."""
+        """Build a Batch from row tensors of one mini-batch ((B,) each; (B, F) the extras)."""
         user = user.long()
         hist_len = hist_len.long()
         length = hist_len.clamp(max=self.max_len)  # (B,)
@@ -77,31 +119,66 @@ class WindowGatherer:
             hist_cate=self.seq_cates[idx],  # (B, T)
             hist_mask=mask,
             label=label.float(),
+            hist_fields=self.seq_fields[idx] if self.seq_fields is not None else None,  # (B,T,F)
+            cand_fields=cand_fields.long() if cand_fields is not None else None,
+            user_fields=self.user_table[user] if self.user_table is not None else None,
+            context=context.long() if context is not None else None,
+            numeric=numeric.float() if numeric is not None else None,
         )
+
+    def to(self, device: torch.device) -> None:
+        """Move the CSR (and the user table) to `device`, so batches are gathered there."""
+        for name in ("offsets", "seq_items", "seq_cates", "seq_fields", "user_table"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value.to(device))
 
 
 class SplitTensors:
     """A split's rows as tensors, so batches are slices plus one gather."""
 
+    cand_fields: torch.Tensor | None
+    context: torch.Tensor | None
+    numeric: torch.Tensor | None
+
     def __init__(self, split: Split) -> None:
+        schema = split.schema
         self.name = split.name
         self.user = torch.from_numpy(split.user.astype(np.int64))
         self.hist_len = torch.from_numpy(split.hist_len.astype(np.int64))
         self.item = torch.from_numpy(split.item.astype(np.int64))
         self.cate = torch.from_numpy(split.cate.astype(np.int64))
         self.label = torch.from_numpy(split.label.astype(np.float32))
+        f = split.fields
+        self.cand_fields = _stack([f[n] for n in schema.extra_behaviour], np.int64)  # (N, F)
+        self.context = _stack([f[n] for n in schema.context], np.int64)  # (N, K)
+        self.numeric = _stack([f[n] for n in schema.numeric], np.float32)  # (N, M)
 
     def __len__(self) -> int:
         return int(self.user.shape[0])
 
-    def rows(self, index: torch.Tensor | slice) -> tuple[torch.Tensor, ...]:
+    def rows(self, index: torch.Tensor | slice) -> Rows:
+        """The arguments of `WindowGatherer.gather` for the rows at `index`."""
         return (
             self.user[index],
             self.hist_len[index],
             self.item[index],
             self.cate[index],
             self.label[index],
+            self.cand_fields[index] if self.cand_fields is not None else None,
+            self.context[index] if self.context is not None else None,
+            self.numeric[index] if self.numeric is not None else None,
         )
+
+    def to(self, device: torch.device) -> None:
+        """Move every row tensor to `device`."""
+        for name in ("user", "hist_len", "item", "cate", "label", *EXTRA_ROWS):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value.to(device))
+
+
+EXTRA_ROWS = ("cand_fields", "context", "numeric")
 
 
 def iter_batches(

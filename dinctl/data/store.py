@@ -4,10 +4,18 @@ Layout of data/<dataset>/:
   meta.json          format_version, dataset, protocol, seed, valid, counts, vocab, inputs,
                      checksum, files ({name: {bytes, blake2b}} of every data file)
   items.parquet      item:int32 (1..N), raw_item:str, cate:int32 (1..C), cate_name:str, freq:int64
-  sequences.parquet  user:int32 (1..U), raw_user:str, items, cates: list[int32], ts: list[int64]
-  {train,valid,test}.parquet  user:int32, hist_len:int32, item:int32, cate:int32, label:int8
-Id 0 is padding everywhere. A sample's history is the first `hist_len` behaviours of its
-user's sequence; histories are never materialised per sample.
+  sequences.parquet  user:int32 (1..U), raw_user:str, items, cates: list[int32], ts: list[int64],
+                     hist_<f>: list[int32] per extra behaviour field f (format 2)
+  {train,valid,test}.parquet  user:int32, hist_len:int32, item:int32, cate:int32, label:int8,
+                     <f>:int32 per extra behaviour (candidate) and context field,
+                     <f>:float32 per numeric field (format 2)
+  users.parquet      user:int32 (1..U), <f>:int32 per user field (format 2, only with user fields)
+  values.parquet     field:str, id:int32, raw:str: the raw value of every id of the extra
+                     categorical fields (format 2, only with extra fields)
+Id 0 is padding everywhere (and "missing" for user fields). A sample's history is the first
+`hist_len` behaviours of its user's sequence; histories are never materialised per sample.
+meta.json `schema` (dinctl/data/schema.py) names the fields; a version-1 folder has none and
+reads as behaviour (item, cate) only.
 
 Loading verifies each file against its recorded size and blake2b (hashed while it is read)
 and the values against the contract (ids within the vocabulary, labels 0/1, hist_len within
@@ -31,12 +39,13 @@ from typing import Any
 
 import numpy as np
 
+from dinctl.data.schema import FeatureSchema, field_vocab
 from dinctl.errors import DinctlError
 from dinctl.fsutil import atomic_dir, read_json, sha256_file, write_error
 from dinctl.locks import folder_lock
 
-FORMAT_VERSION = 1  # `files` (per-file checksums) is optional: older folders lack it
-READABLE_VERSIONS = (1,)
+FORMAT_VERSION = 2  # 2 adds `schema`; `files` (per-file checksums) is optional in both
+READABLE_VERSIONS = (1, 2)
 REBUILD_HINT = (
     "the dataset was changed after preprocessing: re-run `dinctl preprocess` with --overwrite"
 )
@@ -58,6 +67,9 @@ class Split:
     item: np.ndarray  # (N,) int32
     cate: np.ndarray  # (N,) int32
     label: np.ndarray  # (N,) float32
+    # extra columns by field name: candidate behaviour fields and context (int32), numeric (float32)
+    fields: dict[str, np.ndarray] = field(default_factory=dict)
+    schema: FeatureSchema = field(default_factory=FeatureSchema)
 
     def __len__(self) -> int:
         return int(self.user.shape[0])
@@ -74,6 +86,9 @@ class Dataset:
     seq_cates: np.ndarray  # (total_behaviours,) int32
     item_cate: np.ndarray  # (N+1,) int32, item_cate[0] == 0
     item_freq: np.ndarray  # (N+1,) int64, training frequency n_j, item_freq[0] == 0
+    schema: FeatureSchema = field(default_factory=FeatureSchema)
+    seq_fields: dict[str, np.ndarray] = field(default_factory=dict)  # extra behaviour: (S,) int32
+    user_table: np.ndarray | None = None  # (U+1, len(schema.user)) int32, row 0 zeros
     _splits: dict[str, Split] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -100,40 +115,48 @@ class Dataset:
         return out
 
     def cate_sample_freq(self) -> np.ndarray:
-        """(C+1,) n_c of Eq. (6) for category tables: the number of training samples whose
-        candidate or history holds category c, each sample counted once per category.
+        """(C+1,) n_c of Eq. (6) for category tables (see `field_sample_freq`)."""
+        return self.field_sample_freq("cate")
 
-        For each (user, category) first seen at position f, the user's samples with
-        hist_len > f contain it; a candidate adds its sample when its category is not already
-        among the first hist_len behaviours. Training rows have hist_len < the user's length.
+    def vocab_size(self, name: str) -> int:
+        """Ids + 1 of a categorical field (row count of its embedding table)."""
+        return int(self.meta["vocab"][name])
+
+    def field_sample_freq(self, name: str) -> np.ndarray:
+        """(V,) n_j of Eq. (6) for any categorical field but `item` (items.parquet has that):
+        the number of training samples whose features hold value j, each counted once.
+
+        Behaviour fields: for each (user, value) first seen at position f, the user's samples
+        with hist_len > f contain it; a candidate adds its sample when its value is not already
+        among the first hist_len behaviours. User and context fields: one per sample.
         """
-        n_c = self.n_cates + 1
+        n_c = self.vocab_size(name)
         out = np.zeros(n_c, dtype=np.int64)
         if not self.has_split("train"):
             return out
         tr = self.split("train")
-        offsets = self.seq_offsets  # (U+2,)
-        n_beh = int(self.seq_cates.shape[0])
-        beh_user = np.repeat(np.arange(offsets.shape[0] - 1), np.diff(offsets))  # (S,)
-        pos = np.arange(n_beh) - offsets[beh_user]  # (S,) position within the user
-        key = beh_user.astype(np.int64) * n_c + self.seq_cates  # (S,) (user, category)
-        order = np.argsort(key, kind="stable")  # ties keep position order
-        sorted_key = key[order]
-        first = np.ones(n_beh, dtype=bool)
-        first[1:] = sorted_key[1:] != sorted_key[:-1]
-        pair_key, pair_first = sorted_key[first], pos[order][first]  # (P,), (P,)
-        pair_user, pair_cate = pair_key // n_c, pair_key % n_c
-        slot = offsets[tr.user] + tr.hist_len  # (N,) each sample's (user, hist_len) slot
-        done = np.concatenate([[0], np.cumsum(np.bincount(slot, minlength=n_beh + 1))])
-        after = done[offsets[pair_user + 1]] - done[offsets[pair_user] + pair_first + 1]  # (P,)
-        out += np.bincount(pair_cate, weights=after, minlength=n_c).astype(np.int64)
-        cand_key = tr.user.astype(np.int64) * n_c + tr.cate  # (N,)
-        at = np.minimum(np.searchsorted(pair_key, cand_key), max(len(pair_key) - 1, 0))
-        found = (pair_key[at] == cand_key) if len(pair_key) else np.zeros(len(tr), dtype=bool)
-        in_hist = found & (pair_first[at] < tr.hist_len)
-        out += np.bincount(tr.cate[~in_hist], minlength=n_c)
+        if name in self.schema.user:
+            assert self.user_table is not None
+            col = self.user_table[tr.user, self.schema.user.index(name)]
+            out += np.bincount(col, minlength=n_c)
+        elif name in self.schema.context:
+            out += np.bincount(tr.fields[name], minlength=n_c)
+        else:
+            seq = self.seq_cates if name == "cate" else self.seq_fields[name]
+            cand = tr.cate if name == "cate" else tr.fields[name]
+            out += _behaviour_sample_freq(self.seq_offsets, seq, tr.user, tr.hist_len, cand, n_c)
         out[0] = 0
         return out
+
+    def value_names(self, name: str) -> list[str]:
+        """Raw value of every id 1.. of an extra categorical field (index 0 = id 1)."""
+        frame = _read_frame(self.path, "values.parquet", self.meta, ["field", "id", "raw"])
+        rows = frame.filter(frame["field"] == name).sort("id")
+        names = ["?"] * (self.vocab_size(name) - 1)
+        for i, raw in zip(rows["id"].to_list(), rows["raw"].to_list(), strict=True):
+            if 1 <= i <= len(names):
+                names[i - 1] = str(raw)
+        return names
 
     def split(self, name: str) -> Split:
         """Read one split (cached)."""
@@ -157,6 +180,38 @@ class Dataset:
         return _read_frame(self.path, "sequences.parquet", self.meta, ["user", "raw_user"])
 
 
+def _behaviour_sample_freq(
+    offsets: np.ndarray,
+    seq: np.ndarray,
+    user: np.ndarray,
+    hist_len: np.ndarray,
+    cand: np.ndarray,
+    n_c: int,
+) -> np.ndarray:
+    """(n_c,) samples holding each value of one behaviour field (its history or candidate)."""
+    out = np.zeros(n_c, dtype=np.int64)
+    n_beh = int(seq.shape[0])
+    beh_user = np.repeat(np.arange(offsets.shape[0] - 1), np.diff(offsets))  # (S,)
+    pos = np.arange(n_beh) - offsets[beh_user]  # (S,) position within the user
+    key = beh_user.astype(np.int64) * n_c + seq  # (S,) (user, value)
+    order = np.argsort(key, kind="stable")  # ties keep position order
+    sorted_key = key[order]
+    first = np.ones(n_beh, dtype=bool)
+    first[1:] = sorted_key[1:] != sorted_key[:-1]
+    pair_key, pair_first = sorted_key[first], pos[order][first]  # (P,), (P,)
+    pair_user, pair_val = pair_key // n_c, pair_key % n_c
+    slot = offsets[user] + hist_len  # (N,) each sample's (user, hist_len) slot
+    done = np.concatenate([[0], np.cumsum(np.bincount(slot, minlength=n_beh + 1))])
+    after = done[offsets[pair_user + 1]] - done[offsets[pair_user] + pair_first + 1]  # (P,)
+    out += np.bincount(pair_val, weights=after, minlength=n_c).astype(np.int64)
+    cand_key = user.astype(np.int64) * n_c + cand  # (N,)
+    at = np.minimum(np.searchsorted(pair_key, cand_key), max(len(pair_key) - 1, 0))
+    found = (pair_key[at] == cand_key) if len(pair_key) else np.zeros(len(user), dtype=bool)
+    in_hist = found & (pair_first[at] < hist_len)
+    out += np.bincount(cand[~in_hist], minlength=n_c)
+    return out
+
+
 def _require_columns(path: Path, columns: list[str], expected: tuple[str, ...]) -> None:
     missing = [c for c in expected if c not in columns]
     if missing:
@@ -171,7 +226,12 @@ def file_digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def _read_frame(root: Path, name: str, meta: dict[str, Any], columns: list[str]) -> Any:
+TEXT_COLUMNS = ("raw_item", "raw_user", "cate_name", "field", "raw")
+
+
+def _read_frame(
+    root: Path, name: str, meta: dict[str, Any], columns: list[str], floats: tuple[str, ...] = ()
+) -> Any:
     """Read one data file, verified against meta.json's size and hash when it records them."""
     import polars as pl
 
@@ -203,9 +263,11 @@ def _read_frame(root: Path, name: str, meta: dict[str, Any], columns: list[str])
     _require_columns(path, df.columns, tuple(columns))
     for col in columns:
         dtype = df.schema[col]
-        if col in ("raw_item", "raw_user", "cate_name"):
+        if col in TEXT_COLUMNS:
             continue
         inner = dtype.inner if isinstance(dtype, pl.List) else dtype  # type: ignore[attr-defined]
+        if col in floats and inner.is_numeric():
+            continue
         if not inner.is_integer():
             raise DinctlError(
                 f"{path}: column {col!r} has type {dtype}, expected integers", hint=REBUILD_HINT
@@ -234,9 +296,28 @@ def _read_split(root: Path, name: str, meta: dict[str, Any], ds: Dataset | None 
             else "re-run `dinctl preprocess`"
         )
         raise DinctlError(f"split {name!r} is missing: {path} does not exist", hint=hint)
-    df = _read_frame(root, path.name, meta, list(SAMPLE_COLUMNS))
+    schema = FeatureSchema.from_dict(meta.get("schema"))
+    extra = list(schema.sample_columns())
+    df = _read_frame(root, path.name, meta, [*SAMPLE_COLUMNS, *extra], floats=schema.numeric)
     cols = {c: df[c].to_numpy() for c in SAMPLE_COLUMNS}
     vocab = meta["vocab"]
+    fields: dict[str, np.ndarray] = {}
+    for name in (*schema.extra_behaviour, *schema.context):
+        values = df[name].to_numpy()
+        hi = int(vocab[name]) - 1
+        _check_range(path, name, values, 1 if name in schema.behaviour else 0, hi,
+                     f"a {name} id in 0..{hi}")  # fmt: skip
+        fields[name] = values.astype(np.int32, copy=False)
+    for name in schema.numeric:
+        values = df[name].cast(float).to_numpy().astype(np.float32)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if len(bad):
+            raise DinctlError(
+                f"{path}: column {name!r} holds {values[bad[0]]} in row {bad[0] + 1}, expected "
+                "a finite number",
+                hint=REBUILD_HINT,
+            )
+        fields[name] = values
     _check_range(
         path, "user", cols["user"], 1, vocab["user"] - 1, f"a user id in 1..{vocab['user'] - 1}"
     )
@@ -273,6 +354,8 @@ def _read_split(root: Path, name: str, meta: dict[str, Any], ds: Dataset | None 
         item=cols["item"].astype(np.int32, copy=False),
         cate=cols["cate"].astype(np.int32, copy=False),
         label=cols["label"].astype(np.float32),
+        fields=fields,
+        schema=schema,
     )
 
 
@@ -318,7 +401,8 @@ def read_meta(path: Path) -> dict[str, Any]:
     version = meta.get("format_version") if isinstance(meta, dict) else None
     if version not in READABLE_VERSIONS or isinstance(version, bool):
         raise DinctlError(
-            f"{meta_path} has format version {version!r}, expected {FORMAT_VERSION}",
+            f"{meta_path} has format version {version!r}, expected "
+            f"{' or '.join(map(str, READABLE_VERSIONS))}",
             hint="re-run `dinctl preprocess` with --overwrite to rebuild it",
         )
     for key in ("vocab", "counts", "checksum"):
@@ -336,6 +420,10 @@ def read_meta(path: Path) -> dict[str, Any]:
             )
     if "files" in meta and not isinstance(meta["files"], dict):
         raise DinctlError(f"{meta_path}: 'files' must be an object", hint=REBUILD_HINT)
+    try:
+        field_vocab(FeatureSchema.from_dict(meta.get("schema")), vocab)
+    except DinctlError as err:
+        raise DinctlError(f"{meta_path}: {err.message}", hint=REBUILD_HINT) from None
     return meta
 
 
@@ -365,9 +453,12 @@ def _item_table(path: Path, meta: dict[str, Any]) -> tuple[np.ndarray, np.ndarra
     return item_cate, item_freq
 
 
-def _sequence_table(path: Path, meta: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(offsets (U+2,), items (S,), cates (S,)) from sequences.parquet, validated."""
-    seq = _read_frame(path, "sequences.parquet", meta, ["user", "items", "cates"])
+def _sequence_table(
+    path: Path, meta: dict[str, Any], schema: FeatureSchema
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """(offsets (U+2,), items (S,), cates (S,), {extra field: (S,)}) from sequences.parquet."""
+    extra = {f"hist_{name}": name for name in schema.extra_behaviour}
+    seq = _read_frame(path, "sequences.parquet", meta, ["user", "items", "cates", *extra])
     file = path / "sequences.parquet"
     n_users = int(meta["vocab"]["user"]) - 1
     users = seq["user"].to_numpy()
@@ -381,27 +472,51 @@ def _sequence_table(path: Path, meta: dict[str, Any]) -> tuple[np.ndarray, np.nd
         )
     seq = seq.sort("user")
     lens_items = seq["items"].list.len().fill_null(0).to_numpy()
-    if not np.array_equal(lens_items, seq["cates"].list.len().fill_null(0).to_numpy()):
-        raise DinctlError(f"{file}: 'items' and 'cates' differ in length", hint=REBUILD_HINT)
+    for col in ("cates", *extra):
+        if not np.array_equal(lens_items, seq[col].list.len().fill_null(0).to_numpy()):
+            raise DinctlError(f"{file}: 'items' and {col!r} differ in length", hint=REBUILD_HINT)
     lengths = np.zeros(n_users + 2, dtype=np.int64)
     lengths[seq["user"].to_numpy() + 1] = lens_items
     offsets = np.cumsum(lengths)  # offsets[u] = start of user u; offsets[u+1] = its end
-    seq_items = seq["items"].explode().drop_nulls().to_numpy().astype(np.int32, copy=False)
-    seq_cates = seq["cates"].explode().drop_nulls().to_numpy().astype(np.int32, copy=False)
-    if len(seq_items) != offsets[-1] or len(seq_cates) != offsets[-1]:
-        raise DinctlError(f"{file}: a behaviour list holds a null", hint=REBUILD_HINT)
-    n_items, n_cates = int(meta["vocab"]["item"]) - 1, int(meta["vocab"]["cate"]) - 1
-    _check_range(file, "items", seq_items, 1, n_items, f"item ids in 1..{n_items}")
-    _check_range(file, "cates", seq_cates, 1, n_cates, f"category ids in 1..{n_cates}")
-    return offsets, seq_items, seq_cates
+    lists = {}
+    for col, name in {"items": "item", "cates": "cate", **extra}.items():
+        values = seq[col].explode().drop_nulls().to_numpy().astype(np.int32, copy=False)
+        if len(values) != offsets[-1]:
+            raise DinctlError(f"{file}: a behaviour list holds a null", hint=REBUILD_HINT)
+        hi = int(meta["vocab"][name]) - 1
+        _check_range(file, col, values, 1, hi, f"{name} ids in 1..{hi}")
+        lists[name] = values
+    fields = {name: lists[name] for name in schema.extra_behaviour}
+    return offsets, lists["item"], lists["cate"], fields
+
+
+def _user_table(path: Path, meta: dict[str, Any], schema: FeatureSchema) -> np.ndarray | None:
+    """(U+1, F) user field ids from users.parquet (row 0 and users it lacks: 0), validated."""
+    if not schema.user:
+        return None
+    frame = _read_frame(path, "users.parquet", meta, ["user", *schema.user])
+    file = path / "users.parquet"
+    n_users = int(meta["vocab"]["user"]) - 1
+    users = frame["user"].to_numpy()
+    _check_range(file, "user", users, 1, n_users, f"a user id in 1..{n_users}")
+    if len(np.unique(users)) != len(users):
+        raise DinctlError(f"{file} lists a user twice", hint=REBUILD_HINT)
+    table = np.zeros((n_users + 1, len(schema.user)), dtype=np.int32)
+    for k, name in enumerate(schema.user):
+        values = frame[name].to_numpy()
+        hi = int(meta["vocab"][name]) - 1
+        _check_range(file, name, values, 0, hi, f"a {name} id in 0..{hi}")
+        table[users, k] = values
+    return table
 
 
 def load_dataset(path: Path | str) -> Dataset:
     """Open a dataset folder written by `write_dataset`, validating its contract."""
     path = Path(path)
     meta = read_meta(path)
+    schema = FeatureSchema.from_dict(meta.get("schema"))
     item_cate, item_freq = _item_table(path, meta)
-    offsets, seq_items, seq_cates = _sequence_table(path, meta)
+    offsets, seq_items, seq_cates, seq_fields = _sequence_table(path, meta, schema)
     return Dataset(
         path=path,
         meta=meta,
@@ -410,6 +525,9 @@ def load_dataset(path: Path | str) -> Dataset:
         seq_cates=seq_cates,
         item_cate=item_cate,
         item_freq=item_freq,
+        schema=schema,
+        seq_fields=seq_fields,
+        user_table=_user_table(path, meta, schema),
     )
 
 
@@ -418,7 +536,8 @@ def dataset_checksum(folder: Path) -> str:
     import hashlib
 
     h = hashlib.sha256()
-    for name in ("items.parquet", "sequences.parquet", *(f"{s}.parquet" for s in SPLITS)):
+    names = ("items.parquet", "sequences.parquet", *(f"{s}.parquet" for s in SPLITS))
+    for name in (*names, "users.parquet", "values.parquet"):  # the last two: format 2 only
         p = folder / name
         if p.exists():
             h.update(name.encode())
@@ -435,23 +554,59 @@ def write_dataset(
     splits: dict[str, Any],
     overwrite: bool = False,
     late_meta: Callable[[], dict[str, Any]] | None = None,
+    schema: FeatureSchema | None = None,
+    users: Any = None,
+    values: Any = None,
 ) -> Path:
     """Write a dataset folder atomically (temporary folder + rename) under its lock; returns `out`.
 
-    `items`, `sequences` and each split are polars DataFrames with the contract's columns;
-    `meta` gets format_version and checksum filled in here, and the entries `late_meta()`
-    returns (called once the data files are written: work still running, such as hashing
-    the inputs, overlaps the writing).
+    `items`, `sequences` and each split are polars DataFrames with the contract's columns
+    (plus `hist_<f>` lists and per-sample columns of `schema`'s extra fields); `users`
+    (user + user fields) is required when the schema has user fields, `values` (field, id,
+    raw) when it has extra categorical fields. `meta` gets format_version, schema and checksum
+    filled in here, and the entries `late_meta()` returns (called once the data files are
+    written: work still running, such as hashing the inputs, overlaps the writing).
     """
+    out = Path(out)
+    schema = schema or FeatureSchema()
+    field_vocab(schema, meta.get("vocab") or {})
+    frames = _contract_frames(schema, items, sequences, splits, users, values)
+    with folder_lock(out, what="dataset"), atomic_dir(out, overwrite=overwrite) as tmp:
+        # the files are independent and Polars releases the GIL: write them side by side
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            jobs = [
+                pool.submit(_write_frame, df, tmp / f"{name}.parquet", out / f"{name}.parquet")
+                for name, df in frames.items()
+            ]
+            files = dict(job.result() for job in jobs)
+        if late_meta is not None:
+            meta = {**meta, **late_meta()}
+        full = {
+            "format_version": FORMAT_VERSION,
+            **meta,
+            "schema": schema.to_dict(),
+            "checksum": dataset_checksum(tmp),
+            "files": dict(sorted(files.items())),
+        }
+        (tmp / "meta.json").write_text(json.dumps(full, indent=2, sort_keys=False) + "\n")
+    return out
+
+
+def _contract_frames(
+    schema: FeatureSchema, items: Any, sequences: Any, splits: dict[str, Any], users: Any,
+    values: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """The files to write, checked for the contract's columns and cast to its types."""
     import polars as pl
 
-    out = Path(out)
+    hist = tuple(f"hist_{name}" for name in schema.extra_behaviour)
     _require_columns(Path("items"), items.columns, ITEM_COLUMNS)
-    _require_columns(Path("sequences"), sequences.columns, SEQUENCE_COLUMNS)
+    _require_columns(Path("sequences"), sequences.columns, (*SEQUENCE_COLUMNS, *hist))
+    ints = (*schema.extra_behaviour, *schema.context)
     for name, df in splits.items():
         if name not in SPLITS:
             raise DinctlError(f"unknown split {name!r}")
-        _require_columns(Path(name), df.columns, SAMPLE_COLUMNS)
+        _require_columns(Path(name), df.columns, (*SAMPLE_COLUMNS, *schema.sample_columns()))
     frames = {
         "items": items.select(
             pl.col("item").cast(pl.Int32),
@@ -466,6 +621,7 @@ def write_dataset(
             pl.col("items").cast(pl.List(pl.Int32)),
             pl.col("cates").cast(pl.List(pl.Int32)),
             pl.col("ts").cast(pl.List(pl.Int64)),
+            *(pl.col(c).cast(pl.List(pl.Int32)) for c in hist),
         ),
     }
     for name, df in splits.items():
@@ -475,25 +631,20 @@ def write_dataset(
             pl.col("item").cast(pl.Int32),
             pl.col("cate").cast(pl.Int32),
             pl.col("label").cast(pl.Int8),
+            *(pl.col(c).cast(pl.Int32) for c in ints),
+            *(pl.col(c).cast(pl.Float32) for c in schema.numeric),
         )
-    with folder_lock(out, what="dataset"), atomic_dir(out, overwrite=overwrite) as tmp:
-        # the files are independent and Polars releases the GIL: write them side by side
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            jobs = [
-                pool.submit(_write_frame, df, tmp / f"{name}.parquet", out / f"{name}.parquet")
-                for name, df in frames.items()
-            ]
-            files = dict(job.result() for job in jobs)
-        if late_meta is not None:
-            meta = {**meta, **late_meta()}
-        full = {
-            "format_version": FORMAT_VERSION,
-            **meta,
-            "checksum": dataset_checksum(tmp),
-            "files": dict(sorted(files.items())),
-        }
-        (tmp / "meta.json").write_text(json.dumps(full, indent=2, sort_keys=False) + "\n")
-    return out
+    if schema.user:
+        if users is None:
+            raise DinctlError("the schema has user fields but no users table was given")
+        _require_columns(Path("users"), users.columns, ("user", *schema.user))
+        frames["users"] = users.select(pl.col(c).cast(pl.Int32) for c in ("user", *schema.user))
+    if (schema.extra_behaviour or schema.user or schema.context) and values is not None:
+        _require_columns(Path("values"), values.columns, ("field", "id", "raw"))
+        frames["values"] = values.select(
+            pl.col("field").cast(pl.Utf8), pl.col("id").cast(pl.Int32), pl.col("raw").cast(pl.Utf8)
+        )
+    return frames
 
 
 def _write_frame(df: Any, tmp: Path, final: Path) -> tuple[str, dict[str, Any]]:

@@ -14,6 +14,7 @@ from torch import nn
 from dinctl.models.competitors import LR, PNN, DeepFM, WideDeep
 from dinctl.models.config import ACTS, MODEL_NAMES, ModelConfig, ModelOutput
 from dinctl.models.din import DIN, BaseModel
+from dinctl.models.layers import init_linears
 
 MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "din": DIN,
@@ -27,7 +28,9 @@ MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {
 
 def build_model(cfg: ModelConfig) -> nn.Module:
     """The registry's model for `cfg.model`, freshly initialised."""
-    return MODELS[cfg.model](cfg)
+    model = MODELS[cfg.model](cfg)
+    init_linears(model, cfg.linear_init)
+    return model
 
 
 __all__ = [

@@ -7,16 +7,36 @@ from torch import nn
 
 from dinctl.data.batching import Batch
 from dinctl.models.config import ModelConfig, ModelOutput
-from dinctl.models.din import BaseModel
-from dinctl.models.layers import MLP, BehaviourEmbedding, PackedHistory
+from dinctl.models.din import BaseModel, tower
+from dinctl.models.layers import BehaviourEmbedding, PackedHistory
 
 _HASH_A = 2654435761  # Knuth's multiplicative constant
 _HASH_B = 40503
 
 
+# A Carter–Wegman hash modulo the Mersenne prime 2^31 − 1 over the pair key's two 31-bit
+# halves; every product stays below 2^62, so int64 never overflows.
+_P31 = (1 << 31) - 1
+_CW_A, _CW_B, _CW_C = 1_103_515_245, 2_077_643_651, 1_500_450_271
+
+
 def cross_hash(left: torch.Tensor, right: torch.Tensor, buckets: int) -> torch.Tensor:
-    """Bucket of the cross feature (left, right); int64 in, int64 in [0, buckets) out."""
+    """Bucket of the cross feature (left, right) in runs written before `wide_cross` existed
+    (it maps Amazon's 641,601 category pairs into 324,776 of 2^20 rows); int64 in, int64 out."""
     return (left * _HASH_A + right * _HASH_B) % buckets
+
+
+def cross_index(
+    left: torch.Tensor, right: torch.Tensor, n_left: int, n_right: int, buckets: int
+) -> torch.Tensor:
+    """Row of the cross (left, right) for ids in [0, n_left) × [0, n_right): the pair's exact
+    index left·n_right + right when all n_left·n_right pairs fit in `buckets` rows, else a
+    universal hash of that index into [0, buckets). int64 in, int64 out."""
+    key = left * n_right + right  # (...,) distinct per pair
+    if n_left * n_right <= buckets:
+        return key
+    lo, hi = key & _P31, (key >> 31) % _P31  # the key's two 31-bit halves
+    return ((_CW_A * lo) % _P31 + (_CW_B * hi) % _P31 + _CW_C) % _P31 % buckets
 
 
 class SparseLinear(nn.Module):
@@ -48,14 +68,18 @@ class SparseLinear(nn.Module):
             ]
         return out
 
-    def forward(self, batch: Batch, pack: PackedHistory) -> torch.Tensor:
-        """Linear logit (B,) without bias."""
+    def forward(self, batch: Batch, pack: PackedHistory, mean: bool = False) -> torch.Tensor:
+        """Linear logit (B,) without bias; `mean` averages the behaviour weights over the valid
+        behaviours instead of summing them."""
         z = self.cate(batch.cate)  # (B, 1)
         hist = self.hist_cate(pack.cate)  # (N, 1)
         if self.item is not None and self.hist_item is not None:
             z = z + self.item(batch.item)  # (B, 1)
             hist = hist + self.hist_item(pack.item)  # (N, 1)
-        return (z + pack.sum(hist)).squeeze(1)  # (B,)
+        pooled = pack.sum(hist)  # (B, 1)
+        if mean:
+            pooled = pooled / batch.hist_mask.sum(1, keepdim=True).clamp(min=1)  # (B, 1)
+        return (z + pooled).squeeze(1)  # (B,)
 
 
 class LR(nn.Module):
@@ -90,11 +114,17 @@ class WideDeep(BaseModel):
 
     def wide(self, batch: Batch, pack: PackedHistory) -> torch.Tensor:
         """Wide logit (B,) from item×item and category×category crosses of valid behaviours."""
-        buckets = self.cfg.wide_buckets
-        z = self.wide_cate(cross_hash(pack.cate, batch.cate[pack.row], buckets))  # (N, 1)
+        z = self.wide_cate(self.cross(pack.cate, batch.cate[pack.row], self.cfg.n_cates))  # (N, 1)
         if self.wide_item is not None:
-            z = z + self.wide_item(cross_hash(pack.item, batch.item[pack.row], buckets))  # (N, 1)
+            z = z + self.wide_item(self.cross(pack.item, batch.item[pack.row], self.cfg.n_items))
         return self.wide_bias + pack.sum(z).squeeze(1)  # (B,)
+
+    def cross(self, behaviour: torch.Tensor, candidate: torch.Tensor, n: int) -> torch.Tensor:
+        """Wide-table rows (N,) of behaviour × candidate crosses over ids 0..n."""
+        buckets = self.cfg.wide_buckets
+        if self.cfg.wide_cross == "legacy":
+            return cross_hash(behaviour, candidate, buckets)
+        return cross_index(behaviour, candidate, n + 1, n + 1, buckets)
 
     def forward(self, batch: Batch) -> ModelOutput:
         pack = PackedHistory(batch)
@@ -130,7 +160,7 @@ class PNN(nn.Module):
         self.register_buffer("pair_i", pairs[0], persistent=False)
         self.register_buffer("pair_j", pairs[1], persistent=False)
         in_dim = n_fields * cfg.emb_dim + pairs.shape[1]
-        self.mlp = MLP(in_dim, cfg.mlp_hidden, cfg.act, 1, cfg.dice_eps, cfg.dice_momentum)
+        self.mlp = tower(in_dim, cfg)
 
     def sparse_tables(self) -> list[tuple[str, nn.Embedding, str]]:
         """Every table indexed by raw item or category ids, with its vocabulary."""
@@ -159,7 +189,7 @@ class DeepFM(nn.Module):
         self.linear = SparseLinear(cfg)
         self.bias = nn.Parameter(torch.zeros(()))
         e = cfg.behaviour_dim
-        self.mlp = MLP(2 * e, cfg.mlp_hidden, cfg.act, 1, cfg.dice_eps, cfg.dice_momentum)
+        self.mlp = tower(2 * e, cfg)
 
     def sparse_tables(self) -> list[tuple[str, nn.Embedding, str]]:
         """Every table indexed by raw item or category ids, with its vocabulary."""
@@ -170,9 +200,23 @@ class DeepFM(nn.Module):
         """Σ_{i<j} ⟨v_i, v_j⟩ = ((Σ v)² − Σ v²)/2 summed over D: (B, F, D) → (B,)."""
         return 0.5 * (fields.sum(1).square() - fields.square().sum(1)).sum(-1)  # (B,)
 
+    def fm_fields(self, fields: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """The FM term's fields (B, F, D). With `fm_pooling = mean` the history fields are
+        averaged over the valid behaviours (as the first-order history weights are), so
+        ⟨candidate, history⟩ stays O(1) and ⟨history items, history categories⟩ does not grow
+        with the square of the history length: summed, SGD at the paper's lr 1.0 diverges."""
+        if self.cfg.fm_pooling == "sum":
+            return fields
+        n_cand = fields.shape[1] // 2  # candidate fields first, then as many history fields
+        count = batch.hist_mask.sum(1).clamp(min=1).to(fields.dtype)  # (B,)
+        history = fields[:, n_cand:] / count[:, None, None]  # (B, F/2, D)
+        return torch.cat([fields[:, :n_cand], history], dim=1)  # (B, F, D)
+
     def forward(self, batch: Batch) -> ModelOutput:
         pack = PackedHistory(batch)
         fields = field_embeddings(self.emb, batch, pack)  # (B, F, D)
         deep = self.mlp(fields.flatten(1)).squeeze(-1)  # (B,)
-        logits = self.bias + self.linear(batch, pack) + self.fm(fields) + deep  # (B,)
+        mean = self.cfg.fm_pooling == "mean"
+        fm = self.linear(batch, pack, mean) + self.fm(self.fm_fields(fields, batch))  # (B,)
+        logits = self.bias + fm + deep  # (B,)
         return ModelOutput(logits=logits, attention=None)

@@ -22,6 +22,19 @@ def segment_softmax(scores: torch.Tensor, row: torch.Tensor, n_rows: int) -> tor
     return z / total[row]  # (N,)
 
 
+def tower(in_dim: int, cfg: ModelConfig) -> MLP:
+    """The MLP tower over `in_dim` inputs with the config's hidden sizes and tower activation."""
+    return MLP(
+        in_dim,
+        cfg.mlp_hidden,
+        cfg.tower_act,
+        1,
+        cfg.dice_eps,
+        cfg.dice_momentum,
+        cfg.dice_alpha_init,
+    )
+
+
 class BaseModel(nn.Module):
     """Embedding&MLP: sum pooling over valid behaviours, MLP on [pooled ⊕ candidate]."""
 
@@ -32,7 +45,7 @@ class BaseModel(nn.Module):
             cfg.n_items, cfg.n_cates, cfg.emb_dim, cfg.use_item_ids, cfg.init_std
         )
         e = cfg.behaviour_dim
-        self.mlp = MLP(2 * e, cfg.mlp_hidden, cfg.act, 1, cfg.dice_eps, cfg.dice_momentum)
+        self.mlp = tower(2 * e, cfg)
 
     def sparse_tables(self) -> list[tuple[str, nn.Embedding, str]]:
         """Every table indexed by raw item or category ids, with its vocabulary."""
@@ -59,7 +72,12 @@ class DIN(BaseModel):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg)
         self.attention = ActivationUnit(
-            cfg.behaviour_dim, cfg.attn_hidden, cfg.act, cfg.dice_eps, cfg.dice_momentum
+            cfg.behaviour_dim,
+            cfg.attn_hidden,
+            cfg.act,
+            cfg.dice_eps,
+            cfg.dice_momentum,
+            cfg.dice_alpha_init,
         )
 
     def pool(

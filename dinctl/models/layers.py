@@ -63,21 +63,46 @@ class Dice(nn.Module):
 
 
 def make_activation(
-    name: str, num_features: int, eps: float = 1e-8, momentum: float = 0.1
+    name: str,
+    num_features: int,
+    eps: float = 1e-8,
+    momentum: float = 0.1,
+    alpha_init: float = 0.25,
 ) -> nn.Module:
-    """`prelu` | `dice` | `sigmoid` over `num_features` channels."""
+    """`prelu` | `dice` | `sigmoid` | `relu` over `num_features` channels."""
     if name == "prelu":
-        return PReLU(num_features)
+        return PReLU(num_features, init=alpha_init)
     if name == "dice":
-        return Dice(num_features, eps=eps, momentum=momentum)
+        return Dice(num_features, eps=eps, momentum=momentum, init=alpha_init)
     if name == "sigmoid":
         return _Sigmoid()
+    if name == "relu":
+        return _ReLU()
     raise ValueError(f"unknown activation {name!r}")
 
 
 class _Sigmoid(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return torch.sigmoid(x)
+
+
+class _ReLU(nn.Module):
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.relu(x)
+
+
+def init_linears(model: nn.Module, scheme: str) -> None:
+    """Re-initialise every nn.Linear: `torch` keeps nn.Linear's own (Kaiming-uniform weights,
+    uniform bias); `xavier` draws Xavier-normal weights and zero biases."""
+    if scheme == "torch":
+        return
+    if scheme != "xavier":
+        raise ValueError(f"unknown linear init {scheme!r}")
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_normal_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
 class MLP(nn.Module):
@@ -91,13 +116,16 @@ class MLP(nn.Module):
         out_dim: int = 1,
         eps: float = 1e-8,
         momentum: float = 0.1,
+        alpha_init: float = 0.25,
     ) -> None:
         super().__init__()
         dims = (in_dim, *hidden)
         self.linears = nn.ModuleList(
             nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True)
         )
-        self.acts = nn.ModuleList(make_activation(act, h, eps, momentum) for h in hidden)
+        self.acts = nn.ModuleList(
+            make_activation(act, h, eps, momentum, alpha_init) for h in hidden
+        )
         self.out = nn.Linear(dims[-1], out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -116,13 +144,19 @@ class ActivationUnit(nn.Module):
     """
 
     def __init__(
-        self, dim: int, hidden: tuple[int, ...], act: str, eps: float = 1e-8, momentum: float = 0.1
+        self,
+        dim: int,
+        hidden: tuple[int, ...],
+        act: str,
+        eps: float = 1e-8,
+        momentum: float = 0.1,
+        alpha_init: float = 0.25,
     ) -> None:
         super().__init__()
         self.dim = dim
         self.first = nn.Linear(4 * dim, hidden[0])  # weights over [e, v, e−v, e⊙v]
-        self.first_act = make_activation(act, hidden[0], eps, momentum)
-        self.rest = MLP(hidden[0], tuple(hidden[1:]), act, out_dim=1, eps=eps, momentum=momentum)
+        self.first_act = make_activation(act, hidden[0], eps, momentum, alpha_init)
+        self.rest = MLP(hidden[0], tuple(hidden[1:]), act, 1, eps, momentum, alpha_init)
 
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
         """Scores (N,) for keys (N, E) against queries[row] (N, E)."""

@@ -14,10 +14,8 @@ from dinctl.training import distributed as D
 
 def to_device(rows: SplitTensors, gatherer: WindowGatherer, device: torch.device) -> None:
     """Move a split's rows and the behaviour CSR to `device`, so batches are gathered there."""
-    for name in ("user", "hist_len", "item", "cate", "label"):
-        setattr(rows, name, getattr(rows, name).to(device))
-    for name in ("offsets", "seq_items", "seq_cates"):
-        setattr(gatherer, name, getattr(gatherer, name).to(device))
+    rows.to(device)
+    gatherer.to(device)
 
 
 @torch.no_grad()
