@@ -79,6 +79,23 @@ def test_ad_history_holds_only_behaviours_strictly_before_the_impression(tmp_pat
     assert raw_of[int(train.item[0])] == "100:500" and raw_of[int(train.item[1])] == "200:0"
     hist0 = ds.seq_items[ds.seq_offsets[1]: ds.seq_offsets[1] + 2]
     assert [raw_of[int(i)] for i in hist0] == ["200:0", "100:500"]
+    # the schema round trip: brand and btag per behaviour, profile per user, pid per sample
+    assert ds.meta["schema"] == {
+        "behaviour": ["item", "cate", "brand", "btag"],
+        "user": list(taobao.AD_USER_FIELDS),
+        "context": list(taobao.AD_CONTEXT_FIELDS),
+        "numeric": [],
+    }
+    values = pl.read_parquet(out / "values.parquet")
+    raw = {(f, i): r for f, i, r in values.iter_rows()}
+    beh = ds.seq_fields
+    assert [raw["btag", int(b)] for b in beh["btag"][:3]] == ["cart", "pv", "pv"]
+    assert [raw["brand", int(b)] for b in beh["brand"][:3]] == ["NULL", "500", "500"]
+    assert [raw["pid", int(p)] for p in test.fields["pid"]] == ["430539_1007"]
+    assert raw["btag", int(test.fields["btag"][0])] == "ad"
+    users = pl.read_parquet(out / "users.parquet")
+    assert [raw["gender", g] for g in users["gender"]] == ["2"]
+    assert users["pvalue_level"].to_list() == [0]  # empty in the profile: missing
 
 
 def test_ad_max_len_keeps_only_each_window(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ import polars as pl
 
 from dinctl.data import readers_taobao as rt
 from dinctl.data.builder import Built, hist_percentile
+from dinctl.data.schema import FeatureSchema
 from dinctl.errors import DinctlError
 
 DAY = 86_400
@@ -87,6 +88,7 @@ class _Vocab:
     users: pl.DataFrame  # raw user → uid (1..U), sorted by raw id
     pairs: pl.DataFrame  # cate, brand (0 = none) → item (1..N)
     cates: pl.DataFrame  # raw cate → cid (1..C)
+    brands: pl.DataFrame  # raw brand (0 = NULL) → brand_id (1..B)
 
 
 def _vocab(samples: pl.DataFrame, ads: pl.DataFrame, beh: Any) -> _Vocab:
@@ -107,7 +109,14 @@ def _vocab(samples: pl.DataFrame, ads: pl.DataFrame, beh: Any) -> _Vocab:
     pairs = pairs.with_columns(pl.int_range(1, pairs.height + 1, dtype=pl.Int32).alias("item"))
     cates = pairs.select(pl.col("cate").unique().sort())
     cates = cates.with_columns(pl.int_range(1, cates.height + 1, dtype=pl.Int32).alias("cid"))
-    return _Vocab(users, pairs, cates)
+    brands = _dense(pairs["brand"], "brand", "brand_id")
+    return _Vocab(users, pairs, cates, brands)
+
+
+def _dense(values: pl.Series, raw: str, name: str) -> pl.DataFrame:
+    """(raw, name): each distinct non-null value of `values`, sorted, → id 1..K."""
+    out = pl.DataFrame({raw: values.drop_nulls().unique().sort()})
+    return out.with_columns(pl.int_range(1, out.height + 1, dtype=pl.Int32).alias(name))
 
 
 def _ids(frame: Any, vocab: _Vocab) -> Any:
@@ -120,13 +129,14 @@ def _ids(frame: Any, vocab: _Vocab) -> Any:
             on=["cate", "brand"],
         )  # fmt: skip
         .join(vocab.cates.lazy() if isinstance(frame, pl.LazyFrame) else vocab.cates, on="cate")
+        .join(vocab.brands.lazy() if isinstance(frame, pl.LazyFrame) else vocab.brands, on="brand")
     )
 
 
 def _join_shard(beh: Any, imp: pl.DataFrame, max_len: int, path: Path
                 ) -> tuple[pl.DataFrame, np.ndarray]:  # fmt: skip
     """One user shard: (kept behaviours uid, item, cid, ts sorted by uid/ts, hist (N,))."""
-    lf = beh.select("uid", "ts", "item", "cid", "_bad")
+    lf = beh.select("uid", "ts", "item", "cid", "brand_id", "btag", "_bad")
     rows = rt.collect(lf, path, rt.BEHAVIOR_LOG).sort("uid", "ts", "item")
     user, ts = rows["uid"].to_numpy(), rows["ts"].to_numpy()
     imp_user, imp_ts = imp["uid"].to_numpy(), imp["ts"].to_numpy()
@@ -160,16 +170,21 @@ def _read_ad_inputs(raw: Path) -> tuple[pl.DataFrame, pl.DataFrame, Any, dict[st
             f"{bad['user'][0]} at {bad['ts'][0]}, expected clk 0/1 and nonclk = 1 - clk",
             hint=f"fix or remove that row of {sample_path.name}",
         )
-    joined = samples.join(ads.select("adgroup", "cate", "brand"), on="adgroup", how="inner")
+    joined = samples.join(
+        ads.select("adgroup", "cate", "brand", "campaign", "customer"), on="adgroup", how="inner"
+    )
     dropped = {"impressions of unknown ads": samples.height - joined.height}
     beh_path = raw / rt.BEHAVIOR_LOG.name
     beh = rt.scan(beh_path, rt.BEHAVIOR_LOG)
     return joined, ads, beh, dropped
 
 
-def _frames(kept: pl.DataFrame, vocab: _Vocab, train: pl.DataFrame) -> tuple[pl.DataFrame, ...]:
+def _frames(kept: pl.DataFrame, vocab: _Vocab, train: pl.DataFrame,
+            extra: dict[str, str] | None = None) -> tuple[pl.DataFrame, ...]:  # fmt: skip
     """(items, sequences) frames of the dataset contract; n_j counts each training sample's
-    candidate plus every kept behaviour occurrence inside a training history."""
+    candidate plus every kept behaviour occurrence inside a training history. `extra` maps
+    kept columns to extra behaviour fields (stored as `hist_<field>` lists)."""
+    extra = extra or {}
     n_items, n_beh = vocab.pairs.height, kept.height
     offsets = np.zeros(vocab.users.height + 1, dtype=np.int64)
     np.cumsum(np.bincount(kept["uid"].to_numpy(), minlength=vocab.users.height + 1)[1:],
@@ -191,7 +206,8 @@ def _frames(kept: pl.DataFrame, vocab: _Vocab, train: pl.DataFrame) -> tuple[pl.
         pl.Series("freq", freq[1:].astype(np.int64)),
     )
     seq = kept.group_by("uid", maintain_order=True).agg(
-        pl.col("item").alias("items"), pl.col("cid").alias("cates"), pl.col("ts")
+        pl.col("item").alias("items"), pl.col("cid").alias("cates"), pl.col("ts"),
+        *(pl.col(c).alias(f"hist_{f}") for c, f in extra.items()),
     )
     sequences = (
         vocab.users.join(seq, on="uid", how="left")
@@ -201,6 +217,8 @@ def _frames(kept: pl.DataFrame, vocab: _Vocab, train: pl.DataFrame) -> tuple[pl.
             pl.col("items").fill_null(pl.lit([], dtype=pl.List(pl.Int32))),
             pl.col("cates").fill_null(pl.lit([], dtype=pl.List(pl.Int32))),
             pl.col("ts").fill_null(pl.lit([], dtype=pl.List(pl.Int64))),
+            *(pl.col(f"hist_{f}").cast(pl.List(pl.Int32))
+              .fill_null(pl.lit([], dtype=pl.List(pl.Int32))) for f in extra.values()),
         )
         .sort("user")
     )
@@ -230,14 +248,66 @@ def _summary(protocol: str, vocab: _Vocab, n_beh: int, splits: dict[str, pl.Data
     }
 
 
+@dataclass(frozen=True)
+class Extras:
+    """The feature schema's parts beyond item and category: schema, users, values, vocab."""
+
+    schema: FeatureSchema
+    users: pl.DataFrame | None
+    values: pl.DataFrame
+    vocab: dict[str, int]
+
+
+BTAG_CANDIDATE = len(rt.BTAGS) + 1  # the candidate's own behaviour type: "ad" (the impression)
+AD_USER_FIELDS = ("cms_segid", "cms_group_id", "gender", "age_level", "pvalue_level",
+                  "shopping_level", "occupation", "city_level")  # fmt: skip
+AD_CONTEXT_FIELDS = ("pid", "adgroup", "campaign", "customer")
+
+
+def _profile(raw: Path, vocab: _Vocab) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
+    """users.parquet rows (uid + one id per profile field, 0 = missing) and their values."""
+    path = raw / rt.USER_PROFILE.name
+    prof = rt.collect(rt.scan(path, rt.USER_PROFILE), path, rt.USER_PROFILE)
+    dup = prof.filter(pl.col("user").is_duplicated())
+    if dup.height:
+        raise DinctlError(f"{path}: userid {dup['user'][0]} is listed {dup.height} times",
+                          hint="each user has one row in user_profile.csv")  # fmt: skip
+    prof = prof.join(vocab.users, on="user", how="inner")
+    users, values = prof.select(pl.col("uid").alias("user")), []
+    for f in AD_USER_FIELDS:
+        ids = _dense(prof[f], "raw", f)
+        users = users.with_columns(prof.select(pl.col(f).alias("raw")).join(
+            ids, on="raw", how="left", maintain_order="left")[f].fill_null(0))  # fmt: skip
+        values.append(_values(ids, f))
+    return users, values
+
+
+def _values(ids: pl.DataFrame, field: str) -> pl.DataFrame:
+    raw, name = ids.columns
+    return ids.select(pl.lit(field).alias("field"), pl.col(name).cast(pl.Int32).alias("id"),
+                      pl.col(raw).cast(pl.Utf8).alias("raw"))  # fmt: skip
+
+
+def _contexts(imp: pl.DataFrame) -> tuple[pl.DataFrame, list[pl.DataFrame], dict[str, int]]:
+    """The impressions with one id column per context field, their values and vocab sizes."""
+    values, vocab = [], {}
+    for f in AD_CONTEXT_FIELDS:
+        ids = _dense(imp[f], "raw", f"{f}_id")
+        imp = imp.join(ids.rename({"raw": f}), on=f, how="left", maintain_order="left")
+        values.append(_values(ids, f))
+        vocab[f] = ids.height + 1
+    return imp, values, vocab
+
+
 def build_taobao_ad(raw: Path, *, max_len: int, valid: bool, shards: int | None = None
-                    ) -> tuple[Built, dict[str, int]]:  # fmt: skip
-    """The four raw files of `raw` → (Built, dropped counts); see the module docstring."""
+                    ) -> tuple[Built, Extras, dict[str, int]]:  # fmt: skip
+    """The four raw files of `raw` → (Built, Extras, dropped counts); see the module docstring."""
     imp, ads, beh, dropped = _read_ad_inputs(raw)
     vocab = _vocab(imp, ads, beh)
     imp = _ids(imp, vocab).with_columns(
         ((pl.col("ts") - AD_START) // DAY + 1).alias("day"), pl.col("clk").alias("label")
     )
+    imp, ctx_values, ctx_vocab = _contexts(imp)
     beh = _ids(beh.join(vocab.users.lazy(), on="user", how="semi"), vocab)
     beh_path = raw / rt.BEHAVIOR_LOG.name
     k = shards or _shards(beh_path)
@@ -248,21 +318,39 @@ def build_taobao_ad(raw: Path, *, max_len: int, valid: bool, shards: int | None 
         kept_parts.append(rows.drop("_bad", strict=False))
         imp_parts.append(part.with_columns(pl.Series("hist_len", hist)))
     kept = pl.concat(kept_parts).sort("uid", "ts", "item")
-    imp = pl.concat(imp_parts).sort("uid", "ts", "line" if "line" in imp.columns else "uid")
+    imp = pl.concat(imp_parts).sort("uid", "ts", "line")
     splits = _day_splits(imp, valid)
-    items, sequences = _frames(kept, vocab, splits["train"].rename({"user": "uid"}))
+    items, sequences = _frames(kept, vocab, splits["train"].rename({"user": "uid"}),
+                               {"brand_id": "brand", "btag": "btag"})  # fmt: skip
+    users, user_values = _profile(raw, vocab)
+    btags = pl.DataFrame({"raw": [*rt.BTAGS, "ad"], "btag": list(range(1, BTAG_CANDIDATE + 1))})
+    brand_values = vocab.brands.select(
+        pl.lit("brand").alias("field"), pl.col("brand_id").cast(pl.Int32).alias("id"),
+        pl.when(pl.col("brand") == 0).then(pl.lit("NULL"))
+        .otherwise(pl.col("brand").cast(pl.Utf8)).alias("raw"),
+    )  # fmt: skip
+    extras = Extras(
+        schema=FeatureSchema(behaviour=("item", "cate", "brand", "btag"), user=AD_USER_FIELDS,
+                             context=AD_CONTEXT_FIELDS),  # fmt: skip
+        users=users,
+        values=pl.concat([brand_values, _values(btags, "btag"), *ctx_values, *user_values]),
+        vocab={"brand": vocab.brands.height + 1, "btag": BTAG_CANDIDATE + 1, **ctx_vocab,
+               **{f: int(users[f].max() or 0) + 1 for f in AD_USER_FIELDS}},  # fmt: skip
+    )
     built = Built(
         items=items, sequences=sequences, splits=splits,
         summary=_summary("days", vocab, kept.height, splits),
         vocab={"user": vocab.users.height + 1, "item": vocab.pairs.height + 1,
                "cate": vocab.cates.height + 1},
     )  # fmt: skip
-    return built, dropped
+    return built, extras, dropped
 
 
 def _day_splits(imp: pl.DataFrame, valid: bool) -> dict[str, pl.DataFrame]:
     """Days 1-7 train, day 8 test; day 7 validation unless `valid` is False."""
-    cols = [pl.col("uid").alias("user"), "hist_len", "item", pl.col("cid").alias("cate"), "label"]
+    cols = [pl.col("uid").alias("user"), "hist_len", "item", pl.col("cid").alias("cate"), "label",
+            pl.col("brand_id").alias("brand"), pl.lit(BTAG_CANDIDATE).alias("btag"),
+            *(pl.col(f"{f}_id").alias(f) for f in AD_CONTEXT_FIELDS)]  # fmt: skip
     test = imp.filter(pl.col("day") >= TEST_DAY)
     rest = imp.filter(pl.col("day") < TEST_DAY)
     if not valid:
@@ -314,9 +402,11 @@ def build_taobao(path: Path, *, max_len: int, seed: int, valid: bool) -> Built:
     }).with_columns(pl.Series("cate", cate_of[np.stack([target, neg], 1).ravel()]))  # fmt: skip
     splits = _user_splits(samples, rows["ts"].to_numpy()[end - 1], seed, valid)
     vocab = _Vocab(users, items.select(pl.col("cate"), pl.col("item").alias("brand"),
-                                       pl.col("iid").alias("item")), cates)  # fmt: skip
-    seq_items, seqs = _frames(kept.select("uid", "ts", pl.col("iid").alias("item"), "cid"),
-                              vocab, splits["train"].rename({"user": "uid"}))  # fmt: skip
+                                       pl.col("iid").alias("item")), cates, pl.DataFrame())  # fmt: skip
+    seq_items, seqs = _frames(
+        kept.select("uid", "ts", pl.col("iid").alias("item"), "cid", "btag"),
+        vocab, splits["train"].rename({"user": "uid"}), {"btag": "btag"},
+    )  # fmt: skip
     seq_items = seq_items.with_columns(pl.col("raw_item").str.split(":").list.last())
     return Built(
         items=seq_items,
@@ -325,6 +415,13 @@ def build_taobao(path: Path, *, max_len: int, seed: int, valid: bool) -> Built:
         summary=_summary("last-behaviour", vocab, kept.height, splits),
         vocab={"user": n_users + 1, "item": n_items + 1, "cate": cates.height + 1},
     )
+
+
+def _btag_extras() -> Extras:
+    """UserBehavior's schema: behaviour (item, cate, btag); the candidate's btag is "ad"."""
+    btags = pl.DataFrame({"raw": [*rt.BTAGS, "ad"], "btag": list(range(1, BTAG_CANDIDATE + 1))})
+    return Extras(schema=FeatureSchema(behaviour=("item", "cate", "btag")), users=None,
+                  values=_values(btags, "btag"), vocab={"btag": BTAG_CANDIDATE + 1})  # fmt: skip
 
 
 def _user_splits(samples: pl.DataFrame, last_ts: np.ndarray, seed: int, valid: bool
@@ -341,7 +438,7 @@ def _user_splits(samples: pl.DataFrame, last_ts: np.ndarray, seed: int, valid: b
         pick = np.random.default_rng(seed + 1).permutation(rest)
         valid_user[pick[: int(round(len(rest) * VALID_USER_FRACTION))]] = True
     user = samples["user"].to_numpy()
-    cols = ["user", "hist_len", "item", "cate", "label"]
+    cols = ["user", "hist_len", "item", "cate", "label", pl.lit(BTAG_CANDIDATE).alias("btag")]
     out = {"train": samples.filter(pl.Series(~test_user[user] & ~valid_user[user])).select(cols)}
     if valid:
         out["valid"] = samples.filter(pl.Series(valid_user[user])).select(cols)
@@ -351,7 +448,7 @@ def _user_splits(samples: pl.DataFrame, last_ts: np.ndarray, seed: int, valid: b
 
 def _write(built: Built, out: Path, *, dataset: str, inputs: list[Path], seed: int,
            valid: bool, overwrite: bool, options: dict[str, Any],
-           dropped: dict[str, int]) -> dict[str, Any]:  # fmt: skip
+           dropped: dict[str, int], extras: Extras | None = None) -> dict[str, Any]:  # fmt: skip
     from dinctl.data.store import write_dataset
 
     summary = {"dataset": dataset, **built.summary, "dropped": dropped}
@@ -362,12 +459,15 @@ def _write(built: Built, out: Path, *, dataset: str, inputs: list[Path], seed: i
         "valid": valid,
         "options": options,
         "counts": summary,
-        "vocab": built.vocab,
+        "vocab": {**built.vocab, **(extras.vocab if extras else {})},
         "inputs": [{"name": p.name, "bytes": p.stat().st_size} for p in inputs],
         "warnings": [],
     }
     write_dataset(out, meta=meta, items=built.items, sequences=built.sequences,
-                  splits=built.splits, overwrite=overwrite)  # fmt: skip
+                  splits=built.splits, overwrite=overwrite,
+                  schema=extras.schema if extras else None,
+                  users=extras.users if extras else None,
+                  values=extras.values if extras else None)  # fmt: skip
     return summary
 
 
@@ -388,7 +488,8 @@ def preprocess_taobao(raw: Path, out: Path, *, max_len: int = 200, seed: int = 1
     with folder_lock(out, what="dataset"):
         built = build_taobao(path, max_len=max_len, seed=seed, valid=valid)
         return _write(built, out, dataset="taobao", inputs=[path], seed=seed, valid=valid,
-                      overwrite=overwrite, options={"max_len": max_len}, dropped={})  # fmt: skip
+                      overwrite=overwrite, options={"max_len": max_len}, dropped={},
+                      extras=_btag_extras())  # fmt: skip
 
 
 def preprocess_taobao_ad(raw: Path, out: Path, *, max_len: int = 50, seed: int = 1234,
@@ -402,7 +503,8 @@ def preprocess_taobao_ad(raw: Path, out: Path, *, max_len: int = 50, seed: int =
                           hint="run `dinctl download taobao-ad --from ...` first")  # fmt: skip
     _guard(out, [("raw folder", raw)], overwrite)
     with folder_lock(out, what="dataset"):
-        built, dropped = build_taobao_ad(raw, max_len=max_len, valid=valid, shards=shards)
+        built, extras, dropped = build_taobao_ad(raw, max_len=max_len, valid=valid,
+                                                 shards=shards)  # fmt: skip
         inputs = [raw / f.name for f in rt.AD_FILES]
         return _write(
             built,
@@ -414,4 +516,5 @@ def preprocess_taobao_ad(raw: Path, out: Path, *, max_len: int = 50, seed: int =
             overwrite=overwrite,
             options={"max_len": max_len},
             dropped=dropped,
+            extras=extras,
         )
