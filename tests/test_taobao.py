@@ -77,7 +77,7 @@ def test_ad_history_holds_only_behaviours_strictly_before_the_impression(tmp_pat
     items = ds.items_frame()
     raw_of = dict(zip(items["item"].to_list(), items["raw_item"].to_list(), strict=True))
     assert raw_of[int(train.item[0])] == "100:500" and raw_of[int(train.item[1])] == "200:0"
-    hist0 = ds.seq_items[ds.seq_offsets[1]: ds.seq_offsets[1] + 2]
+    hist0 = ds.seq_items[ds.seq_offsets[1] : ds.seq_offsets[1] + 2]
     assert [raw_of[int(i)] for i in hist0] == ["200:0", "100:500"]
     # the schema round trip: brand and btag per behaviour, profile per user, pid per sample
     assert ds.meta["schema"] == {
@@ -131,17 +131,32 @@ def test_taobao_last_behaviour_protocol(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "text", "message"),
     [
-        ("behavior_log.csv", "user,time_stamp,btag,cate,brand\n1,5,pv,3,4\n1,6,click,3,4\n",
-         "behavior_log.csv:3: column 'btag' holds 'click', expected one of pv, cart, fav, buy"),
-        ("behavior_log.csv", "user,time_stamp,btag,cate,brand\n1,5,pv,3,x4\n",
-         "behavior_log.csv:2: column 'brand' holds 'x4', expected an integer, NULL or nothing"),
-        ("behavior_log.csv", "user,time,btag,cate,brand\n",
-         "behavior_log.csv:1: header is 'user,time,btag,cate,brand', expected "
-         "'user,time_stamp,btag,cate,brand'"),
-        ("raw_sample.csv", "user,time_stamp,adgroup_id,pid,nonclk,clk\n1,2,3,p,1\n",
-         "raw_sample.csv:2: 5 fields, expected 6"),
-        ("UserBehavior.csv", "1,2,3,pv,100\n1,2,3,pv,1e9\n",
-         "UserBehavior.csv:2: column 'ts' holds '1e9', expected an integer"),
+        (
+            "behavior_log.csv",
+            "user,time_stamp,btag,cate,brand\n1,5,pv,3,4\n1,6,click,3,4\n",
+            "behavior_log.csv:3: column 'btag' holds 'click', expected one of pv, cart, fav, buy",
+        ),
+        (
+            "behavior_log.csv",
+            "user,time_stamp,btag,cate,brand\n1,5,pv,3,x4\n",
+            "behavior_log.csv:2: column 'brand' holds 'x4', expected an integer, NULL or nothing",
+        ),
+        (
+            "behavior_log.csv",
+            "user,time,btag,cate,brand\n",
+            "behavior_log.csv:1: header is 'user,time,btag,cate,brand', expected "
+            "'user,time_stamp,btag,cate,brand'",
+        ),
+        (
+            "raw_sample.csv",
+            "user,time_stamp,adgroup_id,pid,nonclk,clk\n1,2,3,p,1\n",
+            "raw_sample.csv:2: 5 fields, expected 6",
+        ),
+        (
+            "UserBehavior.csv",
+            "1,2,3,pv,100\n1,2,3,pv,1e9\n",
+            "UserBehavior.csv:2: column 'ts' holds '1e9', expected an integer",
+        ),
     ],
 )
 def test_malformed_rows_name_file_and_line(tmp_path: Path, name: str, text: str,
@@ -181,8 +196,17 @@ def test_cli_preprocess_train_evaluate_and_table5(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     table = json.loads((exp / "table5.json").read_text())
     labels = [row["label"] for row in table["rows"]]
-    assert labels == ["LR", "BaseModel", "Wide&Deep", "PNN", "DeepFM", "DIN",
-                      "DIN with MBA Reg.", "DIN with Dice", "DIN with MBA Reg. and Dice"]
+    assert labels == [
+        "LR",
+        "BaseModel",
+        "Wide&Deep",
+        "PNN",
+        "DeepFM",
+        "DIN",
+        "DIN with MBA Reg.",
+        "DIN with Dice",
+        "DIN with MBA Reg. and Dice",
+    ]
     r = runner.invoke(app, ["experiment", "table5", "--data", str(data), "--seeds", "1",
                             "--epochs", "1", "--out", str(exp)])  # fmt: skip
     assert r.exit_code == 0, r.output  # resumed: every run is reused

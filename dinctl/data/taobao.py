@@ -206,7 +206,9 @@ def _frames(kept: pl.DataFrame, vocab: _Vocab, train: pl.DataFrame,
         pl.Series("freq", freq[1:].astype(np.int64)),
     )
     seq = kept.group_by("uid", maintain_order=True).agg(
-        pl.col("item").alias("items"), pl.col("cid").alias("cates"), pl.col("ts"),
+        pl.col("item").alias("items"),
+        pl.col("cid").alias("cates"),
+        pl.col("ts"),
         *(pl.col(c).alias(f"hist_{f}") for c, f in extra.items()),
     )
     sequences = (
@@ -217,8 +219,12 @@ def _frames(kept: pl.DataFrame, vocab: _Vocab, train: pl.DataFrame,
             pl.col("items").fill_null(pl.lit([], dtype=pl.List(pl.Int32))),
             pl.col("cates").fill_null(pl.lit([], dtype=pl.List(pl.Int32))),
             pl.col("ts").fill_null(pl.lit([], dtype=pl.List(pl.Int64))),
-            *(pl.col(f"hist_{f}").cast(pl.List(pl.Int32))
-              .fill_null(pl.lit([], dtype=pl.List(pl.Int32))) for f in extra.values()),
+            *(
+                pl.col(f"hist_{f}")
+                .cast(pl.List(pl.Int32))
+                .fill_null(pl.lit([], dtype=pl.List(pl.Int32)))
+                for f in extra.values()
+            ),
         )
         .sort("user")
     )
@@ -330,12 +336,19 @@ def build_taobao_ad(raw: Path, *, max_len: int, valid: bool, shards: int | None 
         .otherwise(pl.col("brand").cast(pl.Utf8)).alias("raw"),
     )  # fmt: skip
     extras = Extras(
-        schema=FeatureSchema(behaviour=("item", "cate", "brand", "btag"), user=AD_USER_FIELDS,
-                             context=AD_CONTEXT_FIELDS),  # fmt: skip
+        schema=FeatureSchema(
+            behaviour=("item", "cate", "brand", "btag"),
+            user=AD_USER_FIELDS,
+            context=AD_CONTEXT_FIELDS,
+        ),  # fmt: skip
         users=users,
         values=pl.concat([brand_values, _values(btags, "btag"), *ctx_values, *user_values]),
-        vocab={"brand": vocab.brands.height + 1, "btag": BTAG_CANDIDATE + 1, **ctx_vocab,
-               **{f: int(users[f].max() or 0) + 1 for f in AD_USER_FIELDS}},  # fmt: skip
+        vocab={
+            "brand": vocab.brands.height + 1,
+            "btag": BTAG_CANDIDATE + 1,
+            **ctx_vocab,
+            **{f: int(users[f].max() or 0) + 1 for f in AD_USER_FIELDS},
+        },  # fmt: skip
     )
     built = Built(
         items=items, sequences=sequences, splits=splits,
@@ -401,8 +414,12 @@ def build_taobao(path: Path, *, max_len: int, seed: int, valid: bool) -> Built:
         "label": np.tile(np.array([1, 0], dtype=np.int8), n_users),
     }).with_columns(pl.Series("cate", cate_of[np.stack([target, neg], 1).ravel()]))  # fmt: skip
     splits = _user_splits(samples, rows["ts"].to_numpy()[end - 1], seed, valid)
-    vocab = _Vocab(users, items.select(pl.col("cate"), pl.col("item").alias("brand"),
-                                       pl.col("iid").alias("item")), cates, pl.DataFrame())  # fmt: skip
+    vocab = _Vocab(
+        users,
+        items.select(pl.col("cate"), pl.col("item").alias("brand"), pl.col("iid").alias("item")),
+        cates,
+        pl.DataFrame(),
+    )
     seq_items, seqs = _frames(
         kept.select("uid", "ts", pl.col("iid").alias("item"), "cid", "btag"),
         vocab, splits["train"].rename({"user": "uid"}), {"btag": "btag"},
