@@ -61,6 +61,7 @@ BEHAVIOR_LOG = CsvFormat(
     ("user", "ts", "btag", "cate", "brand"), ("int", "int", "btag", "int", "int?"),
 )  # fmt: skip
 AD_FILES = (RAW_SAMPLE, AD_FEATURE, USER_PROFILE, BEHAVIOR_LOG)
+FORMATS = {f.name: f for f in (USER_BEHAVIOR, *AD_FILES)}
 
 
 def _expected(kind: str) -> str:
@@ -85,7 +86,7 @@ def _bad_value(value: str, kind: str) -> bool:
     return False
 
 
-def _check_header(path: Path, fmt: CsvFormat) -> None:
+def check_header(path: Path, fmt: CsvFormat) -> None:
     """The first line must be the file's header (headerless files: a plausible first row)."""
     try:
         with open(path, encoding="utf-8", newline="") as f:
@@ -137,7 +138,7 @@ def scan(path: Path, fmt: CsvFormat) -> Any:
             f"{path} does not exist ({fmt.name})",
             hint="get the dataset with `dinctl download` (see docs/protocols.md)",
         )
-    _check_header(path, fmt)
+    check_header(path, fmt)
     dtypes = {"int": pl.Int64, "int?": pl.Utf8, "float": pl.Float64, "str": pl.Utf8,
               "btag": pl.Utf8}  # fmt: skip
     lf = pl.scan_csv(
