@@ -146,6 +146,35 @@ def _join_shard(beh: Any, imp: pl.DataFrame, max_len: int, path: Path
     return rows.filter(pl.Series(keep)), new_hist
 
 
+def _sharded_join(beh: Any, imp: pl.DataFrame, k: int, max_len: int, path: Path
+                  ) -> tuple[pl.DataFrame, pl.DataFrame]:  # fmt: skip
+    """(kept behaviours, impressions with hist_len), one user shard (uid % k) at a time.
+
+    With several shards the typed log is first streamed once into a scratch Parquet file
+    beside the CSV's temp dir, so each shard reads only its own rows' columns."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="dinctl-taobao-") as scratch:
+        if k > 1:
+            spill = Path(scratch) / "behaviours.parquet"
+            try:
+                beh.select("uid", "ts", "item", "cid", "brand_id", "btag", "_bad").sink_parquet(
+                    spill, compression="lz4"
+                )
+            except Exception as err:  # noqa: BLE001 - polars raises its own ComputeError types
+                rt.find_bad_line(path, rt.BEHAVIOR_LOG)
+                raise DinctlError(f"cannot read {path}: {err}", hint="download it again") from None
+            beh = pl.scan_parquet(spill)
+        kept_parts, imp_parts = [], []
+        for shard in range(k):
+            part = imp.filter(pl.col("uid") % k == shard)
+            rows, hist = _join_shard(beh.filter(pl.col("uid") % k == shard), part, max_len, path)
+            kept_parts.append(rows.drop("_bad", strict=False))
+            imp_parts.append(part.with_columns(pl.Series("hist_len", hist)))
+    kept = pl.concat(kept_parts).sort("uid", "ts", "item")
+    return kept, pl.concat(imp_parts).sort("uid", "ts", "line")
+
+
 def _shards(path: Path) -> int:
     """Shards by user: ~MAX_SHARD_ROWS behaviours each (≈ 32 bytes per CSV row)."""
     return max(1, int(path.stat().st_size // 32 // MAX_SHARD_ROWS) + 1)
@@ -316,15 +345,7 @@ def build_taobao_ad(raw: Path, *, max_len: int, valid: bool, shards: int | None 
     imp, ctx_values, ctx_vocab = _contexts(imp)
     beh = _ids(beh.join(vocab.users.lazy(), on="user", how="semi"), vocab)
     beh_path = raw / rt.BEHAVIOR_LOG.name
-    k = shards or _shards(beh_path)
-    kept_parts, imp_parts = [], []
-    for shard in range(k):
-        part = imp.filter(pl.col("uid") % k == shard)
-        rows, hist = _join_shard(beh.filter(pl.col("uid") % k == shard), part, max_len, beh_path)
-        kept_parts.append(rows.drop("_bad", strict=False))
-        imp_parts.append(part.with_columns(pl.Series("hist_len", hist)))
-    kept = pl.concat(kept_parts).sort("uid", "ts", "item")
-    imp = pl.concat(imp_parts).sort("uid", "ts", "line")
+    kept, imp = _sharded_join(beh, imp, shards or _shards(beh_path), max_len, beh_path)
     splits = _day_splits(imp, valid)
     items, sequences = _frames(kept, vocab, splits["train"].rename({"user": "uid"}),
                                {"brand_id": "brand", "btag": "btag"})  # fmt: skip
@@ -347,7 +368,7 @@ def build_taobao_ad(raw: Path, *, max_len: int, valid: bool, shards: int | None 
             "brand": vocab.brands.height + 1,
             "btag": BTAG_CANDIDATE + 1,
             **ctx_vocab,
-            **{f: int(users[f].max() or 0) + 1 for f in AD_USER_FIELDS},
+            **{f: int(users[f].to_numpy().max(initial=0)) + 1 for f in AD_USER_FIELDS},
         },  # fmt: skip
     )
     built = Built(
