@@ -22,6 +22,7 @@ import csv
 import json
 import random
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 SEED = 20180801
@@ -273,7 +274,7 @@ def generate_taobao(out: Path, rng: random.Random) -> None:
         csv.writer(f, lineterminator="\n").writerows(rows)
 
 
-def _ad_catalogue(rng: random.Random) -> tuple[list[tuple[int, ...]], list[int]]:
+def _ad_catalogue(rng: random.Random) -> tuple[list[tuple[int, int, int, int, int]], list[int]]:
     """(adgroup, cate, campaign, customer, brand or 0) rows and the category ids."""
     cates = rng.sample(range(1, 12_961), 16)
     brands = {c: rng.sample(range(1, 461_498), 3) for c in cates}
@@ -334,7 +335,7 @@ def generate_taobao_ad(out: Path, rng: random.Random) -> None:
                behaviours)
 
 
-def _write_csv(path: Path, header: list[str], rows: list[tuple[object, ...]]) -> None:
+def _write_csv(path: Path, header: list[str], rows: Sequence[Sequence[object]]) -> None:
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(header)
