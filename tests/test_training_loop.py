@@ -258,7 +258,7 @@ def test_dataset_and_run_folder_errors(tiny_dataset: Path, tmp_path: Path) -> No
     (old / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(DinctlError) as err:
         train(quick(old, tmp_path / "r1"), progress=False)
-    assert err.value.message == f"{old / 'meta.json'} has format version 0, expected 1"
+    assert err.value.message == f"{old / 'meta.json'} has format version 0, expected 1 or 2"
 
     no_train = tmp_path / "no_train"
     shutil.copytree(tiny_dataset, no_train)

@@ -154,6 +154,44 @@ def movielens(
     )
 
 
+def _names(text: str | None) -> tuple[str, ...]:
+    """a,b,c → ("a", "b", "c"); empty parts dropped."""
+    return tuple(p.strip() for p in (text or "").split(",") if p.strip())
+
+
+def _log_columns(schema: Path | None, base: dict[str, Any], extra: dict[str, Any]) -> Any:
+    """LogColumns from the flags, or from the --schema file (then the field flags are unused)."""
+    from dinctl.data.readers import LogColumns, columns_from_toml
+    from dinctl.errors import DinctlError
+
+    if schema is not None:
+        given = [f"--{k.replace('_', '-')}" for k, v in extra.items() if v]
+        if given:
+            raise DinctlError(
+                f"{', '.join(given)} cannot be combined with --schema {schema}",
+                hint="list every field in the schema file",
+            )
+        return columns_from_toml(schema)
+    behaviour = _names(extra["behaviour_cols"])
+    if behaviour and len(behaviour) < 2:
+        raise DinctlError(
+            f"--behaviour-cols needs the item and the category column first, got {list(behaviour)}",
+            hint="e.g. --behaviour-cols item,cate,brand",
+        )
+    if extra["user_feature_cols"] and extra["user_features"] is None:
+        raise DinctlError("--user-feature-cols needs --user-features FILE")
+    if behaviour:
+        base = {**base, "item": behaviour[0], "category": behaviour[1]}
+    return LogColumns(
+        **base,
+        behaviour=behaviour[2:],
+        context=_names(extra["context_cols"]),
+        numeric=_names(extra["numeric_cols"]),
+        user_features=extra["user_features"],
+        user_feature_cols=_names(extra["user_feature_cols"]),
+    )
+
+
 @app.command()
 @user_errors
 def logs(
@@ -171,19 +209,57 @@ def logs(
         str | None,
         typer.Option(help="Optional 0/1 label column: every row becomes a sample, users split."),
     ] = None,
+    behaviour_cols: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ITEM,CATE,...",
+            help="A behaviour's id columns: item, category, then more (brand, shop, ...); "
+            "replaces --item-col/--category-col.",
+        ),
+    ] = None,
+    context_cols: Annotated[
+        str | None,
+        typer.Option(metavar="A,B", help="Categorical columns of the sample (ad slot, hour)."),
+    ] = None,
+    numeric_cols: Annotated[
+        str | None, typer.Option(metavar="A,B", help="Numeric columns of the sample.")
+    ] = None,
+    user_features: Annotated[
+        Path | None,
+        typer.Option(help="Parquet/CSV user profile file: one row per user (--user-col)."),
+    ] = None,
+    user_feature_cols: Annotated[
+        str | None, typer.Option(metavar="A,B", help="Profile columns used as user fields.")
+    ] = None,
+    schema: Annotated[
+        Path | None,
+        typer.Option(help="TOML schema file naming every column (docs/formats.md)."),
+    ] = None,
     seed: Seed = 1234,
     no_valid: NoValid = False,
     overwrite: Overwrite = False,
     as_json: AsJson = False,
 ) -> None:
-    """Your own log: windows + negatives (Amazon protocol); with --label-col, the MovieLens one."""
+    """Your own log: windows + negatives (Amazon protocol); with --label-col, the MovieLens one.
+    More behaviour fields, user, context and numeric fields join with the field options."""
     from dinctl.data.preprocess import preprocess_logs
-    from dinctl.data.readers import LogColumns
 
     out = out if out is not None else Path("data/logs")
-    columns = LogColumns(
-        user=user_col, item=item_col, category=category_col, time=time_col, label=label_col
-    )
+    base = {
+        "user": user_col,
+        "item": item_col,
+        "category": category_col,
+        "time": time_col,
+        "label": label_col,
+    }
+    extra = {
+        "behaviour_cols": behaviour_cols,
+        "context_cols": context_cols,
+        "numeric_cols": numeric_cols,
+        "user_features": user_features,
+        "user_feature_cols": user_feature_cols,
+    }
+    columns = _log_columns(schema, base, extra)
     _run(
         lambda status, warn: preprocess_logs(
             path,

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from dinctl.data import fields
+from dinctl.data.schema import FeatureSchema
 from dinctl.errors import DinctlError
 
 ML_TRAIN_USERS = 100_000
@@ -43,6 +45,9 @@ class Built:
     splits: dict[str, pl.DataFrame]
     summary: dict[str, Any]
     vocab: dict[str, int] = field(default_factory=dict)
+    schema: FeatureSchema = field(default_factory=FeatureSchema)
+    users: pl.DataFrame | None = None  # users.parquet, with user fields
+    values: pl.DataFrame | None = None  # values.parquet, with extra categorical fields
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,8 @@ class _Sequences:
     cate_name: pl.Series  # (C,)
     pair_keys: np.ndarray  # (P,) sorted unique user·(N+1)+item
     first_pos: np.ndarray  # (M,) position of the first occurrence of each row's (user, item)
+    # the schema's extra per-row columns (dinctl/data/fields.py), in the sorted order
+    extra: fields.ExtraColumns | None = None
 
 
 def _rank(col: pl.Series) -> tuple[np.ndarray, pl.Series, np.ndarray]:
@@ -237,7 +244,13 @@ def _sequences(frame: pl.DataFrame, tie: str, item_cate: ItemCate) -> _Sequences
     ts = frame["ts"].cast(pl.Int64).to_numpy()
     label = frame["label"].cast(pl.Int8).to_numpy() if "label" in frame.columns else None
     # ids are ranks, so id order is raw order; a stable sort keeps file order on ties
-    packed = _sort_by_user_time_item(users, items, ts, label) if tie == "item" else None
+    extra_cols = fields.extra_columns(frame)
+    packed = (
+        _sort_by_user_time_item(users, items, ts, label)
+        if tie == "item" and not extra_cols
+        else None
+    )  # packing sorts values, not rows: extra columns need the row order
+    order: np.ndarray | None = None
     if packed is not None:
         user, item, ts, label = packed
     else:
@@ -287,6 +300,9 @@ def _sequences(frame: pl.DataFrame, tie: str, item_cate: ItemCate) -> _Sequences
         cate_name=cate_name,
         pair_keys=pair_keys,
         first_pos=first_pos,
+        extra=fields.sort_extra(frame, extra_cols, order, first_row)
+        if extra_cols and order is not None
+        else None,
     )
 
 
@@ -377,8 +393,10 @@ def build_windows(
     seed: int,
     valid: bool = True,
     item_cate: ItemCate = None,
+    user_features: pl.DataFrame | None = None,
 ) -> tuple[Built, _Sequences]:
-    """The Amazon protocol (sliding windows + one static negative per positive)."""
+    """The Amazon protocol (sliding windows + one static negative per positive); the schema's
+    extra columns of `frame` and the `user_features` table (dinctl/data/fields.py) join it."""
     seq = _sequences(frame, tie="order", item_cate=item_cate)
     n_items = len(seq.raw_item)
     # every behaviour at position p >= 1 is a positive target with history b_1..b_p
@@ -400,7 +418,9 @@ def build_windows(
         for name, m in parts.items()
     }
     splits = {
-        name: _frame(u, h, i, seq.item_cate, np.tile(label, len(u) // 2))
+        name: _frame(u, h, i, seq.item_cate, np.tile(label, len(u) // 2)).with_columns(
+            **fields.sample_columns(seq.extra, target[parts[name]], neg[parts[name]])
+        )
         for name, (u, h, i) in rows.items()
     }
     tr = parts["train"]
@@ -409,7 +429,7 @@ def build_windows(
     counts = {name: 2 * int(m.sum()) for name, m in parts.items()}
     rates = {name: 0.5 if m.any() else 0.0 for name, m in parts.items()}  # one pos, one neg
     built = _finish(seq, splits, train, np.repeat(t_hist, 2), counts, rates, "amazon-windows")
-    return built, seq
+    return fields.finish(built, seq.extra, seq.offsets, user_features), seq
 
 
 def build_user_split(
@@ -420,6 +440,7 @@ def build_user_split(
     train_fraction: float = ML_TRAIN_USERS / ML_ALL_USERS,
     valid_fraction: float = VALID_USER_FRACTION,
     item_cate: ItemCate = None,
+    user_features: pl.DataFrame | None = None,
 ) -> tuple[Built, _Sequences]:
     """The MovieLens protocol: every interaction a sample, users split at random (seeded)."""
     if "label" not in frame.columns:
@@ -439,7 +460,9 @@ def build_user_split(
     if not valid:
         del parts["valid"]
     splits = {
-        name: _frame(seq.user[m], seq.pos[m], seq.item[m], seq.item_cate, seq.label[m])
+        name: _frame(
+            seq.user[m], seq.pos[m], seq.item[m], seq.item_cate, seq.label[m]
+        ).with_columns(**fields.sample_columns(seq.extra, np.flatnonzero(m)))
         for name, m in parts.items()
     }
     tr = parts["train"]
@@ -447,7 +470,7 @@ def build_user_split(
     counts = {name: int(m.sum()) for name, m in parts.items()}
     rates = {name: float(seq.label[m].mean()) if m.any() else 0.0 for name, m in parts.items()}
     built = _finish(seq, splits, train, seq.pos, counts, rates, "movielens-user-split")
-    return built, seq
+    return fields.finish(built, seq.extra, seq.offsets, user_features), seq
 
 
 def hist_percentile(values: np.ndarray, q: float) -> float:

@@ -125,7 +125,13 @@ def _build_locked(
             digests = [pool.submit(_sha256, p) for p in inter.inputs]
         if built is None:
             with status("building samples"):
-                built, _ = build(inter.frame, seed=seed, valid=valid, item_cate=inter.item_cate)
+                built, _ = build(
+                    inter.frame,
+                    seed=seed,
+                    valid=valid,
+                    item_cate=inter.item_cate,
+                    user_features=inter.user_features,
+                )
         warnings = [*inter.warnings, *_split_warnings(built.summary, out)]
         for message in warnings:
             warn(message)
@@ -160,6 +166,9 @@ def _build_locked(
                 splits=built.splits,
                 overwrite=overwrite,
                 late_meta=inputs,
+                schema=built.schema,
+                users=built.users,
+                values=built.values,
             )
     return summary
 
@@ -230,22 +239,19 @@ def preprocess_logs(
     warn: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
     """Your own log: windows + negatives without a label column, user split with one."""
+    inputs = [("log file", path)]
+    if columns.user_features is not None:
+        inputs.append(("user feature file", columns.user_features))
     return _build(
         lambda _: readers.read_logs(path, columns),
         out,
-        inputs=[("log file", path)],
+        inputs=inputs,
         dataset="logs",
         protocol="windows" if columns.label is None else "users",
         seed=seed,
         valid=valid,
         overwrite=overwrite,
-        options={
-            "user_col": columns.user,
-            "item_col": columns.item,
-            "category_col": columns.category,
-            "time_col": columns.time,
-            "label_col": columns.label,
-        },
+        options=columns.options(),
         status=status,
         warn=warn,
     )

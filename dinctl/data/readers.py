@@ -13,6 +13,7 @@ import ast
 import gzip
 import io
 import json
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
@@ -46,6 +47,7 @@ class Interactions:
     item_cate: pl.DataFrame | None = None
     warnings: tuple[str, ...] = field(default=())
     dropped: dict[str, int] = field(default_factory=dict)
+    user_features: pl.DataFrame | None = None  # raw `user` + user field columns (logs)
 
 
 def _start(line: str) -> str:
@@ -608,13 +610,139 @@ def _movielens_interactions(
 
 @dataclass(frozen=True)
 class LogColumns:
-    """Which columns of a log file hold the user, item, category, time and (optional) label."""
+    """Which columns of a log file hold the user, item, category, time and (optional) label,
+    and the schema's other fields (dinctl/data/schema.py): more behaviour fields of an event,
+    context and numeric fields of a sample, and user fields from a separate profile file
+    (one row per user, its user column named like the log's)."""
 
     user: str = "user"
     item: str = "item"
     category: str = "category"
     time: str = "timestamp"
     label: str | None = None
+    behaviour: tuple[str, ...] = ()  # beyond item and category
+    context: tuple[str, ...] = ()
+    numeric: tuple[str, ...] = ()
+    user_features: Path | None = None
+    user_feature_cols: tuple[str, ...] = ()
+
+    def extra(self) -> dict[str, str]:
+        """Builder column (`beh:<f>`, `ctx:<f>`, `num:<f>`) → log column of the extra fields."""
+        out = {}
+        for prefix, cols in (
+            ("beh:", self.behaviour),
+            ("ctx:", self.context),
+            ("num:", self.numeric),
+        ):
+            out.update({prefix + field_name(c): c for c in cols})
+        return out
+
+    def options(self) -> dict[str, Any]:
+        """What meta.json records of the columns."""
+        return {
+            "user_col": self.user,
+            "item_col": self.item,
+            "category_col": self.category,
+            "time_col": self.time,
+            "label_col": self.label,
+            **(
+                {"behaviour_cols": [self.item, self.category, *self.behaviour]}
+                if self.behaviour
+                else {}
+            ),
+            **({"context_cols": list(self.context)} if self.context else {}),
+            **({"numeric_cols": list(self.numeric)} if self.numeric else {}),
+            **(
+                {
+                    "user_features": self.user_features.name,
+                    "user_feature_cols": list(self.user_feature_cols),
+                }
+                if self.user_features is not None
+                else {}
+            ),
+        }
+
+
+def field_name(column: str) -> str:
+    """The schema's name of a log column: lower case, other characters → _ ("Ad Slot" → ad_slot)."""
+    name = re.sub(r"[^a-z0-9_]", "_", column.strip().lower())
+    return name if name[:1].isalpha() else f"f_{name}"
+
+
+SCHEMA_KEYS = {
+    "user",
+    "time",
+    "item",
+    "category",
+    "behaviour",
+    "label",
+    "context",
+    "numeric",
+    "user_features",
+}
+
+
+def columns_from_toml(path: Path) -> LogColumns:
+    """A TOML schema file → LogColumns (docs/formats.md); `user_features.file` is relative to
+    the TOML file."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DinctlError(f"schema file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise DinctlError(
+            f"cannot read schema file {path}: {_first_line(err)}",
+            hint="write it in TOML (see docs/formats.md)",
+        ) from None
+    unknown = sorted(set(data) - SCHEMA_KEYS)
+    if unknown:
+        raise DinctlError(
+            f"schema file {path} has unknown key(s) {', '.join(unknown)}",
+            hint=f"expected keys among {', '.join(sorted(SCHEMA_KEYS))}",
+        )
+
+    def text(key: str, default: str | None) -> str | None:
+        value = data.get(key, default)
+        if value is not None and not isinstance(value, str):
+            raise DinctlError(f"schema file {path}: {key!r} must be a column name, got {value!r}")
+        return value
+
+    def names(table: dict[str, Any], key: str) -> tuple[str, ...]:
+        value = table.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise DinctlError(
+                f"schema file {path}: {key!r} must be a list of column names, got {value!r}"
+            )
+        return tuple(value)
+
+    behaviour = names(data, "behaviour")
+    item, category = (text("item", "item"), text("category", "category"))
+    if behaviour:
+        if len(behaviour) < 2:
+            raise DinctlError(
+                f"schema file {path}: 'behaviour' needs at least the item and the "
+                f"category column, got {list(behaviour)}"
+            )
+        item, category, behaviour = behaviour[0], behaviour[1], behaviour[2:]
+    users = data.get("user_features", {})
+    if "user_features" in data and (
+        not isinstance(users, dict) or not isinstance(users.get("file"), str)
+    ):
+        raise DinctlError(f'schema file {path}: [user_features] needs file = "..."')
+    return LogColumns(
+        user=text("user", "user") or "user",
+        item=item or "item",
+        category=category or "category",
+        time=text("time", "timestamp") or "timestamp",
+        label=text("label", None),
+        behaviour=behaviour,
+        context=names(data, "context"),
+        numeric=names(data, "numeric"),
+        user_features=(path.parent / users["file"]) if users else None,
+        user_feature_cols=names(users, "columns") if users else (),
+    )
 
 
 TIME_HINT = "store Unix seconds, a Parquet timestamp or ISO 8601 text (e.g. 2024-05-01T12:00:00Z)"
@@ -777,13 +905,16 @@ def read_logs(path: Path, columns: LogColumns) -> Interactions:
     }
     if columns.label is not None:
         wanted["label"] = columns.label
-    missing = [c for c in wanted.values() if c not in df.columns]
+    extra = columns.extra()
+    missing = [c for c in (*wanted.values(), *extra.values()) if c not in df.columns]
     if missing:
         raise DinctlError(
             f"{path} has no column(s) {', '.join(map(repr, missing))}; "
             f"it has {', '.join(df.columns)}",
-            hint="name them with --user-col/--item-col/--category-col/--time-col/--label-col",
+            hint="name them with --user-col/--item-col/--category-col/--time-col/--label-col "
+            "(--behaviour-cols/--context-cols/--numeric-cols, or the --schema file)",
         )
+    _check_distinct(path, [*wanted.values(), *extra.values()])
     if df.height == 0:
         raise DinctlError(f"{path} has no rows", hint="pass a non-empty log")
     frame = df.select(pl.col(src).alias(dst) for dst, src in wanted.items())
@@ -799,7 +930,90 @@ def read_logs(path: Path, columns: LogColumns) -> Interactions:
     )
     if columns.label is not None:
         frame = frame.with_columns(_label_column(path, frame["label"], columns.label))
-    return Interactions(frame=frame, inputs=(path,))
+    frame = frame.with_columns(
+        _extra_column(path, df, src, d.startswith("num:")).alias(d) for d, src in extra.items()
+    )
+    if columns.user_features is None:
+        return Interactions(frame=frame, inputs=(path,))
+    profile = read_user_features(columns.user_features, columns.user, columns.user_feature_cols)
+    return Interactions(frame=frame, inputs=(path, columns.user_features), user_features=profile)
+
+
+def _check_distinct(path: Path, cols: list[str]) -> None:
+    """One column per field: a column named twice (e.g. as behaviour and context) is an error."""
+    seen: set[str] = set()
+    for col in cols:
+        if col in seen:
+            raise DinctlError(
+                f"{path}: column {col!r} is named for two fields",
+                hint="give each field its own column",
+            )
+        seen.add(col)
+
+
+def _extra_column(path: Path, df: pl.DataFrame, col: str, numeric: bool = False) -> pl.Series:
+    """An extra field's column: ids (integers or strings) or, `numeric`, finite floats; a
+    missing value or a value of the wrong type is one line naming the column and row."""
+    s = df[col]
+    if s.null_count():
+        row = int(s.is_null().arg_true()[0])
+        raise DinctlError(
+            f"{path}: column {col!r} is empty in data row {row + 1}",
+            hint="fill in every value of the schema's columns",
+        )
+    if not numeric:
+        return _id_column(path, df, col, col)
+    if s.dtype == pl.Utf8:
+        numbers = s.str.strip_chars().cast(pl.Float64, strict=False)
+        if numbers.null_count():
+            row = int(numbers.is_null().arg_true()[0])
+            raise DinctlError(
+                f"{path}: numeric column {col!r} holds {s[row]!r:.40} in data row {row + 1}, "
+                "expected a number",
+                hint="numeric fields hold numbers; list id-like columns with --context-cols",
+            )
+        s = numbers
+    if not s.dtype.is_numeric():
+        raise DinctlError(f"{path}: numeric column {col!r} has type {s.dtype}, expected numbers")
+    s = s.cast(pl.Float64)
+    bad = (~s.is_finite()).arg_true()
+    if len(bad):
+        raise DinctlError(
+            f"{path}: numeric column {col!r} holds {s[bad[0]]} in data row "
+            f"{bad[0] + 1}, expected a finite number"
+        )
+    return s
+
+
+def read_user_features(path: Path, user_col: str, cols: tuple[str, ...]) -> pl.DataFrame:
+    """The user profile file → `user` + one id column per field (named by `field_name`); each
+    user on one row, every value present."""
+    df = _read_log_file(path)
+    if not cols:
+        raise DinctlError(
+            f"no user feature columns named for {path}",
+            hint="name them with --user-feature-cols a,b (or columns = [...])",
+        )
+    missing = [c for c in (user_col, *cols) if c not in df.columns]
+    if missing:
+        raise DinctlError(
+            f"user feature file {path} has no column(s) {', '.join(map(repr, missing))}; "
+            f"it has {', '.join(df.columns)}",
+            hint="its user column is named like the log's (--user-col)",
+        )
+    _check_distinct(path, [user_col, *cols])
+    users = _extra_column(path, df, user_col)
+    dup = users.is_duplicated()
+    if dup.any():
+        row = int(dup.arg_true()[0])
+        raise DinctlError(
+            f"user feature file {path}: user {users[row]!r} (column {user_col!r}) is on more "
+            "than one row",
+            hint="keep one profile row per user",
+        )
+    out = {"user": users.cast(pl.Utf8)}
+    out.update({field_name(c): _extra_column(path, df, c) for c in cols})
+    return pl.DataFrame(out)
 
 
 def _label_column(path: Path, s: pl.Series, source: str) -> pl.Series:

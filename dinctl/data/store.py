@@ -148,6 +148,15 @@ class Dataset:
         out[0] = 0
         return out
 
+    def item_fields(self) -> np.ndarray:
+        """(N+1, F) each item's extra behaviour fields as its latest behaviour records them
+        (0 for an item no behaviour holds): the candidate fields of an arbitrary item."""
+        names = self.schema.extra_behaviour
+        out = np.zeros((self.n_items + 1, len(names)), dtype=np.int64)
+        for k, name in enumerate(names):
+            out[self.seq_items, k] = self.seq_fields[name]  # later positions overwrite earlier
+        return out
+
     def value_names(self, name: str) -> list[str]:
         """Raw value of every id 1.. of an extra categorical field (index 0 = id 1)."""
         frame = _read_frame(self.path, "values.parquet", self.meta, ["field", "id", "raw"])
@@ -305,8 +314,9 @@ def _read_split(root: Path, name: str, meta: dict[str, Any], ds: Dataset | None 
     for name in (*schema.extra_behaviour, *schema.context):
         values = df[name].to_numpy()
         hi = int(vocab[name]) - 1
-        _check_range(path, name, values, 1 if name in schema.behaviour else 0, hi,
-                     f"a {name} id in 0..{hi}")  # fmt: skip
+        _check_range(
+            path, name, values, 1 if name in schema.behaviour else 0, hi, f"a {name} id in 0..{hi}"
+        )
         fields[name] = values.astype(np.int32, copy=False)
     for name in schema.numeric:
         values = df[name].cast(float).to_numpy().astype(np.float32)
@@ -593,9 +603,13 @@ def write_dataset(
 
 
 def _contract_frames(
-    schema: FeatureSchema, items: Any, sequences: Any, splits: dict[str, Any], users: Any,
+    schema: FeatureSchema,
+    items: Any,
+    sequences: Any,
+    splits: dict[str, Any],
+    users: Any,
     values: Any,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """The files to write, checked for the contract's columns and cast to its types."""
     import polars as pl
 

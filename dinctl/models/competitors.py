@@ -7,8 +7,8 @@ from torch import nn
 
 from dinctl.data.batching import Batch
 from dinctl.models.config import ModelConfig, ModelOutput
-from dinctl.models.din import BaseModel, tower
-from dinctl.models.layers import BehaviourEmbedding, PackedHistory
+from dinctl.models.din import BaseModel, behaviour_embedding, side_embedding, side_tables, tower
+from dinctl.models.layers import BehaviourEmbedding, PackedHistory, SideEmbedding, side_tag
 
 _HASH_A = 2654435761  # Knuth's multiplicative constant
 _HASH_B = 40503
@@ -39,8 +39,23 @@ def cross_index(
     return ((_CW_A * lo) % _P31 + (_CW_B * hi) % _P31 + _CW_C) % _P31 % buckets
 
 
+def _zero_tables(pairs: tuple[tuple[str, int], ...]) -> nn.ModuleList:
+    """One zero-initialised scalar weight per id for each (name, vocab) field."""
+    out = nn.ModuleList(nn.Embedding(v, 1, padding_idx=0) for _, v in pairs)
+    for table in out:
+        assert isinstance(table, nn.Embedding)
+        nn.init.zeros_(table.weight)
+    return out
+
+
+def _embeddings(tables: nn.ModuleList) -> list[nn.Embedding]:
+    return [t for t in tables if isinstance(t, nn.Embedding)]
+
+
 class SparseLinear(nn.Module):
-    """Σ of per-id scalar weights: one-hot candidate item/category + multi-hot behaviour ids."""
+    """Σ of per-id scalar weights: one-hot candidate fields + multi-hot behaviour fields, each
+    behaviour field with its own candidate and history weights, plus one-hot user and context
+    fields and a linear term of the numeric fields."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -54,6 +69,47 @@ class SparseLinear(nn.Module):
         for table in (self.item, self.cate, self.hist_item, self.hist_cate):
             if table is not None:
                 nn.init.zeros_(table.weight)
+        self.beh_names = tuple(n for n, _ in cfg.behaviour_fields)
+        self.extra = _zero_tables(cfg.behaviour_fields)
+        self.hist_extra = _zero_tables(cfg.behaviour_fields)
+        self.n_user = len(cfg.user_fields)
+        self.side_names = tuple(n for n, _ in (*cfg.user_fields, *cfg.context_fields))
+        self.side = _zero_tables((*cfg.user_fields, *cfg.context_fields))
+        m = len(cfg.numeric_fields)
+        self.numeric = nn.Linear(m, 1, bias=False) if m else None
+        if self.numeric is not None:
+            nn.init.zeros_(self.numeric.weight)
+
+    def extra_tables(self, prefix: str) -> list[tuple[str, nn.Embedding, str]]:
+        out = []
+        for k, name in enumerate(self.beh_names):
+            out += [
+                (f"{prefix}_{name}", _embeddings(self.extra)[k], f"beh:{k}:{name}.cand"),
+                (f"{prefix}_hist_{name}", _embeddings(self.hist_extra)[k], f"beh:{k}:{name}.hist"),
+            ]
+        side = zip(self.side_names, _embeddings(self.side), strict=True)
+        for k, (name, table) in enumerate(side):
+            out.append((f"{prefix}_{name}", table, side_tag(k, self.n_user, name)))
+        return out
+
+    def extra_logit(self, batch: Batch, pack: PackedHistory) -> tuple[torch.Tensor, torch.Tensor]:
+        """(candidate + user + context + numeric (B, 1), packed behaviour (N, 1)) weights of the
+        fields beyond item and category."""
+        z = batch.label.new_zeros(batch.item.shape[0], 1)  # (B, 1)
+        hist = batch.label.new_zeros(pack.item.shape[0], 1)  # (N, 1)
+        for k, (cand, beh) in enumerate(zip(_embeddings(self.extra), _embeddings(self.hist_extra),
+                                            strict=True)):  # fmt: skip
+            assert batch.cand_fields is not None and pack.fields is not None
+            z = z + cand(batch.cand_fields[:, k])
+            hist = hist + beh(pack.fields[:, k])
+        if self.side_names:
+            ids = SideEmbedding.ids_of(batch)  # (B, U+K)
+            for k, table in enumerate(_embeddings(self.side)):
+                z = z + table(ids[:, k])
+        if self.numeric is not None:
+            assert batch.numeric is not None
+            z = z + self.numeric(batch.numeric)
+        return z, hist
 
     def sparse_tables(self, prefix: str) -> list[tuple[str, nn.Embedding, str]]:
         # per-field tables: ".cand" rows are indexed by the candidate only, ".hist" by behaviours
@@ -66,7 +122,7 @@ class SparseLinear(nn.Module):
                 (f"{prefix}_item", self.item, "item.cand"),
                 (f"{prefix}_hist_item", self.hist_item, "item.hist"),
             ]
-        return out
+        return out + self.extra_tables(prefix)
 
     def forward(self, batch: Batch, pack: PackedHistory, mean: bool = False) -> torch.Tensor:
         """Linear logit (B,) without bias; `mean` averages the behaviour weights over the valid
@@ -76,6 +132,8 @@ class SparseLinear(nn.Module):
         if self.item is not None and self.hist_item is not None:
             z = z + self.item(batch.item)  # (B, 1)
             hist = hist + self.hist_item(pack.item)  # (N, 1)
+        z_extra, hist_extra = self.extra_logit(batch, pack)  # (B, 1), (N, 1)
+        z, hist = z + z_extra, hist + hist_extra
         pooled = pack.sum(hist)  # (B, 1)
         if mean:
             pooled = pooled / batch.hist_mask.sum(1, keepdim=True).clamp(min=1)  # (B, 1)
@@ -111,13 +169,41 @@ class WideDeep(BaseModel):
             if table is not None:
                 nn.init.zeros_(table.weight)
         self.wide_bias = nn.Parameter(torch.zeros(()))
+        # each extra behaviour field crossed with the candidate's, user/context fields one-hot
+        self.wide_extra = _zero_tables(
+            tuple((n, cfg.wide_buckets) for n, _ in cfg.behaviour_fields)
+        )
+        self.wide_side = _zero_tables((*cfg.user_fields, *cfg.context_fields))
+        m = len(cfg.numeric_fields)
+        self.wide_numeric = nn.Linear(m, 1, bias=False) if m else None
+
+    def sparse_tables(self) -> list[tuple[str, nn.Embedding, str]]:
+        """The deep part's tables and the wide part's one-hot user/context weights."""
+        names = [n for n, _ in (*self.cfg.user_fields, *self.cfg.context_fields)]
+        n_user = len(self.cfg.user_fields)
+        side = zip(names, _embeddings(self.wide_side), strict=True)
+        wide = [(f"wide_{name}", t, side_tag(k, n_user, name)) for k, (name, t) in enumerate(side)]
+        return super().sparse_tables() + wide
 
     def wide(self, batch: Batch, pack: PackedHistory) -> torch.Tensor:
-        """Wide logit (B,) from item×item and category×category crosses of valid behaviours."""
+        """Wide logit (B,) from behaviour × candidate crosses of every behaviour field over the
+        valid behaviours, plus the user/context/numeric fields' own weights."""
         z = self.wide_cate(self.cross(pack.cate, batch.cate[pack.row], self.cfg.n_cates))  # (N, 1)
         if self.wide_item is not None:
             z = z + self.wide_item(self.cross(pack.item, batch.item[pack.row], self.cfg.n_items))
-        return self.wide_bias + pack.sum(z).squeeze(1)  # (B,)
+        extra = zip(_embeddings(self.wide_extra), self.cfg.behaviour_fields, strict=True)
+        for k, (table, (_, v)) in enumerate(extra):
+            assert batch.cand_fields is not None and pack.fields is not None
+            z = z + table(self.cross(pack.fields[:, k], batch.cand_fields[pack.row, k], v - 1))
+        out = self.wide_bias + pack.sum(z).squeeze(1)  # (B,)
+        if self.wide_side:
+            ids = SideEmbedding.ids_of(batch)  # (B, U+K)
+            for k, table in enumerate(_embeddings(self.wide_side)):
+                out = out + table(ids[:, k]).squeeze(1)
+        if self.wide_numeric is not None:
+            assert batch.numeric is not None
+            out = out + self.wide_numeric(batch.numeric).squeeze(1)
+        return out
 
     def cross(self, behaviour: torch.Tensor, candidate: torch.Tensor, n: int) -> torch.Tensor:
         """Wide-table rows (N,) of behaviour × candidate crosses over ids 0..n."""
@@ -130,17 +216,24 @@ class WideDeep(BaseModel):
         pack = PackedHistory(batch)
         candidate, keys = self.emb.candidate_and_history(batch, pack)  # (B, E), (N, E)
         pooled = pack.sum(keys)  # (B, E)
-        deep = self.mlp(torch.cat([pooled, candidate], dim=-1)).squeeze(-1)  # (B,)
+        deep = self.mlp(self.mlp_input(batch, pooled, candidate)).squeeze(-1)  # (B,)
         return ModelOutput(logits=deep + self.wide(batch, pack), attention=None)
 
 
 def field_embeddings(emb: BehaviourEmbedding, batch: Batch, pack: PackedHistory) -> torch.Tensor:
-    """Field embeddings (B, F, D): candidate item, candidate category, then the sum-pooled
-    behaviour items and categories (item fields absent without item ids)."""
+    """Field embeddings (B, F, D): the candidate's fields (item, category, extra behaviour
+    fields), then the sum-pooled behaviours' fields in the same order (no item without ids)."""
     candidate, keys = emb.candidate_and_history(batch, pack)  # (B, E), (N, E)
     pooled = pack.sum(keys)  # (B, E)
     b, d = candidate.shape[0], emb.cate.embedding_dim
     return torch.cat([candidate, pooled], dim=1).view(b, -1, d)  # (B, F, D)
+
+
+def with_side(side: SideEmbedding | None, fields: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """The behaviour fields (B, F, D) followed by the user and context fields (B, U+K, D)."""
+    if side is None or not side.names:
+        return fields
+    return torch.cat([fields, side.fields(batch)], dim=1)
 
 
 class PNN(nn.Module):
@@ -152,19 +245,19 @@ class PNN(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.emb = BehaviourEmbedding(
-            cfg.n_items, cfg.n_cates, cfg.emb_dim, cfg.use_item_ids, cfg.init_std
-        )
-        n_fields = 4 if cfg.use_item_ids else 2
+        self.emb = behaviour_embedding(cfg)
+        self.side = side_embedding(cfg)
+        n_fields = 2 * (cfg.behaviour_dim // cfg.emb_dim)
+        n_fields += len(cfg.user_fields) + len(cfg.context_fields)
         pairs = torch.triu_indices(n_fields, n_fields, offset=1)  # (2, P)
         self.register_buffer("pair_i", pairs[0], persistent=False)
         self.register_buffer("pair_j", pairs[1], persistent=False)
-        in_dim = n_fields * cfg.emb_dim + pairs.shape[1]
+        in_dim = n_fields * cfg.emb_dim + pairs.shape[1] + len(cfg.numeric_fields)
         self.mlp = tower(in_dim, cfg)
 
     def sparse_tables(self) -> list[tuple[str, nn.Embedding, str]]:
-        """Every table indexed by raw item or category ids, with its vocabulary."""
-        return self.emb.sparse_tables()
+        """Every embedding table indexed by raw ids, with its vocabulary tag."""
+        return self.emb.sparse_tables() + side_tables(self.side)
 
     def inner_products(self, fields: torch.Tensor) -> torch.Tensor:
         """⟨f_i, f_j⟩ for i < j: (B, F, D) → (B, P)."""
@@ -172,9 +265,11 @@ class PNN(nn.Module):
 
     def forward(self, batch: Batch) -> ModelOutput:
         pack = PackedHistory(batch)
-        fields = field_embeddings(self.emb, batch, pack)  # (B, F, D)
-        product = torch.cat([fields.flatten(1), self.inner_products(fields)], dim=1)  # (B, F·D+P)
-        return ModelOutput(logits=self.mlp(product).squeeze(-1), attention=None)
+        fields = with_side(self.side, field_embeddings(self.emb, batch, pack), batch)  # (B, F, D)
+        parts = [fields.flatten(1), self.inner_products(fields)]  # (B, F·D), (B, P)
+        if self.side is not None:
+            parts.append(self.side.numeric(batch))  # (B, M)
+        return ModelOutput(logits=self.mlp(torch.cat(parts, dim=1)).squeeze(-1), attention=None)
 
 
 class DeepFM(nn.Module):
@@ -183,17 +278,17 @@ class DeepFM(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.emb = BehaviourEmbedding(
-            cfg.n_items, cfg.n_cates, cfg.emb_dim, cfg.use_item_ids, cfg.init_std
-        )
+        self.emb = behaviour_embedding(cfg)
+        self.side = side_embedding(cfg)
         self.linear = SparseLinear(cfg)
         self.bias = nn.Parameter(torch.zeros(()))
         e = cfg.behaviour_dim
-        self.mlp = tower(2 * e, cfg)
+        self.mlp = tower(2 * e + cfg.side_dim, cfg)
 
     def sparse_tables(self) -> list[tuple[str, nn.Embedding, str]]:
-        """Every table indexed by raw item or category ids, with its vocabulary."""
-        return self.emb.sparse_tables() + self.linear.sparse_tables("fm")
+        """Every table indexed by raw ids, with its vocabulary tag."""
+        tables = self.emb.sparse_tables() + side_tables(self.side)
+        return tables + self.linear.sparse_tables("fm")
 
     @staticmethod
     def fm(fields: torch.Tensor) -> torch.Tensor:
@@ -214,9 +309,14 @@ class DeepFM(nn.Module):
 
     def forward(self, batch: Batch) -> ModelOutput:
         pack = PackedHistory(batch)
-        fields = field_embeddings(self.emb, batch, pack)  # (B, F, D)
-        deep = self.mlp(fields.flatten(1)).squeeze(-1)  # (B,)
+        behaviour = field_embeddings(self.emb, batch, pack)  # (B, F_b, D)
+        fields = with_side(self.side, behaviour, batch)  # (B, F, D) + user and context fields
+        deep_in = [fields.flatten(1)]
+        if self.side is not None:
+            deep_in.append(self.side.numeric(batch))  # (B, M)
+        deep = self.mlp(torch.cat(deep_in, dim=1)).squeeze(-1)  # (B,)
         mean = self.cfg.fm_pooling == "mean"
-        fm = self.linear(batch, pack, mean) + self.fm(self.fm_fields(fields, batch))  # (B,)
+        fm_in = with_side(self.side, self.fm_fields(behaviour, batch), batch)  # (B, F, D)
+        fm = self.linear(batch, pack, mean) + self.fm(fm_in)  # (B,)
         logits = self.bias + fm + deep  # (B,)
         return ModelOutput(logits=logits, attention=None)

@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from dinctl.data.schema import FeatureSchema
 from dinctl.errors import DinctlError
 
 MODEL_NAMES = ("din", "base", "lr", "wide-deep", "pnn", "deepfm")
@@ -56,8 +57,24 @@ class ModelConfig:
     wide_cross: str = "auto"  # auto: exact index when the cross fits, else a universal hash
     fm_pooling: str = "mean"  # DeepFM's history fields in the FM term: mean | sum
     init_std: float = 0.01  # embedding init N(0, std²)
+    # the dataset's feature schema beyond item/cate (dinctl/data/schema.py): (name, vocab) of
+    # each extra behaviour field (shared by history and candidate), user and context field,
+    # and the numeric fields' names; empty in runs written before the schema existed
+    behaviour_fields: tuple[tuple[str, int], ...] = ()
+    user_fields: tuple[tuple[str, int], ...] = ()
+    context_fields: tuple[tuple[str, int], ...] = ()
+    numeric_fields: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        for name in ("behaviour_fields", "user_fields", "context_fields"):
+            pairs = tuple((str(n), int(v)) for n, v in getattr(self, name))
+            if any(v < 1 for _, v in pairs):
+                raise DinctlError(f"{name} vocabularies must be positive, got {list(pairs)}")
+            object.__setattr__(self, name, pairs)
+        object.__setattr__(self, "numeric_fields", tuple(str(n) for n in self.numeric_fields))
+        self._check_options()
+
+    def _check_options(self) -> None:
         if self.model not in MODEL_NAMES:
             raise DinctlError(
                 f"unknown model {self.model!r}; expected one of {', '.join(MODEL_NAMES)}",
@@ -97,14 +114,29 @@ class ModelConfig:
 
     @property
     def behaviour_dim(self) -> int:
-        """Width of one behaviour / candidate embedding."""
-        return self.emb_dim * (2 if self.use_item_ids else 1)
+        """Width of one behaviour / candidate embedding: its fields' embeddings concatenated."""
+        return self.emb_dim * ((2 if self.use_item_ids else 1) + len(self.behaviour_fields))
+
+    @property
+    def side_dim(self) -> int:
+        """Width of the user, context and numeric inputs the MLP gets besides the behaviours."""
+        n_cat = len(self.user_fields) + len(self.context_fields)
+        return self.emb_dim * n_cat + len(self.numeric_fields)
+
+    @property
+    def is_basic(self) -> bool:
+        """Item and category only (what `dinctl export` and `serve` support)."""
+        return not (
+            self.behaviour_fields or self.user_fields or self.context_fields or self.numeric_fields
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists)."""
         out = asdict(self)
-        out["attn_hidden"] = list(self.attn_hidden)
-        out["mlp_hidden"] = list(self.mlp_hidden)
+        for key in ("attn_hidden", "mlp_hidden", "numeric_fields"):
+            out[key] = list(getattr(self, key))
+        for key in ("behaviour_fields", "user_fields", "context_fields"):
+            out[key] = [list(pair) for pair in getattr(self, key)]
         return out
 
     @classmethod
@@ -126,3 +158,13 @@ class ModelOutput(NamedTuple):
 
     logits: torch.Tensor  # (B,) float
     attention: torch.Tensor | None  # (B, T) float, 0 at padding; None for non-attention models
+
+
+def schema_fields(schema: FeatureSchema, vocab: dict[str, Any]) -> dict[str, Any]:
+    """The ModelConfig keys describing a dataset's fields beyond item and category."""
+    return {
+        "behaviour_fields": tuple((n, int(vocab[n])) for n in schema.extra_behaviour),
+        "user_fields": tuple((n, int(vocab[n])) for n in schema.user),
+        "context_fields": tuple((n, int(vocab[n])) for n in schema.context),
+        "numeric_fields": schema.numeric,
+    }

@@ -170,39 +170,60 @@ class ActivationUnit(nn.Module):
 
 
 class BehaviourEmbedding(nn.Module):
-    """Shared item ⊕ category embeddings for behaviours and the candidate; row 0 is padding."""
+    """Shared embeddings of a behaviour's fields (item ⊕ category ⊕ extra fields) for the
+    history and the candidate; row 0 of every table is padding."""
 
     def __init__(
-        self, n_items: int, n_cates: int, dim: int, use_item_ids: bool, init_std: float
+        self,
+        n_items: int,
+        n_cates: int,
+        dim: int,
+        use_item_ids: bool,
+        init_std: float,
+        extra: tuple[tuple[str, int], ...] = (),
     ) -> None:
         super().__init__()
         self.use_item_ids = use_item_ids
         self.item = nn.Embedding(n_items + 1, dim, padding_idx=0) if use_item_ids else None
         self.cate = nn.Embedding(n_cates + 1, dim, padding_idx=0)
+        # extra behaviour fields (brand, shop, ...): vocab already counts the padding row
+        self.extra = nn.ModuleList(nn.Embedding(v, dim, padding_idx=0) for _, v in extra)
+        self.extra_names = tuple(name for name, _ in extra)
         for table in self.tables():
-            nn.init.normal_(table.weight, std=init_std)
-            with torch.no_grad():
-                table.weight[0].zero_()
+            init_table(table, init_std)
+
+    def extra_tables(self) -> list[nn.Embedding]:
+        return [t for t in self.extra if isinstance(t, nn.Embedding)]
 
     def tables(self) -> list[nn.Embedding]:
-        return [t for t in (self.item, self.cate) if t is not None]
+        return [t for t in (self.item, self.cate) if t is not None] + self.extra_tables()
 
     def sparse_tables(self) -> list[tuple[str, nn.Embedding, str]]:
         out = [("cate_emb", self.cate, "cate")]
         if self.item is not None:
             out.insert(0, ("item_emb", self.item, "item"))
+        for k, (name, table) in enumerate(zip(self.extra_names, self.extra_tables(), strict=True)):
+            out.append((f"{name}_emb", table, f"beh:{k}:{name}"))
         return out
 
-    def fields(self, item: torch.Tensor, cate: torch.Tensor) -> list[torch.Tensor]:
-        """The per-id embeddings [item, cate] (or [cate]) of ids of any shape (...,) → (..., D)."""
+    def fields(
+        self, item: torch.Tensor, cate: torch.Tensor, extra: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
+        """The per-id embeddings [item, cate, extra...] (no item without item ids) of ids of any
+        shape (...,) → (..., D); `extra` (..., F) holds the extra fields' ids."""
         out = [self.cate(cate)]
         if self.item is not None:
             out.insert(0, self.item(item))
+        if self.extra_names:
+            assert extra is not None, "the model has extra behaviour fields: the batch lacks them"
+            out += [table(extra[..., k]) for k, table in enumerate(self.extra_tables())]
         return out
 
-    def forward(self, item: torch.Tensor, cate: torch.Tensor) -> torch.Tensor:
-        """item ⊕ category embedding: (...,) → (..., E)."""
-        parts = self.fields(item, cate)
+    def forward(
+        self, item: torch.Tensor, cate: torch.Tensor, extra: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Behaviour embedding, its fields concatenated: (...,) → (..., E)."""
+        parts = self.fields(item, cate, extra)
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 
     def candidate_and_history(
@@ -212,9 +233,83 @@ class BehaviourEmbedding(nn.Module):
         so each table's backward builds one dense gradient, not two."""
         item = torch.cat([batch.item, pack.item])  # (B+N,)
         cate = torch.cat([batch.cate, pack.cate])  # (B+N,)
-        both = self(item, cate)  # (B+N, E)
+        extra = None
+        if self.extra_names:
+            assert batch.cand_fields is not None and pack.fields is not None
+            extra = torch.cat([batch.cand_fields, pack.fields])  # (B+N, F)
+        both = self(item, cate, extra)  # (B+N, E)
         candidate, keys = both.split([batch.item.shape[0], pack.item.shape[0]])  # (B, E), (N, E)
         return candidate, keys  # split: its backward is one cat, not two zero-filled copies
+
+
+def init_table(table: nn.Embedding, init_std: float) -> None:
+    """N(0, std²) rows, the padding row 0 zero."""
+    nn.init.normal_(table.weight, std=init_std)
+    with torch.no_grad():
+        table.weight[0].zero_()
+
+
+def side_tag(k: int, n_user: int, name: str) -> str:
+    """The vocabulary tag of the k-th user-then-context field (regularisers read it)."""
+    return f"user:{k}:{name}" if k < n_user else f"ctx:{k - n_user}:{name}"
+
+
+class SideEmbedding(nn.Module):
+    """User and context field embeddings plus the numeric fields: the inputs Fig. 2 joins to
+    the MLP next to the pooled behaviours and the candidate."""
+
+    def __init__(
+        self,
+        user: tuple[tuple[str, int], ...],
+        context: tuple[tuple[str, int], ...],
+        n_numeric: int,
+        dim: int,
+        init_std: float,
+    ) -> None:
+        super().__init__()
+        self.n_user, self.n_numeric = len(user), n_numeric
+        self.names = tuple(name for name, _ in (*user, *context))
+        self.tables = nn.ModuleList(
+            nn.Embedding(v, dim, padding_idx=0) for _, v in (*user, *context)
+        )
+        for table in self.tables:
+            assert isinstance(table, nn.Embedding)
+            init_table(table, init_std)
+
+    def sparse_tables(self) -> list[tuple[str, nn.Embedding, str]]:
+        out = []
+        for k, (name, table) in enumerate(zip(self.names, self.tables, strict=True)):
+            assert isinstance(table, nn.Embedding)
+            out.append((f"{name}_emb", table, side_tag(k, self.n_user, name)))
+        return out
+
+    @staticmethod
+    def ids_of(batch: Batch) -> torch.Tensor:
+        """(B, U+K) user then context ids."""
+        parts = [t for t in (batch.user_fields, batch.context) if t is not None]
+        if not parts:
+            return batch.item.new_zeros(batch.item.shape[0], 0)
+        return torch.cat(parts, dim=1)
+
+    def fields(self, batch: Batch) -> torch.Tensor:
+        """User and context field embeddings (B, U+K, D)."""
+        ids = self.ids_of(batch)  # (B, U+K)
+        assert ids.shape[1] == len(self.names), "the batch lacks the model's user/context fields"
+        return torch.stack([table(ids[:, k]) for k, table in enumerate(self.tables)], dim=1)
+
+    def numeric(self, batch: Batch) -> torch.Tensor:
+        """(B, M) numeric fields (M may be 0)."""
+        if not self.n_numeric:
+            return batch.label.new_zeros(batch.item.shape[0], 0)
+        assert batch.numeric is not None, "the batch lacks the model's numeric fields"
+        return batch.numeric
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """Everything flattened: (B, (U+K)·D + M)."""
+        parts = [self.numeric(batch)]
+        if self.names:
+            parts.insert(0, self.fields(batch).flatten(1))
+        return torch.cat(parts, dim=1)
 
 
 class PackedHistory:
@@ -227,6 +322,9 @@ class PackedHistory:
         self.row = torch.div(self.flat_index, t, rounding_mode="floor")  # (N,)
         self.item = batch.hist_item.reshape(-1)[self.flat_index]  # (N,)
         self.cate = batch.hist_cate.reshape(-1)[self.flat_index]  # (N,)
+        self.fields: torch.Tensor | None = None  # (N, F) extra behaviour fields
+        if batch.hist_fields is not None:
+            self.fields = batch.hist_fields.reshape(b * t, -1)[self.flat_index]
 
     def sum(self, values: torch.Tensor) -> torch.Tensor:
         """Per-row sum of packed values (N, D) → (B, D)."""

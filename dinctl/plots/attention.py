@@ -83,6 +83,32 @@ def default_candidates(
     return out
 
 
+def extra_field_labels(
+    dataset: Dataset, positions: np.ndarray | None, items: np.ndarray | None
+) -> list[dict[str, str]]:
+    """Raw values of the extra behaviour fields ({field: value}) of behaviours at CSR
+    `positions`, or of candidate `items` (their own fields); empty dicts for a two-field set."""
+    n = len(positions) if positions is not None else len(items)  # type: ignore[arg-type]
+    names = dataset.schema.extra_behaviour
+    if not names:
+        return [{} for _ in range(n)]
+    out: list[dict[str, str]] = [{} for _ in range(n)]
+    table = dataset.item_fields() if items is not None else None
+    for k, name in enumerate(names):
+        raw = dataset.value_names(name)
+        ids = dataset.seq_fields[name][positions] if table is None else table[items, k]
+        for r, i in enumerate(ids):
+            out[r][name] = raw[i - 1] if i > 0 else "?"
+    return out
+
+
+def _label(entry: dict[str, Any]) -> str:
+    """A behaviour's or candidate's tick label: item · category (· every other field)."""
+    parts = [entry["raw_item"], short(entry["category"])]
+    parts += [short(v, 14) for v in entry.get("fields", {}).values()]
+    return " · ".join(parts)
+
+
 def compute_attention(
     run_dir: Path | str | OpenedRun,
     user: str | None = None,
@@ -117,23 +143,27 @@ def compute_attention(
     shown = min(window, max_behaviours)
     start = int(run.dataset.seq_offsets[uid]) + hist_len - shown
     beh_items = run.dataset.seq_items[start : start + shown]
+    beh_fields = extra_field_labels(run.dataset, np.arange(start, start + shown), None)
     behaviours = [
         {
             "item": int(j),
             "raw_item": str(vocab.raw_item[j]),
             "category": str(vocab.cate_name[run.dataset.item_cate[j]]),
+            **({"fields": f} if f else {}),
         }
-        for j in beh_items
+        for j, f in zip(beh_items, beh_fields, strict=True)
     ]
+    cand_fields = extra_field_labels(run.dataset, None, item_arr)
     cands = [
         {
             "item": int(j),
             "raw_item": str(vocab.raw_item[j]),
             "category": str(vocab.cate_name[run.dataset.item_cate[j]]),
+            **({"fields": f} if f else {}),
             "score": float(p),
             "target": not candidates and k == 0,
         }
-        for k, (j, p) in enumerate(zip(items, probs, strict=True))
+        for k, (j, p, f) in enumerate(zip(items, probs, cand_fields, strict=True))
     ]
     return AttentionMap(
         run_dir=run.run_dir,
@@ -176,14 +206,14 @@ def draw_attention(amap: AttentionMap) -> Figure:
             )
     ax.set_xticks(range(n_beh))
     ax.set_xticklabels(
-        [f"{b['raw_item']} · {short(b['category'])}" for b in amap.behaviours],
+        [_label(b) for b in amap.behaviours],
         rotation=90,
         fontsize=7,
     )
     ax.set_yticks(range(n_cand))
     ax.set_yticklabels(
         [
-            f"{c['raw_item']} · {short(c['category'])}\n"
+            f"{_label(c)}\n"
             + ("test target · " if c.get("target") else "")
             + f"CTR {c['score']:.3f}"
             for c in amap.candidates

@@ -36,19 +36,32 @@ def as_opened(run: Path | str | OpenedRun) -> OpenedRun:
 def candidate_batch(
     dataset: Dataset, max_len: int, user: int, hist_len: int, items: np.ndarray
 ) -> Any:
-    """One Batch row per candidate item, all with the user's first `hist_len` behaviours."""
+    """One Batch row per candidate item, all with the user's first `hist_len` behaviours.
+
+    With more fields (dinctl/data/schema.py) a candidate's extra behaviour fields are the
+    item's own (`Dataset.item_fields`); the scene is neutral: context ids 0 (unknown) and
+    numeric fields at their training mean (0 once standardised)."""
     import torch
 
     from dinctl.data.batching import WindowGatherer
 
     n = int(items.shape[0])
     item = torch.as_tensor(items, dtype=torch.long)  # (B,)
+    schema = dataset.schema
+    cand_fields = (
+        torch.from_numpy(dataset.item_fields()[items]) if schema.extra_behaviour else None
+    )  # (B, F)
+    context = torch.zeros(n, len(schema.context), dtype=torch.long) if schema.context else None
+    numeric = torch.zeros(n, len(schema.numeric)) if schema.numeric else None
     return WindowGatherer(dataset, max_len).gather(
         torch.full((n,), user, dtype=torch.long),
         torch.full((n,), hist_len, dtype=torch.long),
         item,
         torch.as_tensor(dataset.item_cate[items], dtype=torch.long),  # (B,)
         torch.zeros(n),
+        cand_fields,
+        context,
+        numeric,
     )
 
 

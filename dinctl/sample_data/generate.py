@@ -3,7 +3,10 @@
 Amazon 2014:  amazon/reviews_Electronics_5.json (strict JSON lines, all real keys) and
               amazon/meta_Electronics.json (Python-literal lines, single quotes).
 MovieLens:    movielens/ratings.csv and movielens/movies.csv (`|`-separated genres).
-Your logs:    logs/clicks.csv, a generic click log for `dinctl preprocess logs`.
+Your logs:    logs/clicks.csv, a generic click log for `dinctl preprocess logs`;
+              logs/events.csv + logs/users.csv + logs/schema.toml, a multi-field click log
+              (item, category, brand per event; ad slot, hour and price per impression) with
+              a user profile file (age band, gender, city).
 Taobao:       taobao/UserBehavior.csv (Tianchi 649: user,item,category,pv|buy|cart|fav,time;
               no header).
 Taobao ad:    taobao-ad/{raw_sample,ad_feature,user_profile,behavior_log}.csv (Tianchi 56,
@@ -63,10 +66,25 @@ REVIEW_WORDS = (
 
 MOVIELENS_USERS = 300
 GENRES = [
-    "Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary", "Drama",
-    "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
-    "War", "Western",
-]  # fmt: skip
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+]
 MOVIES_PER_GENRE = 14
 TITLE_WORDS = ["Night", "River", "Stranger", "Return", "House", "Last", "City", "Dream", "Road"]
 
@@ -253,6 +271,67 @@ def generate_logs(out: Path, rng: random.Random) -> None:
                 w.writerow([f"u{u:03d}", pid, shop, t, click])
 
 
+def generate_multifield_logs(out: Path, rng: random.Random) -> None:
+    """Write events.csv (labelled impressions with behaviour, context and numeric fields) and
+    users.csv (one profile row per user, some users without one).
+
+    Planted: clicks follow the user's preferred categories, are likelier in ad slot "top" and
+    for users of segment gender "f" (a signal only the user field carries)."""
+    out.mkdir(parents=True, exist_ok=True)
+    cats = ["audio", "cameras", "cables", "storage", "phones", "games"]
+    brands = ["acme", "globex", "initech", "umbrella", "hooli"]
+    items = [
+        (f"i{i:03d}", cats[i % len(cats)], brands[(i * 7) % len(brands)]) for i in range(1, 91)
+    ]
+    by_cat = {c: [it for it in items if it[1] == c] for c in cats}
+    profiles = []
+    with open(out / "events.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["user_id", "item_id", "cate", "brand", "ts", "slot", "hour", "price", "click"])
+        for u in range(1, 101):
+            prefs = rng.sample(cats, 2)
+            gender = rng.choice(["f", "m"])
+            if u % 10:  # every tenth user has no profile row
+                profiles.append(
+                    (
+                        f"u{u:03d}",
+                        rng.choice(["18-24", "25-34", "35+"]),
+                        gender,
+                        rng.choice(["north", "south"]),
+                    )
+                )
+            t = rng.randint(1_600_000_000, 1_650_000_000)
+            for _ in range(rng.randint(8, 16)):
+                item, cate, brand = rng.choice(
+                    by_cat[rng.choice(prefs)] if rng.random() < 0.6 else items
+                )
+                slot = rng.choice(["top", "side", "feed"])
+                t += rng.choice([60, 3_600, 86_400])
+                p = 0.15 + 0.35 * (cate in prefs) + 0.25 * (slot == "top") + 0.2 * (gender == "f")
+                click = int(rng.random() < p)
+                price = round(rng.uniform(5, 500), 2)
+                w.writerow(
+                    [f"u{u:03d}", item, cate, brand, t, slot, (t // 3600) % 24, price, click]
+                )
+    with open(out / "users.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["user_id", "age", "gender", "city"])
+        w.writerows(profiles)
+    (out / "schema.toml").write_text(
+        "# dinctl preprocess logs events.csv --schema schema.toml\n"
+        'user = "user_id"\n'
+        'time = "ts"\n'
+        'label = "click"\n'
+        'behaviour = ["item_id", "cate", "brand"]  # item, category, then more fields\n'
+        'context = ["slot", "hour"]\n'
+        'numeric = ["price"]\n'
+        "\n"
+        "[user_features]\n"
+        'file = "users.csv"  # relative to this file\n'
+        'columns = ["age", "gender", "city"]\n'
+    )
+
+
 def generate_taobao(out: Path, rng: random.Random) -> None:
     """Write UserBehavior.csv: 300 users over 2017-11-25..12-03 (Beijing), no header."""
     out.mkdir(parents=True, exist_ok=True)
@@ -346,6 +425,7 @@ def main() -> None:
     generate_amazon(HERE / "amazon", random.Random(SEED))
     generate_movielens(HERE / "movielens", random.Random(SEED + 1))
     generate_logs(HERE / "logs", random.Random(SEED + 2))
+    generate_multifield_logs(HERE / "logs", random.Random(SEED + 3))
     generate_taobao(HERE / "taobao", random.Random(SEED + 3))
     generate_taobao_ad(HERE / "taobao-ad", random.Random(SEED + 4))
 

@@ -35,6 +35,14 @@ def load_run_and_dataset(run_dir: Path) -> tuple[Any, Any]:
     from dinctl.inference import open_run
 
     run = open_run(run_dir, "cpu")
+    schema = run.dataset.schema
+    if not schema.is_basic:
+        extra = [*schema.extra_behaviour, *schema.user, *schema.context, *schema.numeric]
+        raise DinctlError(
+            f"run {run_dir} was trained on a dataset with fields beyond item and category "
+            f"({', '.join(extra)}): export, serve and predict support item/category runs only",
+            hint="score its test split with `dinctl evaluate`",
+        )
     return run, run.dataset
 
 

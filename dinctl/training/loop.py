@@ -27,6 +27,7 @@ from dinctl.data.store import Dataset, check_trainable, load_dataset
 from dinctl.errors import DinctlError
 from dinctl.locks import folder_lock
 from dinctl.models import ModelConfig
+from dinctl.models.config import schema_fields
 from dinctl.runs import BEST_FILE, CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE
 from dinctl.training import distributed as D
 from dinctl.training.checkpoint import (
@@ -253,16 +254,15 @@ def setup_data(cfg: TrainConfig, device: torch.device, info: D.DistInfo) -> Data
     to_device(train_rows, gatherer, device)
     if valid_rows is not None:
         to_device(valid_rows, gatherer, device)
-    freqs = {
-        "item": torch.from_numpy(ds.item_freq).to(device),
-        "cate": torch.from_numpy(ds.cate_sample_freq()).to(device),
-    }
+    freqs = {"item": torch.from_numpy(ds.item_freq).to(device)}
+    for name in ds.schema.categorical[1:]:  # n_j of every other field, counted the same way
+        freqs[name] = torch.from_numpy(ds.field_sample_freq(name)).to(device)
     return Data(ds, train_rows, valid_rows, gatherer, freqs)
 
 
 def run_config(cfg: TrainConfig, ds: Dataset) -> RunConfig:
     """What config.json records: the train config, the model it builds, the dataset identity."""
-    meta_keys = ("dataset", "protocol", "seed", "valid", "counts", "vocab")
+    meta_keys = ("dataset", "protocol", "seed", "valid", "counts", "vocab", "schema")
     return RunConfig(
         train=cfg,
         model=ModelConfig(
@@ -275,6 +275,7 @@ def run_config(cfg: TrainConfig, ds: Dataset) -> RunConfig:
             act=cfg.act,
             attn_softmax=cfg.attn_softmax,
             use_item_ids=cfg.use_item_ids,
+            **schema_fields(ds.schema, ds.meta["vocab"]),
         ),
         dataset_path=Path(cfg.data).resolve(),
         dataset_checksum=ds.checksum,

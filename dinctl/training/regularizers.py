@@ -26,17 +26,40 @@ from dinctl.training.config import TrainConfig
 Tables = list[tuple[str, nn.Embedding, str]]
 
 
+def _field_ids(batch: Batch, base: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(candidate (B,) or sample (B,) ids, history (B, T) ids or None) of one vocabulary tag:
+    "item", "cate", "beh:k:name" (extra behaviour field k), "user:k:name", "ctx:k:name"."""
+    if base == "item":
+        return batch.item, batch.hist_item
+    if base == "cate":
+        return batch.cate, batch.hist_cate
+    group, _, rest = base.partition(":")
+    k = int(rest.partition(":")[0]) if rest.partition(":")[0].isdigit() else -1
+    source = {
+        "beh": batch.cand_fields,
+        "user": batch.user_fields,
+        "ctx": batch.context,
+    }.get(group)
+    if source is None or not 0 <= k < source.shape[1]:
+        raise ValueError(f"unknown vocabulary {base!r}")
+    if group == "beh":
+        assert batch.hist_fields is not None
+        return source[:, k], batch.hist_fields[:, :, k]
+    return source[:, k], None
+
+
 def batch_ids(batch: Batch, vocab: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Ids of one vocabulary per row, (B, K) ids and (B, K) validity: candidate + history for
-    "item"/"cate", the candidate only for "item.cand"/"cate.cand", behaviours only for ".hist"
-    (the per-field tables of LR and DeepFM's first order)."""
+    "item"/"cate" (and extra behaviour fields "beh:k:name"), the candidate only for
+    "item.cand"/"cate.cand", behaviours only for ".hist" (the per-field tables of LR and
+    DeepFM's first order); user and context fields ("user:k:name", "ctx:k:name") are one id
+    per sample."""
     base, _, part = vocab.partition(".")
-    if base == "item":
-        cand, hist = batch.item, batch.hist_item
-    elif base == "cate":
-        cand, hist = batch.cate, batch.hist_cate
-    else:
-        raise ValueError(f"unknown vocabulary {vocab!r}")
+    cand, maybe_hist = _field_ids(batch, base)
+    if maybe_hist is None:
+        ids = cand.unsqueeze(1)  # (B, 1)
+        return ids, ids > 0
+    hist = maybe_hist
     fields = {"": [cand.unsqueeze(1), hist * batch.hist_mask], "cand": [cand.unsqueeze(1)]}
     fields["hist"] = [hist * batch.hist_mask]
     if part not in fields:
@@ -46,8 +69,9 @@ def batch_ids(batch: Batch, vocab: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def vocab_base(vocab: str) -> str:
-    """The id space of a table's vocabulary tag: "item.cand" → "item"."""
-    return vocab.partition(".")[0]
+    """The id space (a field name) of a table's vocabulary tag: "item.cand" → "item",
+    "beh:0:brand.hist" → "brand", "user:1:gender" → "gender"."""
+    return vocab.partition(".")[0].rpartition(":")[2]
 
 
 def unique_batch_ids(batch: Batch, vocab: str) -> torch.Tensor:
@@ -132,8 +156,8 @@ def behaviour_dropout(batch: Batch, rate: float, generator: torch.Generator | No
 
 
 def _replicate(batch: Batch, copies: torch.Tensor) -> dict[str, torch.Tensor]:
-    """hist_item / hist_cate / hist_mask with behaviour (b, t) repeated copies[b, t] times,
-    in order, left-aligned in a (B, W) window."""
+    """hist_item / hist_cate (/ hist_fields) / hist_mask with behaviour (b, t) repeated
+    copies[b, t] times, in order, left-aligned in a (B, W) window."""
     b, t = copies.shape
     flat = copies.reshape(-1)  # (B·T,)
     rows = torch.arange(b, device=flat.device).repeat_interleave(t)  # (B·T,)
@@ -148,6 +172,12 @@ def _replicate(batch: Batch, copies: torch.Tensor) -> dict[str, torch.Tensor]:
         grid = values.new_zeros(b, width)  # (B, W)
         grid[rows, pos] = values
         out[name] = grid
+    if batch.hist_fields is not None:  # extra behaviour fields (B, T, F) move with the rest
+        f = batch.hist_fields.shape[2]
+        values = batch.hist_fields.reshape(-1, f).repeat_interleave(flat, dim=0)  # (N, F)
+        grid = values.new_zeros(b, width, f)  # (B, W, F)
+        grid[rows, pos] = values
+        out["hist_fields"] = grid
     mask = torch.zeros(b, width, dtype=torch.bool, device=flat.device)  # (B, W)
     mask[rows, pos] = True
     out["hist_mask"] = mask
