@@ -4,10 +4,11 @@ At --scale 1.0: 1,141,729 users; raw_sample.csv 26,557,961 impressions over 8 da
 5.1%, two ad slots); behavior_log.csv 723,268,134 behaviours over 22 days (pv/cart/fav/buy at
 96.3/1.6/1.1/1.0%), 12,968 categories, 460,561 brands; ad_feature.csv 846,811 ads (6,769
 categories, 99,814 brands, 29% NULL brand); user_profile.csv for 93% of the users, with empty
-pvalue_level/new_user_class_level as in the release. Per-user counts are log-normal around
-the real means (633 behaviours, 23.3 impressions). A --scale fraction shrinks users, ads and
-rows alike (the vocabularies of categories and brands stay full size). Written user chunk by
-user chunk, so memory stays small at any scale.
+pvalue_level/new_user_class_level as in the release. Brands are Zipf-popular and each sells
+in one category (95% of its behaviours). Per-user counts are log-normal around the real means
+(633 behaviours, 23.3 impressions). A --scale fraction shrinks users, ads and rows alike (the
+category and brand vocabularies stay full size). Written user chunk by user chunk, so memory
+stays small at any scale.
 
     python benchmarks/gen_taobao_fullscale.py --scale 0.01 [--out benchmarks/out/taobao-ad]
 """
@@ -29,6 +30,8 @@ AD_START, DAY = 1_494_000_000, 86_400  # 2017-05-06 00:00 Beijing
 LOG_START = AD_START - 14 * DAY  # the behaviour log starts two weeks earlier
 BTAGS, BTAG_P = np.array(["pv", "cart", "fav", "buy"]), [0.963, 0.016, 0.011, 0.010]
 CHUNK_USERS = 20_000
+# each brand sells in one category (95% of a brand's behaviours fall in it)
+BRAND_CATE = np.random.default_rng(SEED + 1).integers(1, CATES + 1, BRANDS + 1)
 
 
 def _counts(rng: np.random.Generator, n: int, mean: float, sigma: float) -> np.ndarray:
@@ -62,10 +65,12 @@ def users_chunk(rng: np.random.Generator, users: np.ndarray, scale_rows: float,
     nb = _counts(rng, n, 633.5 * scale_rows, 1.2)
     ni = _counts(rng, n, 23.3 * scale_rows, 0.9)
     bu = np.repeat(users, nb)
+    brand = np.minimum(rng.zipf(1.3, len(bu)), BRANDS)  # a few brands are most of the log
+    cate = np.where(rng.random(len(bu)) < 0.95, BRAND_CATE[brand],
+                    rng.integers(1, CATES + 1, len(bu)))  # fmt: skip
     behaviours = pl.DataFrame({
         "user": bu, "time_stamp": rng.integers(LOG_START, AD_START + 8 * DAY, len(bu)),
-        "btag": BTAGS[rng.choice(4, len(bu), p=BTAG_P)],
-        "cate": rng.integers(1, CATES + 1, len(bu)), "brand": rng.integers(1, BRANDS + 1, len(bu)),
+        "btag": BTAGS[rng.choice(4, len(bu), p=BTAG_P)], "cate": cate, "brand": brand,
     })  # fmt: skip
     iu = np.repeat(users, ni)
     clk = (rng.random(len(iu)) < 0.0514).astype(np.int64)
