@@ -117,6 +117,7 @@ def test_sample_data_builds_and_keeps_days_apart(tmp_path: Path) -> None:
     a, b = load_dataset(tmp_path / "ad"), load_dataset(tmp_path / "ad2")
     assert np.array_equal(a.split("train").hist_len, b.split("train").hist_len)
     assert np.array_equal(a.seq_items, b.seq_items)
+    assert np.array_equal(a.item_freq, b.item_freq) and int(a.item_freq.sum()) > 0
 
 
 def test_taobao_last_behaviour_protocol(tmp_path: Path) -> None:

@@ -146,33 +146,79 @@ def _join_shard(beh: Any, imp: pl.DataFrame, max_len: int, path: Path
     return rows.filter(pl.Series(keep)), new_hist
 
 
-def _sharded_join(beh: Any, imp: pl.DataFrame, k: int, max_len: int, path: Path
-                  ) -> tuple[pl.DataFrame, pl.DataFrame]:  # fmt: skip
-    """(kept behaviours, impressions with hist_len), one user shard (uid % k) at a time.
+def _sharded_join(beh: Any, imp: pl.DataFrame, k: int, max_len: int, path: Path,
+                  train_end: int, n_items: int) -> tuple[list[pl.DataFrame], np.ndarray,
+                                                         pl.DataFrame, int]:  # fmt: skip
+    """(sequence list frames per shard, behaviour part of n_j, impressions with hist_len,
+    kept behaviours), one contiguous user-id range at a time: only one shard's log rows are
+    in memory, and the shards' outputs come out in user order (no global sort).
 
-    With several shards the typed log is first streamed once into a scratch Parquet file
-    beside the CSV's temp dir, so each shard reads only its own rows' columns."""
+    With several shards the typed log is first streamed once into a scratch Parquet file,
+    so each shard reads only its own rows. `train_end` is the first day that is not training.
+    """
     import tempfile
 
+    n_users = int(imp["uid"].to_numpy().max(initial=0))
+    shard_of = (pl.col("uid") - 1) * k // max(n_users, 1)
+    seq_parts, imp_parts, n_kept = [], [], 0
+    beh_freq = np.zeros(n_items + 1, dtype=np.float64)
     with tempfile.TemporaryDirectory(prefix="dinctl-taobao-") as scratch:
         if k > 1:
-            spill = Path(scratch) / "behaviours.parquet"
-            try:
-                beh.select("uid", "ts", "item", "cid", "brand_id", "btag", "_bad").sink_parquet(
-                    spill, compression="lz4"
-                )
-            except Exception as err:  # noqa: BLE001 - polars raises its own ComputeError types
-                rt.find_bad_line(path, rt.BEHAVIOR_LOG)
-                raise DinctlError(f"cannot read {path}: {err}", hint="download it again") from None
-            beh = pl.scan_parquet(spill)
-        kept_parts, imp_parts = [], []
+            beh = _spill(beh, Path(scratch) / "behaviours.parquet", path)
         for shard in range(k):
-            part = imp.filter(pl.col("uid") % k == shard)
-            rows, hist = _join_shard(beh.filter(pl.col("uid") % k == shard), part, max_len, path)
-            kept_parts.append(rows.drop("_bad", strict=False))
-            imp_parts.append(part.with_columns(pl.Series("hist_len", hist)))
-    kept = pl.concat(kept_parts).sort("uid", "ts", "item")
-    return kept, pl.concat(imp_parts).sort("uid", "ts", "line")
+            part = imp.filter(shard_of == shard)
+            rows, hist = _join_shard(beh.filter(shard_of == shard), part, max_len, path)
+            part = part.with_columns(pl.Series("hist_len", hist))
+            train = part.filter(pl.col("day") < train_end)
+            beh_freq += _beh_freq(rows, train["uid"].to_numpy(), train["hist_len"].to_numpy(),
+                                  n_items)  # fmt: skip
+            seq_parts.append(_seq_part(rows, {"brand_id": "brand", "btag": "btag"}))
+            imp_parts.append(part)
+            n_kept += rows.height
+            del rows
+    return seq_parts, beh_freq, pl.concat(imp_parts).sort("uid", "ts", "line"), n_kept
+
+
+def _spill(beh: Any, spill: Path, path: Path) -> Any:
+    """Stream the typed behaviour log into `spill` (Parquet) and scan it back."""
+    try:
+        beh.select("uid", "ts", "item", "cid", "brand_id", "btag", "_bad").sink_parquet(
+            spill, compression="lz4"
+        )
+    except Exception as err:  # noqa: BLE001 - polars raises its own ComputeError types
+        rt.find_bad_line(path, rt.BEHAVIOR_LOG)
+        raise DinctlError(f"cannot read {path}: {err}", hint="download it again") from None
+    return pl.scan_parquet(spill)
+
+
+def _beh_freq(kept: pl.DataFrame, t_user: np.ndarray, t_hist: np.ndarray, n_items: int
+              ) -> np.ndarray:  # fmt: skip
+    """(N+1,) for each item, its kept occurrences weighted by the training samples of their
+    user whose history reaches past them (`kept` sorted by uid, ts; one user range)."""
+    out = np.zeros(n_items + 1, dtype=np.float64)
+    if kept.height == 0:
+        return out
+    uid = kept["uid"].to_numpy().astype(np.int64)
+    lo, n_beh = int(uid[0]), len(uid)
+    span = int(max(uid[-1], t_user.max() if len(t_user) else 0)) - lo + 2
+    offsets = np.zeros(span, dtype=np.int64)  # offsets[u - lo] = start of user u in `kept`
+    np.cumsum(np.bincount(uid - lo, minlength=span)[:-1], out=offsets[1:])
+    inside = (t_user >= lo) & (t_user - lo < span - 1)
+    slot = offsets[t_user[inside] - lo] + t_hist[inside]  # (N,) each sample's end
+    cs = np.concatenate([[0], np.cumsum(np.bincount(slot, minlength=n_beh + 1))])
+    pos = np.arange(n_beh) - offsets[uid - lo]
+    after = cs[offsets[uid - lo + 1]] - cs[offsets[uid - lo] + pos + 1]  # samples with h > pos
+    return np.bincount(kept["item"].to_numpy(), weights=after, minlength=n_items + 1)
+
+
+def _seq_part(kept: pl.DataFrame, extra: dict[str, str]) -> pl.DataFrame:
+    """One row per user of `kept` (sorted by uid): the behaviour lists of the contract."""
+    return kept.group_by("uid", maintain_order=True).agg(
+        pl.col("item").cast(pl.Int32).alias("items"),
+        pl.col("cid").cast(pl.Int32).alias("cates"),
+        pl.col("ts").cast(pl.Int64),
+        *(pl.col(c).cast(pl.Int32).alias(f"hist_{f}") for c, f in extra.items()),
+    )
 
 
 def _shards(path: Path) -> int:
@@ -209,23 +255,21 @@ def _read_ad_inputs(raw: Path) -> tuple[pl.DataFrame, pl.DataFrame, Any, dict[st
 
 
 def _frames(kept: pl.DataFrame, vocab: _Vocab, train: pl.DataFrame,
-            extra: dict[str, str] | None = None) -> tuple[pl.DataFrame, ...]:  # fmt: skip
+            extra: dict[str, str]) -> tuple[pl.DataFrame, pl.DataFrame]:  # fmt: skip
+    """(items, sequences) of one in-memory set of kept behaviours (sorted by uid, ts)."""
+    n_items = vocab.pairs.height
+    freq = _beh_freq(kept, train["uid"].to_numpy(), train["hist_len"].to_numpy(), n_items)
+    return _assemble(vocab, [_seq_part(kept, extra)], freq, train, extra)
+
+
+def _assemble(vocab: _Vocab, seq_parts: list[pl.DataFrame], beh_freq: np.ndarray,
+              train: pl.DataFrame, extra: dict[str, str]
+              ) -> tuple[pl.DataFrame, pl.DataFrame]:  # fmt: skip
     """(items, sequences) frames of the dataset contract; n_j counts each training sample's
-    candidate plus every kept behaviour occurrence inside a training history. `extra` maps
-    kept columns to extra behaviour fields (stored as `hist_<field>` lists)."""
-    extra = extra or {}
-    n_items, n_beh = vocab.pairs.height, kept.height
-    offsets = np.zeros(vocab.users.height + 1, dtype=np.int64)
-    np.cumsum(np.bincount(kept["uid"].to_numpy(), minlength=vocab.users.height + 1)[1:],
-              out=offsets[1:])  # fmt: skip
-    t_user, t_hist = train["uid"].to_numpy(), train["hist_len"].to_numpy()
-    per_slot = np.bincount(offsets[t_user - 1] + t_hist, minlength=n_beh + 1)  # (M+1,)
-    cs = np.concatenate([[0], np.cumsum(per_slot)])  # samples ending at or before a slot
-    beh_user = kept["uid"].to_numpy().astype(np.int64)
-    pos = np.arange(n_beh) - offsets[beh_user - 1]
-    after = cs[offsets[beh_user]] - cs[offsets[beh_user - 1] + pos + 1]  # samples with h > pos
-    freq = np.bincount(kept["item"].to_numpy(), weights=after, minlength=n_items + 1)
-    freq += np.bincount(train["item"].to_numpy(), minlength=n_items + 1)
+    candidate plus every kept behaviour occurrence inside a training history. Users without
+    kept behaviours get empty lists; the list columns are never copied."""
+    n_items = vocab.pairs.height
+    freq = beh_freq + np.bincount(train["item"].to_numpy(), minlength=n_items + 1)
     cate_of = vocab.pairs.join(vocab.cates, on="cate").sort("item")
     items = cate_of.select(
         "item",
@@ -234,28 +278,19 @@ def _frames(kept: pl.DataFrame, vocab: _Vocab, train: pl.DataFrame,
         pl.col("cate").cast(pl.Utf8).alias("cate_name"),
         pl.Series("freq", freq[1:].astype(np.int64)),
     )
-    seq = kept.group_by("uid", maintain_order=True).agg(
-        pl.col("item").alias("items"),
-        pl.col("cid").alias("cates"),
-        pl.col("ts"),
-        *(pl.col(c).alias(f"hist_{f}") for c, f in extra.items()),
-    )
-    sequences = (
-        vocab.users.join(seq, on="uid", how="left")
-        .select(
-            pl.col("uid").alias("user"),
-            pl.col("user").cast(pl.Utf8).alias("raw_user"),
-            pl.col("items").fill_null(pl.lit([], dtype=pl.List(pl.Int32))),
-            pl.col("cates").fill_null(pl.lit([], dtype=pl.List(pl.Int32))),
-            pl.col("ts").fill_null(pl.lit([], dtype=pl.List(pl.Int64))),
-            *(
-                pl.col(f"hist_{f}")
-                .cast(pl.List(pl.Int32))
-                .fill_null(pl.lit([], dtype=pl.List(pl.Int32)))
-                for f in extra.values()
-            ),
-        )
-        .sort("user")
+    cols = {"items": pl.Int32, "cates": pl.Int32, "ts": pl.Int64,
+            **{f"hist_{f}": pl.Int32 for f in extra.values()}}  # fmt: skip
+    seen = pl.concat([p.select("uid") for p in seq_parts]) if seq_parts else None
+    empty = vocab.users.select("uid")
+    if seen is not None:
+        empty = empty.join(seen, on="uid", how="anti")
+    empty = empty.with_columns(pl.lit([], dtype=pl.List(t)).alias(c) for c, t in cols.items())
+    seq = pl.concat([*seq_parts, empty], how="vertical", rechunk=False)
+    raw_user = vocab.users.sort("uid")["user"].cast(pl.Utf8)
+    sequences = seq.select(
+        pl.col("uid").alias("user"),
+        pl.Series("raw_user", raw_user.gather(seq["uid"].to_numpy() - 1)),
+        *cols,
     )
     return items, sequences
 
@@ -345,10 +380,13 @@ def build_taobao_ad(raw: Path, *, max_len: int, valid: bool, shards: int | None 
     imp, ctx_values, ctx_vocab = _contexts(imp)
     beh = _ids(beh.join(vocab.users.lazy(), on="user", how="semi"), vocab)
     beh_path = raw / rt.BEHAVIOR_LOG.name
-    kept, imp = _sharded_join(beh, imp, shards or _shards(beh_path), max_len, beh_path)
+    train_end = VALID_DAY if valid else TEST_DAY
+    k = shards or _shards(beh_path)
+    seq_parts, beh_freq, imp, n_kept = _sharded_join(beh, imp, k, max_len, beh_path, train_end,
+                                                     vocab.pairs.height)  # fmt: skip
     splits = _day_splits(imp, valid)
-    items, sequences = _frames(kept, vocab, splits["train"].rename({"user": "uid"}),
-                               {"brand_id": "brand", "btag": "btag"})  # fmt: skip
+    items, sequences = _assemble(vocab, seq_parts, beh_freq, splits["train"],
+                                 {"brand_id": "brand", "btag": "btag"})  # fmt: skip
     users, user_values = _profile(raw, vocab)
     btags = pl.DataFrame({"raw": [*rt.BTAGS, "ad"], "btag": list(range(1, BTAG_CANDIDATE + 1))})
     brand_values = vocab.brands.select(
@@ -373,7 +411,7 @@ def build_taobao_ad(raw: Path, *, max_len: int, valid: bool, shards: int | None 
     )
     built = Built(
         items=items, sequences=sequences, splits=splits,
-        summary=_summary("days", vocab, kept.height, splits),
+        summary=_summary("days", vocab, n_kept, splits),
         vocab={"user": vocab.users.height + 1, "item": vocab.pairs.height + 1,
                "cate": vocab.cates.height + 1},
     )  # fmt: skip
