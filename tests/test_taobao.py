@@ -176,6 +176,11 @@ def test_missing_file_and_bad_click_are_one_line(tmp_path: Path) -> None:
     (raw / "behavior_log.csv").unlink()
     with pytest.raises(DinctlError, match=r"behavior_log.csv does not exist \(behavior_log.csv\)"):
         taobao.preprocess_taobao_ad(raw, tmp_path / "ds")
+    lines = (SAMPLES / "taobao-ad" / "behavior_log.csv").read_text().splitlines()
+    lines[5] = lines[5].replace(",pv,", ",click,").replace(",cart,", ",click,")
+    (raw / "behavior_log.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DinctlError, match=r"behavior_log.csv:6: column 'btag' holds 'click'"):
+        taobao.preprocess_taobao_ad(raw, tmp_path / "ds")
     shutil.copy(SAMPLES / "taobao-ad" / "behavior_log.csv", raw)
     (raw / "raw_sample.csv").write_text("user,time_stamp,adgroup_id,pid,nonclk,clk\n1,2,3,p,1,1\n")
     with pytest.raises(DinctlError, match="clk=1, nonclk=1 in a row of user 1"):

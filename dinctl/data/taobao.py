@@ -133,11 +133,10 @@ def _ids(frame: Any, vocab: _Vocab) -> Any:
     )
 
 
-def _join_shard(beh: Any, imp: pl.DataFrame, max_len: int, path: Path
+def _join_shard(rows: pl.DataFrame, imp: pl.DataFrame, max_len: int
                 ) -> tuple[pl.DataFrame, np.ndarray]:  # fmt: skip
-    """One user shard: (kept behaviours uid, item, cid, ts sorted by uid/ts, hist (N,))."""
-    lf = beh.select("uid", "ts", "item", "cid", "brand_id", "btag", "_bad")
-    rows = rt.collect(lf, path, rt.BEHAVIOR_LOG).sort("uid", "ts", "item")
+    """One user shard: (kept behaviours sorted by uid/ts, hist (N,)) from its mapped rows."""
+    rows = rows.select("uid", "ts", "item", "cid", "brand_id", "btag").sort("uid", "ts", "item")
     user, ts = rows["uid"].to_numpy(), rows["ts"].to_numpy()
     imp_user, imp_ts = imp["uid"].to_numpy(), imp["ts"].to_numpy()
     hist = history_lengths(user, ts, imp_user, imp_ts)  # (N,)
@@ -146,49 +145,51 @@ def _join_shard(beh: Any, imp: pl.DataFrame, max_len: int, path: Path
     return rows.filter(pl.Series(keep)), new_hist
 
 
-def _sharded_join(beh: Any, imp: pl.DataFrame, k: int, max_len: int, path: Path,
-                  train_end: int, n_items: int) -> tuple[list[pl.DataFrame], np.ndarray,
-                                                         pl.DataFrame, int]:  # fmt: skip
+def _sharded_join(log: Any, vocab: _Vocab, imp: pl.DataFrame, k: int, max_len: int,
+                  train_end: int
+                  ) -> tuple[list[pl.DataFrame], np.ndarray, pl.DataFrame, int]:  # fmt: skip
     """(sequence list frames per shard, behaviour part of n_j, impressions with hist_len,
-    kept behaviours), one contiguous user-id range at a time: only one shard's log rows are
-    in memory, and the shards' outputs come out in user order (no global sort).
-
-    With several shards the typed log is first streamed once into a scratch Parquet file,
-    so each shard reads only its own rows. `train_end` is the first day that is not training.
-    """
-    import tempfile
-
-    n_users = int(imp["uid"].to_numpy().max(initial=0))
-    shard_of = (pl.col("uid") - 1) * k // max(n_users, 1)
+    kept behaviours), one contiguous user range at a time: only one shard's log rows are in
+    memory (read from the spilled Parquet log by raw-user range; ids mapped in memory), and
+    the shards' outputs come out in user order (no global sort). `train_end` is the first
+    day that is not training."""
+    n_users, n_items = vocab.users.height, vocab.pairs.height
+    raw_users = vocab.users.sort("uid")["user"]
     seq_parts, imp_parts, n_kept = [], [], 0
     beh_freq = np.zeros(n_items + 1, dtype=np.float64)
-    with tempfile.TemporaryDirectory(prefix="dinctl-taobao-") as scratch:
-        if k > 1:
-            beh = _spill(beh, Path(scratch) / "behaviours.parquet", path)
-        for shard in range(k):
-            part = imp.filter(shard_of == shard)
-            rows, hist = _join_shard(beh.filter(shard_of == shard), part, max_len, path)
-            part = part.with_columns(pl.Series("hist_len", hist))
-            train = part.filter(pl.col("day") < train_end)
-            beh_freq += _beh_freq(rows, train["uid"].to_numpy(), train["hist_len"].to_numpy(),
-                                  n_items)  # fmt: skip
-            seq_parts.append(_seq_part(rows, {"brand_id": "brand", "btag": "btag"}))
-            imp_parts.append(part)
-            n_kept += rows.height
-            del rows
+    for shard in range(k):
+        lo, hi = shard * n_users // k + 1, (shard + 1) * n_users // k + 1  # uids [lo, hi)
+        if lo >= hi:
+            continue
+        part = imp.filter(pl.col("uid").is_between(lo, hi - 1))
+        rows = log.filter(pl.col("user").is_between(raw_users[lo - 1], raw_users[hi - 2]))
+        rows, hist = _join_shard(_ids(rows.collect(), vocab), part, max_len)
+        part = part.with_columns(pl.Series("hist_len", hist))
+        train = part.filter(pl.col("day") < train_end)
+        beh_freq += _beh_freq(rows, train["uid"].to_numpy(), train["hist_len"].to_numpy(),
+                              n_items)  # fmt: skip
+        seq_parts.append(_seq_part(rows, {"brand_id": "brand", "btag": "btag"}))
+        imp_parts.append(part)
+        n_kept += rows.height
+        del rows
     return seq_parts, beh_freq, pl.concat(imp_parts).sort("uid", "ts", "line"), n_kept
 
 
-def _spill(beh: Any, spill: Path, path: Path) -> Any:
-    """Stream the typed behaviour log into `spill` (Parquet) and scan it back."""
+def _spill(path: Path, spill: Path) -> Any:
+    """Stream the typed behaviour log (no joins: bounded memory) into `spill`, check it, and
+    scan it back; a malformed row is its file:line error."""
+    lf = rt.scan(path, rt.BEHAVIOR_LOG).select(
+        "user", "ts", "btag", "cate", pl.col("brand").fill_null(0), "_bad"
+    )
     try:
-        beh.select("uid", "ts", "item", "cid", "brand_id", "btag", "_bad").sink_parquet(
-            spill, compression="lz4"
-        )
+        lf.sink_parquet(spill, compression="lz4")
     except Exception as err:  # noqa: BLE001 - polars raises its own ComputeError types
         rt.find_bad_line(path, rt.BEHAVIOR_LOG)
         raise DinctlError(f"cannot read {path}: {err}", hint="download it again") from None
-    return pl.scan_parquet(spill)
+    log = pl.scan_parquet(spill)
+    if log.select(pl.col("_bad").any()).collect(engine="streaming").item():
+        rt.find_bad_line(path, rt.BEHAVIOR_LOG)
+    return log.drop("_bad")
 
 
 def _beh_freq(kept: pl.DataFrame, t_user: np.ndarray, t_hist: np.ndarray, n_items: int
@@ -226,8 +227,8 @@ def _shards(path: Path) -> int:
     return max(1, int(path.stat().st_size // 32 // MAX_SHARD_ROWS) + 1)
 
 
-def _read_ad_inputs(raw: Path) -> tuple[pl.DataFrame, pl.DataFrame, Any, dict[str, int]]:
-    """(impressions with ad fields, ads, behaviour scan, dropped counts)."""
+def _read_ad_inputs(raw: Path) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, int]]:
+    """(impressions with ad fields, ads, dropped counts)."""
     ad_path = raw / rt.AD_FEATURE.name
     ads = rt.collect(rt.scan(ad_path, rt.AD_FEATURE), ad_path, rt.AD_FEATURE)
     dup = ads.filter(pl.col("adgroup").is_duplicated())
@@ -249,9 +250,7 @@ def _read_ad_inputs(raw: Path) -> tuple[pl.DataFrame, pl.DataFrame, Any, dict[st
         ads.select("adgroup", "cate", "brand", "campaign", "customer"), on="adgroup", how="inner"
     )
     dropped = {"impressions of unknown ads": samples.height - joined.height}
-    beh_path = raw / rt.BEHAVIOR_LOG.name
-    beh = rt.scan(beh_path, rt.BEHAVIOR_LOG)
-    return joined, ads, beh, dropped
+    return joined, ads, dropped
 
 
 def _frames(kept: pl.DataFrame, vocab: _Vocab, train: pl.DataFrame,
@@ -372,18 +371,20 @@ def _contexts(imp: pl.DataFrame) -> tuple[pl.DataFrame, list[pl.DataFrame], dict
 def build_taobao_ad(raw: Path, *, max_len: int, valid: bool, shards: int | None = None
                     ) -> tuple[Built, Extras, dict[str, int]]:  # fmt: skip
     """The four raw files of `raw` → (Built, Extras, dropped counts); see the module docstring."""
-    imp, ads, beh, dropped = _read_ad_inputs(raw)
-    vocab = _vocab(imp, ads, beh)
-    imp = _ids(imp, vocab).with_columns(
-        ((pl.col("ts") - AD_START) // DAY + 1).alias("day"), pl.col("clk").alias("label")
-    )
-    imp, ctx_values, ctx_vocab = _contexts(imp)
-    beh = _ids(beh.join(vocab.users.lazy(), on="user", how="semi"), vocab)
+    import tempfile
+
+    imp, ads, dropped = _read_ad_inputs(raw)
     beh_path = raw / rt.BEHAVIOR_LOG.name
-    train_end = VALID_DAY if valid else TEST_DAY
-    k = shards or _shards(beh_path)
-    seq_parts, beh_freq, imp, n_kept = _sharded_join(beh, imp, k, max_len, beh_path, train_end,
-                                                     vocab.pairs.height)  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="dinctl-taobao-") as scratch:
+        log = _spill(beh_path, Path(scratch) / "behaviours.parquet")
+        vocab = _vocab(imp, ads, log)
+        imp = _ids(imp, vocab).with_columns(
+            ((pl.col("ts") - AD_START) // DAY + 1).alias("day"), pl.col("clk").alias("label")
+        )
+        imp, ctx_values, ctx_vocab = _contexts(imp)
+        train_end = VALID_DAY if valid else TEST_DAY
+        k = shards or _shards(beh_path)
+        seq_parts, beh_freq, imp, n_kept = _sharded_join(log, vocab, imp, k, max_len, train_end)
     splits = _day_splits(imp, valid)
     items, sequences = _assemble(vocab, seq_parts, beh_freq, splits["train"],
                                  {"brand_id": "brand", "btag": "btag"})  # fmt: skip
