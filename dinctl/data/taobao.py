@@ -133,6 +133,31 @@ def _ids(frame: Any, vocab: _Vocab) -> Any:
     )
 
 
+def _lookup(table: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(1-based position of each value in the sorted `table`, whether it is there)."""
+    if len(table) == 0:
+        return np.zeros(len(values), dtype=np.int32), np.zeros(len(values), dtype=bool)
+    pos = np.minimum(np.searchsorted(table, values), len(table) - 1)
+    return (pos + 1).astype(np.int32), table[pos] == values
+
+
+def _map_ids(rows: pl.DataFrame, vocab: _Vocab) -> pl.DataFrame:
+    """Raw user, cate, brand of one shard's log rows → uid, item, cid, brand_id, by binary
+    search in the sorted vocabularies (a few int arrays per row, no join copies); rows of
+    users without impressions are dropped."""
+    user, cate = rows["user"].to_numpy(), rows["cate"].to_numpy()
+    brand = rows["brand"].to_numpy()
+    uid, known = _lookup(vocab.users["user"].to_numpy(), user)
+    top = int(vocab.brands["brand"].max() or 0) + 1  # type: ignore[arg-type]
+    pair_key = vocab.pairs["cate"].to_numpy() * top + vocab.pairs["brand"].to_numpy()
+    item, _ = _lookup(pair_key, cate.astype(np.int64) * top + np.minimum(brand, top - 1))
+    cid, _ = _lookup(vocab.cates["cate"].to_numpy(), cate)
+    brand_id, _ = _lookup(vocab.brands["brand"].to_numpy(), brand)
+    frame = pl.DataFrame({"uid": uid, "ts": rows["ts"], "item": item, "cid": cid,
+                          "brand_id": brand_id, "btag": rows["btag"]})  # fmt: skip
+    return frame.filter(pl.Series(known))
+
+
 def _join_shard(rows: pl.DataFrame, imp: pl.DataFrame, max_len: int
                 ) -> tuple[pl.DataFrame, np.ndarray]:  # fmt: skip
     """One user shard: (kept behaviours sorted by uid/ts, hist (N,)) from its mapped rows."""
@@ -163,7 +188,7 @@ def _sharded_join(log: Any, vocab: _Vocab, imp: pl.DataFrame, k: int, max_len: i
             continue
         part = imp.filter(pl.col("uid").is_between(lo, hi - 1))
         rows = log.filter(pl.col("user").is_between(raw_users[lo - 1], raw_users[hi - 2]))
-        rows, hist = _join_shard(_ids(rows.collect(), vocab), part, max_len)
+        rows, hist = _join_shard(_map_ids(rows.collect(), vocab), part, max_len)
         part = part.with_columns(pl.Series("hist_len", hist))
         train = part.filter(pl.col("day") < train_end)
         beh_freq += _beh_freq(rows, train["uid"].to_numpy(), train["hist_len"].to_numpy(),
