@@ -319,7 +319,7 @@ def taobao_ad(
     shards: Annotated[
         int | None,
         typer.Option("--shards", min=1, help="User shards of the behaviour join (default: by "
-                     "file size, ~40M behaviours each)."),
+                     "file size, ~20M behaviours each)."),
     ] = None,
     seed: Seed = 1234,
     no_valid: NoValid = False,

@@ -38,7 +38,7 @@ DAY = 86_400
 AD_START = 1_494_000_000  # 2017-05-06 00:00 Beijing time: day 1 of raw_sample.csv
 TEST_DAY, VALID_DAY = 8, 7
 TEST_USER_FRACTION, VALID_USER_FRACTION = 0.3, 0.1
-MAX_SHARD_ROWS = 40_000_000  # behaviours per shard: bounds the memory of one join
+MAX_SHARD_ROWS = 20_000_000  # behaviours per shard: bounds the memory of one join
 
 
 def history_lengths(
@@ -407,6 +407,11 @@ def build_taobao_ad(raw: Path, *, max_len: int, valid: bool, shards: int | None 
             ((pl.col("ts") - AD_START) // DAY + 1).alias("day"), pl.col("clk").alias("label")
         )
         imp, ctx_values, ctx_vocab = _contexts(imp)
+        imp = imp.select(  # only what the splits need, narrow: bounded per impression
+            pl.col("uid", "item", "cid", "brand_id").cast(pl.Int32), "ts", "line",
+            pl.col("day").cast(pl.Int8), pl.col("label").cast(pl.Int8),
+            *(pl.col(f"{f}_id").cast(pl.Int32) for f in AD_CONTEXT_FIELDS),
+        )  # fmt: skip
         train_end = VALID_DAY if valid else TEST_DAY
         k = shards or _shards(beh_path)
         seq_parts, beh_freq, imp, n_kept = _sharded_join(log, vocab, imp, k, max_len, train_end)
