@@ -5,11 +5,12 @@ the candidate is the ad's (category, brand); the history is the user's behaviour
 behavior_log.csv STRICTLY before the impression time. Days 1-7 (Beijing time) train, day 8
 test; validation is day 7 (a time rule, never the test day).
 
-The history join never materialises a history per impression: behaviours are sorted by
-(user, time) into one CSR array per user shard and each impression's history length is one
-`searchsorted` of its (user, time) key; only the behaviours that fall in some impression's
-last `max_len` are kept, so the stored sequences are bounded by the impressions × max_len
-and by the log, whichever is smaller, and the memory of a shard by the shard's rows.
+The history join never materialises a history per impression: the typed log is streamed
+once (no joins) into a scratch Parquet file; each shard, a contiguous range of user ids, reads
+its rows, maps ids by binary search, sorts them by (user, time) into CSR order and gets each
+impression's history length from one `searchsorted` of its (user, time) key. Only behaviours
+inside some impression's last `max_len` are kept, so the stored sequences are bounded by
+impressions × max_len and by the log, and a shard's memory by its rows.
 
 taobao (UserBehavior, Tianchi 649): each user's last behaviour is the positive target, one
 uniformly drawn other item the negative; the history is the behaviours before it (last
@@ -17,7 +18,10 @@ uniformly drawn other item the negative; the history is the behaviours before it
 times are the test users (the MIMN/UIC protocol), 10% of the others (seeded) validation.
 
 Ids: a candidate and a behaviour share the item vocabulary "category:brand" (the ad log has
-no item id in its behaviours), so DIN attends over the same ids the candidate carries.
+no item id in its behaviours), so DIN attends over the same ids the candidate carries. The
+feature schema: behaviour (item, cate, brand, btag; the candidate's btag is "ad"), user
+(the eight profile fields, 0 = no profile row or empty), context (pid, adgroup, campaign,
+customer). UserBehavior: behaviour (item, cate, btag).
 """
 
 from __future__ import annotations
