@@ -22,6 +22,24 @@ class Activation(str, Enum):
     prelu = "prelu"
     dice = "dice"
     sigmoid = "sigmoid"
+    relu = "relu"
+
+
+class MlpActivation(str, Enum):
+    """The MLP tower's activation: `same` = the activation unit's (the paper's DIN)."""
+
+    same = "same"
+    prelu = "prelu"
+    dice = "dice"
+    sigmoid = "sigmoid"
+    relu = "relu"
+
+
+class LinearInit(str, Enum):
+    """Linear layers' initialisation: torch's own, or Xavier-normal with zero biases."""
+
+    torch = "torch"
+    xavier = "xavier"
 
 
 class Regularizer(str, Enum):
@@ -50,6 +68,13 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class Split(str, Enum):
+    """The dataset split a command scores."""
+
+    test = "test"
+    valid = "valid"
+
+
 class SelectMetric(str, Enum):
     """The validation metric that picks the best epoch and drives early stopping."""
 
@@ -63,8 +88,11 @@ def values(choice: type[Enum]) -> tuple[str, ...]:
 
 MODELS = values(Model)
 ACTIVATIONS = values(Activation)
+MLP_ACTIVATIONS = values(MlpActivation)
+LINEAR_INITS = values(LinearInit)
 REGULARIZERS = values(Regularizer)
 OPTIMIZERS = values(Optimizer)
 RECIPES = values(Recipe)
 DEVICES = values(Device)
 SELECT_METRICS = values(SelectMetric)
+SPLITS = values(Split)

@@ -105,7 +105,7 @@ def _sweep(out: Path) -> None:
         kind, _, pid = sibling.name.rpartition("-")
         if not (kind.endswith((".tmp", ".old")) and pid.isdigit()):
             continue
-        if int(pid) != os.getpid() and _alive(int(pid)):
+        if int(pid) != os.getpid() and pid_alive(int(pid)):
             continue
         if kind.endswith(".old") and not out.exists():
             with contextlib.suppress(OSError):
@@ -114,7 +114,8 @@ def _sweep(out: Path) -> None:
         shutil.rmtree(sibling, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True when a process `pid` exists on this host (perhaps another user's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from dinctl.errors import DinctlError
-from dinctl.fsutil import write_error
+from dinctl.fsutil import pid_alive, write_error
 
 try:
     import fcntl
@@ -50,13 +50,6 @@ def read_holder(path: Path) -> dict[str, Any] | None:
     return holder if isinstance(holder, dict) else None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 
@@ -73,7 +66,7 @@ def _stale(holder: dict[str, Any] | None) -> bool:
     if holder is None or holder.get("host") != socket.gethostname():
         return False
     pid = holder.get("pid")
-    return isinstance(pid, int) and not _pid_alive(pid)
+    return isinstance(pid, int) and not pid_alive(pid)
 
 
 def _busy(folder: Path, what: str, path: Path) -> DinctlError:

@@ -83,24 +83,22 @@ def write_json(path: Path, data: Any) -> Path:
 # --------------------------------------------------------------------------- metrics keys
 
 
+def _renamed(data: dict[str, Any], renames: dict[str, str]) -> dict[str, Any]:
+    out = dict(data)
+    for old, new in renames.items():
+        if old in out:
+            out.setdefault(new, out.pop(old))
+    return out
+
+
 def normalize_metrics(data: dict[str, Any]) -> dict[str, Any]:
     """A metrics dict with today's keys (old `auc` → `global_auc`, `gauc` → `user_weighted_auc`)."""
-    out = dict(data)
-    for old, new in OLD_METRIC_KEYS.items():
-        if old in out:
-            value = out.pop(old)
-            out.setdefault(new, value)
-    return out
+    return _renamed(data, OLD_METRIC_KEYS)
 
 
 def normalize_log_record(record: dict[str, Any]) -> dict[str, Any]:
     """A log.jsonl record with today's keys: old `valid_auc`/`valid_gauc` renamed."""
-    out = dict(record)
-    for old, new in OLD_LOG_KEYS.items():
-        if old in out:
-            value = out.pop(old)
-            out.setdefault(new, value)
-    return out
+    return _renamed(record, OLD_LOG_KEYS)
 
 
 def read_metrics(run_dir: Path | str, split: str = "test") -> dict[str, Any] | None:

@@ -7,12 +7,16 @@
 * `deny_writes(monkeypatch, root)`: creating anything under `root` fails with EACCES, as an
   unwritable or read-only folder does (tests run as root, where chmod does not stop writes).
 * `LockHolder`: a second Python process holding a folder lock until released or killed.
+* `blob`, `zip_of`, `serve_one`, `manifest_files`, `stderr_lines`, `cli`,
+  `download_movielens`: what the download tests build their inputs from and read outcomes with.
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
+import io
+import json
 import os
 import re
 import socket
@@ -20,6 +24,7 @@ import struct
 import subprocess
 import sys
 import threading
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -150,6 +155,66 @@ class Server:
         self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+# ------------------------------------------------------------------------------ download tests
+
+
+def blob(n: int, seed: int = 0) -> bytes:
+    """`n` pseudo-random bytes, the same for the same seed (a hash chain)."""
+    out, block = bytearray(), hashlib.sha256(str(seed).encode()).digest()
+    while len(out) < n:
+        block = hashlib.sha256(block).digest()
+        out += block
+    return bytes(out[:n])
+
+
+def zip_of(files: dict[str, bytes], top: str = "ml-latest-small") -> bytes:
+    """A deflated zip holding `files` under the folder `top` (at the root when `top` is empty)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files.items():
+            zf.writestr(f"{top}/{name}" if top else name, data)
+    return buf.getvalue()
+
+
+def serve_one(
+    server: Server, route: Route, md5_of: bytes | None = None, name: str = "f.bin"
+) -> Any:
+    """Serve `route` at /NAME; the one-file source for it (publishing the md5 of `md5_of`)."""
+    from dinctl.data.sources import RemoteFile, Source
+
+    server.routes[f"/{name}"] = route
+    md5 = None if md5_of is None else hashlib.md5(md5_of).hexdigest()
+    return Source("amazon", "Test", (RemoteFile(name, (server.url(name),), md5=md5),))
+
+
+def manifest_files(folder: Path) -> dict:
+    """The `files` table of `folder`'s MANIFEST.json, or {} where there is none."""
+    path = folder / "MANIFEST.json"
+    return json.loads(path.read_text())["files"] if path.exists() else {}
+
+
+def stderr_lines(result: Any) -> list[str]:
+    """The lines a CliRunner result wrote to stderr."""
+    return result.stderr.strip().splitlines()
+
+
+def cli(*args: str) -> Any:
+    """Run `dinctl ARGS` in this process (typer's CliRunner; stdout and stderr kept apart)."""
+    from typer.testing import CliRunner
+
+    from dinctl.cli.main import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def download_movielens(
+    mirror: str, out: Path, *extra: str, variant: str = "latest-small", progress: bool = False
+) -> Any:
+    """`dinctl download movielens --variant V --mirror M --out OUT [--no-progress] EXTRA...`."""
+    args = ["download", "movielens", "--variant", variant, "--mirror", mirror, "--out", str(out)]
+    return cli(*args, *([] if progress else ["--no-progress"]), *extra)
 
 
 # ------------------------------------------------------------------------------ file systems

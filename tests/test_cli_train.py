@@ -45,6 +45,25 @@ def test_train_dice_mba_json(tiny_dataset: Path, tmp_path: Path) -> None:
     )
 
 
+def test_the_peers_matched_din_is_reachable_with_flags(tiny_dataset: Path, tmp_path: Path) -> None:
+    """Dice in the activation unit, a ReLU tower, α from 0, Xavier linears (DeepCTR-Torch's)."""
+    from dinctl.inference import open_run
+    from dinctl.models.layers import Dice, _ReLU
+
+    out = tmp_path / "run"
+    flags = ["--act", "dice", "--mlp-act", "relu", "--dice-alpha-init", "0", "--linear-init"]
+    args = ["train", "--data", str(tiny_dataset), *flags, "xavier", "--out", str(out), *SMALL]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    model = json.loads((out / "config.json").read_text())["model"]
+    assert (model["act"], model["mlp_act"], model["linear_init"]) == ("dice", "relu", "xavier")
+    assert model["dice_alpha_init"] == 0.0
+    modules = list(open_run(out).model.modules())
+    assert any(isinstance(m, _ReLU) for m in modules) and any(isinstance(m, Dice) for m in modules)
+    bad = runner.invoke(app, ["train", "--data", str(tiny_dataset), "--mlp-act", "tanh"])
+    assert bad.exit_code == 2
+
+
 def test_train_prints_the_run_dir_on_stdout_and_a_summary_on_stderr(
     tiny_dataset: Path, tmp_path: Path
 ) -> None:
@@ -142,7 +161,7 @@ def test_error_messages_word_for_word(tiny_dataset: Path, tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     "args",
     [
-        ["--act", "relu"],
+        ["--act", "tanh"],
         ["--model", "gpt"],
         ["--reg", "l1"],
         ["--epochs", "0"],
@@ -223,13 +242,14 @@ def test_help_takes_choices_and_defaults_from_the_library() -> None:
     params = {p.name: p for p in command.params}
     assert params["model"].type_descriptor.annotation is choices.Model
     assert params["select_metric"].type_descriptor.annotation is choices.SelectMetric
-    assert f"(default: {TrainConfig.emb_dim})" in params["emb_dim"].help
-    assert f"(default: {TrainConfig.select_metric})" in params["select_metric"].help
+    assert params["emb_dim"].show_default == str(TrainConfig.emb_dim)
+    assert params["select_metric"].show_default == TrainConfig.select_metric
     for recipe in choices.RECIPES:
-        assert f"{recipe} {RECIPE_DEFAULTS[recipe]['patience']}" in params["patience"].help
-        assert f"{recipe} {RECIPE_DEFAULTS[recipe]['epochs']}" in params["epochs"].help
+        assert f"{recipe} {RECIPE_DEFAULTS[recipe]['patience']}" in params["patience"].show_default
+        assert f"{recipe} {RECIPE_DEFAULTS[recipe]['epochs']}" in params["epochs"].show_default
     result = runner.invoke(app, ["train", "--help"])
     assert result.exit_code == 0 and "--patience" in result.stdout
+    assert "(default:" not in result.stdout and "[default: " in result.stdout  # one style
 
 
 def test_resume_from_another_models_checkpoint_and_a_bool_string_are_one_line_errors(
@@ -259,3 +279,15 @@ def test_resume_from_another_models_checkpoint_and_a_bool_string_are_one_line_er
         "error: use_item_ids must be true or false, got 'false' instead\n"
         "hint: write a boolean without quotes (true / false)\n"
     )
+
+
+def test_adagrad_prints_no_raw_torch_warning(tiny_dataset: Path, tmp_path: Path) -> None:
+    import warnings
+
+    args = ["train", "--data", str(tiny_dataset), "--optimizer", "adagrad", "--model", "lr"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = runner.invoke(app, [*args, "--out", str(tmp_path / "r"), *SMALL])
+    assert result.exit_code == 0, result.output
+    assert "Warning" not in result.stderr
+    assert not [w for w in caught if "sparse" in str(w.message).lower()]

@@ -20,15 +20,22 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from faults import Route, Server
-from typer.testing import CliRunner
+from faults import (
+    Route,
+    Server,
+    blob,
+    cli,
+    download_movielens,
+    manifest_files,
+    serve_one,
+    stderr_lines,
+    zip_of,
+)
 
-from dinctl.cli.main import app
 from dinctl.data import download as dl
 from dinctl.data.sources import RemoteFile, Source, amazon_source, movielens_source, with_urls
 from dinctl.errors import DinctlError
 
-runner = CliRunner()
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"
 HINT = "hint: pass --mirror BASE_URL to try another copy, or --from FILE_OR_DIR for a file you have"
 
@@ -38,33 +45,18 @@ def _policy(tries: int = 3, timeout_s: float = 5.0) -> tuple[dl.RetryPolicy, lis
     return dl.RetryPolicy(tries=tries, timeout_s=timeout_s, sleep=delays.append), delays
 
 
-def _blob(n: int, seed: int = 0) -> bytes:
-    out, block = bytearray(), hashlib.sha256(str(seed).encode()).digest()
-    while len(out) < n:
-        block = hashlib.sha256(block).digest()
-        out += block
-    return bytes(out[:n])
-
-
 def _one(name: str, url: str, md5: str | None = None) -> Source:
     return Source("amazon", "Test", (RemoteFile(name, (url,), md5=md5),))
 
 
-def _manifest(folder: Path) -> dict:
-    path = folder / "MANIFEST.json"
-    return json.loads(path.read_text())["files"] if path.exists() else {}
-
-
-def _ml_zip(top: str, files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in files.items():
-            zf.writestr(f"{top}/{name}" if top else name, data)
-    return buf.getvalue()
-
-
-def _lines(result: object) -> list[str]:
-    return result.stderr.strip().splitlines()  # type: ignore[attr-defined]
+def _leave_part(
+    folder: Path, data: bytes, server: Server, total: int, etag: str | None = None
+) -> None:
+    """A leftover f.bin.part holding `data`, with its resume state where `etag` is given."""
+    (folder / "f.bin.part").write_bytes(data)
+    if etag is not None:
+        state = {"url": server.url("f.bin"), "total": total, "etag": etag}
+        (folder / "f.bin.part.json").write_text(json.dumps(state))
 
 
 # ------------------------------------------------------------------------------ sources
@@ -90,15 +82,15 @@ def test_sources_table_lists_mirrors_in_order_and_published_md5() -> None:
 
 
 def test_unknown_category_and_variant_are_one_line_errors() -> None:
-    result = runner.invoke(app, ["download", "amazon", "--category", "Electronix"])
+    result = cli("download", "amazon", "--category", "Electronix")
     assert result.exit_code == 1
-    assert _lines(result) == [
+    assert stderr_lines(result) == [
         "error: unknown Amazon category 'Electronix': expected one of the 2014 release's "
         "24 5-core categories",
         "hint: e.g. --category Electronics (see `dinctl download amazon --help`)",
     ]
-    result = runner.invoke(app, ["download", "movielens", "--variant", "100m"])
-    assert _lines(result)[0] == (
+    result = cli("download", "movielens", "--variant", "100m")
+    assert stderr_lines(result)[0] == (
         "error: unknown MovieLens variant '100m': expected one of 20m, 25m, 1m, latest-small"
     )
 
@@ -121,9 +113,8 @@ def test_url_must_name_a_file_of_a_two_file_source() -> None:
 def test_download_verifies_writes_manifest_and_skips_when_complete(
     server: Server, tmp_path: Path
 ) -> None:
-    body = _blob(300_000)
-    server.routes["/f.bin"] = Route(body)
-    source = _one("f.bin", server.url("f.bin"), md5=hashlib.md5(body).hexdigest())
+    body = blob(300_000)
+    source = serve_one(server, Route(body), md5_of=body)
     policy, _ = _policy()
     manifest = dl.download(source, tmp_path, policy=policy, progress=False)
     assert (tmp_path / "f.bin").read_bytes() == body
@@ -132,7 +123,7 @@ def test_download_verifies_writes_manifest_and_skips_when_complete(
     assert entry["bytes"] == len(body)
     assert entry["sha256"] == hashlib.sha256(body).hexdigest()
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", entry["date"])
-    assert _manifest(tmp_path) == manifest["files"]
+    assert manifest_files(tmp_path) == manifest["files"]
     assert not list(tmp_path.glob("*.part"))
 
     logs: list[str] = []
@@ -145,12 +136,10 @@ def test_download_verifies_writes_manifest_and_skips_when_complete(
 
 
 def test_drop_midway_keeps_part_then_resume_sends_range(server: Server, tmp_path: Path) -> None:
-    body = _blob(200_000, seed=1)
-    server.routes["/f.bin"] = Route(body, drop_after=70_000, drops=1)
-    source = _one("f.bin", server.url("f.bin"), md5=hashlib.md5(body).hexdigest())
-    result = runner.invoke(
-        app,
-        ["download", "amazon", "--category", "X", "--out", str(tmp_path), "--no-progress"],
+    body = blob(200_000, seed=1)
+    source = serve_one(server, Route(body, drop_after=70_000, drops=1), md5_of=body)
+    result = cli(
+        "download", "amazon", "--category", "X", "--out", str(tmp_path), "--no-progress"
     )  # category X is unknown without --mirror: checked before any traffic
     assert result.exit_code == 1 and server.log == []
 
@@ -167,21 +156,20 @@ def test_drop_midway_keeps_part_then_resume_sends_range(server: Server, tmp_path
         "another copy, or --from FILE_OR_DIR for a file you have"
     )
     assert part.read_bytes() == body[:70_000]
-    assert not (tmp_path / "f.bin").exists() and _manifest(tmp_path) == {}
+    assert not (tmp_path / "f.bin").exists() and manifest_files(tmp_path) == {}
 
     dl.download(source, tmp_path, policy=policy, progress=False)
     assert (tmp_path / "f.bin").read_bytes() == body
     assert server.ranges("f.bin") == [None, "bytes=70000-"]
     assert server.if_ranges("f.bin") == [None, server.routes["/f.bin"].etag()]
     assert not part.exists() and not (tmp_path / "f.bin.part.json").exists()
-    assert _manifest(tmp_path)["f.bin"]["sha256"] == hashlib.sha256(body).hexdigest()
+    assert manifest_files(tmp_path)["f.bin"]["sha256"] == hashlib.sha256(body).hexdigest()
 
 
 def test_drop_then_resume_within_one_run(server: Server, tmp_path: Path) -> None:
-    body = _blob(150_000, seed=2)
-    server.routes["/f.bin"] = Route(body, drop_after=40_000, drops=2)
+    body = blob(150_000, seed=2)
+    source = serve_one(server, Route(body, drop_after=40_000, drops=2), md5_of=body)
     policy, delays = _policy(tries=3)
-    source = _one("f.bin", server.url("f.bin"), md5=hashlib.md5(body).hexdigest())
     dl.download(source, tmp_path, policy=policy, progress=False)
     assert (tmp_path / "f.bin").read_bytes() == body
     assert server.ranges("f.bin") == [None, "bytes=40000-", "bytes=80000-"]
@@ -189,15 +177,14 @@ def test_drop_then_resume_within_one_run(server: Server, tmp_path: Path) -> None
 
 
 def test_connection_reset_midway_is_retried_with_range(server: Server, tmp_path: Path) -> None:
-    body = _blob(400_000, seed=8)
-    server.routes["/f.bin"] = Route(body, drop_after=100_000, drops=2, reset=True)
-    source = _one("f.bin", server.url("f.bin"), md5=hashlib.md5(body).hexdigest())
+    body = blob(400_000, seed=8)
+    source = serve_one(server, Route(body, drop_after=100_000, drops=2, reset=True), md5_of=body)
     with pytest.raises(DinctlError) as err:
         dl.download(source, tmp_path, policy=_policy(tries=1)[0], progress=False)
     assert err.value.message == (
         f"cannot download {server.url('f.bin')}: connection reset by the server (1 try)"
     )
-    assert not (tmp_path / "f.bin").exists() and _manifest(tmp_path) == {}
+    assert not (tmp_path / "f.bin").exists() and manifest_files(tmp_path) == {}
     policy, delays = _policy(tries=2)
     dl.download(source, tmp_path, policy=policy, progress=False)
     assert (tmp_path / "f.bin").read_bytes() == body
@@ -207,63 +194,54 @@ def test_connection_reset_midway_is_retried_with_range(server: Server, tmp_path:
 
 
 def test_server_ignoring_range_restarts_from_zero(server: Server, tmp_path: Path) -> None:
-    body = _blob(50_000, seed=3)
-    server.routes["/f.bin"] = Route(body, ignore_range=True)
-    part = tmp_path / "f.bin.part"
-    part.write_bytes(b"stale bytes from another file")
-    state = {"url": server.url("f.bin"), "total": len(body), "etag": '"x"'}
-    (tmp_path / "f.bin.part.json").write_text(json.dumps(state))
+    body = blob(50_000, seed=3)
+    source = serve_one(server, Route(body, ignore_range=True), md5_of=body)
+    _leave_part(tmp_path, b"stale bytes from another file", server, len(body), etag='"x"')
     policy, _ = _policy()
-    source = _one("f.bin", server.url("f.bin"), md5=hashlib.md5(body).hexdigest())
     dl.download(source, tmp_path, policy=policy, progress=False)
     assert (tmp_path / "f.bin").read_bytes() == body  # not appended to the stale prefix
     assert server.ranges("f.bin") == ["bytes=29-"]
 
 
 def test_a_part_without_resume_state_restarts_from_zero(server: Server, tmp_path: Path) -> None:
-    body = _blob(50_000, seed=3)
-    server.routes["/f.bin"] = Route(body)
-    (tmp_path / "f.bin.part").write_bytes(body[:100])  # no validator recorded: cannot resume
+    body = blob(50_000, seed=3)
+    source = serve_one(server, Route(body), md5_of=body)
+    _leave_part(tmp_path, body[:100], server, len(body))  # no validator recorded: cannot resume
     policy, _ = _policy()
-    source = _one("f.bin", server.url("f.bin"), md5=hashlib.md5(body).hexdigest())
     dl.download(source, tmp_path, policy=policy, progress=False)
     assert (tmp_path / "f.bin").read_bytes() == body
     assert server.ranges("f.bin") == [None]
 
 
 def test_complete_part_answered_416_is_kept(server: Server, tmp_path: Path) -> None:
-    body = _blob(10_000, seed=4)
-    server.routes["/f.bin"] = Route(body)
-    (tmp_path / "f.bin.part").write_bytes(body)
-    etag = server.routes["/f.bin"].etag()
-    state = {"url": server.url("f.bin"), "total": len(body), "etag": etag}
-    (tmp_path / "f.bin.part.json").write_text(json.dumps(state))
+    body = blob(10_000, seed=4)
+    source = serve_one(server, Route(body), md5_of=body)
+    _leave_part(tmp_path, body, server, len(body), etag=server.routes["/f.bin"].etag())
     policy, _ = _policy()
-    source = _one("f.bin", server.url("f.bin"), md5=hashlib.md5(body).hexdigest())
     dl.download(source, tmp_path, policy=policy, progress=False)
     assert (tmp_path / "f.bin").read_bytes() == body
     assert server.ranges("f.bin") == ["bytes=10000-"]
 
 
 def test_500_then_200_is_retried(server: Server, tmp_path: Path) -> None:
-    body = _blob(20_000, seed=5)
-    server.routes["/f.bin"] = Route(body, fail=[500, 503])
+    body = blob(20_000, seed=5)
+    source = serve_one(server, Route(body, fail=[500, 503]))
     policy, delays = _policy(tries=3)
-    dl.download(_one("f.bin", server.url("f.bin")), tmp_path, policy=policy, progress=False)
+    dl.download(source, tmp_path, policy=policy, progress=False)
     assert (tmp_path / "f.bin").read_bytes() == body
     assert len(server.log) == 3 and delays == [1.0, 2.0]
 
 
 def test_500_every_time_gives_up_after_the_tries(server: Server, tmp_path: Path) -> None:
-    server.routes["/f.bin"] = Route(b"x", fail=[500, 500, 500])
+    source = serve_one(server, Route(b"x", fail=[500, 500, 500]))
     policy, delays = _policy(tries=3)
     with pytest.raises(DinctlError) as err:
-        dl.download(_one("f.bin", server.url("f.bin")), tmp_path, policy=policy, progress=False)
+        dl.download(source, tmp_path, policy=policy, progress=False)
     assert err.value.message == (
         f"cannot download {server.url('f.bin')}: HTTP 500 Internal Server Error (3 tries)"
     )
     assert delays == [1.0, 2.0]
-    assert not (tmp_path / "f.bin").exists() and _manifest(tmp_path) == {}
+    assert not (tmp_path / "f.bin").exists() and manifest_files(tmp_path) == {}
 
 
 def test_backoff_is_bounded() -> None:
@@ -272,13 +250,9 @@ def test_backoff_is_bounded() -> None:
 
 
 def test_404_through_the_cli_names_the_url_with_a_hint(server: Server, tmp_path: Path) -> None:
-    result = runner.invoke(
-        app,
-        ["download", "movielens", "--variant", "latest-small", "--mirror", server.base,
-         "--out", str(tmp_path), "--no-progress"],
-    )  # fmt: skip
+    result = download_movielens(server.base, tmp_path)
     assert result.exit_code == 1
-    assert _lines(result) == [
+    assert stderr_lines(result) == [
         f"error: cannot download {server.url('ml-latest-small.zip')}: HTTP 404 Not Found",
         HINT,
     ]
@@ -287,7 +261,7 @@ def test_404_through_the_cli_names_the_url_with_a_hint(server: Server, tmp_path:
 
 
 def test_mirrors_are_tried_in_order(server: Server, tmp_path: Path) -> None:
-    body = _blob(5_000, seed=6)
+    body = blob(5_000, seed=6)
     server.routes["/b/f.bin"] = Route(body)
     source = Source(
         "amazon", "T", (RemoteFile("f.bin", (server.url("a/f.bin"), server.url("b/f.bin"))),)
@@ -317,17 +291,13 @@ def test_mirrors_are_tried_in_order(server: Server, tmp_path: Path) -> None:
         f"cannot download h.bin: HTTP 404 Not Found; tried {server.url('a/h.bin')}, "
         f"{server.url('c/h.bin')}"
     )
-    assert sorted(_manifest(tmp_path)) == ["f.bin"]
+    assert sorted(manifest_files(tmp_path)) == ["f.bin"]
 
 
 def test_progress_bar_goes_to_stderr(server: Server, tmp_path: Path) -> None:
-    zipped = _ml_zip("ml-latest-small", {"ratings.csv": b"userId\n", "movies.csv": b"movieId\n"})
+    zipped = zip_of({"ratings.csv": b"userId\n", "movies.csv": b"movieId\n"}, "ml-latest-small")
     server.routes["/ml-latest-small.zip"] = Route(zipped)
-    result = runner.invoke(
-        app,
-        ["download", "movielens", "--variant", "latest-small", "--mirror", server.base,
-         "--out", str(tmp_path)],
-    )  # fmt: skip
+    result = download_movielens(server.base, tmp_path, progress=True)
     assert result.exit_code == 0, result.output
     assert result.stdout == f"{tmp_path}\n"
     assert f"{len(zipped)}/{len(zipped)} bytes" in result.stderr
@@ -336,18 +306,14 @@ def test_progress_bar_goes_to_stderr(server: Server, tmp_path: Path) -> None:
 
 def test_stalled_server_times_out(server: Server, tmp_path: Path) -> None:
     server.routes["/ml-latest-small.zip"] = Route(b"", stall=True)
-    result = runner.invoke(
-        app,
-        ["download", "movielens", "--variant", "latest-small", "--mirror", server.base,
-         "--out", str(tmp_path), "--no-progress", "--tries", "1", "--timeout", "0.3"],
-    )  # fmt: skip
+    result = download_movielens(server.base, tmp_path, "--tries", "1", "--timeout", "0.3")
     assert result.exit_code == 1
-    assert _lines(result) == [
+    assert stderr_lines(result) == [
         f"error: cannot download {server.url('ml-latest-small.zip')}: "
         "no answer within 0.3 s (1 try)",
         HINT,
     ]
-    assert not (tmp_path / "ml-latest-small.zip").exists() and _manifest(tmp_path) == {}
+    assert not (tmp_path / "ml-latest-small.zip").exists() and manifest_files(tmp_path) == {}
 
 
 def test_dns_failure_and_no_network(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -374,7 +340,7 @@ def test_dns_failure_and_no_network(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert err.value.message == (
         "cannot download http://mirror.example.invalid/f.bin: network is unreachable (no network)"
     )
-    assert _manifest(tmp_path) == {}
+    assert manifest_files(tmp_path) == {}
 
 
 def test_untrusted_tls_certificate_is_not_retried(
@@ -411,16 +377,12 @@ def test_connection_refused(tmp_path: Path) -> None:
 
 
 def test_wrong_bytes_are_kept_aside_as_corrupt(server: Server, tmp_path: Path) -> None:
-    fake = _ml_zip("ml-1m", {"ratings.dat": b"1::1::5::1\n", "movies.dat": b"1::A (1999)::Drama\n"})
+    fake = zip_of({"ratings.dat": b"1::1::5::1\n", "movies.dat": b"1::A (1999)::Drama\n"}, "ml-1m")
     server.routes["/ml-1m.zip"] = Route(fake)
-    result = runner.invoke(
-        app,
-        ["download", "movielens", "--variant", "1m", "--mirror", server.base,
-         "--out", str(tmp_path), "--no-progress"],
-    )  # fmt: skip
+    result = download_movielens(server.base, tmp_path, variant="1m")
     assert result.exit_code == 1
     corrupt = tmp_path / "ml-1m.zip.corrupt"
-    assert _lines(result) == [
+    assert stderr_lines(result) == [
         f"error: ml-1m.zip from {server.url('ml-1m.zip')} failed verification: its published "
         f"md5 is c4d9eecfca2ab87c1945afe126590906, got {hashlib.md5(fake).hexdigest()}",
         f"hint: the bytes are kept in {corrupt}; pass --mirror BASE_URL for another copy "
@@ -431,9 +393,8 @@ def test_wrong_bytes_are_kept_aside_as_corrupt(server: Server, tmp_path: Path) -
 
 
 def test_recorded_sha256_catches_a_changed_upstream(server: Server, tmp_path: Path) -> None:
-    body = _blob(4_000, seed=7)
-    server.routes["/f.bin"] = Route(body)
-    source = _one("f.bin", server.url("f.bin"))
+    body = blob(4_000, seed=7)
+    source = serve_one(server, Route(body))
     policy, _ = _policy()
     dl.download(source, tmp_path, policy=policy, progress=False)
     recorded = hashlib.sha256(body).hexdigest()
@@ -470,13 +431,9 @@ def test_unsafe_zip_members_are_refused(
         zf.writestr(info, "pwned")
     server.routes["/ml-latest-small.zip"] = Route(buf.getvalue())
     out = tmp_path / "raw"
-    result = runner.invoke(
-        app,
-        ["download", "movielens", "--variant", "latest-small", "--mirror", server.base,
-         "--out", str(out), "--no-progress"],
-    )  # fmt: skip
+    result = download_movielens(server.base, out)
     assert result.exit_code == 1
-    assert _lines(result) == [
+    assert stderr_lines(result) == [
         f"error: ml-latest-small.zip has an unsafe member {member!r} ({kind}): refusing to "
         "extract it",
         "hint: this is not a GroupLens release; pass --mirror BASE_URL for a genuine copy",
@@ -502,7 +459,7 @@ def test_ml1m_dat_files_are_converted_to_csv(server: Server, tmp_path: Path) -> 
         "661::James and the Giant Peach (1996)::Animation|Children's|Musical\n"
         "5::Misérables, Les (1995)::Drama|Musical\n"
     ).encode("latin-1")
-    zipped = _ml_zip("ml-1m", {"ratings.dat": ratings, "movies.dat": movies, "users.dat": b""})
+    zipped = zip_of({"ratings.dat": ratings, "movies.dat": movies, "users.dat": b""}, "ml-1m")
     server.routes["/ml-1m.zip"] = Route(zipped)
     source = Source("movielens", "1m", (RemoteFile("ml-1m.zip", (server.url("ml-1m.zip"),)),), True)
     policy, _ = _policy()
@@ -527,9 +484,7 @@ def test_ml1m_dat_files_are_converted_to_csv(server: Server, tmp_path: Path) -> 
 
 def test_malformed_dat_line_is_named(tmp_path: Path) -> None:
     zpath = tmp_path / "ml-1m.zip"
-    zpath.write_bytes(
-        _ml_zip("ml-1m", {"ratings.dat": b"1::2::5::9\n1;2;5;9\n", "movies.dat": b""})
-    )
+    zpath.write_bytes(zip_of({"ratings.dat": b"1::2::5::9\n1;2;5;9\n", "movies.dat": b""}, "ml-1m"))
     with pytest.raises(DinctlError) as err:
         dl.extract_movielens(zpath, tmp_path)
     assert err.value.message == (
@@ -540,7 +495,7 @@ def test_malformed_dat_line_is_named(tmp_path: Path) -> None:
 
 def test_zip_without_ratings_is_refused(tmp_path: Path) -> None:
     zpath = tmp_path / "ml-x.zip"
-    zpath.write_bytes(_ml_zip("ml-x", {"README.txt": b"hi"}))
+    zpath.write_bytes(zip_of({"README.txt": b"hi"}, "ml-x"))
     with pytest.raises(DinctlError) as err:
         dl.extract_movielens(zpath, tmp_path)
     assert err.value.message == (
@@ -558,12 +513,12 @@ def test_from_folder_hard_links_and_verifies(tmp_path: Path) -> None:
     (have / "reviews_Beauty_5.json.gz").write_bytes(gzip.compress(reviews))
     (have / "meta_Beauty.json").write_bytes(meta)  # already gunzipped: accepted as is
     out = tmp_path / "raw"
-    result = runner.invoke(
-        app, ["download", "amazon", "--category", "Beauty", "--from", str(have), "--out", str(out)]
+    result = cli(
+        "download", "amazon", "--category", "Beauty", "--from", str(have), "--out", str(out)
     )
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == str(out)
-    files = _manifest(out)
+    files = manifest_files(out)
     assert sorted(files) == ["meta_Beauty.json", "reviews_Beauty_5.json.gz"]
     assert files["meta_Beauty.json"]["how"] == "hard link"
     assert files["meta_Beauty.json"]["url"] == (have / "meta_Beauty.json").resolve().as_uri()
@@ -579,7 +534,7 @@ def test_from_copies_across_file_systems(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
     monkeypatch.setattr(dl.os, "link", cross_device)
     zpath = tmp_path / "ml-latest-small.zip"
-    zpath.write_bytes(_ml_zip("ml-latest-small", {
+    zpath.write_bytes(zip_of({
         "ratings.csv": b"userId,movieId,rating,timestamp\n1,1,4.0,1\n",
         "movies.csv": b"movieId,title,genres\n1,A,Drama\n",
     }))  # fmt: skip
@@ -596,11 +551,11 @@ def test_from_copies_across_file_systems(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
 def test_from_with_a_wrong_file_is_refused_and_nothing_is_copied(tmp_path: Path) -> None:
     zpath = tmp_path / "ml-20m.zip"
-    zpath.write_bytes(_ml_zip("ml-20m", {"ratings.csv": b"x", "movies.csv": b"y"}))
+    zpath.write_bytes(zip_of({"ratings.csv": b"x", "movies.csv": b"y"}, "ml-20m"))
     out = tmp_path / "raw"
-    result = runner.invoke(app, ["download", "movielens", "--from", str(zpath), "--out", str(out)])
+    result = cli("download", "movielens", "--from", str(zpath), "--out", str(out))
     assert result.exit_code == 1
-    assert _lines(result) == [
+    assert stderr_lines(result) == [
         f"error: {zpath} is not the expected ml-20m.zip: its published md5 is "
         f"cd245b17a1ae2cc31bb14903e1204af3, got {hashlib.md5(zpath.read_bytes()).hexdigest()}",
         "hint: download it again with `dinctl download` (without --from)",
@@ -610,7 +565,7 @@ def test_from_with_a_wrong_file_is_refused_and_nothing_is_copied(tmp_path: Path)
 
 def test_from_a_renamed_zip_keeps_the_release_name_and_is_verified(tmp_path: Path) -> None:
     zpath = tmp_path / "movielens-download.zip"
-    zpath.write_bytes(_ml_zip("ml-25m", {"ratings.csv": b"x", "movies.csv": b"y"}))
+    zpath.write_bytes(zip_of({"ratings.csv": b"x", "movies.csv": b"y"}, "ml-25m"))
     out = tmp_path / "raw"
     with pytest.raises(DinctlError) as err:
         dl.register_local(movielens_source("25m"), out, zpath, log=lambda line: None)
@@ -643,15 +598,13 @@ def test_a_broken_manifest_is_a_one_line_error(tmp_path: Path) -> None:
 def test_from_missing_files(tmp_path: Path) -> None:
     have = tmp_path / "have"
     have.mkdir()
-    result = runner.invoke(
-        app, ["download", "amazon", "--from", str(have), "--out", str(tmp_path / "raw")]
-    )
-    assert _lines(result) == [
+    result = cli("download", "amazon", "--from", str(have), "--out", str(tmp_path / "raw"))
+    assert stderr_lines(result) == [
         f"error: --from {have} has no reviews_Electronics_5.json.gz (or the gunzipped .json)",
         "hint: give the folder holding reviews_Electronics_5.json.gz, meta_Electronics.json.gz",
     ]
-    result = runner.invoke(app, ["download", "amazon", "--from", str(tmp_path / "nope")])
-    assert _lines(result) == [
+    result = cli("download", "amazon", "--from", str(tmp_path / "nope"))
+    assert stderr_lines(result) == [
         f"error: --from {tmp_path / 'nope'} does not exist",
         "hint: give a file or a folder",
     ]
@@ -702,14 +655,13 @@ def test_download_then_preprocess_end_to_end(server: Server, tmp_path: Path) -> 
     ratings = (SAMPLE / "movielens/ratings.csv").read_bytes()
     movies = (SAMPLE / "movielens/movies.csv").read_bytes()
     server.routes["/ml/ml-latest-small.zip"] = Route(
-        _ml_zip("ml-latest-small", {"ratings.csv": ratings, "movies.csv": movies, "tags.csv": b"x"})
+        zip_of({"ratings.csv": ratings, "movies.csv": movies, "tags.csv": b"x"}, "ml-latest-small")
     )
     raw = tmp_path / "data/raw"
 
-    result = runner.invoke(
-        app,
-        ["download", "amazon", "--mirror", f"{server.base}/amz", "--out", str(raw / "amazon"),
-         "--no-progress", "--json"],
+    result = cli(
+        "download", "amazon", "--mirror", f"{server.base}/amz", "--out", str(raw / "amazon"),
+        "--no-progress", "--json",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     manifest = json.loads(result.stdout)
@@ -721,10 +673,9 @@ def test_download_then_preprocess_end_to_end(server: Server, tmp_path: Path) -> 
     assert server.ranges("amz/reviews_Electronics_5.json.gz") == [None, None]
     assert gzip.decompress((raw / "amazon/reviews_Electronics_5.json.gz").read_bytes()) == reviews
 
-    result = runner.invoke(
-        app,
-        ["download", "movielens", "--variant", "latest-small", "--url",
-         server.url("ml/ml-latest-small.zip"), "--out", str(raw / "movielens"), "--no-progress"],
+    result = cli(
+        "download", "movielens", "--variant", "latest-small", "--url",
+        server.url("ml/ml-latest-small.zip"), "--out", str(raw / "movielens"), "--no-progress",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert (raw / "movielens/ratings.csv").read_bytes() == ratings
@@ -744,9 +695,7 @@ def test_download_then_preprocess_end_to_end(server: Server, tmp_path: Path) -> 
         metas = []
         for name, folder in (("downloaded", raw / dataset), ("direct", direct / dataset)):
             out = tmp_path / "data" / name / dataset
-            result = runner.invoke(
-                app, ["preprocess", dataset, "--raw", str(folder), "--out", str(out), "--json"]
-            )
+            result = cli("preprocess", dataset, "--raw", str(folder), "--out", str(out), "--json")
             assert result.exit_code == 0, result.output
             metas.append(json.loads((out / "meta.json").read_text()))
         assert metas[0]["counts"]["users"] > 0 and metas[0]["counts"]["samples"]["test"] > 0

@@ -6,53 +6,48 @@ import hashlib
 import io
 import json
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from faults import Route, Server, deny_writes, lock_held
-from typer.testing import CliRunner
+from faults import (
+    Route,
+    Server,
+    blob,
+    cli,
+    deny_writes,
+    download_movielens,
+    lock_held,
+    manifest_files,
+    serve_one,
+    stderr_lines,
+    zip_of,
+)
 
-from dinctl.cli.main import app
 from dinctl.data import download as dl
 from dinctl.data.archives import check_zip
+from dinctl.data.readers import read_movielens
 from dinctl.data.sources import RemoteFile, Source, amazon_source, movielens_source, with_urls
 from dinctl.errors import DinctlError
 
-runner = CliRunner()
 RATINGS = b"userId,movieId,rating,timestamp\n1,1,4.0,1\n2,1,3.0,2\n"
 MOVIES = b"movieId,title,genres\n1,A,Drama\n"
-
-
-def _blob(n: int, seed: int) -> bytes:
-    out, block = bytearray(), hashlib.sha256(str(seed).encode()).digest()
-    while len(out) < n:
-        block = hashlib.sha256(block).digest()
-        out += block
-    return bytes(out[:n])
 
 
 def _policy(tries: int = 3) -> dl.RetryPolicy:
     return dl.RetryPolicy(tries=tries, timeout_s=5.0, sleep=lambda _: None)
 
 
-def _one(url: str, md5: str | None = None) -> Source:
-    return Source("amazon", "Test", (RemoteFile("f.bin", (url,), md5=md5),))
+def _fetch(source: Source, out: Path, tries: int = 3) -> dict:
+    return dl.download(source, out, policy=_policy(tries), progress=False, log=lambda _: None)
 
 
-def _manifest(folder: Path) -> dict:
-    path = folder / "MANIFEST.json"
-    return json.loads(path.read_text())["files"] if path.exists() else {}
+def _release(ratings: bytes = RATINGS) -> bytes:
+    """An ml-latest-small.zip holding `ratings` and MOVIES."""
+    return zip_of({"ratings.csv": ratings, "movies.csv": MOVIES})
 
 
-def _zip(files: dict[str, bytes], top: str = "ml-latest-small") -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in files.items():
-            zf.writestr(f"{top}/{name}", data)
-    return buf.getvalue()
-
-
-def _corrupt_member(data: bytes, member: str) -> bytes:
+def _corrupt_member(data: bytes, member: str = "ml-latest-small/ratings.csv") -> bytes:
     """Flip one byte inside the compressed data of `member` (its CRC no longer matches)."""
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         info = zf.getinfo(member)
@@ -62,84 +57,65 @@ def _corrupt_member(data: bytes, member: str) -> bytes:
     return bytes(out)
 
 
-def _lines(result: object) -> list[str]:
-    return result.stderr.strip().splitlines()  # type: ignore[attr-defined]
-
-
 # ------------------------------------------------------------------ 3. resumed downloads
 
 
-def test_changed_file_with_if_range_honoured_is_fetched_whole(
-    server: Server, tmp_path: Path
+@pytest.mark.parametrize(
+    ("old", "new", "quirks", "ranges"),
+    [
+        # If-Range names the old ETag: the server answers 200 with the whole new file
+        pytest.param(
+            blob(120_000, 1), blob(120_000, 2), {}, [None, "bytes=50000-"],
+            id="if-range-honoured-fetched-whole",
+        ),
+        # the 206 carried another ETag: thrown away, then a whole request from byte 0
+        pytest.param(
+            blob(120_000, 3), blob(120_000, 4), {"if_range": "ignore"},
+            [None, "bytes=50000-", None], id="206-ignoring-if-range-restarts",
+        ),
+        # the same ETag for both bodies: the spliced file fails the md5, then a whole request
+        pytest.param(
+            blob(120_000, 5), blob(120_000, 6), {"fixed_etag": '"same"'},
+            [None, "bytes=50000-", None], id="lying-etag-splice-caught-by-checksum",
+        ),
+        # the same ETag and the same first bytes, but a 206 whose total is not the recorded one
+        pytest.param(
+            blob(120_000, 7), blob(150_000, 7), {"fixed_etag": '"same"'},
+            [None, "bytes=50000-", None], id="206-with-another-total-restarts",
+        ),
+    ],
+)  # fmt: skip
+def test_a_file_changed_between_drop_and_resume_ends_whole_and_new(
+    server: Server, tmp_path: Path, old: bytes, new: bytes, quirks: dict, ranges: list
 ) -> None:
-    old, new = _blob(120_000, 1), _blob(120_000, 2)
-    server.routes["/f.bin"] = Route(old, drop_after=50_000, drops=1, versions=[new])
-    source = _one(server.url("f.bin"), md5=hashlib.md5(new).hexdigest())
-    dl.download(source, tmp_path, policy=_policy(), progress=False, log=lambda _: None)
+    route = Route(old, drop_after=50_000, drops=1, versions=[new, new], **quirks)
+    old_etag = route.etag()  # what the resume names in If-Range
+    _fetch(serve_one(server, route, md5_of=new), tmp_path)
     assert (tmp_path / "f.bin").read_bytes() == new  # not old[:50000] + new[50000:]
-    assert server.ranges("f.bin") == [None, "bytes=50000-"]
-    assert server.if_ranges("f.bin")[1] == Route(old).etag()
-    assert _manifest(tmp_path)["f.bin"]["sha256"] == hashlib.sha256(new).hexdigest()
-
-
-def test_206_of_a_changed_file_from_a_server_ignoring_if_range_restarts(
-    server: Server, tmp_path: Path
-) -> None:
-    old, new = _blob(120_000, 3), _blob(120_000, 4)
-    server.routes["/f.bin"] = Route(
-        old, drop_after=50_000, drops=1, versions=[new, new], if_range="ignore"
-    )
-    source = _one(server.url("f.bin"), md5=hashlib.md5(new).hexdigest())
-    dl.download(source, tmp_path, policy=_policy(), progress=False, log=lambda _: None)
-    assert (tmp_path / "f.bin").read_bytes() == new
-    # the 206 carried another ETag: thrown away, then a whole request from byte 0
-    assert server.ranges("f.bin") == [None, "bytes=50000-", None]
-
-
-def test_a_lying_server_splice_is_caught_by_the_checksum_and_fetched_whole(
-    server: Server, tmp_path: Path
-) -> None:
-    old, new = _blob(120_000, 5), _blob(120_000, 6)
-    server.routes["/f.bin"] = Route(
-        old, drop_after=50_000, drops=1, versions=[new, new], fixed_etag='"same"'
-    )
-    source = _one(server.url("f.bin"), md5=hashlib.md5(new).hexdigest())
-    dl.download(source, tmp_path, policy=_policy(), progress=False, log=lambda _: None)
-    assert (tmp_path / "f.bin").read_bytes() == new
-    assert server.ranges("f.bin") == [None, "bytes=50000-", None]
+    assert server.ranges("f.bin") == ranges
+    assert server.if_ranges("f.bin")[1] == old_etag
+    assert manifest_files(tmp_path)["f.bin"]["sha256"] == hashlib.sha256(new).hexdigest()
     assert not list(tmp_path.glob("*.corrupt"))
-
-
-def test_a_206_with_another_total_restarts(server: Server, tmp_path: Path) -> None:
-    old, new = _blob(120_000, 7), _blob(150_000, 7)
-    server.routes["/f.bin"] = Route(
-        old, drop_after=50_000, drops=1, versions=[new, new], fixed_etag='"same"'
-    )
-    source = _one(server.url("f.bin"), md5=hashlib.md5(new).hexdigest())
-    dl.download(source, tmp_path, policy=_policy(), progress=False, log=lambda _: None)
-    assert (tmp_path / "f.bin").read_bytes() == new
-    assert server.ranges("f.bin") == [None, "bytes=50000-", None]
 
 
 def test_unverifiable_file_is_never_spliced_and_its_sha256_is_of_one_whole_response(
     server: Server, tmp_path: Path
 ) -> None:
-    old, new = _blob(120_000, 8), _blob(120_000, 9)
-    server.routes["/f.bin"] = Route(old, drop_after=50_000, drops=1, versions=[new])
+    old, new = blob(120_000, 8), blob(120_000, 9)
+    source = serve_one(server, Route(old, drop_after=50_000, drops=1, versions=[new]))
     with pytest.raises(DinctlError) as err:
-        dl.download(_one(server.url("f.bin")), tmp_path, policy=_policy(1), progress=False)
+        _fetch(source, tmp_path, tries=1)
     assert err.value.hint is not None and "resume" not in err.value.hint
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing half-done kept
-    dl.download(_one(server.url("f.bin")), tmp_path, policy=_policy(), progress=False)
+    _fetch(source, tmp_path)
     assert server.ranges("f.bin") == [None, None]
-    assert _manifest(tmp_path)["f.bin"]["sha256"] == hashlib.sha256(new).hexdigest()
+    assert manifest_files(tmp_path)["f.bin"]["sha256"] == hashlib.sha256(new).hexdigest()
 
 
 def test_weak_etag_only_is_not_used_to_resume(server: Server, tmp_path: Path) -> None:
-    body = _blob(90_000, 10)
-    server.routes["/f.bin"] = Route(body, drop_after=30_000, drops=1, weak_etag=True)
-    source = _one(server.url("f.bin"), md5=hashlib.md5(body).hexdigest())
-    dl.download(source, tmp_path, policy=_policy(), progress=False, log=lambda _: None)
+    body = blob(90_000, 10)
+    route = Route(body, drop_after=30_000, drops=1, weak_etag=True)
+    _fetch(serve_one(server, route, md5_of=body), tmp_path)
     assert server.ranges("f.bin") == [None, None]
     assert (tmp_path / "f.bin").read_bytes() == body
 
@@ -147,18 +123,17 @@ def test_weak_etag_only_is_not_used_to_resume(server: Server, tmp_path: Path) ->
 def test_last_modified_is_the_if_range_validator_without_an_etag(
     server: Server, tmp_path: Path
 ) -> None:
-    body = _blob(90_000, 11)
+    body = blob(90_000, 11)
     route = Route(body, drop_after=30_000, drops=1)
-    server.routes["/f.bin"] = route
-    source = _one(server.url("f.bin"), md5=hashlib.md5(body).hexdigest())
+    source = serve_one(server, route, md5_of=body)
     # the validator recorded: strong ETag first; a server without one gets Last-Modified
     with pytest.raises(DinctlError):
-        dl.download(source, tmp_path, policy=_policy(1), progress=False)
+        _fetch(source, tmp_path, tries=1)
     state = json.loads((tmp_path / "f.bin.part.json").read_text())
     assert state["etag"] == route.etag() and state["total"] == len(body)
     state = {"url": state["url"], "total": len(body), "last_modified": route.last_modified()}
     (tmp_path / "f.bin.part.json").write_text(json.dumps(state))
-    dl.download(source, tmp_path, policy=_policy(), progress=False, log=lambda _: None)
+    _fetch(source, tmp_path)
     assert server.if_ranges("f.bin")[1] == route.last_modified()
     assert server.ranges("f.bin")[1] == "bytes=30000-"
 
@@ -169,49 +144,51 @@ def test_last_modified_is_the_if_range_validator_without_an_etag(
 def test_zip_with_a_corrupt_member_goes_aside_and_is_not_recorded(
     server: Server, tmp_path: Path
 ) -> None:
-    good = _zip({"ratings.csv": RATINGS * 50, "movies.csv": MOVIES})
-    bad = _corrupt_member(good, "ml-latest-small/ratings.csv")
-    server.routes["/ml-latest-small.zip"] = Route(bad)
-    result = runner.invoke(
-        app,
-        ["download", "movielens", "--variant", "latest-small", "--mirror", server.base,
-         "--out", str(tmp_path), "--no-progress"],
-    )  # fmt: skip
+    server.routes["/ml-latest-small.zip"] = Route(_corrupt_member(_release(RATINGS * 50)))
+    result = download_movielens(server.base, tmp_path)
     assert result.exit_code == 1
-    lines = _lines(result)
+    lines = stderr_lines(result)
     assert len(lines) == 2 and lines[0].startswith(
         "error: ml-latest-small.zip: member 'ml-latest-small/ratings.csv' is corrupt ("
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ml-latest-small.zip.corrupt"]
-    assert _manifest(tmp_path) == {}
+    assert manifest_files(tmp_path) == {}
 
 
 def test_from_zip_with_a_corrupt_member_is_refused_and_kept_aside(tmp_path: Path) -> None:
     have = tmp_path / "have"
     have.mkdir()
     zpath = have / "ml-latest-small.zip"
-    zpath.write_bytes(_corrupt_member(_zip({"ratings.csv": RATINGS * 50, "movies.csv": MOVIES}),
-                                      "ml-latest-small/ratings.csv"))  # fmt: skip
+    zpath.write_bytes(_corrupt_member(_release(RATINGS * 50)))
     before = zpath.read_bytes()
     out = tmp_path / "raw"
-    result = runner.invoke(
-        app, ["download", "movielens", "--variant", "latest-small", "--from", str(zpath),
-              "--out", str(out)],
-    )  # fmt: skip
+    result = cli(
+        "download",
+        "movielens",
+        "--variant",
+        "latest-small",
+        "--from",
+        str(zpath),
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 1
-    assert _lines(result)[0].startswith(f"error: {zpath}: member 'ml-latest-small/ratings.csv'")
+    assert stderr_lines(result)[0].startswith(
+        f"error: {zpath}: member 'ml-latest-small/ratings.csv'"
+    )
     assert sorted(p.name for p in out.iterdir()) == ["ml-latest-small.zip.corrupt"]
-    assert zpath.read_bytes() == before and _manifest(out) == {}
+    assert zpath.read_bytes() == before and manifest_files(out) == {}
 
 
 # ------------------------------------------------------------------ 6. zip bombs and caps
 
 
-def test_zip_bomb_ratio_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("reader", [check_zip, read_movielens], ids=["check_zip", "readers"])
+def test_zip_bomb_ratio_is_refused(tmp_path: Path, reader: Callable[[Path], object]) -> None:
     zpath = tmp_path / "ml-latest-small.zip"
-    zpath.write_bytes(_zip({"ratings.csv": b"0" * (4 << 20), "movies.csv": MOVIES}))
+    zpath.write_bytes(_release(b"0" * (4 << 20)))
     with pytest.raises(DinctlError) as err:
-        check_zip(zpath)
+        reader(zpath)  # the readers stream zip members within the same cap
     assert "over the limit of 200×: refusing a likely zip bomb" in err.value.message
     assert err.value.hint == "if the archive is genuine, raise the limit with --max-extract-bytes N"
 
@@ -219,24 +196,21 @@ def test_zip_bomb_ratio_is_refused(tmp_path: Path) -> None:
 def test_max_extract_bytes_caps_extraction_and_can_be_raised(
     server: Server, tmp_path: Path
 ) -> None:
-    server.routes["/ml-latest-small.zip"] = Route(_zip({"ratings.csv": RATINGS,
-                                                         "movies.csv": MOVIES}))  # fmt: skip
-    args = ["download", "movielens", "--variant", "latest-small", "--mirror", server.base,
-            "--out", str(tmp_path), "--no-progress"]  # fmt: skip
-    result = runner.invoke(app, [*args, "--max-extract-bytes", "40"])
+    server.routes["/ml-latest-small.zip"] = Route(_release())
+    result = download_movielens(server.base, tmp_path, "--max-extract-bytes", "40")
     assert result.exit_code == 1
-    assert _lines(result)[0] == (
+    assert stderr_lines(result)[0] == (
         "error: ml-latest-small.zip expands to more than 40 bytes (member "
         f"'ml-latest-small/ratings.csv' declares {len(RATINGS)}): refusing to extract it"
     )
-    assert _manifest(tmp_path) == {}
-    result = runner.invoke(app, [*args, "--max-extract-bytes", "1000"])
+    assert manifest_files(tmp_path) == {}
+    result = download_movielens(server.base, tmp_path, "--max-extract-bytes", "1000")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "ratings.csv").read_bytes() == RATINGS
 
 
 def test_member_holding_more_than_it_declares_is_refused(tmp_path: Path) -> None:
-    data = bytearray(_zip({"ratings.csv": RATINGS * 100, "movies.csv": MOVIES}))
+    data = bytearray(_release(RATINGS * 100))
     with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
         info = zf.infolist()[0]
     # patch the declared size (local header and central directory) down to 10 bytes
@@ -251,14 +225,8 @@ def test_member_holding_more_than_it_declares_is_refused(tmp_path: Path) -> None
 
 
 def test_readers_stream_zip_members_within_the_cap(tmp_path: Path) -> None:
-    from dinctl.data.readers import read_movielens
-
     zpath = tmp_path / "ml-latest-small.zip"
-    zpath.write_bytes(_zip({"ratings.csv": b"0" * (4 << 20), "movies.csv": MOVIES}))
-    with pytest.raises(DinctlError) as err:
-        read_movielens(zpath)
-    assert "refusing a likely zip bomb" in err.value.message
-    zpath.write_bytes(_zip({"ratings.csv": RATINGS, "movies.csv": MOVIES}))
+    zpath.write_bytes(_release())
     with pytest.raises(DinctlError) as err:
         read_movielens(zpath, max_extract_bytes=50)
     assert "expands to more than 50 bytes" in err.value.message
@@ -271,12 +239,11 @@ def test_readers_stream_zip_members_within_the_cap(tmp_path: Path) -> None:
 @pytest.mark.parametrize("category", ["x/../../../reviews", "..", "a\\b", "", "/etc"])
 def test_path_like_category_is_refused(server: Server, tmp_path: Path, category: str) -> None:
     for extra in ([], ["--mirror", server.base]):
-        result = runner.invoke(
-            app, ["download", "amazon", "--category", category, "--out", str(tmp_path / "o"),
-                  *extra],
-        )  # fmt: skip
+        result = cli(
+            "download", "amazon", "--category", category, "--out", str(tmp_path / "o"), *extra
+        )
         assert result.exit_code == 1
-        assert _lines(result)[0] == (
+        assert stderr_lines(result)[0] == (
             f"error: Amazon category {category!r} is not a safe file name: expected letters, "
             "digits and _ . + - only (no path separators, no '..')"
         )
@@ -308,21 +275,11 @@ def test_unsafe_remote_file_name_is_refused(tmp_path: Path) -> None:
     ],
 )
 def test_malformed_urls_are_one_line(flag: str, url: str, problem: str) -> None:
-    result = runner.invoke(
-        app,
-        [
-            "download",
-            "movielens",
-            "--variant",
-            "latest-small",
-            flag,
-            url,
-            "--out",
-            "/nonexistent/x",
-        ],
+    result = cli(
+        "download", "movielens", "--variant", "latest-small", flag, url, "--out", "/nonexistent/x"
     )
     assert result.exit_code == 1
-    assert _lines(result) == [
+    assert stderr_lines(result) == [
         f"error: {flag} {url!r} is not a valid URL: {problem}",
         f"hint: e.g. {flag} https://host/path/",
     ]
@@ -344,13 +301,13 @@ def test_from_and_out_the_same_folder_is_refused(tmp_path: Path) -> None:
     (have / "ml-latest-small/ratings.csv").write_bytes(RATINGS)
     (have / "ml-latest-small/movies.csv").write_bytes(MOVIES)
     for out in (have, have / "ml-latest-small", have / "ml-latest-small/sub"):
-        result = runner.invoke(
-            app, ["download", "movielens", "--variant", "latest-small", "--from",
-                  str(have / "ml-latest-small"), "--out", str(out)],
+        result = cli(
+            "download", "movielens", "--variant", "latest-small", "--from",
+            str(have / "ml-latest-small"), "--out", str(out),
         )  # fmt: skip
         assert result.exit_code == 1, out
-        assert _lines(result)[0].startswith(f"error: --out {out} ")
-        assert "refusing to write over an input" in _lines(result)[0]
+        assert stderr_lines(result)[0].startswith(f"error: --out {out} ")
+        assert "refusing to write over an input" in stderr_lines(result)[0]
     assert sorted(p.name for p in (have / "ml-latest-small").iterdir()) == [
         "movies.csv", "ratings.csv"
     ]  # fmt: skip
@@ -360,7 +317,7 @@ def test_from_a_zip_inside_out_is_registered_in_place(tmp_path: Path) -> None:
     out = tmp_path / "raw"
     out.mkdir()
     zpath = out / "ml-latest-small.zip"
-    zpath.write_bytes(_zip({"ratings.csv": RATINGS, "movies.csv": MOVIES}))
+    zpath.write_bytes(_release())
     manifest = dl.register_local(movielens_source("latest-small"), out, zpath, log=lambda _: None)
     assert manifest["files"]["ml-latest-small.zip"]["how"] == "in place"
 
@@ -369,55 +326,47 @@ def test_from_a_zip_inside_out_is_registered_in_place(tmp_path: Path) -> None:
 
 
 def test_second_downloader_is_refused_naming_the_holder(server: Server, tmp_path: Path) -> None:
-    body = _blob(1000, 12)
-    server.routes["/f.bin"] = Route(body)
+    body = blob(1000, 12)
+    source = serve_one(server, Route(body))
     out = tmp_path / "raw"
     with lock_held(out, "download folder") as holder:
         with pytest.raises(DinctlError) as err:
-            dl.download(_one(server.url("f.bin")), out, policy=_policy(), progress=False)
+            _fetch(source, out)
         assert err.value.message.startswith(
             f"download folder {out} is in use by pid {holder.pid} on "
         )
         assert "(`holder test`, since " in err.value.message
     assert server.log == []
-    dl.download(_one(server.url("f.bin")), out, policy=_policy(), progress=False,
-                log=lambda _: None)  # fmt: skip
+    _fetch(source, out)
     assert (out / "f.bin").read_bytes() == body
 
 
 def test_a_lock_left_by_a_killed_downloader_is_stale(server: Server, tmp_path: Path) -> None:
-    server.routes["/f.bin"] = Route(b"abc")
+    source = serve_one(server, Route(b"abc"))
     out = tmp_path / "raw"
     holder = lock_held(out).__enter__()
     holder.kill()
-    dl.download(_one(server.url("f.bin")), out, policy=_policy(), progress=False,
-                log=lambda _: None)  # fmt: skip
+    _fetch(source, out)
     assert (out / "f.bin").read_bytes() == b"abc"
 
 
 def test_unwritable_out_is_one_line(
     server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server.routes["/ml-latest-small.zip"] = Route(_zip({"ratings.csv": RATINGS,
-                                                         "movies.csv": MOVIES}))  # fmt: skip
+    server.routes["/ml-latest-small.zip"] = Route(_release())
     out = tmp_path / "ro"
     out.mkdir()
     deny_writes(monkeypatch, out)
-    result = runner.invoke(
-        app,
-        ["download", "movielens", "--variant", "latest-small", "--mirror", server.base,
-         "--out", str(out), "--no-progress"],
-    )  # fmt: skip
+    result = download_movielens(server.base, out)
     assert result.exit_code == 1
-    assert _lines(result)[0] == f"error: cannot write {out}: permission denied"
+    assert stderr_lines(result)[0] == f"error: cannot write {out}: permission denied"
     assert server.log == []
 
 
 def test_disk_full_while_downloading_is_one_line(
     server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    body = _blob(200_000, 13)
-    server.routes["/f.bin"] = Route(body)
+    source = serve_one(server, Route(blob(200_000, 13)))
 
     class Full(io.BytesIO):
         def write(self, data: object) -> int:
@@ -432,20 +381,20 @@ def test_disk_full_while_downloading_is_one_line(
 
     monkeypatch.setattr(dl, "open", full_open, raising=False)
     with pytest.raises(DinctlError) as err:
-        dl.download(_one(server.url("f.bin")), tmp_path, policy=_policy(), progress=False)
+        _fetch(source, tmp_path)
     assert err.value.message == (
         f"cannot write {tmp_path / 'f.bin.part'}: no space left on the device"
     )
-    assert not (tmp_path / "f.bin").exists() and _manifest(tmp_path) == {}
+    assert not (tmp_path / "f.bin").exists() and manifest_files(tmp_path) == {}
 
 
 def test_preprocess_refuses_a_path_like_category(tmp_path: Path) -> None:
-    result = runner.invoke(
-        app, ["preprocess", "amazon", "--raw", str(tmp_path / "raw"), "--category", "../../etc/x",
-              "--out", str(tmp_path / "o")],
+    result = cli(
+        "preprocess", "amazon", "--raw", str(tmp_path / "raw"), "--category", "../../etc/x",
+        "--out", str(tmp_path / "o"),
     )  # fmt: skip
     assert result.exit_code == 1
-    assert _lines(result)[0].startswith("error: Amazon category '../../etc/x' is not a safe")
+    assert stderr_lines(result)[0].startswith("error: Amazon category '../../etc/x' is not a safe")
 
 
 def test_preprocess_reuses_the_recorded_sha256_only_for_unchanged_files(
@@ -460,11 +409,11 @@ def test_preprocess_reuses_the_recorded_sha256_only_for_unchanged_files(
         f"{m},M{m},G{m % 2}\n".encode() for m in range(1, 6)
     )
     server.routes["/ml-latest-small.zip"] = Route(
-        _zip({"ratings.csv": ratings, "movies.csv": movies})
+        zip_of({"ratings.csv": ratings, "movies.csv": movies})
     )
     raw = tmp_path / "raw"
     source = movielens_source("latest-small", (server.base,))
-    dl.download(source, raw, policy=_policy(), progress=False, log=lambda _: None)
+    _fetch(source, raw)
     hashed: list[str] = []
     real = pre.sha256_file
 

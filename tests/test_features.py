@@ -81,6 +81,7 @@ def test_schema_round_trip(multi: Path) -> None:
     no_profile = [i + 1 for i, r in enumerate(raw) if int(r[1:]) % 10 == 0]
     assert len(no_profile) == 10 and not ds.user_table[no_profile].any()
     assert ds.user_table[[u for u in range(1, 101) if u not in no_profile]].min() >= 1
+    assert ds.meta["counts"]["users_without_profile"] == 10
     tr = ds.split("train")
     assert set(tr.fields) == {"brand", "slot", "hour", "price"}
     # a sample's candidate brand is its own event's brand (labelled log: rows are events)
@@ -335,11 +336,12 @@ def _planted_log(folder: Path, where: str, seed: int = 5) -> tuple[Path, Path]:
     return log, users
 
 
-def _valid_auc(data: Path, out: Path) -> float:
+def _valid_auc(data: Path, out: Path, model: str = "din") -> float:
     cfg = resolve_config(
         {
             "data": str(data),
             "out": str(out),
+            "model": model,
             "epochs": 4,
             "emb_dim": 8,
             "batch_size": 64,
@@ -351,22 +353,42 @@ def _valid_auc(data: Path, out: Path) -> float:
     return float(train(cfg, progress=False).best_valid["valid_global_auc"])
 
 
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Datasets of the planted logs: "<where>-with" holds the field, "<where>-without" not."""
+    root = tmp_path_factory.mktemp("planted")
+    out = {}
+    for where in ("user", "context"):
+        log, users = _planted_log(root / f"raw-{where}", where)
+        with_field = (
+            LogColumns(label="click", user_features=users, user_feature_cols=("segment",))
+            if where == "user"
+            else LogColumns(label="click", context=("slot",))
+        )
+        for kind, cols in (("with", with_field), ("without", LogColumns(label="click"))):
+            out[f"{where}-{kind}"] = root / f"{where}-{kind}"
+            preprocess_logs(log, out[f"{where}-{kind}"], columns=cols)
+    return out
+
+
 @pytest.mark.parametrize("where", ["user", "context"])
-def test_din_learns_a_signal_only_a_side_field_carries(where: str, tmp_path: Path) -> None:
-    log, users = _planted_log(tmp_path / "raw", where)
-    base = LogColumns(label="click")
-    with_field = (
-        LogColumns(label="click", user_features=users, user_feature_cols=("segment",))
-        if where == "user"
-        else LogColumns(label="click", context=("slot",))
-    )
-    preprocess_logs(log, tmp_path / "with", columns=with_field)
-    preprocess_logs(log, tmp_path / "without", columns=base)
-    auc_with = _valid_auc(tmp_path / "with", tmp_path / "run-with")
-    auc_without = _valid_auc(tmp_path / "without", tmp_path / "run-without")
-    # planted: P(click) 0.85 vs 0.15 by the field alone → AUC 0.85 is reachable with it
+def test_din_needs_the_side_field_for_its_signal(
+    where: str, planted: dict[str, Path], tmp_path: Path
+) -> None:
+    auc_with = _valid_auc(planted[f"{where}-with"], tmp_path / "with")
+    auc_without = _valid_auc(planted[f"{where}-without"], tmp_path / "without")
+    # planted: P(click) 0.85 vs 0.15 by the field alone; items and categories are noise
     assert auc_with > 0.75, (auc_with, auc_without)
     assert auc_without < 0.62, (auc_with, auc_without)
+
+
+@pytest.mark.parametrize("where", ["user", "context"])
+@pytest.mark.parametrize("model", [m for m in MODEL_NAMES if m != "din"])
+def test_every_model_learns_a_side_field_signal(
+    model: str, where: str, planted: dict[str, Path], tmp_path: Path
+) -> None:
+    auc = _valid_auc(planted[f"{where}-with"], tmp_path / "run", model)
+    assert auc > 0.75, (model, where, auc)
 
 
 # --------------------------------------------------------------- preprocess logs
@@ -454,7 +476,13 @@ def test_cli_flags_end_to_end_train_evaluate_visualize(tmp_path: Path) -> None:
     assert all(set(b["fields"]) == {"brand"} for b in shown["behaviours"])
     assert all(set(c["fields"]) == {"brand"} for c in shown["candidates"])
     # export / serve / predict support item/category runs only: one line
-    for args in (["export", run, "--out", tmp_path / "bundle"], ["serve", run]):
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text('{"user": "u001", "items": ["i001"]}\n')
+    for args in (
+        ["export", run, "--out", tmp_path / "bundle"],
+        ["serve", run],
+        ["predict", run, "--input", requests],
+    ):
         _one_line_error(_cli(*args), "export, serve and predict support item/category runs")
     assert not (tmp_path / "bundle").exists()
 
@@ -532,6 +560,25 @@ def test_bad_inputs_are_one_line(tmp_path: Path) -> None:
     )
 
 
+def test_profile_file_of_other_users_is_refused(tmp_path: Path) -> None:
+    log, _ = _bad_log(tmp_path)
+    users = tmp_path / "others.csv"
+    users.write_text("user,age\n7,20\n8,30\n")
+    result = _cli(
+        "preprocess",
+        "logs",
+        log,
+        "--out",
+        tmp_path / "out",
+        "--user-features",
+        users,
+        "--user-feature-cols",
+        "age",
+    )
+    _one_line_error(result, "no user of the log has a row in the user feature file")
+    assert not (tmp_path / "out").exists()
+
+
 def test_out_must_not_overlap_the_user_feature_file(tmp_path: Path) -> None:
     log = tmp_path / "log.csv"
     shutil.copy(LOGS / "events.csv", log)
@@ -562,3 +609,39 @@ def test_out_must_not_overlap_the_user_feature_file(tmp_path: Path) -> None:
 def test_toml_schema_reads_like_the_flags() -> None:
     cols = columns_from_toml(LOGS / "schema.toml")
     assert cols == SCHEMA_COLUMNS
+
+
+def test_mba_uses_each_fields_own_frequency() -> None:
+    """Eq. (6)-(7) per field: a brand/user/context row's penalty divides by that field's n_j."""
+    from dinctl.training.regularizers import batch_ids, mba_penalty
+
+    model = build_model(_config("din"))
+    batch = _batch(3)
+    tables = model.sparse_tables()
+    freqs = {
+        name: torch.arange(1, v + 1, dtype=torch.float64)
+        for name, v in (
+            ("item", 31),
+            ("cate", 6),
+            ("brand", 7),
+            ("shop", 4),
+            ("age", 4),
+            ("gender", 3),
+            ("slot", 5),
+        )
+    }
+    got = mba_penalty(tables, batch, freqs, lam=2.0)
+    want = torch.zeros((), dtype=torch.float64)
+    for _, table, tag in tables:
+        ids, valid = batch_ids(batch, tag)
+        uniq = torch.unique(ids[valid])
+        field = tag.partition(".")[0].rpartition(":")[2]
+        w = table.weight[uniq].double()
+        want = want + (w.pow(2).sum(1) / freqs[field][uniq]).sum()
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-9)
+    ids, _ = batch_ids(batch, "beh:0:brand")
+    assert batch.cand_fields is not None and ids.shape[1] == 1 + batch.hist_mask.shape[1]
+    torch.testing.assert_close(ids[:, 0], batch.cand_fields[:, 0])
+    ids, _ = batch_ids(batch, "user:1:gender")
+    assert batch.user_fields is not None
+    torch.testing.assert_close(ids[:, 0], batch.user_fields[:, 1])

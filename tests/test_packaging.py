@@ -78,10 +78,21 @@ def test_wheel_install_runs_quickstart(tmp_path: Path) -> None:
         ).stdout.strip()
     )
     # the dependencies come from this interpreter's site-packages, added as a plain path (its
-    # own .pth files, e.g. an editable dinctl, are not processed)
+    # own .pth files, e.g. an editable dinctl, are not processed); --ignore-installed, or pip
+    # would uninstall the dinctl it sees there, i.e. the developer's own editable install
     (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run(
-        [str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+        [
+            str(py),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            "--ignore-installed",
+            str(wheel),
+        ],
         check=True,
         env=_env(),
     )

@@ -6,6 +6,7 @@ import gzip
 import json
 import shutil
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -182,83 +183,89 @@ def test_missing_raw_files(tmp_path: Path) -> None:
     )
 
 
-def test_malformed_review_line(tmp_path: Path) -> None:
-    bad = '{"reviewerID": "U1", "asin": "A2" "unixReviewTime": 2}'
-    raw = _amazon(tmp_path, [GOOD_REVIEWS[0], bad, *GOOD_REVIEWS[1:]], GOOD_META)
-    _error(
-        tmp_path,
-        ["amazon", "--raw", str(raw)],
-        f"{raw}/reviews_Electronics_5.json:2: not valid JSON (Expecting ',' delimiter); "
+def _meta_with_line_3(line: str) -> list[str]:
+    return [*GOOD_META[:2], line, GOOD_META[3]]
+
+
+# each case: the reviews and meta lines written, then the one-line error ("<raw>": the raw folder)
+BAD_AMAZON_INPUT = [
+    pytest.param(
+        [
+            GOOD_REVIEWS[0],
+            '{"reviewerID": "U1", "asin": "A2" "unixReviewTime": 2}',
+            *GOOD_REVIEWS[1:],
+        ],
+        GOOD_META,
+        "<raw>/reviews_Electronics_5.json:2: not valid JSON (Expecting ',' delimiter); "
         'the line starts \'{"reviewerID": "U1", "asin": "A2" "unixReviewTime": 2}\'',
-    )
-
-
-def test_missing_key_and_wrong_type(tmp_path: Path) -> None:
-    missing = json.dumps({"reviewerID": "U1", "asin": "A2"})
-    raw = _amazon(tmp_path, [*GOOD_REVIEWS, missing], GOOD_META)
-    _error(
-        tmp_path,
-        ["amazon", "--raw", str(raw)],
-        f"{raw}/reviews_Electronics_5.json:7: missing key 'unixReviewTime'; "
+        id="malformed-review-line",
+    ),
+    pytest.param(
+        [*GOOD_REVIEWS, json.dumps({"reviewerID": "U1", "asin": "A2"})],
+        GOOD_META,
+        "<raw>/reviews_Electronics_5.json:7: missing key 'unixReviewTime'; "
         'the line starts \'{"reviewerID": "U1", "asin": "A2"}\'',
-    )
-    wrong = json.dumps({"reviewerID": "U1", "asin": "A2", "unixReviewTime": "yesterday"})
-    raw = _amazon(tmp_path, [wrong, *GOOD_REVIEWS], GOOD_META)
-    _error(
-        tmp_path,
-        ["amazon", "--raw", str(raw)],
-        f"{raw}/reviews_Electronics_5.json:1: 'unixReviewTime' must be an integer, got 'yesterday'",
-    )
-
-
-def test_empty_files(tmp_path: Path) -> None:
-    raw = _amazon(tmp_path, [], GOOD_META)
-    _error(
-        tmp_path,
-        ["amazon", "--raw", str(raw)],
-        f"{raw}/reviews_Electronics_5.json is empty: no reviews",
-    )
-    raw = _amazon(tmp_path, GOOD_REVIEWS, [])
-    _error(
-        tmp_path,
-        ["amazon", "--raw", str(raw)],
-        f"{raw}/meta_Electronics.json is empty: no products",
-    )
-
-
-def test_malformed_meta_line(tmp_path: Path) -> None:
-    bad = "{'asin': 'A3', 'categories': [['Electronics', 'Cables']"
-    raw = _amazon(tmp_path, GOOD_REVIEWS, [*GOOD_META[:2], bad, GOOD_META[3]])
-    _error(
-        tmp_path,
-        ["amazon", "--raw", str(raw)],
-        f"{raw}/meta_Electronics.json:3: not a Python literal (SyntaxError); "
+        id="review-missing-key",
+    ),
+    pytest.param(
+        [
+            json.dumps({"reviewerID": "U1", "asin": "A2", "unixReviewTime": "yesterday"}),
+            *GOOD_REVIEWS,
+        ],
+        GOOD_META,
+        "<raw>/reviews_Electronics_5.json:1: 'unixReviewTime' must be an integer, got 'yesterday'",
+        id="review-time-of-wrong-type",
+    ),
+    pytest.param(
+        [], GOOD_META, "<raw>/reviews_Electronics_5.json is empty: no reviews", id="empty-reviews"
+    ),
+    pytest.param(
+        GOOD_REVIEWS, [], "<raw>/meta_Electronics.json is empty: no products", id="empty-meta"
+    ),
+    pytest.param(
+        GOOD_REVIEWS,
+        _meta_with_line_3("{'asin': 'A3', 'categories': [['Electronics', 'Cables']"),
+        "<raw>/meta_Electronics.json:3: not a Python literal (SyntaxError); "
         "the line starts \"{'asin': 'A3', 'categories': [['Electronics', 'Cables']\"",
-    )
-
-
-def test_truncated_meta_line_after_its_categories_is_an_error(tmp_path: Path) -> None:
-    """A line cut after a well-formed categories field must not slip through the fast path."""
-    bad = "{'asin': 'A3', 'categories': [['Electronics', 'Cables']], 'title': 'USB cab"
-    raw = _amazon(tmp_path, GOOD_REVIEWS, [*GOOD_META[:2], bad, GOOD_META[3]])
-    _error(
-        tmp_path,
-        ["amazon", "--raw", str(raw)],
-        f"{raw}/meta_Electronics.json:3: not a Python literal (SyntaxError); "
+        id="malformed-meta-line",
+    ),
+    # a line cut after a well-formed categories field must not slip through the fast path
+    pytest.param(
+        GOOD_REVIEWS,
+        _meta_with_line_3(
+            "{'asin': 'A3', 'categories': [['Electronics', 'Cables']], 'title': 'USB cab"
+        ),
+        "<raw>/meta_Electronics.json:3: not a Python literal (SyntaxError); "
         "the line starts \"{'asin': 'A3', 'categories': [['Electronics', 'Cables']], 't…\"",
-    )
-
-
-def test_meta_is_never_evaluated(tmp_path: Path) -> None:
-    evil = "{'asin': 'A3', 'categories': [[__import__('os').system('touch pwned')]]}"
-    raw = _amazon(tmp_path, GOOD_REVIEWS, [*GOOD_META[:2], evil, GOOD_META[3]])
-    _error(
-        tmp_path,
-        ["amazon", "--raw", str(raw)],
-        f"{raw}/meta_Electronics.json:3: not a Python literal (ValueError); "
+        id="meta-line-truncated-after-its-categories",
+    ),
+    # never evaluated: the test below checks that no file 'pwned' appears
+    pytest.param(
+        GOOD_REVIEWS,
+        _meta_with_line_3(
+            "{'asin': 'A3', 'categories': [[__import__('os').system('touch pwned')]]}"
+        ),
+        "<raw>/meta_Electronics.json:3: not a Python literal (ValueError); "
         "the line starts \"{'asin': 'A3', 'categories': [[__import__('os').system('touc…\"",
-    )
-    assert not Path("pwned").exists()
+        id="meta-is-never-evaluated",
+    ),
+    pytest.param(
+        GOOD_REVIEWS,
+        [_meta("Z9", "Cables")],
+        "no review of reviews_Electronics_5.json has a product with categories in "
+        "meta_Electronics.json",
+        id="no-reviewed-item-in-meta",
+    ),
+]
+
+
+@pytest.mark.parametrize(("reviews", "meta", "expected"), BAD_AMAZON_INPUT)
+def test_bad_amazon_input_is_a_one_line_error(
+    tmp_path: Path, reviews: list[str], meta: list[str], expected: str
+) -> None:
+    raw = _amazon(tmp_path, reviews, meta)
+    _error(tmp_path, ["amazon", "--raw", str(raw)], expected.replace("<raw>", str(raw)))
+    assert not Path("pwned").exists()  # no input line is ever run as code
 
 
 def test_reviewed_items_missing_from_meta_or_without_categories(tmp_path: Path) -> None:
@@ -277,16 +284,6 @@ def test_reviewed_items_missing_from_meta_or_without_categories(tmp_path: Path) 
     assert summary["dropped"] == {"items": 2, "reviews": 3}
     assert summary["items"] == 4 and summary["behaviours"] == 5
     assert load_dataset(out).meta["warnings"][0].startswith("1 reviewed items are missing")
-
-
-def test_no_reviewed_item_in_meta(tmp_path: Path) -> None:
-    raw = _amazon(tmp_path, GOOD_REVIEWS, [_meta("Z9", "Cables")])
-    _error(
-        tmp_path,
-        ["amazon", "--raw", str(raw)],
-        "no review of reviews_Electronics_5.json has a product with categories in "
-        "meta_Electronics.json",
-    )
 
 
 # ----------------------------------------------------------------------- MovieLens input
@@ -330,38 +327,6 @@ def test_movielens_folder_with_subfolder(tmp_path: Path) -> None:
     result = _invoke(["movielens", "--raw", str(tmp_path / "raw"), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == str(out)
-
-
-def test_corrupt_zip(tmp_path: Path) -> None:
-    archive = tmp_path / "ml.zip"
-    archive.write_bytes(b"PK\x03\x04 this is not really a zip")
-    _error(
-        tmp_path,
-        ["movielens", "--raw", str(archive)],
-        f"{archive} is not a readable zip archive",
-    )
-
-
-def test_malformed_ratings_line(tmp_path: Path) -> None:
-    _ml_files(tmp_path / "raw")
-    with open(tmp_path / "raw" / "ratings.csv", "a") as f:
-        f.write("3,10,four,7\n")
-    _error(
-        tmp_path,
-        ["movielens", "--raw", str(tmp_path / "raw")],
-        f"{tmp_path}/raw/ratings.csv:6: 'rating' must be a finite number, got 'four'; "
-        "the line starts '3,10,four,7'",
-    )
-
-
-def test_empty_ratings(tmp_path: Path) -> None:
-    _ml_files(tmp_path / "raw")
-    (tmp_path / "raw" / "ratings.csv").write_text("")
-    _error(
-        tmp_path,
-        ["movielens", "--raw", str(tmp_path / "raw")],
-        f"{tmp_path}/raw/ratings.csv is empty",
-    )
 
 
 # ----------------------------------------------------------------------- your own logs
@@ -483,24 +448,82 @@ def test_meta_layouts_the_fast_parser_must_not_misread(tmp_path: Path) -> None:
     assert names == ["Cables", "Mice", 'It\'s "quoted"', "back\\slash", "TVs]]", "TVs"]
 
 
-def test_meta_line_that_is_not_utf8(tmp_path: Path) -> None:
-    raw = _amazon(tmp_path, GOOD_REVIEWS, GOOD_META)
+# ----------------------------------------------------------------------- damaged raw files
+# each builder writes a raw input under tmp and returns what `--raw` is given
+
+
+def _zip_that_is_not_one(tmp: Path) -> Path:
+    archive = tmp / "ml.zip"
+    archive.write_bytes(b"PK\x03\x04 this is not really a zip")
+    return archive
+
+
+def _ratings_with_a_word_for_a_rating(tmp: Path) -> Path:
+    _ml_files(tmp / "raw")
+    with open(tmp / "raw" / "ratings.csv", "a") as f:
+        f.write("3,10,four,7\n")
+    return tmp / "raw"
+
+
+def _empty_ratings(tmp: Path) -> Path:
+    _ml_files(tmp / "raw")
+    (tmp / "raw" / "ratings.csv").write_text("")
+    return tmp / "raw"
+
+
+def _meta_line_not_utf8(tmp: Path) -> Path:
+    raw = _amazon(tmp, GOOD_REVIEWS, GOOD_META)
     with open(raw / "meta_Electronics.json", "ab") as f:
         f.write(b"{'asin': 'A9', 'title': '\xff\xfe'}\n")
-    _error(
-        tmp_path,
-        ["amazon", "--raw", str(raw)],
-        f"{raw}/meta_Electronics.json:5: not valid UTF-8 text",
-    )
+    return raw
 
 
-def test_corrupt_gzip_reviews(tmp_path: Path) -> None:
-    raw = _amazon(tmp_path, GOOD_REVIEWS, GOOD_META, gz=True)
+def _truncated_gzip_reviews(tmp: Path) -> Path:
+    raw = _amazon(tmp, GOOD_REVIEWS, GOOD_META, gz=True)
     data = (raw / "reviews_Electronics_5.json.gz").read_bytes()
     (raw / "reviews_Electronics_5.json.gz").write_bytes(data[: len(data) // 2])
-    _error(
-        tmp_path,
-        ["amazon", "--raw", str(raw)],
-        f"cannot read {raw}/reviews_Electronics_5.json.gz: "
-        "Compressed file ended before the end-of-stream marker was reached",
-    )
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("dataset", "damaged", "expected"),
+    [
+        pytest.param(
+            "movielens",
+            _zip_that_is_not_one,
+            "<raw> is not a readable zip archive",
+            id="corrupt-zip",
+        ),
+        pytest.param(
+            "movielens",
+            _ratings_with_a_word_for_a_rating,
+            "<raw>/ratings.csv:6: 'rating' must be a finite number, got 'four'; "
+            "the line starts '3,10,four,7'",
+            id="malformed-ratings-line",
+        ),
+        pytest.param(
+            "movielens",
+            _empty_ratings,
+            "<raw>/ratings.csv is empty",
+            id="empty-ratings",
+        ),
+        pytest.param(
+            "amazon",
+            _meta_line_not_utf8,
+            "<raw>/meta_Electronics.json:5: not valid UTF-8 text",
+            id="meta-line-not-utf8",
+        ),
+        pytest.param(
+            "amazon",
+            _truncated_gzip_reviews,
+            "cannot read <raw>/reviews_Electronics_5.json.gz: "
+            "Compressed file ended before the end-of-stream marker was reached",
+            id="truncated-gzip-reviews",
+        ),
+    ],
+)
+def test_damaged_raw_file_is_a_one_line_error(
+    tmp_path: Path, dataset: str, damaged: Callable[[Path], Path], expected: str
+) -> None:
+    raw = damaged(tmp_path)
+    _error(tmp_path, [dataset, "--raw", str(raw)], expected.replace("<raw>", str(raw)))

@@ -81,7 +81,7 @@ def test_missing_and_invalid_toml(tmp_path: Path) -> None:
             {"model": "gpt"},
             "unknown model 'gpt'; expected one of din, base, lr, wide-deep, pnn, deepfm",
         ),
-        ({"act": "relu"}, "unknown act 'relu'; expected one of prelu, dice, sigmoid"),
+        ({"act": "tanh"}, "unknown act 'tanh'; expected one of prelu, dice, sigmoid, relu"),
         (
             {"reg": "l1"},
             "unknown reg 'l1'; expected one of none, mba, l2, dropout, filter, difacto",

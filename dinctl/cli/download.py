@@ -16,7 +16,7 @@ app = typer.Typer(
 )
 
 Out = Annotated[
-    Path | None, typer.Option("--out", help="Target folder (default: data/raw/<dataset>).")
+    Path | None, typer.Option("--out", help="Target folder.", show_default="data/raw/<dataset>")
 ]
 Mirror = Annotated[
     list[str] | None,

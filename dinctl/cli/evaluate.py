@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from dinctl.choices import Device
+from dinctl.choices import SelectMetric as FailMetric
+from dinctl.choices import Split as SplitName
 from dinctl.cli.boundary import user_errors
-
-
-class SplitName(str, Enum):
-    test = "test"
-    valid = "valid"
-
-
-class FailMetric(str, Enum):
-    user_weighted_auc = "user_weighted_auc"
-    global_auc = "global_auc"
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
 
 
 @user_errors

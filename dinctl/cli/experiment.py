@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from dinctl.choices import Device as DeviceName
+from dinctl.choices import Recipe
 from dinctl.cli.boundary import user_errors
 
 app = typer.Typer(
     help="Reproduce the paper's tables: every run trained, evaluated on test and tabulated.",
     no_args_is_help=True,
 )
-
-
-class Recipe(str, Enum):
-    paper = "paper"
-    fast = "fast"
 
 
 Data = Annotated[
@@ -41,7 +37,8 @@ BatchSize = Annotated[
     int | None, typer.Option("--batch-size", min=1, help="Batch size.", show_default="the recipe's")
 ]
 Device = Annotated[
-    str | None, typer.Option("--device", help="auto | cpu | cuda.", show_default="the trainer's")
+    DeviceName | None,
+    typer.Option("--device", help="Device to train on.", show_default="the trainer's"),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the table and runs as JSON on stdout.")]
 
@@ -54,7 +51,7 @@ def _run(
     epochs: int | None,
     recipe: Recipe | None,
     batch_size: int | None,
-    device: str | None,
+    device: DeviceName | None,
     as_json: bool,
 ) -> None:
     from rich.console import Console
@@ -69,7 +66,7 @@ def _run(
         epochs=epochs,
         recipe=recipe.value if recipe is not None else None,
         batch_size=batch_size,
-        device=device,
+        device=device.value if device is not None else None,
     )
     spec = EXPERIMENTS[name]
     console = Console(stderr=True)
@@ -98,49 +95,37 @@ def _run(
                 print(result.files[key])
 
 
-@app.command()
-@user_errors
-def table3(
-    data: Data = Path("data/amazon"),
-    seeds: Seeds = 5,
-    epochs: Epochs = None,
-    recipe: RecipeOpt = None,
-    batch_size: BatchSize = None,
-    device: Device = None,
-    out: Annotated[Path, typer.Option("--out", help="Experiment folder.")] = Path("runs/table3"),
-    as_json: AsJson = False,
-) -> None:
-    """Table 3: LR, BaseModel, Wide&Deep, PNN, DeepFM, DIN, DIN+Dice, DIN+MBA+Dice."""
-    _run("table3", data, out, seeds, epochs, recipe, batch_size, device, as_json)
+def _table_command(name: str, doc: str, default_data: str = "data/amazon") -> None:
+    """Register `dinctl experiment <name>`: every table command takes the same options."""
+
+    def command(
+        data: Data = Path(default_data),
+        seeds: Seeds = 5,
+        epochs: Epochs = None,
+        recipe: RecipeOpt = None,
+        batch_size: BatchSize = None,
+        device: Device = None,
+        out: Annotated[Path, typer.Option("--out", help="Experiment folder.")] = Path(
+            f"runs/{name}"
+        ),
+        as_json: AsJson = False,
+    ) -> None:
+        _run(name, data, out, seeds, epochs, recipe, batch_size, device, as_json)
+
+    command.__doc__ = doc
+    command.__name__ = name
+    app.command(name)(user_errors(command))
 
 
-@app.command()
-@user_errors
-def table4(
-    data: Data = Path("data/amazon"),
-    seeds: Seeds = 5,
-    epochs: Epochs = None,
-    recipe: RecipeOpt = None,
-    batch_size: BatchSize = None,
-    device: Device = None,
-    out: Annotated[Path, typer.Option("--out", help="Experiment folder.")] = Path("runs/table4"),
-    as_json: AsJson = False,
-) -> None:
-    """Table 4 + Fig. 4: BaseModel without item ids, and with none/dropout/filter/DiFacto/MBA."""
-    _run("table4", data, out, seeds, epochs, recipe, batch_size, device, as_json)
-
-
-@app.command()
-@user_errors
-def table5(
-    data: Data = Path("data/taobao-ad"),
-    seeds: Seeds = 5,
-    epochs: Epochs = None,
-    recipe: RecipeOpt = None,
-    batch_size: BatchSize = None,
-    device: Device = None,
-    out: Annotated[Path, typer.Option("--out", help="Experiment folder.")] = Path("runs/table5"),
-    as_json: AsJson = False,
-) -> None:
-    """Table 5 on the Alimama display-ad data: Table 3's models plus DIN+MBA."""
-    _run("table5", data, out, seeds, epochs, recipe, batch_size, device, as_json)
+_table_command(
+    "table3", "Table 3: LR, BaseModel, Wide&Deep, PNN, DeepFM, DIN, DIN+Dice, DIN+MBA+Dice."
+)
+_table_command(
+    "table4",
+    "Table 4 + Fig. 4: BaseModel without item ids, and with none/dropout/filter/DiFacto/MBA.",
+)
+_table_command(
+    "table5",
+    "Table 5 on the Alimama display-ad data: Table 3's models plus DIN+MBA.",
+    default_data="data/taobao-ad",
+)

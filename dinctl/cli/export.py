@@ -28,7 +28,7 @@ def export(
     ] = BundleFormat.onnx,
     out: Annotated[
         Path | None,
-        typer.Option(help="Bundle folder. (default: RUN/bundle-FORMAT)", show_default=False),
+        typer.Option(help="Bundle folder.", show_default="RUN/bundle-FORMAT"),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle folder.")] = False,
     as_json: Annotated[

@@ -22,7 +22,7 @@ def predict(
     ],
     out: Annotated[
         Path | None,
-        typer.Option(help="Output Parquet. (default: INPUT.scores.parquet)", show_default=False),
+        typer.Option(help="Output Parquet.", show_default="INPUT.scores.parquet"),
     ] = None,
     attention: Annotated[
         bool, typer.Option("--attention", help="Add each candidate's attention weights.")

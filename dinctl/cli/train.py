@@ -16,7 +16,7 @@ import typer
 
 from dinctl import choices
 from dinctl.choices import Activation as Act
-from dinctl.choices import Device, Optimizer, Recipe, SelectMetric
+from dinctl.choices import Device, LinearInit, MlpActivation, Optimizer, Recipe, SelectMetric
 from dinctl.choices import Model as ModelName
 from dinctl.choices import Regularizer as Reg
 from dinctl.cli.boundary import user_errors
@@ -35,8 +35,13 @@ def _by_recipe(name: str) -> str:
     return f"(default: from the recipe: {per})"
 
 
-def _opt(help_text: str, **kw: Any) -> Any:
-    return typer.Option(help=help_text, **kw)
+def _opt(help_text: str, *decls: str, **kw: Any) -> Any:
+    """typer.Option whose default, given as a trailing "(default: X)" in the help (None-valued
+    options take theirs from the config or the recipe), shows as `[default: X]` like the rest."""
+    text, sep, shown = help_text.rpartition(" (default: ")
+    if sep and shown.endswith(")"):
+        return typer.Option(*decls, help=text, show_default=shown[:-1], **kw)
+    return typer.Option(*decls, help=help_text, **kw)
 
 
 _LAMBDAS = ", ".join(f"{k} {v:g}" for k, v in REG_LAMBDA_DEFAULTS.items() if v)
@@ -51,7 +56,19 @@ DataOpt = Annotated[
 ]
 ModelOpt = Annotated[ModelName | None, _opt(f"Model. {_default('model')}")]
 ActOpt = Annotated[
-    Act | None, _opt(f"Activation in the MLPs and the activation unit. {_default('act')}")
+    Act | None, _opt(f"Activation of the activation unit (and the tower). {_default('act')}")
+]
+MlpActOpt = Annotated[
+    MlpActivation | None,
+    _opt(f"The MLP tower's activation (same = --act; the peers: relu). {_default('mlp_act')}"),
+]
+AlphaOpt = Annotated[
+    float | None,
+    _opt(f"Where Dice's / PReLU's α starts (the peers: 0). {_default('dice_alpha_init')}", min=0.0),
+]
+LinearInitOpt = Annotated[
+    LinearInit | None,
+    _opt(f"Linear layers' init (xavier: Xavier-normal, zero bias). {_default('linear_init')}"),
 ]
 RegOpt = Annotated[Reg | None, _opt(f"Regulariser (Table 4 of the paper). {_default('reg')}")]
 LambdaOpt = Annotated[
@@ -107,9 +124,9 @@ MaxLenOpt = Annotated[
 ]
 SoftmaxOpt = Annotated[
     bool | None,
-    typer.Option(
+    _opt(
+        f"Softmax-normalise attention (the authors' code). {_default('attn_softmax')}",
         "--attn-softmax/--no-attn-softmax",
-        help=f"Softmax-normalise attention (the authors' code). {_default('attn_softmax')}",
     ),
 ]
 NoItemIdsOpt = Annotated[
@@ -118,21 +135,19 @@ NoItemIdsOpt = Annotated[
 ]
 BucketsOpt = Annotated[
     bool | None,
-    typer.Option(
+    _opt(
+        f"Batch rows of similar history length together. {_default('length_buckets')}",
         "--length-buckets/--no-length-buckets",
-        help=f"Batch rows of similar history length together. {_default('length_buckets')}",
     ),
 ]
 DeviceOpt = Annotated[Device | None, _opt(f"auto = cuda when available. {_default('device')}")]
 AmpOpt = Annotated[
     bool | None,
-    typer.Option(
-        "--amp/--no-amp", help=f"bf16 autocast on CUDA (ignored on CPU). {_default('amp')}"
-    ),
+    _opt(f"bf16 autocast on CUDA (ignored on CPU). {_default('amp')}", "--amp/--no-amp"),
 ]
 CompileOpt = Annotated[
     bool | None,
-    typer.Option("--compile/--no-compile", help=f"torch.compile the model. {_default('compile')}"),
+    _opt(f"torch.compile the model. {_default('compile')}", "--compile/--no-compile"),
 ]
 SeedOpt = Annotated[
     int | None, _opt(f"Seed of initialisation, order and dropout. {_default('seed')}")
@@ -177,6 +192,9 @@ def train(
     batch_size: BatchOpt = None,
     emb_dim: EmbDimOpt = None,
     emb_init_std: InitOpt = None,
+    mlp_act: MlpActOpt = None,
+    dice_alpha_init: AlphaOpt = None,
+    linear_init: LinearInitOpt = None,
     max_len: MaxLenOpt = None,
     attn_softmax: SoftmaxOpt = None,
     no_item_ids: NoItemIdsOpt = False,

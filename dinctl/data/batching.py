@@ -83,12 +83,12 @@ class WindowGatherer:
         # one trailing zero so masked positions can safely index something
         self.seq_items = torch.from_numpy(np.concatenate([items, [0]]))  # (S+1,)
         self.seq_cates = torch.from_numpy(np.concatenate([cates, [0]]))  # (S+1,)
+        # the extra fields stay int32 (half the memory of a long CSR); batches get int64
         extra = [dataset.seq_fields[name] for name in dataset.schema.extra_behaviour]
-        stacked = _stack([np.concatenate([c, [0]]) for c in extra], np.int64)
-        self.seq_fields = stacked  # (S+1, F) | None
+        self.seq_fields = _stack([np.concatenate([c, [0]]) for c in extra], np.int32)  # (S+1, F)
         table = dataset.user_table
         self.user_table = (
-            torch.from_numpy(table.astype(np.int64)) if table is not None else None
+            torch.from_numpy(table.astype(np.int32)) if table is not None else None
         )  # (U+1, U_f) | None
 
     def gather(
@@ -119,9 +119,9 @@ class WindowGatherer:
             hist_cate=self.seq_cates[idx],  # (B, T)
             hist_mask=mask,
             label=label.float(),
-            hist_fields=self.seq_fields[idx] if self.seq_fields is not None else None,  # (B,T,F)
+            hist_fields=self.seq_fields[idx].long() if self.seq_fields is not None else None,
             cand_fields=cand_fields.long() if cand_fields is not None else None,
-            user_fields=self.user_table[user] if self.user_table is not None else None,
+            user_fields=self.user_table[user].long() if self.user_table is not None else None,
             context=context.long() if context is not None else None,
             numeric=numeric.float() if numeric is not None else None,
         )

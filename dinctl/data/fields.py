@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from dinctl.data.schema import FeatureSchema
+from dinctl.errors import DinctlError
 
 if TYPE_CHECKING:
     from dinctl.data.builder import Built
@@ -114,28 +115,22 @@ def finish(
     sequences = built.sequences.with_columns(lists) if lists else built.sequences
     names = {c[4:]: s for c, s in extra.names.items()}
     users = None
+    summary = {**built.summary, "fields": schema.to_dict()}
     if user_features is not None:
         users, user_names = _user_table(built.sequences["raw_user"], user_features)
         names.update(user_names)
+        missing = int((users[user_fields[0]] == 0).sum())
+        if missing == users.height:
+            raise DinctlError(
+                "no user of the log has a row in the user feature file (its first ids: "
+                f"{', '.join(map(str, user_features['user'].head(3).to_list()))}; the log's: "
+                f"{', '.join(map(str, built.sequences['raw_user'].head(3).to_list()))})",
+                hint="the profile file's user column must hold the log's user ids",
+            )
+        summary["users_without_profile"] = missing
     vocab = {**built.vocab, **{name: len(s) + 1 for name, s in names.items()}}
-    values = (
-        pl.concat(
-            [
-                pl.DataFrame(
-                    {
-                        "field": [name] * len(s),
-                        "id": np.arange(1, len(s) + 1, dtype=np.int32),
-                        "raw": s,
-                    }
-                )
-                for name, s in names.items()
-            ]
-        )
-        if names
-        else None
-    )
+    values = _values_table(names) if names else None
     splits, stats = _standardise(built.splits, schema.numeric)
-    summary = {**built.summary, "fields": schema.to_dict()}
     if stats:
         summary["numeric"] = stats
     return replace(
@@ -147,6 +142,16 @@ def finish(
         schema=schema,
         users=users,
         values=values,
+    )
+
+
+def _values_table(names: dict[str, pl.Series]) -> pl.DataFrame:
+    """values.parquet: (field, id 1..V, raw value) of every extra categorical field."""
+    return pl.concat(
+        pl.DataFrame(
+            {"field": [name] * len(s), "id": np.arange(1, len(s) + 1, dtype=np.int32), "raw": s}
+        )
+        for name, s in names.items()
     )
 
 

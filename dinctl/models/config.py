@@ -7,13 +7,13 @@ from typing import Any, NamedTuple
 
 import torch
 
+from dinctl.choices import ACTIVATIONS as ACTS
+from dinctl.choices import LINEAR_INITS
+from dinctl.choices import MLP_ACTIVATIONS as MLP_ACTS  # "same" = the activation unit's `act`
+from dinctl.choices import MODELS as MODEL_NAMES
 from dinctl.data.schema import FeatureSchema
 from dinctl.errors import DinctlError
 
-MODEL_NAMES = ("din", "base", "lr", "wide-deep", "pnn", "deepfm")
-ACTS = ("prelu", "dice", "sigmoid", "relu")
-MLP_ACTS = ("same", *ACTS)  # "same" = the activation unit's `act`
-LINEAR_INITS = ("torch", "xavier")
 WIDE_CROSSES = ("auto", "legacy")
 
 # What a config written before a field existed meant: missing keys read as these, so an old

@@ -16,6 +16,8 @@ from typing import Any
 from dinctl.choices import (
     ACTIVATIONS,
     DEVICES,
+    LINEAR_INITS,
+    MLP_ACTIVATIONS,
     MODELS,
     OPTIMIZERS,
     RECIPES,
@@ -77,6 +79,8 @@ STR_FIELDS = ("data", "out")
 CHOICE_FIELDS = {
     "model": MODELS,
     "act": ACTIVATIONS,
+    "mlp_act": MLP_ACTIVATIONS,
+    "linear_init": LINEAR_INITS,
     "reg": REGULARIZERS,
     "optimizer": OPTIMIZERS,
     "recipe": RECIPES,
@@ -107,6 +111,7 @@ FLOAT_LIMITS = {
     "emb_init_std": 100.0,
     "lr_decay_epochs": 100_000.0,
     "dropout_rate": 1.0,
+    "dice_alpha_init": 1.0,
 }
 
 
@@ -162,6 +167,9 @@ class TrainConfig:
     )
     emb_dim: int = 64
     emb_init_std: float = 0.01  # embedding init N(0, std²); small data learns faster with ~1
+    mlp_act: str = "same"  # the MLP tower's activation; same = act (the peers: relu tower)
+    dice_alpha_init: float = 0.25  # Dice's (and PReLU's) α at the start; the peers start at 0
+    linear_init: str = "torch"  # torch = nn.Linear's own; xavier = Xavier-normal, zero bias
     max_len: int = 100
     attn_softmax: bool = False
     use_item_ids: bool = True

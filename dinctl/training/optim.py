@@ -39,6 +39,9 @@ def make_optimizers(
     if cfg.optimizer == "sgd":
         return [torch.optim.SGD(params, lr=cfg.lr)]
     if cfg.optimizer == "adagrad":
+        # torch's sparse Adagrad warns unless sparse-invariant checks are chosen explicitly;
+        # they are off by default and stay off (the sparse gradients are torch's own)
+        torch.sparse.check_sparse_tensor_invariants.disable()
         return [torch.optim.Adagrad(params, lr=cfg.lr)]
     if not sparse:
         return [adam(params, cfg.lr)]

@@ -7,7 +7,9 @@
 
 Penalties take `model.sparse_tables()` (name, nn.Embedding, vocabulary) and the training batch;
 ids of vocabulary "item" come from `batch.item` + `batch.hist_item`, "cate" from `batch.cate` +
-`batch.hist_cate`. Id 0 is padding and is never penalised.
+`batch.hist_cate`, an extra behaviour field "beh:k:name" from `batch.cand_fields[:, k]` +
+`batch.hist_fields[..., k]`, "user:k:name" / "ctx:k:name" from `batch.user_fields[:, k]` /
+`batch.context[:, k]`. Id 0 is padding and is never penalised.
 """
 
 from __future__ import annotations
@@ -90,8 +92,9 @@ def mba_penalty(
     """Mini-batch aware L2, Eq. (6) with λ as Eq. (7) means it: (λ/2)·Σ_{j in batch} ‖w_j‖²/n_j,
     each present row counted once, so its gradient is exactly λ·w_j/n_j, Eq. (7), and touches
     only rows in the batch;
-    `freqs["item"|"cate"]` holds n_j per id (items.parquet `freq`, Dataset.cate_sample_freq()),
-    clamped to ≥ 1; per-field tables (".cand"/".hist") use their id space's n_j.
+    `freqs[field]` holds n_j per id of every field (items.parquet `freq` for "item",
+    Dataset.field_sample_freq(field) for the others), clamped to ≥ 1; per-field tables
+    (".cand"/".hist") use their id space's n_j.
     `union` merges the ids of all ranks' shards, so under DDP the batch is the global one.
     """
     total = tables[0][1].weight.new_zeros(())
