@@ -497,4 +497,4 @@ def test_experiment_cli_errors(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.stderr.startswith(f"error: dataset folder {tmp_path / 'nope'} does not exist\n")
     assert _invoke(["experiment", "table3", "--seeds", "0"]).exit_code == 2
-    assert _invoke(["experiment", "table5"]).exit_code == 2
+    assert _invoke(["experiment", "table9"]).exit_code == 2

@@ -1,4 +1,4 @@
-"""`dinctl download amazon | movielens`: the paper's raw files into data/raw/<dataset>/."""
+"""`dinctl download amazon | movielens | taobao | taobao-ad`: raw files into data/raw/."""
 
 from __future__ import annotations
 
@@ -138,3 +138,67 @@ def movielens(
     source = with_urls(movielens_source(variant, tuple(mirror or ())), tuple(url or ()))
     target = out or Path("data/raw/movielens")
     _run(source, target, from_path, force, tries, timeout, no_progress, as_json, max_extract_bytes)
+
+
+def _tianchi(
+    dataset: str,
+    out: Path | None,
+    mirror: list[str] | None,
+    from_path: Path | None,
+    force: bool,
+    tries: int,
+    timeout: float,
+    no_progress: bool,
+    as_json: bool,
+    max_extract_bytes: int | None,
+) -> None:
+    from dinctl.data import download as dl
+    from dinctl.data.archives import MAX_EXTRACT_BYTES
+    from dinctl.data.sources import tianchi_source
+
+    source = tianchi_source(dataset, tuple(mirror or ()))
+    target = out or Path(f"data/raw/{dataset}")
+    limit = max_extract_bytes or MAX_EXTRACT_BYTES
+    if from_path is not None:
+        manifest = dl.register_tianchi(source, target, from_path, max_extract_bytes=limit)
+    else:
+        policy = dl.RetryPolicy(tries=tries, timeout_s=timeout)
+        manifest = dl.download_tianchi(source, target, force=force, policy=policy,
+                                       progress=not no_progress)  # fmt: skip
+    print(json.dumps(manifest, indent=2, sort_keys=True) if as_json else target)
+
+
+@app.command()
+@user_errors
+def taobao(
+    out: Out = None,
+    mirror: Mirror = None,
+    from_path: From = None,
+    force: Force = False,
+    tries: Retries = 5,
+    timeout: Timeout = 30.0,
+    no_progress: NoProgress = False,
+    as_json: AsJson = False,
+    max_extract_bytes: MaxExtract = None,
+) -> None:
+    """Taobao UserBehavior (Tianchi 649, behind a login): --from the file, its zip or folder."""
+    _tianchi("taobao", out, mirror, from_path, force, tries, timeout, no_progress, as_json,
+             max_extract_bytes)  # fmt: skip
+
+
+@app.command("taobao-ad")
+@user_errors
+def taobao_ad(
+    out: Out = None,
+    mirror: Mirror = None,
+    from_path: From = None,
+    force: Force = False,
+    tries: Retries = 5,
+    timeout: Timeout = 30.0,
+    no_progress: NoProgress = False,
+    as_json: AsJson = False,
+    max_extract_bytes: MaxExtract = None,
+) -> None:
+    """Alimama display ads (Tianchi 56, behind a login): --from the 4 CSVs, .tar.gz or a folder."""
+    _tianchi("taobao-ad", out, mirror, from_path, force, tries, timeout, no_progress, as_json,
+             max_extract_bytes)  # fmt: skip

@@ -1,4 +1,4 @@
-"""`dinctl experiment table3 | table4`: the paper's comparisons as one resumable command."""
+"""`dinctl experiment table3 | table4 | table5`: the paper's comparisons, resumable."""
 
 from __future__ import annotations
 
@@ -95,11 +95,11 @@ def _run(
                 print(result.files[key])
 
 
-def _table_command(name: str, doc: str) -> None:
+def _table_command(name: str, doc: str, default_data: str = "data/amazon") -> None:
     """Register `dinctl experiment <name>`: every table command takes the same options."""
 
     def command(
-        data: Data = Path("data/amazon"),
+        data: Data = Path(default_data),
         seeds: Seeds = 5,
         epochs: Epochs = None,
         recipe: RecipeOpt = None,
@@ -123,4 +123,9 @@ _table_command(
 _table_command(
     "table4",
     "Table 4 + Fig. 4: BaseModel without item ids, and with none/dropout/filter/DiFacto/MBA.",
+)
+_table_command(
+    "table5",
+    "Table 5 on the Alimama display-ad data: Table 3's models plus DIN+MBA.",
+    default_data="data/taobao-ad",
 )

@@ -1,4 +1,4 @@
-"""`dinctl preprocess amazon | movielens | logs`: raw files → data/<dataset>/ (docs/protocols.md)"""
+"""`dinctl preprocess amazon | movielens | logs | taobao | taobao-ad` (docs/protocols.md)"""
 
 from __future__ import annotations
 
@@ -274,3 +274,65 @@ def logs(
         out,
         as_json,
     )
+
+
+MaxLen = Annotated[
+    int, typer.Option("--max-len", min=1, help="Keep at most this many behaviours per history.")
+]
+
+
+@app.command()
+@user_errors
+def taobao(
+    raw: Annotated[
+        Path | None,
+        typer.Option("--raw", help="UserBehavior.csv or its folder.",
+                     show_default="data/raw/taobao"),
+    ] = None,
+    out: Out = None,
+    max_len: MaxLen = 200,
+    seed: Seed = 1234,
+    no_valid: NoValid = False,
+    overwrite: Overwrite = False,
+    as_json: AsJson = False,
+) -> None:
+    """Taobao UserBehavior: last behaviour vs a drawn negative, test = latest 30% of users."""
+    from dinctl.data.taobao import preprocess_taobao
+
+    raw = raw if raw is not None else Path("data/raw/taobao")
+    out = out if out is not None else Path("data/taobao")
+    _run(lambda status, warn: preprocess_taobao(raw, out, max_len=max_len, seed=seed,
+                                                valid=not no_valid, overwrite=overwrite),
+         out, as_json)  # fmt: skip
+
+
+@app.command("taobao-ad")
+@user_errors
+def taobao_ad(
+    raw: Annotated[
+        Path | None,
+        typer.Option("--raw", help="Folder with raw_sample, ad_feature, user_profile, "
+                     "behavior_log .csv.", show_default="data/raw/taobao-ad"),
+    ] = None,
+    out: Out = None,
+    max_len: MaxLen = 50,
+    shards: Annotated[
+        int | None,
+        typer.Option("--shards", min=1, help="User shards of the behaviour join (default: by "
+                     "file size, ~20M behaviours each)."),
+    ] = None,
+    seed: Seed = 1234,
+    no_valid: NoValid = False,
+    overwrite: Overwrite = False,
+    as_json: AsJson = False,
+) -> None:
+    """Alimama display ads: days 1-7 train (day 7 validation), day 8 test; history = the
+    user's behaviours strictly before each impression."""
+    from dinctl.data.taobao import preprocess_taobao_ad
+
+    raw = raw if raw is not None else Path("data/raw/taobao-ad")
+    out = out if out is not None else Path("data/taobao-ad")
+    _run(lambda status, warn: preprocess_taobao_ad(raw, out, max_len=max_len, seed=seed,
+                                                   valid=not no_valid, overwrite=overwrite,
+                                                   shards=shards),
+         out, as_json)  # fmt: skip

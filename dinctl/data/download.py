@@ -28,6 +28,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,7 +37,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from dinctl import __version__
-from dinctl.data.archives import MAX_EXTRACT_BYTES, check_zip, extract_member, open_zip
+from dinctl.data.archives import (
+    LIMIT_HINT,
+    MAX_EXTRACT_BYTES,
+    check_zip,
+    extract_member,
+    open_zip,
+)
 from dinctl.data.sources import RemoteFile, Source, check_name
 from dinctl.errors import DinctlError
 from dinctl.fsutil import atomic_file, check_disjoint, sha256_file, write_error
@@ -838,3 +845,122 @@ def _register_extracted(
         )
         log(f"{name}: registered from {src} ({how})")
     write_manifest(out_dir, manifest)
+
+
+# ---------------------------------------------------------------------------------------------
+# The Tianchi datasets (behind a login): files the user has, or a mirror
+
+
+def _check_tianchi(path: Path, name: str) -> None:
+    from dinctl.data.readers_taobao import FORMATS, check_header
+
+    check_header(path, FORMATS[name])
+
+
+def _extract_packed(src: Path, name: str, out_dir: Path, max_bytes: int) -> str | None:
+    """`name` out of the zip or .tar.gz `src` into `out_dir` (streamed); returns the member."""
+    import tarfile
+
+    dest = out_dir / name
+    if zipfile.is_zipfile(src):
+        with open_zip(src, str(src), "get a good copy of the archive") as zf:
+            members = [i.filename for i in zf.infolist() if i.filename.rsplit("/", 1)[-1] == name]
+            if not members:
+                return None
+            with atomic_file(dest) as tmp:
+                extract_member(zf, members[0], tmp, str(src), max_bytes)
+            return members[0]
+    try:
+        with tarfile.open(src, "r:*") as tf:
+            for info in tf:
+                if info.isfile() and info.name.rsplit("/", 1)[-1] == name:
+                    if info.size > max_bytes:
+                        raise DinctlError(f"{src}: member {info.name!r} holds {info.size} bytes",
+                                          hint=LIMIT_HINT)  # fmt: skip
+                    reader = tf.extractfile(info)
+                    if reader is None:
+                        continue
+                    with atomic_file(dest) as tmp, open(tmp, "wb") as out:
+                        shutil.copyfileobj(reader, out, 1 << 20)
+                    return info.name
+    except (tarfile.TarError, EOFError, OSError) as err:
+        raise DinctlError(f"{src} is not a readable .tar.gz ({err})",
+                          hint="get a good copy of the archive") from None  # fmt: skip
+    return None
+
+
+def _tianchi_local(root: Path, name: str) -> Path | None:
+    """The user's copy of `name`: the file, or an archive of it (name.zip, name.tar.gz)."""
+    if root.is_file():
+        return root
+    for candidate in (name, f"{name}.zip", f"{name}.tar.gz"):
+        if (root / candidate).is_file():
+            return root / candidate
+    return None
+
+
+def register_tianchi(
+    source: Source,
+    out_dir: Path,
+    from_path: Path,
+    *,
+    log: Log = _stderr,
+    max_extract_bytes: int = MAX_EXTRACT_BYTES,
+) -> dict[str, Any]:
+    """Files, archives or a folder of them the user downloaded from Tianchi, checked and placed."""
+    from_path = Path(from_path)
+    if not from_path.exists():
+        raise DinctlError(f"--from {from_path} does not exist", hint="give a file or a folder")
+    out_dir = Path(out_dir)
+    check_disjoint(out_dir, [("--from", from_path)], files_inside=True)
+    with folder_lock(out_dir, what="download folder"):
+        manifest = _open_out(out_dir, source)
+        for remote in source.files:
+            local = _tianchi_local(from_path, remote.name)
+            if local is None:
+                raise DinctlError(
+                    f"--from {from_path} has no {remote.name} (nor {remote.name}.zip or .tar.gz)",
+                    hint=f"give the folder holding {', '.join(f.name for f in source.files)}",
+                )
+            _register_tianchi_one(remote.name, local, out_dir, manifest, source, log,
+                                  max_extract_bytes)  # fmt: skip
+    return manifest
+
+
+def _register_tianchi_one(name: str, local: Path, out_dir: Path, manifest: dict[str, Any],
+                          source: Source, log: Log, max_bytes: int) -> None:  # fmt: skip
+    member = None
+    if local.name == name:
+        _check_tianchi(local, name)
+        how = _place(local, out_dir / name)
+    else:
+        member = _extract_packed(local, name, out_dir, max_bytes)
+        if member is None:
+            raise DinctlError(f"{local} holds no {name}",
+                              hint=f"give the archive of {name} from the Tianchi page")  # fmt: skip
+        how = "extracted"
+        try:
+            _check_tianchi(out_dir / name, name)
+        except DinctlError:
+            (out_dir / name).unlink()
+            raise
+    digest = digest_file(out_dir / name)
+    packed = f"{local.name}:{member}" if member else None
+    manifest["files"][name] = _entry(local.resolve().as_uri(), digest, how, source.variant,
+                                     out_dir / name, member=packed)  # fmt: skip
+    write_manifest(out_dir, manifest)
+    log(f"{name}: registered from {local} ({how}), header checked, sha256 recorded")
+
+
+def download_tianchi(source: Source, out_dir: Path, **options: Any) -> dict[str, Any]:
+    """Fetch the files from the --mirror URLs, then check each one's CSV header."""
+    if not source.files[0].urls:
+        raise DinctlError(
+            f"{source.dataset} sits behind a Tianchi login: there is no built-in mirror",
+            hint="download it from the Tianchi page, then `dinctl download "
+            f"{source.dataset} --from FOLDER` (or pass --mirror BASE_URL)",
+        )
+    manifest = download(source, out_dir, **options)
+    for remote in source.files:
+        _check_tianchi(Path(out_dir) / remote.name, remote.name)
+    return manifest

@@ -7,6 +7,10 @@ Your logs:    logs/clicks.csv, a generic click log for `dinctl preprocess logs`;
               logs/events.csv + logs/users.csv + logs/schema.toml, a multi-field click log
               (item, category, brand per event; ad slot, hour and price per impression) with
               a user profile file (age band, gender, city).
+Taobao:       taobao/UserBehavior.csv (Tianchi 649: user,item,category,pv|buy|cart|fav,time;
+              no header).
+Taobao ad:    taobao-ad/{raw_sample,ad_feature,user_profile,behavior_log}.csv (Tianchi 56,
+              real headers, `NULL` brands, empty profile levels, the header's trailing space).
 
 Planted structure: every user prefers 2-3 categories and most of their behaviours come from
 those, so a candidate in the user's preferred categories (a positive) is predictable from the
@@ -21,6 +25,7 @@ import csv
 import json
 import random
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 SEED = 20180801
@@ -327,11 +332,102 @@ def generate_multifield_logs(out: Path, rng: random.Random) -> None:
     )
 
 
+def generate_taobao(out: Path, rng: random.Random) -> None:
+    """Write UserBehavior.csv: 300 users over 2017-11-25..12-03 (Beijing), no header."""
+    out.mkdir(parents=True, exist_ok=True)
+    n_cates = 30
+    cate_ids = rng.sample(range(1_000, 5_000_000), n_cates)
+    items = [(rng.randrange(1, 5_163_070), cate_ids[i % n_cates]) for i in range(600)]
+    by_cat = {c: [it for it in items if it[1] == c] for c in cate_ids}
+    rows = []
+    for u in rng.sample(range(1, 1_018_011), 300):
+        prefs = rng.sample(cate_ids, rng.choice([2, 2, 3]))
+        t = rng.randint(1_511_539_200, 1_511_800_000)
+        for _ in range(rng.randint(8, 30)):
+            liked = rng.random() < 0.8
+            item, cate = rng.choice(by_cat[rng.choice(prefs)] if liked else items)
+            btag = rng.choices(["pv", "cart", "fav", "buy"], weights=[89, 6, 3, 2])[0]
+            t = min(t + rng.choice([5, 60, 600, 3_600, 20_000]), 1_512_316_799)
+            rows.append((u, item, cate, btag, t))
+    with open(out / "UserBehavior.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)
+
+
+def _ad_catalogue(rng: random.Random) -> tuple[list[tuple[int, int, int, int, int]], list[int]]:
+    """(adgroup, cate, campaign, customer, brand or 0) rows and the category ids."""
+    cates = rng.sample(range(1, 12_961), 16)
+    brands = {c: rng.sample(range(1, 461_498), 3) for c in cates}
+    ads = []
+    for i, a in enumerate(rng.sample(range(1, 846_812), 160)):
+        cate = cates[i % len(cates)]
+        brand = rng.choice(brands[cate]) if rng.random() < 0.85 else 0
+        ads.append((a, cate, rng.randrange(1, 423_437), rng.randrange(1, 255_876), brand))
+    return ads, cates
+
+
+def generate_taobao_ad(out: Path, rng: random.Random) -> None:
+    """Write the four Alimama display-ad files for 240 users (real headers and quirks).
+
+    Planted signal: a click is likely when the ad's category is one the user browsed before
+    the impression, more so on slot 430539_1007 and for gender-2 users."""
+    out.mkdir(parents=True, exist_ok=True)
+    ads, cates = _ad_catalogue(rng)
+    start, day = 1_494_000_000, 86_400  # 2017-05-06 00:00 Beijing; 8 days of impressions
+    users = rng.sample(range(1, 1_141_730), 240)
+    profiles, behaviours, samples = [], [], []
+    for u in users:
+        prefs = set(rng.sample(cates, 2))
+        gender = rng.choice([1, 2])
+        if rng.random() < 0.9:  # some impression users have no profile row, as in the data
+            pvalue = rng.choice(["", "1", "2", "3"])
+            city = rng.choice(["", "1", "2", "3", "4"])
+            profiles.append((u, rng.randrange(0, 97), rng.randrange(0, 13), gender,
+                             rng.randrange(0, 7), pvalue, rng.choice([1, 2, 3]),
+                             rng.choice([0, 1]), city))  # fmt: skip
+        t = start - 14 * day + rng.randrange(0, day)
+        for _ in range(rng.randint(10, 40)):
+            t += rng.randrange(600, 2 * day)
+            cate = rng.choice(sorted(prefs)) if rng.random() < 0.8 else rng.choice(cates)
+            brand = rng.choice([a[4] for a in ads if a[1] == cate] + [rng.randrange(1, 460_561)])
+            btag = rng.choices(["pv", "cart", "fav", "buy"], weights=[90, 4, 3, 3])[0]
+            behaviours.append((u, t, btag, cate, brand if brand else "NULL"))
+        for _ in range(rng.randint(4, 14)):
+            ts = start + rng.randrange(0, 8 * day)
+            ad = rng.choice(ads)
+            pid = rng.choice(["430548_1007", "430539_1007"])
+            seen = any(b[0] == u and b[3] == ad[1] and b[1] < ts for b in behaviours)
+            p = 0.04 + 0.5 * seen + 0.15 * (pid == "430539_1007") + 0.1 * (gender == 2)
+            clk = int(rng.random() < p)
+            samples.append((u, ts, ad[0], pid, 1 - clk, clk))
+    _write_csv(out / "raw_sample.csv", ["user", "time_stamp", "adgroup_id", "pid", "nonclk",
+                                        "clk"], samples)  # fmt: skip
+    _write_csv(out / "ad_feature.csv",
+               ["adgroup_id", "cate_id", "campaign_id", "customer", "brand", "price"],
+               [(a, c, camp, cust, b if b else "NULL", f"{rng.randrange(1, 100_000) / 10:.1f}")
+                for a, c, camp, cust, b in ads])  # fmt: skip
+    _write_csv(out / "user_profile.csv",
+               ["userid", "cms_segid", "cms_group_id", "final_gender_code", "age_level",
+                "pvalue_level", "shopping_level", "occupation", "new_user_class_level "],
+               sorted(profiles))  # fmt: skip
+    rng.shuffle(behaviours)  # the real log is not sorted
+    _write_csv(out / "behavior_log.csv", ["user", "time_stamp", "btag", "cate", "brand"],
+               behaviours)
+
+
+def _write_csv(path: Path, header: list[str], rows: Sequence[Sequence[object]]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+
+
 def main() -> None:
     generate_amazon(HERE / "amazon", random.Random(SEED))
     generate_movielens(HERE / "movielens", random.Random(SEED + 1))
     generate_logs(HERE / "logs", random.Random(SEED + 2))
     generate_multifield_logs(HERE / "logs", random.Random(SEED + 3))
+    generate_taobao(HERE / "taobao", random.Random(SEED + 3))
+    generate_taobao_ad(HERE / "taobao-ad", random.Random(SEED + 4))
 
 
 if __name__ == "__main__":
