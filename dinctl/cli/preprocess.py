@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -63,9 +64,24 @@ def _table(summary: dict[str, Any]) -> Any:
     return table
 
 
-def _run(job: Any, out: Path, as_json: bool) -> None:
+def _preprocess(
+    dataset: str,
+    build: Callable[..., dict[str, Any]],
+    raw: Path | None,
+    out: Path | None,
+    as_json: bool,
+    *,
+    reports: bool = True,
+    **options: Any,
+) -> None:
+    """Run `build(raw, out, **options)` (folders default to data/raw/<dataset>, data/<dataset>),
+    show its progress and summary table on stderr, print the folder (or the JSON) on stdout.
+    `reports`: `build` takes the `status` and `warn` callbacks."""
+    raw = raw if raw is not None else Path(f"data/raw/{dataset}")
+    out = out if out is not None else Path(f"data/{dataset}")
     console = _stderr()
-    summary = job(status=lambda msg: console.status(msg + " …"), warn=_warn)
+    callbacks = {"status": lambda msg: console.status(msg + " …"), "warn": _warn} if reports else {}
+    summary = build(raw, out, **options, **callbacks)
     console.print(_table(summary))
     if as_json:
         print(json.dumps({"out": str(out), **summary}, indent=2))
@@ -90,22 +106,8 @@ def amazon(
     """Amazon 2014 5-core reviews + meta: sliding windows, one negative per positive."""
     from dinctl.data.preprocess import preprocess_amazon
 
-    raw = raw if raw is not None else Path("data/raw/amazon")
-    out = out if out is not None else Path("data/amazon")
-    _run(
-        lambda status, warn: preprocess_amazon(
-            raw,
-            out,
-            category=category,
-            seed=seed,
-            valid=not no_valid,
-            overwrite=overwrite,
-            status=status,
-            warn=warn,
-        ),
-        out,
-        as_json,
-    )
+    _preprocess("amazon", preprocess_amazon, raw, out, as_json, category=category, seed=seed,
+                valid=not no_valid, overwrite=overwrite)  # fmt: skip
 
 
 @app.command()
@@ -136,22 +138,9 @@ def movielens(
     """MovieLens (20M, 25M, latest-small): label = rating ≥ 4, users split at random."""
     from dinctl.data.preprocess import preprocess_movielens
 
-    raw = raw if raw is not None else Path("data/raw/movielens")
-    out = out if out is not None else Path("data/movielens")
-    _run(
-        lambda status, warn: preprocess_movielens(
-            raw,
-            out,
-            seed=seed,
-            valid=not no_valid,
-            overwrite=overwrite,
-            status=status,
-            warn=warn,
-            **({"max_extract_bytes": max_extract_bytes} if max_extract_bytes else {}),
-        ),
-        out,
-        as_json,
-    )
+    limit: dict[str, Any] = {"max_extract_bytes": max_extract_bytes} if max_extract_bytes else {}
+    _preprocess("movielens", preprocess_movielens, raw, out, as_json, seed=seed,
+                valid=not no_valid, overwrite=overwrite, **limit)  # fmt: skip
 
 
 def _names(text: str | None) -> tuple[str, ...]:
@@ -244,7 +233,6 @@ def logs(
     More behaviour fields, user, context and numeric fields join with the field options."""
     from dinctl.data.preprocess import preprocess_logs
 
-    out = out if out is not None else Path("data/logs")
     base = {
         "user": user_col,
         "item": item_col,
@@ -260,20 +248,8 @@ def logs(
         "user_feature_cols": user_feature_cols,
     }
     columns = _log_columns(schema, base, extra)
-    _run(
-        lambda status, warn: preprocess_logs(
-            path,
-            out,
-            columns=columns,
-            seed=seed,
-            valid=not no_valid,
-            overwrite=overwrite,
-            status=status,
-            warn=warn,
-        ),
-        out,
-        as_json,
-    )
+    _preprocess("logs", preprocess_logs, path, out, as_json, columns=columns, seed=seed,
+                valid=not no_valid, overwrite=overwrite)  # fmt: skip
 
 
 MaxLen = Annotated[
@@ -299,11 +275,8 @@ def taobao(
     """Taobao UserBehavior: last behaviour vs a drawn negative, test = latest 30% of users."""
     from dinctl.data.taobao import preprocess_taobao
 
-    raw = raw if raw is not None else Path("data/raw/taobao")
-    out = out if out is not None else Path("data/taobao")
-    _run(lambda status, warn: preprocess_taobao(raw, out, max_len=max_len, seed=seed,
-                                                valid=not no_valid, overwrite=overwrite),
-         out, as_json)  # fmt: skip
+    _preprocess("taobao", preprocess_taobao, raw, out, as_json, reports=False, max_len=max_len,
+                seed=seed, valid=not no_valid, overwrite=overwrite)  # fmt: skip
 
 
 @app.command("taobao-ad")
@@ -330,9 +303,6 @@ def taobao_ad(
     user's behaviours strictly before each impression."""
     from dinctl.data.taobao import preprocess_taobao_ad
 
-    raw = raw if raw is not None else Path("data/raw/taobao-ad")
-    out = out if out is not None else Path("data/taobao-ad")
-    _run(lambda status, warn: preprocess_taobao_ad(raw, out, max_len=max_len, seed=seed,
-                                                   valid=not no_valid, overwrite=overwrite,
-                                                   shards=shards),
-         out, as_json)  # fmt: skip
+    _preprocess("taobao-ad", preprocess_taobao_ad, raw, out, as_json, reports=False,
+                max_len=max_len, seed=seed, valid=not no_valid, overwrite=overwrite,
+                shards=shards)  # fmt: skip

@@ -730,6 +730,21 @@ def _find_local(root: Path, remote: RemoteFile, one_file: bool) -> Path | None:
     return None
 
 
+@contextmanager
+def _registering(
+    source: Source, out_dir: Path, from_path: Path
+) -> Iterator[tuple[Path, Path, dict[str, Any]]]:
+    """The shared start of a `--from` registration: `from_path` must exist and lie apart from
+    `out_dir`; yields both as Paths and the opened manifest, under the download folder's lock."""
+    from_path = Path(from_path)
+    if not from_path.exists():
+        raise DinctlError(f"--from {from_path} does not exist", hint="give a file or a folder")
+    out_dir = Path(out_dir)
+    check_disjoint(out_dir, [("--from", from_path)], files_inside=True)
+    with folder_lock(out_dir, what="download folder"):
+        yield from_path, out_dir, _open_out(out_dir, source)
+
+
 def register_local(
     source: Source,
     out_dir: Path,
@@ -740,13 +755,7 @@ def register_local(
     max_extract_bytes: int = MAX_EXTRACT_BYTES,
 ) -> dict[str, Any]:
     """Verify files the user already has and hard-link (or copy) them into `out_dir`."""
-    from_path = Path(from_path)
-    if not from_path.exists():
-        raise DinctlError(f"--from {from_path} does not exist", hint="give a file or a folder")
-    out_dir = Path(out_dir)
-    check_disjoint(out_dir, [("--from", from_path)], files_inside=True)
-    with folder_lock(out_dir, what="download folder"):
-        manifest = _open_out(out_dir, source)
+    with _registering(source, out_dir, from_path) as (from_path, out_dir, manifest):
         for remote in source.files:
             local = _find_local(from_path, remote, len(source.files) == 1)
             if local is None and source.is_zip and from_path.is_dir():
@@ -908,13 +917,7 @@ def register_tianchi(
     max_extract_bytes: int = MAX_EXTRACT_BYTES,
 ) -> dict[str, Any]:
     """Files, archives or a folder of them the user downloaded from Tianchi, checked and placed."""
-    from_path = Path(from_path)
-    if not from_path.exists():
-        raise DinctlError(f"--from {from_path} does not exist", hint="give a file or a folder")
-    out_dir = Path(out_dir)
-    check_disjoint(out_dir, [("--from", from_path)], files_inside=True)
-    with folder_lock(out_dir, what="download folder"):
-        manifest = _open_out(out_dir, source)
+    with _registering(source, out_dir, from_path) as (from_path, out_dir, manifest):
         for remote in source.files:
             local = _tianchi_local(from_path, remote.name)
             if local is None:
