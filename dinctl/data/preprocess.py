@@ -6,14 +6,14 @@ import contextlib
 import hashlib
 import mmap
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from dinctl.data import builder, readers
 from dinctl.data.archives import MAX_EXTRACT_BYTES
 from dinctl.data.download import recorded_sha256
-from dinctl.data.store import write_dataset
+from dinctl.data.store import dataset_meta, write_dataset
 from dinctl.fsutil import check_disjoint, check_output_dir, sha256_file
 from dinctl.locks import folder_lock
 
@@ -79,98 +79,95 @@ def _build(
     check_disjoint(out, inputs)  # before anything is touched: --out must not be an input
     with folder_lock(out, what="dataset"):
         check_output_dir(out, overwrite)  # fail before the long work, not after it
-        return _build_locked(read, out, dataset=dataset, protocol=protocol, seed=seed,
-                             valid=valid, overwrite=overwrite, options=options, status=status,
-                             warn=warn)  # fmt: skip
+        build = builder.build_windows if protocol == "windows" else builder.build_user_split
+        # threads: the meta parse (Amazon) and the input hashes overlap the reading and building
+        # (Polars, numpy and hashlib release the GIL)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            with status(f"reading {dataset}"):
+                got = read(pool)
+            inter, built, digests = _samples(got, pool, build, seed=seed, valid=valid,
+                                             status=status)  # fmt: skip
+            warnings = [*inter.warnings, *_split_warnings(built.summary, out)]
+            for message in warnings:
+                warn(message)
+            meta = dataset_meta(
+                dataset,
+                built.summary,
+                dropped=inter.dropped,
+                vocab=built.vocab,
+                seed=seed,
+                valid=valid,
+                options=options,
+                inputs=None,  # filled once the hashes are done: they overlap the writing too
+                warnings=warnings,
+            )
+
+            def late_inputs() -> dict[str, Any]:
+                return {
+                    "inputs": [
+                        {"name": p.name, "bytes": p.stat().st_size, "sha256": d.result()}
+                        for p, d in zip(inter.inputs, digests, strict=True)
+                    ]
+                }
+
+            with status(f"writing {out}"):
+                write_dataset(
+                    out,
+                    meta=meta,
+                    items=built.items,
+                    sequences=built.sequences,
+                    splits=built.splits,
+                    overwrite=overwrite,
+                    late_meta=late_inputs,
+                    schema=built.schema,
+                    users=built.users,
+                    values=built.values,
+                )
+    summary: dict[str, Any] = meta["counts"]
+    return summary
 
 
-def _build_locked(
-    read: Callable[[Executor], readers.Interactions | readers.PendingAmazon],
-    out: Path,
+def _samples(
+    got: readers.Interactions | readers.PendingAmazon,
+    pool: Executor,
+    build: Callable[..., tuple[builder.Built, Any]],
     *,
-    dataset: str,
-    protocol: str,
     seed: int,
     valid: bool,
-    overwrite: bool,
-    options: dict[str, Any],
     status: Status,
-    warn: Callable[[str], None],
-) -> dict[str, Any]:
-    build = builder.build_windows if protocol == "windows" else builder.build_user_split
-    # threads: the meta parse (Amazon) and the input hashes overlap the reading and building
-    # (Polars, numpy and hashlib release the GIL)
+) -> tuple[readers.Interactions, builder.Built, list[Future[str]]]:
+    """The samples of what `read` gave, and the input hashes started on `pool`. A pending Amazon
+    read builds while its meta file is parsed, and again if that drops reviewed items."""
     built: builder.Built | None = None
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        with status(f"reading {dataset}"):
-            got = read(pool)
-        if isinstance(got, readers.PendingAmazon):
-            pending = got
+    if isinstance(got, readers.PendingAmazon):
+        pending = got
 
-            def item_cate() -> Any:
-                resolved = pending.resolve()
-                if resolved.dropped:  # rare: ids and sequences change, start again
-                    raise _Rebuild(resolved)
-                return resolved.item_cate
+        def item_cate() -> Any:
+            resolved = pending.resolve()
+            if resolved.dropped:  # rare: ids and sequences change, start again
+                raise _Rebuild(resolved)
+            return resolved.item_cate
 
-            digests = [pool.submit(_sha256, p) for p in pending.inputs]
-            try:
-                with status("building samples"):
-                    built, _ = build(pending.frame, seed=seed, valid=valid, item_cate=item_cate)
-                inter = pending.resolve()
-            except _Rebuild as again:
-                inter = again.inter
-        else:
-            inter = got
-            digests = [pool.submit(_sha256, p) for p in inter.inputs]
-        if built is None:
+        digests = [pool.submit(_sha256, p) for p in pending.inputs]
+        try:
             with status("building samples"):
-                built, _ = build(
-                    inter.frame,
-                    seed=seed,
-                    valid=valid,
-                    item_cate=inter.item_cate,
-                    user_features=inter.user_features,
-                )
-        warnings = [*inter.warnings, *_split_warnings(built.summary, out)]
-        for message in warnings:
-            warn(message)
-        summary = {"dataset": dataset, **built.summary, "dropped": inter.dropped}
-        meta = {
-            "dataset": dataset,
-            "protocol": built.summary["protocol"],
-            "seed": seed,
-            "valid": valid,
-            "options": options,
-            "counts": summary,
-            "vocab": built.vocab,
-            "inputs": None,  # filled once the hashes are done: they overlap the writing too
-            "warnings": warnings,
-        }
-        done = inter
-
-        def inputs() -> dict[str, Any]:
-            return {
-                "inputs": [
-                    {"name": p.name, "bytes": p.stat().st_size, "sha256": d.result()}
-                    for p, d in zip(done.inputs, digests, strict=True)
-                ]
-            }
-
-        with status(f"writing {out}"):
-            write_dataset(
-                out,
-                meta=meta,
-                items=built.items,
-                sequences=built.sequences,
-                splits=built.splits,
-                overwrite=overwrite,
-                late_meta=inputs,
-                schema=built.schema,
-                users=built.users,
-                values=built.values,
+                built, _ = build(pending.frame, seed=seed, valid=valid, item_cate=item_cate)
+            inter = pending.resolve()
+        except _Rebuild as again:
+            inter = again.inter
+    else:
+        inter = got
+        digests = [pool.submit(_sha256, p) for p in inter.inputs]
+    if built is None:
+        with status("building samples"):
+            built, _ = build(
+                inter.frame,
+                seed=seed,
+                valid=valid,
+                item_cate=inter.item_cate,
+                user_features=inter.user_features,
             )
-    return summary
+    return inter, built, digests
 
 
 def preprocess_amazon(

@@ -555,6 +555,32 @@ def dataset_checksum(folder: Path) -> str:
     return h.hexdigest()
 
 
+def dataset_meta(
+    dataset: str,
+    built_summary: dict[str, Any],
+    *,
+    dropped: dict[str, int],
+    vocab: dict[str, Any],
+    seed: int,
+    valid: bool,
+    options: dict[str, Any],
+    inputs: list[dict[str, Any]] | None,
+    warnings: list[str],
+) -> dict[str, Any]:
+    """meta.json's fields for a freshly built dataset; its "counts" is the preprocess summary."""
+    return {
+        "dataset": dataset,
+        "protocol": built_summary["protocol"],
+        "seed": seed,
+        "valid": valid,
+        "options": options,
+        "counts": {"dataset": dataset, **built_summary, "dropped": dropped},
+        "vocab": vocab,
+        "inputs": inputs,
+        "warnings": warnings,
+    }
+
+
 def write_dataset(
     out: Path,
     *,

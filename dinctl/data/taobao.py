@@ -560,26 +560,18 @@ def _user_splits(samples: pl.DataFrame, last_ts: np.ndarray, seed: int, valid: b
 def _write(built: Built, out: Path, *, dataset: str, inputs: list[Path], seed: int,
            valid: bool, overwrite: bool, options: dict[str, Any],
            dropped: dict[str, int], extras: Extras | None = None) -> dict[str, Any]:  # fmt: skip
-    from dinctl.data.store import write_dataset
+    from dinctl.data.store import dataset_meta, write_dataset
 
-    summary = {"dataset": dataset, **built.summary, "dropped": dropped}
-    meta = {
-        "dataset": dataset,
-        "protocol": built.summary["protocol"],
-        "seed": seed,
-        "valid": valid,
-        "options": options,
-        "counts": summary,
-        "vocab": {**built.vocab, **(extras.vocab if extras else {})},
-        "inputs": [{"name": p.name, "bytes": p.stat().st_size} for p in inputs],
-        "warnings": [],
-    }
+    files = [{"name": p.name, "bytes": p.stat().st_size} for p in inputs]
+    meta = dataset_meta(dataset, built.summary, dropped=dropped,
+                        vocab={**built.vocab, **(extras.vocab if extras else {})}, seed=seed,
+                        valid=valid, options=options, inputs=files, warnings=[])  # fmt: skip
     write_dataset(out, meta=meta, items=built.items, sequences=built.sequences,
                   splits=built.splits, overwrite=overwrite,
                   schema=extras.schema if extras else None,
                   users=extras.users if extras else None,
                   values=extras.values if extras else None)  # fmt: skip
-    return summary
+    return meta["counts"]
 
 
 def _guard(out: Path, inputs: list[tuple[str, Path]], overwrite: bool) -> None:
