@@ -745,6 +745,14 @@ def _registering(
         yield from_path, out_dir, _open_out(out_dir, source)
 
 
+def _not_there(from_path: Path, source: Source, missing: str) -> DinctlError:
+    """`--from` lacks one of `source`'s files (`missing` names it)."""
+    return DinctlError(
+        f"--from {from_path} has no {missing}",
+        hint=f"give the folder holding {', '.join(f.name for f in source.files)}",
+    )
+
+
 def register_local(
     source: Source,
     out_dir: Path,
@@ -763,10 +771,7 @@ def register_local(
                 continue
             if local is None:
                 alt = " (or the gunzipped .json)" if remote.name.endswith(".gz") else ""
-                raise DinctlError(
-                    f"--from {from_path} has no {remote.name}{alt}",
-                    hint=f"give the folder holding {', '.join(f.name for f in source.files)}",
-                )
+                raise _not_there(from_path, source, f"{remote.name}{alt}")
             _register_one(source, remote, local, out_dir, manifest, force, log, max_extract_bytes)
     return manifest
 
@@ -921,10 +926,8 @@ def register_tianchi(
         for remote in source.files:
             local = _tianchi_local(from_path, remote.name)
             if local is None:
-                raise DinctlError(
-                    f"--from {from_path} has no {remote.name} (nor {remote.name}.zip or .tar.gz)",
-                    hint=f"give the folder holding {', '.join(f.name for f in source.files)}",
-                )
+                packed = f"{remote.name} (nor {remote.name}.zip or .tar.gz)"
+                raise _not_there(from_path, source, packed)
             _register_tianchi_one(remote.name, local, out_dir, manifest, source, log,
                                   max_extract_bytes)  # fmt: skip
     return manifest
