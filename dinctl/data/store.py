@@ -296,6 +296,13 @@ def _check_range(path: Path, col: str, values: np.ndarray, lo: int, hi: int, wha
         )
 
 
+def _refuse_first(path: Path, bad: np.ndarray, describe: Callable[[int], str]) -> None:
+    """Raise on the first row where `bad` holds, `describe(row index)` saying what is wrong."""
+    rows = np.flatnonzero(bad)
+    if len(rows):
+        raise DinctlError(f"{path}: {describe(int(rows[0]))}", hint=REBUILD_HINT)
+
+
 def _read_split(root: Path, name: str, meta: dict[str, Any], ds: Dataset | None = None) -> Split:
     path = root / f"{name}.parquet"
     if not path.exists():
@@ -341,22 +348,18 @@ def _read_split(root: Path, name: str, meta: dict[str, Any], ds: Dataset | None 
     _check_range(path, "hist_len", cols["hist_len"], 0, np.iinfo(np.int32).max, "≥ 0")
     if ds is not None:
         length = np.diff(ds.seq_offsets)[cols["user"]]  # (N,) each row's user's sequence length
-        bad = np.flatnonzero(cols["hist_len"] > length)
-        if len(bad):
-            i = bad[0]
-            raise DinctlError(
-                f"{path}: column 'hist_len' holds {cols['hist_len'][i]} in row {i + 1}, past the "
-                f"{length[i]} behaviours of user {cols['user'][i]}",
-                hint=REBUILD_HINT,
-            )
-        bad = np.flatnonzero(ds.item_cate[cols["item"]] != cols["cate"])
-        if len(bad):
-            i = bad[0]
-            raise DinctlError(
-                f"{path}: column 'cate' holds {cols['cate'][i]} in row {i + 1}, but item "
-                f"{cols['item'][i]} has category {ds.item_cate[cols['item'][i]]} in items.parquet",
-                hint=REBUILD_HINT,
-            )
+        _refuse_first(
+            path,
+            cols["hist_len"] > length,
+            lambda i: f"column 'hist_len' holds {cols['hist_len'][i]} in row {i + 1}, past the "
+            f"{length[i]} behaviours of user {cols['user'][i]}",
+        )
+        _refuse_first(
+            path,
+            ds.item_cate[cols["item"]] != cols["cate"],
+            lambda i: f"column 'cate' holds {cols['cate'][i]} in row {i + 1}, but item "
+            f"{cols['item'][i]} has category {ds.item_cate[cols['item'][i]]} in items.parquet",
+        )
     return Split(
         name=name,
         user=cols["user"].astype(np.int32, copy=False),
