@@ -55,6 +55,17 @@ def _start(line: str) -> str:
     return repr(line[:LINE_START] + ("…" if len(line) > LINE_START else ""))
 
 
+def _expect_dict(obj: Any, path: Path, lineno: int, line: str, what: str) -> dict[str, Any]:
+    """`obj`, parsed from line `lineno` of `path`, when it is a dict; else raise (`what`: the
+    expected kind, as the user knows it)."""
+    if not isinstance(obj, dict):
+        raise DinctlError(
+            f"{path}:{lineno}: expected {what}, got {type(obj).__name__}; "
+            f"the line starts {_start(line)}"
+        )
+    return obj
+
+
 def strict_lines(name: str, raw: Iterator[bytes]) -> Iterator[str]:
     """Decode byte lines as UTF-8; a line that is not is a one-line error naming it."""
     for lineno, line in enumerate(raw, start=1):
@@ -118,11 +129,7 @@ def _check_review_text(path: Path) -> None:
                 f"{path}:{lineno}: not valid JSON ({err.msg}); the line starts {_start(line)}",
                 hint="each line of a reviews file must be one JSON object",
             ) from None
-        if not isinstance(obj, dict):
-            raise DinctlError(
-                f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}; "
-                f"the line starts {_start(line)}"
-            )
+        _expect_dict(obj, path, lineno, line, "a JSON object")
         for key in REVIEW_KEYS:
             if key not in obj or obj[key] is None:
                 raise DinctlError(
@@ -183,12 +190,7 @@ def _literal_line(path: Path, lineno: int, line: str) -> dict[str, Any]:
             f"{path}:{lineno}: not a Python literal ({reason}); the line starts {_start(line)}",
             hint="each line of a meta file must be one Python dict literal",
         ) from None
-    if not isinstance(obj, dict):
-        raise DinctlError(
-            f"{path}:{lineno}: expected a dict, got {type(obj).__name__}; "
-            f"the line starts {_start(line)}"
-        )
-    return obj
+    return _expect_dict(obj, path, lineno, line, "a dict")
 
 
 def _category_of(path: Path, lineno: int, obj: dict[str, Any]) -> str | None:
