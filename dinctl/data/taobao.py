@@ -609,15 +609,6 @@ def preprocess_taobao_ad(raw: Path, out: Path, *, max_len: int = 50, seed: int =
         built, extras, dropped = build_taobao_ad(raw, max_len=max_len, valid=valid,
                                                  shards=shards)  # fmt: skip
         inputs = [raw / f.name for f in rt.AD_FILES]
-        return _write(
-            built,
-            out,
-            dataset="taobao-ad",
-            inputs=inputs,
-            seed=seed,
-            valid=valid,
-            overwrite=overwrite,
-            options={"max_len": max_len},
-            dropped=dropped,
-            extras=extras,
-        )
+        return _write(built, out, dataset="taobao-ad", inputs=inputs, seed=seed, valid=valid,
+                      overwrite=overwrite, options={"max_len": max_len}, dropped=dropped,
+                      extras=extras)  # fmt: skip
