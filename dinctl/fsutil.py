@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import glob
 import hashlib
@@ -192,3 +193,16 @@ def atomic_file(path: Path) -> Iterator[Path]:
         raise write_error(path, err) from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def json_fields(obj: Any, rename: dict[str, str] | None = None) -> dict[str, Any]:
+    """A dataclass's fields ready for json.dumps: paths as str, numpy arrays as lists."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, Path):
+            value = str(value)
+        elif hasattr(value, "tolist"):
+            value = value.tolist()
+        out[(rename or {}).get(f.name, f.name)] = value
+    return out

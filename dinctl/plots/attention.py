@@ -12,6 +12,7 @@ import numpy as np
 
 from dinctl.data.vocab import read_vocab, user_target
 from dinctl.errors import DinctlError
+from dinctl.fsutil import json_fields
 from dinctl.inference import OpenedRun
 from dinctl.plots.common import (
     as_opened,
@@ -48,17 +49,7 @@ class AttentionMap:
     weights: np.ndarray  # (candidates, shown behaviours)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "run": str(self.run_dir),
-            "model": self.model,
-            "dataset": self.dataset,
-            "user": self.user,
-            "hist_len": self.hist_len,
-            "window": self.window,
-            "behaviours": self.behaviours,
-            "candidates": self.candidates,
-            "weights": self.weights.tolist(),
-        }
+        return json_fields(self, {"run_dir": "run"})
 
 
 def attention_figsize_px(n_candidates: int, n_behaviours: int) -> tuple[int, int]:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from dinctl import runs
 from dinctl.errors import DinctlError
+from dinctl.fsutil import json_fields
 from dinctl.plots.common import LINESTYLES, MARKERS, figure, save_png, write_json
 
 if TYPE_CHECKING:
@@ -32,15 +33,7 @@ class Curve:
     valid_global_auc: list[float | None]
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "run": str(self.run_dir),
-            "model": self.model,
-            "dataset": self.dataset,
-            "epoch": self.epoch,
-            "train_loss": self.train_loss,
-            "valid_user_weighted_auc": self.valid_user_weighted_auc,
-            "valid_global_auc": self.valid_global_auc,
-        }
+        return json_fields(self, {"run_dir": "run"})
 
 
 def read_curve(run_dir: Path | str) -> Curve:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from dinctl.errors import DinctlError
+from dinctl.fsutil import json_fields
 from dinctl.serving import bundle as B
 from dinctl.serving.runtime import (
     Engine,
@@ -42,14 +43,7 @@ class ExportResult:
     seconds: float
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "out": str(self.out),
-            "format": self.format,
-            "parity_max_abs_diff": self.parity_max_abs_diff,
-            "parity_rows": self.parity_rows,
-            "parity_tolerance": PARITY_TOL,
-            "seconds": self.seconds,
-        }
+        return {**json_fields(self), "parity_tolerance": PARITY_TOL}
 
 
 def example_inputs() -> tuple[Any, ...]:
