@@ -68,27 +68,29 @@ def _run(
     no_progress: bool,
     as_json: bool,
     max_extract_bytes: int | None = None,
+    *,
+    tianchi: bool = False,
 ) -> None:
+    """Fetch (or register `--from`) `source` into `out`; print the folder or the manifest."""
     from dinctl.data import download as dl
     from dinctl.data.archives import MAX_EXTRACT_BYTES
 
     limit = max_extract_bytes or MAX_EXTRACT_BYTES
-    if from_path is not None:
+    policy = dl.RetryPolicy(tries=tries, timeout_s=timeout)
+    if from_path is not None and tianchi:
+        manifest = dl.register_tianchi(source, out, from_path, max_extract_bytes=limit)
+    elif from_path is not None:
         manifest = dl.register_local(source, out, from_path, force=force, max_extract_bytes=limit)
-    else:
-        policy = dl.RetryPolicy(tries=tries, timeout_s=timeout)
-        manifest = dl.download(
-            source,
-            out,
-            force=force,
-            policy=policy,
-            progress=not no_progress,
-            max_extract_bytes=limit,
+    elif tianchi:
+        manifest = dl.download_tianchi(
+            source, out, force=force, policy=policy, progress=not no_progress
         )
-    if as_json:
-        print(json.dumps(manifest, indent=2, sort_keys=True))
     else:
-        print(out)
+        manifest = dl.download(
+            source, out, force=force, policy=policy, progress=not no_progress,
+            max_extract_bytes=limit,
+        )  # fmt: skip
+    print(json.dumps(manifest, indent=2, sort_keys=True) if as_json else out)
 
 
 @app.command()
@@ -140,65 +142,37 @@ def movielens(
     _run(source, target, from_path, force, tries, timeout, no_progress, as_json, max_extract_bytes)
 
 
-def _tianchi(
-    dataset: str,
-    out: Path | None,
-    mirror: list[str] | None,
-    from_path: Path | None,
-    force: bool,
-    tries: int,
-    timeout: float,
-    no_progress: bool,
-    as_json: bool,
-    max_extract_bytes: int | None,
-) -> None:
-    from dinctl.data import download as dl
-    from dinctl.data.archives import MAX_EXTRACT_BYTES
-    from dinctl.data.sources import tianchi_source
+def _tianchi_command(dataset: str, doc: str) -> None:
+    """Register `dinctl download <dataset>` for a Tianchi dataset (behind a login)."""
 
-    source = tianchi_source(dataset, tuple(mirror or ()))
-    target = out or Path(f"data/raw/{dataset}")
-    limit = max_extract_bytes or MAX_EXTRACT_BYTES
-    if from_path is not None:
-        manifest = dl.register_tianchi(source, target, from_path, max_extract_bytes=limit)
-    else:
-        policy = dl.RetryPolicy(tries=tries, timeout_s=timeout)
-        manifest = dl.download_tianchi(source, target, force=force, policy=policy,
-                                       progress=not no_progress)  # fmt: skip
-    print(json.dumps(manifest, indent=2, sort_keys=True) if as_json else target)
+    def command(
+        out: Out = None,
+        mirror: Mirror = None,
+        from_path: From = None,
+        force: Force = False,
+        tries: Retries = 5,
+        timeout: Timeout = 30.0,
+        no_progress: NoProgress = False,
+        as_json: AsJson = False,
+        max_extract_bytes: MaxExtract = None,
+    ) -> None:
+        from dinctl.data.sources import tianchi_source
+
+        source = tianchi_source(dataset, tuple(mirror or ()))
+        target = out or Path(f"data/raw/{dataset}")
+        _run(source, target, from_path, force, tries, timeout, no_progress, as_json,
+             max_extract_bytes, tianchi=True)  # fmt: skip
+
+    command.__doc__ = doc
+    command.__name__ = dataset.replace("-", "_")
+    app.command(dataset)(user_errors(command))
 
 
-@app.command()
-@user_errors
-def taobao(
-    out: Out = None,
-    mirror: Mirror = None,
-    from_path: From = None,
-    force: Force = False,
-    tries: Retries = 5,
-    timeout: Timeout = 30.0,
-    no_progress: NoProgress = False,
-    as_json: AsJson = False,
-    max_extract_bytes: MaxExtract = None,
-) -> None:
-    """Taobao UserBehavior (Tianchi 649, behind a login): --from the file, its zip or folder."""
-    _tianchi("taobao", out, mirror, from_path, force, tries, timeout, no_progress, as_json,
-             max_extract_bytes)  # fmt: skip
-
-
-@app.command("taobao-ad")
-@user_errors
-def taobao_ad(
-    out: Out = None,
-    mirror: Mirror = None,
-    from_path: From = None,
-    force: Force = False,
-    tries: Retries = 5,
-    timeout: Timeout = 30.0,
-    no_progress: NoProgress = False,
-    as_json: AsJson = False,
-    max_extract_bytes: MaxExtract = None,
-) -> None:
-    """Alimama display ads (Tianchi 56, behind a login): --from the 4 CSVs, .tar.gz or a folder."""
-    _tianchi("taobao-ad", out, mirror, from_path, force, tries, timeout, no_progress, as_json,
-             max_extract_bytes)  # fmt: skip
+_tianchi_command(
+    "taobao",
+    "Taobao UserBehavior (Tianchi 649, behind a login): --from the file, its zip or folder.",
+)
+_tianchi_command(
+    "taobao-ad",
+    "Alimama display ads (Tianchi 56, behind a login): --from the 4 CSVs, .tar.gz or a folder.",
+)
