@@ -17,15 +17,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-OUT = Path(__file__).resolve().parent / "out"
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "benchmarks" / "out"
 N_ITEMS, N_CATES, MEAN_LEN = 63_001, 801, 1_689_188 / 192_403
 SEED = 20180801
 
@@ -33,8 +37,9 @@ SEED = 20180801
 # --- synthetic Amazon-shaped dataset ------------------------------------------------------------
 
 
-def make_dataset(path: Path, n_users: int, seed: int = SEED) -> None:
-    """Write an Amazon-shaped dataset with planted category interests to `path`."""
+def make_dataset(path: Path, n_users: int, seed: int = SEED, valid: bool = False) -> None:
+    """Write an Amazon-shaped dataset with planted category interests to `path`; with `valid`,
+    each user's second-to-last window is a valid row instead of a train row."""
     import polars as pl
 
     from dinctl.data.store import write_dataset
@@ -63,18 +68,17 @@ def make_dataset(path: Path, n_users: int, seed: int = SEED) -> None:
     offsets = np.concatenate([[0], np.cumsum(lengths)])
 
     # sliding windows (docs/protocols.md): targets b_{k+1} with history b_1..b_k; test = the last
-    rows_user, rows_len = [], []
-    for split_k in ("train", "test"):
-        if split_k == "train":
-            k = np.concatenate([np.arange(1, n - 1) for n in lengths])  # hist_len 1..n-2
-            u = np.repeat(np.arange(n_users), lengths - 2)
-        else:
-            k = lengths - 1
-            u = np.arange(n_users)
-        rows_user.append(u)
-        rows_len.append(k)
+    last_train = 2 if valid else 1  # train targets stop before the valid (n-2) and test (n-1) ones
+    names = ("train", "valid", "test") if valid else ("train", "test")
+    rows_user = [np.repeat(np.arange(n_users), lengths - 1 - last_train)]
+    rows_len = [np.concatenate([np.arange(1, n - last_train) for n in lengths])]
+    if valid:
+        rows_user.append(np.arange(n_users))
+        rows_len.append(lengths - 2)
+    rows_user.append(np.arange(n_users))
+    rows_len.append(lengths - 1)
     splits = {}
-    for name, u, k in zip(("train", "test"), rows_user, rows_len, strict=True):
+    for name, u, k in zip(names, rows_user, rows_len, strict=True):
         pos = seq_items[offsets[u] + k]
         neg = rng.integers(1, N_ITEMS + 1, size=len(u))
         item = np.stack([pos, neg], axis=1).reshape(-1)
@@ -112,7 +116,7 @@ def make_dataset(path: Path, n_users: int, seed: int = SEED) -> None:
         "dataset": "synthetic-amazon",
         "protocol": "amazon",
         "seed": seed,
-        "valid": False,
+        "valid": valid,
         "counts": {name: len(df) for name, df in splits.items()},
         "vocab": {"user": n_users + 1, "item": N_ITEMS + 1, "cate": N_CATES + 1},
         "inputs": {},
@@ -144,7 +148,6 @@ def test_auc(model, ds, max_len: int) -> float:  # type: ignore[no-untyped-def]
 
 def run_ours(args: argparse.Namespace) -> dict[str, float]:
     """One epoch of dinctl's DIN through `dinctl.training.loop.train` (what `dinctl train` runs)."""
-    import shutil
 
     from dinctl.data.store import load_dataset
     from dinctl.training.checkpoint import load_run
@@ -254,19 +257,12 @@ def padded_inputs(ds, split_name: str, max_len: int) -> tuple[dict[str, np.ndarr
     return x, rows.label.numpy()
 
 
-def run_deepctr(args: argparse.Namespace) -> dict[str, float]:
-    """One epoch of DeepCTR-Torch's DIN through its own `fit`, same rows and configuration."""
+def deepctr_din(args: argparse.Namespace, ds):  # type: ignore[no-untyped-def]
+    """DeepCTR-Torch's DIN at the Amazon configuration, compiled with Adam and BCE."""
     import torch
     from deepctr_torch.inputs import SparseFeat, VarLenSparseFeat
     from deepctr_torch.models import DIN
 
-    from dinctl.data.store import load_dataset
-    from dinctl.metrics import auc_score
-
-    torch.manual_seed(args.seed)
-    ds = load_dataset(args.data)
-    x, y = padded_inputs(ds, "train", args.max_len)
-    x_test, y_test = padded_inputs(ds, "test", args.max_len)
     d = args.emb_dim
     columns = [
         SparseFeat("item", ds.n_items + 1, embedding_dim=d),
@@ -296,6 +292,21 @@ def run_deepctr(args: argparse.Namespace) -> dict[str, float]:
         device="cpu",
     )
     model.compile(torch.optim.Adam(model.parameters(), lr=args.lr), "binary_crossentropy")
+    return model
+
+
+def run_deepctr(args: argparse.Namespace) -> dict[str, float]:
+    """One epoch of DeepCTR-Torch's DIN through its own `fit`, same rows and configuration."""
+    import torch
+
+    from dinctl.data.store import load_dataset
+    from dinctl.metrics import auc_score
+
+    torch.manual_seed(args.seed)
+    ds = load_dataset(args.data)
+    x, y = padded_inputs(ds, "train", args.max_len)
+    x_test, y_test = padded_inputs(ds, "test", args.max_len)
+    model = deepctr_din(args, ds)
     # the shuffle order is DeepCTR's own DataLoader's (seeded above); same rows, same epoch
     t0, c0 = time.perf_counter(), time.process_time()
     model.fit(x, y, batch_size=args.batch_size, epochs=1, verbose=0, shuffle=True)
@@ -311,12 +322,172 @@ def run_deepctr(args: argparse.Namespace) -> dict[str, float]:
     }
 
 
+# --- whole processes ----------------------------------------------------------------------------
+
+
+def test_metrics(ds, prob: np.ndarray) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Global and user-weighted (Eq. 10) AUC of test-split scores in file order."""
+    from dinctl.metrics import auc_score, user_weighted_auc_score
+
+    test = ds.split("test")
+    return {
+        "auc": auc_score(test.label, prob),
+        "user_weighted_auc": user_weighted_auc_score(test.label, prob, test.user),
+    }
+
+
+def run_deepctr_whole(args: argparse.Namespace) -> dict[str, float]:
+    """DeepCTR-Torch as its user runs it: load the rows, pad them, `fit` --epochs with the valid
+    split predicted after each epoch. The clock stops when `fit` returns (`trained_at`); the test
+    split is scored after that, untimed."""
+    import torch
+
+    from dinctl.data.store import load_dataset
+
+    torch.manual_seed(args.seed)
+    ds = load_dataset(args.data)
+    x, y = padded_inputs(ds, "train", args.max_len)
+    valid = padded_inputs(ds, "valid", args.max_len)
+    model = deepctr_din(args, ds)
+    model.fit(
+        x,
+        y,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        verbose=0,
+        shuffle=True,
+        validation_data=valid,
+    )
+    trained_at, cpu = time.time(), time.process_time()
+    x_test, _ = padded_inputs(ds, "test", args.max_len)
+    prob = model.predict(x_test, batch_size=4096).reshape(-1)
+    return {"trained_at": trained_at, "cpu_seconds": cpu, "rows": len(y), **test_metrics(ds, prob)}
+
+
+def run_score(args: argparse.Namespace) -> dict[str, float]:
+    """Test metrics of a `dinctl train` run folder's best.pt (untimed)."""
+    from dinctl.data.store import load_dataset
+    from dinctl.training.checkpoint import load_run
+    from dinctl.training.predict import score_split
+
+    ds = load_dataset(args.data)
+    prob = score_split(load_run(args.run_dir).model, ds, "test", args.max_len, 4096, "cpu")
+    return test_metrics(ds, prob)
+
+
+def spawn(cmd: list[str], log: Path) -> dict[str, float]:
+    """Run `cmd` to the end; its start time, wall seconds, CPU seconds and peak RSS (wait4)."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    with open(log, "w") as sink:
+        start, t0 = time.time(), time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+    proc.returncode = code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        print(log.read_text()[-4000:], file=sys.stderr)
+        raise SystemExit(f"{cmd[:4]} failed with exit code {code} (log: {log})")
+    return {
+        "start": start,
+        "wall": wall,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "peak_rss_mib": usage.ru_maxrss / 1024,
+    }
+
+
+def result_of(log: Path) -> dict[str, float]:
+    lines = [ln for ln in log.read_text().splitlines() if ln.startswith("RESULT ")]
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def whole_ours(args: argparse.Namespace, data: Path, batch: int) -> dict[str, float]:
+    """`dinctl train` as a process, start to exit (imports, load, epochs, validation, writes)."""
+    run_dir = OUT / f"whole_ours_b{batch}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    flags = {
+        "--data": data,
+        "--model": "din",
+        "--act": args.act,
+        "--optimizer": "adam",
+        "--lr": args.lr,
+        "--batch-size": batch,
+        "--epochs": args.epochs,
+        "--patience": 0,
+        "--emb-dim": args.emb_dim,
+        "--max-len": args.max_len,
+        "--device": "cpu",
+        "--seed": args.seed,
+        "--threads": args.threads,
+        "--out": run_dir,
+    }
+    cmd = [sys.executable, "-m", "dinctl", "train", *(str(x) for kv in flags.items() for x in kv)]
+    cmd += ["--json"] + (["--amp"] if args.amp else [])
+    r = spawn(cmd, OUT / f"whole_ours_b{batch}.log")
+    score = OUT / f"whole_ours_b{batch}_score.log"
+    spawn([*worker_cmd(args, "score", data), "--run-dir", str(run_dir)], score)
+    rows = json.loads((data / "meta.json").read_text())["counts"]["train"]
+    return {**r, "samples": rows * args.epochs, **result_of(score)}
+
+
+def whole_deepctr(args: argparse.Namespace, data: Path, batch: int) -> dict[str, float]:
+    """DeepCTR-Torch's process from its start until `fit` returns."""
+    log = OUT / f"whole_deepctr_b{batch}.log"
+    r = spawn([*worker_cmd(args, "deepctr-whole", data), "--batch-size", str(batch)], log)
+    res = result_of(log)
+    wall = res["trained_at"] - r["start"]
+    return {
+        **r,
+        **res,
+        "wall": wall,
+        "cpu": res["cpu_seconds"],
+        "samples": res["rows"] * args.epochs,
+    }
+
+
+def main_whole(args: argparse.Namespace) -> None:
+    """Both trainers as whole processes on the same rows (with a valid split), per batch size."""
+    data = OUT / f"bench_train_amazon_u{args.users}_valid"
+    if not (data / "meta.json").exists():
+        make_dataset(data, args.users, valid=True)
+    counts = json.loads((data / "meta.json").read_text())["counts"]
+    print(
+        f"whole processes, synthetic Amazon shape: {args.users:,} users, {counts['train']:,} train "
+        f"/ {counts['valid']:,} valid / {counts['test']:,} test rows; {args.epochs} epochs with "
+        f"validation; DIN {args.act}, emb {args.emb_dim}+{args.emb_dim}, max_len {args.max_len}, "
+        f"Adam lr {args.lr}, {args.threads} threads{', --amp' if args.amp else ''}"
+    )
+    runs = {"ours": whole_ours, "deepctr": whole_deepctr}
+    for batch in (int(b) for b in args.batch_sizes.split(",")):
+        got = {}
+        for which in args.runs.split(","):
+            r = got[which] = runs[which](args, data, batch)
+            print(
+                f"batch {batch:5d} {which:8s} {r['samples'] / r['wall']:9,.0f} samples/s  "
+                f"{r['wall']:7.1f} s wall  {r['cpu']:7.1f} CPU-s  test AUC {r['auc']:.4f}  "
+                f"user-weighted {r['user_weighted_auc']:.4f}  "
+                f"peak RSS {r['peak_rss_mib']:,.0f} MiB",
+                flush=True,
+            )
+        if {"ours", "deepctr"} <= got.keys():
+            ours, theirs = got["ours"], got["deepctr"]
+            print(
+                f"batch {batch:5d} speed-up {theirs['wall'] / ours['wall']:.1f}x wall-clock, "
+                f"{theirs['cpu'] / ours['cpu']:.1f}x per CPU-second; test AUC "
+                f"{ours['auc'] - theirs['auc']:+.4f}, user-weighted "
+                f"{ours['user_weighted_auc'] - theirs['user_weighted_auc']:+.4f}",
+                flush=True,
+            )
+
+
 # --- driver -------------------------------------------------------------------------------------
 
 
 def worker_cmd(args: argparse.Namespace, which: str, data: Path) -> list[str]:
-    cmd = [sys.executable, __file__, "--worker", which, "--data", str(data)]
-    for flag in ("act", "lr", "batch_size", "max_len", "emb_dim", "seed", "threads"):
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", which, "--data", str(data)]
+    for flag in ("act", "lr", "batch_size", "max_len", "emb_dim", "seed", "threads", "epochs"):
         cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     return cmd + (["--fused"] if args.fused else [])
 
@@ -337,17 +508,31 @@ def main() -> None:
         help="comma list of: ours (dinctl.training.loop), minimal (bare Adam loop), deepctr",
     )
     ap.add_argument("--fused", action="store_true", help="minimal: Adam(fused=True)")
-    ap.add_argument("--worker", choices=("ours", "minimal", "deepctr"), help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--whole",
+        action="store_true",
+        help="time `dinctl train` and DeepCTR-Torch as whole processes (runs: ours,deepctr)",
+    )
+    ap.add_argument("--batch-sizes", default="256,1024", help="--whole: comma list")
+    ap.add_argument("--epochs", type=int, default=None, help="--whole: 3; else 1")
+    ap.add_argument("--amp", action="store_true", help="--whole: `dinctl train --amp`")
+    ap.add_argument("--worker", choices=tuple(WORKERS), help=argparse.SUPPRESS)
     ap.add_argument("--data", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--run-dir", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.epochs is None:
+        args.epochs = 3 if args.whole or args.worker == "deepctr-whole" else 1
 
     if args.worker is not None:
         import torch
 
         torch.set_num_threads(args.threads)
-        runners = {"ours": run_ours, "minimal": run_minimal, "deepctr": run_deepctr}
-        result = runners[args.worker](args)
+        result = WORKERS[args.worker](args)
         print("RESULT " + json.dumps(result), flush=True)
+        return
+    OUT.mkdir(exist_ok=True)
+    if args.whole:
+        main_whole(args)
         return
 
     data = OUT / f"bench_train_amazon_u{args.users}"
@@ -390,6 +575,14 @@ def main() -> None:
             f"AUC difference {ours['auc'] - theirs['auc']:+.4f}"
         )
 
+
+WORKERS: dict[str, Callable[[argparse.Namespace], dict[str, float]]] = {
+    "ours": run_ours,
+    "minimal": run_minimal,
+    "deepctr": run_deepctr,
+    "deepctr-whole": run_deepctr_whole,
+    "score": run_score,
+}
 
 if __name__ == "__main__":
     main()

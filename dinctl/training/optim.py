@@ -66,9 +66,11 @@ def adam(params: list[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
 
 
 class LazyAdam(torch.optim.SparseAdam):
-    """`torch.optim.SparseAdam` with the same arithmetic, state and results (bit for bit), but
-    the batch's rows are read with `index_select` and written with `index_add_` instead of
-    `sparse_mask` and sparse additions: ~20 ms less per DIN step at batch 1024 on CPU."""
+    """Adam on the rows a batch touched (`torch.optim.SparseAdam`'s rule and state, so
+    checkpoints stay interchangeable), cheaper on CPU: the sparse gradient is summed per row
+    through a vocabulary-sized position map instead of a sort (`coalesce`), and each state row
+    is read once, updated in place (`lerp_`, `addcmul_`, `addcdiv_`) and written back with
+    `index_copy_`. Same results as SparseAdam to float rounding (summation order)."""
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -94,20 +96,30 @@ class LazyAdam(torch.optim.SparseAdam):
             state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["step"] += 1
         grad = p.grad if not group.get("maximize", False) else -p.grad  # type: ignore[operator]
-        grad = grad.coalesce()  # type: ignore[union-attr]  # unique, sorted row ids
-        values = grad._values()  # (K, D)
-        if values.numel() == 0:
+        rows, values = sum_rows(grad)  # (K,), (K, D)
+        if rows.numel() == 0:
             return
-        rows = grad._indices()[0]  # (K,)
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        old_avg = exp_avg.index_select(0, rows)  # (K, D)
-        avg_update = values.sub(old_avg).mul_(1 - beta1)
-        exp_avg.index_add_(0, rows, avg_update)  # rows unique: exp_avg[rows] += update
-        old_sq = exp_avg_sq.index_select(0, rows)
-        sq_update = values.pow(2).sub_(old_sq).mul_(1 - beta2)
-        exp_avg_sq.index_add_(0, rows, sq_update)
-        numer = avg_update.add_(old_avg)
-        denom = sq_update.add_(old_sq).sqrt_().add_(eps)
+        avg = exp_avg.index_select(0, rows).lerp_(values, 1 - beta1)  # (K, D)
+        sq = exp_avg_sq.index_select(0, rows).mul_(beta2).addcmul_(values, values, value=1 - beta2)
+        exp_avg.index_copy_(0, rows, avg)
+        exp_avg_sq.index_copy_(0, rows, sq)
         step = state["step"]
         step_size = lr * math.sqrt(1 - beta2**step) / (1 - beta1**step)
-        p.index_add_(0, rows, numer.div_(denom).mul_(-step_size))
+        weight = p.index_select(0, rows).addcdiv_(avg, sq.sqrt_().add_(eps), value=-step_size)
+        p.index_copy_(0, rows, weight)
+
+
+def sum_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct rows (K,) of a sparse row gradient, ascending, and their summed values
+    (K, D): one pass through a position map the size of the table, no sort."""
+    if grad.is_coalesced():
+        return grad._indices()[0], grad._values()
+    ids, values = grad._indices()[0], grad._values()  # (nnz,), (nnz, D)
+    seen = torch.zeros(grad.shape[0], dtype=torch.bool, device=ids.device)  # (V,)
+    seen[ids] = True
+    rows = seen.nonzero().squeeze(1)  # (K,)
+    slot = torch.empty(grad.shape[0], dtype=torch.long, device=ids.device)  # (V,)
+    slot[rows] = torch.arange(rows.shape[0], device=ids.device)
+    summed = values.new_zeros(rows.shape[0], values.shape[1]).index_add_(0, slot[ids], values)
+    return rows, summed
