@@ -327,13 +327,56 @@ def test_global_batches_drop_a_tail_too_small_for_every_rank() -> None:
     assert n_global_batches(10, 4, 2) == 3
 
 
-def test_amp_on_cpu_warns_and_trains_in_float32(
-    tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_amp_without_bf16_warns_and_trains_in_float32(
+    tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any
 ) -> None:
+    from dinctl.training import device
+
+    monkeypatch.setattr(device, "cpu_bf16_instructions", lambda: None)
     plain = train(quick(tiny_dataset, tmp_path / "a", model="lr", epochs=1), progress=False)
     amp = train(quick(tiny_dataset, tmp_path / "b", model="lr", epochs=1, amp=True), progress=False)
-    assert "warning: --amp has no effect on CPU; training in float32" in capsys.readouterr().err
+    assert (
+        "warning: --amp has no effect: this CPU has no bf16 instructions (avx512_bf16 or AMX); "
+        "training in float32" in capsys.readouterr().err
+    )
     assert amp.best_valid == plain.best_valid
+
+
+def test_amp_on_a_bf16_cpu_trains_under_autocast_close_to_float32(
+    tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    from dinctl.training import device
+
+    # autocast to bf16 runs on any CPU (emulated without the instructions): pretend they exist
+    monkeypatch.setattr(device, "cpu_bf16_instructions", lambda: "avx512_bf16")
+    seen: list[torch.dtype] = []
+    real_bce = loop.bce_loss
+    monkeypatch.setattr(loop, "bce_loss", lambda lg, y: seen.append(lg.dtype) or real_bce(lg, y))
+    over = {"act": "dice", "epochs": 2, "log_every": 1}
+    plain = train(quick(tiny_dataset, tmp_path / "a", **over), progress=False)
+    assert set(seen) == {torch.float32}
+    seen.clear()
+    amp = train(quick(tiny_dataset, tmp_path / "b", amp=True, **over), progress=False)
+    assert "--amp has no effect" not in capsys.readouterr().err
+    assert set(seen) == {torch.bfloat16}  # the model's logits came out of autocast
+    steps = [
+        [r["loss"] for r in log_records(run.run_dir) if r["event"] == "step"]
+        for run in (plain, amp)
+    ]
+    assert steps[0] != steps[1]
+    assert max(abs(a - b) for a, b in zip(*steps, strict=True)) < 0.03  # bf16 tolerance
+    for key in ("valid_user_weighted_auc", "valid_global_auc"):
+        assert amp.best_valid[key] > plain.best_valid[key] - 0.02  # no worse beyond noise
+    from dinctl.data.batching import SplitTensors, WindowGatherer
+    from dinctl.training.predict import predict_proba
+
+    ds = load_dataset(tiny_dataset)
+    model = load_run(amp.run_dir).model
+    rows, gatherer = SplitTensors(ds.split("valid")), WindowGatherer(ds, 100)
+    exact = predict_proba(model, rows, gatherer, 256)  # (n,) float32 weights, float32 compute
+    fast = predict_proba(model, rows, gatherer, 256, amp=True)  # same weights, bf16 matmuls
+    assert not torch.equal(exact, fast)
+    assert float((exact - fast).abs().max()) < 0.02  # scores within the bf16 tolerance
 
 
 def test_sparse_adam_updates_only_the_rows_in_the_batch() -> None:

@@ -27,6 +27,33 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def cpu_bf16_instructions() -> str | None:
+    """The bf16 matmul instructions this CPU has (`avx512_bf16`, `amx`), or None."""
+    cpu = torch.cpu
+    found = [
+        name
+        for name, probe in (
+            ("amx", getattr(cpu, "_is_amx_tile_supported", None)),
+            ("avx512_bf16", getattr(cpu, "_is_avx512_bf16_supported", None)),
+        )
+        if probe is not None and probe()
+    ]
+    return " + ".join(found) or None
+
+
+def amp_device(device: torch.device) -> tuple[bool, str]:
+    """Whether `--amp` (bf16 autocast) runs on `device`, and the reason when it does not."""
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return True, ""
+        return False, "this GPU has no bf16 support"
+    if device.type == "cpu":
+        if cpu_bf16_instructions() is not None:
+            return True, ""
+        return False, "this CPU has no bf16 instructions (avx512_bf16 or AMX)"
+    return False, f"no bf16 autocast on {device.type}"
+
+
 def auto_threads(
     cores: int | None = None, load: float | None = None, most: int | None = None
 ) -> int:

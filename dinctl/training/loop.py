@@ -37,7 +37,7 @@ from dinctl.training.checkpoint import (
     write_run_config,
 )
 from dinctl.training.config import TrainConfig, resolve_config
-from dinctl.training.device import resolve_device, thread_policy
+from dinctl.training.device import amp_device, resolve_device, thread_policy
 from dinctl.training.optim import make_optimizers, set_lr, use_sparse_grads
 from dinctl.training.predict import predict_proba, to_device
 from dinctl.training.progress import Progress, epoch_line, say
@@ -193,9 +193,9 @@ def _train(
     if info.is_main:  # on resume too: --epochs may have grown, and config.json must say so
         write_run_config(run_dir, parts.rc)
     parts.step_model = wrap_for_job(cfg, parts.model, data, device, info)
-    use_amp = cfg.amp and device.type == "cuda"
+    use_amp, why_not = amp_device(device) if cfg.amp else (False, "")
     if cfg.amp and not use_amp:
-        say(info, "warning: --amp has no effect on CPU; training in float32")
+        say(info, f"warning: --amp has no effect: {why_not}; training in float32")
     log = RunLog(run_dir / LOG_FILE, info.is_main, state.keep_lines)
     steps = n_global_batches(len(data.train_rows), cfg.batch_size, info.world_size)
     run = Run(
