@@ -44,6 +44,7 @@ def log_records(run_dir: Path) -> list[dict[str, Any]]:
         rec = json.loads(line)
         rec.pop("samples_per_s", None)
         rec.pop("seconds", None)
+        rec.pop("validation_seconds", None)
         out.append(rec)
     return out
 
@@ -355,6 +356,10 @@ def test_amp_on_a_bf16_cpu_trains_under_autocast_close_to_float32(
     over = {"act": "dice", "epochs": 2, "log_every": 1}
     plain = train(quick(tiny_dataset, tmp_path / "a", **over), progress=False)
     assert set(seen) == {torch.float32}
+    lines = (plain.run_dir / "log.jsonl").read_text().splitlines()
+    epochs = [r for r in map(json.loads, lines) if r["event"] == "epoch"]
+    assert len(epochs) == 2 and all(0 < r["validation_seconds"] <= r["seconds"] for r in epochs)
+    assert "validation_seconds" not in plain.best_valid  # only metrics choose the best epoch
     seen.clear()
     amp = train(quick(tiny_dataset, tmp_path / "b", amp=True, **over), progress=False)
     assert "--amp has no effect" not in capsys.readouterr().err

@@ -448,10 +448,12 @@ def validate_and_save(run: Run, t0: float) -> dict[str, Any]:
     better = True
     if data.valid_rows is not None:
         model = run.parts.model
+        t_valid = time.perf_counter()
         prob = predict_proba(
             model, data.valid_rows, data.gatherer, cfg.eval_batch_size, info, run.use_amp
         )
         record.update(valid_metrics(prob, data.valid_rows))
+        record["validation_seconds"] = round(time.perf_counter() - t_valid, 3)  # of `seconds`
         better = selection_score(record, selection_key(cfg)) > state.best["score"]
     record["seconds"] = round(time.perf_counter() - t0, 3)
     if better:

@@ -2,9 +2,10 @@
 
 Records: `{"event": "step", "epoch", "step", "loss", "lr", "samples_per_s"}` every `log_every`
 steps (and at an epoch's end); `{"event": "epoch", "epoch", "step", "train_loss",
-"valid_user_weighted_auc", "valid_global_auc", "valid_logloss", "seconds", "best_epoch",
-"select_metric"}` after each epoch (runs of older versions wrote `valid_gauc` for the
-user-weighted and `valid_auc` for the global AUC); `{"event": "early_stop", "epoch",
+"valid_user_weighted_auc", "valid_global_auc", "valid_logloss", "validation_seconds", "seconds",
+"best_epoch", "select_metric"}` after each epoch, `seconds` the whole epoch and
+`validation_seconds` its scoring of the valid split (runs of older versions wrote `valid_gauc`
+for the user-weighted and `valid_auc` for the global AUC); `{"event": "early_stop", "epoch",
 "best_epoch", "select_metric"}` when the patience ran out.
 """
 
