@@ -1,93 +1,141 @@
-"""Where a training step's time goes: gather / forward / backward / optimiser, ms per step.
+"""Where a training step's time goes: gather / forward / backward / optimiser / the loop's own
+Python, in CPU milliseconds per step, at batch 256 and 1024.
 
-Amazon-shaped synthetic rows (benchmarks/gpu_check.synthetic_dataset), DIN at the paper's
-configuration (64 + 64 embeddings, batch 1024, max_len 100), Adam with dense gradients vs
-sparse gradients (SparseAdam on the tables, what `dinctl train` uses by default).
-  python benchmarks/bench_train_step.py [--users 20000] [--steps 30] [--threads N]
+DIN at the Amazon configuration (64 + 64 embeddings, attention 80 → 40, MLP 200 → 80, max_len
+100, Adam lr 1e-3 with the default sparse table gradients, i.e. LazyAdam on the tables) on
+bench_train.py's synthetic Amazon-shaped rows. Each part is timed with the main thread's CPU
+clock (`time.thread_time`, one torch thread), so other jobs on the machine shift it little.
+"loop step" is `dinctl.training.loop.train_step` itself (the same work plus the loop's
+bookkeeping: regulariser hooks, lr schedule, loss sums, progress); "loop overhead" is the
+difference.
+
+    python benchmarks/bench_train_step.py [--users 4000] [--steps 40] [--batches 256,1024]
+        [--acts prelu,dice] [--amp]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
 
-from gpu_check import synthetic_dataset  # noqa: E402
+from bench_train import OUT, make_dataset  # noqa: E402
 
-from dinctl.data.batching import SplitTensors, WindowGatherer  # noqa: E402
-from dinctl.data.store import load_dataset  # noqa: E402
-from dinctl.models import ModelConfig, build_model  # noqa: E402
+from dinctl.training import distributed as D  # noqa: E402
 from dinctl.training.config import resolve_config  # noqa: E402
-from dinctl.training.loop import bce_loss, make_optimizers  # noqa: E402
+from dinctl.training.loop import bce_loss, setup_data, setup_model, train_step  # noqa: E402
+from dinctl.training.optim import set_lr  # noqa: E402
+from dinctl.training.progress import Progress  # noqa: E402
+from dinctl.training.runlog import RunLog  # noqa: E402
+from dinctl.training.state import Run, TrainState  # noqa: E402
+
+PARTS = ("gather", "forward", "backward", "optimiser")
+WARMUP = 5
 
 
-def time_steps(
-    data: Path, model_name: str, sparse: bool, steps: int, batch: int
-) -> dict[str, float]:
-    ds = load_dataset(data)
-    rows = SplitTensors(ds.split("train"))
-    gatherer = WindowGatherer(ds, 100)
-    torch.manual_seed(0)
-    model = build_model(
-        ModelConfig(model=model_name, n_users=ds.n_users, n_items=ds.n_items, n_cates=ds.n_cates)
+def make_run(data: Path, act: str, batch: int, amp: bool) -> Run:
+    """What `train` builds before its first step: the data, the seeded model and optimisers."""
+    cfg = resolve_config(
+        {
+            "data": str(data),
+            "out": str(OUT / "bench_train_step_run"),
+            "model": "din",
+            "act": act,
+            "optimizer": "adam",
+            "lr": 1e-3,
+            "batch_size": batch,
+            "device": "cpu",
+            "amp": amp,
+        },
+        None,
     )
-    opts = make_optimizers(resolve_config({"out": "x"}, None), model, sparse)
-    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(0))
-    parts = dict.fromkeys(("gather", "forward", "backward", "optimiser"), 0.0)
-    warmup = 5
-    for i in range(warmup + steps):
-        if i == warmup:
-            parts = dict.fromkeys(parts, 0.0)
-        t = time.perf_counter()
-        b = gatherer.gather(*rows.rows(order[i * batch : (i + 1) * batch]))
-        parts["gather"] += time.perf_counter() - t
-        t = time.perf_counter()
-        loss = bce_loss(model(b).logits, b.label)
-        parts["forward"] += time.perf_counter() - t
-        t = time.perf_counter()
-        for opt in opts:
+    device, info = torch.device("cpu"), D.DistInfo()
+    data_ = setup_data(cfg, device, info)
+    parts = setup_model(cfg, data_, device, info)
+    log = RunLog(Path(cfg.out) / "log.jsonl", False, None)
+    steps = len(data_.train_rows) // batch
+    return Run(cfg, device, info, data_, parts, TrainState(), log, Progress(False), amp, steps)
+
+
+def time_parts(run: Run, order: torch.Tensor, steps: int) -> dict[str, float]:
+    """CPU ms per step of each part, the same work as `train_step` without its bookkeeping."""
+    cfg, data, parts = run.cfg, run.data, run.parts
+    spent = dict.fromkeys(PARTS, 0.0)
+    clock = time.thread_time
+    for i in range(WARMUP + steps):
+        if i == WARMUP:
+            spent = dict.fromkeys(PARTS, 0.0)
+        index = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+        t = clock()
+        batch = data.gatherer.gather(*data.train_rows.rows(index))
+        spent["gather"] += clock() - t
+        t = clock()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=run.use_amp):
+            logits = parts.step_model(batch).logits  # (B,)
+        loss = bce_loss(logits, batch.label)
+        spent["forward"] += clock() - t
+        t = clock()
+        for opt in parts.optimizers:
             opt.zero_grad(set_to_none=True)
         loss.backward()
-        parts["backward"] += time.perf_counter() - t
-        t = time.perf_counter()
-        for opt in opts:
+        spent["backward"] += clock() - t
+        t = clock()
+        set_lr(parts.optimizers, cfg.lr)
+        for opt in parts.optimizers:
             opt.step()
-        parts["optimiser"] += time.perf_counter() - t
-    out = {k: 1000 * v / steps for k, v in parts.items()}
-    out["total"] = sum(out.values())
-    out["samples_per_s"] = batch / (out["total"] / 1000)
-    return out
+        spent["optimiser"] += clock() - t
+    return {k: 1000 * v / steps for k, v in spent.items()}
+
+
+def time_loop(run: Run, order: torch.Tensor, steps: int) -> float:
+    """CPU ms per call of the loop's own `train_step`."""
+    b = run.cfg.batch_size
+    for i in range(WARMUP):
+        train_step(run, order[i * b : (i + 1) * b])
+    t = time.thread_time()
+    for i in range(WARMUP, WARMUP + steps):
+        train_step(run, order[i * b : (i + 1) * b])
+    return 1000 * (time.thread_time() - t) / steps
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--users", type=int, default=20_000)
-    ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--batch", type=int, default=1024)
-    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
-    ap.add_argument("--models", default="din,base")
+    ap.add_argument("--users", type=int, default=4_000)
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--batches", default="256,1024")
+    ap.add_argument("--acts", default="prelu,dice")
+    ap.add_argument("--amp", action="store_true", help="bf16 autocast (CPU --amp)")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory() as tmp:
-        data = synthetic_dataset(Path(tmp) / "data", args.users)
-        print(f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch}")
-        cols = ("gather", "fwd", "bwd", "opt", "total")
-        print(f"{'model':<6} {'grads':<7} " + " ".join(f"{c:>7}" for c in cols) + " samples/s")
-        for name in args.models.split(","):
-            for sparse in (False, True):
-                r = time_steps(data, name, sparse, args.steps, args.batch)
-                print(
-                    f"{name:<6} {'sparse' if sparse else 'dense':<7} {r['gather']:>7.1f} "
-                    f"{r['forward']:>7.1f} {r['backward']:>7.1f} {r['optimiser']:>7.1f} "
-                    f"{r['total']:>7.1f} {r['samples_per_s']:>10,.0f}"
-                )
+    torch.set_num_threads(1)
+    data = OUT / f"bench_train_amazon_u{args.users}_valid"
+    if not (data / "meta.json").exists():
+        make_dataset(data, args.users, valid=True)
+    print(f"torch {torch.__version__}, 1 thread, {args.users:,} users, amp {args.amp}")
+    cols = (*PARTS, "sum", "loop step", "loop overhead")
+    print(f"{'act':<6} {'batch':>5} " + " ".join(f"{c:>13}" for c in cols) + "  samples/CPU-s")
+    for act in args.acts.split(","):
+        for batch in (int(b) for b in args.batches.split(",")):
+            run = make_run(data, act, batch, args.amp)
+            n = len(run.data.train_rows)
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(0))  # (n,)
+            steps = min(args.steps, n // batch - WARMUP)
+            parts = time_parts(run, order, steps)
+            loop = time_loop(make_run(data, act, batch, args.amp), order, steps)
+            total = sum(parts.values())
+            row = [*(parts[k] for k in PARTS), total, loop, loop - total]
+            print(
+                f"{act:<6} {batch:>5} "
+                + " ".join(f"{v:>13.2f}" for v in row)
+                + f"  {batch / loop * 1000:>13,.0f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# One short check for a lent GPU (H100/H200, torch with CUDA): CPU/GPU agreement (fp32, bf16),
-# epoch time and samples/s at batch 4096 with and without --amp, and the torchrun world-size-1
-# NCCL path. Under 5 minutes. The log and gpu_check.json go to $OUT when it is set.
+# The prepared GPU run (one script, ~8 minutes on an H100/H200 with torch + CUDA, data included):
+# whole DIN-Dice epochs on full-scale synthetic Amazon data at batch 4096, end to end as
+# `dinctl train` processes — float32, --amp, --compile --length-buckets — printing epoch seconds,
+# samples/s and GPU utilisation (nvidia-smi every 200 ms). Logs, CSVs and gpu_epoch.json go to
+# $OUT when it is set (else ./).
 #   benchmarks/gpu.sh              # on the GPU machine
-#   benchmarks/gpu.sh --cpu-smoke  # anywhere: small data on CPU, checks the script itself
+#   benchmarks/gpu.sh --dry-run    # anywhere: small data on CPU, checks the script itself
+# Extra arguments go to benchmarks/gpu_epoch.py (--runs fp32,amp,compile, --run-timeout 200, ...).
+# The CPU/GPU agreement and torchrun/NCCL check is a separate script: benchmarks/gpu_check.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-.}"
@@ -12,5 +16,5 @@ export OUT PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 python - <<'PY' || { echo "error: dinctl's dependencies are missing here (pip install -e .)" >&2; exit 1; }
 import numpy, polars, rich, torch, typer  # noqa: F401
 PY
-python benchmarks/gpu_check.py "$@" 2>&1 | tee "$OUT/gpu_check.log"
+python benchmarks/gpu_epoch.py "$@" 2>&1 | tee "$OUT/gpu_epoch.log"
 exit "${PIPESTATUS[0]}"
