@@ -150,7 +150,7 @@ def run_ours(args: argparse.Namespace) -> dict[str, float]:
     """One epoch of dinctl's DIN through `dinctl.training.loop.train` (what `dinctl train` runs)."""
 
     from dinctl.data.store import load_dataset
-    from dinctl.training.checkpoint import load_run
+    from dinctl.inference import open_run
     from dinctl.training.config import TrainConfig
     from dinctl.training.loop import train
 
@@ -174,7 +174,7 @@ def run_ours(args: argparse.Namespace) -> dict[str, float]:
     t0, c0 = time.perf_counter(), time.process_time()
     train(cfg, progress=False)  # includes dataset loading, checkpoint and best.pt writes
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-    auc = test_auc(load_run(run_dir).model, ds, args.max_len)
+    auc = test_auc(open_run(run_dir, dataset=ds).model, ds, args.max_len)
     rows = len(ds.split("train"))
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     epochs = [r for r in log if r.get("event") == "epoch"]
@@ -367,11 +367,12 @@ def run_deepctr_whole(args: argparse.Namespace) -> dict[str, float]:
 def run_score(args: argparse.Namespace) -> dict[str, float]:
     """Test metrics of a `dinctl train` run folder's best.pt (untimed)."""
     from dinctl.data.store import load_dataset
-    from dinctl.training.checkpoint import load_run
+    from dinctl.inference import open_run
     from dinctl.training.predict import score_split
 
     ds = load_dataset(args.data)
-    prob = score_split(load_run(args.run_dir).model, ds, "test", args.max_len, 4096, "cpu")
+    model = open_run(args.run_dir, dataset=ds).model
+    prob = score_split(model, ds, "test", args.max_len, 4096, "cpu")
     return test_metrics(ds, prob)
 
 

@@ -31,8 +31,8 @@ sys.path.insert(0, str(REPO))
 
 from dinctl.data.batching import SplitTensors, WindowGatherer  # noqa: E402
 from dinctl.data.store import load_dataset, write_dataset  # noqa: E402
+from dinctl.inference import open_run  # noqa: E402
 from dinctl.metrics import auc_score  # noqa: E402
-from dinctl.training.checkpoint import load_run  # noqa: E402
 from dinctl.training.config import resolve_config  # noqa: E402
 from dinctl.training.distributed import DistInfo  # noqa: E402
 from dinctl.training.loop import predict, train  # noqa: E402
@@ -156,8 +156,8 @@ def agreement(run_dir: Path, data: Path, device: str, smoke: bool) -> dict[str, 
     ds = load_dataset(data)
     rows = SplitTensors(ds.split("valid"))
     g = WindowGatherer(ds, 100)
-    cpu = load_run(run_dir, "cpu").model
-    dev = load_run(run_dir, device).model
+    cpu = open_run(run_dir, "cpu").model
+    dev = open_run(run_dir, device).model
     if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False
     batch = g.gather(*rows.rows(slice(0, 4096)))

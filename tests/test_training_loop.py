@@ -376,7 +376,7 @@ def test_amp_on_a_bf16_cpu_trains_under_autocast_close_to_float32(
     from dinctl.training.predict import predict_proba
 
     ds = load_dataset(tiny_dataset)
-    model = load_run(amp.run_dir).model
+    model = open_run(amp.run_dir).model
     rows, gatherer = SplitTensors(ds.split("valid")), WindowGatherer(ds, 100)
     exact = predict_proba(model, rows, gatherer, 256)  # (n,) float32 weights, float32 compute
     fast = predict_proba(model, rows, gatherer, 256, amp=True)  # same weights, bf16 matmuls

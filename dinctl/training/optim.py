@@ -101,7 +101,8 @@ class LazyAdam(torch.optim.SparseAdam):
     def _update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
         beta1, beta2 = group["betas"]
         lr, eps = float(group["lr"]), group["eps"]
-        if not p.grad.is_sparse:  # type: ignore[union-attr]
+        grad = p.grad
+        if grad is None or not grad.is_sparse:
             raise RuntimeError("LazyAdam takes sparse gradients only")
         state = self.state[p]
         if len(state) == 0:
@@ -109,7 +110,8 @@ class LazyAdam(torch.optim.SparseAdam):
             state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["step"] += 1
-        grad = p.grad if not group.get("maximize", False) else -p.grad  # type: ignore[operator]
+        if group.get("maximize", False):
+            grad = -grad
         rows, values = sum_rows(grad)  # (K,), (K, D)
         if rows.numel() == 0:
             return
