@@ -404,9 +404,12 @@ def result_of(log: Path) -> dict[str, float]:
     return json.loads(lines[-1][len("RESULT ") :])
 
 
-def whole_ours(args: argparse.Namespace, data: Path, batch: int) -> dict[str, float]:
+def whole_ours(
+    args: argparse.Namespace, data: Path, batch: int, amp: bool = False
+) -> dict[str, float]:
     """`dinctl train` as a process, start to exit (imports, load, epochs, validation, writes)."""
-    run_dir = OUT / f"whole_ours_b{batch}"
+    tag = f"whole_ours{'_amp' if amp else ''}_b{batch}"
+    run_dir = OUT / tag
     shutil.rmtree(run_dir, ignore_errors=True)
     flags = {
         "--data": data,
@@ -425,9 +428,9 @@ def whole_ours(args: argparse.Namespace, data: Path, batch: int) -> dict[str, fl
         "--out": run_dir,
     }
     cmd = [sys.executable, "-m", "dinctl", "train", *(str(x) for kv in flags.items() for x in kv)]
-    cmd += ["--json"] + (["--amp"] if args.amp else [])
-    r = spawn(cmd, OUT / f"whole_ours_b{batch}.log")
-    score = OUT / f"whole_ours_b{batch}_score.log"
+    cmd += ["--json"] + (["--amp"] if amp else [])
+    r = spawn(cmd, OUT / f"{tag}.log")
+    score = OUT / f"{tag}_score.log"
     spawn([*worker_cmd(args, "score", data), "--run-dir", str(run_dir)], score)
     rows = json.loads((data / "meta.json").read_text())["counts"]["train"]
     return {**r, "samples": rows * args.epochs, **result_of(score)}
@@ -458,9 +461,13 @@ def main_whole(args: argparse.Namespace) -> None:
         f"whole processes, synthetic Amazon shape: {args.users:,} users, {counts['train']:,} train "
         f"/ {counts['valid']:,} valid / {counts['test']:,} test rows; {args.epochs} epochs with "
         f"validation; DIN {args.act}, emb {args.emb_dim}+{args.emb_dim}, max_len {args.max_len}, "
-        f"Adam lr {args.lr}, {args.threads} threads{', --amp' if args.amp else ''}"
+        f"Adam lr {args.lr}, {args.threads} threads"
     )
-    runs = {"ours": whole_ours, "deepctr": whole_deepctr}
+    runs: dict[str, Callable[[argparse.Namespace, Path, int], dict[str, float]]] = {
+        "ours": whole_ours,
+        "ours-amp": lambda a, d, b: whole_ours(a, d, b, amp=True),
+        "deepctr": whole_deepctr,
+    }
     for batch in (int(b) for b in args.batch_sizes.split(",")):
         got = {}
         for which in args.runs.split(","):
@@ -472,11 +479,11 @@ def main_whole(args: argparse.Namespace) -> None:
                 f"peak RSS {r['peak_rss_mib']:,.0f} MiB",
                 flush=True,
             )
-        if {"ours", "deepctr"} <= got.keys():
-            ours, theirs = got["ours"], got["deepctr"]
+        for name in (n for n in ("ours", "ours-amp") if n in got and "deepctr" in got):
+            ours, theirs = got[name], got["deepctr"]
             print(
-                f"batch {batch:5d} speed-up {theirs['wall'] / ours['wall']:.1f}x wall-clock, "
-                f"{theirs['cpu'] / ours['cpu']:.1f}x per CPU-second; test AUC "
+                f"batch {batch:5d} {name} speed-up {theirs['wall'] / ours['wall']:.1f}x "
+                f"wall-clock, {theirs['cpu'] / ours['cpu']:.1f}x per CPU-second; test AUC "
                 f"{ours['auc'] - theirs['auc']:+.4f}, user-weighted "
                 f"{ours['user_weighted_auc'] - theirs['user_weighted_auc']:+.4f}",
                 flush=True,
@@ -506,7 +513,8 @@ def main() -> None:
     ap.add_argument(
         "--runs",
         default="ours,deepctr",
-        help="comma list of: ours (dinctl.training.loop), minimal (bare Adam loop), deepctr",
+        help="comma list of: ours (dinctl.training.loop), minimal (bare Adam loop), deepctr; "
+        "with --whole: ours (`dinctl train`), ours-amp (`dinctl train --amp`), deepctr",
     )
     ap.add_argument("--fused", action="store_true", help="minimal: Adam(fused=True)")
     ap.add_argument(
@@ -516,7 +524,6 @@ def main() -> None:
     )
     ap.add_argument("--batch-sizes", default="256,1024", help="--whole: comma list")
     ap.add_argument("--epochs", type=int, default=None, help="--whole: 3; else 1")
-    ap.add_argument("--amp", action="store_true", help="--whole: `dinctl train --amp`")
     ap.add_argument("--worker", choices=tuple(WORKERS), help=argparse.SUPPRESS)
     ap.add_argument("--data", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--run-dir", type=Path, default=None, help=argparse.SUPPRESS)

@@ -7,7 +7,8 @@ bench_train.py's synthetic Amazon-shaped rows. Each part is timed with the main 
 clock (`time.thread_time`, one torch thread), so other jobs on the machine shift it little.
 "loop step" is `dinctl.training.loop.train_step` itself (the same work plus the loop's
 bookkeeping: regulariser hooks, lr schedule, loss sums, progress); "loop overhead" is the
-difference.
+difference. Steady state: the batches are run once untimed first (a whole process pays the
+first-seen shapes in its first epoch; bench_train.py --whole measures that).
 
     python benchmarks/bench_train_step.py [--users 4000] [--steps 40] [--batches 256,1024]
         [--acts prelu,dice] [--amp]
@@ -126,6 +127,9 @@ def main() -> None:
             n = len(run.data.train_rows)
             order = torch.randperm(n, generator=torch.Generator().manual_seed(0))  # (n,)
             steps = min(args.steps, n // batch - WARMUP)
+            # a first pass over the same batches warms per-shape caches (oneDNN's bf16
+            # primitives under --amp), so both timed passes see the steady state
+            time_loop(make_run(data, act, batch, args.amp), order, steps)
             parts = time_parts(run, order, steps)
             loop = time_loop(make_run(data, act, batch, args.amp), order, steps)
             total = sum(parts.values())
