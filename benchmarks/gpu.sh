@@ -6,7 +6,7 @@
 # $OUT when it is set (else ./).
 #   benchmarks/gpu.sh              # on the GPU machine
 #   benchmarks/gpu.sh --dry-run    # anywhere: small data on CPU, checks the script itself
-# Extra arguments go to benchmarks/gpu_epoch.py (--runs fp32,amp,compile, --run-timeout 200, ...).
+# Extra arguments go to benchmarks/gpu_epoch.py (--runs fp32,amp,compile, --run-timeout 150, ...).
 # The CPU/GPU agreement and torchrun/NCCL check is a separate script: benchmarks/gpu_check.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."

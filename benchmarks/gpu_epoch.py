@@ -176,7 +176,7 @@ def main() -> None:
     )
     ap.add_argument("--batch-size", type=int, default=None, help="default 4096; dry run 512")
     ap.add_argument("--runs", default="fp32,amp,compile", help="comma list of: " + ",".join(RUNS))
-    ap.add_argument("--run-timeout", type=float, default=200, help="seconds allowed per run")
+    ap.add_argument("--run-timeout", type=float, default=150, help="seconds allowed per run")
     args = ap.parse_args()
     args.users = args.users or (1_500 if args.dry_run else AMAZON_USERS)
     args.batch_size = args.batch_size or (512 if args.dry_run else 4096)
