@@ -147,8 +147,8 @@ def timed_run(
         "wall_s": round(wall, 2),
         "epoch_s": last["seconds"],
         "train_samples_per_s": round(float(np.median(speeds)), 0) if speeds else None,
-        "valid_auc": result.best_valid.get("valid_auc"),
-        "last_epoch_valid_auc": last.get("valid_auc"),
+        "valid_auc": result.best_valid.get("valid_global_auc"),
+        "last_epoch_valid_auc": last.get("valid_global_auc"),
     }
 
 
@@ -211,7 +211,7 @@ def torchrun_ws1(data: Path, out: Path, device: str, batch: int, epochs: int) ->
     if proc.returncode != 0:
         res["stderr_tail"] = proc.stderr[-2000:]
         return res
-    res["valid_auc"] = json.loads(proc.stdout)["best_valid"]["valid_auc"]
+    res["valid_auc"] = json.loads(proc.stdout)["best_valid"]["valid_global_auc"]
     res["backend"] = "nccl" if device == "cuda" else "gloo"
     return res
 
