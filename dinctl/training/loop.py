@@ -38,12 +38,7 @@ from dinctl.training.checkpoint import (
 )
 from dinctl.training.config import TrainConfig, resolve_config
 from dinctl.training.device import amp_device, resolve_device, thread_policy
-from dinctl.training.optim import (
-    make_optimizers,
-    preload_in_background,
-    set_lr,
-    use_sparse_grads,
-)
+from dinctl.training.optim import make_optimizers, set_lr, use_sparse_grads
 from dinctl.training.predict import predict_proba, to_device
 from dinctl.training.progress import Progress, epoch_line, say
 from dinctl.training.regularizers import make_regularizer, model_item_vocab
@@ -143,7 +138,6 @@ def train(
 
     `on_step(step)` is called after every optimiser step (tests use it to interrupt a run).
     """
-    preload_in_background()
     device = resolve_device(cfg.device)
     info = D.init_from_env(device.type)
     try:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
 import math
-import sys
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -15,17 +12,6 @@ from torch import nn
 from dinctl.training import distributed as D
 from dinctl.training.config import TrainConfig
 from dinctl.training.regularizers import Regularizer
-
-
-def preload_in_background() -> None:
-    """Start importing `torch._dynamo` in a thread: every torch.optim optimiser imports it on
-    first use (~1.2 CPU-s, several seconds of wall time on a cold or busy machine), and the
-    dataset load it overlaps releases the GIL (Parquet reads). The optimiser's own import then
-    waits for this one instead of starting over."""
-    if "torch._dynamo" not in sys.modules:
-        threading.Thread(
-            target=importlib.import_module, args=("torch._dynamo",), daemon=True
-        ).start()
 
 
 def use_sparse_grads(cfg: TrainConfig, info: D.DistInfo, reg: Regularizer) -> bool:
