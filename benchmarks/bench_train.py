@@ -232,29 +232,10 @@ def run_minimal(args: argparse.Namespace) -> dict[str, float]:
 
 
 def padded_inputs(ds, split_name: str, max_len: int) -> tuple[dict[str, np.ndarray], np.ndarray]:  # type: ignore[no-untyped-def]
-    """DeepCTR-Torch's input: every sample's history materialised, padded to max_len."""
-    import torch
+    """DeepCTR-Torch's input (histories materialised, padded to max_len) and the labels."""
+    from bench_accuracy import padded_inputs as deepctr_inputs
 
-    from dinctl.data.batching import SplitTensors, WindowGatherer, iter_batches
-
-    rows = SplitTensors(ds.split(split_name))
-    gatherer = WindowGatherer(ds, max_len=max_len)
-    hist_item = np.zeros((len(rows), max_len), dtype=np.int64)
-    hist_cate = np.zeros((len(rows), max_len), dtype=np.int64)
-    lo = 0
-    for batch in iter_batches(rows, gatherer, 65536):
-        b, t = batch.hist_item.shape
-        hist_item[lo : lo + b, :t] = batch.hist_item.numpy()
-        hist_cate[lo : lo + b, :t] = batch.hist_cate.numpy()
-        lo += b
-    x = {
-        "item": rows.item.numpy(),
-        "cate": rows.cate.numpy(),
-        "hist_item": hist_item,
-        "hist_cate": hist_cate,
-        "seq_length": torch.clamp(rows.hist_len, max=max_len).numpy(),
-    }
-    return x, rows.label.numpy()
+    return deepctr_inputs(ds, split_name, max_len), ds.split(split_name).label
 
 
 def deepctr_din(args: argparse.Namespace, ds):  # type: ignore[no-untyped-def]

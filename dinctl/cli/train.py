@@ -143,7 +143,11 @@ BucketsOpt = Annotated[
 DeviceOpt = Annotated[Device | None, _opt(f"auto = cuda when available. {_default('device')}")]
 AmpOpt = Annotated[
     bool | None,
-    _opt(f"bf16 autocast on CUDA (ignored on CPU). {_default('amp')}", "--amp/--no-amp"),
+    _opt(
+        "bf16 autocast on CUDA, or on a CPU with avx512_bf16/AMX (else a warning and float32); "
+        f"on CPU it pays at batch ≥ 1024. {_default('amp')}",
+        "--amp/--no-amp",
+    ),
 ]
 CompileOpt = Annotated[
     bool | None,
