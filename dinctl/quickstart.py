@@ -116,7 +116,7 @@ def run_quickstart(
     from dinctl.inference import open_run
     from dinctl.plots.attention import attention_plot
     from dinctl.plots.curves import curves_plot
-    from dinctl.plots.tsne import tsne_plot
+    from dinctl.plots.tsne import compute_tsne, write_tsne
     from dinctl.training.config import resolve_config
     from dinctl.training.loop import train
 
@@ -145,7 +145,7 @@ def run_quickstart(
     stage(f"visualize   attention, t-SNE, curves → {run_dir / runs.PLOTS_DIR}")
     plots = {
         "attention": attention_plot(run),
-        "tsne": tsne_plot(run),
+        "tsne": write_tsne(compute_tsne(run))[0],
         "curves": curves_plot([run_dir]),
     }
     result = QuickstartResult(

@@ -231,14 +231,3 @@ def write_tsne(tmap: TsneMap) -> tuple[Path, Path]:
         writer.writeheader()
         writer.writerows(tmap.rows())
     return png, table
-
-
-def tsne_plot(
-    run_dir: Path | str | OpenedRun,
-    categories: int = 9,
-    per_category: int = 100,
-    user: str | None = None,
-    seed: int = 0,
-) -> Path:
-    """Fig. 6 for one run; returns the PNG path."""
-    return write_tsne(compute_tsne(run_dir, categories, per_category, user, seed))[0]
