@@ -121,9 +121,6 @@ def unused_parameters(model: nn.Module, batch: Batch) -> bool:
     return any(p.requires_grad and p.grad is None for p in probe.parameters())
 
 
-# ---------------------------------------------------------------- what the steps share
-
-
 # ---------------------------------------------------------------- the loop
 
 
@@ -330,7 +327,7 @@ def one_epoch(run: Run, stop: StopFlag, progress: bool) -> None:
     n_train = len(data.train_rows)
     order = epoch_order(n_train, state.epoch, cfg, data.train_rows.hist_len.cpu())  # (n,)
     order = order.to(run.device)
-    n_batches = n_global_batches(n_train, cfg.batch_size, info.world_size)
+    n_batches = run.steps_per_epoch
     run.bar.start_epoch(f"epoch {state.epoch + 1}/{cfg.epochs}", n_batches, state.batch_pos)
     run.parts.model.train()
     while state.batch_pos < n_batches:
