@@ -423,7 +423,6 @@ def build_taobao_ad(raw: Path, *, max_len: int, valid: bool, shards: int | None 
     items, sequences = _assemble(vocab, seq_parts, beh_freq, splits["train"],
                                  {"brand_id": "brand", "btag": "btag"})  # fmt: skip
     users, user_values = _profile(raw, vocab)
-    btags = pl.DataFrame({"raw": [*rt.BTAGS, "ad"], "btag": list(range(1, BTAG_CANDIDATE + 1))})
     brand_values = vocab.brands.select(
         pl.lit("brand").alias("field"), pl.col("brand_id").cast(pl.Int32).alias("id"),
         pl.when(pl.col("brand") == 0).then(pl.lit("NULL"))
@@ -436,7 +435,7 @@ def build_taobao_ad(raw: Path, *, max_len: int, valid: bool, shards: int | None 
             context=AD_CONTEXT_FIELDS,
         ),  # fmt: skip
         users=users,
-        values=pl.concat([brand_values, _values(btags, "btag"), *ctx_values, *user_values]),
+        values=pl.concat([brand_values, _btag_values(), *ctx_values, *user_values]),
         vocab={
             "brand": vocab.brands.height + 1,
             "btag": BTAG_CANDIDATE + 1,
@@ -530,9 +529,14 @@ def build_taobao(path: Path, *, max_len: int, seed: int, valid: bool) -> Built:
 
 def _btag_extras() -> Extras:
     """UserBehavior's schema: behaviour (item, cate, btag); the candidate's btag is "ad"."""
-    btags = pl.DataFrame({"raw": [*rt.BTAGS, "ad"], "btag": list(range(1, BTAG_CANDIDATE + 1))})
     return Extras(schema=FeatureSchema(behaviour=("item", "cate", "btag")), users=None,
-                  values=_values(btags, "btag"), vocab={"btag": BTAG_CANDIDATE + 1})  # fmt: skip
+                  values=_btag_values(), vocab={"btag": BTAG_CANDIDATE + 1})  # fmt: skip
+
+
+def _btag_values() -> pl.DataFrame:
+    """values.parquet rows of the btag field: the log's behaviour types, then "ad"."""
+    btags = pl.DataFrame({"raw": [*rt.BTAGS, "ad"], "btag": list(range(1, BTAG_CANDIDATE + 1))})
+    return _values(btags, "btag")
 
 
 def _user_splits(samples: pl.DataFrame, last_ts: np.ndarray, seed: int, valid: bool
