@@ -6,7 +6,6 @@ run is opened once (best weights + dataset) and handed to the evaluator and the 
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import time
@@ -17,7 +16,6 @@ from typing import Any
 
 from dinctl import runs
 from dinctl.errors import DinctlError
-from dinctl.fsutil import atomic_file
 
 QUICKSTART_MARKER = "quickstart.json"
 # DIN with Dice, small enough for a 2-core laptop in seconds: the sample has ~2.7k training
@@ -98,11 +96,6 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _write_marker(marker: Path, data: dict[str, Any]) -> None:
-    with atomic_file(marker) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-
-
 def run_quickstart(
     out: Path,
     *,
@@ -125,7 +118,7 @@ def run_quickstart(
     out = Path(out)
     prepare_quickstart_dir(out, overwrite)
     marker = out / QUICKSTART_MARKER
-    _write_marker(marker, {"status": "running", "started": runs.now()})
+    runs.write_json(marker, {"status": "running", "started": runs.now()})
 
     data = out / "data"
     stage(f"preprocess  {sample / 'amazon'} → {data}")
@@ -157,5 +150,5 @@ def run_quickstart(
         plots=plots,
         seconds=time.perf_counter() - started,
     )
-    _write_marker(marker, {"status": "done", **result.to_json()})
+    runs.write_json(marker, {"status": "done", **result.to_json()})
     return result

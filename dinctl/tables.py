@@ -8,7 +8,6 @@ RelaImpr (Eq. 11) is computed from the headline against the baseline row.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dinctl.fsutil import atomic_file
-from dinctl.runs import HEADLINE_METRIC, METRIC_LABELS
+from dinctl.runs import HEADLINE_METRIC, METRIC_LABELS, write_json
 
 # names as the paper's Table 3 prints them
 MODEL_LABELS = {
@@ -278,6 +277,5 @@ def write_table(table: Table, out: Path) -> dict[str, Path]:
     md, js = Path(out) / f"{table.name}.md", Path(out) / f"{table.name}.json"
     with atomic_file(md) as tmp:
         tmp.write_text(table.markdown())
-    with atomic_file(js) as tmp:
-        tmp.write_text(json.dumps(table.to_json(), indent=2) + "\n")
+    write_json(js, table.to_json())
     return {"markdown": md, "json": js}
