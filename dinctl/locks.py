@@ -69,6 +69,12 @@ def _stale(holder: dict[str, Any] | None) -> bool:
     return isinstance(pid, int) and not pid_alive(pid)
 
 
+def _held_elsewhere(path: Path) -> bool:
+    """Without flock: the lock file names a live holder other than this process."""
+    holder = read_holder(path)
+    return holder is not None and not _stale(holder) and holder.get("pid") != os.getpid()
+
+
 def _busy(folder: Path, what: str, path: Path) -> DinctlError:
     return DinctlError(
         f"{what} {folder} is in use by {_describe(read_holder(path))}",
@@ -86,7 +92,7 @@ def _acquire(folder: Path, what: str, path: Path, command: str) -> int:
         try:
             if fcntl is not None:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            elif not _stale(read_holder(path)) and read_holder(path) is not None:
+            elif _held_elsewhere(path):
                 raise BlockingIOError(errno.EWOULDBLOCK, "locked")
         except BlockingIOError:
             os.close(fd)
@@ -95,8 +101,7 @@ def _acquire(folder: Path, what: str, path: Path, command: str) -> int:
             if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
                 os.close(fd)
                 raise
-            holder = read_holder(path)
-            if holder is not None and not _stale(holder) and holder.get("pid") != os.getpid():
+            if _held_elsewhere(path):
                 os.close(fd)
                 raise _busy(folder, what, path) from None
         try:
