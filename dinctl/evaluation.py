@@ -174,11 +174,6 @@ def evaluate_run(
     return score_run(open_run(run_dir, device=device), split, batch_size)
 
 
-def read_metrics(run_dir: Path | str, split: str = "test") -> dict[str, Any] | None:
-    """A run's metrics of `split` (today's keys; old files are read too), else None."""
-    return runs.read_metrics(run_dir, split)
-
-
 # --------------------------------------------------------------------------- Table 3
 
 

@@ -13,8 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from dinctl.cli.main import app
-from dinctl.evaluation import evaluate_run, read_metrics
+from dinctl.evaluation import evaluate_run
 from dinctl.metrics import auc_score, log_loss, rela_impr, user_auc_details
+from dinctl.runs import read_metrics
 
 runner = CliRunner()
 
