@@ -30,6 +30,9 @@ CHECKPOINT_FORMAT = 1
 
 # what a run folder holds before its first checkpoint: a start that failed there may restart
 STARTED_FILES = frozenset({CONFIG_FILE, LOG_FILE})
+OTHER_RUN_HINT = (
+    f"it belongs to another run; start a new run, or restore the run's own {CHECKPOINT_FILE}"
+)
 
 
 def prepare_run_dir(run_dir: Path, resume: bool, info: D.DistInfo) -> None:
@@ -98,8 +101,7 @@ def restore(
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DinctlError(
             f"{run_dir / CHECKPOINT_FILE} does not fit this run's {cfg.model} model ({first})",
-            hint=f"it belongs to another run; start a new run, or restore the run's own "
-            f"{CHECKPOINT_FILE}",
+            hint=OTHER_RUN_HINT,
         ) from None
     best = json.loads(state["best"])
     best.pop("auc", None)  # older runs: the global AUC; the score is re-read from "valid"
@@ -156,8 +158,7 @@ def check_resume_state(state: dict[str, Any], path: Path, cfg: TrainConfig) -> N
     if saved_model != cfg.model:
         raise DinctlError(
             f"{path} is a checkpoint of model {saved_model!r}, this run trains {cfg.model!r}",
-            hint=f"it belongs to another run; start a new run, or restore the run's own "
-            f"{CHECKPOINT_FILE}",
+            hint=OTHER_RUN_HINT,
         )
 
 
