@@ -82,10 +82,12 @@ class SparseLinear(nn.Module):
 
     def extra_tables(self, prefix: str) -> list[tuple[str, nn.Embedding, str]]:
         out = []
-        for k, name in enumerate(self.beh_names):
+        tables = zip(_embeddings(self.extra), _embeddings(self.hist_extra), strict=True)
+        beh = zip(self.beh_names, tables, strict=True)
+        for k, (name, (cand, hist)) in enumerate(beh):
             out += [
-                (f"{prefix}_{name}", _embeddings(self.extra)[k], f"beh:{k}:{name}.cand"),
-                (f"{prefix}_hist_{name}", _embeddings(self.hist_extra)[k], f"beh:{k}:{name}.hist"),
+                (f"{prefix}_{name}", cand, f"beh:{k}:{name}.cand"),
+                (f"{prefix}_hist_{name}", hist, f"beh:{k}:{name}.hist"),
             ]
         side = zip(self.side_names, _embeddings(self.side), strict=True)
         for k, (name, table) in enumerate(side):
