@@ -26,6 +26,7 @@ from dinctl.serving.runtime import (
     load_run_and_dataset,
     missing_extra,
     onnx_engine,
+    user_histories,
 )
 from dinctl.serving.scorer import INPUT_NAMES, RequestScorer, signature
 
@@ -216,11 +217,7 @@ def export_run(
         write_model(scorer, fmt, model_file)
         engine = onnx_engine(model_file) if fmt == "onnx" else exported_engine(model_file)
         worst, n = check_parity(engine, run, ds)
-        import polars as pl
-
-        users = pl.read_parquet(ds.path / "sequences.parquet", columns=["raw_user", "items"])
-        users = users.with_columns(pl.col("items").list.tail(run.config.max_len))
-        B.write_tables(tmp, ds.items_frame(), users)
+        B.write_tables(tmp, ds.items_frame(), user_histories(ds, run.config.max_len))
         B.write_manifest(tmp, manifest(run, ds, fmt, scorer, worst, n, torch.__version__))
     return ExportResult(out, fmt, worst, n, time.perf_counter() - started)
 

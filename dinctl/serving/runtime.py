@@ -169,12 +169,17 @@ def open_run_serving(run_dir: Path, bf16: bool = False) -> ServingModel:
     return ServingModel(vocab, eager_engine(scorer), info, scorer.has_attention)
 
 
-def vocab_of_dataset(ds: Any, max_len: int) -> Vocab:
-    """The vocabulary and end-of-data histories of a preprocessed dataset."""
+def user_histories(ds: Any, max_len: int) -> Any:
+    """(raw_user, items) of a preprocessed dataset, each user's last max_len items."""
     import polars as pl
 
     users = pl.read_parquet(ds.path / "sequences.parquet", columns=["raw_user", "items"])
-    return Vocab.from_frames(ds.items_frame(), users, max_len)
+    return users.with_columns(pl.col("items").list.tail(max_len))
+
+
+def vocab_of_dataset(ds: Any, max_len: int) -> Vocab:
+    """The vocabulary and end-of-data histories of a preprocessed dataset."""
+    return Vocab.from_frames(ds.items_frame(), user_histories(ds, max_len), max_len)
 
 
 def dataset_info(ds: Any) -> dict[str, Any]:
