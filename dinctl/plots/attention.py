@@ -22,9 +22,8 @@ from dinctl.plots.common import (
     save_png,
     score_candidates,
     short,
-    write_json,
 )
-from dinctl.runs import PLOTS_DIR
+from dinctl.runs import PLOTS_DIR, write_json
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -227,7 +226,7 @@ def write_attention(amap: AttentionMap) -> tuple[Path, Path]:
     base = amap.run_dir / PLOTS_DIR / f"attention_{safe_name(amap.user)}"
     png, js = base.with_suffix(".png"), base.with_suffix(".json")
     save_png(draw_attention(amap), png)
-    write_json(amap.to_json(), js)
+    write_json(js, amap.to_json())
     return png, js
 
 

@@ -7,7 +7,6 @@ the numbers behind it (JSON or CSV) under `<run>/plots/`.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -103,11 +102,6 @@ def save_png(fig: Figure, path: Path) -> None:
     FigureCanvasAgg(fig)
     with atomic_file(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI)
-
-
-def write_json(data: Any, path: Path) -> None:
-    with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def figure(width_px: int, height_px: int) -> Figure:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from dinctl import runs
 from dinctl.errors import DinctlError
 from dinctl.fsutil import json_fields
-from dinctl.plots.common import LINESTYLES, MARKERS, figure, save_png, write_json
+from dinctl.plots.common import LINESTYLES, MARKERS, figure, save_png
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -101,7 +101,9 @@ def write_curves(curves: list[Curve], out: Path | str | None = None) -> tuple[Pa
         )
     js = png.with_suffix(".json")
     save_png(draw_curves(curves), png)
-    write_json({"metric": "valid_user_weighted_auc", "runs": [cv.to_json() for cv in curves]}, js)
+    runs.write_json(
+        js, {"metric": "valid_user_weighted_auc", "runs": [cv.to_json() for cv in curves]}
+    )
     return png, js
 
 
