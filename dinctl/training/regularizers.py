@@ -61,12 +61,14 @@ def batch_ids(batch: Batch, vocab: str) -> tuple[torch.Tensor, torch.Tensor]:
     if maybe_hist is None:
         ids = cand.unsqueeze(1)  # (B, 1)
         return ids, ids > 0
-    hist = maybe_hist
-    fields = {"": [cand.unsqueeze(1), hist * batch.hist_mask], "cand": [cand.unsqueeze(1)]}
-    fields["hist"] = [hist * batch.hist_mask]
-    if part not in fields:
+    if part == "cand":
+        ids = cand.unsqueeze(1)  # (B, 1)
+    elif part in ("", "hist"):
+        ids = maybe_hist * batch.hist_mask  # (B, T)
+        if part == "":
+            ids = torch.cat([cand.unsqueeze(1), ids], dim=1)  # (B, 1+T)
+    else:
         raise ValueError(f"unknown vocabulary {vocab!r}")
-    ids = torch.cat(fields[part], dim=1)  # (B, K)
     return ids, ids > 0
 
 
