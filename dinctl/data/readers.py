@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import gzip
-import io
 import json
 import re
 import tempfile
@@ -500,20 +499,18 @@ def _non_finite(df: pl.DataFrame) -> bool:
     )
 
 
-def _read_csv(name: str, data: bytes | Path, schema: dict[str, Any]) -> pl.DataFrame:
-    """A CSV (a file, read in place, or bytes from a zip) with the columns of `schema`."""
-    empty = data.stat().st_size == 0 if isinstance(data, Path) else not data.strip()
-    if empty:
+def _read_csv(name: str, path: Path, schema: dict[str, Any]) -> pl.DataFrame:
+    """A CSV file (read in place) with the columns of `schema`."""
+    if path.stat().st_size == 0:
         raise DinctlError(f"{name} is empty", hint="download it again")
-    source = data if isinstance(data, Path) else io.BytesIO(data)
     try:
-        df = pl.read_csv(source, schema_overrides=schema, columns=list(schema))
+        df = pl.read_csv(path, schema_overrides=schema, columns=list(schema))
         ok = df.select(pl.col(c) for c in schema if c != "title").null_count().sum_horizontal()
         bad = ok.item() != 0
     except Exception:  # noqa: BLE001 - polars raises several types; the slow path names the line
         bad, df = True, pl.DataFrame()
     if bad or _non_finite(df):
-        with open(data, "rb") if isinstance(data, Path) else io.BytesIO(data) as f:
+        with open(path, "rb") as f:
             _check_csv_lines(name, strict_lines(name, f), schema)
         if df.height == 0:
             raise DinctlError(f"{name} could not be read as CSV", hint="download it again")
@@ -524,9 +521,7 @@ def _read_csv(name: str, data: bytes | Path, schema: dict[str, Any]) -> pl.DataF
     return df
 
 
-def _movielens_files(
-    raw: Path, scratch: Path, max_bytes: int
-) -> tuple[Path, dict[str, bytes | Path]]:
+def _movielens_files(raw: Path, scratch: Path, max_bytes: int) -> tuple[Path, dict[str, Path]]:
     """ratings.csv and movies.csv of a folder, or of a release zip (streamed into `scratch`)."""
     hint = "run `dinctl download movielens` or pass --raw DIR (or the ml-20m.zip itself)"
     if not raw.exists():
@@ -536,9 +531,7 @@ def _movielens_files(
             if (folder / "ratings.csv").is_file():
                 if not (folder / "movies.csv").is_file():
                     raise DinctlError(f"{folder / 'movies.csv'} does not exist", hint=hint)
-                paths: dict[str, bytes | Path] = {
-                    n: folder / n for n in ("ratings.csv", "movies.csv")
-                }
+                paths = {n: folder / n for n in ("ratings.csv", "movies.csv")}
                 return folder / "ratings.csv", paths
         zips = sorted(raw.glob("*.zip"))
         if not zips:
@@ -546,7 +539,7 @@ def _movielens_files(
                 f"{raw / 'ratings.csv'} does not exist (nor a .zip in {raw})", hint=hint
             )
         raw = zips[0]
-    files: dict[str, bytes | Path] = {}
+    files: dict[str, Path] = {}
     with open_zip(raw, str(raw), hint) as zf:
         names = zf.namelist()
         for want in ("ratings.csv", "movies.csv"):
