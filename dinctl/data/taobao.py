@@ -123,17 +123,14 @@ def _dense(values: pl.Series, raw: str, name: str) -> pl.DataFrame:
     return out.with_columns(pl.int_range(1, out.height + 1, dtype=pl.Int32).alias(name))
 
 
-def _ids(frame: Any, vocab: _Vocab) -> Any:
-    """Replace raw user, cate, brand by uid, item, cid (works lazily or eagerly)."""
+def _ids(frame: pl.DataFrame, vocab: _Vocab) -> pl.DataFrame:
+    """Replace raw user, cate, brand by uid, item, cid, brand_id."""
     return (
         frame.with_columns(pl.col("brand").fill_null(0))
-        .join(vocab.users.lazy() if isinstance(frame, pl.LazyFrame) else vocab.users, on="user")
-        .join(
-            vocab.pairs.lazy() if isinstance(frame, pl.LazyFrame) else vocab.pairs,
-            on=["cate", "brand"],
-        )  # fmt: skip
-        .join(vocab.cates.lazy() if isinstance(frame, pl.LazyFrame) else vocab.cates, on="cate")
-        .join(vocab.brands.lazy() if isinstance(frame, pl.LazyFrame) else vocab.brands, on="brand")
+        .join(vocab.users, on="user")
+        .join(vocab.pairs, on=["cate", "brand"])
+        .join(vocab.cates, on="cate")
+        .join(vocab.brands, on="brand")
     )
 
 
