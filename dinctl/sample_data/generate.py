@@ -385,6 +385,7 @@ def generate_taobao_ad(out: Path, rng: random.Random) -> None:
                              rng.randrange(0, 7), pvalue, rng.choice([1, 2, 3]),
                              rng.choice([0, 1]), city))  # fmt: skip
         t = start - 14 * day + rng.randrange(0, day)
+        own = len(behaviours)  # this user's behaviours are behaviours[own:]
         for _ in range(rng.randint(10, 40)):
             t += rng.randrange(600, 2 * day)
             cate = rng.choice(sorted(prefs)) if rng.random() < 0.8 else rng.choice(cates)
@@ -395,7 +396,7 @@ def generate_taobao_ad(out: Path, rng: random.Random) -> None:
             ts = start + rng.randrange(0, 8 * day)
             ad = rng.choice(ads)
             pid = rng.choice(["430548_1007", "430539_1007"])
-            seen = any(b[0] == u and b[3] == ad[1] and b[1] < ts for b in behaviours)
+            seen = any(b[3] == ad[1] and b[1] < ts for b in behaviours[own:])
             p = 0.04 + 0.5 * seen + 0.15 * (pid == "430539_1007") + 0.1 * (gender == 2)
             clk = int(rng.random() < p)
             samples.append((u, ts, ad[0], pid, 1 - clk, clk))
