@@ -34,7 +34,7 @@ from dinctl.runs import (
     read_manifest,
     write_manifest,
 )
-from dinctl.tables import Group, Table, write_table
+from dinctl.tables import Group, Table, build_table, write_table
 from dinctl.training.config import BUDGET_KEYS, NOT_IDENTITY_KEYS
 
 MANIFEST = MANIFEST_FILE
@@ -318,7 +318,7 @@ def _run_experiment(
             f" (user-weighted, Eq. 10)  global {metrics['global_auc']:.4f}"
             f"  ({status}, {seconds:.1f} s)"
         )
-    table = build_table(spec, manifest["runs"], experiment_setting(manifest))
+    table = experiment_table(spec, manifest["runs"], experiment_setting(manifest))
     files = write_table(table, out)
     files["manifest"] = out / MANIFEST
     if len(spec.variants) > 1:
@@ -440,12 +440,10 @@ def experiment_setting(manifest: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def build_table(
+def experiment_table(
     spec: ExperimentSpec, runs: Sequence[dict[str, Any]], setting: dict[str, Any] | None = None
 ) -> Table:
     """Aggregate finished manifest entries per variant into the paper's table layout."""
-    from dinctl.tables import build_table as build
-
     by_variant: dict[str, list[dict[str, Any]]] = {v.key: [] for v in spec.variants}
     for run in runs:
         if run.get("status") == "done" and run.get("metrics") and run["variant"] in by_variant:
@@ -454,7 +452,7 @@ def build_table(
         Group(v.key, (v.label,), by_variant[v.key], {"key": v.key, "label": v.label})
         for v in spec.variants
     ]
-    return build(
+    return build_table(
         spec.name,
         spec.title,
         (spec.row_header,),

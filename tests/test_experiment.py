@@ -17,7 +17,7 @@ from dinctl.experiment import (
     TABLE4,
     ExperimentSettings,
     TorchBackend,
-    build_table,
+    experiment_table,
     plan_runs,
     read_manifest,
     run_experiment,
@@ -286,7 +286,7 @@ def test_table3_hand_computed() -> None:
         _done("din", 1, 0.77),
         {"variant": "pnn", "seed": 0, "status": "running", "metrics": None},
     ]
-    table = build_table(TABLE3, runs)
+    table = experiment_table(TABLE3, runs)
     assert [r.key for r in table.rows] == ["lr", "base", "din"]  # unfinished variants are absent
     # RelaImpr = ((mean AUC − 0.5) / (mean base AUC − 0.5) − 1) · 100
     assert table.rows[0].rela_impr == pytest.approx((0.11 / 0.21 - 1) * 100)  # −47.62 %
@@ -322,7 +322,7 @@ def test_table4_has_logloss_and_relaimpr_against_no_item_ids() -> None:
         _done("base-no-ids", 0, 0.60, logloss=0.65),
         _done("base-mba", 0, 0.63, logloss=0.61),
     ]
-    table = build_table(TABLE4, runs)
+    table = experiment_table(TABLE4, runs)
     assert table.header() == [
         "BaseModel",
         "AUC (user-weighted, Eq. 10)",
@@ -337,8 +337,9 @@ def test_table4_has_logloss_and_relaimpr_against_no_item_ids() -> None:
 
 
 def test_relaimpr_is_blank_without_baseline_or_at_chance() -> None:
-    assert build_table(TABLE3, [_done("din", 0, 0.7)]).cells() == [["DIN", "0.7000", "0.7300", "–"]]
-    chance = build_table(TABLE3, [_done("base", 0, 0.5), _done("din", 0, 0.7)])
+    alone = experiment_table(TABLE3, [_done("din", 0, 0.7)])
+    assert alone.cells() == [["DIN", "0.7000", "0.7300", "–"]]
+    chance = experiment_table(TABLE3, [_done("base", 0, 0.5), _done("din", 0, 0.7)])
     assert [r.rela_impr for r in chance.rows] == [None, None]
 
 
