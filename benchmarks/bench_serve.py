@@ -37,7 +37,7 @@ from gpu_check import synthetic_dataset  # noqa: E402
 from dinctl.data.batching import Batch  # noqa: E402
 from dinctl.data.store import load_dataset  # noqa: E402
 from dinctl.serving.export import export_run  # noqa: E402
-from dinctl.serving.runtime import ServingModel, load_run_and_dataset, open_serving  # noqa: E402
+from dinctl.serving.runtime import ServingModel, open_servable_run, open_serving  # noqa: E402
 from dinctl.training.checkpoint import RunConfig, save_checkpoint, write_run_config  # noqa: E402
 from dinctl.training.config import resolve_config  # noqa: E402
 
@@ -109,7 +109,8 @@ def naive_eager(run: Any, ds: Any) -> Any:
 
 
 def in_process(run_dir: Path, bundle: Path, n: int, threads: int) -> dict[str, Any]:
-    run, ds = load_run_and_dataset(run_dir)
+    run = open_servable_run(run_dir)
+    ds = run.dataset
     engines: dict[str, ServingModel] = {
         "eager fp32": open_serving(run_dir),
         "eager bf16": open_serving(run_dir, bf16=True),

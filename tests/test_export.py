@@ -238,9 +238,10 @@ def test_bf16_path_stays_within_1e3_and_keeps_auc(served: dict[str, Any]) -> Non
     from types import SimpleNamespace
 
     from dinctl.serving.export import check_bf16
-    from dinctl.serving.runtime import eager_engine, load_run_and_dataset
+    from dinctl.serving.runtime import eager_engine, open_servable_run
 
-    run, ds = load_run_and_dataset(served["run"])
+    run = open_servable_run(served["run"])
+    ds = run.dataset
     torch.manual_seed(0)
     fresh = build_model(ModelConfig(**{**run.model_config, "init_std": 0.05})).eval()
     small = SimpleNamespace(model=fresh, config=run.config)

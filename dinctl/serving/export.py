@@ -23,9 +23,9 @@ from dinctl.serving.runtime import (
     dataset_info,
     eager_engine,
     exported_engine,
-    load_run_and_dataset,
     missing_extra,
     onnx_engine,
+    open_servable_run,
     user_histories,
 )
 from dinctl.serving.scorer import INPUT_NAMES, RequestScorer, signature
@@ -209,7 +209,8 @@ def export_run(
     started = time.perf_counter()
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / f"bundle-{fmt}"
-    run, ds = load_run_and_dataset(run_dir)
+    run = open_servable_run(run_dir)
+    ds = run.dataset
     scorer = RequestScorer(run.model)
     check_parity(eager_engine(scorer), run, ds)  # the scorer itself, before any export
     with B.write_bundle(out, fmt, overwrite=overwrite) as tmp:

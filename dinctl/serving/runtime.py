@@ -30,8 +30,9 @@ def missing_extra(module: str) -> DinctlError:
     )
 
 
-def load_run_and_dataset(run_dir: Path) -> tuple[Any, Any]:
-    """A run's best weights (eval mode, CPU) and the dataset it was trained on, checked equal."""
+def open_servable_run(run_dir: Path) -> Any:
+    """A run's best weights (eval mode, CPU; its dataset is `run.dataset`), refused unless the
+    dataset has item and category fields only."""
     from dinctl.inference import open_run
 
     run = open_run(run_dir, "cpu")
@@ -43,7 +44,7 @@ def load_run_and_dataset(run_dir: Path) -> tuple[Any, Any]:
             f"({', '.join(extra)}): export, serve and predict support item/category runs only",
             hint="score its test split with `dinctl evaluate`",
         )
-    return run, run.dataset
+    return run
 
 
 def eager_engine(scorer: Any) -> Engine:
@@ -151,7 +152,8 @@ def open_run_serving(run_dir: Path, bf16: bool = False) -> ServingModel:
     """The eager RequestScorer over a run's best weights."""
     from dinctl.serving.scorer import RequestScorer, signature
 
-    run, ds = load_run_and_dataset(run_dir)
+    run = open_servable_run(run_dir)
+    ds = run.dataset
     scorer = RequestScorer(run.model, bf16=bf16)
     if bf16:
         from dinctl.serving.export import check_bf16
