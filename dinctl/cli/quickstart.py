@@ -58,6 +58,8 @@ def _panel(result: Any) -> Any:
     from rich.panel import Panel
     from rich.table import Table
 
+    from dinctl import runs
+
     m = result.metrics
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
@@ -69,8 +71,10 @@ def _panel(result: Any) -> Any:
     )
     grid.add_row("test logloss", f"{m['logloss']:.4f}  (best epoch {result.best_epoch})")
     grid.add_row("dataset", str(result.data))
-    grid.add_row("run", f"{result.run_dir}  (config.json, best.pt, log.jsonl)")
-    grid.add_row("predictions", f"{result.run_dir / 'predictions.parquet'}, metrics.json")
+    names = ", ".join((runs.CONFIG_FILE, runs.BEST_FILE, runs.LOG_FILE))
+    grid.add_row("run", f"{result.run_dir}  ({names})")
+    predictions = result.run_dir / runs.predictions_file("test")
+    grid.add_row("predictions", f"{predictions}, {runs.metrics_file('test')}")
     for name, path in result.plots.items():
         grid.add_row(f"{name} plot", str(path))
     return Panel(
