@@ -13,6 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dinctl.data.batching import SplitTensors, WindowGatherer, iter_batches
+from dinctl.data.preprocess import preprocess_logs
+from dinctl.data.readers import LogColumns
 from dinctl.data.store import FORMAT_VERSION, load_dataset, write_dataset
 from dinctl.errors import DinctlError
 
@@ -75,6 +77,21 @@ def test_round_trip_csr(tmp_path: Path) -> None:
     assert len(ds.split("train")) == 7
     assert not ds.has_split("valid")
     assert not list(tmp_path.glob(".d.*")), "temporary folder left behind"
+
+
+def test_splits_with_extra_fields_keep_their_names(tmp_path: Path) -> None:
+    """Reading a split's behaviour, context and numeric columns leaves its name alone."""
+    logs = Path(__file__).resolve().parents[1] / "sample_data" / "logs"
+    columns = LogColumns(user="user_id", item="item_id", category="cate", time="ts",
+                         label="click", behaviour=("brand",), context=("slot",),
+                         numeric=("price",))  # fmt: skip
+    preprocess_logs(logs / "events.csv", tmp_path / "d", columns=columns)
+    ds = load_dataset(tmp_path / "d")
+    for name in ("train", "valid", "test"):
+        split = ds.split(name)
+        assert sorted(split.fields) == ["brand", "price", "slot"]
+        assert split.name == name
+        assert SplitTensors(split).name == name
 
 
 def test_missing_split_and_existing_output(tmp_path: Path) -> None:

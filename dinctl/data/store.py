@@ -318,23 +318,23 @@ def _read_split(root: Path, name: str, meta: dict[str, Any], ds: Dataset | None 
     cols = {c: df[c].to_numpy() for c in SAMPLE_COLUMNS}
     vocab = meta["vocab"]
     fields: dict[str, np.ndarray] = {}
-    for name in (*schema.extra_behaviour, *schema.context):
-        values = df[name].to_numpy()
-        hi = int(vocab[name]) - 1
+    for col in (*schema.extra_behaviour, *schema.context):  # `col`: `name` is the split's
+        values = df[col].to_numpy()
+        hi = int(vocab[col]) - 1
         _check_range(
-            path, name, values, 1 if name in schema.behaviour else 0, hi, f"a {name} id in 0..{hi}"
+            path, col, values, 1 if col in schema.behaviour else 0, hi, f"a {col} id in 0..{hi}"
         )
-        fields[name] = values.astype(np.int32, copy=False)
-    for name in schema.numeric:
-        values = df[name].cast(float).to_numpy().astype(np.float32)
+        fields[col] = values.astype(np.int32, copy=False)
+    for col in schema.numeric:
+        values = df[col].cast(float).to_numpy().astype(np.float32)
         bad = np.flatnonzero(~np.isfinite(values))
         if len(bad):
             raise DinctlError(
-                f"{path}: column {name!r} holds {values[bad[0]]} in row {bad[0] + 1}, expected "
+                f"{path}: column {col!r} holds {values[bad[0]]} in row {bad[0] + 1}, expected "
                 "a finite number",
                 hint=REBUILD_HINT,
             )
-        fields[name] = values
+        fields[col] = values
     _check_range(
         path, "user", cols["user"], 1, vocab["user"] - 1, f"a user id in 1..{vocab['user'] - 1}"
     )
