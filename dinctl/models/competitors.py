@@ -8,7 +8,7 @@ from torch import nn
 from dinctl.data.batching import Batch
 from dinctl.models.config import ModelConfig, ModelOutput
 from dinctl.models.din import BaseModel, behaviour_embedding, side_embedding, side_tables, tower
-from dinctl.models.layers import BehaviourEmbedding, PackedHistory, SideEmbedding, side_tag
+from dinctl.models.layers import BehaviourEmbedding, PackedHistory, SideEmbedding, side_entries
 
 _HASH_A = 2654435761  # Knuth's multiplicative constant
 _HASH_B = 40503
@@ -89,10 +89,7 @@ class SparseLinear(nn.Module):
                 (f"{prefix}_{name}", cand, f"beh:{k}:{name}.cand"),
                 (f"{prefix}_hist_{name}", hist, f"beh:{k}:{name}.hist"),
             ]
-        side = zip(self.side_names, _embeddings(self.side), strict=True)
-        for k, (name, table) in enumerate(side):
-            out.append((f"{prefix}_{name}", table, side_tag(k, self.n_user, name)))
-        return out
+        return out + side_entries(prefix + "_{}", self.side_names, self.side, self.n_user)
 
     def extra_logit(self, batch: Batch, pack: PackedHistory) -> tuple[torch.Tensor, torch.Tensor]:
         """(candidate + user + context + numeric (B, 1), packed behaviour (N, 1)) weights of the
@@ -181,10 +178,8 @@ class WideDeep(BaseModel):
 
     def sparse_tables(self) -> list[tuple[str, nn.Embedding, str]]:
         """The deep part's tables and the wide part's one-hot user/context weights."""
-        names = [n for n, _ in (*self.cfg.user_fields, *self.cfg.context_fields)]
-        n_user = len(self.cfg.user_fields)
-        side = zip(names, _embeddings(self.wide_side), strict=True)
-        wide = [(f"wide_{name}", t, side_tag(k, n_user, name)) for k, (name, t) in enumerate(side)]
+        names = tuple(n for n, _ in (*self.cfg.user_fields, *self.cfg.context_fields))
+        wide = side_entries("wide_{}", names, self.wide_side, len(self.cfg.user_fields))
         return super().sparse_tables() + wide
 
     def wide(self, batch: Batch, pack: PackedHistory) -> torch.Tensor:

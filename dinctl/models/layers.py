@@ -249,9 +249,17 @@ def init_table(table: nn.Embedding, init_std: float) -> None:
         table.weight[0].zero_()
 
 
-def side_tag(k: int, n_user: int, name: str) -> str:
-    """The vocabulary tag of the k-th user-then-context field (regularisers read it)."""
-    return f"user:{k}:{name}" if k < n_user else f"ctx:{k - n_user}:{name}"
+def side_entries(
+    label: str, names: tuple[str, ...], tables: nn.ModuleList, n_user: int
+) -> list[tuple[str, nn.Embedding, str]]:
+    """(label.format(name), table, vocabulary tag) of each user-then-context field's table;
+    the tag `user:k:name` / `ctx:k:name` is what the regularisers read."""
+    out = []
+    for k, (name, table) in enumerate(zip(names, tables, strict=True)):
+        assert isinstance(table, nn.Embedding)
+        tag = f"user:{k}:{name}" if k < n_user else f"ctx:{k - n_user}:{name}"
+        out.append((label.format(name), table, tag))
+    return out
 
 
 class SideEmbedding(nn.Module):
@@ -277,11 +285,7 @@ class SideEmbedding(nn.Module):
             init_table(table, init_std)
 
     def sparse_tables(self) -> list[tuple[str, nn.Embedding, str]]:
-        out = []
-        for k, (name, table) in enumerate(zip(self.names, self.tables, strict=True)):
-            assert isinstance(table, nn.Embedding)
-            out.append((f"{name}_emb", table, side_tag(k, self.n_user, name)))
-        return out
+        return side_entries("{}_emb", self.names, self.tables, self.n_user)
 
     @staticmethod
     def ids_of(batch: Batch) -> torch.Tensor:
