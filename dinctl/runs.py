@@ -353,7 +353,7 @@ def read_manifest(path: Path | str) -> dict[str, Any]:
 def write_manifest(out: Path, manifest: dict[str, Any]) -> Path:
     """Write `<out>/manifest.json` atomically, stamping `updated`."""
     manifest["updated"] = now()
-    return write_json(Path(out) / MANIFEST_FILE, json.loads(json.dumps(manifest, default=str)))
+    return write_json(Path(out) / MANIFEST_FILE, manifest)
 
 
 # --------------------------------------------------------------------------- path → runs
