@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -282,21 +282,6 @@ def deny_writes(monkeypatch: pytest.MonkeyPatch, root: Path, *, code: int = errn
     monkeypatch.setattr(Path, "mkdir", mkdir)
     monkeypatch.setattr(os, "open", open_)
     monkeypatch.setattr(os, "access", access)
-
-
-def fail_on(
-    monkeypatch: pytest.MonkeyPatch, target: Any, name: str, when: Callable[..., bool],
-    error: BaseException,
-) -> None:  # fmt: skip
-    """Patch `target.name` to raise `error` for calls where `when(*args)` holds."""
-    real = getattr(target, name)
-
-    def patched(*args: Any, **kwargs: Any) -> Any:
-        if when(*args):
-            raise error
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(target, name, patched)
 
 
 # ------------------------------------------------------------------------------ processes
