@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dinctl.data.vocab import read_vocab, user_target
+from dinctl.data.vocab import Vocab, read_vocab, user_target
 from dinctl.errors import DinctlError
 from dinctl.fsutil import json_fields
 from dinctl.inference import OpenedRun
@@ -92,6 +92,16 @@ def extra_field_labels(
     return out
 
 
+def _entry(dataset: Dataset, vocab: Vocab, item: int, fields: dict[str, str]) -> dict[str, Any]:
+    """A behaviour or candidate as the figure and its JSON name it."""
+    return {
+        "item": int(item),
+        "raw_item": str(vocab.raw_item[item]),
+        "category": str(vocab.cate_name[dataset.item_cate[item]]),
+        **({"fields": fields} if fields else {}),
+    }
+
+
 def _label(entry: dict[str, Any]) -> str:
     """A behaviour's or candidate's tick label: item · category (· every other field)."""
     parts = [entry["raw_item"], short(entry["category"])]
@@ -135,21 +145,12 @@ def compute_attention(
     beh_items = run.dataset.seq_items[start : start + shown]
     beh_fields = extra_field_labels(run.dataset, np.arange(start, start + shown), None)
     behaviours = [
-        {
-            "item": int(j),
-            "raw_item": str(vocab.raw_item[j]),
-            "category": str(vocab.cate_name[run.dataset.item_cate[j]]),
-            **({"fields": f} if f else {}),
-        }
-        for j, f in zip(beh_items, beh_fields, strict=True)
+        _entry(run.dataset, vocab, j, f) for j, f in zip(beh_items, beh_fields, strict=True)
     ]
     cand_fields = extra_field_labels(run.dataset, None, item_arr)
     cands = [
         {
-            "item": int(j),
-            "raw_item": str(vocab.raw_item[j]),
-            "category": str(vocab.cate_name[run.dataset.item_cate[j]]),
-            **({"fields": f} if f else {}),
+            **_entry(run.dataset, vocab, j, f),
             "score": float(p),
             "target": not candidates and k == 0,
         }
