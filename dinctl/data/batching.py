@@ -172,13 +172,11 @@ class SplitTensors:
 
     def to(self, device: torch.device) -> None:
         """Move every row tensor to `device`."""
-        for name in ("user", "hist_len", "item", "cate", "label", *EXTRA_ROWS):
+        for name in ("user", "hist_len", "item", "cate", "label", "cand_fields", "context",
+                     "numeric"):  # fmt: skip
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, value.to(device))
-
-
-EXTRA_ROWS = ("cand_fields", "context", "numeric")
 
 
 def iter_batches(
