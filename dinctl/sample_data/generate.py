@@ -374,7 +374,8 @@ def generate_taobao_ad(out: Path, rng: random.Random) -> None:
     ads, cates = _ad_catalogue(rng)
     start, day = 1_494_000_000, 86_400  # 2017-05-06 00:00 Beijing; 8 days of impressions
     users = rng.sample(range(1, 1_141_730), 240)
-    profiles, behaviours, samples = [], [], []
+    profiles, samples = [], []
+    behaviours: list[tuple[int, int, str, int, int | str]] = []
     for u in users:
         prefs = set(rng.sample(cates, 2))
         gender = rng.choice([1, 2])
