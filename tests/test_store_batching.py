@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from dinctl.data.batching import SplitTensors, WindowGatherer, iter_batches
 from dinctl.data.preprocess import preprocess_logs
 from dinctl.data.readers import LogColumns
-from dinctl.data.store import FORMAT_VERSION, load_dataset, write_dataset
+from dinctl.data.store import FORMAT_VERSION, dataset_checksum, load_dataset, write_dataset
 from dinctl.errors import DinctlError
 
 # user 1: items 1,2,3,4 ; user 2: items 3,1 ; user 3: item 2
@@ -70,6 +70,7 @@ def _write(out: Path, seqs: dict[int, list[int]] = SEQS, overwrite: bool = False
 def test_round_trip_csr(tmp_path: Path) -> None:
     ds = load_dataset(_write(tmp_path / "d"))
     assert ds.meta["format_version"] == FORMAT_VERSION
+    assert ds.meta["checksum"] == dataset_checksum(tmp_path / "d")  # what a reader recomputes
     assert ds.seq_offsets.tolist() == [0, 0, 4, 6, 7]
     assert ds.seq_items.tolist() == [1, 2, 3, 4, 3, 1, 2]
     assert ds.item_cate.tolist() == [0, 1, 1, 2, 2]
@@ -84,9 +85,12 @@ def test_splits_with_extra_fields_keep_their_names(tmp_path: Path) -> None:
     logs = Path(__file__).resolve().parents[1] / "sample_data" / "logs"
     columns = LogColumns(user="user_id", item="item_id", category="cate", time="ts",
                          label="click", behaviour=("brand",), context=("slot",),
-                         numeric=("price",))  # fmt: skip
+                         numeric=("price",), user_features=logs / "users.csv",
+                         user_feature_cols=("age",))  # fmt: skip
     preprocess_logs(logs / "events.csv", tmp_path / "d", columns=columns)
     ds = load_dataset(tmp_path / "d")
+    assert {"users.parquet", "values.parquet"} <= {p.name for p in (tmp_path / "d").iterdir()}
+    assert ds.meta["checksum"] == dataset_checksum(tmp_path / "d")
     for name in ("train", "valid", "test"):
         split = ds.split(name)
         assert sorted(split.fields) == ["brand", "price", "slot"]

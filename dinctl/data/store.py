@@ -544,18 +544,29 @@ def load_dataset(path: Path | str) -> Dataset:
     )
 
 
+# the data files in checksum order; the last two: format 2 only
+DATA_FILES = (
+    "items.parquet",
+    "sequences.parquet",
+    *(f"{s}.parquet" for s in SPLITS),
+    "users.parquet",
+    "values.parquet",
+)
+
+
+def _checksum(sha256: dict[str, str]) -> str:
+    """sha256 over (name, file sha256) of the data files present, in `DATA_FILES` order."""
+    h = hashlib.sha256()
+    for name in DATA_FILES:
+        if name in sha256:
+            h.update(name.encode())
+            h.update(sha256[name].encode())
+    return h.hexdigest()
+
+
 def dataset_checksum(folder: Path) -> str:
     """sha256 over the data files of a dataset folder (names and contents), order-fixed."""
-    import hashlib
-
-    h = hashlib.sha256()
-    names = ("items.parquet", "sequences.parquet", *(f"{s}.parquet" for s in SPLITS))
-    for name in (*names, "users.parquet", "values.parquet"):  # the last two: format 2 only
-        p = folder / name
-        if p.exists():
-            h.update(name.encode())
-            h.update(sha256_file(p).encode())
-    return h.hexdigest()
+    return _checksum({n: sha256_file(folder / n) for n in DATA_FILES if (folder / n).exists()})
 
 
 def dataset_meta(
@@ -617,14 +628,15 @@ def write_dataset(
                 pool.submit(_write_frame, df, tmp / f"{name}.parquet", out / f"{name}.parquet")
                 for name, df in frames.items()
             ]
-            files = dict(job.result() for job in jobs)
+            written = [job.result() for job in jobs]  # (name, {bytes, blake2b}, sha256)
+        files = {name: entry for name, entry, _ in written}
         if late_meta is not None:
             meta = {**meta, **late_meta()}
         full = {
             "format_version": FORMAT_VERSION,
             **meta,
             "schema": schema.to_dict(),
-            "checksum": dataset_checksum(tmp),
+            "checksum": _checksum({name: sha for name, _, sha in written}),
             "files": dict(sorted(files.items())),
         }
         (tmp / "meta.json").write_text(json.dumps(full, indent=2, sort_keys=False) + "\n")
@@ -690,8 +702,9 @@ def _contract_frames(
     return frames
 
 
-def _write_frame(df: Any, tmp: Path, final: Path) -> tuple[str, dict[str, Any]]:
-    """Write one Parquet file; returns (name, {bytes, blake2b}); a write error names `final`."""
+def _write_frame(df: Any, tmp: Path, final: Path) -> tuple[str, dict[str, Any], str]:
+    """Write one Parquet file; returns (name, {bytes, blake2b}, sha256) of the bytes written
+    (read back once); a write error names `final`."""
     try:
         df.write_parquet(tmp, **PARQUET_OPTIONS)
         data = tmp.read_bytes()
@@ -703,4 +716,5 @@ def _write_frame(df: Any, tmp: Path, final: Path) -> tuple[str, dict[str, Any]]:
             raise
         errno_ = int(code.group(1))
         raise write_error(final, OSError(errno_, os.strerror(errno_))) from None
-    return tmp.name, {"bytes": len(data), "blake2b": file_digest(data)}
+    entry = {"bytes": len(data), "blake2b": file_digest(data)}
+    return tmp.name, entry, hashlib.sha256(data).hexdigest()
