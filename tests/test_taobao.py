@@ -120,6 +120,32 @@ def test_sample_data_builds_and_keeps_days_apart(tmp_path: Path) -> None:
     assert np.array_equal(a.item_freq, b.item_freq) and int(a.item_freq.sum()) > 0
 
 
+def test_one_spill_file_equals_the_spill_split_by_shard(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    assert taobao.PARTITIONED_SPILL  # this Polars has PartitionBy: the split spill is the default
+    taobao.preprocess_taobao_ad(SAMPLES / "taobao-ad", tmp_path / "split", max_len=20, shards=4)
+    monkeypatch.setattr(taobao, "PARTITIONED_SPILL", False)
+    taobao.preprocess_taobao_ad(SAMPLES / "taobao-ad", tmp_path / "one", max_len=20, shards=4)
+    a, b = load_dataset(tmp_path / "split"), load_dataset(tmp_path / "one")
+    for split in ("train", "valid", "test"):
+        assert np.array_equal(a.split(split).hist_len, b.split(split).hist_len)
+    assert np.array_equal(a.seq_offsets, b.seq_offsets)
+    assert np.array_equal(a.seq_items, b.seq_items)
+    assert np.array_equal(a.item_freq, b.item_freq)
+
+
+@pytest.mark.parametrize("row", ["x,1494000000,pv,1,2", "99999999,1494000000,click,1,2"])
+def test_a_malformed_log_row_of_any_user_is_found_with_shards(tmp_path: Path, row: str) -> None:
+    raw = tmp_path / "raw"
+    shutil.copytree(SAMPLES / "taobao-ad", raw)
+    log = raw / "behavior_log.csv"
+    lines = log.read_text().splitlines()
+    lines.insert(7, row)  # line 8 of the file
+    log.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DinctlError, match=r"behavior_log\.csv:8: column '(user|btag)'"):
+        taobao.preprocess_taobao_ad(raw, tmp_path / "ds", max_len=20, shards=3)
+
+
 def test_taobao_last_behaviour_protocol(tmp_path: Path) -> None:
     s = taobao.preprocess_taobao(SAMPLES / "taobao", tmp_path / "tb", max_len=10, seed=3)
     assert s["users"] == 300 and s["samples"] == {"train": 378, "valid": 42, "test": 180}

@@ -6,9 +6,10 @@ behavior_log.csv STRICTLY before the impression time. Days 1-7 (Beijing time) tr
 test; validation is day 7 (a time rule, never the test day).
 
 The history join never materialises a history per impression: the typed log is streamed
-once (no joins) into a scratch Parquet file; each shard, a contiguous range of user ids, reads
-its rows, maps ids by binary search, sorts them by (user, time) into CSR order and gets each
-impression's history length from one `searchsorted` of its (user, time) key. Only behaviours
+once (no joins) into scratch Parquet files, one per shard (a contiguous range of user ids);
+each shard reads only its own file, maps ids by binary search, sorts them by (user, time)
+into CSR order and gets each impression's history length from one `searchsorted` of its
+(user, time) key. Only behaviours
 inside some impression's last `max_len` are kept, so the stored sequences are bounded by
 impressions × max_len and by the log, and a shard's memory by its rows.
 
@@ -43,6 +44,7 @@ AD_START = 1_494_000_000  # 2017-05-06 00:00 Beijing time: day 1 of raw_sample.c
 TEST_DAY, VALID_DAY = 8, 7
 TEST_USER_FRACTION, VALID_USER_FRACTION = 0.3, 0.1
 MAX_SHARD_ROWS = 20_000_000  # behaviours per shard: bounds the memory of one join
+PARTITIONED_SPILL = hasattr(pl, "PartitionBy")  # the log split by shard as it is spilled
 
 
 def history_lengths(
@@ -95,10 +97,14 @@ class _Vocab:
     brands: pl.DataFrame  # raw brand (0 = NULL) → brand_id (1..B)
 
 
-def _vocab(samples: pl.DataFrame, ads: pl.DataFrame, beh: Any) -> _Vocab:
-    """Dense ids: users of the impressions, (cate, brand) pairs of the ads and the log."""
+def _users(samples: pl.DataFrame) -> pl.DataFrame:
+    """raw user → uid (1..U) for the users of the impressions, sorted by raw id."""
     users = samples.select(pl.col("user").unique().sort())
-    users = users.with_columns(pl.int_range(1, users.height + 1, dtype=pl.Int32).alias("uid"))
+    return users.with_columns(pl.int_range(1, users.height + 1, dtype=pl.Int32).alias("uid"))
+
+
+def _vocab(users: pl.DataFrame, ads: pl.DataFrame, beh: Any) -> _Vocab:
+    """Dense ids: users of the impressions, (cate, brand) pairs of the ads and the log."""
     seen = (
         beh.join(users.lazy(), on="user", how="semi")
         .select("cate", pl.col("brand").fill_null(0))
@@ -171,25 +177,25 @@ def _join_shard(rows: pl.DataFrame, imp: pl.DataFrame, max_len: int
     return rows.filter(pl.Series(keep)), new_hist
 
 
-def _sharded_join(log: Any, vocab: _Vocab, imp: pl.DataFrame, k: int, max_len: int,
+def _shard_ranges(n_users: int, k: int) -> list[tuple[int, int]]:
+    """k contiguous uid ranges [lo, hi) covering 1..n_users (empty ones dropped)."""
+    ranges = [(s * n_users // k + 1, (s + 1) * n_users // k + 1) for s in range(k)]
+    return [(lo, hi) for lo, hi in ranges if lo < hi]
+
+
+def _sharded_join(log: _Spill, vocab: _Vocab, imp: pl.DataFrame, max_len: int,
                   train_end: int
                   ) -> tuple[list[pl.DataFrame], np.ndarray, pl.DataFrame, int]:  # fmt: skip
     """(sequence list frames per shard, behaviour part of n_j, impressions with hist_len,
     kept behaviours), one contiguous user range at a time: only one shard's log rows are in
-    memory (read from the spilled Parquet log by raw-user range; ids mapped in memory), and
-    the shards' outputs come out in user order (no global sort). `train_end` is the first
-    day that is not training."""
-    n_users, n_items = vocab.users.height, vocab.pairs.height
-    raw_users = vocab.users.sort("uid")["user"]
+    memory (its own spilled Parquet part; ids mapped in memory), and the shards' outputs come
+    out in user order (no global sort). `train_end` is the first day that is not training."""
+    n_items = vocab.pairs.height
     seq_parts, imp_parts, n_kept = [], [], 0
     beh_freq = np.zeros(n_items + 1, dtype=np.float64)
-    for shard in range(k):
-        lo, hi = shard * n_users // k + 1, (shard + 1) * n_users // k + 1  # uids [lo, hi)
-        if lo >= hi:
-            continue
+    for shard, (lo, hi) in enumerate(_shard_ranges(vocab.users.height, log.k)):
         part = imp.filter(pl.col("uid").is_between(lo, hi - 1))
-        rows = log.filter(pl.col("user").is_between(raw_users[lo - 1], raw_users[hi - 2]))
-        rows, hist = _join_shard(_map_ids(rows.collect(), vocab), part, max_len)
+        rows, hist = _join_shard(_map_ids(log.shard(shard).collect(), vocab), part, max_len)
         part = part.with_columns(pl.Series("hist_len", hist))
         train = part.filter(pl.col("day") < train_end)
         beh_freq += _beh_freq(rows, train["uid"].to_numpy(), train["hist_len"].to_numpy(),
@@ -201,18 +207,63 @@ def _sharded_join(log: Any, vocab: _Vocab, imp: pl.DataFrame, k: int, max_len: i
     return seq_parts, beh_freq, pl.concat(imp_parts).sort("uid", "ts", "line"), n_kept
 
 
-def _spill(path: Path, spill: Path) -> Any:
+class _Spill:
+    """The typed behaviour log in a scratch folder, split by user shard as it is written (one
+    `PartitionBy` sink: one pass over the CSV, and each shard later reads only its own part);
+    without `pl.PartitionBy` (older Polars), one file that each shard filters by user range."""
+
+    SCHEMA = {"user": pl.Int64, "ts": pl.Int64, "btag": pl.Int8, "cate": pl.Int64,
+              "brand": pl.Int64, "_bad": pl.Boolean}  # fmt: skip
+
+    def __init__(self, folder: Path, users: pl.DataFrame, k: int, partitioned: bool) -> None:
+        raw = users["user"]  # sorted raw ids; uid = position + 1
+        self.folder, self.partitioned = folder, partitioned
+        self.bounds = [(raw[lo - 1], raw[hi - 2]) for lo, hi in _shard_ranges(len(raw), k)]
+        self.k = len(self.bounds)
+
+    def _key(self) -> pl.Expr:
+        """Each row's shard: the last one whose first raw user is ≤ the row's (-1: before all
+        of them, a user without impressions); a malformed row goes to shard 0, to be found."""
+        starts = pl.Series([lo for lo, _ in self.bounds], dtype=pl.Int64)
+        pos = pl.lit(starts).search_sorted(pl.col("user"), side="right").cast(pl.Int32) - 1
+        return pl.when(pl.col("_bad")).then(pl.lit(0, pl.Int32)).otherwise(pos).alias("shard")
+
+    def write(self, lf: Any) -> None:
+        if not self.partitioned:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            lf.sink_parquet(self.folder / "log.parquet", compression="lz4")
+            return
+        lf = lf.with_columns(self._key()).filter(pl.col("shard") >= 0)
+        lf.sink_parquet(pl.PartitionBy(self.folder, key="shard", include_key=False),
+                        compression="lz4", mkdir=True)  # fmt: skip
+
+    def _scan(self, folder: Path) -> Any:
+        files = sorted(folder.rglob("*.parquet"))
+        return pl.scan_parquet(files) if files else pl.LazyFrame(schema=self.SCHEMA)
+
+    def all(self) -> Any:
+        return self._scan(self.folder)
+
+    def shard(self, i: int) -> Any:
+        """Shard i's rows (raw users in its range, and maybe others that _map_ids drops)."""
+        if self.partitioned:
+            return self._scan(self.folder / f"shard={i}").drop("_bad")
+        lo, hi = self.bounds[i]
+        return self.all().filter(pl.col("user").is_between(lo, hi)).drop("_bad")
+
+
+def _spill(path: Path, spill: _Spill) -> Any:
     """Stream the typed behaviour log (no joins: bounded memory) into `spill`, check it, and
-    scan it back; a malformed row is its file:line error."""
+    scan it back whole; a malformed row is its file:line error."""
     lf = rt.scan(path, rt.BEHAVIOR_LOG).select(
         "user", "ts", "btag", "cate", pl.col("brand").fill_null(0), "_bad"
     )
     try:
-        lf.sink_parquet(spill, compression="lz4")
+        spill.write(lf)
     except Exception as err:  # noqa: BLE001 - polars raises its own ComputeError types
         rt.find_bad_line(path, rt.BEHAVIOR_LOG)
         raise DinctlError(f"cannot read {path}: {err}", hint="download it again") from None
-    log = pl.scan_parquet(spill)
+    log = spill.all()
     if log.select(pl.col("_bad").any()).collect(engine="streaming").item():
         rt.find_bad_line(path, rt.BEHAVIOR_LOG)
     return log.drop("_bad")
@@ -250,7 +301,8 @@ def _seq_part(kept: pl.DataFrame, extra: dict[str, str]) -> pl.DataFrame:
 
 def _shards(path: Path) -> int:
     """Shards by user: ~MAX_SHARD_ROWS behaviours each (≈ 32 bytes per CSV row)."""
-    return max(1, int(path.stat().st_size // 32 // MAX_SHARD_ROWS) + 1)
+    size = path.stat().st_size if path.is_file() else 0  # a missing file: scan() says so
+    return max(1, int(size // 32 // MAX_SHARD_ROWS) + 1)
 
 
 def _read_ad_inputs(raw: Path) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, int]]:
@@ -401,9 +453,11 @@ def build_taobao_ad(raw: Path, *, max_len: int, valid: bool, shards: int | None 
 
     imp, ads, dropped = _read_ad_inputs(raw)
     beh_path = raw / rt.BEHAVIOR_LOG.name
+    users = _users(imp)
     with tempfile.TemporaryDirectory(prefix="dinctl-taobao-") as scratch:
-        log = _spill(beh_path, Path(scratch) / "behaviours.parquet")
-        vocab = _vocab(imp, ads, log)
+        spill = _Spill(Path(scratch) / "behaviours", users, shards or _shards(beh_path),
+                       partitioned=PARTITIONED_SPILL)  # fmt: skip
+        vocab = _vocab(users, ads, _spill(beh_path, spill))
         imp = _ids(imp, vocab).with_columns(
             ((pl.col("ts") - AD_START) // DAY + 1).alias("day"), pl.col("clk").alias("label")
         )
@@ -414,8 +468,7 @@ def build_taobao_ad(raw: Path, *, max_len: int, valid: bool, shards: int | None 
             *(pl.col(f"{f}_id").cast(pl.Int32) for f in AD_CONTEXT_FIELDS),
         )  # fmt: skip
         train_end = VALID_DAY if valid else TEST_DAY
-        k = shards or _shards(beh_path)
-        seq_parts, beh_freq, imp, n_kept = _sharded_join(log, vocab, imp, k, max_len, train_end)
+        seq_parts, beh_freq, imp, n_kept = _sharded_join(spill, vocab, imp, max_len, train_end)
     splits = _day_splits(imp, valid)
     items, sequences = _assemble(vocab, seq_parts, beh_freq, splits["train"],
                                  {"brand_id": "brand", "btag": "btag"})  # fmt: skip
