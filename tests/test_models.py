@@ -406,6 +406,27 @@ def test_dice_masked_statistics_use_valid_positions_only() -> None:
     torch.testing.assert_close(dice.running_mean, ref.running_mean)
 
 
+def test_dice_fused_2d_training_path_equals_the_general_one() -> None:
+    torch.manual_seed(0)
+    fused, general = Dice(5, momentum=0.3).train(), Dice(5, momentum=0.3).train()
+    with torch.no_grad():
+        fused.alpha.copy_(torch.tensor([0.1, -0.2, 0.25, 0.6, 0.0]))
+    general.load_state_dict(fused.state_dict())
+    x = (torch.randn(64, 5) * torch.tensor([1.0, 3.0, 0.1, 10.0, 1.0])).requires_grad_()
+    y = x.detach().clone().requires_grad_()
+    weights = torch.randn(64, 5)
+    for _ in range(3):  # running statistics move the same way, step after step
+        out_f = fused(x)  # no mask: the fused batch-norm path
+        out_g = general(y, torch.ones(64, dtype=torch.bool))  # a mask: the var_mean path
+        torch.testing.assert_close(out_f, out_g, atol=1e-5, rtol=1e-5)
+    (out_f * weights).sum().backward()
+    (out_g * weights).sum().backward()
+    torch.testing.assert_close(x.grad, y.grad, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(fused.alpha.grad, general.alpha.grad, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(fused.running_mean, general.running_mean)
+    torch.testing.assert_close(fused.running_var, general.running_var)
+
+
 # --- competitors against oracles ----------------------------------------------------------------
 
 
