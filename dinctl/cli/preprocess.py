@@ -149,12 +149,16 @@ def _names(text: str | None) -> tuple[str, ...]:
 
 
 def _log_columns(schema: Path | None, base: dict[str, Any], extra: dict[str, Any]) -> Any:
-    """LogColumns from the flags, or from the --schema file (then the field flags are unused)."""
+    """LogColumns from the flags, or from the --schema file (then no column flag may be given:
+    one source of truth, never a silent mix)."""
     from dinctl.data.readers import LogColumns, columns_from_toml
     from dinctl.errors import DinctlError
 
     if schema is not None:
-        given = [f"--{k.replace('_', '-')}" for k, v in extra.items() if v]
+        defaults = {"user": "user", "item": "item", "category": "category", "time": "timestamp",
+                    "label": None}  # fmt: skip
+        given = [f"--{k}-col" for k, v in base.items() if v != defaults[k]]
+        given += [f"--{k.replace('_', '-')}" for k, v in extra.items() if v]
         if given:
             raise DinctlError(
                 f"{', '.join(given)} cannot be combined with --schema {schema}",
