@@ -37,7 +37,8 @@ from dinctl.inference import open_run  # noqa: E402
 from dinctl.metrics import auc_score  # noqa: E402
 from dinctl.training.config import resolve_config  # noqa: E402
 from dinctl.training.distributed import DistInfo  # noqa: E402
-from dinctl.training.loop import predict, train  # noqa: E402
+from dinctl.training.loop import train  # noqa: E402
+from dinctl.training.predict import predict_proba, to_device  # noqa: E402
 
 
 def synthetic_dataset(out: Path, n_users: int, seed: int = 0) -> Path:
@@ -170,14 +171,13 @@ def agreement(run_dir: Path, data: Path, device: str, smoke: bool) -> dict[str, 
         with torch.autocast(device_type=device, dtype=torch.bfloat16):
             got_bf16 = dev(batch.to(device)).logits.float().cpu()
     info = DistInfo()
-    p_cpu = predict(cpu, rows, g, 4096, info, amp=False).numpy()
+    p_cpu = predict_proba(cpu, rows, g, 4096, info, amp=False).numpy()
     g_dev = WindowGatherer(ds, 100)
     rows_dev = SplitTensors(ds.split("valid"))
-    from dinctl.training.loop import to_device
 
     to_device(rows_dev, g_dev, torch.device(device))
-    p_dev = predict(dev, rows_dev, g_dev, 4096, info, amp=False).numpy()
-    p_bf16 = predict(dev, rows_dev, g_dev, 4096, info, amp=True).numpy()
+    p_dev = predict_proba(dev, rows_dev, g_dev, 4096, info, amp=False).numpy()
+    p_bf16 = predict_proba(dev, rows_dev, g_dev, 4096, info, amp=True).numpy()
     y = rows.label.numpy()
     auc_cpu = auc_score(y, p_cpu)
     out = {

@@ -132,6 +132,16 @@ def tiny_dataset_no_valid(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_dataset(tmp_path_factory.mktemp("tiny_nv") / "data", with_valid=False)
 
 
+@pytest.fixture(scope="session")
+def sample_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled Amazon sample (sample_data/amazon), preprocessed once (read-only)."""
+    from dinctl.data.preprocess import preprocess_amazon
+
+    out = tmp_path_factory.mktemp("sample") / "amazon"
+    preprocess_amazon(Path(__file__).resolve().parents[1] / "sample_data" / "amazon", out)
+    return out
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread() -> None:
     """One intra-op thread: the CI machine has 2 cores shared by parallel jobs, and torch's

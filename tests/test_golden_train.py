@@ -11,9 +11,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "amazon"
 TOLERANCE = 1e-4
 
 # 2 epochs of the sample's training rows at batch 64, one log line per optimiser step.
@@ -34,15 +31,6 @@ GOLDEN_LOSSES: list[float] = [
     0.614111, 0.655389, 0.635834, 0.644700, 0.644669, 0.538407,
 ]
 # fmt: on
-
-
-@pytest.fixture(scope="module")
-def sample_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from dinctl.data.preprocess import preprocess_amazon
-
-    out = tmp_path_factory.mktemp("golden") / "amazon"
-    preprocess_amazon(SAMPLE, out)
-    return out
 
 
 def golden_settings(data: Path, out: Path) -> dict[str, Any]:

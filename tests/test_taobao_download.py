@@ -74,6 +74,7 @@ def test_wrong_file_missing_file_and_no_way_in_are_one_line(tmp_path: Path) -> N
     r = _invoke("taobao", "--out", str(tmp_path / "raw3"))
     assert r.exit_code == 1  # type: ignore[attr-defined]
     assert "taobao sits behind a Tianchi login: there is no built-in mirror" in r.output  # type: ignore[attr-defined]
+    assert "https://tianchi.aliyun.com/dataset/649" in r.output  # type: ignore[attr-defined]
     bad = tmp_path / "UserBehavior.csv"
     bad.write_text("user,item,category,behavior_type,timestamp\n")
     r = _invoke("taobao", "--from", str(bad), "--out", str(tmp_path / "raw4"))

@@ -10,17 +10,6 @@ import pytest
 
 from dinctl.choices import MODELS, RECIPES
 
-SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "amazon"
-
-
-@pytest.fixture(scope="module")
-def sample_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from dinctl.data.preprocess import preprocess_amazon
-
-    out = tmp_path_factory.mktemp("recipes") / "amazon"
-    preprocess_amazon(SAMPLE, out)
-    return out
-
 
 @pytest.mark.parametrize("recipe", RECIPES)
 @pytest.mark.parametrize("model", MODELS)

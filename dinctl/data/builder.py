@@ -72,7 +72,7 @@ class _Sequences:
     extra: fields.ExtraColumns | None = None
 
 
-def _rank(col: pl.Series) -> tuple[np.ndarray, pl.Series, np.ndarray]:
+def rank_ids(col: pl.Series) -> tuple[np.ndarray, pl.Series, np.ndarray]:
     """(dense 1-based rank of every row, the sorted unique values, each one's first row).
 
     Groups equal values by a 64-bit hash (checked against a second hash; an exact sort is the
@@ -239,8 +239,8 @@ def _sequences(frame: pl.DataFrame, tie: str, item_cate: ItemCate) -> _Sequences
     """
     if frame.height == 0:
         raise DinctlError("no interactions left to build a dataset from")
-    users, raw_user, _ = _rank(frame["user"])
-    items, raw_item, first_row = _rank(frame["item"])
+    users, raw_user, _ = rank_ids(frame["user"])
+    items, raw_item, first_row = rank_ids(frame["item"])
     ts = frame["ts"].cast(pl.Int64).to_numpy()
     label = frame["label"].cast(pl.Int8).to_numpy() if "label" in frame.columns else None
     # ids are ranks, so id order is raw order; a stable sort keeps file order on ties
@@ -282,7 +282,7 @@ def _sequences(frame: pl.DataFrame, tie: str, item_cate: ItemCate) -> _Sequences
             raise DinctlError(f"{names.null_count()} items have no category")
     else:
         names = frame["cate"].gather(first_row)
-    cates, cate_name, _ = _rank(names.cast(pl.Utf8))  # names are in item id order
+    cates, cate_name, _ = rank_ids(names.cast(pl.Utf8))  # names are in item id order
     cate_of = np.zeros(len(raw_item) + 1, dtype=np.int64)
     cate_of[1:] = cates
     return _Sequences(

@@ -44,7 +44,7 @@ from dinctl.data.archives import (
     extract_member,
     open_zip,
 )
-from dinctl.data.sources import RemoteFile, Source, check_name
+from dinctl.data.sources import TIANCHI_PAGES, RemoteFile, Source, check_name
 from dinctl.errors import DinctlError
 from dinctl.fsutil import atomic_file, check_disjoint, sha256_file, write_error
 from dinctl.locks import folder_lock
@@ -963,7 +963,7 @@ def download_tianchi(source: Source, out_dir: Path, **options: Any) -> dict[str,
     if not source.files[0].urls:
         raise DinctlError(
             f"{source.dataset} sits behind a Tianchi login: there is no built-in mirror",
-            hint="download it from the Tianchi page, then `dinctl download "
+            hint=f"download it from {TIANCHI_PAGES[source.dataset]}, then `dinctl download "
             f"{source.dataset} --from FOLDER` (or pass --mirror BASE_URL)",
         )
     manifest = download(source, out_dir, **options)

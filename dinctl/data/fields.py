@@ -43,14 +43,14 @@ def sort_extra(
 ) -> ExtraColumns:
     """Dense ids (categorical) or floats (numeric) of each extra column, rows in `order`;
     `first_row[i-1]` is the file row of item i's first occurrence."""
-    from dinctl.data.builder import _rank
+    from dinctl.data.builder import rank_ids
 
     values, names, item_attr = {}, {}, {}
     for col in cols:
         if col.startswith("num:"):
             values[col] = frame[col].cast(pl.Float64).to_numpy()[order]
             continue
-        ranks, uniq, _ = _rank(frame[col])
+        ranks, uniq, _ = rank_ids(frame[col])
         values[col] = ranks[order]
         names[col] = uniq.cast(pl.Utf8)
         if col.startswith("beh:"):
@@ -160,13 +160,13 @@ def _user_table(
 ) -> tuple[pl.DataFrame, dict[str, pl.Series]]:
     """users.parquet (user id 1..U + field ids; 0 where the user has no profile row) and the
     raw values of each user field. `features` has one row per raw user (checked by the reader)."""
-    from dinctl.data.builder import _rank
+    from dinctl.data.builder import rank_ids
 
     fields = [c for c in features.columns if c != "user"]
     ids = {}
     names = {}
     for name in fields:
-        ranks, uniq, _ = _rank(features[name])
+        ranks, uniq, _ = rank_ids(features[name])
         ids[name] = ranks
         names[name] = uniq.cast(pl.Utf8)
     table = pl.DataFrame({"user": features["user"].cast(pl.Utf8), **ids})

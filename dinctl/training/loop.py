@@ -481,7 +481,4 @@ def validate_and_save(run: Run, t0: float) -> dict[str, Any]:
     return record
 
 
-# `predict`, `to_device` and `resolve_device` moved to predict.py / device.py; these names stay
-# importable from here until every caller imports them from their homes
-predict = predict_proba
-__all__ = ["TrainResult", "predict", "resolve_device", "resume_config", "to_device", "train"]
+__all__ = ["TrainResult", "resume_config", "train"]
