@@ -177,8 +177,8 @@ def test_parity_failure_is_an_error_and_writes_nothing(
 
     real = E.exported_engine
 
-    def off_by_a_little(path: Path) -> Any:
-        engine = real(path)
+    def off_by_a_little(path: Path, names: Any = E.INPUT_NAMES) -> Any:
+        engine = real(path, names)
         return lambda feed: (engine(feed)[0] + 1e-4, None)
 
     monkeypatch.setattr(E, "exported_engine", off_by_a_little)
@@ -193,7 +193,7 @@ def test_read_bundle_errors(served: dict[str, Any], tmp_path: Path) -> None:
         read_bundle(tmp_path)
     manifest = json.loads((served["torch"] / "bundle.json").read_text())
     (tmp_path / "bundle.json").write_text(json.dumps({**manifest, "format_version": 99}))
-    with pytest.raises(DinctlError, match="has format version 99, expected 1"):
+    with pytest.raises(DinctlError, match="has format version 99, expected one of 1, 2"):
         read_bundle(tmp_path)
     (tmp_path / "bundle.json").write_text(json.dumps(manifest))
     with pytest.raises(DinctlError, match="model.pt2 does not exist"):

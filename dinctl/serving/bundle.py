@@ -7,8 +7,16 @@ Layout of a bundle (written by `dinctl export`):
   model.onnx      (format onnx)  the RequestScorer as an ONNX graph, dynamic R, T and C
   model.pt2       (format torch) the RequestScorer as a torch.export ExportedProgram
   items.parquet   item:int32 (1..N), raw_item:str, cate:int32 (1..C), cate_name:str
+                  [+ <f>:int32 per extra behaviour field: the item's latest value]
   users.parquet   raw_user:str, items:list<int32> (the user's last max_len behaviours, oldest
-                  first, as of the end of the data)
+                  first, as of the end of the data) [+ hist_<f>:list<int32> per extra
+                  behaviour field, the same behaviours' values; + <u>:int32 per user field]
+  values.parquet  field:str, id:int32, raw:str (only with a feature schema): the raw value of
+                  every id of the extra categorical fields
+A run trained on a feature schema (dinctl/data/schema.py) writes format version 2: bundle.json
+adds `schema` (the dataset's field names per group) and `numeric_stats` ({field: {mean, std}},
+the training split's, used to standardise request values) and the bracketed columns above.
+An item/category run writes version 1, exactly as before.
 Nothing here is unpickled when a bundle is opened: JSON, Parquet, ONNX protobuf, and a
 torch.export archive loaded with `torch.export.load`.
 """
@@ -22,13 +30,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dinctl.data.schema import FeatureSchema
 from dinctl.errors import DinctlError
 from dinctl.fsutil import atomic_dir, read_json
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # item/category runs
+FIELDS_FORMAT_VERSION = 2  # runs trained on a feature schema
+READABLE_VERSIONS = (FORMAT_VERSION, FIELDS_FORMAT_VERSION)
 MANIFEST_FILE = "bundle.json"
 ITEMS_FILE = "items.parquet"
 USERS_FILE = "users.parquet"
+VALUES_FILE = "values.parquet"
 MODEL_FILES = {"onnx": "model.onnx", "torch": "model.pt2"}
 FORMATS = tuple(MODEL_FILES)
 
@@ -62,6 +74,16 @@ class Bundle:
 
         return pl.read_parquet(self.path / USERS_FILE)
 
+    @property
+    def schema(self) -> FeatureSchema:
+        """The dataset's feature schema (item/category only for a version-1 bundle)."""
+        return FeatureSchema.from_dict(self.manifest.get("schema"), f"{self.path} schema")
+
+    def values_frame(self) -> Any:
+        import polars as pl
+
+        return pl.read_parquet(self.path / VALUES_FILE)
+
 
 @contextmanager
 def write_bundle(out: Path, fmt: str, overwrite: bool = False) -> Iterator[Path]:
@@ -73,23 +95,43 @@ def write_bundle(out: Path, fmt: str, overwrite: bool = False) -> Iterator[Path]
         yield tmp
 
 
-def write_tables(folder: Path, items: Any, users: Any) -> None:
-    """items.parquet and users.parquet from polars frames with the layout's columns."""
+def write_tables(
+    folder: Path,
+    items: Any,
+    users: Any,
+    schema: FeatureSchema | None = None,
+    values: Any = None,
+) -> None:
+    """items.parquet, users.parquet (and values.parquet with a feature schema) from polars
+    frames with the layout's columns."""
     import polars as pl
 
+    schema = schema or FeatureSchema()
+    beh = schema.extra_behaviour
     items.select(
         pl.col("item").cast(pl.Int32),
         pl.col("raw_item").cast(pl.Utf8),
         pl.col("cate").cast(pl.Int32),
         pl.col("cate_name").cast(pl.Utf8),
+        *(pl.col(n).cast(pl.Int32) for n in beh),
     ).write_parquet(folder / ITEMS_FILE)
     users.select(
-        pl.col("raw_user").cast(pl.Utf8), pl.col("items").cast(pl.List(pl.Int32))
+        pl.col("raw_user").cast(pl.Utf8),
+        pl.col("items").cast(pl.List(pl.Int32)),
+        *(pl.col(f"hist_{n}").cast(pl.List(pl.Int32)) for n in beh),
+        *(pl.col(n).cast(pl.Int32) for n in schema.user),
     ).write_parquet(folder / USERS_FILE)
+    if not schema.is_basic:
+        values.select(
+            pl.col("field").cast(pl.Utf8), pl.col("id").cast(pl.Int32), pl.col("raw").cast(pl.Utf8)
+        ).write_parquet(folder / VALUES_FILE)
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
-    full = {"format_version": FORMAT_VERSION, **manifest}
+    """bundle.json; version 2 when the manifest names a feature schema beyond item/category."""
+    basic = FeatureSchema.from_dict(manifest.get("schema")).is_basic
+    version = FORMAT_VERSION if basic else FIELDS_FORMAT_VERSION
+    full = {"format_version": version, **manifest}
     (Path(folder) / MANIFEST_FILE).write_text(json.dumps(full, indent=2) + "\n")
 
 
@@ -104,9 +146,10 @@ def read_bundle(path: Path | str) -> Bundle:
         )
     manifest = read_json(manifest_path)
     version = manifest.get("format_version") if isinstance(manifest, dict) else None
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise DinctlError(
-            f"{manifest_path} has format version {version!r}, expected {FORMAT_VERSION}",
+            f"{manifest_path} has format version {version!r}, expected one of "
+            f"{', '.join(map(str, READABLE_VERSIONS))}",
             hint="re-export the run with this dinctl version",
         )
     for key in ("format", "signature", "model", "max_len", "dataset"):
@@ -118,7 +161,14 @@ def read_bundle(path: Path | str) -> Bundle:
             hint=f"expected one of {', '.join(FORMATS)}",
         )
     bundle = Bundle(path=path, manifest=manifest)
-    for file in (bundle.model_file, path / ITEMS_FILE, path / USERS_FILE):
+    files = [bundle.model_file, path / ITEMS_FILE, path / USERS_FILE]
+    if not bundle.schema.is_basic:
+        files.append(path / VALUES_FILE)
+        if "numeric_stats" not in manifest:
+            raise DinctlError(
+                f"{manifest_path} lacks the key 'numeric_stats'", hint="re-export the run"
+            )
+    for file in files:
         if not file.is_file():
             raise DinctlError(f"{file} does not exist", hint="re-export the run")
     return bundle

@@ -23,12 +23,21 @@ from dinctl.serving.runtime import (
     dataset_info,
     eager_engine,
     exported_engine,
+    items_with_fields,
     missing_extra,
+    numeric_stats,
     onnx_engine,
     open_servable_run,
     user_histories,
+    values_frame,
 )
-from dinctl.serving.scorer import INPUT_NAMES, RequestScorer, signature
+from dinctl.serving.scorer import (
+    INPUT_NAMES,
+    INPUT_SHAPES,
+    RequestScorer,
+    field_counts,
+    signature,
+)
 
 PARITY_TOL = 1e-5  # max |Δ logit|, fp32
 PARITY_ROWS = 512
@@ -47,31 +56,42 @@ class ExportResult:
         return {**json_fields(self), "parity_tolerance": PARITY_TOL}
 
 
-def example_inputs() -> tuple[Any, ...]:
-    """Inputs whose sizes differ from each other and from 0/1, so no axis is specialised."""
+def example_inputs(names: tuple[str, ...] = INPUT_NAMES, widths: dict[str, int] | None = None
+                   ) -> tuple[tuple[Any, ...], dict[str, Any]]:  # fmt: skip
+    """Inputs whose sizes differ from each other and from 0/1, so no axis is specialised: the
+    five basic ones positionally, the extra ones (of `names`; `widths` F, U, K, M) by keyword."""
     import torch
 
     g = torch.Generator().manual_seed(0)
     r, t, c = 2, 5, 3
-    return (
+    n = widths or {}
+    args = (
         torch.randint(1, 2, (r, t), generator=g),
         torch.randint(1, 2, (r, t), generator=g),
         torch.tensor([5, 3]),
         torch.randint(1, 2, (r, c), generator=g),
         torch.randint(1, 2, (r, c), generator=g),
     )
+    shapes = {
+        "hist_fields": (r, t, n.get("F", 0)),
+        "cand_fields": (r, c, n.get("F", 0)),
+        "user_fields": (r, n.get("U", 0)),
+        "context": (r, c, n.get("K", 0)),
+    }
+    kwargs: dict[str, Any] = {k: torch.ones(v, dtype=torch.long) for k, v in shapes.items()}
+    kwargs["numeric"] = torch.randn(r, c, n.get("M", 0), generator=g)
+    return args, {k: v for k, v in kwargs.items() if k in names}
 
 
-def dynamic_shapes() -> dict[str, Any]:
+def dynamic_shapes(names: tuple[str, ...] = INPUT_NAMES) -> dict[str, Any]:
+    """R, T and C dynamic on every input that has them; the field widths are fixed."""
     from torch.export import Dim
 
     r, t, c = Dim("R", min=1), Dim("T", min=1), Dim("C", min=1)
+    axes = {"R": r, "T": t, "C": c}
     return {
-        "hist_item": {0: r, 1: t},
-        "hist_cate": {0: r, 1: t},
-        "hist_len": {0: r},
-        "cand_item": {0: r, 1: c},
-        "cand_cate": {0: r, 1: c},
+        name: {k: axes[a] for k, a in enumerate(INPUT_SHAPES[name][1]) if a in axes}
+        for name in names
     }
 
 
@@ -95,9 +115,12 @@ def write_model(scorer: RequestScorer, fmt: str, path: Path) -> None:
     """torch.export the scorer with dynamic R, T, C; save it as ONNX or a .pt2 archive."""
     import torch
 
-    args = example_inputs()
+    names = scorer.input_names
+    args, kwargs = example_inputs(names, field_counts(scorer.cfg))
     if fmt == "torch":
-        program = torch.export.export(scorer, args, dynamic_shapes=dynamic_shapes(), strict=False)
+        program = torch.export.export(
+            scorer, args, kwargs, dynamic_shapes=dynamic_shapes(names), strict=False
+        )
         torch.export.save(program, str(path))
         return
     try:
@@ -111,9 +134,10 @@ def write_model(scorer: RequestScorer, fmt: str, path: Path) -> None:
             onnx_program = torch.onnx.export(
                 scorer,
                 args,
+                kwargs=kwargs,
                 dynamo=True,
-                dynamic_shapes=dynamic_shapes(),
-                input_names=list(INPUT_NAMES),
+                dynamic_shapes=dynamic_shapes(names),
+                input_names=list(names),
                 output_names=outputs,
                 verbose=False,
             )
@@ -146,6 +170,7 @@ def parity_inputs(run: Any, ds: Any, n: int) -> tuple[Any, list[dict[str, np.nda
         "hist_len": length.numpy(),
         "cand_item": batch.item.unsqueeze(1).numpy(),
         "cand_cate": batch.cate.unsqueeze(1).numpy(),
+        **request_fields(batch, one_request=False),
     }
     first = {
         "hist_item": per_row["hist_item"][:1],
@@ -153,12 +178,35 @@ def parity_inputs(run: Any, ds: Any, n: int) -> tuple[Any, list[dict[str, np.nda
         "hist_len": per_row["hist_len"][:1],
         "cand_item": batch.item.unsqueeze(0).numpy(),
         "cand_cate": batch.cate.unsqueeze(0).numpy(),
+        **request_fields(batch, one_request=True),
     }
-    shared = gatherer.gather(*rows.rows(torch.zeros(n, dtype=torch.long)))  # row 0's history
+    shared = gatherer.gather(*rows.rows(torch.zeros(n, dtype=torch.long)))  # row 0's user side
     shared.item, shared.cate = batch.item, batch.cate
+    shared.cand_fields, shared.context, shared.numeric = (
+        batch.cand_fields,
+        batch.context,
+        batch.numeric,
+    )
     with torch.inference_mode():
         expected = [run.model(batch).logits.numpy(), run.model(shared).logits.numpy()]
     return split, [per_row, first], expected
+
+
+def request_fields(batch: Any, one_request: bool) -> dict[str, np.ndarray]:
+    """The extra scorer inputs of a Batch: B requests of one candidate each, or (one_request)
+    row 0's history and user against all B rows' candidates."""
+    out = {}
+    head = slice(0, 1) if one_request else slice(None)
+    for name in ("hist_fields", "user_fields"):  # the user side
+        value = getattr(batch, name)
+        if value is not None:
+            out[name] = value[head].numpy()
+    cand_axis = 0 if one_request else 1
+    for name in ("cand_fields", "context", "numeric"):  # per candidate
+        value = getattr(batch, name)
+        if value is not None:
+            out[name] = value.unsqueeze(cand_axis).numpy()
+    return out
 
 
 def check_parity(engine: Engine, run: Any, ds: Any, n: int = PARITY_ROWS) -> tuple[float, int]:
@@ -216,9 +264,15 @@ def export_run(
     with B.write_bundle(out, fmt, overwrite=overwrite) as tmp:
         model_file = tmp / B.MODEL_FILES[fmt]
         write_model(scorer, fmt, model_file)
-        engine = onnx_engine(model_file) if fmt == "onnx" else exported_engine(model_file)
+        names = scorer.input_names
+        if fmt == "onnx":
+            engine = onnx_engine(model_file, names=names)
+        else:
+            engine = exported_engine(model_file, names)
         worst, n = check_parity(engine, run, ds)
-        B.write_tables(tmp, ds.items_frame(), user_histories(ds, run.config.max_len))
+        values = values_frame(ds) if not ds.schema.is_basic else None
+        users = user_histories(ds, run.config.max_len)
+        B.write_tables(tmp, items_with_fields(ds), users, ds.schema, values)
         B.write_manifest(tmp, manifest(run, ds, fmt, scorer, worst, n, torch.__version__))
     return ExportResult(out, fmt, worst, n, time.perf_counter() - started)
 
@@ -237,7 +291,7 @@ def manifest(
     return {
         "format": fmt,
         "model_file": B.MODEL_FILES[fmt],
-        "signature": signature(scorer.has_attention),
+        "signature": signature(scorer.has_attention, scorer.input_names, field_counts(scorer.cfg)),
         "model": run.model_config,
         "reg": run.config.reg,
         "max_len": run.config.max_len,
@@ -246,6 +300,19 @@ def manifest(
         "parity": {"max_abs_logit_diff": worst, "rows": n, "tolerance": PARITY_TOL},
         "oov": "unknown item → item id 0 (all-zero padding row); its category from the "
         "request when known, else 0; a behaviour with both unknown is dropped",
+        **fields_manifest(ds),
         "versions": versions,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def fields_manifest(ds: Any) -> dict[str, Any]:
+    """bundle.json's keys for a feature schema beyond item/category (none for a basic run)."""
+    if ds.schema.is_basic:
+        return {}
+    return {
+        "schema": ds.schema.to_dict(),
+        "numeric_stats": numeric_stats(ds),
+        "oov_fields": "an unknown value of a field → its id 0 (all-zero padding/missing row), "
+        "listed in unknown_values; a behaviour is dropped only when every id of it is 0",
     }

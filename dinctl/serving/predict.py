@@ -6,6 +6,9 @@ Input: Parquet, CSV or JSONL, one request per row, columns
   history     raw item ids, most recent last (wins over `user`); CSV: `|`-separated
   candidates  one raw item id or a list of them; CSV: `|`-separated
   item_cates  optional {raw item: category name} for items the training data never saw
+  user_fields, context, numeric  optional {field: value} for a run trained on a feature schema
+              (JSONL/Parquet; candidates and history events may then be objects
+              {"item": id, field: value}; see dinctl/serving/fields.py)
 Output Parquet, one row per (request, candidate): request, candidate, score (click
 probability), oov (candidate unknown to the model), attention (list, with --attention).
 Memory is bounded by --batch-rows: input is read, scored and written batch by batch.
@@ -124,6 +127,8 @@ def _ids(value: Any, csv: bool) -> list[Any] | None:
         return list(value)
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return [int(value)]
+    if isinstance(value, dict):  # one candidate given as an object
+        return [value]
     raise RequestError(f"expected an id or a list of ids, got {value!r} instead")
 
 
@@ -134,17 +139,33 @@ def encode_row(
     candidates = _ids(row.get("candidates", row.get("candidate")), csv)
     if candidates is None:
         raise RequestError("no candidates: expected a `candidates` column with item ids")
-    cates = row.get("item_cates") or {}
-    if isinstance(cates, list):  # Parquet maps read as [(key, value), ...]
-        cates = dict(cates)
-    if not isinstance(cates, dict):
-        raise RequestError(f"item_cates must map item ids to categories, got {cates!r}")
+    cates = _mapping(row, "item_cates")
     return candidates, model.vocab.encode(
         candidates,
         user=row.get("user"),
         history=_ids(row.get("history"), csv),
-        item_cates={str(k): v for k, v in cates.items()},
+        item_cates={str(k): v for k, v in (cates or {}).items()},
+        user_fields=_mapping(row, "user_fields"),
+        context=_mapping(row, "context"),
+        numeric=_mapping(row, "numeric"),
     )
+
+
+def _mapping(row: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """An optional {name: value} cell (Parquet maps read as [(key, value), ...])."""
+    value = row.get(key)
+    if value is None:
+        return None
+    if isinstance(value, list):
+        value = dict(value)
+    if not isinstance(value, dict):
+        raise RequestError(f"{key} must be an object of names to values, got {value!r}")
+    return {str(k): v for k, v in value.items()}
+
+
+def candidate_key(candidate: Any) -> str:
+    """The output's `candidate`: the raw item id (of an object candidate, its `item`)."""
+    return str(candidate.get("item") if isinstance(candidate, dict) else candidate)
 
 
 class _Writer:
@@ -232,7 +253,8 @@ def predict_file(
                     msg = f"{input_path} row {n}: {err.message}"
                     raise DinctlError(msg, hint=err.hint) from None
                 key = row.get("request")
-                buf.add(str(n) if key is None else str(key), [str(c) for c in cands], request)
+                key = str(n) if key is None else str(key)
+                buf.add(key, [candidate_key(c) for c in cands], request)
             if on_rows is not None:
                 on_rows(len(rows))
         buf.flush()

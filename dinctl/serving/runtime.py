@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from dinctl.errors import DinctlError
-from dinctl.serving.scorer import INPUT_NAMES as INPUT_ORDER
+from dinctl.serving.fields import FieldTables
+from dinctl.serving.scorer import INPUT_NAMES
 from dinctl.serving.vocab import EncodedRequest, Vocab, pad_requests
 
 Engine = Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray | None]]
@@ -31,52 +32,47 @@ def missing_extra(module: str) -> DinctlError:
 
 
 def open_servable_run(run_dir: Path) -> Any:
-    """A run's best weights (eval mode, CPU; its dataset is `run.dataset`), refused unless the
-    dataset has item and category fields only."""
+    """A run's best weights (eval mode, CPU; its dataset is `run.dataset`). Runs trained on a
+    feature schema serve too; which models can is RequestScorer's check."""
     from dinctl.inference import open_run
 
-    run = open_run(run_dir, "cpu")
-    schema = run.dataset.schema
-    if not schema.is_basic:
-        extra = [*schema.extra_behaviour, *schema.user, *schema.context, *schema.numeric]
-        raise DinctlError(
-            f"run {run_dir} was trained on a dataset with fields beyond item and category "
-            f"({', '.join(extra)}): export, serve and predict support item/category runs only",
-            hint="score its test split with `dinctl evaluate`",
-        )
-    return run
+    return open_run(run_dir, "cpu")
 
 
 def eager_engine(scorer: Any) -> Engine:
     """The RequestScorer in inference mode."""
     import torch
 
+    names = scorer.input_names
+
     def run(inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
-        args = [torch.from_numpy(inputs[name]) for name in INPUT_ORDER]
         with torch.inference_mode():
-            out = scorer(*args)
+            out = scorer(**{name: torch.from_numpy(inputs[name]) for name in names})
         att = out[1].float().numpy() if len(out) > 1 else None
         return out[0].float().numpy(), att
 
     return run
 
 
-def exported_engine(path: Path) -> Engine:
-    """A torch.export archive (no pickle: `torch.export.load`)."""
+def exported_engine(path: Path, names: Sequence[str] = INPUT_NAMES) -> Engine:
+    """A torch.export archive (no pickle: `torch.export.load`); `names`: its inputs, the five
+    basic ones positionally, the extra ones by keyword (as they were exported)."""
     import torch
 
     module = torch.export.load(str(path)).module()
+    extra = [n for n in names if n not in INPUT_NAMES]
 
     def run(inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
-        args = [torch.from_numpy(inputs[name]) for name in INPUT_ORDER]
+        args = [torch.from_numpy(inputs[name]) for name in INPUT_NAMES]
+        kwargs = {name: torch.from_numpy(inputs[name]) for name in extra}
         with torch.inference_mode():
-            out = module(*args)
+            out = module(*args, **kwargs)
         return out[0].numpy(), out[1].numpy() if len(out) > 1 else None
 
     return run
 
 
-def onnx_engine(path: Path, threads: int = 0) -> Engine:
+def onnx_engine(path: Path, threads: int = 0, names: Sequence[str] = INPUT_NAMES) -> Engine:
     """An ONNX graph on ONNX Runtime's CPU provider."""
     try:
         import onnxruntime as ort
@@ -87,7 +83,7 @@ def onnx_engine(path: Path, threads: int = 0) -> Engine:
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def run(inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
-        out = session.run(None, {name: inputs[name] for name in INPUT_ORDER})
+        out = session.run(None, {name: inputs[name] for name in names})
         return out[0], out[1] if len(out) > 1 else None
 
     return run
@@ -133,14 +129,20 @@ def open_serving(source: Path | str, bf16: bool = False, threads: int = 0) -> Se
         bundle = read_bundle(source)
         if bf16:
             raise DinctlError("--bf16 applies to a RUN, not a bundle", hint="pass the run folder")
-        vocab = Vocab.from_frames(
-            bundle.items_frame(), bundle.users_frame(), int(bundle.manifest["max_len"])
-        )
+        max_len = int(bundle.manifest["max_len"])
+        items, users = bundle.items_frame(), bundle.users_frame()
+        fields = None
+        if not bundle.schema.is_basic:
+            stats = bundle.manifest.get("numeric_stats", {})
+            values = bundle.values_frame()
+            fields = FieldTables.from_frames(bundle.schema, items, users, values, stats, max_len)
+        vocab = Vocab.from_frames(items, users, max_len, fields)
+        names = [i["name"] for i in bundle.manifest["signature"]["inputs"]]
         model_file = bundle.model_file
         if bundle.format == "onnx":
-            engine = onnx_engine(model_file, threads)
+            engine = onnx_engine(model_file, threads, names)
         else:
-            engine = exported_engine(model_file)
+            engine = exported_engine(model_file, names)
         info = {k: v for k, v in bundle.manifest.items() if k != "format_version"}
         info["source"] = str(source)
         outputs = [o["name"] for o in bundle.manifest["signature"]["outputs"]]
@@ -150,7 +152,7 @@ def open_serving(source: Path | str, bf16: bool = False, threads: int = 0) -> Se
 
 def open_run_serving(run_dir: Path, bf16: bool = False) -> ServingModel:
     """The eager RequestScorer over a run's best weights."""
-    from dinctl.serving.scorer import RequestScorer, signature
+    from dinctl.serving.scorer import RequestScorer, field_counts, signature
 
     run = open_servable_run(run_dir)
     ds = run.dataset
@@ -166,22 +168,72 @@ def open_run_serving(run_dir: Path, bf16: bool = False) -> ServingModel:
         "model": run.model_config,
         "max_len": run.config.max_len,
         "dataset": dataset_info(ds),
-        "signature": signature(scorer.has_attention),
+        "signature": signature(scorer.has_attention, scorer.input_names, field_counts(scorer.cfg)),
     }
+    if not ds.schema.is_basic:
+        info["schema"] = ds.schema.to_dict()
     return ServingModel(vocab, eager_engine(scorer), info, scorer.has_attention)
 
 
 def user_histories(ds: Any, max_len: int) -> Any:
-    """(raw_user, items) of a preprocessed dataset, each user's last max_len items."""
+    """(raw_user, items) of a preprocessed dataset, each user's last max_len items; with a
+    feature schema also hist_<f> (the same behaviours' extra fields) and the user fields."""
     import polars as pl
 
-    users = pl.read_parquet(ds.path / "sequences.parquet", columns=["raw_user", "items"])
-    return users.with_columns(pl.col("items").list.tail(max_len))
+    beh = [f"hist_{n}" for n in ds.schema.extra_behaviour]
+    users = pl.read_parquet(
+        ds.path / "sequences.parquet", columns=["user", "raw_user", "items", *beh]
+    )
+    users = users.with_columns(pl.col(c).list.tail(max_len) for c in ("items", *beh))
+    if ds.schema.user:
+        table = ds.user_table[users["user"].to_numpy()]  # (users, U)
+        users = users.with_columns(
+            pl.Series(name, table[:, k], dtype=pl.Int32) for k, name in enumerate(ds.schema.user)
+        )
+    return users.drop("user")
+
+
+def items_with_fields(ds: Any) -> Any:
+    """items.parquet's frame plus, per extra behaviour field, each item's latest value."""
+    import polars as pl
+
+    items = ds.items_frame()
+    if not ds.schema.extra_behaviour:
+        return items
+    table = ds.item_fields()[items["item"].to_numpy()]  # (N, F)
+    return items.with_columns(
+        pl.Series(n, table[:, k], dtype=pl.Int32) for k, n in enumerate(ds.schema.extra_behaviour)
+    )
+
+
+def values_frame(ds: Any) -> Any:
+    """(field, id, raw) of every extra categorical field of the dataset (values.parquet)."""
+    import polars as pl
+
+    columns: dict[str, list[Any]] = {"field": [], "id": [], "raw": []}
+    for name in (*ds.schema.extra_behaviour, *ds.schema.user, *ds.schema.context):
+        raw = ds.value_names(name)  # ids 1..V
+        columns["field"] += [name] * len(raw)
+        columns["id"] += list(range(1, len(raw) + 1))
+        columns["raw"] += raw
+    return pl.DataFrame(columns, schema={"field": pl.Utf8, "id": pl.Int32, "raw": pl.Utf8})
+
+
+def numeric_stats(ds: Any) -> dict[str, dict[str, float]]:
+    """The training split's mean/std of each numeric field, as preprocessing recorded them."""
+    stats = ds.meta.get("counts", {}).get("numeric", {})
+    return {n: dict(stats[n]) for n in ds.schema.numeric if n in stats}
 
 
 def vocab_of_dataset(ds: Any, max_len: int) -> Vocab:
     """The vocabulary and end-of-data histories of a preprocessed dataset."""
-    return Vocab.from_frames(ds.items_frame(), user_histories(ds, max_len), max_len)
+    items, users = items_with_fields(ds), user_histories(ds, max_len)
+    fields = None
+    if not ds.schema.is_basic:
+        fields = FieldTables.from_frames(
+            ds.schema, items, users, values_frame(ds), numeric_stats(ds), max_len
+        )
+    return Vocab.from_frames(items, users, max_len, fields)
 
 
 def dataset_info(ds: Any) -> dict[str, Any]:

@@ -14,6 +14,12 @@ its history C times. Here the user side is computed once per request and broadca
 
 Inputs are padded: histories are left-aligned (oldest first, most recent at hist_len − 1) and
 positions ≥ hist_len are ignored; candidate padding rows get a score that callers drop.
+
+A model trained on more fields (dinctl/data/schema.py) takes more inputs, only those its
+config has (so an item/category model's signature is the five inputs it always was), in this
+order: hist_fields (R, T, F) and cand_fields (R, C, F) the extra behaviour fields, user_fields
+(R, U), context (R, C, K) and numeric (R, C, M, standardised); context and numeric are per
+candidate (the training rows' are per sample). The user fields are looked up once per request.
 """
 
 from __future__ import annotations
@@ -30,6 +36,38 @@ from dinctl.models.layers import MLP, ActivationUnit, BehaviourEmbedding
 
 SERVABLE_MODELS = ("din", "base")
 INPUT_NAMES = ("hist_item", "hist_cate", "hist_len", "cand_item", "cand_cate")
+EXTRA_INPUT_NAMES = ("hist_fields", "cand_fields", "user_fields", "context", "numeric")
+# (dtype, symbolic shape) of every input; F, U, K, M are the config's field counts
+INPUT_SHAPES: dict[str, tuple[str, list[str]]] = {
+    "hist_item": ("int64", ["R", "T"]),
+    "hist_cate": ("int64", ["R", "T"]),
+    "hist_len": ("int64", ["R"]),
+    "cand_item": ("int64", ["R", "C"]),
+    "cand_cate": ("int64", ["R", "C"]),
+    "hist_fields": ("int64", ["R", "T", "F"]),
+    "cand_fields": ("int64", ["R", "C", "F"]),
+    "user_fields": ("int64", ["R", "U"]),
+    "context": ("int64", ["R", "C", "K"]),
+    "numeric": ("float32", ["R", "C", "M"]),
+}
+
+
+def field_counts(cfg: ModelConfig) -> dict[str, int]:
+    """The width of each extra input: F, U, K, M (0 = the input is absent)."""
+    return {
+        "F": len(cfg.behaviour_fields),
+        "U": len(cfg.user_fields),
+        "K": len(cfg.context_fields),
+        "M": len(cfg.numeric_fields),
+    }
+
+
+def input_names(cfg: ModelConfig) -> tuple[str, ...]:
+    """The scorer's inputs for a model config: the five basic ones, then the extras it has."""
+    n = field_counts(cfg)
+    widths = {"hist_fields": n["F"], "cand_fields": n["F"], "user_fields": n["U"]}
+    widths.update(context=n["K"], numeric=n["M"])
+    return INPUT_NAMES + tuple(name for name in EXTRA_INPUT_NAMES if widths[name] > 0)
 
 
 def unwrap(model: nn.Module) -> tuple[nn.Module, torch.Tensor | None]:
@@ -43,7 +81,8 @@ class RequestScorer(nn.Module):
     """DIN / BaseModel scoring of padded requests; equal to the eager forward to float noise.
 
     forward(hist_item (R, T), hist_cate (R, T), hist_len (R,), cand_item (R, C),
-    cand_cate (R, C)) → logits (R, C) and, for DIN, attention weights (R, C, T).
+    cand_cate (R, C), and the extra inputs of `input_names`, by keyword) → logits (R, C) and,
+    for DIN, attention weights (R, C, T).
     """
 
     item_map: torch.Tensor | None
@@ -62,6 +101,10 @@ class RequestScorer(nn.Module):
         self.cfg: ModelConfig = cfg
         self.emb: BehaviourEmbedding = inner.emb  # type: ignore[assignment]
         self.mlp: MLP = inner.mlp  # type: ignore[assignment]
+        side = getattr(inner, "side", None)  # SideEmbedding | None
+        # user field tables, then context field tables (SideEmbedding's order)
+        self.side_tables: nn.ModuleList | None = side.tables if side is not None else None
+        self.input_names = input_names(cfg)
         self.register_buffer("item_map", None if item_map is None else item_map.clone())
         self.has_attention = cfg.model == "din"
         if self.has_attention:
@@ -82,21 +125,54 @@ class RequestScorer(nn.Module):
         hist_len: torch.Tensor,
         cand_item: torch.Tensor,
         cand_cate: torch.Tensor,
+        hist_fields: torch.Tensor | None = None,
+        cand_fields: torch.Tensor | None = None,
+        user_fields: torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
+        numeric: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ...]:
         if self.item_map is not None:
             hist_item = self.item_map[hist_item]
             cand_item = self.item_map[cand_item]
-        keys = self.emb(hist_item, hist_cate)  # (R, T, E)
-        query = self.emb(cand_item, cand_cate)  # (R, C, E)
+        keys = self.emb(hist_item, hist_cate, hist_fields)  # (R, T, E)
+        query = self.emb(cand_item, cand_cate, cand_fields)  # (R, C, E)
+        side = self.side_inputs(query, user_fields, context, numeric)  # (R, C, S) | None
         pos = torch.arange(hist_item.shape[1], device=hist_item.device)  # (T,)
         valid = pos.unsqueeze(0) < hist_len.unsqueeze(1)  # (R, T)
         if not self.has_attention:
             interest = (keys * valid.unsqueeze(-1).to(keys.dtype)).sum(1)  # (R, E)
             interest = interest.unsqueeze(1).expand_as(query)  # (R, C, E)
-            return (self._head(interest, query),)
+            return (self._head(interest, query, side),)
         weights = self.attention_weights(keys, query, valid)  # (R, C, T)
         interest = torch.matmul(weights, keys)  # (R, C, E), Eq. (3)
-        return self._head(interest, query), weights
+        return self._head(interest, query, side), weights
+
+    def side_inputs(
+        self,
+        query: torch.Tensor,
+        user_fields: torch.Tensor | None,
+        context: torch.Tensor | None,
+        numeric: torch.Tensor | None,
+    ) -> torch.Tensor | None:
+        """[user ⊕ context ⊕ numeric] per candidate (R, C, S), as SideEmbedding lays it out;
+        the user fields' embeddings are looked up once per request."""
+        if self.side_tables is None:
+            return None
+        r, c = query.shape[0], query.shape[1]
+        tables = list(self.side_tables)  # user fields, then context fields
+        n_user = len(self.cfg.user_fields)
+        parts = []
+        if n_user:
+            assert user_fields is not None, "the model has user fields: user_fields is missing"
+            user = torch.cat([t(user_fields[:, k]) for k, t in enumerate(tables[:n_user])], -1)
+            parts.append(user.unsqueeze(1).expand(r, c, user.shape[-1]))  # (R, C, U·D)
+        if len(tables) > n_user:
+            assert context is not None, "the model has context fields: context is missing"
+            parts += [t(context[..., k]) for k, t in enumerate(tables[n_user:])]  # (R, C, D)
+        if self.cfg.numeric_fields:
+            assert numeric is not None, "the model has numeric fields: numeric is missing"
+            parts.append(numeric.to(query.dtype))  # (R, C, M)
+        return torch.cat(parts, dim=-1)  # (R, C, S)
 
     def attention_weights(
         self, keys: torch.Tensor, query: torch.Tensor, valid: torch.Tensor
@@ -123,18 +199,26 @@ class RequestScorer(nn.Module):
             return torch.where(mask, torch.softmax(scaled, dim=-1), 0.0)  # (R, C, T)
         return torch.where(mask, scores, 0.0)  # (R, C, T)
 
-    def _head(self, interest: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-        return self.mlp(torch.cat([interest, query], dim=-1)).squeeze(-1)  # (R, C)
+    def _head(
+        self, interest: torch.Tensor, query: torch.Tensor, side: torch.Tensor | None
+    ) -> torch.Tensor:
+        parts = [interest, query] if side is None else [interest, query, side]
+        return self.mlp(torch.cat(parts, dim=-1)).squeeze(-1)  # (R, C)
 
 
-def signature(has_attention: bool) -> dict[str, list[dict[str, Any]]]:
-    """The scorer's input/output signature as bundle.json and /metadata state it."""
+def signature(
+    has_attention: bool, names: tuple[str, ...] = INPUT_NAMES, widths: dict[str, int] | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """The scorer's input/output signature as bundle.json and /metadata state it; the field
+    widths F, U, K, M (`field_counts`) are fixed numbers, R, T and C stay symbolic."""
+    n = widths or {}
     inputs: list[dict[str, Any]] = [
-        {"name": "hist_item", "dtype": "int64", "shape": ["R", "T"]},
-        {"name": "hist_cate", "dtype": "int64", "shape": ["R", "T"]},
-        {"name": "hist_len", "dtype": "int64", "shape": ["R"]},
-        {"name": "cand_item", "dtype": "int64", "shape": ["R", "C"]},
-        {"name": "cand_cate", "dtype": "int64", "shape": ["R", "C"]},
+        {
+            "name": name,
+            "dtype": INPUT_SHAPES[name][0],
+            "shape": [n.get(axis, axis) for axis in INPUT_SHAPES[name][1]],
+        }
+        for name in names
     ]
     outputs: list[dict[str, Any]] = [{"name": "logits", "dtype": "float32", "shape": ["R", "C"]}]
     if has_attention:

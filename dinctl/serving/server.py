@@ -1,7 +1,10 @@
 """`dinctl serve`: the FastAPI app over a ServingModel, its limits and dynamic batching.
 
 POST /score    {"user": id | "history": [ids], "candidates": [ids], "item_cates": {id: cate},
-               "attention": false} → {"scores", "unknown_items", "model", "took_ms"}
+               "attention": false} → {"scores", "unknown_items", "model", "took_ms"}; a run
+               trained on a feature schema also takes candidates and history events as
+               objects {"item": id, field: value}, "user_fields", "context", "numeric", and
+               answers "unknown_values" (docs/serving.md)
 GET  /health   {"status": "ok"}
 GET  /metadata model config, dataset, signature, limits
 Every refused request gets a 4xx and {"error": one line, "hint": ...}: 400 malformed JSON,
@@ -23,7 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from dinctl.serving.runtime import Scored, ServingModel, open_serving
 from dinctl.serving.vocab import EncodedRequest, RequestError
@@ -38,9 +41,12 @@ class ScoreRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user: StrictStr | StrictInt | None = None
-    history: list[StrictStr | StrictInt] | None = None
-    candidates: list[StrictStr | StrictInt]
+    history: list[StrictStr | StrictInt | dict[str, StrictStr | StrictInt]] | None = None
+    candidates: list[StrictStr | StrictInt | dict[str, StrictStr | StrictInt | StrictFloat]]
     item_cates: dict[str, StrictStr | StrictInt] | None = None
+    user_fields: dict[str, StrictStr | StrictInt] | None = None
+    context: dict[str, StrictStr | StrictInt] | None = None
+    numeric: dict[str, StrictFloat | StrictInt] | None = None
     attention: StrictBool = False
 
 
@@ -163,13 +169,23 @@ def create_app(model: ServingModel, limits: Limits) -> FastAPI:
     async def score(req: ScoreRequest) -> dict[str, Any]:
         started = time.perf_counter()
         check_limits(req, limits)
-        encoded = model.vocab.encode(req.candidates, req.user, req.history, req.item_cates)
+        encoded = model.vocab.encode(
+            req.candidates,
+            req.user,
+            req.history,
+            req.item_cates,
+            user_fields=req.user_fields,
+            context=req.context,
+            numeric=req.numeric,
+        )
         scored = await batcher.score(encoded, req.attention)
         out: dict[str, Any] = {
             "scores": scored.scores.tolist(),
             "unknown_items": scored.unknown_items,
             "model": name,
         }
+        if model.vocab.fields is not None:
+            out["unknown_values"] = encoded.unknown_values
         if req.attention:
             out["attention"] = None if scored.attention is None else scored.attention.tolist()
         out["took_ms"] = (time.perf_counter() - started) * 1000.0

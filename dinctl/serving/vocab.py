@@ -11,28 +11,27 @@ What the model sees for an id the training data never saw:
   it weight), so it does not count towards the history length either;
 * an unknown candidate is still scored, from its category (if known) and the user's history.
 
-The category of a known item is always the one in the training data.
+The category of a known item is always the one in the training data. Fields beyond item and
+category (a run trained on a feature schema) follow dinctl/serving/fields.py: an unknown value
+gets its field's id 0, the same rule; a history behaviour is dropped only when every one of its
+ids is 0.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from dinctl.errors import DinctlError
+from dinctl.data.schema import FeatureSchema
+from dinctl.serving.errors import RequestError
+from dinctl.serving.fields import FieldTables, Unknown, check_names, split_entries
+
+__all__ = ["EncodedRequest", "RawId", "RequestError", "Vocab", "pad_requests", "raw"]
 
 RawId = str | int
-
-
-class RequestError(DinctlError):
-    """A request the service refuses; `status` is its HTTP status code."""
-
-    def __init__(self, message: str, status: int = 422, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -44,6 +43,13 @@ class EncodedRequest:
     cand_item: np.ndarray  # (C,) int64
     cand_cate: np.ndarray  # (C,) int64
     unknown_items: list[str]  # raw candidate/history ids not in the training vocabulary
+    # the extra inputs of a multi-field model (dinctl/serving/scorer.py), None when it has none
+    hist_fields: np.ndarray | None = None  # (T, F) int64
+    cand_fields: np.ndarray | None = None  # (C, F) int64
+    user_fields: np.ndarray | None = None  # (U,) int64
+    context: np.ndarray | None = None  # (C, K) int64
+    numeric: np.ndarray | None = None  # (C, M) float32, standardised
+    unknown_values: Unknown = field(default_factory=dict)  # field → unseen raw values
 
 
 def raw(value: RawId) -> str:
@@ -66,8 +72,10 @@ class Vocab:
         user_lengths: np.ndarray,
         user_hist: np.ndarray,
         max_len: int,
+        fields: FieldTables | None = None,
     ) -> None:
         self.max_len = int(max_len)
+        self.fields = fields
         self.item_id = {str(r): int(i) for r, i in zip(raw_items, item_ids, strict=True)}
         self.n_items = int(item_ids.max()) if len(item_ids) else 0
         self.item_cate = np.zeros(self.n_items + 1, dtype=np.int64)  # (N+1,)
@@ -81,7 +89,9 @@ class Vocab:
         self.user_hist = np.asarray(user_hist, dtype=np.int64)  # users' histories back to back
 
     @classmethod
-    def from_frames(cls, items: Any, users: Any, max_len: int) -> Vocab:
+    def from_frames(
+        cls, items: Any, users: Any, max_len: int, fields: FieldTables | None = None
+    ) -> Vocab:
         """From polars frames: items (item, raw_item, cate, cate_name), users (raw_user, items);
         each user keeps the last max_len items of its list."""
         import polars as pl
@@ -96,6 +106,7 @@ class Vocab:
             user_lengths=tails.list.len().to_numpy().astype(np.int64),
             user_hist=tails.explode().drop_nulls().cast(pl.Int64).to_numpy(),
             max_len=max_len,
+            fields=fields,
         )
 
     def user_history(self, user: str) -> np.ndarray | None:
@@ -126,44 +137,93 @@ class Vocab:
 
     def encode(
         self,
-        candidates: Sequence[RawId],
+        candidates: Sequence[Any],
         user: RawId | None = None,
-        history: Sequence[RawId] | None = None,
+        history: Sequence[Any] | None = None,
         item_cates: Mapping[str, RawId] | None = None,
+        user_fields: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        numeric: Mapping[str, Any] | None = None,
     ) -> EncodedRequest:
-        """A request in model ids; an explicit history wins over the stored one of `user`."""
+        """A request in model ids; an explicit history wins over the stored one of `user`.
+        Candidates and history events are raw item ids or objects {"item": id, field: value}."""
         if len(candidates) == 0:
             raise RequestError("candidates is empty; expected at least one candidate item id")
+        schema = self.fields.schema if self.fields is not None else FeatureSchema()
+        beh = schema.extra_behaviour
+        cand_ids, cand_extra = split_entries(
+            candidates, (*beh, *schema.context, *schema.numeric), "candidate"
+        )
+        if self.fields is None:  # an item/category model: no field may be sent
+            for given, group in ((user_fields, "user_fields"), (context, "context")):
+                check_names(given or {}, (), group)
+            check_names(numeric or {}, (), "numeric")
         cates = item_cates or {}
-        unknown: list[str] = []
+        values: Unknown = {}
+        row = self.user_row.get(raw(user)) if user is not None else None
         if history is not None:
-            hist_item, hist_cate, unknown = self.items(history, cates)
-            keep = (hist_item != 0) | (hist_cate != 0)  # both unknown: dropped (see above)
-            hist_item = hist_item[keep][-self.max_len :]
-            hist_cate = hist_cate[keep][-self.max_len :]
+            hist_item, hist_cate, hist_fields, unknown = self._history(history, cates, values)
         elif user is not None:
-            stored = self.user_history(raw(user))
-            if stored is None:
+            if row is None:
                 raise RequestError(
                     f"unknown user {raw(user)!r} and no history given",
                     status=404,
                     hint="send the user's history as a list of item ids, most recent last",
                 )
-            hist_item, hist_cate = stored, self.item_cate[stored]
+            span = slice(self.user_offsets[row], self.user_offsets[row + 1])
+            hist_item, unknown = self.user_hist[span], []
+            hist_cate = self.item_cate[hist_item]
+            hist_fields = self.fields.hist_fields[span] if self.fields is not None else None
         else:
             raise RequestError("a request needs a user or a history; got neither")
-        cand_item, cand_cate, cand_unknown = self.items(candidates, cates)
+        cand_item, cand_cate, cand_unknown = self.items(cand_ids, cates)
+        extra: dict[str, Any] = {}
+        if self.fields is not None:
+            ctx, num = self.fields.per_candidate(cand_extra, context, numeric, values)
+            extra = {
+                "hist_fields": hist_fields,
+                "cand_fields": self.fields.behaviour(cand_item, cand_extra, "candidate", values),
+                "user_fields": self.fields.user(user_fields, row, values),
+                "context": ctx,
+                "numeric": num,
+            }
         return EncodedRequest(
             hist_item=hist_item,
             hist_cate=hist_cate,
             cand_item=cand_item,
             cand_cate=cand_cate,
             unknown_items=list(dict.fromkeys(cand_unknown + unknown)),
+            unknown_values=values,
+            **extra,
         )
+
+    def _history(
+        self, history: Sequence[Any], cates: Mapping[str, RawId], values: Unknown
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[str]]:
+        """An explicit history's item, category and field ids (the last max_len kept ones)."""
+        beh = self.fields.schema.extra_behaviour if self.fields is not None else ()
+        ids, extras = split_entries(history, beh, "history event")
+        item, cate, unknown = self.items(ids, cates)
+        keep = (item != 0) | (cate != 0)  # every id unknown: dropped (see above)
+        fields = None
+        if self.fields is not None:
+            fields = self.fields.behaviour(item, extras, "history event", values)  # (T, F)
+            keep |= (fields != 0).any(axis=1)
+            fields = fields[keep][-self.max_len :]
+        return item[keep][-self.max_len :], cate[keep][-self.max_len :], fields, unknown
+
+
+EXTRA_DTYPES = {
+    "hist_fields": np.int64,
+    "cand_fields": np.int64,
+    "context": np.int64,
+    "numeric": np.float32,
+}
 
 
 def pad_requests(requests: Sequence[EncodedRequest]) -> dict[str, np.ndarray]:
-    """The scorer's padded inputs for a list of requests (see scorer.INPUT_NAMES)."""
+    """The scorer's padded inputs for a list of requests (see scorer.INPUT_NAMES); the extra
+    inputs of a multi-field model when the requests carry them."""
     r = len(requests)
     t = max(max((len(q.hist_item) for q in requests), default=1), 1)
     c = max((len(q.cand_item) for q in requests), default=1)
@@ -181,4 +241,26 @@ def pad_requests(requests: Sequence[EncodedRequest]) -> dict[str, np.ndarray]:
         out["hist_len"][k] = n
         out["cand_item"][k, :m] = q.cand_item
         out["cand_cate"][k, :m] = q.cand_cate
+    if requests and requests[0].user_fields is not None:
+        out.update(pad_fields(requests, t, c))
+    return out
+
+
+def pad_fields(requests: Sequence[EncodedRequest], t: int, c: int) -> dict[str, np.ndarray]:
+    """hist_fields (R, T, F), cand_fields (R, C, F), user_fields (R, U), context (R, C, K),
+    numeric (R, C, M) of requests that carry them (empty widths are dropped by the caller's
+    model signature)."""
+    first = requests[0]
+    widths = {name: getattr(first, name).shape[-1] for name in EXTRA_DTYPES}
+    out = {
+        name: np.zeros((len(requests), t if name == "hist_fields" else c, widths[name]), dtype)
+        for name, dtype in EXTRA_DTYPES.items()
+    }
+    out["user_fields"] = np.stack([np.asarray(q.user_fields) for q in requests]).astype(
+        np.int64
+    )  # (R, U)
+    for k, q in enumerate(requests):
+        for name in EXTRA_DTYPES:
+            part = getattr(q, name)
+            out[name][k, : part.shape[0]] = part
     return out
