@@ -2,8 +2,8 @@
 
 Format 2 round trip, format-1 folders still loading and training, every model with extra
 fields (padding invariance; a signal only a user or only a context field carries is learnt),
-`preprocess logs` with the field flags or a TOML schema file, every bad input, and the
-two-field-only refusal of export/serve/predict.
+`preprocess logs` with the field flags or a TOML schema file, every bad input, and predict
+on a multi-field run (export/serve/predict of such runs: tests/test_serve_fields.py).
 """
 
 from __future__ import annotations
@@ -475,16 +475,12 @@ def test_cli_flags_end_to_end_train_evaluate_visualize(tmp_path: Path) -> None:
     shown = json.loads(next((run / "plots").glob("attention_*.json")).read_text())
     assert all(set(b["fields"]) == {"brand"} for b in shown["behaviours"])
     assert all(set(c["fields"]) == {"brand"} for c in shown["candidates"])
-    # export / serve / predict support item/category runs only: one line
+    # predict (like export and serve: tests/test_serve_fields.py) takes the extra fields
     requests = tmp_path / "requests.jsonl"
-    requests.write_text('{"user": "u001", "items": ["i001"]}\n')
-    for args in (
-        ["export", run, "--out", tmp_path / "bundle"],
-        ["serve", run],
-        ["predict", run, "--input", requests],
-    ):
-        _one_line_error(_cli(*args), "export, serve and predict support item/category runs")
-    assert not (tmp_path / "bundle").exists()
+    request = {"user": "u001", "candidates": ["i001"], "context": {"slot": "feed", "hour": 20}}
+    requests.write_text(json.dumps({**request, "numeric": {"price": 99.5}}) + "\n")
+    result = _cli("predict", run, "--input", requests, "--out", tmp_path / "scores.parquet")
+    assert result.exit_code == 0, result.output
 
 
 def test_unlabelled_multi_field_log_windows(tmp_path: Path) -> None:

@@ -36,7 +36,10 @@ Unknown = dict[str, list[str]]  # field → raw values the training data never s
 def raw_value(value: Any, where: str) -> str:
     """A categorical raw value as text (an integer stands for its decimal text)."""
     if isinstance(value, bool) or not isinstance(value, (str, int, np.integer)):
-        raise RequestError(f"{where}: expected a string or an integer, got {value!r} instead")
+        raise RequestError(
+            f"{where}: expected a string or an integer, got {value!r} instead",
+            hint="send the raw value as the data had it (a category, a code)",
+        )
     return str(value)
 
 
@@ -192,7 +195,10 @@ class FieldTables:
             or not isinstance(value, (int, float))
             or not math.isfinite(value)
         ):
-            raise RequestError(f"{where} {name}: expected a finite number, got {value!r} instead")
+            raise RequestError(
+                f"{where} {name}: expected a finite number, got {value!r} instead",
+                hint=f"send the raw {name} (it is standardised with the training mean and std)",
+            )
         mean, std = self.numeric_stats[name]
         return float(np.float32((float(value) - mean) / std))
 
