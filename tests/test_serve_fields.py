@@ -80,46 +80,49 @@ def _oracle(run_dir: Path, rows: slice | torch.Tensor) -> tuple[np.ndarray, Any]
 
 
 class RawValues:
-    """Ids of the dataset back to the raw values a client would send."""
+    """Ids of a dataset back to the raw values a client would send."""
 
     def __init__(self, data: Path) -> None:
         from dinctl.data.store import load_dataset
 
         self.ds = load_dataset(data)
+        self.schema = self.ds.schema
         items = self.ds.items_frame().sort("item")
         self.item = ["?", *items["raw_item"].to_list()]
         self.user = ["?", *self.ds.users_frame().sort("user")["raw_user"].to_list()]
-        self.names = {
-            n: ["?", *self.ds.value_names(n)]
-            for n in ("brand", "slot", "hour", "age", "gender", "city")
-        }
-        self.stats = self.ds.meta["counts"]["numeric"]["price"]
+        names = (*self.schema.extra_behaviour, *self.schema.user, *self.schema.context)
+        self.names = {n: ["?", *self.ds.value_names(n)] for n in names}
+        self.stats = self.ds.meta["counts"].get("numeric", {})
 
-    def event(self, item: int, brand: int) -> dict[str, Any]:
-        return {"item": self.item[item], "brand": self.names["brand"][brand]}
-
-    def candidate(self, batch: Any, k: int) -> dict[str, Any]:
-        assert batch.cand_fields is not None and batch.context is not None
-        assert batch.numeric is not None
-        price = float(batch.numeric[k, 0]) * self.stats["std"] + self.stats["mean"]
+    def event(self, item: int, fields: Any) -> dict[str, Any]:
+        beh = self.schema.extra_behaviour
         return {
-            **self.event(int(batch.item[k]), int(batch.cand_fields[k, 0])),
-            "slot": self.names["slot"][int(batch.context[k, 0])],
-            "hour": self.names["hour"][int(batch.context[k, 1])],
-            "price": price,
+            "item": self.item[item],
+            **{n: self.names[n][int(fields[i])] for i, n in enumerate(beh)},
         }
 
-    def request(self, batch: Any, k: int) -> dict[str, Any]:
+    def candidate(self, batch: Any, k: int, bare: bool = False) -> dict[str, Any]:
+        """Row k's candidate as an object: its own fields, or (`bare`) the item id alone plus
+        the context and numeric fields the request must send."""
+        out = {"item": self.item[int(batch.item[k])]}
+        if not bare and batch.cand_fields is not None:
+            out = self.event(int(batch.item[k]), batch.cand_fields[k])
+        for i, n in enumerate(self.schema.context):
+            out[n] = self.names[n][int(batch.context[k, i])]
+        for i, n in enumerate(self.schema.numeric):
+            stats = self.stats[n]
+            out[n] = float(batch.numeric[k, i]) * stats["std"] + stats["mean"]
+        return out
+
+    def request(self, batch: Any, k: int, bare: bool = False) -> dict[str, Any]:
         """Row k of a Batch as a request: the known user (its fields from users.parquet), the
         row's own history as event objects, its candidate as an object."""
-        assert batch.hist_fields is not None
         n = int(batch.hist_mask[k].sum())
         history = [
-            self.event(int(i), int(b))
-            for i, b in zip(batch.hist_item[k, :n], batch.hist_fields[k, :n, 0], strict=True)
+            self.event(int(batch.hist_item[k, t]), batch.hist_fields[k, t]) for t in range(n)
         ]
         user = self.user[int(batch.user[k])]
-        return {"user": user, "history": history, "candidates": [self.candidate(batch, k)]}
+        return {"user": user, "history": history, "candidates": [self.candidate(batch, k, bare)]}
 
 
 def _encode(model: ServingModel, req: dict[str, Any]) -> Any:
@@ -203,7 +206,7 @@ def test_stored_user_and_item_defaults(fielded: dict[str, Any], raw_values: RawV
     cand = torch.tensor(items)
     slot, hour = raw_values.names["slot"][2], raw_values.names["hour"][4]
     price = 120.0
-    z = (price - raw_values.stats["mean"]) / raw_values.stats["std"]
+    z = (price - raw_values.stats["price"]["mean"]) / raw_values.stats["price"]["std"]
     batch = Batch(
         user=torch.full((c,), u),
         item=cand,
@@ -406,3 +409,23 @@ def test_bundle_without_values_is_refused(fielded: dict[str, Any], tmp_path: Pat
     (copy / "values.parquet").unlink()
     with pytest.raises(DinctlError, match="values.parquet does not exist"):
         read_bundle(copy)
+
+
+def test_taobao_ad_bare_candidates_score_as_training(tmp_path: Path) -> None:
+    """taobao-ad: candidates sent as bare ad ids get the training candidates' fields (the ad's
+    brand, btag "ad"); user fields come from the known user, context from the request."""
+    from dinctl.data.taobao import preprocess_taobao_ad
+    from dinctl.serving.export import export_run
+
+    data = tmp_path / "ad"
+    preprocess_taobao_ad(LOGS.parent / "taobao-ad", data, max_len=20)
+    run = _train(data, tmp_path / "din", batch_size=64)
+    bundle = export_run(run, "onnx", tmp_path / "bundle")
+    assert bundle.parity_max_abs_diff <= TOL
+    raw = RawValues(data)
+    expected, batch = _oracle(run, slice(0, N_ROWS))
+    requests = [raw.request(batch, k, bare=True) for k in range(N_ROWS)]
+    assert requests[0]["candidates"][0].keys() == {"item", "pid", "adgroup", "campaign", "customer"}
+    for source in (run, bundle.out):
+        got = _logits(open_serving(source), requests)
+        assert np.abs(got - expected).max() <= TOL, source

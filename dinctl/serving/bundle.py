@@ -7,7 +7,8 @@ Layout of a bundle (written by `dinctl export`):
   model.onnx      (format onnx)  the RequestScorer as an ONNX graph, dynamic R, T and C
   model.pt2       (format torch) the RequestScorer as a torch.export ExportedProgram
   items.parquet   item:int32 (1..N), raw_item:str, cate:int32 (1..C), cate_name:str
-                  [+ <f>:int32 per extra behaviour field: the item's latest value]
+                  [+ hist_<f>, cand_<f>:int32 per extra behaviour field f: the item's default
+                  value in a history event and as a candidate (dinctl/serving/fields.py)]
   users.parquet   raw_user:str, items:list<int32> (the user's last max_len behaviours, oldest
                   first, as of the end of the data) [+ hist_<f>:list<int32> per extra
                   behaviour field, the same behaviours' values; + <u>:int32 per user field]
@@ -113,7 +114,7 @@ def write_tables(
         pl.col("raw_item").cast(pl.Utf8),
         pl.col("cate").cast(pl.Int32),
         pl.col("cate_name").cast(pl.Utf8),
-        *(pl.col(n).cast(pl.Int32) for n in beh),
+        *(pl.col(f"{p}_{n}").cast(pl.Int32) for p in ("hist", "cand") for n in beh),
     ).write_parquet(folder / ITEMS_FILE)
     users.select(
         pl.col("raw_user").cast(pl.Utf8),

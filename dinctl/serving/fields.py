@@ -5,8 +5,11 @@ the extra behaviour fields of each history event and candidate, the user fields,
 context and numeric fields of each candidate. Where each value comes from:
 
 * behaviour fields (brand, ...): the event's / candidate's own (`{"item": ..., "brand": ...}`),
-  else the item's as its latest behaviour in the data records it (a stored user history keeps
-  its own events' values), else 0 for an unknown item;
+  else the item's default, else 0 for an unknown item. A history event's default is the
+  item's latest behaviour in the data (a stored user history keeps its own events' values); a
+  candidate's is what training candidates carry: the field's one value when every training
+  candidate has the same (taobao-ad's btag "ad"), else the item's last training sample, else
+  its latest behaviour;
 * user fields: `user_fields`, else the known user's row of users.parquet; else the request is
   refused (422 naming the field);
 * context and numeric fields: the candidate's own, else the request's `context` / `numeric`;
@@ -77,7 +80,8 @@ class FieldTables:
 
     schema: FeatureSchema
     values: dict[str, dict[str, int]]  # field → raw value → id
-    item_fields: np.ndarray  # (N+1, F) each item's behaviour fields (latest event)
+    item_fields: np.ndarray  # (N+1, F) a history event's default fields per item
+    cand_fields: np.ndarray  # (N+1, F) a candidate's default fields per item
     user_fields: np.ndarray  # (users, U) in the Vocab's user order
     hist_fields: np.ndarray  # (S, F) the stored histories' fields, back to back
     numeric_stats: dict[str, tuple[float, float]]  # name → (mean, std)
@@ -91,9 +95,10 @@ class FieldTables:
 
         beh = schema.extra_behaviour
         n_items = int(items["item"].max()) if items.height else 0
-        item_fields = np.zeros((n_items + 1, len(beh)), dtype=np.int64)
-        for k, name in enumerate(beh):
-            item_fields[items["item"].to_numpy(), k] = items[name].to_numpy()
+        defaults = {p: np.zeros((n_items + 1, len(beh)), dtype=np.int64) for p in ("hist", "cand")}
+        for prefix, default in defaults.items():
+            for k, name in enumerate(beh):
+                default[items["item"].to_numpy(), k] = items[f"{prefix}_{name}"].to_numpy()
         hist = [
             users[f"hist_{n}"].list.tail(max_len).explode().drop_nulls().cast(pl.Int64).to_numpy()
             for n in beh
@@ -113,7 +118,8 @@ class FieldTables:
         return cls(
             schema=schema,
             values=table,
-            item_fields=item_fields,
+            item_fields=defaults["hist"],
+            cand_fields=defaults["cand"],
             user_fields=np.stack(
                 [users[n].to_numpy().astype(np.int64) for n in schema.user], axis=1
             )
@@ -139,9 +145,11 @@ class FieldTables:
     def behaviour(
         self, item: np.ndarray, extras: list[dict[str, Any]], what: str, unknown: Unknown
     ) -> np.ndarray:
-        """(n, F) extra behaviour ids: the entry's own value, else the item's, else 0."""
+        """(n, F) extra behaviour ids: the entry's own value, else the item's default for a
+        `what` ("candidate" or "history event"), else 0."""
         names = self.schema.extra_behaviour
-        out = self.item_fields[item].copy()  # (n, F); unknown items (id 0) get 0
+        table = self.cand_fields if what == "candidate" else self.item_fields
+        out = table[item].copy()  # (n, F); unknown items (id 0) get row 0: zeros
         for j, given in enumerate(extras):
             for k, name in enumerate(names):
                 if name in given:

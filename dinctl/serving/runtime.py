@@ -194,15 +194,28 @@ def user_histories(ds: Any, max_len: int) -> Any:
 
 
 def items_with_fields(ds: Any) -> Any:
-    """items.parquet's frame plus, per extra behaviour field, each item's latest value."""
+    """items.parquet's frame plus, per extra behaviour field f, `hist_<f>` (the item's value in
+    its latest behaviour) and `cand_<f>` (a candidate's default, dinctl/serving/fields.py)."""
     import polars as pl
 
     items = ds.items_frame()
-    if not ds.schema.extra_behaviour:
+    beh = ds.schema.extra_behaviour
+    if not beh:
         return items
-    table = ds.item_fields()[items["item"].to_numpy()]  # (N, F)
+    latest = ds.item_fields()  # (N+1, F)
+    cand = latest.copy()
+    if ds.has_split("train"):
+        train = ds.split("train")
+        for k, name in enumerate(beh):
+            values = train.fields[name]
+            if len(values) and (values == values[0]).all():  # one value for every candidate
+                cand[1:, k] = values[0]
+            else:
+                cand[train.item, k] = values  # the item's last training sample wins
+    ids = items["item"].to_numpy()
     return items.with_columns(
-        pl.Series(n, table[:, k], dtype=pl.Int32) for k, n in enumerate(ds.schema.extra_behaviour)
+        *(pl.Series(f"hist_{n}", latest[ids, k], dtype=pl.Int32) for k, n in enumerate(beh)),
+        *(pl.Series(f"cand_{n}", cand[ids, k], dtype=pl.Int32) for k, n in enumerate(beh)),
     )
 
 
