@@ -24,6 +24,7 @@ from dinctl.data.preprocess import preprocess_logs
 from dinctl.data.readers import LogColumns
 from dinctl.errors import DinctlError
 from dinctl.serving.runtime import ServingModel, open_serving
+from dinctl.serving.scorer import INPUT_NAMES
 from dinctl.serving.vocab import RequestError
 
 LOGS = Path(__file__).resolve().parents[1] / "sample_data" / "logs"
@@ -118,9 +119,8 @@ class RawValues:
         """Row k of a Batch as a request: the known user (its fields from users.parquet), the
         row's own history as event objects, its candidate as an object."""
         n = int(batch.hist_mask[k].sum())
-        history = [
-            self.event(int(batch.hist_item[k, t]), batch.hist_fields[k, t]) for t in range(n)
-        ]
+        fields = batch.hist_fields if batch.hist_fields is not None else batch.hist_item[..., None]
+        history = [self.event(int(batch.hist_item[k, t]), fields[k, t]) for t in range(n)]
         user = self.user[int(batch.user[k])]
         return {"user": user, "history": history, "candidates": [self.candidate(batch, k, bare)]}
 
@@ -426,6 +426,41 @@ def test_taobao_ad_bare_candidates_score_as_training(tmp_path: Path) -> None:
     expected, batch = _oracle(run, slice(0, N_ROWS))
     requests = [raw.request(batch, k, bare=True) for k in range(N_ROWS)]
     assert requests[0]["candidates"][0].keys() == {"item", "pid", "adgroup", "campaign", "customer"}
+    for source in (run, bundle.out):
+        got = _logits(open_serving(source), requests)
+        assert np.abs(got - expected).max() <= TOL, source
+
+
+@pytest.mark.parametrize(
+    "groups",
+    [
+        {"context": ("slot",)},
+        {
+            "user_features": LOGS / "users.csv",
+            "user_feature_cols": ("city",),
+            "numeric": ("price",),
+        },
+    ],
+    ids=["context-only", "user-numeric"],
+)
+def test_partial_schemas_export_and_serve(groups: dict[str, Any], tmp_path: Path) -> None:
+    """A schema with some groups only: the signature has just those inputs, scores still equal
+    the training forward."""
+    from dinctl.serving.export import export_run
+
+    columns = LogColumns(
+        user="user_id", item="item_id", category="cate", time="ts", label="click", **groups
+    )
+    data = tmp_path / "data"
+    preprocess_logs(LOGS / "events.csv", data, columns=columns)
+    run = _train(data, tmp_path / "run", batch_size=64)
+    bundle = export_run(run, "torch", tmp_path / "bundle")
+    inputs = json.loads((bundle.out / "bundle.json").read_text())["signature"]["inputs"]
+    extra = {"context"} if "context" in groups else {"user_fields", "numeric"}
+    assert {i["name"] for i in inputs} == {*INPUT_NAMES, *extra}
+    raw = RawValues(data)
+    expected, batch = _oracle(run, slice(0, N_ROWS))
+    requests = [raw.request(batch, k) for k in range(N_ROWS)]
     for source in (run, bundle.out):
         got = _logits(open_serving(source), requests)
         assert np.abs(got - expected).max() <= TOL, source
