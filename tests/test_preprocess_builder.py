@@ -280,18 +280,18 @@ def test_no_history_holds_its_target_or_a_later_behaviour(
 
 
 def test_rank_hash_path_matches_exact_sort() -> None:
-    from dinctl.data.builder import _rank, _rank_exact
+    from dinctl.data.builder import _rank_exact, rank_ids
 
     rng = np.random.default_rng(0)
     values = pl.Series([f"A{v:x}Z" for v in rng.integers(0, 500, size=3000)] + ["", "a", "B"])
-    fast, fast_uniq, fast_first = _rank(values)
+    fast, fast_uniq, fast_first = rank_ids(values)
     slow, slow_uniq, slow_first = _rank_exact(values)
     assert fast.tolist() == slow.tolist()
     assert fast_first.tolist() == slow_first.tolist()
     assert [values.to_list().index(v) for v in fast_uniq.to_list()] == fast_first.tolist()
     assert fast_uniq.to_list() == slow_uniq.to_list() == sorted(set(values.to_list()))
     numbers = pl.Series([10, 2, 2, 300, -1])
-    assert _rank(numbers)[0].tolist() == [3, 2, 2, 4, 1]
+    assert rank_ids(numbers)[0].tolist() == [3, 2, 2, 4, 1]
 
 
 def test_huge_timestamps_take_the_lexsort_path_with_the_same_order() -> None:
