@@ -200,3 +200,43 @@ def test_movielens_csv_errors_name_the_line(tmp_path: Path, ratings: bytes, expe
     with pytest.raises(DinctlError) as err:
         read_movielens(tmp_path)
     assert err.value.message == f"{tmp_path}/ratings.csv:{expected}"
+
+
+def _bomb(path: Path, size: int) -> Path:
+    """A .gz of `size` zero bytes: a few KB that expand ~1000x."""
+    with gzip.open(path, "wb", compresslevel=9) as f:
+        block = b"\0" * (1 << 20)
+        for _ in range(size >> 20):
+            f.write(block)
+    return path
+
+
+def test_gzip_bombs_are_refused_before_any_reader_holds_them(tmp_path: Path) -> None:
+    from dinctl.data.readers import amazon_inputs
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    _bomb(raw / "reviews_Electronics_5.json.gz", 64 << 20)
+    (raw / "meta_Electronics.json").write_text("{'asin': 'a'}\n")
+    with pytest.raises(DinctlError, match=r"reviews_Electronics_5\.json\.gz expands more than "
+                       r"200× .*refusing a likely gzip bomb"):  # fmt: skip
+        amazon_inputs(raw)
+    log = _bomb(tmp_path / "log.csv.gz", 64 << 20)
+    columns = LogColumns(user="u", item="i", category="c", time="t")
+    with pytest.raises(DinctlError, match="log.csv.gz expands more than 200×"):
+        read_logs(log, columns)
+
+
+def test_gzip_limits_bytes_and_corruption(tmp_path: Path) -> None:
+    from dinctl.data.archives import check_gzip
+
+    real = tmp_path / "real.json.gz"
+    with gzip.open(real, "wb") as f:  # text compresses ~5x: accepted
+        f.write(b"".join(json.dumps({"k": i}).encode() + b"\n" for i in range(200_000)))
+    check_gzip(real)
+    with pytest.raises(DinctlError, match="expands to more than 1000 bytes"):
+        check_gzip(real, max_bytes=1000)
+    broken = tmp_path / "broken.json.gz"
+    broken.write_bytes(real.read_bytes()[:500])
+    with pytest.raises(DinctlError, match="cannot read .*broken.json.gz"):
+        check_gzip(broken)

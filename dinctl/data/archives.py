@@ -5,11 +5,13 @@ CRC check, and stays within the extraction limits: what its members expand to in
 (`max_bytes`, default `MAX_EXTRACT_BYTES`, raised with `--max-extract-bytes`) and the
 compression ratio of any member over 1 MiB (`MAX_RATIO`; a zip bomb expands ~1000×, real
 CSV ~5×). Sizes are counted while streaming, so a member that declares less than it holds
-is caught too, and no member is ever held in memory whole.
+is caught too, and no member is ever held in memory whole. A `.gz` input (Amazon files, a
+log) is checked the same way before anything reads it: streamed once, counted, never kept.
 """
 
 from __future__ import annotations
 
+import gzip
 import re
 import zipfile
 import zlib
@@ -142,3 +144,28 @@ def extract_member(
         dst.write(block)
         written += len(block)
     return written
+
+
+def check_gzip(path: Path, max_bytes: int = MAX_EXTRACT_BYTES) -> None:
+    """Refuse a .gz file that is corrupt, expands to more than `max_bytes`, or expands more than
+    MAX_RATIO times once over RATIO_FLOOR (a gzip bomb): one streamed pass, nothing kept."""
+    packed = max(path.stat().st_size, 1)
+    hint = f"if {path.name} is genuine, decompress it yourself (gunzip) and pass the plain file"
+    written = 0
+    try:
+        with gzip.open(path, "rb") as f:
+            while block := f.read(CHUNK * 16):
+                written += len(block)
+                if written > max_bytes:
+                    raise DinctlError(
+                        f"{path} expands to more than {max_bytes} bytes: refusing to read it",
+                        hint=hint,
+                    )
+                if written > RATIO_FLOOR and written > MAX_RATIO * packed:
+                    raise DinctlError(
+                        f"{path} expands more than {MAX_RATIO}× ({packed} bytes → over "
+                        f"{written}): refusing a likely gzip bomb",
+                        hint=hint,
+                    )
+    except (OSError, EOFError, zlib.error) as err:
+        raise DinctlError(f"cannot read {path}: {err}", hint="download it again") from None

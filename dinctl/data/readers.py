@@ -22,7 +22,7 @@ from typing import Any
 
 import polars as pl
 
-from dinctl.data.archives import MAX_EXTRACT_BYTES, extract_member, open_zip
+from dinctl.data.archives import MAX_EXTRACT_BYTES, check_gzip, extract_member, open_zip
 from dinctl.errors import DinctlError
 
 REVIEW_KEYS = {"reviewerID": pl.Utf8, "asin": pl.Utf8, "unixReviewTime": pl.Int64}
@@ -353,6 +353,9 @@ def amazon_inputs(raw: Path, category: str = "Electronics") -> tuple[Path, Path]
         raw, [f"reviews_{category}_5.json", f"reviews_{category}_5.json.gz"], "reviews", hint
     )
     meta_path = find_input(raw, [f"meta_{category}.json", f"meta_{category}.json.gz"], "meta", hint)
+    for path in (reviews_path, meta_path):
+        if path.suffix == ".gz":
+            check_gzip(path)  # a gzip bomb never reaches the readers, which hold files whole
     return reviews_path, meta_path
 
 
@@ -761,6 +764,8 @@ def _read_log_file(path: Path) -> pl.DataFrame:
             raise DinctlError(f"cannot read {path}: {_first_line(err)}") from None
     if path.stat().st_size == 0:
         raise DinctlError(f"{path} is empty", hint="pass a file with a header and rows")
+    if suffix == ".gz":
+        check_gzip(path)
     sep = "\t" if ".tsv" in path.suffixes else ","
     try:
         return pl.read_csv(path, separator=sep, infer_schema_length=10_000)
