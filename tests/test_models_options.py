@@ -84,13 +84,22 @@ def test_a_config_without_the_new_keys_rebuilds_the_old_model() -> None:
 
 def test_new_options_train_and_score() -> None:
     batch = random_batch(8, 6, seed=2)
-    for overrides in (
-        {"act": "dice", "mlp_act": "prelu", "dice_alpha_init": 0.0, "linear_init": "xavier"},
-        {"act": "relu"},
-    ):
-        model = build_model(config("din", **overrides)).train()
-        out = model(batch)
-        out.logits.sum().backward()
-        assert torch.isfinite(out.logits).all()
-        model.eval()
-        assert torch.isfinite(model(batch).logits).all()
+    model = build_model(config("din", act="dice", mlp_act="prelu", dice_alpha_init=0.0,
+                               linear_init="xavier")).train()  # fmt: skip
+    unit_acts = [model.attention.first_act, *model.attention.rest.acts]
+    assert all(isinstance(a, Dice) for a in unit_acts)  # --act: the activation unit's
+    assert all(float(a.alpha.detach().abs().max()) == 0.0 for a in unit_acts)  # --dice-alpha-init 0
+    assert all(isinstance(a, PReLU) for a in model.mlp.acts)  # --mlp-act: the tower's
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert linears and all(float(m.bias.detach().abs().max()) == 0.0 for m in linears)  # xavier
+    out = model(batch)
+    out.logits.sum().backward()
+    assert torch.isfinite(out.logits).all()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, f"no gradient reaches {missing}"
+    model.eval()
+    assert torch.isfinite(model(batch).logits).all()
+    relu = build_model(config("din", act="relu"))
+    assert type(relu.attention.first_act).__name__ == "_ReLU"
+    x = torch.tensor([[-1.0, 2.0]])
+    assert relu.attention.first_act(x).tolist() == [[0.0, 2.0]]
