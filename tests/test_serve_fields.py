@@ -300,11 +300,11 @@ def test_missing_and_bad_fields_are_one_line(
 
 
 def test_item_category_run_refuses_fields(tiny_dataset: Path, tmp_path: Path) -> None:
-    from dinctl.serving.vocab import Vocab
+    from dinctl.serving.vocab import RequestEncoder
 
     items = __import__("polars").read_parquet(tiny_dataset / "items.parquet")
     users = __import__("polars").DataFrame({"raw_user": ["u"], "items": [[1, 2]]})
-    vocab = Vocab.from_frames(items, users, 10)
+    vocab = RequestEncoder.from_frames(items, users, 10)
     with pytest.raises(RequestError, match="context: 'slot' is not one of this model's fields"):
         vocab.encode(["I0001"], "u", context={"slot": "feed"})
     assert vocab.encode([{"item": "I0001"}], "u").cand_item.tolist() == [1]

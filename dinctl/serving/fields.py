@@ -82,7 +82,7 @@ class FieldTables:
     values: dict[str, dict[str, int]]  # field → raw value → id
     item_fields: np.ndarray  # (N+1, F) a history event's default fields per item
     cand_fields: np.ndarray  # (N+1, F) a candidate's default fields per item
-    user_fields: np.ndarray  # (users, U) in the Vocab's user order
+    user_fields: np.ndarray  # (users, U) in the RequestEncoder's user order
     hist_fields: np.ndarray  # (S, F) the stored histories' fields, back to back
     numeric_stats: dict[str, tuple[float, float]]  # name → (mean, std)
 

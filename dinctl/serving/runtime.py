@@ -19,7 +19,7 @@ import numpy as np
 from dinctl.errors import DinctlError
 from dinctl.serving.fields import FieldTables
 from dinctl.serving.scorer import INPUT_NAMES
-from dinctl.serving.vocab import EncodedRequest, Vocab, pad_requests
+from dinctl.serving.vocab import EncodedRequest, RequestEncoder, pad_requests
 
 Engine = Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray | None]]
 
@@ -103,7 +103,7 @@ class Scored:
 class ServingModel:
     """What predict and serve score with: a vocabulary, an engine and a description."""
 
-    vocab: Vocab
+    vocab: RequestEncoder
     engine: Engine
     info: dict[str, Any]  # model config, dataset, source, format, signature
     has_attention: bool
@@ -136,7 +136,7 @@ def open_serving(source: Path | str, bf16: bool = False, threads: int = 0) -> Se
             stats = bundle.manifest.get("numeric_stats", {})
             values = bundle.values_frame()
             fields = FieldTables.from_frames(bundle.schema, items, users, values, stats, max_len)
-        vocab = Vocab.from_frames(items, users, max_len, fields)
+        vocab = RequestEncoder.from_frames(items, users, max_len, fields)
         names = [i["name"] for i in bundle.manifest["signature"]["inputs"]]
         model_file = bundle.model_file
         if bundle.format == "onnx":
@@ -238,7 +238,7 @@ def numeric_stats(ds: Any) -> dict[str, dict[str, float]]:
     return {n: dict(stats[n]) for n in ds.schema.numeric if n in stats}
 
 
-def vocab_of_dataset(ds: Any, max_len: int) -> Vocab:
+def vocab_of_dataset(ds: Any, max_len: int) -> RequestEncoder:
     """The vocabulary and end-of-data histories of a preprocessed dataset."""
     items, users = items_with_fields(ds), user_histories(ds, max_len)
     fields = None
@@ -246,7 +246,7 @@ def vocab_of_dataset(ds: Any, max_len: int) -> Vocab:
         fields = FieldTables.from_frames(
             ds.schema, items, users, values_frame(ds), numeric_stats(ds), max_len
         )
-    return Vocab.from_frames(items, users, max_len, fields)
+    return RequestEncoder.from_frames(items, users, max_len, fields)
 
 
 def dataset_info(ds: Any) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from dinctl.data.schema import FeatureSchema
 from dinctl.serving.errors import RequestError
 from dinctl.serving.fields import FieldTables, Unknown, check_names, split_entries
 
-__all__ = ["EncodedRequest", "RawId", "RequestError", "Vocab", "pad_requests", "raw"]
+__all__ = ["EncodedRequest", "RawId", "RequestError", "RequestEncoder", "pad_requests", "raw"]
 
 RawId = str | int
 
@@ -59,8 +59,9 @@ def raw(value: RawId) -> str:
     return str(value)
 
 
-class Vocab:
-    """The training vocabulary of one dataset plus every known user's last max_len behaviours."""
+class RequestEncoder:
+    """Raw requests → model inputs: the training vocabulary of one dataset plus every known
+    user's last max_len behaviours (not `dinctl.data.vocab.Vocab`, the plots' id → name view)."""
 
     def __init__(
         self,
@@ -91,7 +92,7 @@ class Vocab:
     @classmethod
     def from_frames(
         cls, items: Any, users: Any, max_len: int, fields: FieldTables | None = None
-    ) -> Vocab:
+    ) -> RequestEncoder:
         """From polars frames: items (item, raw_item, cate, cate_name), users (raw_user, items);
         each user keeps the last max_len items of its list."""
         import polars as pl
