@@ -9,9 +9,9 @@ The history join never materialises a history per impression: the typed log is s
 once (no joins) into scratch Parquet files, one per shard (a contiguous range of user ids);
 each shard reads only its own file, maps ids by binary search, sorts them by (user, time)
 into CSR order and gets each impression's history length from one `searchsorted` of its
-(user, time) key. Only behaviours
-inside some impression's last `max_len` are kept, so the stored sequences are bounded by
-impressions × max_len and by the log, and a shard's memory by its rows.
+(user, time) key. Only behaviours inside some impression's last `max_len` are kept, so the
+stored sequences are bounded by impressions × max_len and by the log, and a shard's memory
+by its rows.
 
 taobao (UserBehavior, Tianchi 649): each user's last behaviour is the positive target, one
 uniformly drawn other item the negative; the history is the behaviours before it (last
