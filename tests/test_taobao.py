@@ -245,3 +245,33 @@ def test_cli_preprocess_train_evaluate_and_table5(tmp_path: Path) -> None:
     r = runner.invoke(app, ["preprocess", "taobao-ad", "--raw", str(tmp_path / "none"),
                             "--out", str(tmp_path / "x")])  # fmt: skip
     assert r.exit_code != 0 and "raw folder" in r.output
+
+
+def test_ad_preprocess_reports_each_phase_and_shard(tmp_path: Path) -> None:
+    import contextlib
+
+    seen: list[str] = []
+
+    def status(message: str) -> contextlib.AbstractContextManager[None]:
+        seen.append(message)
+        return contextlib.nullcontext()
+
+    warned: list[str] = []
+    taobao.preprocess_taobao_ad(SAMPLES / "taobao-ad", tmp_path / "ds", max_len=20, shards=3,
+                                status=status, warn=warned.append)  # fmt: skip
+    assert seen[0] == "reading raw_sample.csv and ad_feature.csv"
+    assert "reading behavior_log.csv into 3 user shard(s)" in seen
+    assert [m for m in seen if "user shard " in m and "/" in m] == [
+        f"joining histories: user shard {i}/3" for i in (1, 2, 3)
+    ]
+    assert seen[-1] == f"writing {tmp_path / 'ds'}"
+    assert warned == []  # both classes in every split of the sample
+
+
+def test_taobao_warnings_reach_the_callback_and_meta(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(taobao, "split_warnings", lambda summary, out: [f"{out}: one class"])
+    warned: list[str] = []
+    taobao.preprocess_taobao(SAMPLES / "taobao", tmp_path / "tb", max_len=10, warn=warned.append)
+    assert warned == [f"{tmp_path / 'tb'}: one class"]
+    assert json.loads((tmp_path / "tb" / "meta.json").read_text())["warnings"] == warned

@@ -70,17 +70,15 @@ def _preprocess(
     raw: Path | None,
     out: Path | None,
     as_json: bool,
-    *,
-    reports: bool = True,
     **options: Any,
 ) -> None:
     """Run `build(raw, out, **options)` (folders default to data/raw/<dataset>, data/<dataset>),
-    show its progress and summary table on stderr, print the folder (or the JSON) on stdout.
-    `reports`: `build` takes the `status` and `warn` callbacks."""
+    show its progress (`build` takes the `status` and `warn` callbacks) and summary table on
+    stderr, print the folder (or the JSON) on stdout."""
     raw = raw if raw is not None else Path(f"data/raw/{dataset}")
     out = out if out is not None else Path(f"data/{dataset}")
     console = _stderr()
-    callbacks = {"status": lambda msg: console.status(msg + " …"), "warn": _warn} if reports else {}
+    callbacks = {"status": lambda msg: console.status(msg + " …"), "warn": _warn}
     summary = build(raw, out, **options, **callbacks)
     console.print(_table(summary))
     if as_json:
@@ -279,8 +277,8 @@ def taobao(
     """Taobao UserBehavior: last behaviour vs a drawn negative, test = latest 30% of users."""
     from dinctl.data.taobao import preprocess_taobao
 
-    _preprocess("taobao", preprocess_taobao, raw, out, as_json, reports=False, max_len=max_len,
-                seed=seed, valid=not no_valid, overwrite=overwrite)  # fmt: skip
+    _preprocess("taobao", preprocess_taobao, raw, out, as_json, max_len=max_len, seed=seed,
+                valid=not no_valid, overwrite=overwrite)  # fmt: skip
 
 
 @app.command("taobao-ad")
@@ -307,6 +305,5 @@ def taobao_ad(
     user's behaviours strictly before each impression."""
     from dinctl.data.taobao import preprocess_taobao_ad
 
-    _preprocess("taobao-ad", preprocess_taobao_ad, raw, out, as_json, reports=False,
-                max_len=max_len, seed=seed, valid=not no_valid, overwrite=overwrite,
-                shards=shards)  # fmt: skip
+    _preprocess("taobao-ad", preprocess_taobao_ad, raw, out, as_json, max_len=max_len, seed=seed,
+                valid=not no_valid, overwrite=overwrite, shards=shards)  # fmt: skip

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import mmap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -13,16 +12,10 @@ from typing import Any
 from dinctl.data import builder, readers
 from dinctl.data.archives import MAX_EXTRACT_BYTES
 from dinctl.data.download import recorded_sha256
+from dinctl.data.reporting import Status, Warn, no_warnings, quiet, split_warnings
 from dinctl.data.store import dataset_meta, write_dataset
 from dinctl.fsutil import check_disjoint, check_output_dir, sha256_file
 from dinctl.locks import folder_lock
-
-Status = Callable[[str], contextlib.AbstractContextManager[Any]]
-
-
-@contextlib.contextmanager
-def _quiet(_: str) -> Iterator[None]:
-    yield
 
 
 def _sha256(path: Path) -> str:
@@ -46,22 +39,6 @@ class _Rebuild(Exception):  # noqa: N818 - control flow, never shown
         self.inter = inter
 
 
-def _split_warnings(summary: dict[str, Any], out: Path) -> list[str]:
-    """A warning per split that is empty or holds one class (train refuses such a train split)."""
-    warnings = []
-    for split, n in summary["samples"].items():
-        rate = summary["positive_rate"][split]
-        where = f"split {split!r} ({out / f'{split}.parquet'})"
-        if n == 0:
-            warnings.append(f"{where} is empty: `dinctl train` cannot use this dataset"
-                            if split == "train" else f"{where} is empty")  # fmt: skip
-        elif rate in (0.0, 1.0):
-            kind = "positive" if rate == 1.0 else "negative"
-            tail = ": `dinctl train` cannot learn from it" if split == "train" else ""
-            warnings.append(f"{where} has only {kind} labels ({n} rows){tail}")
-    return warnings
-
-
 def _build(
     read: Callable[[Executor], readers.Interactions | readers.PendingAmazon],
     out: Path,
@@ -74,7 +51,7 @@ def _build(
     overwrite: bool,
     options: dict[str, Any],
     status: Status,
-    warn: Callable[[str], None],
+    warn: Warn,
 ) -> dict[str, Any]:
     check_disjoint(out, inputs)  # before anything is touched: --out must not be an input
     with folder_lock(out, what="dataset"):
@@ -87,7 +64,7 @@ def _build(
                 got = read(pool)
             inter, built, digests = _samples(got, pool, build, seed=seed, valid=valid,
                                              status=status)  # fmt: skip
-            warnings = [*inter.warnings, *_split_warnings(built.summary, out)]
+            warnings = [*inter.warnings, *split_warnings(built.summary, out)]
             for message in warnings:
                 warn(message)
             meta = dataset_meta(
@@ -178,8 +155,8 @@ def preprocess_amazon(
     seed: int = 1234,
     valid: bool = True,
     overwrite: bool = False,
-    status: Status = _quiet,
-    warn: Callable[[str], None] = lambda _: None,
+    status: Status = quiet,
+    warn: Warn = no_warnings,
 ) -> dict[str, Any]:
     """Amazon 2014 reviews + meta of `category` → data folder; returns the summary."""
     return _build(
@@ -204,8 +181,8 @@ def preprocess_movielens(
     seed: int = 1234,
     valid: bool = True,
     overwrite: bool = False,
-    status: Status = _quiet,
-    warn: Callable[[str], None] = lambda _: None,
+    status: Status = quiet,
+    warn: Warn = no_warnings,
     max_extract_bytes: int = MAX_EXTRACT_BYTES,
 ) -> dict[str, Any]:
     """MovieLens ratings.csv + movies.csv (folder or release zip) → data folder."""
@@ -232,8 +209,8 @@ def preprocess_logs(
     seed: int = 1234,
     valid: bool = True,
     overwrite: bool = False,
-    status: Status = _quiet,
-    warn: Callable[[str], None] = lambda _: None,
+    status: Status = quiet,
+    warn: Warn = no_warnings,
 ) -> dict[str, Any]:
     """Your own log: windows + negatives without a label column, user split with one."""
     inputs = [("log file", path)]

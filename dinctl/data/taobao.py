@@ -36,6 +36,7 @@ import polars as pl
 
 from dinctl.data import readers_taobao as rt
 from dinctl.data.builder import Built, hist_percentile
+from dinctl.data.reporting import Status, Warn, no_warnings, quiet, split_warnings
 from dinctl.data.schema import FeatureSchema
 from dinctl.errors import DinctlError
 
@@ -184,7 +185,7 @@ def _shard_ranges(n_users: int, k: int) -> list[tuple[int, int]]:
 
 
 def _sharded_join(log: _Spill, vocab: _Vocab, imp: pl.DataFrame, max_len: int,
-                  train_end: int
+                  train_end: int, status: Status = quiet
                   ) -> tuple[list[pl.DataFrame], np.ndarray, pl.DataFrame, int]:  # fmt: skip
     """(sequence list frames per shard, behaviour part of n_j, impressions with hist_len,
     kept behaviours), one contiguous user range at a time: only one shard's log rows are in
@@ -195,7 +196,8 @@ def _sharded_join(log: _Spill, vocab: _Vocab, imp: pl.DataFrame, max_len: int,
     beh_freq = np.zeros(n_items + 1, dtype=np.float64)
     for shard, (lo, hi) in enumerate(_shard_ranges(vocab.users.height, log.k)):
         part = imp.filter(pl.col("uid").is_between(lo, hi - 1))
-        rows, hist = _join_shard(_map_ids(log.shard(shard).collect(), vocab), part, max_len)
+        with status(f"joining histories: user shard {shard + 1}/{log.k}"):
+            rows, hist = _join_shard(_map_ids(log.shard(shard).collect(), vocab), part, max_len)
         part = part.with_columns(pl.Series("hist_len", hist))
         train = part.filter(pl.col("day") < train_end)
         beh_freq += _beh_freq(rows, train["uid"].to_numpy(), train["hist_len"].to_numpy(),
@@ -448,18 +450,22 @@ def _contexts(imp: pl.DataFrame) -> tuple[pl.DataFrame, list[pl.DataFrame], dict
     return imp, values, vocab
 
 
-def build_taobao_ad(raw: Path, *, max_len: int, valid: bool, shards: int | None = None
-                    ) -> tuple[Built, Extras, dict[str, int]]:  # fmt: skip
+def build_taobao_ad(raw: Path, *, max_len: int, valid: bool, shards: int | None = None,
+                    status: Status = quiet) -> tuple[Built, Extras, dict[str, int]]:  # fmt: skip
     """The four raw files of `raw` → (Built, Extras, dropped counts); see the module docstring."""
     import tempfile
 
-    imp, ads, dropped = _read_ad_inputs(raw)
+    with status("reading raw_sample.csv and ad_feature.csv"):
+        imp, ads, dropped = _read_ad_inputs(raw)
     beh_path = raw / rt.BEHAVIOR_LOG.name
     users = _users(imp)
     with tempfile.TemporaryDirectory(prefix="dinctl-taobao-") as scratch:
         spill = _Spill(Path(scratch) / "behaviours", users, shards or _shards(beh_path),
                        partitioned=PARTITIONED_SPILL)  # fmt: skip
-        vocab = _vocab(users, ads, _spill(beh_path, spill))
+        with status(f"reading {beh_path.name} into {spill.k} user shard(s)"):
+            log = _spill(beh_path, spill)
+        with status("building the vocabularies"):
+            vocab = _vocab(users, ads, log)
         imp = _ids(imp, vocab).with_columns(
             ((pl.col("ts") - AD_START) // DAY + 1).alias("day"), pl.col("clk").alias("label")
         )
@@ -470,10 +476,12 @@ def build_taobao_ad(raw: Path, *, max_len: int, valid: bool, shards: int | None 
             *(pl.col(f"{f}_id").cast(pl.Int32) for f in AD_CONTEXT_FIELDS),
         )  # fmt: skip
         train_end = VALID_DAY if valid else TEST_DAY
-        seq_parts, beh_freq, imp, n_kept = _sharded_join(spill, vocab, imp, max_len, train_end)
+        seq_parts, beh_freq, imp, n_kept = _sharded_join(spill, vocab, imp, max_len, train_end,
+                                                         status)  # fmt: skip
     splits = _day_splits(imp, valid)
-    items, sequences = _assemble(vocab, seq_parts, beh_freq, splits["train"],
-                                 {"brand_id": "brand", "btag": "btag"})  # fmt: skip
+    with status("assembling the behaviour sequences"):
+        items, sequences = _assemble(vocab, seq_parts, beh_freq, splits["train"],
+                                     {"brand_id": "brand", "btag": "btag"})  # fmt: skip
     users, user_values = _profile(raw, vocab)
     brand_values = vocab.brands.select(
         pl.lit("brand").alias("field"), pl.col("brand_id").cast(pl.Int32).alias("id"),
@@ -614,19 +622,21 @@ def _user_splits(samples: pl.DataFrame, last_ts: np.ndarray, seed: int, valid: b
 
 
 def _write(built: Built, out: Path, *, dataset: str, inputs: list[Path], seed: int,
-           valid: bool, overwrite: bool, options: dict[str, Any],
-           dropped: dict[str, int], extras: Extras | None = None) -> dict[str, Any]:  # fmt: skip
+           valid: bool, overwrite: bool, options: dict[str, Any], dropped: dict[str, int],
+           extras: Extras, status: Status, warn: Warn) -> dict[str, Any]:  # fmt: skip
     from dinctl.data.store import dataset_meta, write_dataset
 
+    warnings = split_warnings(built.summary, out)
+    for message in warnings:
+        warn(message)
     files = [{"name": p.name, "bytes": p.stat().st_size} for p in inputs]
     meta = dataset_meta(dataset, built.summary, dropped=dropped,
-                        vocab={**built.vocab, **(extras.vocab if extras else {})}, seed=seed,
-                        valid=valid, options=options, inputs=files, warnings=[])  # fmt: skip
-    write_dataset(out, meta=meta, items=built.items, sequences=built.sequences,
-                  splits=built.splits, overwrite=overwrite,
-                  schema=extras.schema if extras else None,
-                  users=extras.users if extras else None,
-                  values=extras.values if extras else None)  # fmt: skip
+                        vocab={**built.vocab, **extras.vocab}, seed=seed, valid=valid,
+                        options=options, inputs=files, warnings=warnings)  # fmt: skip
+    with status(f"writing {out}"):
+        write_dataset(out, meta=meta, items=built.items, sequences=built.sequences,
+                      splits=built.splits, overwrite=overwrite, schema=extras.schema,
+                      users=extras.users, values=extras.values)  # fmt: skip
     return meta["counts"]
 
 
@@ -638,22 +648,25 @@ def _guard(out: Path, inputs: list[tuple[str, Path]], overwrite: bool) -> None:
 
 
 def preprocess_taobao(raw: Path, out: Path, *, max_len: int = 200, seed: int = 1234,
-                      valid: bool = True, overwrite: bool = False) -> dict[str, Any]:  # fmt: skip
+                      valid: bool = True, overwrite: bool = False, status: Status = quiet,
+                      warn: Warn = no_warnings) -> dict[str, Any]:  # fmt: skip
     """UserBehavior.csv (or a folder holding it) → data folder; returns the summary."""
     from dinctl.locks import folder_lock
 
     path = raw / rt.USER_BEHAVIOR.name if raw.is_dir() else raw
     _guard(out, [("raw input", raw)], overwrite)
     with folder_lock(out, what="dataset"):
-        built = build_taobao(path, max_len=max_len, seed=seed, valid=valid)
+        with status(f"reading {path.name} and building the samples"):
+            built = build_taobao(path, max_len=max_len, seed=seed, valid=valid)
         return _write(built, out, dataset="taobao", inputs=[path], seed=seed, valid=valid,
                       overwrite=overwrite, options={"max_len": max_len}, dropped={},
-                      extras=_btag_extras())  # fmt: skip
+                      extras=_btag_extras(), status=status, warn=warn)  # fmt: skip
 
 
 def preprocess_taobao_ad(raw: Path, out: Path, *, max_len: int = 50, seed: int = 1234,
                          valid: bool = True, overwrite: bool = False,
-                         shards: int | None = None) -> dict[str, Any]:  # fmt: skip
+                         shards: int | None = None, status: Status = quiet,
+                         warn: Warn = no_warnings) -> dict[str, Any]:  # fmt: skip
     """The four Alimama files in folder `raw` → data folder; returns the summary."""
     from dinctl.locks import folder_lock
 
@@ -663,8 +676,8 @@ def preprocess_taobao_ad(raw: Path, out: Path, *, max_len: int = 50, seed: int =
     _guard(out, [("raw folder", raw)], overwrite)
     with folder_lock(out, what="dataset"):
         built, extras, dropped = build_taobao_ad(raw, max_len=max_len, valid=valid,
-                                                 shards=shards)  # fmt: skip
+                                                 shards=shards, status=status)  # fmt: skip
         inputs = [raw / f.name for f in rt.AD_FILES]
         return _write(built, out, dataset="taobao-ad", inputs=inputs, seed=seed, valid=valid,
                       overwrite=overwrite, options={"max_len": max_len}, dropped=dropped,
-                      extras=extras)  # fmt: skip
+                      extras=extras, status=status, warn=warn)  # fmt: skip
