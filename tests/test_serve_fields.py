@@ -409,6 +409,19 @@ def test_bundle_without_values_is_refused(fielded: dict[str, Any], tmp_path: Pat
     (copy / "values.parquet").unlink()
     with pytest.raises(DinctlError, match="values.parquet does not exist"):
         read_bundle(copy)
+    shutil.copy(fielded["din", "torch"] / "values.parquet", copy / "values.parquet")
+    import polars as pl
+
+    items = pl.read_parquet(copy / "items.parquet")
+    cand = [c for c in items.columns if c.startswith("cand_")]
+    assert cand
+    items.drop(cand[0]).write_parquet(copy / "items.parquet")  # a bundle of an older layout
+    with pytest.raises(DinctlError, match=f"items.parquet lacks the column\\(s\\) {cand[0]}"):
+        read_bundle(copy)
+    (copy / "users.parquet").write_text("not parquet")
+    items.write_parquet(copy / "items.parquet")
+    with pytest.raises(DinctlError, match="users.parquet is not a Parquet file"):
+        read_bundle(copy)
 
 
 def test_taobao_ad_bare_candidates_score_as_training(tmp_path: Path) -> None:

@@ -128,6 +128,37 @@ def write_tables(
         ).write_parquet(folder / VALUES_FILE)
 
 
+def table_columns(schema: FeatureSchema) -> dict[str, tuple[str, ...]]:
+    """The columns each table file of a bundle holds, as `write_tables` writes them."""
+    beh = schema.extra_behaviour
+    out = {
+        ITEMS_FILE: ("item", "raw_item", "cate", "cate_name",
+                     *(f"{p}_{n}" for p in ("hist", "cand") for n in beh)),
+        USERS_FILE: ("raw_user", "items", *(f"hist_{n}" for n in beh), *schema.user),
+    }  # fmt: skip
+    if not schema.is_basic:
+        out[VALUES_FILE] = ("field", "id", "raw")
+    return out
+
+
+def _check_tables(path: Path, schema: FeatureSchema) -> None:
+    """Every table file is Parquet with the columns of the layout, or a one-line error."""
+    import polars as pl
+
+    for name, columns in table_columns(schema).items():
+        file = path / name
+        if not file.is_file():
+            raise DinctlError(f"{file} does not exist", hint="re-export the run")
+        try:
+            have = set(pl.read_parquet_schema(file))
+        except Exception:  # noqa: BLE001 - polars raises several types for a non-Parquet file
+            raise DinctlError(f"{file} is not a Parquet file", hint="re-export the run") from None
+        missing = [c for c in columns if c not in have]
+        if missing:
+            raise DinctlError(f"{file} lacks the column(s) {', '.join(missing)}",
+                              hint="re-export the run with this dinctl version")  # fmt: skip
+
+
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     """bundle.json; version 2 when the manifest names a feature schema beyond item/category."""
     basic = FeatureSchema.from_dict(manifest.get("schema")).is_basic
@@ -162,14 +193,10 @@ def read_bundle(path: Path | str) -> Bundle:
             hint=f"expected one of {', '.join(FORMATS)}",
         )
     bundle = Bundle(path=path, manifest=manifest)
-    files = [bundle.model_file, path / ITEMS_FILE, path / USERS_FILE]
-    if not bundle.schema.is_basic:
-        files.append(path / VALUES_FILE)
-        if "numeric_stats" not in manifest:
-            raise DinctlError(
-                f"{manifest_path} lacks the key 'numeric_stats'", hint="re-export the run"
-            )
-    for file in files:
-        if not file.is_file():
-            raise DinctlError(f"{file} does not exist", hint="re-export the run")
+    if not bundle.schema.is_basic and "numeric_stats" not in manifest:
+        raise DinctlError(f"{manifest_path} lacks the key 'numeric_stats'",
+                          hint="re-export the run")  # fmt: skip
+    if not bundle.model_file.is_file():
+        raise DinctlError(f"{bundle.model_file} does not exist", hint="re-export the run")
+    _check_tables(path, bundle.schema)
     return bundle
