@@ -479,6 +479,7 @@ def build_taobao_ad(raw: Path, *, max_len: int, valid: bool, shards: int | None 
         seq_parts, beh_freq, imp, n_kept = _sharded_join(spill, vocab, imp, max_len, train_end,
                                                          status)  # fmt: skip
     splits = _day_splits(imp, valid)
+    del imp  # the splits are its copies: free the impressions before the assembly peak
     with status("assembling the behaviour sequences"):
         items, sequences = _assemble(vocab, seq_parts, beh_freq, splits["train"],
                                      {"brand_id": "brand", "btag": "btag"})  # fmt: skip
