@@ -227,7 +227,7 @@ class _Spill:
         """Each row's shard: the last one whose first raw user is ≤ the row's (-1: before all
         of them, a user without impressions); a malformed row goes to shard 0, to be found."""
         # k comparisons per row, which stream (a search_sorted against a literal held the
-        # whole log in memory: 1.33 GB against 0.69 GB peak at 4% scale)
+        # whole log in memory: 1.44 GB against 0.70 GB peak at 4% scale, 35 shards)
         user = pl.col("user")
         pos = pl.sum_horizontal([(user >= lo).cast(pl.Int32) for lo, _ in self.bounds]) - 1
         return pl.when(pl.col("_bad")).then(pl.lit(0, pl.Int32)).otherwise(pos).alias("shard")

@@ -45,9 +45,9 @@ class Dice(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x: (..., H); mask: x.shape[:-1] bool (True = a real position) or None for all."""
-        if self.training and mask is None and x.dim() == 2 and x.dtype == torch.float32:
-            if x.shape[0] > 1:
-                return self._train_2d(x)
+        if self.training and mask is None and x.dim() == 2 and x.dtype == torch.float32 \
+                and x.shape[0] > 1:  # fmt: skip
+            return self._train_2d(x)
         if self.training:
             flat = x.reshape(-1, x.shape[-1])  # (N, H)
             if mask is not None:
