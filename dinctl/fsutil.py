@@ -25,13 +25,23 @@ _WRITE_REASONS = {
 }
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, streamed."""
-    h = hashlib.sha256()
+def file_digests(path: Path, *algorithms: str, chunk: int = 1 << 22) -> tuple[int, dict[str, str]]:
+    """(size, {algorithm: hex digest}) of a file in one streamed pass, never held whole;
+    "blake2b" is the 128-bit one meta.json records."""
+    hashes = {a: hashlib.blake2b(digest_size=16) if a == "blake2b" else hashlib.new(a)
+              for a in algorithms}  # fmt: skip
+    size = 0
     with open(path, "rb") as f:
         while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+            for h in hashes.values():
+                h.update(block)
+            size += len(block)
+    return size, {a: h.hexdigest() for a, h in hashes.items()}
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, streamed."""
+    return file_digests(path, "sha256")[1]["sha256"]
 
 
 def read_json(path: Path, hint: str | None = None) -> Any:

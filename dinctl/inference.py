@@ -71,8 +71,7 @@ def open_run(
     from dinctl.training.device import resolve_device
 
     run_dir = Path(run_dir)
-    runs.read_config(run_dir)  # one-line errors for a missing or foreign folder
-    rc = read_run_config(run_dir)
+    rc = read_run_config(run_dir)  # through runs.read_config: one-line errors for a foreign folder
     state = load_checkpoint(_weights_file(run_dir))
     dev = resolve_device(device) if isinstance(device, str) else device
     model = build_run_model(rc)
@@ -87,7 +86,7 @@ def open_run(
         dataset=ds,
         device=dev,
         best_epoch=int(state.get("best_epoch", state.get("epoch", 0))),
-        model_name=str(rc.model.to_dict().get("model", rc.train.model)),
+        model_name=rc.model.model,
         dataset_name=runs.dataset_label(ds.meta, ds.path),
         model_config=rc.model.to_dict(),
     )

@@ -50,9 +50,6 @@ def read_holder(path: Path) -> dict[str, Any] | None:
     return holder if isinstance(holder, dict) else None
 
 
-    return True
-
-
 def _describe(holder: dict[str, Any] | None) -> str:
     if holder is None:
         return "another process"

@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+from dinctl.choices import SPLITS
 from dinctl.errors import DinctlError
 from dinctl.fsutil import atomic_file, read_json
 
@@ -36,7 +37,6 @@ LOG_FILE = "log.jsonl"
 PLOTS_DIR = "plots"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 1
-SPLITS = ("test", "valid")
 
 # The paper's "AUC" is the user-weighted AUC of Eq. (10); the plain one is `global_auc`.
 HEADLINE_METRIC = "user_weighted_auc"

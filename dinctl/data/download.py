@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import errno
-import hashlib
 import http.client
 import io
 import json
@@ -46,7 +45,7 @@ from dinctl.data.archives import (
 )
 from dinctl.data.sources import TIANCHI_PAGES, RemoteFile, Source, check_name
 from dinctl.errors import DinctlError
-from dinctl.fsutil import atomic_file, check_disjoint, sha256_file, write_error
+from dinctl.fsutil import atomic_file, check_disjoint, file_digests, sha256_file, write_error
 from dinctl.locks import folder_lock
 
 MANIFEST = "MANIFEST.json"
@@ -275,14 +274,8 @@ class Digest:
 
 def digest_file(path: Path, with_md5: bool = False) -> Digest:
     """Size, sha256 and (optionally) md5 in one streamed pass."""
-    sha, md5, n = hashlib.sha256(), hashlib.md5() if with_md5 else None, 0
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            sha.update(block)
-            if md5 is not None:
-                md5.update(block)
-            n += len(block)
-    return Digest(n, sha.hexdigest(), md5.hexdigest() if md5 is not None else None)
+    size, digests = file_digests(path, "sha256", *(["md5"] if with_md5 else []))
+    return Digest(size, digests["sha256"], digests.get("md5"))
 
 
 def _mismatch(remote: RemoteFile, digest: Digest, recorded: str | None) -> str | None:

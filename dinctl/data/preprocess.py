@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import mmap
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
@@ -20,15 +18,9 @@ from dinctl.locks import folder_lock
 
 def _sha256(path: Path) -> str:
     """The input's sha256: the one MANIFEST.json recorded when the file is unchanged since,
-    else hashed (mapped in memory, no copies, when it can be mapped)."""
+    else hashed (streamed)."""
     recorded = recorded_sha256(path)
-    if recorded is not None:
-        return recorded
-    try:
-        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            return hashlib.sha256(m).hexdigest()
-    except (OSError, ValueError):  # empty, or not mappable: read it in chunks
-        return sha256_file(path)
+    return recorded if recorded is not None else sha256_file(path)
 
 
 class _Rebuild(Exception):  # noqa: N818 - control flow, never shown

@@ -41,7 +41,7 @@ import numpy as np
 
 from dinctl.data.schema import FeatureSchema, field_vocab
 from dinctl.errors import DinctlError
-from dinctl.fsutil import atomic_dir, read_json, sha256_file, write_error
+from dinctl.fsutil import atomic_dir, file_digests, read_json, sha256_file, write_error
 from dinctl.locks import folder_lock
 
 FORMAT_VERSION = 2  # 2 adds `schema`; `files` (per-file checksums) is optional in both
@@ -702,24 +702,12 @@ def _contract_frames(
     return frames
 
 
-def _read_back(path: Path) -> tuple[int, str, str]:
-    """(bytes, blake2b, sha256) of a file, read back once in chunks: never held whole, so a
-    multi-GB sequences.parquet costs no memory here."""
-    fast, full, size = hashlib.blake2b(digest_size=16), hashlib.sha256(), 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            fast.update(chunk)
-            full.update(chunk)
-            size += len(chunk)
-    return size, fast.hexdigest(), full.hexdigest()
-
-
 def _write_frame(df: Any, tmp: Path, final: Path) -> tuple[str, dict[str, Any], str]:
     """Write one Parquet file; returns (name, {bytes, blake2b}, sha256) of the bytes written
     (read back once); a write error names `final`."""
     try:
         df.write_parquet(tmp, **PARQUET_OPTIONS)
-        size, fast, full = _read_back(tmp)
+        size, digests = file_digests(tmp, "blake2b", "sha256")  # read back in chunks
     except OSError as err:
         raise write_error(final, err) from None
     except Exception as err:  # noqa: BLE001 - polars wraps I/O errors in its own types
@@ -728,4 +716,4 @@ def _write_frame(df: Any, tmp: Path, final: Path) -> tuple[str, dict[str, Any], 
             raise
         errno_ = int(code.group(1))
         raise write_error(final, OSError(errno_, os.strerror(errno_))) from None
-    return tmp.name, {"bytes": size, "blake2b": fast}, full
+    return tmp.name, {"bytes": size, "blake2b": digests["blake2b"]}, digests["sha256"]

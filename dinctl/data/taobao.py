@@ -100,8 +100,7 @@ class _Vocab:
 
 def _users(samples: pl.DataFrame) -> pl.DataFrame:
     """raw user → uid (1..U) for the users of the impressions, sorted by raw id."""
-    users = samples.select(pl.col("user").unique().sort())
-    return users.with_columns(pl.int_range(1, users.height + 1, dtype=pl.Int32).alias("uid"))
+    return _dense(samples["user"], "user", "uid")
 
 
 def _vocab(users: pl.DataFrame, ads: pl.DataFrame, beh: Any) -> _Vocab:
@@ -118,8 +117,7 @@ def _vocab(users: pl.DataFrame, ads: pl.DataFrame, beh: Any) -> _Vocab:
         .sort("cate", "brand")
     )
     pairs = pairs.with_columns(pl.int_range(1, pairs.height + 1, dtype=pl.Int32).alias("item"))
-    cates = pairs.select(pl.col("cate").unique().sort())
-    cates = cates.with_columns(pl.int_range(1, cates.height + 1, dtype=pl.Int32).alias("cid"))
+    cates = _dense(pairs["cate"], "cate", "cid")
     brands = _dense(pairs["brand"], "brand", "brand_id")
     return _Vocab(users, pairs, cates, brands)
 
@@ -532,12 +530,10 @@ def _day_splits(imp: pl.DataFrame, valid: bool) -> dict[str, pl.DataFrame]:
 def build_taobao(path: Path, *, max_len: int, seed: int, valid: bool) -> Built:
     """UserBehavior.csv → Built: last behaviour + one drawn negative per user (MIMN protocol)."""
     df = rt.collect(rt.scan(path, rt.USER_BEHAVIOR), path, rt.USER_BEHAVIOR)
-    users = df.select(pl.col("user").unique().sort())
-    users = users.with_columns(pl.int_range(1, users.height + 1, dtype=pl.Int32).alias("uid"))
+    users = _dense(df["user"], "user", "uid")
     items = df.group_by("item").agg(pl.col("cate").first()).sort("item")
     items = items.with_columns(pl.int_range(1, items.height + 1, dtype=pl.Int32).alias("iid"))
-    cates = items.select(pl.col("cate").unique().sort())
-    cates = cates.with_columns(pl.int_range(1, cates.height + 1, dtype=pl.Int32).alias("cid"))
+    cates = _dense(items["cate"], "cate", "cid")
     items = items.join(cates, on="cate").sort("iid")
     rows = (
         df.join(users, on="user")

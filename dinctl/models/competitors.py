@@ -226,11 +226,14 @@ def field_embeddings(emb: BehaviourEmbedding, batch: Batch, pack: PackedHistory)
     return torch.cat([candidate, pooled], dim=1).view(b, -1, d)  # (B, F, D)
 
 
-def with_side(side: SideEmbedding | None, fields: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """The behaviour fields (B, F, D) followed by the user and context fields (B, U+K, D)."""
-    if side is None or not side.names:
-        return fields
-    return torch.cat([fields, side.fields(batch)], dim=1)
+def side_fields(side: SideEmbedding | None, batch: Batch) -> torch.Tensor | None:
+    """The user and context field embeddings (B, U+K, D), None without such fields."""
+    return None if side is None or not side.names else side.fields(batch)
+
+
+def with_side(fields: torch.Tensor, side: torch.Tensor | None) -> torch.Tensor:
+    """The behaviour fields (B, F, D) followed by the side fields `side_fields` gave."""
+    return fields if side is None else torch.cat([fields, side], dim=1)
 
 
 class PNN(nn.Module):
@@ -262,7 +265,7 @@ class PNN(nn.Module):
 
     def forward(self, batch: Batch) -> ModelOutput:
         pack = PackedHistory(batch)
-        fields = with_side(self.side, field_embeddings(self.emb, batch, pack), batch)  # (B, F, D)
+        fields = with_side(field_embeddings(self.emb, batch, pack), side_fields(self.side, batch))
         parts = [fields.flatten(1), self.inner_products(fields)]  # (B, F·D), (B, P)
         if self.side is not None:
             parts.append(self.side.numeric(batch))  # (B, M)
@@ -307,13 +310,14 @@ class DeepFM(nn.Module):
     def forward(self, batch: Batch) -> ModelOutput:
         pack = PackedHistory(batch)
         behaviour = field_embeddings(self.emb, batch, pack)  # (B, F_b, D)
-        fields = with_side(self.side, behaviour, batch)  # (B, F, D) + user and context fields
+        side = side_fields(self.side, batch)  # looked up once: the deep and the FM part share it
+        fields = with_side(behaviour, side)  # (B, F, D) + user and context fields
         deep_in = [fields.flatten(1)]
         if self.side is not None:
             deep_in.append(self.side.numeric(batch))  # (B, M)
         deep = self.mlp(torch.cat(deep_in, dim=1)).squeeze(-1)  # (B,)
         mean = self.cfg.fm_pooling == "mean"
-        fm_in = with_side(self.side, self.fm_fields(behaviour, batch), batch)  # (B, F, D)
+        fm_in = with_side(self.fm_fields(behaviour, batch), side)  # (B, F, D)
         fm = self.linear(batch, pack, mean) + self.fm(fm_in)  # (B,)
         logits = self.bias + fm + deep  # (B,)
         return ModelOutput(logits=logits, attention=None)

@@ -442,7 +442,6 @@ def validate_and_save(run: Run, t0: float) -> dict[str, Any]:
         "step": state.step,
         "train_loss": train_loss,
     }
-    better = True
     if data.valid_rows is not None:
         model = run.parts.model
         t_valid = time.perf_counter()
@@ -451,12 +450,13 @@ def validate_and_save(run: Run, t0: float) -> dict[str, Any]:
         )
         record.update(valid_metrics(prob, data.valid_rows))
         record["validation_seconds"] = round(time.perf_counter() - t_valid, 3)  # of `seconds`
-        better = selection_score(record, selection_key(cfg)) > state.best["score"]
+    score = selection_score(record, selection_key(cfg))  # -inf without a valid split
+    better = data.valid_rows is None or score > state.best["score"]
     record["seconds"] = round(time.perf_counter() - t0, 3)
     if better:
         state.best = {
             "epoch": state.epoch + 1,
-            "score": selection_score(record, selection_key(cfg)),
+            "score": score,
             "valid": {k: v for k, v in record.items() if k.startswith("valid_")},
         }
         if info.is_main:
@@ -465,9 +465,8 @@ def validate_and_save(run: Run, t0: float) -> dict[str, Any]:
                 {
                     "model": run.parts.model.state_dict(),
                     "epoch": state.epoch + 1,
-                    "best_epoch": state.epoch + 1,
+                    **_best_fields(cfg, state),
                     "best_valid": dict(state.best["valid"]),
-                    "select_metric": selection_key(cfg),
                     "config": cfg.to_json(),
                 },
             )

@@ -216,11 +216,6 @@ def filter_item_map(item_freq: torch.Tensor, top_k: int) -> tuple[torch.Tensor, 
     return mapping, top_k
 
 
-def filter_vocab(n_items: int, top_k: int) -> int:
-    """The model's item vocabulary under `filter_item_map`."""
-    return filter_k(n_items, top_k)
-
-
 class ItemFilter(nn.Module):
     """Wraps a model so it sees item ids through a `filter` map (at train and eval alike).
 
@@ -357,7 +352,7 @@ def make_regularizer(
 def model_item_vocab(cfg: TrainConfig, n_items: int) -> int:
     """The item vocabulary the model's tables need: the dataset's, or the filter's kept ids."""
     if cfg.reg == "filter":
-        return filter_vocab(n_items, cfg.filter_top_k)
+        return filter_k(n_items, cfg.filter_top_k)
     return n_items
 
 

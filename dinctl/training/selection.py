@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from dinctl.data.batching import SplitTensors
+from dinctl.runs import normalize_log_record
 from dinctl.training.config import TrainConfig
 
 
@@ -27,10 +28,6 @@ def valid_metrics(prob: torch.Tensor, rows: SplitTensors) -> dict[str, float]:
     }
 
 
-# log.jsonl / checkpoint keys of runs written before the metrics were named for what they hold
-OLD_VALID_KEYS = {"valid_user_weighted_auc": "valid_gauc", "valid_global_auc": "valid_auc"}
-
-
 def selection_key(cfg: TrainConfig) -> str:
     """The validation record key that picks the best epoch: `valid_<select_metric>`."""
     return f"valid_{cfg.select_metric}"
@@ -38,7 +35,7 @@ def selection_key(cfg: TrainConfig) -> str:
 
 def selection_score(valid: dict[str, Any], key: str) -> float:
     """`valid[key]`, read under its old name in records of older runs; -inf when absent."""
-    value = valid.get(key, valid.get(OLD_VALID_KEYS.get(key, ""), None))
+    value = normalize_log_record(valid).get(key)
     return -math.inf if value is None else float(value)
 
 
