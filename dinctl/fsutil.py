@@ -119,9 +119,9 @@ def _sweep(out: Path) -> None:
         if int(pid) != os.getpid() and pid_alive(int(pid)):
             continue
         if kind.endswith(".old") and not out.exists():
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):  # kept when it cannot be moved: the only copy
                 sibling.rename(out)  # an interrupted swap: put the previous folder back
-                continue
+            continue
         shutil.rmtree(sibling, ignore_errors=True)
 
 

@@ -398,6 +398,23 @@ def test_leftovers_of_a_killed_writer_are_cleaned_and_the_old_folder_restored(
     assert _listing(tmp_path / "data") == ["new.txt"]
 
 
+def test_an_old_folder_that_cannot_be_moved_back_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dinctl import fsutil
+
+    old = tmp_path / f".data.old-{_dead_pid()}"
+    old.mkdir()
+    (old / "old.txt").write_text("previous")
+
+    def refuse(self: Path, target: Path) -> Path:
+        raise OSError(13, "permission denied")
+
+    monkeypatch.setattr(Path, "rename", refuse)
+    fsutil._sweep(tmp_path / "data")
+    assert (old / "old.txt").read_text() == "previous"  # the only copy: never removed
+
+
 def _dead_pid() -> int:
     import subprocess
     import sys
