@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
+from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from dinctl.cli.main import app
@@ -469,7 +471,9 @@ def test_cli_flags_end_to_end_train_evaluate_visualize(tmp_path: Path) -> None:
     result = _cli("evaluate", run)
     assert result.exit_code == 0, result.output
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["split"] == "test" and 0.0 <= metrics["global_auc"] <= 1.0
+    pred = pl.read_parquet(run / "predictions.parquet")  # the scores of every test row
+    assert metrics["split"] == "test" and pred.height == len(load_dataset(data).split("test"))
+    assert metrics["global_auc"] == pytest.approx(roc_auc_score(pred["label"], pred["score"]))
     result = _cli("visualize", "attention", "--run", run)
     assert result.exit_code == 0, result.output
     shown = json.loads(next((run / "plots").glob("attention_*.json")).read_text())
@@ -481,6 +485,14 @@ def test_cli_flags_end_to_end_train_evaluate_visualize(tmp_path: Path) -> None:
     requests.write_text(json.dumps({**request, "numeric": {"price": 99.5}}) + "\n")
     result = _cli("predict", run, "--input", requests, "--out", tmp_path / "scores.parquet")
     assert result.exit_code == 0, result.output
+    from dinctl.serving.runtime import open_serving
+
+    serving = open_serving(run)  # the library's score of the same request: what the CLI wrote
+    encoded = serving.vocab.encode(["i001"], "u001", context=request["context"],
+                                   numeric={"price": 99.5})  # fmt: skip
+    want = serving.score([encoded])[0].scores
+    got = pl.read_parquet(tmp_path / "scores.parquet")["score"].to_numpy()
+    np.testing.assert_allclose(got, want, atol=1e-6)
 
 
 def test_unlabelled_multi_field_log_windows(tmp_path: Path) -> None:
