@@ -549,6 +549,10 @@ def test_bad_inputs_are_one_line(tmp_path: Path) -> None:
             ["--schema", LOGS / "schema.toml", "--time-col", "when"],
             "--time-col cannot be combined with --schema",
         ),
+        (
+            ["--schema", LOGS / "schema.toml", "--user-col", "user"],  # its default, but typed
+            "--user-col cannot be combined with --schema",
+        ),
     ]
     for extra, expected in cases:
         result = _cli("preprocess", "logs", log, "--out", out, *extra)

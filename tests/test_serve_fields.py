@@ -21,25 +21,14 @@ from typer.testing import CliRunner
 
 from dinctl.cli.main import app
 from dinctl.data.preprocess import preprocess_logs
-from dinctl.data.readers import LogColumns
+from dinctl.data.readers import LogColumns, columns_from_toml
 from dinctl.errors import DinctlError
 from dinctl.serving.runtime import ServingModel, open_serving
 from dinctl.serving.scorer import INPUT_NAMES
 from dinctl.serving.vocab import RequestError
 
 LOGS = Path(__file__).resolve().parents[1] / "sample_data" / "logs"
-COLUMNS = LogColumns(
-    user="user_id",
-    item="item_id",
-    category="cate",
-    time="ts",
-    label="click",
-    behaviour=("brand",),
-    context=("slot", "hour"),
-    numeric=("price",),
-    user_features=LOGS / "users.csv",
-    user_feature_cols=("age", "gender", "city"),
-)
+COLUMNS = columns_from_toml(LOGS / "schema.toml")  # every field kind (= test_features')
 MODELS = ("din", "base")
 ENGINES = ("eager", "torch", "onnx")
 TOL = 1e-5  # max |Δ logit|

@@ -146,17 +146,21 @@ def _names(text: str | None) -> tuple[str, ...]:
     return tuple(p.strip() for p in (text or "").split(",") if p.strip())
 
 
-def _log_columns(schema: Path | None, base: dict[str, Any], extra: dict[str, Any]) -> Any:
-    """LogColumns from the flags, or from the --schema file (then no column flag may be given:
-    one source of truth, never a silent mix)."""
+def _from_command_line(ctx: typer.Context, name: str) -> bool:
+    """Whether option `name` was typed (Typer's ParameterSource: compared by name, as Typer
+    ships its own copy of click)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
+def _log_columns(schema: Path | None, base: dict[str, Any], extra: dict[str, Any],
+                 given: list[str]) -> Any:  # fmt: skip
+    """LogColumns from the flags, or from the --schema file (then no column flag may be
+    `given` on the command line: one source of truth, never a silent mix)."""
     from dinctl.data.readers import LogColumns, columns_from_toml
     from dinctl.errors import DinctlError
 
     if schema is not None:
-        defaults = {"user": "user", "item": "item", "category": "category", "time": "timestamp",
-                    "label": None}  # fmt: skip
-        given = [f"--{k}-col" for k, v in base.items() if v != defaults[k]]
-        given += [f"--{k.replace('_', '-')}" for k, v in extra.items() if v]
         if given:
             raise DinctlError(
                 f"{', '.join(given)} cannot be combined with --schema {schema}",
@@ -186,6 +190,7 @@ def _log_columns(schema: Path | None, base: dict[str, Any], extra: dict[str, Any
 @app.command()
 @user_errors
 def logs(
+    ctx: typer.Context,
     path: Annotated[Path, typer.Argument(help="Your log: a Parquet or CSV file.")],
     out: Out = None,
     user_col: Annotated[str, typer.Option(help="Column holding the user id.")] = "user",
@@ -249,7 +254,9 @@ def logs(
         "user_features": user_features,
         "user_feature_cols": user_feature_cols,
     }
-    columns = _log_columns(schema, base, extra)
+    given = [f"--{name.replace('_', '-')}" for name in (*(f"{k}_col" for k in base), *extra)
+             if _from_command_line(ctx, name)]  # fmt: skip
+    columns = _log_columns(schema, base, extra, given)
     _preprocess("logs", preprocess_logs, path, out, as_json, columns=columns, seed=seed,
                 valid=not no_valid, overwrite=overwrite)  # fmt: skip
 

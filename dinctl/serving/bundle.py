@@ -43,6 +43,7 @@ ITEMS_FILE = "items.parquet"
 USERS_FILE = "users.parquet"
 VALUES_FILE = "values.parquet"
 MODEL_FILES = {"onnx": "model.onnx", "torch": "model.pt2"}
+TEXT_COLUMNS = ("raw_item", "cate_name", "raw_user", "field", "raw")
 FORMATS = tuple(MODEL_FILES)
 
 
@@ -104,28 +105,20 @@ def write_tables(
     values: Any = None,
 ) -> None:
     """items.parquet, users.parquet (and values.parquet with a feature schema) from polars
-    frames with the layout's columns."""
+    frames holding the columns `table_columns` names, cast to the layout's types."""
     import polars as pl
 
-    schema = schema or FeatureSchema()
-    beh = schema.extra_behaviour
-    items.select(
-        pl.col("item").cast(pl.Int32),
-        pl.col("raw_item").cast(pl.Utf8),
-        pl.col("cate").cast(pl.Int32),
-        pl.col("cate_name").cast(pl.Utf8),
-        *(pl.col(f"{p}_{n}").cast(pl.Int32) for p in ("hist", "cand") for n in beh),
-    ).write_parquet(folder / ITEMS_FILE)
-    users.select(
-        pl.col("raw_user").cast(pl.Utf8),
-        pl.col("items").cast(pl.List(pl.Int32)),
-        *(pl.col(f"hist_{n}").cast(pl.List(pl.Int32)) for n in beh),
-        *(pl.col(n).cast(pl.Int32) for n in schema.user),
-    ).write_parquet(folder / USERS_FILE)
-    if not schema.is_basic:
-        values.select(
-            pl.col("field").cast(pl.Utf8), pl.col("id").cast(pl.Int32), pl.col("raw").cast(pl.Utf8)
-        ).write_parquet(folder / VALUES_FILE)
+    frames = {ITEMS_FILE: items, USERS_FILE: users, VALUES_FILE: values}
+    for name, columns in table_columns(schema or FeatureSchema()).items():
+        lists = name == USERS_FILE  # a user's items and behaviour fields are lists
+        frames[name].select(
+            pl.col(c).cast(
+                pl.Utf8 if c in TEXT_COLUMNS
+                else pl.List(pl.Int32) if lists and (c == "items" or c.startswith("hist_"))
+                else pl.Int32
+            )
+            for c in columns
+        ).write_parquet(folder / name)  # fmt: skip
 
 
 def table_columns(schema: FeatureSchema) -> dict[str, tuple[str, ...]]:

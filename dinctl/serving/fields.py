@@ -149,7 +149,7 @@ class FieldTables:
         `what` ("candidate" or "history event"), else 0."""
         names = self.schema.extra_behaviour
         table = self.cand_fields if what == "candidate" else self.item_fields
-        out = table[item].copy()  # (n, F); unknown items (id 0) get row 0: zeros
+        out = table[item]  # (n, F), a new array; unknown items (id 0) get row 0: zeros
         for j, given in enumerate(extras):
             for k, name in enumerate(names):
                 if name in given:
