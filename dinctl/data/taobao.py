@@ -39,6 +39,7 @@ from dinctl.data.builder import Built, hist_percentile
 from dinctl.data.reporting import Status, Warn, no_warnings, quiet, split_warnings
 from dinctl.data.schema import FeatureSchema
 from dinctl.errors import DinctlError
+from dinctl.fsutil import check_disjoint, check_output_dir
 
 DAY = 86_400
 AD_START = 1_494_000_000  # 2017-05-06 00:00 Beijing time: day 1 of raw_sample.csv
@@ -397,16 +398,6 @@ def _summary(protocol: str, vocab: _Vocab, n_beh: int, splits: dict[str, pl.Data
     }
 
 
-@dataclass(frozen=True)
-class Extras:
-    """The feature schema's parts beyond item and category: schema, users, values, vocab."""
-
-    schema: FeatureSchema
-    users: pl.DataFrame | None
-    values: pl.DataFrame
-    vocab: dict[str, int]
-
-
 BTAG_CANDIDATE = len(rt.BTAGS) + 1  # the candidate's own behaviour type: "ad" (the impression)
 AD_USER_FIELDS = ("cms_segid", "cms_group_id", "gender", "age_level", "pvalue_level",
                   "shopping_level", "occupation", "city_level")  # fmt: skip
@@ -449,8 +440,8 @@ def _contexts(imp: pl.DataFrame) -> tuple[pl.DataFrame, list[pl.DataFrame], dict
 
 
 def build_taobao_ad(raw: Path, *, max_len: int, valid: bool, shards: int | None = None,
-                    status: Status = quiet) -> tuple[Built, Extras, dict[str, int]]:  # fmt: skip
-    """The four raw files of `raw` → (Built, Extras, dropped counts); see the module docstring."""
+                    status: Status = quiet) -> tuple[Built, dict[str, int]]:  # fmt: skip
+    """The four raw files of `raw` → (Built, dropped counts); see the module docstring."""
     import tempfile
 
     with status("reading raw_sample.csv and ad_feature.csv"):
@@ -487,28 +478,19 @@ def build_taobao_ad(raw: Path, *, max_len: int, valid: bool, shards: int | None 
         pl.when(pl.col("brand") == 0).then(pl.lit("NULL"))
         .otherwise(pl.col("brand").cast(pl.Utf8)).alias("raw"),
     )  # fmt: skip
-    extras = Extras(
-        schema=FeatureSchema(
-            behaviour=("item", "cate", "brand", "btag"),
-            user=AD_USER_FIELDS,
-            context=AD_CONTEXT_FIELDS,
-        ),  # fmt: skip
-        users=users,
-        values=pl.concat([brand_values, _btag_values(), *ctx_values, *user_values]),
-        vocab={
-            "brand": vocab.brands.height + 1,
-            "btag": BTAG_CANDIDATE + 1,
-            **ctx_vocab,
-            **{f: int(users[f].to_numpy().max(initial=0)) + 1 for f in AD_USER_FIELDS},
-        },  # fmt: skip
-    )
     built = Built(
         items=items, sequences=sequences, splits=splits,
         summary=_summary("days", vocab, n_kept, splits),
         vocab={"user": vocab.users.height + 1, "item": vocab.pairs.height + 1,
-               "cate": vocab.cates.height + 1},
+               "cate": vocab.cates.height + 1, "brand": vocab.brands.height + 1,
+               "btag": BTAG_CANDIDATE + 1, **ctx_vocab,
+               **{f: int(users[f].to_numpy().max(initial=0)) + 1 for f in AD_USER_FIELDS}},
+        schema=FeatureSchema(behaviour=("item", "cate", "brand", "btag"), user=AD_USER_FIELDS,
+                             context=AD_CONTEXT_FIELDS),
+        users=users,
+        values=pl.concat([brand_values, _btag_values(), *ctx_values, *user_values]),
     )  # fmt: skip
-    return built, extras, dropped
+    return built, dropped
 
 
 def _day_splits(imp: pl.DataFrame, valid: bool) -> dict[str, pl.DataFrame]:
@@ -580,14 +562,11 @@ def build_taobao(path: Path, *, max_len: int, seed: int, valid: bool) -> Built:
         sequences=seqs,
         splits=splits,
         summary=_summary("last-behaviour", vocab, kept.height, splits),
-        vocab={"user": n_users + 1, "item": n_items + 1, "cate": cates.height + 1},
-    )
-
-
-def _btag_extras() -> Extras:
-    """UserBehavior's schema: behaviour (item, cate, btag); the candidate's btag is "ad"."""
-    return Extras(schema=FeatureSchema(behaviour=("item", "cate", "btag")), users=None,
-                  values=_btag_values(), vocab={"btag": BTAG_CANDIDATE + 1})  # fmt: skip
+        vocab={"user": n_users + 1, "item": n_items + 1, "cate": cates.height + 1,
+               "btag": BTAG_CANDIDATE + 1},
+        schema=FeatureSchema(behaviour=("item", "cate", "btag")),  # the candidate's btag: "ad"
+        values=_btag_values(),
+    )  # fmt: skip
 
 
 def _btag_values() -> pl.DataFrame:
@@ -620,7 +599,7 @@ def _user_splits(samples: pl.DataFrame, last_ts: np.ndarray, seed: int, valid: b
 
 def _write(built: Built, out: Path, *, dataset: str, inputs: list[Path], seed: int,
            valid: bool, overwrite: bool, options: dict[str, Any], dropped: dict[str, int],
-           extras: Extras, status: Status, warn: Warn) -> dict[str, Any]:  # fmt: skip
+           status: Status, warn: Warn) -> dict[str, Any]:  # fmt: skip
     from dinctl.data.store import dataset_meta, write_dataset
 
     warnings = split_warnings(built.summary, out)
@@ -628,20 +607,13 @@ def _write(built: Built, out: Path, *, dataset: str, inputs: list[Path], seed: i
         warn(message)
     files = [{"name": p.name, "bytes": p.stat().st_size} for p in inputs]
     meta = dataset_meta(dataset, built.summary, dropped=dropped,
-                        vocab={**built.vocab, **extras.vocab}, seed=seed, valid=valid,
+                        vocab=built.vocab, seed=seed, valid=valid,
                         options=options, inputs=files, warnings=warnings)  # fmt: skip
     with status(f"writing {out}"):
         write_dataset(out, meta=meta, items=built.items, sequences=built.sequences,
-                      splits=built.splits, overwrite=overwrite, schema=extras.schema,
-                      users=extras.users, values=extras.values)  # fmt: skip
+                      splits=built.splits, overwrite=overwrite, schema=built.schema,
+                      users=built.users, values=built.values)  # fmt: skip
     return meta["counts"]
-
-
-def _guard(out: Path, inputs: list[tuple[str, Path]], overwrite: bool) -> None:
-    from dinctl.fsutil import check_disjoint, check_output_dir
-
-    check_disjoint(out, inputs)
-    check_output_dir(out, overwrite)
 
 
 def preprocess_taobao(raw: Path, out: Path, *, max_len: int = 200, seed: int = 1234,
@@ -651,13 +623,14 @@ def preprocess_taobao(raw: Path, out: Path, *, max_len: int = 200, seed: int = 1
     from dinctl.locks import folder_lock
 
     path = raw / rt.USER_BEHAVIOR.name if raw.is_dir() else raw
-    _guard(out, [("raw input", raw)], overwrite)
+    check_disjoint(out, [("raw input", raw)])  # before anything is touched
     with folder_lock(out, what="dataset"):
+        check_output_dir(out, overwrite)  # fail before the long work, not after it
         with status(f"reading {path.name} and building the samples"):
             built = build_taobao(path, max_len=max_len, seed=seed, valid=valid)
         return _write(built, out, dataset="taobao", inputs=[path], seed=seed, valid=valid,
                       overwrite=overwrite, options={"max_len": max_len}, dropped={},
-                      extras=_btag_extras(), status=status, warn=warn)  # fmt: skip
+                      status=status, warn=warn)  # fmt: skip
 
 
 def preprocess_taobao_ad(raw: Path, out: Path, *, max_len: int = 50, seed: int = 1234,
@@ -670,11 +643,12 @@ def preprocess_taobao_ad(raw: Path, out: Path, *, max_len: int = 50, seed: int =
     if not raw.is_dir():
         raise DinctlError(f"raw folder {raw} does not exist",
                           hint="run `dinctl download taobao-ad --from ...` first")  # fmt: skip
-    _guard(out, [("raw folder", raw)], overwrite)
+    check_disjoint(out, [("raw folder", raw)])
     with folder_lock(out, what="dataset"):
-        built, extras, dropped = build_taobao_ad(raw, max_len=max_len, valid=valid,
+        check_output_dir(out, overwrite)
+        built, dropped = build_taobao_ad(raw, max_len=max_len, valid=valid,
                                                  shards=shards, status=status)  # fmt: skip
         inputs = [raw / f.name for f in rt.AD_FILES]
         return _write(built, out, dataset="taobao-ad", inputs=inputs, seed=seed, valid=valid,
                       overwrite=overwrite, options={"max_len": max_len}, dropped=dropped,
-                      extras=extras, status=status, warn=warn)  # fmt: skip
+                      status=status, warn=warn)  # fmt: skip
