@@ -23,7 +23,7 @@ embedding), and is reported in `unknown_values`, as unknown items are.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,21 +180,31 @@ class FieldTables:
         shared_ctx, shared_num = dict(context or {}), dict(numeric or {})
         check_names(shared_ctx, self.schema.context, "context")
         check_names(shared_num, self.schema.numeric, "numeric")
-        c = len(extras)
-        ctx = np.zeros((c, len(self.schema.context)), dtype=np.int64)
-        num = np.zeros((c, len(self.schema.numeric)), dtype=np.float32)
-        for j, own in enumerate(extras):
-            for k, name in enumerate(self.schema.context):
-                value = own.get(name, shared_ctx.get(name))
-                if value is None:
-                    raise missing_field("context field", name, "context")
-                ctx[j, k] = self.lookup(name, value, f"candidate {j}", unknown)
-            for k, name in enumerate(self.schema.numeric):
-                value = own.get(name, shared_num.get(name))
-                if value is None:
-                    raise missing_field("numeric field", name, "numeric")
-                num[j, k] = self.standardise(name, value, f"candidate {j}")
+        ctx = self._columns(extras, shared_ctx, self.schema.context, "context", np.int64,
+                            lambda name, value, where: self.lookup(name, value, where, unknown))
+        num = self._columns(extras, shared_num, self.schema.numeric, "numeric", np.float32,
+                            self.standardise)  # fmt: skip
         return ctx, num
+
+    @staticmethod
+    def _columns(extras: list[dict[str, Any]], shared: dict[str, Any], names: Sequence[str],
+                 key: str, dtype: Any, convert: Callable[[str, Any, str], Any]) -> np.ndarray:
+        """(C, len(names)): each candidate's own value of each field, else the request's
+        shared one, converted once per request (not once per candidate)."""
+        out = np.zeros((len(extras), len(names)), dtype=dtype)
+        done: dict[str, Any] = {}  # shared values converted so far
+        for j, own in enumerate(extras):
+            for k, name in enumerate(names):
+                if name not in own and name in done:
+                    out[j, k] = done[name]
+                    continue
+                value = own[name] if name in own else shared.get(name)
+                if value is None:
+                    raise missing_field(f"{key} field", name, key)
+                out[j, k] = convert(name, value, f"candidate {j}")
+                if name not in own:
+                    done[name] = out[j, k]
+        return out
 
     def standardise(self, name: str, value: Any, where: str) -> float:
         """(x − mean) / std with the training split's statistics, as preprocessing did."""

@@ -258,11 +258,11 @@ class Regularizer(Protocol):
         ...
 
 
-@dataclass
 class NoPenalty:
-    """`none` and `filter` (the filter acts through the model's item map)."""
+    """`none` and `filter` (the filter acts through the model's item map); the others
+    override what they change: the batch a step sees, the penalty, dense gradients."""
 
-    dense_grads: bool = False
+    dense_grads = False  # True: needs dense embedding gradients (whole-table penalties)
 
     def training_batch(self, batch: Batch) -> Batch:
         return batch
@@ -272,62 +272,47 @@ class NoPenalty:
 
 
 @dataclass
-class MiniBatchAware:
+class MiniBatchAware(NoPenalty):
     """`mba`: Eq. (6) over the ids of the (global) batch."""
 
     lam: float
     freqs: dict[str, torch.Tensor]
     union: Callable[[torch.Tensor], torch.Tensor] | None = None
-    dense_grads: bool = False
-
-    def training_batch(self, batch: Batch) -> Batch:
-        return batch
 
     def penalty(self, tables: Tables, batch: Batch) -> torch.Tensor | float:
         return mba_penalty(tables, batch, self.freqs, self.lam, self.union)
 
 
 @dataclass
-class WholeTableL2:
+class WholeTableL2(NoPenalty):
     """`l2`: λ·Σ‖W‖² over every table, every step (dense gradients by definition)."""
 
     lam: float
-    dense_grads: bool = True
-
-    def training_batch(self, batch: Batch) -> Batch:
-        return batch
+    dense_grads = True
 
     def penalty(self, tables: Tables, batch: Batch) -> torch.Tensor | float:
         return l2_penalty(tables, self.lam)
 
 
 @dataclass
-class DiFacto:
+class DiFacto(NoPenalty):
     """`difacto`: frequency-adaptive L2 of the batch's ids."""
 
     lam: float
-    dense_grads: bool = False
-
-    def training_batch(self, batch: Batch) -> Batch:
-        return batch
 
     def penalty(self, tables: Tables, batch: Batch) -> torch.Tensor | float:
         return difacto_penalty(tables, batch, self.lam)
 
 
 @dataclass
-class BehaviourDropout:
+class BehaviourDropout(NoPenalty):
     """`dropout`: each behaviour of a training sample is dropped with probability `rate`."""
 
     rate: float
     generator: torch.Generator
-    dense_grads: bool = False
 
     def training_batch(self, batch: Batch) -> Batch:
         return behaviour_dropout(batch, self.rate, self.generator)
-
-    def penalty(self, tables: Tables, batch: Batch) -> torch.Tensor | float:
-        return 0.0
 
 
 def make_regularizer(
