@@ -32,11 +32,11 @@ from dinctl.serving.runtime import (
     values_frame,
 )
 from dinctl.serving.scorer import (
+    EXTRA_INPUT_NAMES,
     INPUT_NAMES,
     INPUT_SHAPES,
     RequestScorer,
     field_counts,
-    signature,
 )
 
 PARITY_TOL = 1e-5  # max |Δ logit|, fp32
@@ -72,14 +72,12 @@ def example_inputs(names: tuple[str, ...] = INPUT_NAMES, widths: dict[str, int] 
         torch.randint(1, 2, (r, c), generator=g),
         torch.randint(1, 2, (r, c), generator=g),
     )
-    shapes = {
-        "hist_fields": (r, t, n.get("F", 0)),
-        "cand_fields": (r, c, n.get("F", 0)),
-        "user_fields": (r, n.get("U", 0)),
-        "context": (r, c, n.get("K", 0)),
-    }
-    kwargs: dict[str, Any] = {k: torch.ones(v, dtype=torch.long) for k, v in shapes.items()}
-    kwargs["numeric"] = torch.randn(r, c, n.get("M", 0), generator=g)
+    sizes = {"R": r, "T": t, "C": c, "F": 0, "U": 0, "K": 0, "M": 0, **n}
+    kwargs: dict[str, Any] = {}
+    for name in EXTRA_INPUT_NAMES:  # shaped as INPUT_SHAPES says
+        shape = tuple(sizes[axis] for axis in INPUT_SHAPES[name][1])
+        kwargs[name] = (torch.randn(shape, generator=g) if INPUT_SHAPES[name][0] == "float32"
+                        else torch.ones(shape, dtype=torch.long))  # fmt: skip
     return args, {k: v for k, v in kwargs.items() if k in names}
 
 
@@ -291,7 +289,7 @@ def manifest(
     return {
         "format": fmt,
         "model_file": B.MODEL_FILES[fmt],
-        "signature": signature(scorer.has_attention, scorer.input_names, field_counts(scorer.cfg)),
+        "signature": scorer.signature(),
         "model": run.model_config,
         "reg": run.config.reg,
         "max_len": run.config.max_len,

@@ -152,7 +152,7 @@ def open_serving(source: Path | str, bf16: bool = False, threads: int = 0) -> Se
 
 def open_run_serving(run_dir: Path, bf16: bool = False) -> ServingModel:
     """The eager RequestScorer over a run's best weights."""
-    from dinctl.serving.scorer import RequestScorer, field_counts, signature
+    from dinctl.serving.scorer import RequestScorer
 
     run = open_servable_run(run_dir)
     ds = run.dataset
@@ -168,7 +168,7 @@ def open_run_serving(run_dir: Path, bf16: bool = False) -> ServingModel:
         "model": run.model_config,
         "max_len": run.config.max_len,
         "dataset": dataset_info(ds),
-        "signature": signature(scorer.has_attention, scorer.input_names, field_counts(scorer.cfg)),
+        "signature": scorer.signature(),
     }
     if not ds.schema.is_basic:
         info["schema"] = ds.schema.to_dict()

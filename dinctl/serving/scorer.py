@@ -118,6 +118,10 @@ class RequestScorer(nn.Module):
             self.rest: MLP = unit.rest
         self.eval()
 
+    def signature(self) -> dict[str, list[dict[str, Any]]]:
+        """This scorer's inputs and outputs as bundle.json and /metadata state them."""
+        return signature(self.has_attention, self.input_names, field_counts(self.cfg))
+
     def forward(
         self,
         hist_item: torch.Tensor,
