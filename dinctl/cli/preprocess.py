@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from dinctl.cli.boundary import user_errors
+from dinctl.cli.download import MaxExtract
 
 app = typer.Typer(
     help="Turn raw logs into a DIN dataset (data/<dataset>/).",
@@ -123,22 +124,15 @@ def movielens(
     no_valid: NoValid = False,
     overwrite: Overwrite = False,
     as_json: AsJson = False,
-    max_extract_bytes: Annotated[
-        int | None,
-        typer.Option(
-            "--max-extract-bytes",
-            min=1,
-            metavar="N",
-            help="Refuse a release zip whose members expand to more than N bytes (default 8 GiB).",
-        ),
-    ] = None,
+    max_extract_bytes: MaxExtract = None,
 ) -> None:
     """MovieLens (20M, 25M, latest-small): label = rating ≥ 4, users split at random."""
+    from dinctl.data.archives import MAX_EXTRACT_BYTES
     from dinctl.data.preprocess import preprocess_movielens
 
-    limit: dict[str, Any] = {"max_extract_bytes": max_extract_bytes} if max_extract_bytes else {}
     _preprocess("movielens", preprocess_movielens, raw, out, as_json, seed=seed,
-                valid=not no_valid, overwrite=overwrite, **limit)  # fmt: skip
+                valid=not no_valid, overwrite=overwrite,
+                max_extract_bytes=max_extract_bytes or MAX_EXTRACT_BYTES)  # fmt: skip
 
 
 def _names(text: str | None) -> tuple[str, ...]:
