@@ -8,7 +8,13 @@ from torch import nn
 from dinctl.data.batching import Batch
 from dinctl.models.config import ModelConfig, ModelOutput
 from dinctl.models.din import BaseModel, behaviour_embedding, side_embedding, side_tables, tower
-from dinctl.models.layers import BehaviourEmbedding, PackedHistory, SideEmbedding, side_entries
+from dinctl.models.layers import (
+    BehaviourEmbedding,
+    PackedHistory,
+    SideEmbedding,
+    embeddings,
+    side_entries,
+)
 
 _HASH_A = 2654435761  # Knuth's multiplicative constant
 _HASH_B = 40503
@@ -48,10 +54,6 @@ def _zero_tables(pairs: tuple[tuple[str, int], ...]) -> nn.ModuleList:
     return out
 
 
-def _embeddings(tables: nn.ModuleList) -> list[nn.Embedding]:
-    return [t for t in tables if isinstance(t, nn.Embedding)]
-
-
 class SparseLinear(nn.Module):
     """Σ of per-id scalar weights: one-hot candidate fields + multi-hot behaviour fields, each
     behaviour field with its own candidate and history weights, plus one-hot user and context
@@ -82,7 +84,7 @@ class SparseLinear(nn.Module):
 
     def extra_tables(self, prefix: str) -> list[tuple[str, nn.Embedding, str]]:
         out = []
-        tables = zip(_embeddings(self.extra), _embeddings(self.hist_extra), strict=True)
+        tables = zip(embeddings(self.extra), embeddings(self.hist_extra), strict=True)
         beh = zip(self.beh_names, tables, strict=True)
         for k, (name, (cand, hist)) in enumerate(beh):
             out += [
@@ -96,14 +98,14 @@ class SparseLinear(nn.Module):
         fields beyond item and category."""
         z = batch.label.new_zeros(batch.item.shape[0], 1)  # (B, 1)
         hist = batch.label.new_zeros(pack.item.shape[0], 1)  # (N, 1)
-        for k, (cand, beh) in enumerate(zip(_embeddings(self.extra), _embeddings(self.hist_extra),
+        for k, (cand, beh) in enumerate(zip(embeddings(self.extra), embeddings(self.hist_extra),
                                             strict=True)):  # fmt: skip
             assert batch.cand_fields is not None and pack.fields is not None
             z = z + cand(batch.cand_fields[:, k])
             hist = hist + beh(pack.fields[:, k])
         if self.side_names:
             ids = SideEmbedding.ids_of(batch)  # (B, U+K)
-            for k, table in enumerate(_embeddings(self.side)):
+            for k, table in enumerate(embeddings(self.side)):
                 z = z + table(ids[:, k])
         if self.numeric is not None:
             assert batch.numeric is not None
@@ -188,14 +190,14 @@ class WideDeep(BaseModel):
         z = self.wide_cate(self.cross(pack.cate, batch.cate[pack.row], self.cfg.n_cates))  # (N, 1)
         if self.wide_item is not None:
             z = z + self.wide_item(self.cross(pack.item, batch.item[pack.row], self.cfg.n_items))
-        extra = zip(_embeddings(self.wide_extra), self.cfg.behaviour_fields, strict=True)
+        extra = zip(embeddings(self.wide_extra), self.cfg.behaviour_fields, strict=True)
         for k, (table, (_, v)) in enumerate(extra):
             assert batch.cand_fields is not None and pack.fields is not None
             z = z + table(self.cross(pack.fields[:, k], batch.cand_fields[pack.row, k], v - 1))
         out = self.wide_bias + pack.sum(z).squeeze(1)  # (B,)
         if self.wide_side:
             ids = SideEmbedding.ids_of(batch)  # (B, U+K)
-            for k, table in enumerate(_embeddings(self.wide_side)):
+            for k, table in enumerate(embeddings(self.wide_side)):
                 out = out + table(ids[:, k]).squeeze(1)
         if self.wide_numeric is not None:
             assert batch.numeric is not None

@@ -186,6 +186,11 @@ class ActivationUnit(nn.Module):
         return self.rest(self.first_act(h)).squeeze(-1)  # (N,)
 
 
+def embeddings(tables: nn.ModuleList) -> list[nn.Embedding]:
+    """The tables of a ModuleList of nn.Embedding, typed as such."""
+    return [t for t in tables if isinstance(t, nn.Embedding)]
+
+
 class BehaviourEmbedding(nn.Module):
     """Shared embeddings of a behaviour's fields (item ⊕ category ⊕ extra fields) for the
     history and the candidate; row 0 of every table is padding."""
@@ -210,7 +215,7 @@ class BehaviourEmbedding(nn.Module):
             init_table(table, init_std)
 
     def extra_tables(self) -> list[nn.Embedding]:
-        return [t for t in self.extra if isinstance(t, nn.Embedding)]
+        return embeddings(self.extra)
 
     def tables(self) -> list[nn.Embedding]:
         return [t for t in (self.item, self.cate) if t is not None] + self.extra_tables()
