@@ -19,10 +19,9 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from faults import cli
 from sklearn.metrics import roc_auc_score
-from typer.testing import CliRunner
 
-from dinctl.cli.main import app
 from dinctl.data.batching import Batch, SplitTensors, WindowGatherer
 from dinctl.data.preprocess import preprocess_logs
 from dinctl.data.readers import LogColumns, columns_from_toml
@@ -32,8 +31,8 @@ from dinctl.errors import DinctlError
 from dinctl.models import MODEL_NAMES, ModelConfig, build_model
 from dinctl.training.config import resolve_config
 from dinctl.training.loop import train
+from tests.test_models import config
 
-runner = CliRunner()
 LOGS = Path(__file__).resolve().parents[1] / "sample_data" / "logs"
 SCHEMA_COLUMNS = LogColumns(
     user="user_id",
@@ -187,21 +186,13 @@ def test_bad_schema_is_one_line(multi: Path, tmp_path: Path) -> None:
 
 
 def _config(name: str, **over: Any) -> ModelConfig:
-    return ModelConfig(
-        model=name,
-        n_users=10,
-        n_items=30,
-        n_cates=5,
-        emb_dim=4,
-        attn_hidden=(8, 4),
-        mlp_hidden=(8, 4),
-        wide_buckets=4096,
-        behaviour_fields=(("brand", 7), ("shop", 4)),
-        user_fields=(("age", 4), ("gender", 3)),
-        context_fields=(("slot", 5),),
-        numeric_fields=("price",),
-        **over,
-    )
+    """tests/test_models.py's small config (30 items) with every kind of extra field."""
+    fields: dict[str, Any] = dict(
+        n_users=10, n_cates=5, mlp_hidden=(8, 4), wide_buckets=4096,
+        behaviour_fields=(("brand", 7), ("shop", 4)), user_fields=(("age", 4), ("gender", 3)),
+        context_fields=(("slot", 5),), numeric_fields=("price",),
+    )  # fmt: skip
+    return config(name, **{**fields, **over})
 
 
 def _batch(seed: int, b: int = 6, t: int = 5) -> Batch:
@@ -396,8 +387,8 @@ def test_every_model_learns_a_side_field_signal(
 # --------------------------------------------------------------- preprocess logs
 
 
-def _cli(*args: str) -> Any:
-    return runner.invoke(app, [str(a) for a in args])
+def _cli(*args: Any) -> Any:
+    return cli(*map(str, args))  # tests/faults.py's in-process dinctl
 
 
 def _one_line_error(result: Any, expected: str) -> None:

@@ -9,7 +9,7 @@ import torch
 from dinctl.models import ModelConfig, WideDeep, build_model
 from dinctl.models.competitors import cross_hash, cross_index
 from dinctl.models.layers import PackedHistory
-from tests.test_models import make_batch
+from tests.test_models import config, make_batch
 
 AMAZON_CATES = 801  # Amazon Electronics: 801 categories → 641,601 category pairs
 
@@ -65,16 +65,8 @@ def test_item_cross_hash_occupies_rows_like_a_uniform_hash() -> None:
 
 
 def test_wide_deep_reads_the_exact_category_row() -> None:
-    cfg = ModelConfig(
-        model="wide-deep",
-        n_users=3,
-        n_items=30,
-        n_cates=6,
-        emb_dim=4,
-        attn_hidden=(8, 4),
-        mlp_hidden=(10, 6),
-        wide_buckets=49,
-    )  # 7 × 7 category pairs fit in 49 rows; 31 × 31 item pairs are hashed
+    # 30 items, 6 categories: 7 × 7 category pairs fit in 49 rows; 31 × 31 item pairs are hashed
+    cfg = config("wide-deep", n_users=3, wide_buckets=49)
     model = build_model(cfg)
     assert isinstance(model, WideDeep) and model.wide_item is not None
     batch = make_batch([5], [2], [[3, 8]], [[1, 4]], [[True, False]])
