@@ -128,10 +128,7 @@ class WindowGatherer:
 
     def to(self, device: torch.device) -> None:
         """Move the CSR (and the user table) to `device`, so batches are gathered there."""
-        for name in ("offsets", "seq_items", "seq_cates", "seq_fields", "user_table"):
-            value = getattr(self, name)
-            if value is not None:
-                setattr(self, name, value.to(device))
+        _move(self, ("offsets", "seq_items", "seq_cates", "seq_fields", "user_table"), device)
 
 
 class SplitTensors:
@@ -172,11 +169,16 @@ class SplitTensors:
 
     def to(self, device: torch.device) -> None:
         """Move every row tensor to `device`."""
-        for name in ("user", "hist_len", "item", "cate", "label", "cand_fields", "context",
-                     "numeric"):  # fmt: skip
-            value = getattr(self, name)
-            if value is not None:
-                setattr(self, name, value.to(device))
+        _move(self, ("user", "hist_len", "item", "cate", "label", "cand_fields", "context",
+                     "numeric"), device)  # fmt: skip
+
+
+def _move(obj: Any, names: tuple[str, ...], device: torch.device) -> None:
+    """Move each tensor attribute `names` of `obj` (None stays None) to `device`."""
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None:
+            setattr(obj, name, value.to(device))
 
 
 def iter_batches(
