@@ -29,6 +29,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from bench_train import OUT, make_dataset  # noqa: E402
 
+from dinctl.reporting import SILENT  # noqa: E402
 from dinctl.training import distributed as D  # noqa: E402
 from dinctl.training.config import resolve_config  # noqa: E402
 from dinctl.training.loop import bce_loss, setup_data, setup_model, train_step  # noqa: E402
@@ -58,11 +59,23 @@ def make_run(data: Path, act: str, batch: int, amp: bool) -> Run:
         None,
     )
     device, info = torch.device("cpu"), D.DistInfo()
-    data_ = setup_data(cfg, device, info)
+    data_ = setup_data(cfg, device)
     parts = setup_model(cfg, data_, device, info)
     log = RunLog(Path(cfg.out) / "log.jsonl", False, None)
     steps = len(data_.train_rows) // batch
-    return Run(cfg, device, info, data_, parts, TrainState(), log, Progress(False), amp, steps)
+    return Run(
+        cfg=cfg,
+        device=device,
+        info=info,
+        data=data_,
+        parts=parts,
+        state=TrainState(),
+        log=log,
+        bar=Progress(SILENT),
+        reporter=SILENT,
+        use_amp=amp,
+        steps_per_epoch=steps,
+    )
 
 
 def time_parts(run: Run, order: torch.Tensor, steps: int) -> dict[str, float]:

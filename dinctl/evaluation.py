@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dinctl import runs
+from dinctl.choices import SELECT_METRICS
 from dinctl.errors import DinctlError
 from dinctl.fsutil import atomic_file
 from dinctl.locks import folder_lock
@@ -45,7 +46,6 @@ CONFIG_SUMMARY_KEYS = (
     "use_item_ids",
     "seed",
 )
-FAIL_METRICS = ("user_weighted_auc", "global_auc")
 
 
 @dataclass(frozen=True)
@@ -313,8 +313,8 @@ def check_fail_under(
     results: Sequence[RunMetrics], bar: float, metric: str = runs.HEADLINE_METRIC
 ) -> None:
     """Raise a one-line error when any run's `metric` is below `bar` (CI gating)."""
-    if metric not in FAIL_METRICS:
-        raise DinctlError(f"unknown metric {metric!r}; expected one of {', '.join(FAIL_METRICS)}")
+    if metric not in SELECT_METRICS:
+        raise DinctlError(f"unknown metric {metric!r}; expected one of {', '.join(SELECT_METRICS)}")
     low = [m for m in results if getattr(m, metric) < bar]
     if low:
         worst = min(low, key=lambda m: getattr(m, metric))

@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from dinctl import runs as rf
+import dinctl.runs
 from dinctl.errors import DinctlError
 from dinctl.locks import folder_lock
+from dinctl.reporting import SILENT, Reporter, no_bar, no_line
 from dinctl.runs import (
     MANIFEST_FILE,
     MANIFEST_VERSION,
@@ -213,7 +213,7 @@ class Backend(Protocol):
         """True when the run trained all its epochs."""
         ...
 
-    def train(self, overrides: dict[str, Any], *, resume: bool, progress: bool) -> None:
+    def train(self, overrides: dict[str, Any], *, resume: bool, reporter: Reporter) -> None:
         """Train (or resume) the run described by `overrides` into overrides["out"]."""
         ...
 
@@ -261,34 +261,35 @@ class ExperimentResult:
     files: dict[str, Path]  # "markdown", "json", "manifest", optionally "curves"
 
 
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 def run_experiment(
     spec: ExperimentSpec,
     settings: ExperimentSettings,
     *,
     backend: Backend | None = None,
+    reporter: Reporter = SILENT,
     progress: bool = True,
-    log: Callable[[str], None] = _stderr,
 ) -> ExperimentResult:
-    """Train and evaluate every run not already done, then write the table (resumable)."""
+    """Train and evaluate every run not already done, then write the table (resumable).
+
+    `reporter` hears one line per run; with `progress` also each run's training (its epoch
+    lines and bar; its warnings always)."""
     out = Path(settings.out)
     if out.exists() and not out.is_dir():
         raise DinctlError(f"{out} exists and is not a folder", hint="choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
     with folder_lock(out, what="experiment"):  # one writer per experiment folder
         backend = backend or TorchBackend(settings.device)
-        return _run_experiment(spec, settings, backend, progress, log)
+        quiet_training = replace(reporter, line=no_line, bar=no_bar)
+        training = reporter if progress else quiet_training
+        return _run_experiment(spec, settings, backend, reporter.line, training)
 
 
 def _run_experiment(
     spec: ExperimentSpec,
     settings: ExperimentSettings,
     backend: Backend,
-    progress: bool,
     log: Callable[[str], None],
+    training: Reporter,
 ) -> ExperimentResult:
     out = Path(settings.out)
     checksum = backend.dataset_checksum(Path(settings.data))
@@ -308,7 +309,7 @@ def _run_experiment(
         started = time.perf_counter()
         config = backend.resolve(run.overrides)
         entry["config"] = config
-        status, metrics = _run_one(backend, out / run.name, run, config, entry, manifest, progress)
+        status, metrics = _run_one(backend, out / run.name, run, config, entry, manifest, training)
         seconds = time.perf_counter() - started
         entry.update(status="done", metrics=metrics)
         write_manifest(out, manifest)
@@ -346,7 +347,7 @@ def _new_manifest(
             "recipe": settings.recipe,
             "batch_size": settings.batch_size,
         },
-        "created": previous.get("created", rf.now()) if previous else rf.now(),
+        "created": previous.get("created", dinctl.runs.now()) if previous else dinctl.runs.now(),
         "runs": [
             {
                 "name": r.name,
@@ -393,7 +394,7 @@ def _run_one(
     config: dict[str, Any],
     entry: dict[str, Any],
     manifest: dict[str, Any],
-    progress: bool,
+    training: Reporter,
 ) -> tuple[str, dict[str, float]]:
     """Bring one run to done; return how (reused/evaluated/resumed/trained) and its metrics."""
     stored = backend.stored_config(run_dir) if run_dir.exists() else None
@@ -405,15 +406,15 @@ def _run_one(
             return "reused", metrics
         if complete:
             return "evaluated", backend.evaluate(run_dir)
-        if (run_dir / rf.CHECKPOINT_FILE).exists():
+        if (run_dir / dinctl.runs.CHECKPOINT_FILE).exists():
             _mark_running(entry, manifest, run_dir.parent)
-            backend.train(run.overrides, resume=True, progress=progress)
+            backend.train(run.overrides, resume=True, reporter=training)
             return "resumed", backend.evaluate(run_dir)
     if run_dir.exists():
         # Untrained, half-written, or trained under another config: start it over.
         shutil.rmtree(run_dir)
     _mark_running(entry, manifest, run_dir.parent)
-    backend.train(run.overrides, resume=False, progress=progress)
+    backend.train(run.overrides, resume=False, reporter=training)
     return "trained", backend.evaluate(run_dir)
 
 
@@ -447,7 +448,7 @@ def experiment_table(
     by_variant: dict[str, list[dict[str, Any]]] = {v.key: [] for v in spec.variants}
     for run in runs:
         if run.get("status") == "done" and run.get("metrics") and run["variant"] in by_variant:
-            by_variant[run["variant"]].append(rf.normalize_metrics(run["metrics"]))
+            by_variant[run["variant"]].append(dinctl.runs.normalize_metrics(run["metrics"]))
     groups = [
         Group(v.key, (v.label,), by_variant[v.key], {"key": v.key, "label": v.label})
         for v in spec.variants
@@ -484,12 +485,12 @@ class TorchBackend:
         return resolve_config(overrides).to_dict()
 
     def stored_config(self, run_dir: Path) -> dict[str, Any] | None:
-        return rf.stored_train_config(run_dir)
+        return dinctl.runs.stored_train_config(run_dir)
 
     def training_complete(self, run_dir: Path) -> bool:
-        return rf.training_complete(run_dir)
+        return dinctl.runs.training_complete(run_dir)
 
-    def train(self, overrides: dict[str, Any], *, resume: bool, progress: bool) -> None:
+    def train(self, overrides: dict[str, Any], *, resume: bool, reporter: Reporter) -> None:
         from dinctl.training.config import resolve_config
         from dinctl.training.loop import resume_config, train
 
@@ -498,10 +499,10 @@ class TorchBackend:
             cfg = resume_config(Path(overrides["out"]), {"device": overrides.get("device")})
         else:
             cfg = resolve_config(overrides)
-        train(cfg, resume=resume, progress=progress)
+        train(cfg, resume=resume, reporter=reporter)
 
     def test_metrics(self, run_dir: Path) -> dict[str, float] | None:
-        metrics = rf.read_metrics(run_dir, "test")
+        metrics = dinctl.runs.read_metrics(run_dir, "test")
         if metrics is None or any(metrics.get(k) is None for k in METRIC_KEYS):
             return None
         return {k: float(metrics[k]) for k in METRIC_KEYS}

@@ -7,15 +7,14 @@ run is opened once (best weights + dataset) and handed to the evaluator and the 
 from __future__ import annotations
 
 import shutil
-import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dinctl import runs
 from dinctl.errors import DinctlError
+from dinctl.reporting import SILENT, Reporter
 
 QUICKSTART_MARKER = "quickstart.json"
 # DIN with Dice, small enough for a 2-core laptop in seconds: the sample has ~2.7k training
@@ -92,18 +91,14 @@ def prepare_quickstart_dir(out: Path, overwrite: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 def run_quickstart(
     out: Path,
     *,
     overwrite: bool = False,
-    progress: bool = True,
-    stage: Callable[[str], None] = _stderr,
+    reporter: Reporter = SILENT,
 ) -> QuickstartResult:
-    """Sample Amazon data → preprocess → DIN with Dice → test metrics → the three plots."""
+    """Sample Amazon data → preprocess → DIN with Dice → test metrics → the three plots; each
+    stage is a `reporter.status` phase, and training reports through `reporter` too."""
     from dinctl.data.preprocess import preprocess_amazon
     from dinctl.evaluation import score_run
     from dinctl.inference import open_run
@@ -121,26 +116,26 @@ def run_quickstart(
     runs.write_json(marker, {"status": "running", "started": runs.now()})
 
     data = out / "data"
-    stage(f"preprocess  {sample / 'amazon'} → {data}")
-    preprocess_amazon(sample / "amazon", data, overwrite=True)
+    with reporter.status(f"preprocess  {sample / 'amazon'} → {data}"):
+        preprocess_amazon(sample / "amazon", data, overwrite=True)
 
     run_dir = out / "runs" / "din-dice"
     if run_dir.exists():
         shutil.rmtree(run_dir)  # an earlier quickstart's run
     cfg = resolve_config({**QUICKSTART_TRAIN, "data": str(data), "out": str(run_dir)})
-    stage(f"train       DIN with Dice, {cfg.epochs} epochs → {run_dir}")
-    trained = train(cfg, progress=progress)
+    with reporter.status(f"train       DIN with Dice, {cfg.epochs} epochs → {run_dir}"):
+        trained = train(cfg, reporter=reporter)
 
-    stage("evaluate    best validation epoch on the test split")
-    run = open_run(run_dir, device="cpu")  # once: the evaluator and every figure share it
-    metrics = score_run(run, "test").headline()
+    with reporter.status("evaluate    best validation epoch on the test split"):
+        run = open_run(run_dir, device="cpu")  # once: the evaluator and every figure share it
+        metrics = score_run(run, "test").headline()
 
-    stage(f"visualize   attention, t-SNE, curves → {run_dir / runs.PLOTS_DIR}")
-    plots = {
-        "attention": attention_plot(run),
-        "tsne": write_tsne(compute_tsne(run))[0],
-        "curves": curves_plot([run_dir]),
-    }
+    with reporter.status(f"visualize   attention, t-SNE, curves → {run_dir / runs.PLOTS_DIR}"):
+        plots = {
+            "attention": attention_plot(run),
+            "tsne": write_tsne(compute_tsne(run))[0],
+            "curves": curves_plot([run_dir]),
+        }
     result = QuickstartResult(
         out=out,
         data=data,

@@ -50,6 +50,19 @@ METRIC_LABELS = {
 OLD_METRIC_KEYS = {"gauc": "user_weighted_auc", "auc": "global_auc"}
 OLD_LOG_KEYS = {"valid_gauc": "valid_user_weighted_auc", "valid_auc": "valid_global_auc"}
 
+
+def valid_key(metric: str) -> str:
+    """The log.jsonl / best.pt key of a validation metric: `valid_<metric>`."""
+    return f"valid_{metric}"
+
+
+# the keys of an epoch line of log.jsonl
+TRAIN_LOSS = "train_loss"
+VALID_USER_WEIGHTED_AUC = valid_key("user_weighted_auc")
+VALID_GLOBAL_AUC = valid_key("global_auc")
+VALID_LOGLOSS = valid_key("logloss")
+EPOCH_SECONDS = "seconds"
+
 RUN_HINT = "pass a folder written by `dinctl train` or `dinctl experiment`"
 
 
@@ -280,10 +293,10 @@ def epoch_records(run_dir: Path | str, *, strict: bool = True) -> list[EpochReco
         out.append(
             EpochRecord(
                 epoch=epoch,
-                train_loss=_finite(rec.get("train_loss")),
-                valid_user_weighted_auc=_finite(rec.get("valid_user_weighted_auc")),
-                valid_global_auc=_finite(rec.get("valid_global_auc")),
-                valid_logloss=_finite(rec.get("valid_logloss")),
+                train_loss=_finite(rec.get(TRAIN_LOSS)),
+                valid_user_weighted_auc=_finite(rec.get(VALID_USER_WEIGHTED_AUC)),
+                valid_global_auc=_finite(rec.get(VALID_GLOBAL_AUC)),
+                valid_logloss=_finite(rec.get(VALID_LOGLOSS)),
             )
         )
     return out

@@ -145,9 +145,12 @@ def sample_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread() -> None:
     """One intra-op thread: the CI machine has 2 cores shared by parallel jobs, and torch's
-    thread pool slows tiny models down by 10× when oversubscribed."""
-    import torch
-
+    thread pool slows tiny models down by 10× when oversubscribed. Without torch (the
+    `notorch` tests on another Python, `make test-py`) there is nothing to set."""
+    try:
+        import torch
+    except ImportError:
+        return
     torch.set_num_threads(1)
 
 

@@ -228,7 +228,7 @@ def test_threads_flag_auto_default_and_omp_env(
     assert runner.invoke(app, base).exit_code == 0 and seen[-1] == before  # env var decides
     from dinctl.training.config import resolve_config
 
-    loop.train(resolve_config({"out": str(tmp_path / "lib"), "threads": 2}), progress=False)
+    loop.train(resolve_config({"out": str(tmp_path / "lib"), "threads": 2}))
     assert seen[-1] == 2  # the library entry point follows the same policy
 
 

@@ -116,7 +116,7 @@ def test_download_verifies_writes_manifest_and_skips_when_complete(
     body = blob(300_000)
     source = serve_one(server, Route(body), md5_of=body)
     policy, _ = _policy()
-    manifest = dl.download(source, tmp_path, policy=policy, progress=False)
+    manifest = dl.download(source, tmp_path, policy=policy)
     assert (tmp_path / "f.bin").read_bytes() == body
     entry = manifest["files"]["f.bin"]
     assert entry["url"] == server.url("f.bin")
@@ -127,11 +127,11 @@ def test_download_verifies_writes_manifest_and_skips_when_complete(
     assert not list(tmp_path.glob("*.part"))
 
     logs: list[str] = []
-    dl.download(source, tmp_path, policy=policy, progress=False, log=logs.append)
+    dl.download(source, tmp_path, policy=policy, log=logs.append)
     assert logs == ["f.bin: complete (size and sha256 match MANIFEST.json), skipped"]
     assert len(server.log) == 1  # no second request
 
-    dl.download(source, tmp_path, policy=policy, progress=False, force=True, log=logs.append)
+    dl.download(source, tmp_path, policy=policy, force=True, log=logs.append)
     assert len(server.log) == 2
 
 
@@ -145,7 +145,7 @@ def test_drop_midway_keeps_part_then_resume_sends_range(server: Server, tmp_path
 
     policy, _ = _policy(tries=1)
     with pytest.raises(DinctlError) as err:
-        dl.download(source, tmp_path, policy=policy, progress=False)
+        dl.download(source, tmp_path, policy=policy)
     assert err.value.message == (
         f"cannot download {server.url('f.bin')}: connection dropped after 70000 of 200000 bytes "
         "(1 try)"
@@ -158,7 +158,7 @@ def test_drop_midway_keeps_part_then_resume_sends_range(server: Server, tmp_path
     assert part.read_bytes() == body[:70_000]
     assert not (tmp_path / "f.bin").exists() and manifest_files(tmp_path) == {}
 
-    dl.download(source, tmp_path, policy=policy, progress=False)
+    dl.download(source, tmp_path, policy=policy)
     assert (tmp_path / "f.bin").read_bytes() == body
     assert server.ranges("f.bin") == [None, "bytes=70000-"]
     assert server.if_ranges("f.bin") == [None, server.routes["/f.bin"].etag()]
@@ -170,7 +170,7 @@ def test_drop_then_resume_within_one_run(server: Server, tmp_path: Path) -> None
     body = blob(150_000, seed=2)
     source = serve_one(server, Route(body, drop_after=40_000, drops=2), md5_of=body)
     policy, delays = _policy(tries=3)
-    dl.download(source, tmp_path, policy=policy, progress=False)
+    dl.download(source, tmp_path, policy=policy)
     assert (tmp_path / "f.bin").read_bytes() == body
     assert server.ranges("f.bin") == [None, "bytes=40000-", "bytes=80000-"]
     assert delays == [1.0, 2.0]  # exponential backoff
@@ -180,13 +180,13 @@ def test_connection_reset_midway_is_retried_with_range(server: Server, tmp_path:
     body = blob(400_000, seed=8)
     source = serve_one(server, Route(body, drop_after=100_000, drops=2, reset=True), md5_of=body)
     with pytest.raises(DinctlError) as err:
-        dl.download(source, tmp_path, policy=_policy(tries=1)[0], progress=False)
+        dl.download(source, tmp_path, policy=_policy(tries=1)[0])
     assert err.value.message == (
         f"cannot download {server.url('f.bin')}: connection reset by the server (1 try)"
     )
     assert not (tmp_path / "f.bin").exists() and manifest_files(tmp_path) == {}
     policy, delays = _policy(tries=2)
-    dl.download(source, tmp_path, policy=policy, progress=False)
+    dl.download(source, tmp_path, policy=policy)
     assert (tmp_path / "f.bin").read_bytes() == body
     ranges = server.ranges("f.bin")
     assert len(ranges) == 3 and ranges[0] is None
@@ -198,7 +198,7 @@ def test_server_ignoring_range_restarts_from_zero(server: Server, tmp_path: Path
     source = serve_one(server, Route(body, ignore_range=True), md5_of=body)
     _leave_part(tmp_path, b"stale bytes from another file", server, len(body), etag='"x"')
     policy, _ = _policy()
-    dl.download(source, tmp_path, policy=policy, progress=False)
+    dl.download(source, tmp_path, policy=policy)
     assert (tmp_path / "f.bin").read_bytes() == body  # not appended to the stale prefix
     assert server.ranges("f.bin") == ["bytes=29-"]
 
@@ -208,7 +208,7 @@ def test_a_part_without_resume_state_restarts_from_zero(server: Server, tmp_path
     source = serve_one(server, Route(body), md5_of=body)
     _leave_part(tmp_path, body[:100], server, len(body))  # no validator recorded: cannot resume
     policy, _ = _policy()
-    dl.download(source, tmp_path, policy=policy, progress=False)
+    dl.download(source, tmp_path, policy=policy)
     assert (tmp_path / "f.bin").read_bytes() == body
     assert server.ranges("f.bin") == [None]
 
@@ -218,7 +218,7 @@ def test_complete_part_answered_416_is_kept(server: Server, tmp_path: Path) -> N
     source = serve_one(server, Route(body), md5_of=body)
     _leave_part(tmp_path, body, server, len(body), etag=server.routes["/f.bin"].etag())
     policy, _ = _policy()
-    dl.download(source, tmp_path, policy=policy, progress=False)
+    dl.download(source, tmp_path, policy=policy)
     assert (tmp_path / "f.bin").read_bytes() == body
     assert server.ranges("f.bin") == ["bytes=10000-"]
 
@@ -227,7 +227,7 @@ def test_500_then_200_is_retried(server: Server, tmp_path: Path) -> None:
     body = blob(20_000, seed=5)
     source = serve_one(server, Route(body, fail=[500, 503]))
     policy, delays = _policy(tries=3)
-    dl.download(source, tmp_path, policy=policy, progress=False)
+    dl.download(source, tmp_path, policy=policy)
     assert (tmp_path / "f.bin").read_bytes() == body
     assert len(server.log) == 3 and delays == [1.0, 2.0]
 
@@ -236,7 +236,7 @@ def test_500_every_time_gives_up_after_the_tries(server: Server, tmp_path: Path)
     source = serve_one(server, Route(b"x", fail=[500, 500, 500]))
     policy, delays = _policy(tries=3)
     with pytest.raises(DinctlError) as err:
-        dl.download(source, tmp_path, policy=policy, progress=False)
+        dl.download(source, tmp_path, policy=policy)
     assert err.value.message == (
         f"cannot download {server.url('f.bin')}: HTTP 500 Internal Server Error (3 tries)"
     )
@@ -267,7 +267,7 @@ def test_mirrors_are_tried_in_order(server: Server, tmp_path: Path) -> None:
         "amazon", "T", (RemoteFile("f.bin", (server.url("a/f.bin"), server.url("b/f.bin"))),)
     )
     policy, _ = _policy()
-    manifest = dl.download(source, tmp_path, policy=policy, progress=False)
+    manifest = dl.download(source, tmp_path, policy=policy)
     assert manifest["files"]["f.bin"]["url"] == server.url("b/f.bin")
     assert [p for p, _, _ in server.log] == ["/a/f.bin", "/b/f.bin"]
 
@@ -277,7 +277,7 @@ def test_mirrors_are_tried_in_order(server: Server, tmp_path: Path) -> None:
     )
     policy, _ = _policy(tries=2)
     with pytest.raises(DinctlError) as err:
-        dl.download(source, tmp_path, policy=policy, progress=False)
+        dl.download(source, tmp_path, policy=policy)
     assert err.value.message == (
         f"cannot download g.bin from any of 2 URLs: {server.url('a/g.bin')}: HTTP 404 Not Found; "
         f"{server.url('c/g.bin')}: HTTP 500 Internal Server Error (2 tries)"
@@ -286,7 +286,7 @@ def test_mirrors_are_tried_in_order(server: Server, tmp_path: Path) -> None:
         "amazon", "T", (RemoteFile("h.bin", (server.url("a/h.bin"), server.url("c/h.bin"))),)
     )
     with pytest.raises(DinctlError) as err:
-        dl.download(source, tmp_path, policy=policy, progress=False)
+        dl.download(source, tmp_path, policy=policy)
     assert err.value.message == (
         f"cannot download h.bin: HTTP 404 Not Found; tried {server.url('a/h.bin')}, "
         f"{server.url('c/h.bin')}"
@@ -324,7 +324,7 @@ def test_dns_failure_and_no_network(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     source = _one("f.bin", "http://mirror.example.invalid/f.bin")
     policy, delays = _policy()
     with pytest.raises(DinctlError) as err:
-        dl.download(source, tmp_path, policy=policy, progress=False)
+        dl.download(source, tmp_path, policy=policy)
     assert err.value.message == (
         "cannot download http://mirror.example.invalid/f.bin: cannot resolve host "
         "mirror.example.invalid (no network or DNS failure)"
@@ -336,7 +336,7 @@ def test_dns_failure_and_no_network(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 
     monkeypatch.setattr(socket, "create_connection", unreachable)
     with pytest.raises(DinctlError) as err:
-        dl.download(source, tmp_path, policy=policy, progress=False)
+        dl.download(source, tmp_path, policy=policy)
     assert err.value.message == (
         "cannot download http://mirror.example.invalid/f.bin: network is unreachable (no network)"
     )
@@ -354,9 +354,7 @@ def test_untrusted_tls_certificate_is_not_retried(
     monkeypatch.setattr(socket, "create_connection", bad_cert)
     policy, delays = _policy()
     with pytest.raises(DinctlError) as err:
-        dl.download(
-            _one("f.bin", "http://127.0.0.1:9/f.bin"), tmp_path, policy=policy, progress=False
-        )
+        dl.download(_one("f.bin", "http://127.0.0.1:9/f.bin"), tmp_path, policy=policy)
     assert err.value.message == (
         "cannot download http://127.0.0.1:9/f.bin: TLS certificate not trusted "
         "(self-signed certificate)"
@@ -372,7 +370,7 @@ def test_connection_refused(tmp_path: Path) -> None:
     policy, _ = _policy()
     url = f"http://127.0.0.1:{port}/f.bin"
     with pytest.raises(DinctlError) as err:
-        dl.download(_one("f.bin", url), tmp_path, policy=policy, progress=False)
+        dl.download(_one("f.bin", url), tmp_path, policy=policy)
     assert err.value.message == f"cannot download {url}: connection refused"
 
 
@@ -396,19 +394,19 @@ def test_recorded_sha256_catches_a_changed_upstream(server: Server, tmp_path: Pa
     body = blob(4_000, seed=7)
     source = serve_one(server, Route(body))
     policy, _ = _policy()
-    dl.download(source, tmp_path, policy=policy, progress=False)
+    dl.download(source, tmp_path, policy=policy)
     recorded = hashlib.sha256(body).hexdigest()
     (tmp_path / "f.bin").unlink()
     server.routes["/f.bin"] = Route(body[::-1])
     with pytest.raises(DinctlError) as err:
-        dl.download(source, tmp_path, policy=policy, progress=False)
+        dl.download(source, tmp_path, policy=policy)
     assert err.value.message == (
         f"f.bin from {server.url('f.bin')} failed verification: the sha256 recorded at first "
         f"download is {recorded}, got {hashlib.sha256(body[::-1]).hexdigest()}"
     )
     assert not (tmp_path / "f.bin").exists()
     assert (tmp_path / "f.bin.corrupt").read_bytes() == body[::-1]
-    dl.download(source, tmp_path, policy=policy, progress=False, force=True)
+    dl.download(source, tmp_path, policy=policy, force=True)
     assert (tmp_path / "f.bin").read_bytes() == body[::-1]
 
 
@@ -447,7 +445,7 @@ def test_not_a_zip_is_refused(server: Server, tmp_path: Path) -> None:
     source = movielens_source("latest-small", (server.base,))
     policy, _ = _policy()
     with pytest.raises(DinctlError) as err:
-        dl.download(source, tmp_path, policy=policy, progress=False)
+        dl.download(source, tmp_path, policy=policy)
     assert err.value.message == "ml-latest-small.zip is not a readable zip archive"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ml-latest-small.zip.corrupt"]
 
@@ -463,7 +461,7 @@ def test_ml1m_dat_files_are_converted_to_csv(server: Server, tmp_path: Path) -> 
     server.routes["/ml-1m.zip"] = Route(zipped)
     source = Source("movielens", "1m", (RemoteFile("ml-1m.zip", (server.url("ml-1m.zip"),)),), True)
     policy, _ = _policy()
-    manifest = dl.download(source, tmp_path, policy=policy, progress=False)
+    manifest = dl.download(source, tmp_path, policy=policy)
     assert (tmp_path / "ratings.csv").read_text() == (
         "userId,movieId,rating,timestamp\n"
         "1,1193,5.0,978300760\n1,661,3.0,978302109\n2,1193,4.0,978298413\n"
@@ -587,7 +585,7 @@ def test_from_a_renamed_zip_keeps_the_release_name_and_is_verified(tmp_path: Pat
 def test_a_broken_manifest_is_a_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "MANIFEST.json").write_text("{not json")
     with pytest.raises(DinctlError) as err:
-        dl.download(_one("f.bin", "http://127.0.0.1:9/f.bin"), tmp_path, progress=False)
+        dl.download(_one("f.bin", "http://127.0.0.1:9/f.bin"), tmp_path)
     assert err.value.message == (
         f"{tmp_path / 'MANIFEST.json'} is not a dinctl manifest "
         "(Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"

@@ -59,7 +59,7 @@ def _train(data: Path, out: Path, model: str, act: str = "prelu", reg: str = "no
             "seed": 0,
         }
     )
-    return train(cfg, progress=False).run_dir
+    return train(cfg).run_dir
 
 
 @pytest.fixture(scope="module")

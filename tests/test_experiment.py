@@ -22,6 +22,7 @@ from dinctl.experiment import (
     read_manifest,
     run_experiment,
 )
+from dinctl.reporting import Reporter
 from dinctl.runs import expand_runs
 from dinctl.tables import Stat
 
@@ -55,7 +56,7 @@ class FakeBackend:
     def training_complete(self, run_dir: Path) -> bool:
         return (run_dir / "best.pt").exists()
 
-    def train(self, overrides: dict[str, Any], *, resume: bool, progress: bool) -> None:
+    def train(self, overrides: dict[str, Any], *, resume: bool, reporter: Reporter) -> None:
         run_dir = Path(overrides["out"])
         self.trains.append((run_dir.name, resume))
         run_dir.mkdir(parents=True, exist_ok=resume)
@@ -86,10 +87,6 @@ def _settings(tmp_path: Path, seeds: int = 2, epochs: int | None = 2) -> Experim
     return ExperimentSettings(
         data=tmp_path / "data", out=tmp_path / "exp", seeds=seeds, epochs=epochs, recipe="fast"
     )
-
-
-def _quiet(line: str) -> None:
-    pass
 
 
 # --------------------------------------------------------------------------- the matrix
@@ -136,7 +133,9 @@ def test_settings_are_validated(tmp_path: Path) -> None:
 def test_full_run_writes_manifest_tables_and_curves(tmp_path: Path) -> None:
     backend = FakeBackend()
     lines: list[str] = []
-    result = run_experiment(TABLE3, _settings(tmp_path), backend=backend, log=lines.append)
+    result = run_experiment(
+        TABLE3, _settings(tmp_path), backend=backend, reporter=Reporter(line=lines.append)
+    )
     assert len(backend.trains) == 16 and all(not resume for _, resume in backend.trains)
     assert lines[0] == f"table3: 8 models × 2 seed(s) = 16 runs → {tmp_path / 'exp'}"
     assert len(lines) == 17 and lines[1].startswith("[1/16] lr-s0")
@@ -158,13 +157,15 @@ def test_full_run_writes_manifest_tables_and_curves(tmp_path: Path) -> None:
 def test_interrupted_experiment_continues_where_it_stopped(tmp_path: Path) -> None:
     first = FakeBackend(interrupt_at=3)
     with pytest.raises(KeyboardInterrupt):
-        run_experiment(TABLE3, _settings(tmp_path), backend=first, log=_quiet)
+        run_experiment(TABLE3, _settings(tmp_path), backend=first)
     manifest = read_manifest(tmp_path / "exp")
     assert [r["status"] for r in manifest["runs"][:4]] == ["done", "done", "running", "pending"]
 
     second = FakeBackend()
     lines: list[str] = []
-    run_experiment(TABLE3, _settings(tmp_path), backend=second, log=lines.append)
+    run_experiment(
+        TABLE3, _settings(tmp_path), backend=second, reporter=Reporter(line=lines.append)
+    )
     assert lines[0].endswith("(2 done before)")
     # the two finished runs are reused; the interrupted one resumes; the other 13 train afresh
     assert second.trains[0] == ("wide-deep-s0", True)
@@ -173,53 +174,51 @@ def test_interrupted_experiment_continues_where_it_stopped(tmp_path: Path) -> No
     assert "lr-s0" not in second.evaluations and "base-s0" not in second.evaluations
 
     third = FakeBackend()
-    result = run_experiment(TABLE3, _settings(tmp_path), backend=third, log=_quiet)
+    result = run_experiment(TABLE3, _settings(tmp_path), backend=third)
     assert third.trains == [] and third.evaluations == []
     assert {o.status for o in result.outcomes} == {"reused"}
 
 
 def test_trained_but_unevaluated_run_is_only_evaluated(tmp_path: Path) -> None:
-    run_experiment(TABLE4, _settings(tmp_path, seeds=1), backend=FakeBackend(), log=_quiet)
+    run_experiment(TABLE4, _settings(tmp_path, seeds=1), backend=FakeBackend())
     (tmp_path / "exp" / "base-mba-s0" / "metrics.json").unlink()
     again = FakeBackend()
-    result = run_experiment(TABLE4, _settings(tmp_path, seeds=1), backend=again, log=_quiet)
+    result = run_experiment(TABLE4, _settings(tmp_path, seeds=1), backend=again)
     assert again.trains == [] and again.evaluations == ["base-mba-s0"]
     assert result.outcomes[-1].status == "evaluated"
 
 
 def test_metrics_of_an_unfinished_run_are_not_reused(tmp_path: Path) -> None:
     """A run stopped early but scored by hand is resumed, not entered into the table."""
-    run_experiment(TABLE4, _settings(tmp_path, seeds=1), backend=FakeBackend(), log=_quiet)
+    run_experiment(TABLE4, _settings(tmp_path, seeds=1), backend=FakeBackend())
     (tmp_path / "exp" / "base-mba-s0" / "best.pt").unlink()  # not finished training
     again = FakeBackend()
-    result = run_experiment(TABLE4, _settings(tmp_path, seeds=1), backend=again, log=_quiet)
+    result = run_experiment(TABLE4, _settings(tmp_path, seeds=1), backend=again)
     assert again.trains == [("base-mba-s0", True)]
     assert result.outcomes[-1].status == "resumed"
 
 
 def test_changed_config_retrains_from_scratch(tmp_path: Path) -> None:
-    run_experiment(TABLE4, _settings(tmp_path, seeds=1), backend=FakeBackend(), log=_quiet)
+    run_experiment(TABLE4, _settings(tmp_path, seeds=1), backend=FakeBackend())
     stale = tmp_path / "exp" / "base-none-s0" / "stale-file"
     stale.write_text("x")
     again = FakeBackend()
-    run_experiment(TABLE4, _settings(tmp_path, seeds=1, epochs=3), backend=again, log=_quiet)
+    run_experiment(TABLE4, _settings(tmp_path, seeds=1, epochs=3), backend=again)
     assert len(again.trains) == 6 and all(not resume for _, resume in again.trains)
     assert not stale.exists()
 
 
 def test_more_seeds_reuse_the_first_ones(tmp_path: Path) -> None:
-    run_experiment(TABLE4, _settings(tmp_path, seeds=1), backend=FakeBackend(), log=_quiet)
+    run_experiment(TABLE4, _settings(tmp_path, seeds=1), backend=FakeBackend())
     again = FakeBackend()
-    run_experiment(TABLE4, _settings(tmp_path, seeds=2), backend=again, log=_quiet)
+    run_experiment(TABLE4, _settings(tmp_path, seeds=2), backend=again)
     assert [name for name, _ in again.trains] == [r.key + "-s1" for r in TABLE4.variants]
 
 
 def test_another_dataset_is_refused(tmp_path: Path) -> None:
-    run_experiment(TABLE4, _settings(tmp_path, seeds=1), backend=FakeBackend(), log=_quiet)
+    run_experiment(TABLE4, _settings(tmp_path, seeds=1), backend=FakeBackend())
     with pytest.raises(DinctlError) as err:
-        run_experiment(
-            TABLE4, _settings(tmp_path, seeds=1), backend=FakeBackend("d" * 64), log=_quiet
-        )
+        run_experiment(TABLE4, _settings(tmp_path, seeds=1), backend=FakeBackend("d" * 64))
     assert err.value.message == (
         f"{tmp_path / 'exp'} was run on another dataset (checksum cccccccccccc…, "
         "this one is dddddddddddd…)"
@@ -228,15 +227,15 @@ def test_another_dataset_is_refused(tmp_path: Path) -> None:
 
 
 def test_another_experiment_or_foreign_folder_is_refused(tmp_path: Path) -> None:
-    run_experiment(TABLE4, _settings(tmp_path, seeds=1), backend=FakeBackend(), log=_quiet)
+    run_experiment(TABLE4, _settings(tmp_path, seeds=1), backend=FakeBackend())
     with pytest.raises(DinctlError, match="holds experiment 'table4', not 'table3'"):
-        run_experiment(TABLE3, _settings(tmp_path, seeds=1), backend=FakeBackend(), log=_quiet)
+        run_experiment(TABLE3, _settings(tmp_path, seeds=1), backend=FakeBackend())
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
     settings = ExperimentSettings(data=tmp_path, out=foreign, seeds=1)
     with pytest.raises(DinctlError) as err:
-        run_experiment(TABLE3, settings, backend=FakeBackend(), log=_quiet)
+        run_experiment(TABLE3, settings, backend=FakeBackend())
     assert err.value.message == (
         f"{foreign} is not empty and holds no manifest.json: it is not a dinctl experiment folder"
     )
@@ -254,7 +253,7 @@ def test_broken_manifest_is_one_line_error(tmp_path: Path) -> None:
 
 
 def test_expand_run_dirs(tmp_path: Path) -> None:
-    run_experiment(TABLE4, _settings(tmp_path, seeds=1), backend=FakeBackend(), log=_quiet)
+    run_experiment(TABLE4, _settings(tmp_path, seeds=1), backend=FakeBackend())
     expanded = expand_runs([tmp_path / "exp"])
     assert expanded == [tmp_path / "exp" / f"{v.key}-s0" for v in TABLE4.variants]
 
@@ -435,19 +434,19 @@ class InterruptSecondRun(TorchBackend):
         super().__init__("cpu")
         self.calls = 0
 
-    def train(self, overrides: dict[str, Any], *, resume: bool, progress: bool) -> None:
+    def train(self, overrides: dict[str, Any], *, resume: bool, reporter: Reporter) -> None:
         from dinctl.training.config import resolve_config
         from dinctl.training.loop import train
 
         self.calls += 1
         if self.calls != 2:
-            return super().train(overrides, resume=resume, progress=progress)
+            return super().train(overrides, resume=resume, reporter=reporter)
 
         def interrupt(step: int) -> None:
             if step == 8:
                 raise KeyboardInterrupt
 
-        train(resolve_config(overrides), progress=False, on_step=interrupt)
+        train(resolve_config(overrides), on_step=interrupt)
 
 
 def test_table4_end_to_end_on_sample_data_interrupted_and_resumed(
@@ -458,7 +457,7 @@ def test_table4_end_to_end_on_sample_data_interrupted_and_resumed(
         data=sample_amazon, out=out, seeds=2, epochs=2, batch_size=512, device="cpu"
     )
     with pytest.raises(KeyboardInterrupt):
-        run_experiment(TABLE4, settings, backend=InterruptSecondRun(), progress=False, log=_quiet)
+        run_experiment(TABLE4, settings, backend=InterruptSecondRun())
     assert (out / "base-none-s0" / "checkpoint.pt").is_file()
     assert read_manifest(out)["runs"][1]["status"] == "running"
 

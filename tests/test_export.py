@@ -239,7 +239,7 @@ def test_bf16_is_refused_when_it_moves_scores(served: dict[str, Any]) -> None:
 def test_bf16_path_stays_within_1e3_and_keeps_auc(served: dict[str, Any]) -> None:
     from types import SimpleNamespace
 
-    from dinctl.serving.export import check_bf16
+    from dinctl.serving.parity import check_bf16
     from dinctl.serving.runtime import eager_engine, open_servable_run
 
     run = open_servable_run(served["run"])

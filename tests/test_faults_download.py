@@ -39,7 +39,7 @@ def _policy(tries: int = 3) -> dl.RetryPolicy:
 
 
 def _fetch(source: Source, out: Path, tries: int = 3) -> dict:
-    return dl.download(source, out, policy=_policy(tries), progress=False, log=lambda _: None)
+    return dl.download(source, out, policy=_policy(tries), log=lambda _: None)
 
 
 def _release(ratings: bytes = RATINGS) -> bytes:
@@ -254,7 +254,7 @@ def test_path_like_category_is_refused(server: Server, tmp_path: Path, category:
 def test_unsafe_remote_file_name_is_refused(tmp_path: Path) -> None:
     source = Source("amazon", "T", (RemoteFile("../f.bin", ("http://127.0.0.1:9/f.bin",)),))
     with pytest.raises(DinctlError) as err:
-        dl.download(source, tmp_path / "o", progress=False)
+        dl.download(source, tmp_path / "o")
     assert err.value.message.startswith("file name '../f.bin' is not a safe file name")
 
 

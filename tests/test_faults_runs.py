@@ -27,10 +27,10 @@ def test_train_into_a_run_folder_another_process_writes_is_refused(
     run = tmp_path / "runs" / "r"
     with lock_held(run, "run") as holder:
         with pytest.raises(DinctlError) as err:
-            train(_cfg(tiny_dataset, run), progress=False)  # type: ignore[arg-type]
+            train(_cfg(tiny_dataset, run))  # type: ignore[arg-type]
         assert err.value.message.startswith(f"run {run} is in use by pid {holder.pid} on ")
         assert not run.exists()  # nothing written, nothing interleaved
-    result = train(_cfg(tiny_dataset, run), progress=False)  # type: ignore[arg-type]
+    result = train(_cfg(tiny_dataset, run))  # type: ignore[arg-type]
     assert result.epochs_run == 1
 
 
@@ -38,7 +38,7 @@ def test_evaluate_while_another_process_writes_the_run_is_refused(
     tiny_dataset: Path, tmp_path: Path
 ) -> None:
     run = tmp_path / "r"
-    train(_cfg(tiny_dataset, run), progress=False)  # type: ignore[arg-type]
+    train(_cfg(tiny_dataset, run))  # type: ignore[arg-type]
     with lock_held(run, "run") as holder:
         with pytest.raises(DinctlError) as err:
             evaluate_run(run)
@@ -52,6 +52,6 @@ def test_second_experiment_writer_is_refused(tiny_dataset: Path, tmp_path: Path)
     settings = ExperimentSettings(data=tiny_dataset, out=out, seeds=1, epochs=1, recipe="fast")
     with lock_held(out, "experiment") as holder:
         with pytest.raises(DinctlError) as err:
-            run_experiment(TABLE4, settings, progress=False, log=lambda line: None)
+            run_experiment(TABLE4, settings, log=lambda line: None)
         assert err.value.message.startswith(f"experiment {out} is in use by pid {holder.pid}")
         assert not out.exists()

@@ -160,7 +160,7 @@ def test_version_1_folder_loads_and_trains(tiny_dataset: Path, tmp_path: Path) -
     cfg = resolve_config(
         {"data": str(old), "out": str(tmp_path / "run"), "epochs": 1, "emb_dim": 8}, None
     )
-    result = train(cfg, progress=False)
+    result = train(cfg)
     assert result.best_epoch == 1
     saved = json.loads((tmp_path / "run" / "config.json").read_text())["model"]
     assert saved["behaviour_fields"] == [] and saved["user_fields"] == []
@@ -343,7 +343,7 @@ def _valid_auc(data: Path, out: Path, model: str = "din") -> float:
         },
         None,
     )
-    return float(train(cfg, progress=False).best_valid["valid_global_auc"])
+    return float(train(cfg).best_valid["valid_global_auc"])
 
 
 @pytest.fixture(scope="module")

@@ -67,7 +67,7 @@ def test_golden_per_step_losses(sample_dataset: Path, tmp_path: Path) -> None:
 
     torch.set_num_threads(1)
     cfg = resolve_config(golden_settings(sample_dataset, tmp_path / "run"), None)
-    train(cfg, progress=False)
+    train(cfg)
     losses = step_losses(tmp_path / "run")
     assert len(losses) == len(GOLDEN_LOSSES)
     for step, (got, want) in enumerate(zip(losses, GOLDEN_LOSSES, strict=True), start=1):

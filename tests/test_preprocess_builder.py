@@ -280,7 +280,8 @@ def test_no_history_holds_its_target_or_a_later_behaviour(
 
 
 def test_rank_hash_path_matches_exact_sort() -> None:
-    from dinctl.data.builder import _rank_exact, rank_ids
+    from dinctl.data.ranks import rank_exact as _rank_exact
+    from dinctl.data.ranks import rank_ids
 
     rng = np.random.default_rng(0)
     values = pl.Series([f"A{v:x}Z" for v in rng.integers(0, 500, size=3000)] + ["", "a", "B"])
@@ -304,7 +305,7 @@ def test_huge_timestamps_take_the_lexsort_path_with_the_same_order() -> None:
 
 @pytest.mark.parametrize("high", [5, 10**6, 2**62])
 def test_packed_stable_argsort_matches_numpy(high: int) -> None:
-    from dinctl.data.builder import _argsort_stable
+    from dinctl.data.ranks import argsort_stable as _argsort_stable
 
     keys = np.random.default_rng(high % 97).integers(-high, high, size=5000)
     assert _argsort_stable(keys).tolist() == np.argsort(keys, kind="stable").tolist()

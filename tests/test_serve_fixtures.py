@@ -35,7 +35,7 @@ def _train(data: Path, out: Path, **overrides: Any) -> Path:
         "seed": 0,
         **overrides,
     }
-    return train(resolve_config(settings), progress=False).run_dir
+    return train(resolve_config(settings)).run_dir
 
 
 def build_served(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:

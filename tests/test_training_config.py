@@ -120,7 +120,7 @@ def test_emb_init_std_reaches_the_model(tiny_dataset, tmp_path) -> None:
         {"data": str(tiny_dataset), "epochs": 1, "emb_init_std": 2.0, "out": str(tmp_path / "r")},
         None,
     )
-    run = open_run(train(cfg, progress=False).run_dir)
+    run = open_run(train(cfg).run_dir)
     assert run.config.emb_init_std == 2.0
     table = run.model.sparse_tables()[0][1].weight.detach()[1:]  # (N, D) without padding
     assert 1.5 < float(table.std()) < 2.5  # one epoch of Adam at lr 1e-3 barely moves N(0, 4)

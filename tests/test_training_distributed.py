@@ -47,7 +47,6 @@ def test_two_gloo_processes_match_one(tiny_dataset: Path, tmp_path: Path) -> Non
             },
             None,
         ),
-        progress=False,
     )
     two_dir = tmp_path / "two"
     cmd = [
@@ -129,7 +128,7 @@ def test_two_gloo_processes_match_one(tiny_dataset: Path, tmp_path: Path) -> Non
 
     # resuming it with another world size is refused
     with pytest.raises(DinctlError) as err:
-        train(resume_config(two_dir, {"epochs": 2}), resume=True, progress=False)
+        train(resume_config(two_dir, {"epochs": 2}), resume=True)
     assert (
         err.value.message
         == f"{two_dir / 'checkpoint.pt'} was written by 2 process(es), this run has 1"

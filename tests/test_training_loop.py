@@ -15,6 +15,7 @@ import torch
 from dinctl.data.store import load_dataset
 from dinctl.errors import DinctlError
 from dinctl.inference import open_run
+from dinctl.reporting import Reporter
 from dinctl.training import loop
 from dinctl.training.checkpoint import load_checkpoint, save_checkpoint
 from dinctl.training.config import TrainConfig, resolve_config
@@ -60,7 +61,7 @@ def batches_per_epoch(data: Path) -> int:
 def test_each_model_learns_the_planted_signal(
     tiny_dataset: Path, tmp_path: Path, model: str, floor: float
 ) -> None:
-    result = train(quick(tiny_dataset, tmp_path / "run", model=model), progress=False)
+    result = train(quick(tiny_dataset, tmp_path / "run", model=model))
     assert result.epochs_run == 2
     assert result.best_valid["valid_global_auc"] > floor
     assert 0.0 < result.best_valid["valid_logloss"] < 0.7
@@ -87,12 +88,12 @@ def test_each_model_learns_the_planted_signal(
 
 def test_two_runs_with_one_seed_log_identical_losses(tiny_dataset: Path, tmp_path: Path) -> None:
     over = {"act": "dice", "reg": "mba", "epochs": 1, "log_every": 2}
-    train(quick(tiny_dataset, tmp_path / "a", **over), progress=False)
-    train(quick(tiny_dataset, tmp_path / "b", **over), progress=False)
+    train(quick(tiny_dataset, tmp_path / "a", **over))
+    train(quick(tiny_dataset, tmp_path / "b", **over))
     a, b = log_records(tmp_path / "a"), log_records(tmp_path / "b")
     assert len(a) > 5
     assert a == b
-    c = train(quick(tiny_dataset, tmp_path / "c", seed=99, **over), progress=False)
+    c = train(quick(tiny_dataset, tmp_path / "c", seed=99, **over))
     assert log_records(c.run_dir) != a
 
 
@@ -106,16 +107,16 @@ def _interrupt_at(k: int):  # noqa: ANN202
 
 def test_resumed_run_equals_an_uninterrupted_one(tiny_dataset: Path, tmp_path: Path) -> None:
     over = {"act": "dice", "reg": "dropout", "log_every": 3}
-    full = train(quick(tiny_dataset, tmp_path / "full", **over), progress=False)
+    full = train(quick(tiny_dataset, tmp_path / "full", **over))
 
     cfg = quick(tiny_dataset, tmp_path / "cut", **over)
     k = batches_per_epoch(tiny_dataset) + 4  # mid-way through epoch 2
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, progress=False, on_step=_interrupt_at(k))
+        train(cfg, on_step=_interrupt_at(k))
     state = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
     assert (state["step"], state["epoch"], state["batch"]) == (k, 1, 4)
 
-    resumed = train(resume_config(tmp_path / "cut", {}), resume=True, progress=False)
+    resumed = train(resume_config(tmp_path / "cut", {}), resume=True)
     assert resumed.epochs_run == 1
     assert resumed.best_epoch == full.best_epoch
     assert resumed.best_valid == full.best_valid
@@ -129,12 +130,10 @@ def test_resumed_run_equals_an_uninterrupted_one(tiny_dataset: Path, tmp_path: P
 
 def test_interrupt_in_the_first_epoch_then_resume(tiny_dataset: Path, tmp_path: Path) -> None:
     over = {"model": "base", "epochs": 1, "log_every": 2}
-    train(quick(tiny_dataset, tmp_path / "full", **over), progress=False)
+    train(quick(tiny_dataset, tmp_path / "full", **over))
     with pytest.raises(KeyboardInterrupt):
-        train(
-            quick(tiny_dataset, tmp_path / "cut", **over), progress=False, on_step=_interrupt_at(3)
-        )
-    train(resume_config(tmp_path / "cut", {}), resume=True, progress=False)
+        train(quick(tiny_dataset, tmp_path / "cut", **over), on_step=_interrupt_at(3))
+    train(resume_config(tmp_path / "cut", {}), resume=True)
     assert log_records(tmp_path / "cut") == log_records(tmp_path / "full")
 
 
@@ -142,8 +141,8 @@ def test_resume_can_extend_epochs_but_not_change_the_model(
     tiny_dataset: Path, tmp_path: Path
 ) -> None:
     run = tmp_path / "run"
-    train(quick(tiny_dataset, run, model="base", epochs=1), progress=False)
-    more = train(resume_config(run, {"epochs": 2}), resume=True, progress=False)
+    train(quick(tiny_dataset, run, model="base", epochs=1))
+    more = train(resume_config(run, {"epochs": 2}), resume=True)
     assert more.epochs_run == 1
     assert [r["epoch"] for r in log_records(run) if r["event"] == "epoch"] == [1, 2]
     assert json.loads((run / "config.json").read_text())["train"]["epochs"] == 2  # not stale
@@ -154,12 +153,12 @@ def test_resume_can_extend_epochs_but_not_change_the_model(
 
 def test_resume_in_another_world_size_is_refused(tiny_dataset: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    train(quick(tiny_dataset, run, model="lr", epochs=1), progress=False)
+    train(quick(tiny_dataset, run, model="lr", epochs=1))
     state = load_checkpoint(run / "checkpoint.pt")
     state["world_size"] = 2
     save_checkpoint(run / "checkpoint.pt", state)
     with pytest.raises(DinctlError) as err:
-        train(resume_config(run, {"epochs": 2}), resume=True, progress=False)
+        train(resume_config(run, {"epochs": 2}), resume=True)
     assert (
         err.value.message == f"{run / 'checkpoint.pt'} was written by 2 process(es), this run has 1"
     )
@@ -180,7 +179,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(
     monkeypatch.setattr(loop, "bce_loss", poisoned)
     run = tmp_path / "run"
     with pytest.raises(DinctlError) as err:
-        train(quick(tiny_dataset, run, model="base", log_every=100), progress=False)
+        train(quick(tiny_dataset, run, model="base", log_every=100))
     assert err.value.message == f"the training loss became nan at step {n + 3} (epoch 2)"
     assert err.value.hint == (
         f"lower --lr (now 0.01) and train into another --out; {run / 'checkpoint.pt'} keeps "
@@ -194,12 +193,13 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(
 def test_missing_valid_split_warns_and_keeps_the_last_epoch(
     tiny_dataset_no_valid: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    result = train(quick(tiny_dataset_no_valid, tmp_path / "run", model="base"), progress=False)
-    err = capsys.readouterr().err
-    assert (
-        f"warning: {tiny_dataset_no_valid} has no valid split; the last epoch is kept as best.pt"
-        in err
-    )
+    warnings: list[str] = []
+    cfg = quick(tiny_dataset_no_valid, tmp_path / "run", model="base")
+    result = train(cfg, reporter=Reporter(warn=warnings.append))
+    assert warnings == [
+        f"{tiny_dataset_no_valid} has no valid split; the last epoch is kept as best.pt"
+    ]
+    assert capsys.readouterr() == ("", "")  # the library itself never writes
     assert result.best_epoch == 2 and result.best_valid == {}
 
 
@@ -208,7 +208,7 @@ def test_every_regulariser_trains_and_reloads(tiny_dataset: Path, tmp_path: Path
     over: dict[str, Any] = {"reg": reg, "epochs": 1, "model": "base"}
     if reg == "filter":
         over["filter_top_k"] = 150
-    result = train(quick(tiny_dataset, tmp_path / "run", **over), progress=False)
+    result = train(quick(tiny_dataset, tmp_path / "run", **over))
     assert result.best_valid["valid_user_weighted_auc"] > 0.55
     loaded = open_run(result.run_dir)
     if reg == "filter":
@@ -219,7 +219,7 @@ def test_every_regulariser_trains_and_reloads(tiny_dataset: Path, tmp_path: Path
 
 def test_open_run_gives_the_best_weights_in_eval_mode(tiny_dataset: Path, tmp_path: Path) -> None:
     cfg = quick(tiny_dataset, tmp_path / "run", act="dice")
-    result = train(cfg, progress=False)
+    result = train(cfg)
     loaded = open_run(result.run_dir)
     assert loaded.config == cfg
     assert loaded.model.training is False
@@ -243,7 +243,7 @@ def test_open_run_errors(tmp_path: Path, tiny_dataset: Path) -> None:
     want = f"{empty} is not a run folder: {empty / 'config.json'} does not exist"
     assert err.value.message == want
     run = tmp_path / "run"
-    train(quick(tiny_dataset, run, model="lr", epochs=1), progress=False)
+    train(quick(tiny_dataset, run, model="lr", epochs=1))
     (run / "best.pt").unlink()
     (run / "checkpoint.pt").unlink()
     with pytest.raises(DinctlError) as err:
@@ -258,34 +258,34 @@ def test_dataset_and_run_folder_errors(tiny_dataset: Path, tmp_path: Path) -> No
     meta["format_version"] = 0
     (old / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(DinctlError) as err:
-        train(quick(old, tmp_path / "r1"), progress=False)
+        train(quick(old, tmp_path / "r1"))
     assert err.value.message == f"{old / 'meta.json'} has format version 0, expected 1 or 2"
 
     no_train = tmp_path / "no_train"
     shutil.copytree(tiny_dataset, no_train)
     (no_train / "train.parquet").unlink()
     with pytest.raises(DinctlError) as err:
-        train(quick(no_train, tmp_path / "r2"), progress=False)
+        train(quick(no_train, tmp_path / "r2"))
     assert (
         err.value.message
         == f"split 'train' is missing: {no_train / 'train.parquet'} does not exist"
     )
 
     run = tmp_path / "r3"
-    train(quick(tiny_dataset, run, model="lr", epochs=1), progress=False)
+    train(quick(tiny_dataset, run, model="lr", epochs=1))
     with pytest.raises(DinctlError) as err:
-        train(quick(tiny_dataset, run, model="lr", epochs=1), progress=False)
+        train(quick(tiny_dataset, run, model="lr", epochs=1))
     assert err.value.message == f"run folder {run} already exists"
 
     with pytest.raises(DinctlError) as err:
-        train(quick(tiny_dataset, tmp_path / "r4"), resume=True, progress=False)
+        train(quick(tiny_dataset, tmp_path / "r4"), resume=True)
     assert err.value.message == f"cannot resume: {tmp_path / 'r4' / 'checkpoint.pt'} does not exist"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_without_cuda(tiny_dataset: Path, tmp_path: Path) -> None:
     with pytest.raises(DinctlError) as err:
-        train(quick(tiny_dataset, tmp_path / "r", device="cuda"), progress=False)
+        train(quick(tiny_dataset, tmp_path / "r", device="cuda"))
     assert err.value.message == "--device cuda was asked for but CUDA is not available"
 
 
@@ -300,7 +300,7 @@ def test_paper_schedule_decays_once(tiny_dataset: Path, tmp_path: Path) -> None:
         lr=0.5,
         lr_decay_step=10,
     )
-    train(cfg, progress=False)
+    train(cfg)
     lrs = {r["step"]: r["lr"] for r in log_records(tmp_path / "run") if r["event"] == "step"}
     assert lrs[5] == 0.5 and lrs[10] == 0.5 and lrs[15] == pytest.approx(0.05)
 
@@ -334,12 +334,14 @@ def test_amp_without_bf16_warns_and_trains_in_float32(
     from dinctl.training import device
 
     monkeypatch.setattr(device, "cpu_bf16_instructions", lambda: None)
-    plain = train(quick(tiny_dataset, tmp_path / "a", model="lr", epochs=1), progress=False)
-    amp = train(quick(tiny_dataset, tmp_path / "b", model="lr", epochs=1, amp=True), progress=False)
-    assert (
-        "warning: --amp has no effect: this CPU has no bf16 instructions (avx512_bf16 or AMX); "
-        "training in float32" in capsys.readouterr().err
-    )
+    plain = train(quick(tiny_dataset, tmp_path / "a", model="lr", epochs=1))
+    warnings: list[str] = []
+    cfg = quick(tiny_dataset, tmp_path / "b", model="lr", epochs=1, amp=True)
+    amp = train(cfg, reporter=Reporter(warn=warnings.append))
+    assert warnings == [
+        "--amp has no effect: this CPU has no bf16 instructions (avx512_bf16 or AMX); "
+        "training in float32"
+    ]
     assert amp.best_valid == plain.best_valid
 
 
@@ -354,15 +356,19 @@ def test_amp_on_a_bf16_cpu_trains_under_autocast_close_to_float32(
     real_bce = loop.bce_loss
     monkeypatch.setattr(loop, "bce_loss", lambda lg, y: seen.append(lg.dtype) or real_bce(lg, y))
     over = {"act": "dice", "epochs": 2, "log_every": 1}
-    plain = train(quick(tiny_dataset, tmp_path / "a", **over), progress=False)
+    plain = train(quick(tiny_dataset, tmp_path / "a", **over))
     assert set(seen) == {torch.float32}
     lines = (plain.run_dir / "log.jsonl").read_text().splitlines()
     epochs = [r for r in map(json.loads, lines) if r["event"] == "epoch"]
     assert len(epochs) == 2 and all(0 < r["validation_seconds"] <= r["seconds"] for r in epochs)
     assert "validation_seconds" not in plain.best_valid  # only metrics choose the best epoch
     seen.clear()
-    amp = train(quick(tiny_dataset, tmp_path / "b", amp=True, **over), progress=False)
-    assert "--amp has no effect" not in capsys.readouterr().err
+    warnings: list[str] = []
+    amp = train(
+        quick(tiny_dataset, tmp_path / "b", amp=True, **over),
+        reporter=Reporter(warn=warnings.append),
+    )
+    assert warnings == []
     assert set(seen) == {torch.bfloat16}  # the model's logits came out of autocast
     steps = [
         [r["loss"] for r in log_records(run.run_dir) if r["event"] == "step"]
@@ -484,7 +490,7 @@ def test_sum_rows_agrees_with_coalesce() -> None:
 
 def test_broken_run_files_are_one_line_errors(tiny_dataset: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    train(quick(tiny_dataset, run, model="lr", epochs=1), progress=False)
+    train(quick(tiny_dataset, run, model="lr", epochs=1))
     (run / "best.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(DinctlError) as err:
         open_run(run)
@@ -514,11 +520,11 @@ def test_resume_on_a_changed_dataset_is_refused(tiny_dataset: Path, tmp_path: Pa
 
     data = make_tiny_dataset(tmp_path / "data", seed=5)
     run = tmp_path / "run"
-    train(quick(data, run, model="lr", epochs=1), progress=False)
+    train(quick(data, run, model="lr", epochs=1))
     shutil.rmtree(data)
     make_tiny_dataset(data, seed=6)
     with pytest.raises(DinctlError) as err:
-        train(resume_config(run, {"epochs": 2}), resume=True, progress=False)
+        train(resume_config(run, {"epochs": 2}), resume=True)
     assert (
         err.value.message
         == f"the dataset {data} changed since {run} was started (checksum differs)"
@@ -538,7 +544,7 @@ def test_global_batch_smaller_than_the_world_is_refused(
 
     monkeypatch.setattr(D, "init_from_env", lambda device_type: D.DistInfo(world_size=4))
     with pytest.raises(DinctlError) as err:
-        train(quick(tiny_dataset, tmp_path / "run", batch_size=2), progress=False)
+        train(quick(tiny_dataset, tmp_path / "run", batch_size=2))
     assert err.value.message == "--batch-size 2 is smaller than the 4 processes"
     assert not (tmp_path / "run").exists()
 
@@ -553,9 +559,7 @@ def test_resume_with_a_checkpoint_of_another_model_or_format_is_one_line(
         ("base", {"model": "base"}),
         ("narrow", {"model": "base", "emb_dim": 4}),
     ):
-        runs[name] = train(
-            quick(tiny_dataset, tmp_path / name, epochs=1, **over), progress=False
-        ).run_dir
+        runs[name] = train(quick(tiny_dataset, tmp_path / name, epochs=1, **over)).run_dir
     target = runs["base"]
     own = (target / "checkpoint.pt").read_bytes()
     cases = [
@@ -578,11 +582,11 @@ def test_resume_with_a_checkpoint_of_another_model_or_format_is_one_line(
         shutil.copyfile(source, tmp_path / "copy.pt")
         shutil.copyfile(tmp_path / "copy.pt", target / "checkpoint.pt")
         with pytest.raises(DinctlError) as err:
-            train(resume_config(target, {"epochs": 2}), resume=True, progress=False)
+            train(resume_config(target, {"epochs": 2}), resume=True)
         assert err.value.message.startswith(message)
         assert "\n" not in err.value.message and err.value.hint
     (target / "checkpoint.pt").write_bytes(own)
-    assert train(resume_config(target, {"epochs": 2}), resume=True, progress=False).epochs_run == 1
+    assert train(resume_config(target, {"epochs": 2}), resume=True).epochs_run == 1
 
 
 def test_a_run_that_failed_before_its_first_checkpoint_starts_again(
@@ -601,7 +605,7 @@ def test_a_run_that_failed_before_its_first_checkpoint_starts_again(
     run = tmp_path / "run"
     cfg = quick(tiny_dataset, run, model="base", log_every=1)
     with pytest.raises(DinctlError) as err:
-        train(cfg, progress=False)
+        train(cfg)
     assert err.value.message == "the training loss became nan at step 3 (epoch 1)"
     assert err.value.hint == (
         "lower --lr (now 0.01) and run the command again with the same --out: "
@@ -609,13 +613,13 @@ def test_a_run_that_failed_before_its_first_checkpoint_starts_again(
     )
     assert not (run / "checkpoint.pt").exists()
     with pytest.raises(DinctlError) as err:
-        train(resume_config(run, {}), resume=True, progress=False)
+        train(resume_config(run, {}), resume=True)
     assert err.value.message == (
         f"cannot resume: {run} stopped before its first checkpoint (checkpoint.pt does not exist)"
     )
     assert err.value.hint is not None and "without --resume" in err.value.hint
     monkeypatch.setattr(loop, "bce_loss", real)
-    result = train(cfg, progress=False)  # the same command: starts afresh
+    result = train(cfg)  # the same command: starts afresh
     assert result.epochs_run == 2 and (run / "checkpoint.pt").exists()
     epochs = [r for r in log_records(run) if r["event"] == "epoch"]
     assert [r["epoch"] for r in epochs] == [1, 2]  # no lines of the failed attempt
@@ -650,7 +654,7 @@ def test_a_split_of_one_class_is_refused_before_training(
     )
     run = tmp_path / "run"
     with pytest.raises(DinctlError) as err:
-        train(quick(data, run), progress=False)
+        train(quick(data, run))
     n = len(splits[split])
     assert err.value.message == (
         f"split {split!r} of {data} has only {only} labels ({n} rows of "
@@ -676,7 +680,7 @@ def test_early_stopping_keeps_the_best_epoch_by_the_headline_metric(
     # user-weighted AUC peaks at epoch 2, global AUC keeps rising: the headline decides
     _scripted_valid(monkeypatch, [(0.60, 0.60), (0.70, 0.61), (0.65, 0.62), (0.66, 0.63)] * 2)
     run = tmp_path / "run"
-    result = train(quick(tiny_dataset, run, model="lr", epochs=6, patience=2), progress=False)
+    result = train(quick(tiny_dataset, run, model="lr", epochs=6, patience=2))
     assert (result.best_epoch, result.epochs_run, result.stopped_early) == (2, 4, True)
     assert result.select_metric == "valid_user_weighted_auc"
     assert result.best_valid["valid_user_weighted_auc"] == 0.70
@@ -696,7 +700,6 @@ def test_early_stopping_keeps_the_best_epoch_by_the_headline_metric(
     _scripted_valid(monkeypatch, [(0.60, 0.60), (0.70, 0.61), (0.65, 0.62), (0.66, 0.63)])
     other = train(
         quick(tiny_dataset, tmp_path / "g", model="lr", epochs=4, select_metric="global_auc"),
-        progress=False,
     )
     assert (other.best_epoch, other.stopped_early) == (4, False)
     assert other.select_metric == "valid_global_auc"
@@ -708,11 +711,11 @@ def test_resume_reads_the_best_record_of_an_older_run(
     """Checkpoints written before the metric names changed hold `auc` (global) in their best
     record and valid_auc / valid_gauc in it: resume re-reads the headline from valid_gauc."""
     run = tmp_path / "run"
-    train(quick(tiny_dataset, run, model="lr", epochs=1), progress=False)
+    train(quick(tiny_dataset, run, model="lr", epochs=1))
     state = load_checkpoint(run / "checkpoint.pt")
     old_valid = {"valid_auc": 0.9, "valid_gauc": 0.75, "valid_logloss": 0.5}
     state["best"] = json.dumps({"epoch": 1, "auc": 0.9, "valid": old_valid})
     save_checkpoint(run / "checkpoint.pt", state)
     _scripted_valid(monkeypatch, [(0.74, 0.95), (0.76, 0.5)])
-    result = train(resume_config(run, {"epochs": 3}), resume=True, progress=False)
+    result = train(resume_config(run, {"epochs": 3}), resume=True)
     assert result.best_epoch == 3  # 0.74 < 0.75 (the old valid_gauc) < 0.76

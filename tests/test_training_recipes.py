@@ -31,7 +31,7 @@ def test_training_loss_falls_under_every_recipe(
         "patience": 0,
         "threads": 1,
     }
-    train(resolve_config(settings, None), progress=False)
+    train(resolve_config(settings, None))
     lines = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
     losses = [r["train_loss"] for r in map(json.loads, lines) if r["event"] == "epoch"]
     assert len(losses) == 3 and all(math.isfinite(x) for x in losses)

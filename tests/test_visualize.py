@@ -38,7 +38,7 @@ def _train(data: Path, out: Path, model: str) -> Path:
             "out": str(out),
         }
     )
-    return train(cfg, progress=False).run_dir
+    return train(cfg).run_dir
 
 
 @pytest.fixture(scope="module")

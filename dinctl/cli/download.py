@@ -72,22 +72,29 @@ def _run(
     tianchi: bool = False,
 ) -> None:
     """Fetch (or register `--from`) `source` into `out`; print the folder or the manifest."""
+    from dinctl.cli.report import print_line, rich_bar
     from dinctl.data import download as dl
     from dinctl.data.archives import MAX_EXTRACT_BYTES
+    from dinctl.reporting import no_bar
 
     limit = max_extract_bytes or MAX_EXTRACT_BYTES
     policy = dl.RetryPolicy(tries=tries, timeout_s=timeout)
+    bar = no_bar if no_progress else rich_bar
     if from_path is not None and tianchi:
-        manifest = dl.register_tianchi(source, out, from_path, max_extract_bytes=limit)
+        manifest = dl.register_tianchi(
+            source, out, from_path, max_extract_bytes=limit, log=print_line
+        )
     elif from_path is not None:
-        manifest = dl.register_local(source, out, from_path, force=force, max_extract_bytes=limit)
+        manifest = dl.register_local(
+            source, out, from_path, force=force, max_extract_bytes=limit, log=print_line
+        )
     elif tianchi:
         manifest = dl.download_tianchi(
-            source, out, force=force, policy=policy, progress=not no_progress
+            source, out, force=force, policy=policy, bar=bar, log=print_line
         )
     else:
         manifest = dl.download(
-            source, out, force=force, policy=policy, progress=not no_progress,
+            source, out, force=force, policy=policy, bar=bar, log=print_line,
             max_extract_bytes=limit,
         )  # fmt: skip
     print(json.dumps(manifest, indent=2, sort_keys=True) if as_json else out)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -56,6 +57,7 @@ def _run(
 ) -> None:
     from rich.console import Console
 
+    from dinctl.cli.report import cli_reporter
     from dinctl.experiment import EXPERIMENTS, ExperimentSettings, run_experiment
     from dinctl.tables import render_rich
 
@@ -70,12 +72,12 @@ def _run(
     )
     spec = EXPERIMENTS[name]
     console = Console(stderr=True)
-    result = run_experiment(
-        spec,
-        settings,
-        progress=not as_json,
-        log=lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True),
+    reporter = cli_reporter(bars=not as_json)
+    reporter = replace(
+        reporter,
+        line=lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True),
     )
+    result = run_experiment(spec, settings, reporter=reporter, progress=not as_json)
     console.print(render_rich(result.table))
     if as_json:
         payload: dict[str, Any] = {

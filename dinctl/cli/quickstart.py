@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,17 +27,18 @@ def quickstart(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Preprocess the sample Amazon data, train DIN with Dice, evaluate it and draw the plots."""
-    from rich.console import Console
-
+    from dinctl.cli.report import cli_reporter, stderr_console
     from dinctl.quickstart import run_quickstart
 
-    console = Console(stderr=True)
-    result = run_quickstart(
-        out,
-        overwrite=overwrite,
-        progress=not as_json,
-        stage=lambda line: console.print(f"[bold cyan]▸[/] {line}"),
-    )
+    console = stderr_console()
+
+    @contextlib.contextmanager
+    def stage(line: str) -> Iterator[None]:
+        console.print(f"[bold cyan]▸[/] {line}")
+        yield
+
+    reporter = cli_reporter(lines=not as_json, bars=not as_json, status=stage)
+    result = run_quickstart(out, overwrite=overwrite, reporter=reporter)
     console.print(_panel(result))
     console.print(  # outside the panel: a terminal never wraps a command mid-word
         f"next: dinctl evaluate {result.run_dir}\n"

@@ -37,7 +37,7 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve POST /score, GET /health and GET /metadata until SIGTERM or Ctrl-C."""
-    from dinctl.serving.runtime import missing_extra
+    from dinctl.serving.engines import missing_extra
 
     try:
         from dinctl.serving.server import Limits

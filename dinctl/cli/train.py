@@ -221,9 +221,10 @@ def train(
     settings["use_item_ids"] = False if no_item_ids else None
     overrides = {k: _plain(v) for k, v in settings.items()}
     cfg = _resolve(overrides, resume, out, config)
+    from dinctl.cli.report import cli_reporter
     from dinctl.training.loop import train as run_training
 
-    result = run_training(cfg, resume=resume, progress=not json_out)
+    result = run_training(cfg, resume=resume, reporter=cli_reporter(lines=not json_out))
     if result.rank == 0:  # under torchrun only rank 0 prints
         _report(result, json_out)
 

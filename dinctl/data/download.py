@@ -22,7 +22,6 @@ import re
 import shutil
 import socket
 import ssl
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -47,6 +46,7 @@ from dinctl.data.sources import TIANCHI_PAGES, RemoteFile, Source, check_name
 from dinctl.errors import DinctlError
 from dinctl.fsutil import atomic_file, check_disjoint, file_digests, sha256_file, write_error
 from dinctl.locks import folder_lock
+from dinctl.reporting import BarFactory, no_bar, no_line
 
 MANIFEST = "MANIFEST.json"
 MANIFEST_FORMAT = 1
@@ -58,10 +58,6 @@ NETWORK_HINT = (
 
 Log = Callable[[str], None]
 OnBytes = Callable[[int, "int | None"], None]
-
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr)
 
 
 @dataclass(frozen=True)
@@ -374,45 +370,13 @@ def _entry(
 
 
 @contextmanager
-def _progress_bar(name: str, enabled: bool) -> Iterator[OnBytes]:
-    """A rich bar on stderr (bytes, speed, ETA), shown from the first response on."""
-    bar: list[Any] = []  # [Progress, task id] once started
-
-    def on_bytes(received: int, total: int | None) -> None:
-        if not enabled:
-            return
-        if not bar:
-            bar.extend(_start_bar(name))
-        bar[0].update(bar[1], completed=received, total=total)
-
+def _progress_bar(name: str, bar: BarFactory) -> Iterator[OnBytes]:
+    """The bytes bar of one file (dinctl/reporting.py), closed when its transfer ends."""
+    shown = bar(name, "bytes")
     try:
-        yield on_bytes
+        yield shown.update
     finally:
-        if bar:
-            bar[0].stop()
-
-
-def _start_bar(name: str) -> tuple[Any, Any]:
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=Console(file=sys.stderr),
-    )
-    progress.start()
-    return progress, progress.add_task(name, total=None)
+        shown.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -425,7 +389,7 @@ def fetch_file(
     policy: RetryPolicy,
     *,
     recorded_sha256: str | None = None,
-    progress: bool = True,
+    bar: BarFactory = no_bar,
     check: Callable[[Path, str], None] | None = None,
 ) -> tuple[str, Digest]:
     """Download `remote` to `dest` (trying its URLs in order); returns (url, digest).
@@ -440,7 +404,7 @@ def fetch_file(
     failures: list[tuple[str, str]] = []
     for url in remote.urls:
         try:
-            with _progress_bar(remote.name, progress) as on_bytes:
+            with _progress_bar(remote.name, bar) as on_bytes:
                 _fetch_url(url, part, policy, on_bytes, resumable=verifiable)
                 digest = digest_file(part, with_md5=remote.md5 is not None)
                 problem = _mismatch(remote, digest, recorded_sha256)
@@ -607,8 +571,8 @@ def download(
     *,
     force: bool = False,
     policy: RetryPolicy | None = None,
-    progress: bool = True,
-    log: Log = _stderr,
+    bar: BarFactory = no_bar,
+    log: Log = no_line,
     max_extract_bytes: int = MAX_EXTRACT_BYTES,
 ) -> dict[str, Any]:
     """Fetch every file of `source` into `out_dir`, skipping complete ones; returns the manifest.
@@ -620,7 +584,7 @@ def download(
         manifest = _open_out(out_dir, source)
         for remote in source.files:
             _download_one(
-                source, remote, out_dir, manifest, force, policy or RetryPolicy(), progress, log,
+                source, remote, out_dir, manifest, force, policy or RetryPolicy(), bar, log,
                 max_extract_bytes,
             )  # fmt: skip
     return manifest
@@ -633,7 +597,7 @@ def _download_one(
     manifest: dict[str, Any],
     force: bool,
     policy: RetryPolicy,
-    progress: bool,
+    bar: BarFactory,
     log: Log,
     max_bytes: int,
 ) -> None:
@@ -656,7 +620,7 @@ def _download_one(
             dest,
             policy,
             recorded_sha256=recorded,
-            progress=progress,
+            bar=bar,
             check=check if source.is_zip else None,
         )
         files[remote.name] = _entry(url, digest, "download", source.variant, dest)
@@ -752,7 +716,7 @@ def register_local(
     from_path: Path,
     *,
     force: bool = False,
-    log: Log = _stderr,
+    log: Log = no_line,
     max_extract_bytes: int = MAX_EXTRACT_BYTES,
 ) -> dict[str, Any]:
     """Verify files the user already has and hard-link (or copy) them into `out_dir`."""
@@ -911,7 +875,7 @@ def register_tianchi(
     out_dir: Path,
     from_path: Path,
     *,
-    log: Log = _stderr,
+    log: Log = no_line,
     max_extract_bytes: int = MAX_EXTRACT_BYTES,
 ) -> dict[str, Any]:
     """Files, archives or a folder of them the user downloaded from Tianchi, checked and placed."""

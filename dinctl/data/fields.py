@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from dinctl.data.ranks import interleave, rank_ids
 from dinctl.data.schema import FeatureSchema
 from dinctl.errors import DinctlError
 
@@ -43,8 +44,6 @@ def sort_extra(
 ) -> ExtraColumns:
     """Dense ids (categorical) or floats (numeric) of each extra column, rows in `order`;
     `first_row[i-1]` is the file row of item i's first occurrence."""
-    from dinctl.data.builder import rank_ids
-
     values, names, item_attr = {}, {}, {}
     for col in cols:
         if col.startswith("num:"):
@@ -73,15 +72,9 @@ def sample_columns(
         if negatives is None:
             out[col[4:]] = own
         elif col.startswith("beh:"):
-            out[col[4:]] = _interleave(own, extra.item_attr[col][negatives])
+            out[col[4:]] = interleave(own, extra.item_attr[col][negatives])
         else:
             out[col[4:]] = np.repeat(own, 2)
-    return out
-
-
-def _interleave(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    out = np.empty(2 * len(a), dtype=np.result_type(a, b))
-    out[0::2], out[1::2] = a, b
     return out
 
 
@@ -160,8 +153,6 @@ def _user_table(
 ) -> tuple[pl.DataFrame, dict[str, pl.Series]]:
     """users.parquet (user id 1..U + field ids; 0 where the user has no profile row) and the
     raw values of each user field. `features` has one row per raw user (checked by the reader)."""
-    from dinctl.data.builder import rank_ids
-
     fields = [c for c in features.columns if c != "user"]
     ids = {}
     names = {}

@@ -683,13 +683,13 @@ SCHEMA_KEYS = {
 def columns_from_toml(path: Path) -> LogColumns:
     """A TOML schema file → LogColumns (docs/formats.md); `user_features.file` is relative to
     the TOML file."""
-    import tomllib
+    from dinctl import toml
 
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = toml.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DinctlError(f"schema file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+    except (OSError, UnicodeDecodeError, toml.TOMLDecodeError) as err:
         raise DinctlError(
             f"cannot read schema file {path}: {_first_line(err)}",
             hint="write it in TOML (see docs/formats.md)",

@@ -1,26 +1,15 @@
-"""How the dataset builders report while they work: the status callback protocol (a context
-manager per phase; the CLI shows it as a spinner on stderr) and the warnings a finished
-dataset gets (recorded in meta.json and shown by the CLI)."""
+"""What the dataset builders report: they take the `status` and `warn` callbacks of
+dinctl/reporting.py (quiet by default; the CLI shows a phase as a spinner on stderr), and a
+finished dataset's warnings (recorded in meta.json and shown by the CLI) come from here."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-Status = Callable[[str], contextlib.AbstractContextManager[Any]]
-Warn = Callable[[str], None]
+from dinctl.reporting import Status, Warn, no_warnings, quiet
 
-
-@contextlib.contextmanager
-def quiet(_: str) -> Iterator[None]:
-    """The status callback that shows nothing (library use)."""
-    yield
-
-
-def no_warnings(_: str) -> None:
-    """The warn callback that drops the message (it is still recorded in meta.json)."""
+__all__ = ["Status", "Warn", "no_warnings", "quiet", "split_warnings"]
 
 
 def split_warnings(summary: dict[str, Any], out: Path) -> list[str]:

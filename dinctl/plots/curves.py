@@ -102,7 +102,7 @@ def write_curves(curves: list[Curve], out: Path | str | None = None) -> tuple[Pa
     js = png.with_suffix(".json")
     save_png(draw_curves(curves), png)
     runs.write_json(
-        js, {"metric": "valid_user_weighted_auc", "runs": [cv.to_json() for cv in curves]}
+        js, {"metric": runs.VALID_USER_WEIGHTED_AUC, "runs": [cv.to_json() for cv in curves]}
     )
     return png, js
 

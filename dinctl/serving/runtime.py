@@ -1,15 +1,12 @@
 """Open a RUN folder or an export BUNDLE as a `ServingModel`: vocabulary + one engine.
 
-Engines take the scorer's padded numpy inputs and return logits (R, C) and, for DIN,
-attention weights (R, C, T):
-  eager  the RequestScorer over a run's best weights (optionally bf16 matmuls)
-  torch  a bundle's torch.export ExportedProgram
-  onnx   a bundle's ONNX graph on ONNX Runtime
+A run serves through the eager RequestScorer over its best weights (optionally bf16); a
+bundle through its exported model on the torch or onnx engine (dinctl/serving/engines.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,76 +14,11 @@ from typing import Any
 import numpy as np
 
 from dinctl.errors import DinctlError
+from dinctl.serving.dataset_tables import dataset_info, vocab_of_dataset
+from dinctl.serving.engines import Engine, eager_engine, exported_engine, onnx_engine
 from dinctl.serving.fields import FieldTables
-from dinctl.serving.scorer import INPUT_NAMES
+from dinctl.serving.parity import check_bf16
 from dinctl.serving.vocab import EncodedRequest, RequestEncoder, pad_requests
-
-Engine = Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray | None]]
-
-
-def missing_extra(module: str) -> DinctlError:
-    return DinctlError(
-        f"the serving extra is not installed (no module named {module!r})",
-        hint="pip install 'dinctl[serve]'",
-    )
-
-
-def open_servable_run(run_dir: Path) -> Any:
-    """A run's best weights (eval mode, CPU; its dataset is `run.dataset`). Runs trained on a
-    feature schema serve too; which models can is RequestScorer's check."""
-    from dinctl.inference import open_run
-
-    return open_run(run_dir, "cpu")
-
-
-def eager_engine(scorer: Any) -> Engine:
-    """The RequestScorer in inference mode."""
-    import torch
-
-    names = scorer.input_names
-
-    def run(inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
-        with torch.inference_mode():
-            out = scorer(**{name: torch.from_numpy(inputs[name]) for name in names})
-        att = out[1].float().numpy() if len(out) > 1 else None
-        return out[0].float().numpy(), att
-
-    return run
-
-
-def exported_engine(path: Path, names: Sequence[str] = INPUT_NAMES) -> Engine:
-    """A torch.export archive (no pickle: `torch.export.load`); `names`: its inputs, the five
-    basic ones positionally, the extra ones by keyword (as they were exported)."""
-    import torch
-
-    module = torch.export.load(str(path)).module()
-    extra = [n for n in names if n not in INPUT_NAMES]
-
-    def run(inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
-        args = [torch.from_numpy(inputs[name]) for name in INPUT_NAMES]
-        kwargs = {name: torch.from_numpy(inputs[name]) for name in extra}
-        with torch.inference_mode():
-            out = module(*args, **kwargs)
-        return out[0].numpy(), out[1].numpy() if len(out) > 1 else None
-
-    return run
-
-
-def onnx_engine(path: Path, threads: int = 0, names: Sequence[str] = INPUT_NAMES) -> Engine:
-    """An ONNX graph on ONNX Runtime's CPU provider."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise missing_extra("onnxruntime") from None
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-    def run(inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
-        out = session.run(None, {name: inputs[name] for name in names})
-        return out[0], out[1] if len(out) > 1 else None
-
-    return run
 
 
 @dataclass(frozen=True)
@@ -118,6 +50,14 @@ class ServingModel:
             att = weights[k, :c, :t] if (attention and weights is not None) else None
             out.append(Scored(probs[k, :c], logits[k, :c], att, q.unknown_items))
         return out
+
+
+def open_servable_run(run_dir: Path) -> Any:
+    """A run's best weights (eval mode, CPU; its dataset is `run.dataset`). Runs trained on a
+    feature schema serve too; which models can is RequestScorer's check."""
+    from dinctl.inference import open_run
+
+    return open_run(run_dir, "cpu")
 
 
 def open_serving(source: Path | str, bf16: bool = False, threads: int = 0) -> ServingModel:
@@ -158,8 +98,6 @@ def open_run_serving(run_dir: Path, bf16: bool = False) -> ServingModel:
     ds = run.dataset
     scorer = RequestScorer(run.model, bf16=bf16)
     if bf16:
-        from dinctl.serving.export import check_bf16
-
         check_bf16(eager_engine(RequestScorer(run.model)), eager_engine(scorer), run, ds)
     vocab = vocab_of_dataset(ds, run.config.max_len)
     info = {
@@ -173,87 +111,3 @@ def open_run_serving(run_dir: Path, bf16: bool = False) -> ServingModel:
     if not ds.schema.is_basic:
         info["schema"] = ds.schema.to_dict()
     return ServingModel(vocab, eager_engine(scorer), info, scorer.has_attention)
-
-
-def user_histories(ds: Any, max_len: int) -> Any:
-    """(raw_user, items) of a preprocessed dataset, each user's last max_len items; with a
-    feature schema also hist_<f> (the same behaviours' extra fields) and the user fields."""
-    import polars as pl
-
-    beh = [f"hist_{n}" for n in ds.schema.extra_behaviour]
-    users = pl.read_parquet(
-        ds.path / "sequences.parquet", columns=["user", "raw_user", "items", *beh]
-    )
-    users = users.with_columns(pl.col(c).list.tail(max_len) for c in ("items", *beh))
-    if ds.schema.user:
-        table = ds.user_table[users["user"].to_numpy()]  # (users, U)
-        users = users.with_columns(
-            pl.Series(name, table[:, k], dtype=pl.Int32) for k, name in enumerate(ds.schema.user)
-        )
-    return users.drop("user")
-
-
-def items_with_fields(ds: Any) -> Any:
-    """items.parquet's frame plus, per extra behaviour field f, `hist_<f>` (the item's value in
-    its latest behaviour) and `cand_<f>` (a candidate's default, dinctl/serving/fields.py)."""
-    import polars as pl
-
-    items = ds.items_frame()
-    beh = ds.schema.extra_behaviour
-    if not beh:
-        return items
-    latest = ds.item_fields()  # (N+1, F)
-    cand = latest.copy()
-    if ds.has_split("train"):
-        train = ds.split("train")
-        for k, name in enumerate(beh):
-            values = train.fields[name]
-            if len(values) and (values == values[0]).all():  # one value for every candidate
-                cand[1:, k] = values[0]
-            else:
-                cand[train.item, k] = values  # the item's last training sample wins
-    ids = items["item"].to_numpy()
-    return items.with_columns(
-        *(pl.Series(f"hist_{n}", latest[ids, k], dtype=pl.Int32) for k, n in enumerate(beh)),
-        *(pl.Series(f"cand_{n}", cand[ids, k], dtype=pl.Int32) for k, n in enumerate(beh)),
-    )
-
-
-def values_frame(ds: Any) -> Any:
-    """(field, id, raw) of every extra categorical field of the dataset (values.parquet)."""
-    import polars as pl
-
-    columns: dict[str, list[Any]] = {"field": [], "id": [], "raw": []}
-    for name in (*ds.schema.extra_behaviour, *ds.schema.user, *ds.schema.context):
-        raw = ds.value_names(name)  # ids 1..V
-        columns["field"] += [name] * len(raw)
-        columns["id"] += list(range(1, len(raw) + 1))
-        columns["raw"] += raw
-    return pl.DataFrame(columns, schema={"field": pl.Utf8, "id": pl.Int32, "raw": pl.Utf8})
-
-
-def numeric_stats(ds: Any) -> dict[str, dict[str, float]]:
-    """The training split's mean/std of each numeric field, as preprocessing recorded them."""
-    stats = ds.meta.get("counts", {}).get("numeric", {})
-    return {n: dict(stats[n]) for n in ds.schema.numeric if n in stats}
-
-
-def vocab_of_dataset(ds: Any, max_len: int) -> RequestEncoder:
-    """The vocabulary and end-of-data histories of a preprocessed dataset."""
-    items, users = items_with_fields(ds), user_histories(ds, max_len)
-    fields = None
-    if not ds.schema.is_basic:
-        fields = FieldTables.from_frames(
-            ds.schema, items, users, values_frame(ds), numeric_stats(ds), max_len
-        )
-    return RequestEncoder.from_frames(items, users, max_len, fields)
-
-
-def dataset_info(ds: Any) -> dict[str, Any]:
-    return {
-        "path": str(ds.path),
-        "checksum": ds.checksum,
-        "n_users": ds.n_users,
-        "n_items": ds.n_items,
-        "n_cates": ds.n_cates,
-    }

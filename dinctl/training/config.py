@@ -276,10 +276,7 @@ def check_keys(data: dict[str, Any], source: str) -> None:
 
 def read_toml(path: Path) -> dict[str, Any]:
     """Read a TOML config file (flat table; `-` in keys is accepted as `_`)."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+    from dinctl import toml
 
     path = Path(path)
     if not path.is_file():
@@ -287,8 +284,8 @@ def read_toml(path: Path) -> dict[str, Any]:
             f"config file {path} does not exist", hint="pass an existing TOML file to --config"
         )
     try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
+        data = toml.loads(path.read_text())
+    except toml.TOMLDecodeError as err:
         raise DinctlError(f"{path} is not valid TOML ({err})") from None
     data = {k.replace("-", "_"): v for k, v in data.items()}
     check_keys(data, str(path))

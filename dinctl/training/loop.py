@@ -28,6 +28,7 @@ from dinctl.errors import DinctlError
 from dinctl.locks import folder_lock
 from dinctl.models import ModelConfig
 from dinctl.models.config import schema_fields
+from dinctl.reporting import SILENT, Reporter
 from dinctl.runs import BEST_FILE, CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE
 from dinctl.training import distributed as D
 from dinctl.training.checkpoint import (
@@ -40,7 +41,7 @@ from dinctl.training.config import TrainConfig, resolve_config
 from dinctl.training.device import amp_device, resolve_device, thread_policy
 from dinctl.training.optim import make_optimizers, set_lr, use_sparse_grads
 from dinctl.training.predict import predict_proba, to_device
-from dinctl.training.progress import Progress, epoch_line, say
+from dinctl.training.progress import Progress, epoch_line
 from dinctl.training.regularizers import make_regularizer, model_item_vocab
 from dinctl.training.regularizers import wrap_model as wrap_for_reg
 from dinctl.training.resume import prepare_run_dir, restore, save_latest
@@ -51,7 +52,7 @@ from dinctl.training.selection import (
     selection_score,
     valid_metrics,
 )
-from dinctl.training.state import Data, Parts, Run, TrainState
+from dinctl.training.state import Best, Data, Parts, Run, TrainState
 from dinctl.training.stop import StopFlag
 
 BUCKET_BATCHES = 64  # --length-buckets sorts rows by history length within 64-batch chunks
@@ -128,12 +129,13 @@ def train(
     cfg: TrainConfig,
     *,
     resume: bool = False,
-    progress: bool = True,
+    reporter: Reporter = SILENT,
     on_step: Callable[[int], None] | None = None,
 ) -> TrainResult:
     """Train `cfg` into its run folder (or continue it with `resume`); see the module docstring.
 
-    `on_step(step)` is called after every optimiser step (tests use it to interrupt a run).
+    `reporter` hears the epoch lines, warnings and the batch bar (rank 0 only); `on_step(step)`
+    is called after every optimiser step (tests use it to interrupt a run).
     """
     device = resolve_device(cfg.device)
     info = D.init_from_env(device.type)
@@ -141,7 +143,8 @@ def train(
         with thread_policy(cfg.threads):
             cfg, device = _join_job(cfg, device, info)
             with _run_lock(Path(cfg.out), info):
-                return _train(cfg, device, info, resume, progress, on_step)
+                report = reporter if info.is_main else SILENT
+                return _train(cfg, device, info, resume, report, on_step)
     finally:
         D.shutdown(info)
 
@@ -177,12 +180,12 @@ def _train(
     device: torch.device,
     info: D.DistInfo,
     resume: bool,
-    progress: bool,
+    reporter: Reporter,
     on_step: Callable[[int], None] | None,
 ) -> TrainResult:
     run_dir = Path(cfg.out)
-    prepare_run_dir(run_dir, resume, info)
-    data = setup_data(cfg, device, info)
+    prepare_run_dir(run_dir, resume, info, reporter)
+    data = setup_data(cfg, device, reporter)
     parts = setup_model(cfg, data, device, info)
     state = restore(run_dir, cfg, data, parts, device, info) if resume else TrainState()
     state.sums = state.sums.to(device)
@@ -192,41 +195,42 @@ def _train(
     parts.step_model = wrap_for_job(cfg, parts.model, data, device, info)
     use_amp, why_not = amp_device(device) if cfg.amp else (False, "")
     if cfg.amp and not use_amp:
-        say(info, f"warning: --amp has no effect: {why_not}; training in float32")
+        reporter.warn(f"--amp has no effect: {why_not}; training in float32")
     log = RunLog(run_dir / LOG_FILE, info.is_main, state.keep_lines)
     steps = n_global_batches(len(data.train_rows), cfg.batch_size, info.world_size)
     run = Run(
-        cfg,
-        device,
-        info,
-        data,
-        parts,
-        state,
-        log,
-        Progress(progress and info.is_main),
-        use_amp,
-        steps,
-        on_step,
+        cfg=cfg,
+        device=device,
+        info=info,
+        data=data,
+        parts=parts,
+        state=state,
+        log=log,
+        bar=Progress(reporter),
+        reporter=reporter,
+        use_amp=use_amp,
+        steps_per_epoch=steps,
+        on_step=on_step,
     )
     try:
-        with StopFlag() as stop, run.bar:
+        with StopFlag() as stop:
             while state.epoch < cfg.epochs and not patience_ran_out(
-                cfg.patience, state.epoch, state.best["epoch"]
+                cfg.patience, state.epoch, state.best.epoch
             ):
-                one_epoch(run, stop, progress)
+                one_epoch(run, stop)
             stopped_early = state.epoch < cfg.epochs
             if stopped_early and state.epochs_run:
                 log.write({"event": "early_stop", "epoch": state.epoch, **_best_fields(cfg, state)})
-                if progress:
-                    say(
-                        info, f"early stop: no better {selection_key(cfg)} in {cfg.patience} epochs"
-                    )
+                reporter.line(
+                    f"early stop: no better {selection_key(cfg)} in {cfg.patience} epochs"
+                )
     finally:
+        run.bar.end_epoch()
         log.close()
     return TrainResult(
         run_dir=run_dir,
-        best_epoch=int(state.best["epoch"]),
-        best_valid=dict(state.best["valid"]),
+        best_epoch=state.best.epoch,
+        best_valid=dict(state.best.valid),
         epochs_run=state.epochs_run,
         rank=info.rank,
         select_metric=selection_key(cfg),
@@ -235,10 +239,10 @@ def _train(
 
 
 def _best_fields(cfg: TrainConfig, state: TrainState) -> dict[str, Any]:
-    return {"best_epoch": int(state.best["epoch"]), "select_metric": selection_key(cfg)}
+    return {"best_epoch": state.best.epoch, "select_metric": selection_key(cfg)}
 
 
-def setup_data(cfg: TrainConfig, device: torch.device, info: D.DistInfo) -> Data:
+def setup_data(cfg: TrainConfig, device: torch.device, reporter: Reporter = SILENT) -> Data:
     """Load the dataset and move the train / valid rows and the behaviour CSR to `device`."""
     ds = load_dataset(cfg.data)
     for split in ("train", "valid") if ds.has_split("valid") else ("train",):
@@ -246,7 +250,7 @@ def setup_data(cfg: TrainConfig, device: torch.device, info: D.DistInfo) -> Data
     train_rows = SplitTensors(ds.split("train"))
     valid_rows = SplitTensors(ds.split("valid")) if ds.has_split("valid") else None
     if valid_rows is None:
-        say(info, f"warning: {cfg.data} has no valid split; the last epoch is kept as best.pt")
+        reporter.warn(f"{cfg.data} has no valid split; the last epoch is kept as best.pt")
     gatherer = WindowGatherer(ds, cfg.max_len)
     to_device(train_rows, gatherer, device)
     if valid_rows is not None:
@@ -320,7 +324,7 @@ def wrap_for_job(
     return step_model
 
 
-def one_epoch(run: Run, stop: StopFlag, progress: bool) -> None:
+def one_epoch(run: Run, stop: StopFlag) -> None:
     """Train the rest of the current epoch, then validate, keep the best and checkpoint."""
     cfg, info, state, data = run.cfg, run.info, run.state, run.data
     t0 = time.perf_counter()
@@ -340,9 +344,8 @@ def one_epoch(run: Run, stop: StopFlag, progress: bool) -> None:
             raise KeyboardInterrupt
     log_window(run)
     record = validate_and_save(run, t0)
-    if progress:
-        say(info, epoch_line(record))
     run.bar.end_epoch()
+    run.reporter.line(epoch_line(record))
     save_latest(run)
     if D.any_flag(stop.requested, info, run.device):
         raise KeyboardInterrupt
@@ -366,12 +369,10 @@ def train_step(run: Run, index: torch.Tensor) -> None:
     for opt in parts.optimizers:
         opt.step()
 
-    detached = loss.detach().double()
     state.bad_step = torch.where(
-        (state.bad_step < 0) & ~torch.isfinite(detached), state.step + 1, state.bad_step
+        (state.bad_step < 0) & ~torch.isfinite(loss.detach()), state.step + 1, state.bad_step
     )
-    one = detached.new_ones(())
-    state.sums += torch.stack([detached, one, detached, one])
+    state.sums.add(loss)
     state.step += 1
     state.batch_pos += 1
     state.window_samples += int(index.shape[0]) * run.info.world_size
@@ -385,7 +386,7 @@ def train_step(run: Run, index: torch.Tensor) -> None:
 def log_window(run: Run) -> None:
     """Write a step line with the mean loss since the last one; stop on a non-finite loss."""
     state, cfg = run.state, run.cfg
-    window = state.sums[:2].clone()
+    window = state.sums.window.clone()
     if run.info.enabled:
         torch.distributed.all_reduce(window)
     loss_sum, count = window.tolist()
@@ -409,7 +410,7 @@ def log_window(run: Run) -> None:
             }
         )
         run.bar.fields.update(loss=f"{loss_sum / count:.4f}", speed=f"{speed:,.0f}")
-    state.sums[:2] = 0
+    state.sums.window.zero_()
     state.window_start = time.perf_counter()
     state.window_samples = 0
 
@@ -432,10 +433,11 @@ def _diverged_hint(run: Run) -> str:
 def validate_and_save(run: Run, t0: float) -> dict[str, Any]:
     """Close the epoch: its log record, validation metrics, best.pt when it is the best."""
     cfg, info, state, data = run.cfg, run.info, run.state, run.data
-    ep = state.sums[2:].clone()
+    ep = state.sums.epoch.clone()
     if info.enabled:
         torch.distributed.all_reduce(ep)
-    train_loss = float(ep[0] / ep[1]) if float(ep[1]) else float("nan")
+    loss_sum, batches = ep.tolist()
+    train_loss = loss_sum / batches if batches else float("nan")
     record: dict[str, Any] = {
         "event": "epoch",
         "epoch": state.epoch + 1,
@@ -451,14 +453,11 @@ def validate_and_save(run: Run, t0: float) -> dict[str, Any]:
         record.update(valid_metrics(prob, data.valid_rows))
         record["validation_seconds"] = round(time.perf_counter() - t_valid, 3)  # of `seconds`
     score = selection_score(record, selection_key(cfg))  # -inf without a valid split
-    better = data.valid_rows is None or score > state.best["score"]
+    better = data.valid_rows is None or score > state.best.score
     record["seconds"] = round(time.perf_counter() - t0, 3)
     if better:
-        state.best = {
-            "epoch": state.epoch + 1,
-            "score": score,
-            "valid": {k: v for k, v in record.items() if k.startswith("valid_")},
-        }
+        valid = {k: v for k, v in record.items() if k.startswith("valid_")}
+        state.best = Best(state.epoch + 1, score, valid)
         if info.is_main:
             save_checkpoint(
                 run.run_dir / BEST_FILE,
@@ -466,7 +465,7 @@ def validate_and_save(run: Run, t0: float) -> dict[str, Any]:
                     "model": run.parts.model.state_dict(),
                     "epoch": state.epoch + 1,
                     **_best_fields(cfg, state),
-                    "best_valid": dict(state.best["valid"]),
+                    "best_valid": dict(state.best.valid),
                     "config": cfg.to_json(),
                 },
             )
@@ -476,7 +475,8 @@ def validate_and_save(run: Run, t0: float) -> dict[str, Any]:
     state.epoch += 1
     state.epochs_run += 1
     state.batch_pos = 0
-    state.sums.zero_()
+    state.sums.epoch.zero_()
+    state.sums.window.zero_()
     return record
 
 

@@ -7,13 +7,13 @@ states as uint8 tensors), so it loads with `weights_only=True`.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from dinctl.errors import DinctlError
+from dinctl.reporting import SILENT, Reporter
 from dinctl.runs import BEST_FILE, CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE
 from dinctl.training import distributed as D
 from dinctl.training.checkpoint import (
@@ -22,9 +22,8 @@ from dinctl.training.checkpoint import (
     save_checkpoint,
 )
 from dinctl.training.config import TrainConfig
-from dinctl.training.progress import say
 from dinctl.training.selection import selection_key, selection_score
-from dinctl.training.state import Data, Parts, Run, TrainState
+from dinctl.training.state import Best, Data, LossSums, Parts, Run, TrainState
 
 CHECKPOINT_FORMAT = 1
 
@@ -35,7 +34,9 @@ OTHER_RUN_HINT = (
 )
 
 
-def prepare_run_dir(run_dir: Path, resume: bool, info: D.DistInfo) -> None:
+def prepare_run_dir(
+    run_dir: Path, resume: bool, info: D.DistInfo, reporter: Reporter = SILENT
+) -> None:
     """Check the run folder; it is created with config.json, once the dataset has loaded.
 
     A folder of a run that stopped before its first checkpoint (a NaN loss in epoch 1, a bad
@@ -66,7 +67,7 @@ def prepare_run_dir(run_dir: Path, resume: bool, info: D.DistInfo) -> None:
         if info.is_main:
             for name in names:
                 (run_dir / name).unlink()
-        say(info, f"{run_dir} stopped before its first checkpoint; starting it again")
+        reporter.line(f"{run_dir} stopped before its first checkpoint; starting it again")
     D.barrier(info)  # every rank has checked before rank 0 writes config.json into it
 
 
@@ -103,9 +104,9 @@ def restore(
             f"{run_dir / CHECKPOINT_FILE} does not fit this run's {cfg.model} model ({first})",
             hint=OTHER_RUN_HINT,
         ) from None
-    best = json.loads(state["best"])
-    best.pop("auc", None)  # older runs: the global AUC; the score is re-read from "valid"
-    best["score"] = selection_score(best["valid"], selection_key(cfg))
+    saved_best = json.loads(state["best"])  # older runs also hold "auc"; the score is re-read
+    valid = dict(saved_best["valid"])
+    best = Best(int(saved_best["epoch"]), selection_score(valid, selection_key(cfg)), valid)
     torch.set_rng_state(state["rng_cpu"][info.rank])
     parts.reg_rng.set_state(state["rng_dropout"][info.rank])
     if device.type == "cuda" and state["rng_cuda"]:
@@ -114,7 +115,7 @@ def restore(
         step=int(state["step"]),
         epoch=int(state["epoch"]),
         batch_pos=int(state["batch"]),
-        sums=state["sums"].to(dtype=torch.float64),
+        sums=LossSums.unpack(state["sums"]),
         best=best,
         history=json.loads(state["history"]),
         keep_lines=int(state["log_lines"]),
@@ -176,8 +177,6 @@ def snapshot(run: Run) -> dict[str, Any]:
     def gathered(t: torch.Tensor) -> list[torch.Tensor]:
         return [x.cpu() for x in D.all_gather_tensors(t.to(device), info)]
 
-    score = state.best["score"]
-    best = {**state.best, "score": None if score == -math.inf else score}
     cuda_rng = gathered(torch.cuda.get_rng_state(device)) if device.type == "cuda" else []
     return {
         "format": CHECKPOINT_FORMAT,
@@ -187,10 +186,10 @@ def snapshot(run: Run) -> dict[str, Any]:
         "step": state.step,
         "epoch": state.epoch,
         "batch": state.batch_pos,
-        "sums": state.sums.cpu(),
-        "best": json.dumps(best),
-        "best_epoch": int(state.best["epoch"]),
-        "best_valid": dict(state.best["valid"]),
+        "sums": state.sums.packed(),
+        "best": state.best.to_json(),
+        "best_epoch": state.best.epoch,
+        "best_valid": dict(state.best.valid),
         "select_metric": selection_key(run.cfg),
         "history": json.dumps(state.history),
         "log_lines": run.log.lines,

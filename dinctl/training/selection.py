@@ -10,7 +10,13 @@ import numpy as np
 import torch
 
 from dinctl.data.batching import SplitTensors
-from dinctl.runs import normalize_log_record
+from dinctl.runs import (
+    VALID_GLOBAL_AUC,
+    VALID_LOGLOSS,
+    VALID_USER_WEIGHTED_AUC,
+    normalize_log_record,
+    valid_key,
+)
 from dinctl.training.config import TrainConfig
 
 
@@ -22,15 +28,15 @@ def valid_metrics(prob: torch.Tensor, rows: SplitTensors) -> dict[str, float]:
     p = prob.numpy().astype(np.float64)
     user = rows.user.cpu().numpy()
     return {
-        "valid_user_weighted_auc": user_weighted_auc_score(y, p, user),
-        "valid_global_auc": auc_score(y, p),
-        "valid_logloss": log_loss(y, p),
+        VALID_USER_WEIGHTED_AUC: user_weighted_auc_score(y, p, user),
+        VALID_GLOBAL_AUC: auc_score(y, p),
+        VALID_LOGLOSS: log_loss(y, p),
     }
 
 
 def selection_key(cfg: TrainConfig) -> str:
     """The validation record key that picks the best epoch: `valid_<select_metric>`."""
-    return f"valid_{cfg.select_metric}"
+    return valid_key(cfg.select_metric)
 
 
 def selection_score(valid: dict[str, Any], key: str) -> float:

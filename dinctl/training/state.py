@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from torch import nn
 
 from dinctl.data.batching import SplitTensors, WindowGatherer
 from dinctl.data.store import Dataset
+from dinctl.reporting import Reporter
 from dinctl.training import distributed as D
 from dinctl.training.checkpoint import RunConfig
 from dinctl.training.config import TrainConfig
@@ -46,16 +48,56 @@ class Parts:
 
 
 @dataclass
+class LossSums:
+    """Training-loss sums (float64, on the training device): over the steps since the last step
+    line of log.jsonl, and over the epoch; each (2,) = (sum of batch losses, batches), so one
+    all_reduce adds them up across ranks."""
+
+    window: torch.Tensor = field(default_factory=lambda: torch.zeros(2, dtype=torch.float64))
+    epoch: torch.Tensor = field(default_factory=lambda: torch.zeros(2, dtype=torch.float64))
+
+    def add(self, loss: torch.Tensor) -> None:
+        """Count one batch's mean loss (a 0-d tensor, not synchronised to the host)."""
+        one = torch.stack([loss.detach().double(), loss.new_ones((), dtype=torch.float64)])
+        self.window += one
+        self.epoch += one
+
+    def to(self, device: torch.device) -> LossSums:
+        return LossSums(self.window.to(device), self.epoch.to(device))
+
+    def packed(self) -> torch.Tensor:
+        """(4,) window loss, window batches, epoch loss, epoch batches: checkpoint.pt's "sums"."""
+        return torch.cat([self.window, self.epoch]).cpu()
+
+    @classmethod
+    def unpack(cls, sums: torch.Tensor) -> LossSums:
+        sums = sums.to(dtype=torch.float64)
+        return cls(sums[:2].clone(), sums[2:].clone())
+
+
+@dataclass
+class Best:
+    """The best epoch so far: its number (0 = none yet), selection score, validation metrics."""
+
+    epoch: int = 0
+    score: float = -math.inf
+    valid: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """checkpoint.pt's "best" (a -inf score, no validation yet, is written as null)."""
+        score = None if self.score == -math.inf else self.score
+        return json.dumps({"epoch": self.epoch, "score": score, "valid": self.valid})
+
+
+@dataclass
 class TrainState:
     """Everything that changes while training; checkpoint.pt holds it."""
 
     step: int = 0
     epoch: int = 0  # epochs finished
     batch_pos: int = 0  # batches finished in the current epoch
-    sums: torch.Tensor = field(default_factory=lambda: torch.zeros(4, dtype=torch.float64))
-    best: dict[str, Any] = field(  # score: the selection metric of the best epoch
-        default_factory=lambda: {"epoch": 0, "score": -math.inf, "valid": {}}
-    )
+    sums: LossSums = field(default_factory=LossSums)
+    best: Best = field(default_factory=Best)
     history: list[dict[str, Any]] = field(default_factory=list)
     keep_lines: int | None = None  # log.jsonl lines to keep on resume
     epochs_run: int = 0  # epochs finished by this invocation
@@ -64,7 +106,7 @@ class TrainState:
     window_samples: int = 0
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Run:
     """One training invocation: settings, data, model and state together."""
 
@@ -76,6 +118,7 @@ class Run:
     state: TrainState
     log: RunLog
     bar: Progress
+    reporter: Reporter
     use_amp: bool
     steps_per_epoch: int  # global batches per epoch (the lr decay point is counted in them)
     on_step: Callable[[int], None] | None = None
