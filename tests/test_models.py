@@ -24,7 +24,7 @@ from dinctl.models import (
     build_model,
 )
 from dinctl.models.competitors import cross_hash
-from dinctl.models.layers import ActivationUnit, Dice, PackedHistory, PReLU
+from dinctl.models.layers import ActivationUnit, Dice, PackedHistory, PReLU, activation
 
 N_ITEMS, N_CATES = 30, 6
 
@@ -330,7 +330,7 @@ def test_din_pools_history_with_attention_weights() -> None:
 def test_activation_unit_equals_the_concatenated_input_network() -> None:
     torch.manual_seed(0)
     for act in ACTS:
-        unit = randomised(ActivationUnit(6, (8, 4), act)).eval()
+        unit = randomised(ActivationUnit(6, (8, 4), activation(act))).eval()
         queries = torch.randn(3, 6)
         keys = torch.randn(7, 6)
         row = torch.tensor([0, 0, 1, 2, 2, 2, 1])

@@ -13,11 +13,13 @@ from dinctl.choices import MLP_ACTIVATIONS as MLP_ACTS  # "same" = the activatio
 from dinctl.choices import MODELS as MODEL_NAMES
 from dinctl.data.schema import FeatureSchema
 from dinctl.errors import DinctlError
+from dinctl.model_settings import MODEL_DEFAULTS
 
 WIDE_CROSSES = ("auto", "legacy")
 
 # What a config written before a field existed meant: missing keys read as these, so an old
-# run folder rebuilds the model it trained (same modules, same arithmetic).
+# run folder rebuilds the model it trained (same modules, same arithmetic). These are history,
+# not defaults: they stay when a default changes.
 LEGACY_DEFAULTS: dict[str, Any] = {
     "mlp_act": "same",
     "dice_alpha_init": 0.25,
@@ -39,24 +41,22 @@ class ModelConfig:
     n_users: int
     n_items: int
     n_cates: int
-    emb_dim: int = 64  # per id; a behaviour is item ⊕ category = 2·emb_dim
-    act: str = "prelu"  # prelu | dice | sigmoid | relu: the activation unit (and the MLP if same)
-    # The tower's activation; "same" = `act`. The peers put Dice in the unit only (ReLU tower):
-    # with Adam a PReLU tower was 0.006 user-weighted AUC better on real Amazon rows (one seed),
-    # but under SGD lr 1.0 Dice in the tower is what gets DIN off its plateau on small data.
-    mlp_act: str = "same"
-    attn_softmax: bool = False  # the authors' scaled masked softmax; the paper has none
-    use_item_ids: bool = True  # False = category embeddings only (Table 4 variant)
+    # the settings a training run chooses: what each means is said in dinctl/model_settings.py
+    emb_dim: int = MODEL_DEFAULTS["emb_dim"]
+    act: str = MODEL_DEFAULTS["act"]
+    mlp_act: str = MODEL_DEFAULTS["mlp_act"]
+    attn_softmax: bool = MODEL_DEFAULTS["attn_softmax"]
+    use_item_ids: bool = MODEL_DEFAULTS["use_item_ids"]
     attn_hidden: tuple[int, ...] = (80, 40)
     mlp_hidden: tuple[int, ...] = (200, 80)
     dice_eps: float = 1e-8
     dice_momentum: float = 0.1  # torch-BN convention: running = (1-m)·running + m·batch
-    dice_alpha_init: float = 0.25  # Dice's α (and PReLU's) at the start; the peers start at 0
-    linear_init: str = "torch"  # torch = nn.Linear's own; xavier = Xavier-normal, zero bias
+    dice_alpha_init: float = MODEL_DEFAULTS["dice_alpha_init"]
+    linear_init: str = MODEL_DEFAULTS["linear_init"]
     wide_buckets: int = 1 << 20  # cross-product rows of Wide&Deep's wide part
     wide_cross: str = "auto"  # auto: exact index when the cross fits, else a universal hash
     fm_pooling: str = "mean"  # DeepFM's history fields in the FM term: mean | sum
-    init_std: float = 0.01  # embedding init N(0, std²)
+    init_std: float = MODEL_DEFAULTS["init_std"]
     # the dataset's feature schema beyond item/cate (dinctl/data/schema.py): (name, vocab) of
     # each extra behaviour field (shared by history and candidate), user and context field,
     # and the numeric fields' names; empty in runs written before the schema existed
@@ -125,7 +125,7 @@ class ModelConfig:
 
     @property
     def is_basic(self) -> bool:
-        """Item and category only (what `dinctl export` and `serve` support)."""
+        """Item and category only: no extra behaviour, user, context or numeric field."""
         return not (
             self.behaviour_fields or self.user_fields or self.context_fields or self.numeric_fields
         )

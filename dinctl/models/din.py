@@ -15,6 +15,7 @@ from dinctl.models.layers import (
     BehaviourEmbedding,
     PackedHistory,
     SideEmbedding,
+    activation,
 )
 
 
@@ -30,15 +31,7 @@ def segment_softmax(scores: torch.Tensor, row: torch.Tensor, n_rows: int) -> tor
 
 def tower(in_dim: int, cfg: ModelConfig) -> MLP:
     """The MLP tower over `in_dim` inputs with the config's hidden sizes and tower activation."""
-    return MLP(
-        in_dim,
-        cfg.mlp_hidden,
-        cfg.tower_act,
-        1,
-        cfg.dice_eps,
-        cfg.dice_momentum,
-        cfg.dice_alpha_init,
-    )
+    return MLP(in_dim, cfg.mlp_hidden, activation(cfg.tower_act, cfg), 1)
 
 
 def behaviour_embedding(cfg: ModelConfig) -> BehaviourEmbedding:
@@ -108,12 +101,7 @@ class DIN(BaseModel):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg)
         self.attention = ActivationUnit(
-            cfg.behaviour_dim,
-            cfg.attn_hidden,
-            cfg.act,
-            cfg.dice_eps,
-            cfg.dice_momentum,
-            cfg.dice_alpha_init,
+            cfg.behaviour_dim, cfg.attn_hidden, activation(cfg.act, cfg)
         )
 
     def pool(

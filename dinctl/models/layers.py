@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from dinctl.data.batching import Batch
+from dinctl.models.config import ModelConfig
 
 
 class PReLU(nn.Module):
     """Per-channel PReLU over the last dimension: f(s) = max(s, 0) + α·min(s, 0)."""
 
-    def __init__(self, num_features: int, init: float = 0.25) -> None:
+    def __init__(self, num_features: int, init: float = ModelConfig.dice_alpha_init) -> None:
         super().__init__()
         self.alpha = nn.Parameter(torch.full((num_features,), float(init)))
 
@@ -34,7 +38,11 @@ class Dice(nn.Module):
     running_var: torch.Tensor
 
     def __init__(
-        self, num_features: int, eps: float = 1e-8, momentum: float = 0.1, init: float = 0.25
+        self,
+        num_features: int,
+        eps: float = ModelConfig.dice_eps,
+        momentum: float = ModelConfig.dice_momentum,
+        init: float = ModelConfig.dice_alpha_init,
     ) -> None:
         super().__init__()
         self.eps = float(eps)
@@ -79,12 +87,29 @@ class Dice(nn.Module):
         return x * torch.addcmul(self.alpha, p, 1 - self.alpha)  # Eq. (9)
 
 
+Activation = Callable[[int], nn.Module]  # channels → a fresh activation module
+
+
+def activation(name: str, cfg: ModelConfig | None = None) -> Activation:
+    """The factory of activation `name` (`prelu` | `dice` | `sigmoid` | `relu`), with the
+    config's Dice/PReLU settings (ModelConfig's defaults without one)."""
+    if cfg is None:
+        return functools.partial(make_activation, name)
+    return functools.partial(
+        make_activation,
+        name,
+        eps=cfg.dice_eps,
+        momentum=cfg.dice_momentum,
+        alpha_init=cfg.dice_alpha_init,
+    )
+
+
 def make_activation(
     name: str,
     num_features: int,
-    eps: float = 1e-8,
-    momentum: float = 0.1,
-    alpha_init: float = 0.25,
+    eps: float = ModelConfig.dice_eps,
+    momentum: float = ModelConfig.dice_momentum,
+    alpha_init: float = ModelConfig.dice_alpha_init,
 ) -> nn.Module:
     """`prelu` | `dice` | `sigmoid` | `relu` over `num_features` channels."""
     if name == "prelu":
@@ -129,20 +154,15 @@ class MLP(nn.Module):
         self,
         in_dim: int,
         hidden: tuple[int, ...],
-        act: str,
+        act: Activation,
         out_dim: int = 1,
-        eps: float = 1e-8,
-        momentum: float = 0.1,
-        alpha_init: float = 0.25,
     ) -> None:
         super().__init__()
         dims = (in_dim, *hidden)
         self.linears = nn.ModuleList(
             nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True)
         )
-        self.acts = nn.ModuleList(
-            make_activation(act, h, eps, momentum, alpha_init) for h in hidden
-        )
+        self.acts = nn.ModuleList(act(h) for h in hidden)
         self.out = nn.Linear(dims[-1], out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -164,16 +184,13 @@ class ActivationUnit(nn.Module):
         self,
         dim: int,
         hidden: tuple[int, ...],
-        act: str,
-        eps: float = 1e-8,
-        momentum: float = 0.1,
-        alpha_init: float = 0.25,
+        act: Activation,
     ) -> None:
         super().__init__()
         self.dim = dim
         self.first = nn.Linear(4 * dim, hidden[0])  # weights over [e, v, e−v, e⊙v]
-        self.first_act = make_activation(act, hidden[0], eps, momentum, alpha_init)
-        self.rest = MLP(hidden[0], tuple(hidden[1:]), act, 1, eps, momentum, alpha_init)
+        self.first_act = act(hidden[0])
+        self.rest = MLP(hidden[0], tuple(hidden[1:]), act, 1)
 
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
         """Scores (N,) for keys (N, E) against queries[row] (N, E)."""

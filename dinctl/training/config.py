@@ -25,6 +25,7 @@ from dinctl.choices import (
     SELECT_METRICS,
 )
 from dinctl.errors import DinctlError
+from dinctl.model_settings import TRAIN_DEFAULTS
 from dinctl.runs import CONFIG_FILE
 
 # A history cut no sequence reaches: the paper and the authors' code use whole histories.
@@ -62,6 +63,9 @@ RECIPE_DEFAULTS: dict[str, dict[str, Any]] = {
         "lr_decay_epochs": 0.0,
     },
 }
+
+DEFAULT_RECIPE = "fast"
+_RECIPE = RECIPE_DEFAULTS[DEFAULT_RECIPE]
 
 # λ used when --reg-lambda is not given: §6.5 uses 0.01 for both MBA and DiFacto.
 REG_LAMBDA_DEFAULTS = {
@@ -146,33 +150,35 @@ class TrainConfig:
     """A resolved `dinctl train` configuration (saved as config.json)."""
 
     data: str = "data/amazon"
-    model: str = "din"
-    act: str = "prelu"
+    model: str = TRAIN_DEFAULTS["model"]
+    act: str = TRAIN_DEFAULTS["act"]
     reg: str = "none"
     reg_lambda: float = 0.0
     filter_top_k: int = 0  # --reg filter: most frequent item ids kept; 0 = a share of the vocab
     dropout_rate: float = 0.5  # --reg dropout: share of behaviours dropped per sample
-    recipe: str = "fast"
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    batch_size: int = 1024
-    epochs: int = 20  # the most epochs; early stopping may end the run before
-    patience: int = 2  # stop after this many epochs without a better validation score; 0 = off
+    recipe: str = DEFAULT_RECIPE
+    # the recipe's settings: their defaults are the default recipe's
+    optimizer: str = _RECIPE["optimizer"]
+    lr: float = _RECIPE["lr"]
+    batch_size: int = _RECIPE["batch_size"]
+    epochs: int = _RECIPE["epochs"]  # the most epochs; early stopping may end the run before
+    patience: int = _RECIPE["patience"]  # epochs without a better validation score; 0 = off
     select_metric: str = "user_weighted_auc"  # validation metric of the best epoch
-    grad_clip: float = 0.0  # global grad-norm clip, 0 = off
-    lr_decay: float = 1.0  # lr is multiplied by this once, after lr_decay_epochs epochs
-    lr_decay_epochs: float = 0.0  # may be fractional; 0 = never
+    grad_clip: float = _RECIPE["grad_clip"]  # global grad-norm clip, 0 = off
+    lr_decay: float = _RECIPE["lr_decay"]  # lr is multiplied by this once, after lr_decay_epochs
+    lr_decay_epochs: float = _RECIPE["lr_decay_epochs"]  # may be fractional; 0 = never
     lr_decay_step: int = (
         0  # the same point as an optimiser step (runs of older versions); 0 = unset
     )
-    emb_dim: int = 64
-    emb_init_std: float = 0.01  # embedding init N(0, std²); small data learns faster with ~1
-    mlp_act: str = "same"  # the MLP tower's activation; same = act (the peers: relu tower)
-    dice_alpha_init: float = 0.25  # Dice's (and PReLU's) α at the start; the peers start at 0
-    linear_init: str = "torch"  # torch = nn.Linear's own; xavier = Xavier-normal, zero bias
+    # the model's settings (dinctl/model_settings.py says what each one does)
+    emb_dim: int = TRAIN_DEFAULTS["emb_dim"]
+    emb_init_std: float = TRAIN_DEFAULTS["emb_init_std"]
+    mlp_act: str = TRAIN_DEFAULTS["mlp_act"]
+    dice_alpha_init: float = TRAIN_DEFAULTS["dice_alpha_init"]
+    linear_init: str = TRAIN_DEFAULTS["linear_init"]
     max_len: int = 100
-    attn_softmax: bool = False
-    use_item_ids: bool = True
+    attn_softmax: bool = TRAIN_DEFAULTS["attn_softmax"]
+    use_item_ids: bool = TRAIN_DEFAULTS["use_item_ids"]
     length_buckets: bool = False  # batch rows of similar history length together
     sparse_grads: bool = True  # sparse embedding gradients where exact (see optim.use_sparse_grads)
     eval_batch_size: int = 4096

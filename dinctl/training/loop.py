@@ -26,6 +26,7 @@ from dinctl.data.batching import Batch, SplitTensors, WindowGatherer
 from dinctl.data.store import Dataset, check_trainable, load_dataset
 from dinctl.errors import DinctlError
 from dinctl.locks import folder_lock
+from dinctl.model_settings import model_settings
 from dinctl.models import ModelConfig
 from dinctl.models.config import schema_fields
 from dinctl.reporting import SILENT, Reporter
@@ -267,18 +268,10 @@ def run_config(cfg: TrainConfig, ds: Dataset) -> RunConfig:
     return RunConfig(
         train=cfg,
         model=ModelConfig(
-            model=cfg.model,
+            **model_settings(cfg),
             n_users=ds.n_users,
             n_items=model_item_vocab(cfg, ds.n_items),
             n_cates=ds.n_cates,
-            emb_dim=cfg.emb_dim,
-            init_std=cfg.emb_init_std,
-            act=cfg.act,
-            mlp_act=cfg.mlp_act,
-            dice_alpha_init=cfg.dice_alpha_init,
-            linear_init=cfg.linear_init,
-            attn_softmax=cfg.attn_softmax,
-            use_item_ids=cfg.use_item_ids,
             **schema_fields(ds.schema, ds.meta["vocab"]),
         ),
         dataset_path=Path(cfg.data).resolve(),
