@@ -236,20 +236,50 @@ def test_help_takes_choices_and_defaults_from_the_library() -> None:
     import typer
 
     from dinctl import choices
+    from dinctl.cli.train import shown_default
     from dinctl.training.config import RECIPE_DEFAULTS, TrainConfig
 
     command = typer.main.get_command(app).commands["train"]  # type: ignore[attr-defined]
     params = {p.name: p for p in command.params}
     assert params["model"].type_descriptor.annotation is choices.Model
     assert params["select_metric"].type_descriptor.annotation is choices.SelectMetric
-    assert params["emb_dim"].show_default == str(TrainConfig.emb_dim)
-    assert params["select_metric"].show_default == TrainConfig.select_metric
+    assert shown_default("emb_dim") == str(TrainConfig.emb_dim)
+    assert f"[default: {TrainConfig.emb_dim}]" in params["emb_dim"].help
+    assert shown_default("select_metric") == TrainConfig.select_metric
     for recipe in choices.RECIPES:
-        assert f"{recipe} {RECIPE_DEFAULTS[recipe]['patience']}" in params["patience"].show_default
-        assert f"{recipe} {RECIPE_DEFAULTS[recipe]['epochs']}" in params["epochs"].show_default
-    result = runner.invoke(app, ["train", "--help"])
+        assert f"{recipe} {RECIPE_DEFAULTS[recipe]['patience']}" in shown_default("patience")
+        assert f"{recipe} {RECIPE_DEFAULTS[recipe]['epochs']}" in params["epochs"].help
+    assert params["emb_dim"].min == 1 and params["lr"].min == 0.0  # the config's range tables
+    result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "120"})
     assert result.exit_code == 0 and "--patience" in result.stdout
     assert "(default:" not in result.stdout and "[default: " in result.stdout  # one style
+    assert "[default: (" not in result.stdout  # no parentheses around a default
+
+
+def test_train_help_is_grouped_into_panels_without_type_labels() -> None:
+    result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "120"})
+    assert result.exit_code == 0
+    out = result.stdout
+    panels = ["Data", "Model", "Regularisation", "Optimisation", "Run and output", "Performance"]
+    starts = [out.find(f"─ {name} ─") for name in panels]
+    assert -1 not in starts and starts == sorted(starts), starts
+    for label in ("<bool>", "<path>", "<list[", "{path}", "<int", "<float"):
+        if label == "<bool>":  # click's own --help flag is outside the train options
+            assert out.count(label) <= 1 and "--help" in out.split(label)[0].splitlines()[-1]
+            continue
+        assert label not in out, label
+
+    def panel_of(flag: str) -> str:
+        at = out.find(f" {flag} ")
+        return panels[max(i for i, s in enumerate(starts) if s < at)]
+
+    assert panel_of("--threads") == panel_of("--device") == "Performance"
+    assert panel_of("--reg-lambda") == "Regularisation" and panel_of("--emb-dim") == "Model"
+    assert panel_of("--seed") == "Run and output" and panel_of("--max-len") == "Data"
+    # --threads right after --device
+    lines = [line for line in out.splitlines() if line.lstrip("│ ").startswith("--")]
+    names = [line.lstrip("│ ").split()[0] for line in lines]
+    assert names[names.index("--device") + 1] == "--threads"
 
 
 def test_resume_from_another_models_checkpoint_and_a_bool_string_are_one_line_errors(

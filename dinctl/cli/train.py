@@ -1,7 +1,8 @@
 """`dinctl train`: parse flags, resolve the config, call `dinctl.training.loop.train`, print.
 
-Option choices come from `dinctl.choices` and defaults in the help from `TrainConfig` and the
-recipes, so nothing here repeats them.
+Every option is one row of `OPTIONS` (its help and its --help panel); its choices come from
+`dinctl.choices`, its least value from the config's range tables and its shown default from
+`TrainConfig` or the recipes, so nothing here repeats them.
 """
 
 from __future__ import annotations
@@ -15,204 +16,207 @@ from typing import Annotated, Any
 import typer
 
 from dinctl import choices
-from dinctl.choices import Activation as Act
-from dinctl.choices import Device, LinearInit, MlpActivation, Optimizer, Recipe, SelectMetric
-from dinctl.choices import Model as ModelName
-from dinctl.choices import Regularizer as Reg
 from dinctl.cli.boundary import user_errors
-from dinctl.training.config import RECIPE_DEFAULTS, REG_LAMBDA_DEFAULTS, TrainConfig
+from dinctl.training.config import (
+    FLOAT_LIMITS,
+    INT_RANGES,
+    RECIPE_DEFAULTS,
+    REG_LAMBDA_DEFAULTS,
+    TrainConfig,
+)
 
-
-def _default(name: str) -> str:
-    value = getattr(TrainConfig, name)
-    if isinstance(value, bool):
-        value = "on" if value else "off"
-    return f"(default: {value})"
-
-
-def _by_recipe(name: str) -> str:
-    per = ", ".join(f"{r} {RECIPE_DEFAULTS[r][name]}" for r in choices.RECIPES)
-    return f"(default: from the recipe: {per})"
-
-
-def _opt(help_text: str, *decls: str, **kw: Any) -> Any:
-    """typer.Option whose default, given as a trailing "(default: X)" in the help (None-valued
-    options take theirs from the config or the recipe), shows as `[default: X]` like the rest."""
-    text, sep, shown = help_text.rpartition(" (default: ")
-    if sep and shown.endswith(")"):
-        return typer.Option(*decls, help=text, show_default=shown[:-1], **kw)
-    return typer.Option(*decls, help=help_text, **kw)
-
-
-_LAMBDAS = ", ".join(f"{k} {v:g}" for k, v in REG_LAMBDA_DEFAULTS.items() if v)
+DATA, MODEL, REG, OPTIM, RUN, PERF = (
+    "Data",
+    "Model",
+    "Regularisation",
+    "Optimisation",
+    "Run and output",
+    "Performance",
+)
 _RECIPES = (
     "paper: the authors' code (SGD lr 1.0, ×0.1 after 4 epochs, batch 32, clip 5, whole "
     "histories: add --max-len 100 on long-history data such as MovieLens); fast: Adam 1e-3, "
     "batch 256. Both train up to --epochs with --patience."
 )
+_LAMBDAS = ", ".join(f"{k} {v:g}" for k, v in REG_LAMBDA_DEFAULTS.items() if v)
 
-DataOpt = Annotated[
-    Path | None, _opt(f"Dataset folder written by `dinctl preprocess`. {_default('data')}")
-]
-ModelOpt = Annotated[ModelName | None, _opt(f"Model. {_default('model')}")]
-ActOpt = Annotated[
-    Act | None, _opt(f"Activation of the activation unit (and the tower). {_default('act')}")
-]
-MlpActOpt = Annotated[
-    MlpActivation | None,
-    _opt(f"The MLP tower's activation (same = --act; the peers: relu). {_default('mlp_act')}"),
-]
-AlphaOpt = Annotated[
-    float | None,
-    _opt(f"Where Dice's / PReLU's α starts (the peers: 0). {_default('dice_alpha_init')}", min=0.0),
-]
-LinearInitOpt = Annotated[
-    LinearInit | None,
-    _opt(f"Linear layers' init (xavier: Xavier-normal, zero bias). {_default('linear_init')}"),
-]
-RegOpt = Annotated[Reg | None, _opt(f"Regulariser (Table 4 of the paper). {_default('reg')}")]
-LambdaOpt = Annotated[
-    float | None, _opt(f"λ of mba / l2 / difacto. (default: {_LAMBDAS})", min=0.0)
-]
-TopKOpt = Annotated[
-    int | None,
-    _opt(
-        "--reg filter: the K most frequent item ids are kept, the rest become padding "
-        "(§6.5); 0 = the paper's share, 20M of 0.6B, of the item vocabulary. (default: 0)",
-        min=0,
+# name → (panel, help, shown default when it is not the config's or the recipes')
+OPTIONS: dict[str, tuple[str, str, str | None]] = {
+    "data": (DATA, "Dataset folder written by `dinctl preprocess`.", None),
+    "max_len": (DATA, "Most recent behaviours kept per sample.", None),
+    "model": (MODEL, "Model.", None),
+    "act": (MODEL, "Activation of the activation unit (and the tower).", None),
+    "mlp_act": (MODEL, "The MLP tower's activation (same = --act; the peers: relu).", None),
+    "dice_alpha_init": (MODEL, "Where Dice's / PReLU's α starts (the peers: 0).", None),
+    "emb_dim": (MODEL, "Embedding size per id (item ⊕ category = 2×).", None),
+    "emb_init_std": (MODEL, "Std of the N(0, std²) embedding init; ~1 suits tiny data.", None),
+    "linear_init": (MODEL, "Linear layers' init (xavier: Xavier-normal, zero bias).", None),
+    "attn_softmax": (MODEL, "Softmax-normalise attention (the authors' code).", None),
+    "no_item_ids": (MODEL, "Category embeddings only (Table 4's 'without goods ids').", None),
+    "reg": (REG, "Regulariser (Table 4 of the paper).", None),
+    "reg_lambda": (REG, "λ of mba / l2 / difacto.", _LAMBDAS),
+    "filter_top_k": (
+        REG,
+        "--reg filter: the K most frequent item ids are kept, the rest become padding (§6.5); "
+        "0 = the paper's share, 20M of 0.6B, of the item vocabulary.",
+        None,
     ),
-]
-RecipeOpt = Annotated[Recipe | None, _opt(f"{_RECIPES} {_default('recipe')}")]
-OptimizerOpt = Annotated[Optimizer | None, _opt(f"Optimiser. {_by_recipe('optimizer')}")]
-LrOpt = Annotated[float | None, _opt(f"Learning rate. {_by_recipe('lr')}", min=0.0)]
-EpochsOpt = Annotated[
-    int | None,
-    _opt(
+    "recipe": (OPTIM, _RECIPES, None),
+    "optimizer": (OPTIM, "Optimiser.", None),
+    "lr": (OPTIM, "Learning rate.", None),
+    "batch_size": (OPTIM, "Global batch size.", None),
+    "epochs": (
+        OPTIM,
         "The most epochs; training stops earlier once --patience epochs pass without a better "
-        f"validation --select-metric, and best.pt keeps the best epoch. {_by_recipe('epochs')}",
-        min=1,
+        "validation --select-metric, and best.pt keeps the best epoch.",
+        None,
     ),
-]
-PatienceOpt = Annotated[
-    int | None,
-    _opt(
+    "patience": (
+        OPTIM,
         "Early stopping: stop after this many epochs without a better validation score "
-        f"(0 = run all --epochs). {_by_recipe('patience')}",
-        min=0,
+        "(0 = run all --epochs).",
+        None,
     ),
-]
-SelectOpt = Annotated[
-    SelectMetric | None,
-    _opt(
+    "select_metric": (
+        OPTIM,
         "Validation metric that picks the best epoch: the paper's AUC (user-weighted, Eq. 10) "
-        f"or the global AUC. {_default('select_metric')}"
+        "or the global AUC.",
+        None,
     ),
-]
-BatchOpt = Annotated[int | None, _opt(f"Global batch size. {_by_recipe('batch_size')}", min=1)]
-EmbDimOpt = Annotated[
-    int | None, _opt(f"Embedding size per id (item ⊕ category = 2×). {_default('emb_dim')}", min=1)
-]
-InitOpt = Annotated[
-    float | None,
-    _opt(
-        f"Std of the N(0, std²) embedding init; ~1 suits tiny data. {_default('emb_init_std')}",
-        min=0.0,
+    "seed": (RUN, "Seed of initialisation, order and dropout.", None),
+    "out": (RUN, "Run folder.", "runs/<model>-<act>-<reg>-<UTC time>"),
+    "resume": (RUN, "Continue the run in --out from its checkpoint.pt.", None),
+    "config": (RUN, "TOML file of settings (flags override it).", None),
+    "log_every": (RUN, "Write a log.jsonl step line every N steps.", None),
+    "json_out": (RUN, "Print the result as JSON on stdout; no progress bar.", None),
+    "device": (PERF, "auto = cuda when available.", None),
+    "threads": (
+        PERF,
+        "Torch CPU threads.",
+        "OMP_NUM_THREADS if set, else the cores not busy with other jobs, by the load average",
     ),
-]
-MaxLenOpt = Annotated[
-    int | None, _opt(f"Most recent behaviours kept per sample. {_default('max_len')}", min=1)
-]
-SoftmaxOpt = Annotated[
-    bool | None,
-    _opt(
-        f"Softmax-normalise attention (the authors' code). {_default('attn_softmax')}",
-        "--attn-softmax/--no-attn-softmax",
-    ),
-]
-NoItemIdsOpt = Annotated[
-    bool,
-    typer.Option("--no-item-ids", help="Category embeddings only (Table 4's 'without goods ids')."),
-]
-BucketsOpt = Annotated[
-    bool | None,
-    _opt(
-        f"Batch rows of similar history length together. {_default('length_buckets')}",
-        "--length-buckets/--no-length-buckets",
-    ),
-]
-DeviceOpt = Annotated[Device | None, _opt(f"auto = cuda when available. {_default('device')}")]
-AmpOpt = Annotated[
-    bool | None,
-    _opt(
+    "amp": (
+        PERF,
         "bf16 autocast on CUDA, or on a CPU with avx512_bf16/AMX (else a warning and float32); "
-        f"on CPU it pays at batch ≥ 1024. {_default('amp')}",
-        "--amp/--no-amp",
+        "on CPU it pays at batch ≥ 1024.",
+        None,
     ),
-]
-CompileOpt = Annotated[
-    bool | None,
-    _opt(f"torch.compile the model. {_default('compile')}", "--compile/--no-compile"),
-]
-SeedOpt = Annotated[
-    int | None, _opt(f"Seed of initialisation, order and dropout. {_default('seed')}")
-]
-LogEveryOpt = Annotated[
-    int | None, _opt(f"Write a log.jsonl step line every N steps. {_default('log_every')}", min=1)
-]
-OutOpt = Annotated[Path | None, _opt("Run folder. (default: runs/<model>-<act>-<reg>-<UTC time>)")]
-ResumeOpt = Annotated[
-    bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.pt.")
-]
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", help="TOML file of settings (flags override it).")
-]
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print the result as JSON on stdout; no progress bar.")
-]
-ThreadsOpt = Annotated[
-    int | None,
-    _opt(
-        "Torch CPU threads. (default: OMP_NUM_THREADS if set, else the cores not busy with "
-        "other jobs, by the load average)",
-        min=1,
-    ),
+    "compile": (PERF, "torch.compile the model.", None),
+    "length_buckets": (PERF, "Batch rows of similar history length together.", None),
+}
+FLAGS = ("no_item_ids", "resume", "json_out")  # on/off, no value and no default shown
+
+
+def shown_default(name: str) -> str | None:
+    """What --help shows as the option's default: the recipes' values for the settings they
+    set, else TrainConfig's (None for flags and options without one)."""
+    explicit = OPTIONS[name][2]
+    if explicit is not None or name in FLAGS or name == "config":
+        return explicit
+    default = getattr(TrainConfig, name)
+    if any(name in values for values in RECIPE_DEFAULTS.values()):
+        per = (f"{r} {RECIPE_DEFAULTS[r].get(name, default)}" for r in choices.RECIPES)
+        return "from the recipe: " + ", ".join(per)
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    return str(default)
+
+
+def _least(name: str) -> dict[str, Any]:
+    """click's `min` from the config's range tables (the config checks the most)."""
+    if name in INT_RANGES:
+        return {"min": INT_RANGES[name][0]}
+    return {"min": 0.0} if name in FLOAT_LIMITS else {}
+
+
+def option(name: str, *decls: str, metavar: str | None = None) -> Any:
+    """The typer.Option of OPTIONS[name]: help, panel, least value, shown default."""
+    panel, text, _ = OPTIONS[name]
+    default = shown_default(name)
+    if default is not None:  # escaped: "[default: x]" is rich markup otherwise
+        text += f" [dim]\\[default: {default}][/dim]"
+    if name in FLAGS or (decls and "/" in decls[0]):
+        metavar = ""  # a flag: no `<bool>` value column
+    return typer.Option(
+        *decls,
+        help=text,
+        rich_help_panel=panel,
+        show_default=False,
+        metavar=metavar,
+        **_least(name),
+    )
+
+
+DataOpt = Annotated[Path | None, option("data", metavar="DIR")]
+MaxLenOpt = Annotated[int | None, option("max_len", metavar="N")]
+ModelOpt = Annotated[choices.Model | None, option("model")]
+ActOpt = Annotated[choices.Activation | None, option("act")]
+MlpActOpt = Annotated[choices.MlpActivation | None, option("mlp_act")]
+AlphaOpt = Annotated[float | None, option("dice_alpha_init", metavar="X")]
+EmbDimOpt = Annotated[int | None, option("emb_dim", metavar="N")]
+InitOpt = Annotated[float | None, option("emb_init_std", metavar="X")]
+LinearInitOpt = Annotated[choices.LinearInit | None, option("linear_init")]
+SoftmaxOpt = Annotated[bool | None, option("attn_softmax", "--attn-softmax/--no-attn-softmax")]
+NoItemIdsOpt = Annotated[bool, option("no_item_ids", "--no-item-ids")]
+RegOpt = Annotated[choices.Regularizer | None, option("reg")]
+LambdaOpt = Annotated[float | None, option("reg_lambda", metavar="X")]
+TopKOpt = Annotated[int | None, option("filter_top_k", metavar="K")]
+RecipeOpt = Annotated[choices.Recipe | None, option("recipe")]
+OptimizerOpt = Annotated[choices.Optimizer | None, option("optimizer")]
+LrOpt = Annotated[float | None, option("lr", metavar="X")]
+BatchOpt = Annotated[int | None, option("batch_size", metavar="N")]
+EpochsOpt = Annotated[int | None, option("epochs", metavar="N")]
+PatienceOpt = Annotated[int | None, option("patience", metavar="N")]
+SelectOpt = Annotated[choices.SelectMetric | None, option("select_metric")]
+SeedOpt = Annotated[int | None, option("seed", metavar="N")]
+OutOpt = Annotated[Path | None, option("out", metavar="DIR")]
+ResumeOpt = Annotated[bool, option("resume", "--resume")]
+ConfigOpt = Annotated[Path | None, option("config", "--config", metavar="FILE")]
+LogEveryOpt = Annotated[int | None, option("log_every", metavar="N")]
+JsonOpt = Annotated[bool, option("json_out", "--json")]
+DeviceOpt = Annotated[choices.Device | None, option("device")]
+ThreadsOpt = Annotated[int | None, option("threads", metavar="N")]
+AmpOpt = Annotated[bool | None, option("amp", "--amp/--no-amp")]
+CompileOpt = Annotated[bool | None, option("compile", "--compile/--no-compile")]
+BucketsOpt = Annotated[
+    bool | None, option("length_buckets", "--length-buckets/--no-length-buckets")
 ]
 
 
 @user_errors
 def train(
     data: DataOpt = None,
+    max_len: MaxLenOpt = None,
     model: ModelOpt = None,
     act: ActOpt = None,
+    mlp_act: MlpActOpt = None,
+    dice_alpha_init: AlphaOpt = None,
+    emb_dim: EmbDimOpt = None,
+    emb_init_std: InitOpt = None,
+    linear_init: LinearInitOpt = None,
+    attn_softmax: SoftmaxOpt = None,
+    no_item_ids: NoItemIdsOpt = False,
     reg: RegOpt = None,
     reg_lambda: LambdaOpt = None,
     filter_top_k: TopKOpt = None,
     recipe: RecipeOpt = None,
     optimizer: OptimizerOpt = None,
     lr: LrOpt = None,
+    batch_size: BatchOpt = None,
     epochs: EpochsOpt = None,
     patience: PatienceOpt = None,
     select_metric: SelectOpt = None,
-    batch_size: BatchOpt = None,
-    emb_dim: EmbDimOpt = None,
-    emb_init_std: InitOpt = None,
-    mlp_act: MlpActOpt = None,
-    dice_alpha_init: AlphaOpt = None,
-    linear_init: LinearInitOpt = None,
-    max_len: MaxLenOpt = None,
-    attn_softmax: SoftmaxOpt = None,
-    no_item_ids: NoItemIdsOpt = False,
-    length_buckets: BucketsOpt = None,
-    device: DeviceOpt = None,
-    amp: AmpOpt = None,
-    compile: CompileOpt = None,
     seed: SeedOpt = None,
-    log_every: LogEveryOpt = None,
     out: OutOpt = None,
     resume: ResumeOpt = False,
     config: ConfigOpt = None,
+    log_every: LogEveryOpt = None,
     json_out: JsonOpt = False,
+    device: DeviceOpt = None,
     threads: ThreadsOpt = None,
+    amp: AmpOpt = None,
+    compile: CompileOpt = None,
+    length_buckets: BucketsOpt = None,
 ) -> None:
     """Train DIN or a competitor on a preprocessed dataset; writes runs/<name>/."""
     settings = dict(locals())
