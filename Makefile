@@ -4,7 +4,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test lint quickstart bench
+.PHONY: install test test-py lint quickstart bench
 
 $(BIN)/dinctl: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -17,6 +17,30 @@ install: $(BIN)/dinctl
 # pytest exits 5 when it collects no tests; make treats that (like any non-zero exit) as failure
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+# The other Pythons the package declares (requires-python), found by name or under pyenv: each
+# gets .venv<XY> with the dependencies but not torch (a CPU build exists here for 3.11 only;
+# elsewhere pip would fetch the CUDA build), and runs the tests marked `notorch`.
+OTHER_PYTHONS ?= 3.10 3.13
+NOTORCH_REQS = $(BIN)/python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+	print('\n'.join([d for d in p['dependencies'] if not d.startswith('torch')] + [d for d in p['optional-dependencies']['dev'] if d.startswith(('pytest', 'hypothesis'))]))"
+
+test-py: install
+	@for v in $(OTHER_PYTHONS); do \
+	  py=$$(command -v python$$v 2>/dev/null); \
+	  if [ -z "$$py" ] || ! "$$py" -c pass 2>/dev/null; then \
+	    py=$$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$v.*/bin/python$$v 2>/dev/null | tail -1); \
+	  fi; \
+	  if [ -z "$$py" ]; then echo "test-py: no python$$v on this machine, skipped"; continue; fi; \
+	  venv=.venv$$(echo $$v | tr -d .); \
+	  if [ ! -x $$venv/bin/pytest ] || [ $$venv/bin/pytest -ot pyproject.toml ]; then \
+	    $$py -m venv $$venv && $(NOTORCH_REQS) > $$venv/requirements.txt && \
+	    $$venv/bin/python -m pip install -q -r $$venv/requirements.txt && \
+	    $$venv/bin/python -m pip install -q --no-deps -e . && touch $$venv/bin/pytest || exit 1; \
+	  fi; \
+	  echo "test-py: $$($$venv/bin/python --version), no torch: pytest -m notorch"; \
+	  $$venv/bin/python -m pytest -q -p no:cacheprovider -m notorch tests || exit 1; \
+	done
 
 lint: install
 	$(BIN)/ruff check dinctl tests

@@ -30,7 +30,7 @@ sys.path.insert(0, str(HERE.parent))
 from bench_train import OUT, make_dataset  # noqa: E402
 
 from dinctl.reporting import SILENT  # noqa: E402
-from dinctl.training import distributed as D  # noqa: E402
+from dinctl.training import distributed  # noqa: E402
 from dinctl.training.config import resolve_config  # noqa: E402
 from dinctl.training.loop import bce_loss, setup_data, setup_model, train_step  # noqa: E402
 from dinctl.training.optim import set_lr  # noqa: E402
@@ -58,7 +58,7 @@ def make_run(data: Path, act: str, batch: int, amp: bool) -> Run:
         },
         None,
     )
-    device, info = torch.device("cpu"), D.DistInfo()
+    device, info = torch.device("cpu"), distributed.DistInfo()
     data_ = setup_data(cfg, device)
     parts = setup_model(cfg, data_, device, info)
     log = RunLog(Path(cfg.out) / "log.jsonl", False, None)

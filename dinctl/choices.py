@@ -18,6 +18,17 @@ class Model(str, Enum):
     deepfm = "deepfm"
 
 
+# names as the paper's Table 3 prints them (tables and experiments label rows with these)
+MODEL_LABELS = {
+    Model.lr.value: "LR",
+    Model.base.value: "BaseModel",
+    Model.wide_deep.value: "Wide&Deep",
+    Model.pnn.value: "PNN",
+    Model.deepfm.value: "DeepFM",
+    Model.din.value: "DIN",
+}
+
+
 class Activation(str, Enum):
     prelu = "prelu"
     dice = "dice"

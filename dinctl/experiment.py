@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import dinctl.runs
+from dinctl.choices import MODEL_LABELS
 from dinctl.errors import DinctlError
 from dinctl.locks import folder_lock
 from dinctl.reporting import SILENT, Reporter, no_bar, no_line
@@ -74,18 +75,16 @@ def _variant(key: str, label: str, model: str, act: str = "prelu", reg: str = "n
     return Variant(key, label, (("model", model), ("act", act), ("reg", reg)))
 
 
+_COMPETITORS = ("lr", "base", "wide-deep", "pnn", "deepfm")  # Table 3's rows above DIN, in order
+
 # "Other lines except LR use PReLU as activation function" (the paper's Table 3 footnote).
 TABLE3 = ExperimentSpec(
     name="table3",
     title="Table 3: DIN against its competitors "
     "(test AUC = user-weighted AUC, mean ± std over seeds)",
     variants=(
-        _variant("lr", "LR", "lr"),
-        _variant("base", "BaseModel", "base"),
-        _variant("wide-deep", "Wide&Deep", "wide-deep"),
-        _variant("pnn", "PNN", "pnn"),
-        _variant("deepfm", "DeepFM", "deepfm"),
-        _variant("din", "DIN", "din"),
+        *(_variant(m, MODEL_LABELS[m], m) for m in _COMPETITORS),
+        _variant("din", MODEL_LABELS["din"], "din"),
         _variant("din-dice", "DIN with Dice", "din", act="dice"),
         _variant("din-mba-dice", "DIN with MBA Reg. and Dice", "din", act="dice", reg="mba"),
     ),

@@ -14,18 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dinctl.choices import MODEL_LABELS
 from dinctl.fsutil import atomic_file
 from dinctl.runs import HEADLINE_METRIC, METRIC_LABELS, write_json
 
-# names as the paper's Table 3 prints them
-MODEL_LABELS = {
-    "lr": "LR",
-    "base": "BaseModel",
-    "wide-deep": "Wide&Deep",
-    "pnn": "PNN",
-    "deepfm": "DeepFM",
-    "din": "DIN",
-}
 ACT_LABELS = {"prelu": "PReLU", "dice": "Dice", "sigmoid": "Sigmoid"}
 REG_LABELS = {
     "none": "–",

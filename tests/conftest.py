@@ -16,6 +16,26 @@ from typing import Any
 import numpy as np
 import pytest
 
+try:
+    import torch  # noqa: F401
+
+    HAVE_TORCH = True
+except ImportError:  # another Python without torch: `make test-py` runs the `notorch` tests
+    HAVE_TORCH = False
+
+
+def pytest_ignore_collect(collection_path: Path) -> bool | None:
+    """Without torch, skip importing the test files that need it (only files marked
+    `pytestmark = pytest.mark.notorch` are collected)."""
+    if (
+        HAVE_TORCH
+        or collection_path.suffix != ".py"
+        or not collection_path.name.startswith("test_")
+    ):
+        return None
+    return "pytest.mark.notorch" not in collection_path.read_text(encoding="utf-8")
+
+
 N_USERS = 200
 N_CATES = 20
 ITEMS_PER_CATE = 10
@@ -147,10 +167,10 @@ def _one_torch_thread() -> None:
     """One intra-op thread: the CI machine has 2 cores shared by parallel jobs, and torch's
     thread pool slows tiny models down by 10× when oversubscribed. Without torch (the
     `notorch` tests on another Python, `make test-py`) there is nothing to set."""
-    try:
-        import torch
-    except ImportError:
+    if not HAVE_TORCH:
         return
+    import torch
+
     torch.set_num_threads(1)
 
 

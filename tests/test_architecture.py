@@ -163,3 +163,9 @@ def test_only_the_cli_writes_to_the_console():
     assert len(library) > 50
     hits = [hit for path in library for hit in console_writes(path)]
     assert hits == []
+
+
+def test_every_model_has_its_table_label():
+    from dinctl import choices
+
+    assert set(choices.MODEL_LABELS) == set(choices.MODELS)  # one list: choices.Model

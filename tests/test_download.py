@@ -36,6 +36,8 @@ from dinctl.data import download as dl
 from dinctl.data.sources import RemoteFile, Source, amazon_source, movielens_source, with_urls
 from dinctl.errors import DinctlError
 
+pytestmark = pytest.mark.notorch  # torch-free: `make test-py` runs it on 3.10 and 3.13
+
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"
 HINT = "hint: pass --mirror BASE_URL to try another copy, or --from FILE_OR_DIR for a file you have"
 

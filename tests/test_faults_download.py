@@ -30,6 +30,8 @@ from dinctl.data.readers import read_movielens
 from dinctl.data.sources import RemoteFile, Source, amazon_source, movielens_source, with_urls
 from dinctl.errors import DinctlError
 
+pytestmark = pytest.mark.notorch  # torch-free: `make test-py` runs it on 3.10 and 3.13
+
 RATINGS = b"userId,movieId,rating,timestamp\n1,1,4.0,1\n2,1,3.0,2\n"
 MOVIES = b"movieId,title,genres\n1,A,Drama\n"
 

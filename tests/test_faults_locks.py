@@ -15,6 +15,8 @@ from dinctl import locks
 from dinctl.errors import DinctlError
 from dinctl.locks import folder_lock, lock_path, read_holder
 
+pytestmark = pytest.mark.notorch  # torch-free: `make test-py` runs it on 3.10 and 3.13
+
 
 def test_lock_file_records_the_holder_and_is_removed_after(tmp_path: Path) -> None:
     run = tmp_path / "run"

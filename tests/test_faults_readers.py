@@ -18,6 +18,8 @@ import pytest
 from dinctl.data.readers import LogColumns, read_amazon_reviews, read_logs, read_movielens
 from dinctl.errors import DinctlError
 
+pytestmark = pytest.mark.notorch  # torch-free: `make test-py` runs it on 3.10 and 3.13
+
 BASE = {"user": ["a", "a", "b", "b"], "item": ["x", "y", "x", "z"], "category": ["c"] * 4}
 
 

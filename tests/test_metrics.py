@@ -21,6 +21,8 @@ from dinctl.metrics import (
     user_weighted_auc_score,
 )
 
+pytestmark = pytest.mark.notorch  # torch-free: `make test-py` runs it on 3.10 and 3.13
+
 
 def pairwise_auc(y: list[int], s: list[float]) -> float:
     """Oracle: mean over (positive, negative) pairs of 1[s_p > s_n] + 0.5·1[s_p = s_n]."""

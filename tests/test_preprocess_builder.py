@@ -17,6 +17,8 @@ from dinctl.data.builder import (
 )
 from dinctl.errors import DinctlError
 
+pytestmark = pytest.mark.notorch  # torch-free: `make test-py` runs it on 3.10 and 3.13
+
 
 def _frame(rows: list[tuple[str, str, str, int]]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=["user", "item", "cate", "ts"], orient="row")

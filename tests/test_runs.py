@@ -13,6 +13,8 @@ import pytest
 from dinctl import runs
 from dinctl.errors import DinctlError
 
+pytestmark = pytest.mark.notorch  # torch-free: `make test-py` runs it on 3.10 and 3.13
+
 
 def _run(folder: Path, epochs: int = 2, logged: int = 2, best: bool = True) -> Path:
     folder.mkdir(parents=True)

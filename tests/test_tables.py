@@ -6,6 +6,8 @@ import pytest
 
 from dinctl.tables import Group, Stat, build_table, format_rela_impr, model_cells, rela_impr_or_none
 
+pytestmark = pytest.mark.notorch  # torch-free: `make test-py` runs it on 3.10 and 3.13
+
 
 def _m(uw: float, glob: float, logloss: float = 0.5) -> dict[str, float]:
     return {"user_weighted_auc": uw, "global_auc": glob, "logloss": logloss}

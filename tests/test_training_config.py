@@ -9,6 +9,8 @@ import pytest
 from dinctl.errors import DinctlError
 from dinctl.training.config import TrainConfig, resolve_config
 
+pytestmark = pytest.mark.notorch  # torch-free: `make test-py` runs it on 3.10 and 3.13
+
 
 def test_fast_recipe_is_the_default() -> None:
     cfg = resolve_config({}, None)
@@ -111,7 +113,7 @@ def test_config_round_trips_through_json() -> None:
 
 def test_emb_init_std_reaches_the_model(tiny_dataset, tmp_path) -> None:
     """--emb-init-std sizes the embedding init: the saved model config and the weights agree."""
-    import torch
+    torch = pytest.importorskip("torch")  # the rest of this file runs without torch too
 
     from dinctl.inference import open_run
     from dinctl.training.loop import train

@@ -540,9 +540,11 @@ def test_lr_decay_step_must_be_a_count() -> None:
 def test_global_batch_smaller_than_the_world_is_refused(
     tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dinctl.training import distributed as D
+    from dinctl.training import distributed
 
-    monkeypatch.setattr(D, "init_from_env", lambda device_type: D.DistInfo(world_size=4))
+    monkeypatch.setattr(
+        distributed, "init_from_env", lambda device_type: distributed.DistInfo(world_size=4)
+    )
     with pytest.raises(DinctlError) as err:
         train(quick(tiny_dataset, tmp_path / "run", batch_size=2))
     assert err.value.message == "--batch-size 2 is smaller than the 4 processes"

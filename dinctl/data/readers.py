@@ -13,6 +13,7 @@ import ast
 import gzip
 import json
 import re
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
@@ -809,6 +810,17 @@ def _id_column(path: Path, frame: pl.DataFrame, col: str, source: str) -> pl.Ser
     )
 
 
+def _fromisoformat(text: str) -> Any:
+    """`datetime.fromisoformat` as Python 3.11 reads it, on 3.10 too: a `Z` suffix, and a
+    fraction of 1 to 6 digits (3.10 takes only 3 or 6)."""
+    from datetime import datetime
+
+    if sys.version_info < (3, 11):
+        text = re.sub(r"[zZ]$", "+00:00", text)
+        text = re.sub(r"\.(\d{1,6})(?=$|[+-])", lambda m: "." + m.group(1).ljust(6, "0"), text)
+    return datetime.fromisoformat(text)
+
+
 def _parse_iso(path: Path, s: pl.Series, source: str) -> pl.Series:
     """ISO 8601 text (offset, `Z`, naive = UTC, or a date) → µs since the epoch (UTC)."""
     from datetime import datetime, timezone
@@ -817,7 +829,7 @@ def _parse_iso(path: Path, s: pl.Series, source: str) -> pl.Series:
     values: list[int] = []
     for text in uniq.to_list():
         try:
-            when = datetime.fromisoformat(text.strip())
+            when = _fromisoformat(text.strip())
         except (ValueError, AttributeError):
             row = int((s == text).arg_true()[0])
             raise DinctlError(

@@ -15,7 +15,7 @@ from typing import Any
 
 from dinctl.errors import DinctlError
 from dinctl.fsutil import json_fields
-from dinctl.serving import bundle as B
+from dinctl.serving import bundle
 from dinctl.serving.dataset_tables import (
     dataset_info,
     items_with_fields,
@@ -151,8 +151,8 @@ def export_run(
     ds = run.dataset
     scorer = RequestScorer(run.model)
     check_parity(eager_engine(scorer), run, ds)  # the scorer itself, before any export
-    with B.write_bundle(out, fmt, overwrite=overwrite) as tmp:
-        model_file = tmp / B.MODEL_FILES[fmt]
+    with bundle.write_bundle(out, fmt, overwrite=overwrite) as tmp:
+        model_file = tmp / bundle.MODEL_FILES[fmt]
         write_model(scorer, fmt, model_file)
         names = scorer.input_names
         if fmt == "onnx":
@@ -162,8 +162,8 @@ def export_run(
         worst, n = check_parity(engine, run, ds)
         values = values_frame(ds) if not ds.schema.is_basic else None
         users = user_histories(ds, run.config.max_len)
-        B.write_tables(tmp, items_with_fields(ds), users, ds.schema, values)
-        B.write_manifest(tmp, manifest(run, ds, fmt, scorer, worst, n, torch.__version__))
+        bundle.write_tables(tmp, items_with_fields(ds), users, ds.schema, values)
+        bundle.write_manifest(tmp, manifest(run, ds, fmt, scorer, worst, n, torch.__version__))
     return ExportResult(out, fmt, worst, n, time.perf_counter() - started)
 
 
@@ -180,7 +180,7 @@ def manifest(
         versions.update(onnx=onnx.__version__, onnxruntime=onnxruntime.__version__)
     return {
         "format": fmt,
-        "model_file": B.MODEL_FILES[fmt],
+        "model_file": bundle.MODEL_FILES[fmt],
         "signature": scorer.signature(),
         "model": run.model_config,
         "reg": run.config.reg,

@@ -31,7 +31,7 @@ from dinctl.models import ModelConfig
 from dinctl.models.config import schema_fields
 from dinctl.reporting import SILENT, Reporter
 from dinctl.runs import BEST_FILE, CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE
-from dinctl.training import distributed as D
+from dinctl.training import distributed
 from dinctl.training.checkpoint import (
     RunConfig,
     read_run_config,
@@ -139,7 +139,7 @@ def train(
     is called after every optimiser step (tests use it to interrupt a run).
     """
     device = resolve_device(cfg.device)
-    info = D.init_from_env(device.type)
+    info = distributed.init_from_env(device.type)
     try:
         with thread_policy(cfg.threads):
             cfg, device = _join_job(cfg, device, info)
@@ -147,10 +147,10 @@ def train(
                 report = reporter if info.is_main else SILENT
                 return _train(cfg, device, info, resume, report, on_step)
     finally:
-        D.shutdown(info)
+        distributed.shutdown(info)
 
 
-def _run_lock(run_dir: Path, info: D.DistInfo) -> contextlib.AbstractContextManager[Any]:
+def _run_lock(run_dir: Path, info: distributed.DistInfo) -> contextlib.AbstractContextManager[Any]:
     """One writer per run folder: rank 0 holds its lock (the other ranks only read)."""
     if info.rank != 0:
         return contextlib.nullcontext()
@@ -159,7 +159,7 @@ def _run_lock(run_dir: Path, info: D.DistInfo) -> contextlib.AbstractContextMana
 
 
 def _join_job(
-    cfg: TrainConfig, device: torch.device, info: D.DistInfo
+    cfg: TrainConfig, device: torch.device, info: distributed.DistInfo
 ) -> tuple[TrainConfig, torch.device]:
     """This rank's device, and rank 0's run folder name (it holds a timestamp)."""
     if cfg.batch_size < info.world_size:  # a rank would get an empty share (a NaN loss)
@@ -179,7 +179,7 @@ def _join_job(
 def _train(
     cfg: TrainConfig,
     device: torch.device,
-    info: D.DistInfo,
+    info: distributed.DistInfo,
     resume: bool,
     reporter: Reporter,
     on_step: Callable[[int], None] | None,
@@ -281,7 +281,9 @@ def run_config(cfg: TrainConfig, ds: Dataset) -> RunConfig:
     )
 
 
-def setup_model(cfg: TrainConfig, data: Data, device: torch.device, info: D.DistInfo) -> Parts:
+def setup_model(
+    cfg: TrainConfig, data: Data, device: torch.device, info: distributed.DistInfo
+) -> Parts:
     """The seeded model (behind the regulariser's wrapper), its optimisers and regulariser."""
     from dinctl.models import build_model
 
@@ -291,14 +293,14 @@ def setup_model(cfg: TrainConfig, data: Data, device: torch.device, info: D.Dist
     model = wrap_for_reg(build_model(rc.model), cfg, data.ds.n_items, item_freq)
     model.to(device).train()
     reg_rng = torch.Generator().manual_seed(cfg.seed * 7919 + info.rank)
-    union = (lambda ids: D.union_ids(ids, info)) if info.enabled else None
+    union = (lambda ids: distributed.union_ids(ids, info)) if info.enabled else None
     reg = make_regularizer(cfg, data.freqs, reg_rng, union)
     optimizers = make_optimizers(cfg, model, use_sparse_grads(cfg, info, reg))
     return Parts(rc, model, model, optimizers, reg, reg_rng)
 
 
 def wrap_for_job(
-    cfg: TrainConfig, model: nn.Module, data: Data, device: torch.device, info: D.DistInfo
+    cfg: TrainConfig, model: nn.Module, data: Data, device: torch.device, info: distributed.DistInfo
 ) -> nn.Module:
     """`model` behind DistributedDataParallel (under torchrun) and torch.compile (--compile)."""
     step_model: nn.Module = model
@@ -329,10 +331,10 @@ def one_epoch(run: Run, stop: StopFlag) -> None:
     run.parts.model.train()
     while state.batch_pos < n_batches:
         lo = state.batch_pos * cfg.batch_size
-        index = D.rank_slice(order[lo : lo + cfg.batch_size], info)  # (b,)
+        index = distributed.rank_slice(order[lo : lo + cfg.batch_size], info)  # (b,)
         train_step(run, index)
         check = not info.enabled or state.step % cfg.log_every == 0
-        if check and D.any_flag(stop.requested, info, run.device):
+        if check and distributed.any_flag(stop.requested, info, run.device):
             save_latest(run)
             raise KeyboardInterrupt
     log_window(run)
@@ -340,7 +342,7 @@ def one_epoch(run: Run, stop: StopFlag) -> None:
     run.bar.end_epoch()
     run.reporter.line(epoch_line(record))
     save_latest(run)
-    if D.any_flag(stop.requested, info, run.device):
+    if distributed.any_flag(stop.requested, info, run.device):
         raise KeyboardInterrupt
 
 

@@ -9,12 +9,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from dinctl.training import distributed as D
+from dinctl.training import distributed
 from dinctl.training.config import TrainConfig
 from dinctl.training.regularizers import Regularizer
 
 
-def use_sparse_grads(cfg: TrainConfig, info: D.DistInfo, reg: Regularizer) -> bool:
+def use_sparse_grads(cfg: TrainConfig, info: distributed.DistInfo, reg: Regularizer) -> bool:
     """Sparse embedding gradients (only the batch's rows are updated) wherever they are exact:
     not with global-norm clipping, a regulariser that needs dense gradients (whole-table L2),
     DDP or compile."""

@@ -9,7 +9,7 @@ from torch import nn
 
 from dinctl.data.batching import SplitTensors, WindowGatherer
 from dinctl.data.store import Dataset
-from dinctl.training import distributed as D
+from dinctl.training import distributed
 
 
 def to_device(rows: SplitTensors, gatherer: WindowGatherer, device: torch.device) -> None:
@@ -24,12 +24,12 @@ def predict_proba(
     rows: SplitTensors,
     gatherer: WindowGatherer,
     batch_size: int,
-    info: D.DistInfo | None = None,
+    info: distributed.DistInfo | None = None,
     amp: bool = False,
 ) -> torch.Tensor:
     """Click probabilities (n,) float32 on CPU for all rows, in row order; under DDP (`info`)
     each rank scores every world_size-th row and the shares are gathered."""
-    info = info or D.DistInfo()
+    info = info or distributed.DistInfo()
     was_training = model.training
     model.eval()
     n = len(rows)
@@ -43,7 +43,7 @@ def predict_proba(
         out.append(torch.sigmoid(logits.float()))
     local = torch.cat(out) if out else torch.zeros(0, device=device)  # (n_r,)
     model.train(was_training)
-    return D.all_gather_rows(local, n, info).cpu()
+    return distributed.all_gather_rows(local, n, info).cpu()
 
 
 def score_split(

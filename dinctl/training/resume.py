@@ -15,7 +15,7 @@ import torch
 from dinctl.errors import DinctlError
 from dinctl.reporting import SILENT, Reporter
 from dinctl.runs import BEST_FILE, CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE
-from dinctl.training import distributed as D
+from dinctl.training import distributed
 from dinctl.training.checkpoint import (
     load_checkpoint,
     read_run_config,
@@ -35,7 +35,7 @@ OTHER_RUN_HINT = (
 
 
 def prepare_run_dir(
-    run_dir: Path, resume: bool, info: D.DistInfo, reporter: Reporter = SILENT
+    run_dir: Path, resume: bool, info: distributed.DistInfo, reporter: Reporter = SILENT
 ) -> None:
     """Check the run folder; it is created with config.json, once the dataset has loaded.
 
@@ -63,12 +63,12 @@ def prepare_run_dir(
                 f"run folder {run_dir} already exists",
                 hint="pass --resume to continue it, or choose another --out",
             )
-        D.barrier(info)  # every rank has looked before rank 0 clears the failed start
+        distributed.barrier(info)  # every rank has looked before rank 0 clears the failed start
         if info.is_main:
             for name in names:
                 (run_dir / name).unlink()
         reporter.line(f"{run_dir} stopped before its first checkpoint; starting it again")
-    D.barrier(info)  # every rank has checked before rank 0 writes config.json into it
+    distributed.barrier(info)  # every rank has checked before rank 0 writes config.json into it
 
 
 def restore(
@@ -77,7 +77,7 @@ def restore(
     data: Data,
     parts: Parts,
     device: torch.device,
-    info: D.DistInfo,
+    info: distributed.DistInfo,
 ) -> TrainState:
     """Load checkpoint.pt into the model, optimisers and RNGs; return the saved state."""
     saved = read_run_config(run_dir)
@@ -175,7 +175,7 @@ def snapshot(run: Run) -> dict[str, Any]:
     info, device, state = run.info, run.device, run.state
 
     def gathered(t: torch.Tensor) -> list[torch.Tensor]:
-        return [x.cpu() for x in D.all_gather_tensors(t.to(device), info)]
+        return [x.cpu() for x in distributed.all_gather_tensors(t.to(device), info)]
 
     cuda_rng = gathered(torch.cuda.get_rng_state(device)) if device.type == "cuda" else []
     return {

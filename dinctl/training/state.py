@@ -16,7 +16,7 @@ from torch import nn
 from dinctl.data.batching import SplitTensors, WindowGatherer
 from dinctl.data.store import Dataset
 from dinctl.reporting import Reporter
-from dinctl.training import distributed as D
+from dinctl.training import distributed
 from dinctl.training.checkpoint import RunConfig
 from dinctl.training.config import TrainConfig
 from dinctl.training.progress import Progress
@@ -112,7 +112,7 @@ class Run:
 
     cfg: TrainConfig
     device: torch.device
-    info: D.DistInfo
+    info: distributed.DistInfo
     data: Data
     parts: Parts
     state: TrainState
