@@ -296,7 +296,14 @@ def setup_model(
     union = (lambda ids: distributed.union_ids(ids, info)) if info.enabled else None
     reg = make_regularizer(cfg, data.freqs, reg_rng, union)
     optimizers = make_optimizers(cfg, model, use_sparse_grads(cfg, info, reg))
-    return Parts(rc, model, model, optimizers, reg, reg_rng)
+    return Parts(
+        rc=rc,
+        model=model,
+        step_model=model,  # wrap_for_job puts it behind DDP / torch.compile
+        optimizers=optimizers,
+        reg=reg,
+        reg_rng=reg_rng,
+    )
 
 
 def wrap_for_job(

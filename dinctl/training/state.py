@@ -35,7 +35,7 @@ class Data:
     freqs: dict[str, torch.Tensor]  # n_j per id space, for MBA
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Parts:
     """The model and what updates it."""
 
