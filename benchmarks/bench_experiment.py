@@ -47,7 +47,7 @@ def time_steps(cfg: object, warmup: int, steps: int, sync: object) -> float:
             raise _Done
 
     try:
-        train(cfg, progress=False, on_step=on_step)  # type: ignore[arg-type]
+        train(cfg, on_step=on_step)  # type: ignore[arg-type]
     except _Done:
         pass
     return marks[warmup + steps] - marks[warmup]

@@ -172,7 +172,7 @@ def run_ours(args: argparse.Namespace) -> dict[str, float]:
         out=str(run_dir),
     )
     t0, c0 = time.perf_counter(), time.process_time()
-    train(cfg, progress=False)  # includes dataset loading, checkpoint and best.pt writes
+    train(cfg)  # includes dataset loading, checkpoint and best.pt writes
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     auc = test_auc(open_run(run_dir, dataset=ds).model, ds, args.max_len)
     rows = len(ds.split("train"))

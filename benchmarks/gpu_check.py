@@ -139,7 +139,7 @@ def timed_run(
         None,
     )
     t0 = time.perf_counter()
-    result = train(cfg, progress=False)
+    result = train(cfg)
     wall = time.perf_counter() - t0
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     last = [r for r in log if r["event"] == "epoch"][-1]

@@ -52,6 +52,6 @@ def test_second_experiment_writer_is_refused(tiny_dataset: Path, tmp_path: Path)
     settings = ExperimentSettings(data=tiny_dataset, out=out, seeds=1, epochs=1, recipe="fast")
     with lock_held(out, "experiment") as holder:
         with pytest.raises(DinctlError) as err:
-            run_experiment(TABLE4, settings, log=lambda line: None)
+            run_experiment(TABLE4, settings)
         assert err.value.message.startswith(f"experiment {out} is in use by pid {holder.pid}")
         assert not out.exists()
