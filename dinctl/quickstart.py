@@ -99,7 +99,7 @@ def run_quickstart(
 ) -> QuickstartResult:
     """Sample Amazon data → preprocess → DIN with Dice → test metrics → the three plots; each
     stage is a `reporter.status` phase, and training reports through `reporter` too."""
-    from dinctl.data.preprocess import preprocess_amazon
+    from dinctl.data.datasets.amazon import preprocess_amazon
     from dinctl.evaluation import score_run
     from dinctl.inference import open_run
     from dinctl.plots.attention import attention_plot

@@ -155,7 +155,7 @@ def tiny_dataset_no_valid(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def sample_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled Amazon sample (sample_data/amazon), preprocessed once (read-only)."""
-    from dinctl.data.preprocess import preprocess_amazon
+    from dinctl.data.datasets.amazon import preprocess_amazon
 
     out = tmp_path_factory.mktemp("sample") / "amazon"
     preprocess_amazon(Path(__file__).resolve().parents[1] / "sample_data" / "amazon", out)

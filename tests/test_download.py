@@ -33,7 +33,10 @@ from faults import (
 )
 
 from dinctl.data import download as dl
-from dinctl.data.sources import RemoteFile, Source, amazon_source, movielens_source, with_urls
+from dinctl.data.datasets import movielens
+from dinctl.data.datasets.amazon import amazon_source
+from dinctl.data.datasets.movielens import movielens_source
+from dinctl.data.sources import RemoteFile, Source, with_urls
 from dinctl.errors import DinctlError
 
 pytestmark = pytest.mark.notorch  # torch-free: `make test-py` runs it on 3.10 and 3.13
@@ -461,7 +464,8 @@ def test_ml1m_dat_files_are_converted_to_csv(server: Server, tmp_path: Path) -> 
     ).encode("latin-1")
     zipped = zip_of({"ratings.dat": ratings, "movies.dat": movies, "users.dat": b""}, "ml-1m")
     server.routes["/ml-1m.zip"] = Route(zipped)
-    source = Source("movielens", "1m", (RemoteFile("ml-1m.zip", (server.url("ml-1m.zip"),)),), True)
+    remote = RemoteFile("ml-1m.zip", (server.url("ml-1m.zip"),))
+    source = Source("movielens", "1m", (remote,), is_zip=True, unpack=movielens.UNPACK)
     policy, _ = _policy()
     manifest = dl.download(source, tmp_path, policy=policy)
     assert (tmp_path / "ratings.csv").read_text() == (
@@ -486,7 +490,7 @@ def test_malformed_dat_line_is_named(tmp_path: Path) -> None:
     zpath = tmp_path / "ml-1m.zip"
     zpath.write_bytes(zip_of({"ratings.dat": b"1::2::5::9\n1;2;5;9\n", "movies.dat": b""}, "ml-1m"))
     with pytest.raises(DinctlError) as err:
-        dl.extract_movielens(zpath, tmp_path)
+        movielens.extract_movielens(zpath, tmp_path)
     assert err.value.message == (
         "ml-1m.zip:ml-1m/ratings.dat:2: expected UserID::MovieID::Rating::Timestamp, got '1;2;5;9'"
     )
@@ -497,7 +501,7 @@ def test_zip_without_ratings_is_refused(tmp_path: Path) -> None:
     zpath = tmp_path / "ml-x.zip"
     zpath.write_bytes(zip_of({"README.txt": b"hi"}, "ml-x"))
     with pytest.raises(DinctlError) as err:
-        dl.extract_movielens(zpath, tmp_path)
+        movielens.extract_movielens(zpath, tmp_path)
     assert err.value.message == (
         "ml-x.zip has no ratings.csv or ratings.dat: expected a MovieLens release zip"
     )

@@ -348,7 +348,7 @@ def test_relaimpr_is_blank_without_baseline_or_at_chance() -> None:
 @pytest.fixture(scope="module")
 def sample_amazon(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled sample Amazon data, preprocessed once for this module."""
-    from dinctl.data.preprocess import preprocess_amazon
+    from dinctl.data.datasets.amazon import preprocess_amazon
     from dinctl.quickstart import sample_data_dir
 
     out = tmp_path_factory.mktemp("sample") / "amazon"

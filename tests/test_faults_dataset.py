@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 
 from dinctl.cli.main import app
 from dinctl.data import store
-from dinctl.data.preprocess import preprocess_logs, preprocess_movielens
-from dinctl.data.readers import LogColumns
+from dinctl.data.datasets.logs import LogColumns, preprocess_logs
+from dinctl.data.datasets.movielens import preprocess_movielens
 from dinctl.data.store import check_trainable, load_dataset
 from dinctl.errors import DinctlError
 from dinctl.fsutil import atomic_dir

@@ -26,8 +26,9 @@ from faults import (
 
 from dinctl.data import download as dl
 from dinctl.data.archives import check_zip
-from dinctl.data.readers import read_movielens
-from dinctl.data.sources import RemoteFile, Source, amazon_source, movielens_source, with_urls
+from dinctl.data.datasets.amazon import amazon_source
+from dinctl.data.datasets.movielens import movielens_source, read_movielens
+from dinctl.data.sources import RemoteFile, Source, with_urls
 from dinctl.errors import DinctlError
 
 pytestmark = pytest.mark.notorch  # torch-free: `make test-py` runs it on 3.10 and 3.13
@@ -403,6 +404,7 @@ def test_preprocess_reuses_the_recorded_sha256_only_for_unchanged_files(
     server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from dinctl.data import preprocess as pre
+    from dinctl.data.datasets.movielens import preprocess_movielens
 
     ratings = b"userId,movieId,rating,timestamp\n" + b"".join(
         f"{u},{m},{(u + m) % 5 + 1}.0,{m}\n".encode() for u in range(1, 9) for m in range(1, 6)
@@ -424,7 +426,7 @@ def test_preprocess_reuses_the_recorded_sha256_only_for_unchanged_files(
         return real(path)
 
     monkeypatch.setattr(pre, "sha256_file", counting)
-    pre.preprocess_movielens(raw, tmp_path / "d1")
+    preprocess_movielens(raw, tmp_path / "d1")
     inputs = json.loads((tmp_path / "d1/meta.json").read_text())["inputs"]
     assert hashed == []  # both inputs reused from MANIFEST.json
     assert {i["name"]: i["sha256"] for i in inputs} == {
@@ -433,7 +435,7 @@ def test_preprocess_reuses_the_recorded_sha256_only_for_unchanged_files(
     }
     with open(raw / "movies.csv", "ab") as f:  # edited after the download: hashed again
         f.write(b"6,M6,G0\n")
-    pre.preprocess_movielens(raw, tmp_path / "d2")
+    preprocess_movielens(raw, tmp_path / "d2")
     assert hashed == ["movies.csv"]
     inputs = json.loads((tmp_path / "d2/meta.json").read_text())["inputs"]
     assert inputs[1]["sha256"] == hashlib.sha256((raw / "movies.csv").read_bytes()).hexdigest()

@@ -15,7 +15,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from dinctl.data.readers import LogColumns, read_amazon_reviews, read_logs, read_movielens
+from dinctl.data.datasets.amazon import read_amazon_reviews
+from dinctl.data.datasets.logs import LogColumns, read_logs
+from dinctl.data.datasets.movielens import read_movielens
 from dinctl.errors import DinctlError
 
 pytestmark = pytest.mark.notorch  # torch-free: `make test-py` runs it on 3.10 and 3.13
@@ -214,7 +216,7 @@ def _bomb(path: Path, size: int) -> Path:
 
 
 def test_gzip_bombs_are_refused_before_any_reader_holds_them(tmp_path: Path) -> None:
-    from dinctl.data.readers import amazon_inputs
+    from dinctl.data.datasets.amazon import amazon_inputs
 
     raw = tmp_path / "raw"
     raw.mkdir()

@@ -23,9 +23,9 @@ from faults import cli
 from sklearn.metrics import roc_auc_score
 
 from dinctl.data.batching import Batch, SplitTensors, WindowGatherer
-from dinctl.data.preprocess import preprocess_logs
-from dinctl.data.readers import LogColumns, columns_from_toml
+from dinctl.data.datasets.logs import LogColumns, preprocess_logs
 from dinctl.data.schema import FeatureSchema
+from dinctl.data.schema_file import columns_from_toml
 from dinctl.data.store import load_dataset
 from dinctl.errors import DinctlError
 from dinctl.models import MODEL_NAMES, ModelConfig, build_model

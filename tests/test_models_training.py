@@ -79,7 +79,7 @@ def test_deepfm_learns_on_the_sample_data(tmp_path: Path) -> None:
     """The bundled sample data (2,696 training rows, histories of 1–11): DeepFM's loss falls
     every epoch. (With 84 SGD steps an epoch, DIN's barely moves in 3 epochs here, with the
     old defaults or the new; it learns on the longer rows above.)"""
-    from dinctl.data.preprocess import preprocess_amazon
+    from dinctl.data.datasets.amazon import preprocess_amazon
 
     preprocess_amazon(REPO / "sample_data" / "amazon", tmp_path / "data")
     losses = paper_recipe_losses(tmp_path / "data", "deepfm", epochs=3)

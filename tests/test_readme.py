@@ -117,11 +117,11 @@ def _serve(root: Path) -> Iterator[str]:
 WRAPPER = """#!{python}
 import os, sys
 sys.path.insert(0, {root!r})
-from dinctl.data import sources
+from dinctl.data.datasets import amazon, movielens
 base = os.environ["DINCTL_README_MIRROR"]
-sources.AMAZON_MIRRORS = (base + "/amazon/",)
-sources.MOVIELENS_MIRRORS = (base + "/movielens/",)
-sources.MOVIELENS_MD5 = {{**sources.MOVIELENS_MD5, "20m": os.environ["DINCTL_README_MD5"]}}
+amazon.AMAZON_MIRRORS = (base + "/amazon/",)
+movielens.MOVIELENS_MIRRORS = (base + "/movielens/",)
+movielens.MOVIELENS_MD5 = {{**movielens.MOVIELENS_MD5, "20m": os.environ["DINCTL_README_MD5"]}}
 from dinctl.cli.main import main
 main()
 """

@@ -20,8 +20,8 @@ from test_serve_fixtures import _train
 from typer.testing import CliRunner
 
 from dinctl.cli.main import app
-from dinctl.data.preprocess import preprocess_logs
-from dinctl.data.readers import LogColumns, columns_from_toml
+from dinctl.data.datasets.logs import LogColumns, preprocess_logs
+from dinctl.data.schema_file import columns_from_toml
 from dinctl.errors import DinctlError
 from dinctl.serving.runtime import ServingModel, open_serving
 from dinctl.serving.scorer import INPUT_NAMES
@@ -416,7 +416,7 @@ def test_bundle_without_values_is_refused(fielded: dict[str, Any], tmp_path: Pat
 def test_taobao_ad_bare_candidates_score_as_training(tmp_path: Path) -> None:
     """taobao-ad: candidates sent as bare ad ids get the training candidates' fields (the ad's
     brand, btag "ad"); user fields come from the known user, context from the request."""
-    from dinctl.data.taobao import preprocess_taobao_ad
+    from dinctl.data.datasets.taobao import preprocess_taobao_ad
     from dinctl.serving.export import export_run
 
     data = tmp_path / "ad"

@@ -13,8 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dinctl.data.batching import SplitTensors, WindowGatherer, iter_batches
-from dinctl.data.preprocess import preprocess_logs
-from dinctl.data.readers import LogColumns
+from dinctl.data.datasets.logs import LogColumns, preprocess_logs
 from dinctl.data.store import FORMAT_VERSION, dataset_checksum, load_dataset, write_dataset
 from dinctl.errors import DinctlError
 

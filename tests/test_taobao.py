@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from dinctl.cli.main import app
-from dinctl.data import readers_taobao as rt
-from dinctl.data import taobao
+from dinctl.data.datasets import taobao
+from dinctl.data.datasets import tianchi as rt
 from dinctl.data.store import load_dataset
 from dinctl.errors import DinctlError
 

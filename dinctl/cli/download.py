@@ -1,7 +1,9 @@
-"""`dinctl download amazon | movielens | taobao | taobao-ad`: raw files into data/raw/."""
+"""`dinctl download <dataset>`: raw files into data/raw/, one command per registered dataset with a
+source (dinctl/data/datasets/)."""
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -9,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from dinctl.cli.boundary import user_errors
+from dinctl.data.datasets import DATASETS, Dataset, Setting, resolve
 
 app = typer.Typer(
     help="Fetch a raw public dataset into data/raw/<dataset>/ (verified, resumable).",
@@ -58,7 +61,22 @@ MaxExtract = Annotated[
 ]
 
 
+def parameter(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+    """A keyword parameter of a command built at import time (typer reads its signature)."""
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
+    )
+
+
+def setting_parameter(setting: Setting) -> inspect.Parameter:
+    """A dataset's setting as a keyword parameter carrying its `--<name>` option."""
+    kind: Any = setting.kind | None if setting.optional else setting.kind
+    option = typer.Option(f"--{setting.name.replace('_', '-')}", help=setting.help, min=setting.min)
+    return parameter(setting.name, Annotated[kind, option], setting.default)
+
+
 def _run(
+    dataset: Dataset,
     source: Any,
     out: Path,
     from_path: Path | None,
@@ -68,118 +86,78 @@ def _run(
     no_progress: bool,
     as_json: bool,
     max_extract_bytes: int | None = None,
-    *,
-    tianchi: bool = False,
 ) -> None:
-    """Fetch (or register `--from`) `source` into `out`; print the folder or the manifest."""
+    """Fetch (or register `--from`) `source` into `out` with the dataset's `fetch`; print the
+    folder or the manifest."""
     from dinctl.cli.report import print_line, rich_bar
-    from dinctl.data import download as dl
     from dinctl.data.archives import MAX_EXTRACT_BYTES
+    from dinctl.data.download import RetryPolicy
     from dinctl.reporting import no_bar
 
-    limit = max_extract_bytes or MAX_EXTRACT_BYTES
-    policy = dl.RetryPolicy(tries=tries, timeout_s=timeout)
-    bar = no_bar if no_progress else rich_bar
-    if from_path is not None and tianchi:
-        manifest = dl.register_tianchi(
-            source, out, from_path, max_extract_bytes=limit, log=print_line
-        )
-    elif from_path is not None:
-        manifest = dl.register_local(
-            source, out, from_path, force=force, max_extract_bytes=limit, log=print_line
-        )
-    elif tianchi:
-        manifest = dl.download_tianchi(
-            source, out, force=force, policy=policy, bar=bar, log=print_line
-        )
-    else:
-        manifest = dl.download(
-            source, out, force=force, policy=policy, bar=bar, log=print_line,
-            max_extract_bytes=limit,
-        )  # fmt: skip
+    assert dataset.download is not None
+    fetch = resolve(dataset.download.fetch)
+    manifest = fetch(
+        source,
+        out,
+        from_path=from_path,
+        force=force,
+        policy=RetryPolicy(tries=tries, timeout_s=timeout),
+        bar=no_bar if no_progress else rich_bar,
+        log=print_line,
+        max_extract_bytes=max_extract_bytes or MAX_EXTRACT_BYTES,
+    )
     print(json.dumps(manifest, indent=2, sort_keys=True) if as_json else out)
 
 
-@app.command()
-@user_errors
-def amazon(
-    category: Annotated[
-        str, typer.Option("--category", help="A 2014 5-core category, e.g. Books.")
-    ] = "Electronics",
-    out: Out = None,
-    mirror: Mirror = None,
-    url: Url = None,
-    from_path: From = None,
-    force: Force = False,
-    tries: Retries = 5,
-    timeout: Timeout = 30.0,
-    no_progress: NoProgress = False,
-    as_json: AsJson = False,
-) -> None:
-    """Amazon 2014 release: reviews_<Category>_5.json.gz and meta_<Category>.json.gz."""
-    from dinctl.data.sources import amazon_source, with_urls
-
-    source = with_urls(amazon_source(category, tuple(mirror or ())), tuple(url or ()))
-    target = out or Path("data/raw/amazon")
-    _run(source, target, from_path, force, tries, timeout, no_progress, as_json)
-
-
-@app.command()
-@user_errors
-def movielens(
-    variant: Annotated[
-        str, typer.Option("--variant", help="20m, 25m, latest-small or 1m.")
-    ] = "20m",
-    out: Out = None,
-    mirror: Mirror = None,
-    url: Url = None,
-    from_path: From = None,
-    force: Force = False,
-    tries: Retries = 5,
-    timeout: Timeout = 30.0,
-    no_progress: NoProgress = False,
-    as_json: AsJson = False,
-    max_extract_bytes: MaxExtract = None,
-) -> None:
-    """GroupLens MovieLens zip → ratings.csv + movies.csv (ml-1m's .dat files are converted)."""
-    from dinctl.data.sources import movielens_source, with_urls
-
-    source = with_urls(movielens_source(variant, tuple(mirror or ())), tuple(url or ()))
-    target = out or Path("data/raw/movielens")
-    _run(source, target, from_path, force, tries, timeout, no_progress, as_json, max_extract_bytes)
-
-
-def _tianchi_command(dataset: str, doc: str) -> None:
-    """Register `dinctl download <dataset>` for a Tianchi dataset (behind a login)."""
-
-    def command(
-        out: Out = None,
-        mirror: Mirror = None,
-        from_path: From = None,
-        force: Force = False,
-        tries: Retries = 5,
-        timeout: Timeout = 30.0,
-        no_progress: NoProgress = False,
-        as_json: AsJson = False,
-        max_extract_bytes: MaxExtract = None,
-    ) -> None:
-        from dinctl.data.sources import tianchi_source
-
-        source = tianchi_source(dataset, tuple(mirror or ()))
-        target = out or Path(f"data/raw/{dataset}")
-        _run(source, target, from_path, force, tries, timeout, no_progress, as_json,
-             max_extract_bytes, tianchi=True)  # fmt: skip
-
-    command.__doc__ = doc
-    command.__name__ = dataset.replace("-", "_")
-    app.command(dataset)(user_errors(command))
-
-
-_tianchi_command(
-    "taobao",
-    "Taobao UserBehavior (Tianchi 649, behind a login): --from the file, its zip or folder.",
+# the options every `dinctl download <dataset>` takes after --out, --mirror (and --url)
+_COMMON: tuple[tuple[str, Any, Any], ...] = (
+    ("from_path", From, None),
+    ("force", Force, False),
+    ("tries", Retries, 5),
+    ("timeout", Timeout, 30.0),
+    ("no_progress", NoProgress, False),
+    ("as_json", AsJson, False),
 )
-_tianchi_command(
-    "taobao-ad",
-    "Alimama display ads (Tianchi 56, behind a login): --from the 4 CSVs, .tar.gz or a folder.",
-)
+
+
+def _download_command(dataset: Dataset) -> None:
+    """Register `dinctl download <dataset>`: its settings first, then the common options."""
+    spec = dataset.download
+    assert spec is not None
+    params = [setting_parameter(setting) for setting in spec.settings]
+    params += [parameter("out", Out, None), parameter("mirror", Mirror, None)]
+    if spec.urls:
+        params.append(parameter("url", Url, None))
+    params += [parameter(*common) for common in _COMMON]
+    if spec.max_extract:
+        params.append(parameter("max_extract_bytes", MaxExtract, None))
+
+    def command(**values: Any) -> None:
+        from dinctl.data.sources import with_urls
+
+        settings = {s.name: values[s.name] for s in spec.settings}
+        source = resolve(spec.source)(mirrors=tuple(values["mirror"] or ()), **settings)
+        source = with_urls(source, tuple(values.get("url") or ()))
+        target = values["out"] or Path(f"data/raw/{dataset.name}")
+        _run(
+            dataset,
+            source,
+            target,
+            values["from_path"],
+            values["force"],
+            values["tries"],
+            values["timeout"],
+            values["no_progress"],
+            values["as_json"],
+            values.get("max_extract_bytes"),
+        )
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__doc__ = spec.help
+    command.__name__ = dataset.name.replace("-", "_")
+    app.command(dataset.name)(user_errors(command))
+
+
+for _dataset in DATASETS:
+    if _dataset.download is not None:
+        _download_command(_dataset)

@@ -1,7 +1,9 @@
-"""`dinctl preprocess amazon | movielens | logs | taobao | taobao-ad` (docs/protocols.md)"""
+"""`dinctl preprocess <dataset>` (docs/protocols.md): one command per registered dataset, built from
+its entry in dinctl/data/datasets/, and `logs` for your own log."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from collections.abc import Callable
@@ -11,7 +13,8 @@ from typing import Annotated, Any
 import typer
 
 from dinctl.cli.boundary import user_errors
-from dinctl.cli.download import MaxExtract
+from dinctl.cli.download import MaxExtract, parameter, setting_parameter
+from dinctl.data.datasets import DATASETS, Dataset, resolve
 
 app = typer.Typer(
     help="Turn raw logs into a DIN dataset (data/<dataset>/).",
@@ -88,51 +91,50 @@ def _preprocess(
         print(out)
 
 
-@app.command()
-@user_errors
-def amazon(
-    raw: Raw = None,
-    out: Out = None,
-    category: Annotated[
-        str,
-        typer.Option(help="Category of the 2014 release: reads reviews_<C>_5.json, meta_<C>.json."),
-    ] = "Electronics",
-    seed: Seed = 1234,
-    no_valid: NoValid = False,
-    overwrite: Overwrite = False,
-    as_json: AsJson = False,
-) -> None:
-    """Amazon 2014 5-core reviews + meta: sliding windows, one negative per positive."""
-    from dinctl.data.preprocess import preprocess_amazon
-
-    _preprocess("amazon", preprocess_amazon, raw, out, as_json, category=category, seed=seed,
-                valid=not no_valid, overwrite=overwrite)  # fmt: skip
+# the options every `dinctl preprocess <dataset>` takes after its settings
+_COMMON: tuple[tuple[str, Any, Any], ...] = (
+    ("seed", Seed, 1234),
+    ("no_valid", NoValid, False),
+    ("overwrite", Overwrite, False),
+    ("as_json", AsJson, False),
+)
 
 
-@app.command()
-@user_errors
-def movielens(
-    raw: Annotated[
-        Path | None,
-        typer.Option(
-            help="Folder or release .zip with ratings.csv, movies.csv.",
-            show_default="data/raw/movielens",
-        ),
-    ] = None,
-    out: Out = None,
-    seed: Seed = 1234,
-    no_valid: NoValid = False,
-    overwrite: Overwrite = False,
-    as_json: AsJson = False,
-    max_extract_bytes: MaxExtract = None,
-) -> None:
-    """MovieLens (20M, 25M, latest-small): label = rating ≥ 4, users split at random."""
-    from dinctl.data.archives import MAX_EXTRACT_BYTES
-    from dinctl.data.preprocess import preprocess_movielens
+def _dataset_command(dataset: Dataset) -> None:
+    """Register `dinctl preprocess <dataset>` with its settings between --out and --seed."""
+    raw: Any = Raw
+    if dataset.raw_help is not None:
+        where = f"data/raw/{dataset.name}"
+        raw = Annotated[
+            Path | None, typer.Option("--raw", help=dataset.raw_help, show_default=where)
+        ]
+    params = [parameter("raw", raw, None), parameter("out", Out, None)]
+    params += [setting_parameter(setting) for setting in dataset.settings]
+    params += [parameter(*common) for common in _COMMON]
+    if dataset.max_extract:
+        params.append(parameter("max_extract_bytes", MaxExtract, None))
 
-    _preprocess("movielens", preprocess_movielens, raw, out, as_json, seed=seed,
-                valid=not no_valid, overwrite=overwrite,
-                max_extract_bytes=max_extract_bytes or MAX_EXTRACT_BYTES)  # fmt: skip
+    def command(**values: Any) -> None:
+        from dinctl.data.archives import MAX_EXTRACT_BYTES
+
+        options = {s.name: values[s.name] for s in dataset.settings}
+        if dataset.max_extract:
+            options["max_extract_bytes"] = values["max_extract_bytes"] or MAX_EXTRACT_BYTES
+        options.update(seed=values["seed"], valid=not values["no_valid"])
+        build = resolve(dataset.preprocess)
+        raw, out, as_json = values["raw"], values["out"], values["as_json"]
+        _preprocess(
+            dataset.name, build, raw, out, as_json, overwrite=values["overwrite"], **options
+        )
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__doc__ = dataset.help
+    command.__name__ = dataset.name.replace("-", "_")
+    app.command(dataset.name)(user_errors(command))
+
+
+for _dataset in DATASETS:
+    _dataset_command(_dataset)
 
 
 def _names(text: str | None) -> tuple[str, ...]:
@@ -151,7 +153,8 @@ def _log_columns(schema: Path | None, base: dict[str, Any], extra: dict[str, Any
                  given: list[str]) -> Any:  # fmt: skip
     """LogColumns from the flags, or from the --schema file (then no column flag may be
     `given` on the command line: one source of truth, never a silent mix)."""
-    from dinctl.data.readers import LogColumns, columns_from_toml
+    from dinctl.data.datasets.logs import LogColumns
+    from dinctl.data.schema_file import columns_from_toml
     from dinctl.errors import DinctlError
 
     if schema is not None:
@@ -232,7 +235,7 @@ def logs(
 ) -> None:
     """Your own log: windows + negatives (Amazon protocol); with --label-col, the MovieLens one.
     More behaviour fields, user, context and numeric fields join with the field options."""
-    from dinctl.data.preprocess import preprocess_logs
+    from dinctl.data.datasets.logs import preprocess_logs
 
     base = {
         "user": user_col,
@@ -253,58 +256,3 @@ def logs(
     columns = _log_columns(schema, base, extra, given)
     _preprocess("logs", preprocess_logs, path, out, as_json, columns=columns, seed=seed,
                 valid=not no_valid, overwrite=overwrite)  # fmt: skip
-
-
-MaxLen = Annotated[
-    int, typer.Option("--max-len", min=1, help="Keep at most this many behaviours per history.")
-]
-
-
-@app.command()
-@user_errors
-def taobao(
-    raw: Annotated[
-        Path | None,
-        typer.Option("--raw", help="UserBehavior.csv or its folder.",
-                     show_default="data/raw/taobao"),
-    ] = None,
-    out: Out = None,
-    max_len: MaxLen = 200,
-    seed: Seed = 1234,
-    no_valid: NoValid = False,
-    overwrite: Overwrite = False,
-    as_json: AsJson = False,
-) -> None:
-    """Taobao UserBehavior: last behaviour vs a drawn negative, test = latest 30% of users."""
-    from dinctl.data.taobao import preprocess_taobao
-
-    _preprocess("taobao", preprocess_taobao, raw, out, as_json, max_len=max_len, seed=seed,
-                valid=not no_valid, overwrite=overwrite)  # fmt: skip
-
-
-@app.command("taobao-ad")
-@user_errors
-def taobao_ad(
-    raw: Annotated[
-        Path | None,
-        typer.Option("--raw", help="Folder with raw_sample, ad_feature, user_profile, "
-                     "behavior_log .csv.", show_default="data/raw/taobao-ad"),
-    ] = None,
-    out: Out = None,
-    max_len: MaxLen = 50,
-    shards: Annotated[
-        int | None,
-        typer.Option("--shards", min=1, help="User shards of the behaviour join (default: by "
-                     "file size, ~20M behaviours each)."),
-    ] = None,
-    seed: Seed = 1234,
-    no_valid: NoValid = False,
-    overwrite: Overwrite = False,
-    as_json: AsJson = False,
-) -> None:
-    """Alimama display ads: days 1-7 train (day 7 validation), day 8 test; history = the
-    user's behaviours strictly before each impression."""
-    from dinctl.data.taobao import preprocess_taobao_ad
-
-    _preprocess("taobao-ad", preprocess_taobao_ad, raw, out, as_json, max_len=max_len, seed=seed,
-                valid=not no_valid, overwrite=overwrite, shards=shards)  # fmt: skip

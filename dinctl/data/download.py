@@ -1,5 +1,10 @@
 """Fetch raw releases into `data/raw/<dataset>/`: streamed, resumable, verified, with MANIFEST.json.
 
+This is the bytes layer, the same for every dataset: HTTP with retries and resume, digests,
+the manifest, placing a user's own copy (`--from`). What a dataset does with its files once
+they are here (extract and convert a release zip, check a CSV header) is its own module's
+business (dinctl/data/datasets/), reached through `Source.unpack` or its `fetch`.
+
 A file is fetched into `<name>.part`, verified (size, published md5, sha256 recorded at first
 download) and only then renamed into place and entered in the manifest. A dropped transfer is
 resumed only when the result can be verified end to end (a published or recorded checksum)
@@ -12,10 +17,8 @@ through a temporary folder.
 
 from __future__ import annotations
 
-import csv
 import errno
 import http.client
-import io
 import json
 import os
 import re
@@ -26,23 +29,19 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from dinctl import __version__
 from dinctl.data.archives import (
-    LIMIT_HINT,
     MAX_EXTRACT_BYTES,
     check_zip,
-    extract_member,
-    open_zip,
 )
-from dinctl.data.sources import TIANCHI_PAGES, RemoteFile, Source, check_name
+from dinctl.data.sources import RemoteFile, Source, check_name
 from dinctl.errors import DinctlError
 from dinctl.fsutil import atomic_file, check_disjoint, file_digests, sha256_file, write_error
 from dinctl.locks import folder_lock
@@ -51,7 +50,6 @@ from dinctl.reporting import BarFactory, no_bar, no_line
 MANIFEST = "MANIFEST.json"
 MANIFEST_FORMAT = 1
 CHUNK = 1 << 16
-MOVIELENS_FILES = ("ratings.csv", "movies.csv")
 NETWORK_HINT = (
     "pass --mirror BASE_URL to try another copy, or --from FILE_OR_DIR for a file you have"
 )
@@ -339,13 +337,13 @@ def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
         tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
-def _is_complete(path: Path, entry: dict[str, Any] | None) -> bool:
+def is_complete(path: Path, entry: dict[str, Any] | None) -> bool:
     if entry is None or not path.is_file() or path.stat().st_size != entry.get("bytes"):
         return False
     return sha256_file(path) == entry.get("sha256")
 
 
-def _entry(
+def manifest_entry(
     url: str, digest: Digest, how: str, variant: str, placed: Path, member: str | None = None
 ) -> dict[str, Any]:
     """A manifest entry for the verified file `placed` (its mtime lets readers reuse the hash)."""
@@ -451,104 +449,6 @@ def fetch_file(
 
 
 # ---------------------------------------------------------------------------------------------
-# Zips
-
-
-def _pick_member(names: list[str], base: str) -> str | None:
-    """The shallowest member named `base` (release zips have one top folder)."""
-    found = [n for n in names if n.rsplit("/", 1)[-1] == base and n.count("/") <= 1]
-    return min(found, key=lambda n: n.count("/")) if found else None
-
-
-def _convert_ratings_dat(src: IO[bytes], dst: Path, label: str) -> None:
-    """ml-1m `UserID::MovieID::Rating::Timestamp` → ratings.csv as in ml-20m."""
-    with open(dst, "w", newline="", encoding="utf-8") as out:
-        out.write("userId,movieId,rating,timestamp\n")
-        for lineno, raw in enumerate(io.TextIOWrapper(src, encoding="latin-1"), start=1):
-            line = raw.rstrip("\r\n")
-            if not line:
-                continue
-            fields = line.split("::")
-            if len(fields) != 4 or not all(f.strip().lstrip("-").isdigit() for f in fields):
-                raise DinctlError(
-                    f"{label}:{lineno}: expected UserID::MovieID::Rating::Timestamp, "
-                    f"got {line[:60]!r}",
-                    hint="pass --force to download the release again",
-                )
-            user, movie, rating, ts = fields
-            out.write(f"{user},{movie},{float(rating):.1f},{ts}\n")
-
-
-def _convert_movies_dat(src: IO[bytes], dst: Path, label: str) -> None:
-    """ml-1m `MovieID::Title::Genres` (latin-1) → movies.csv (utf-8, quoted as in ml-20m)."""
-    with open(dst, "w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["movieId", "title", "genres"])
-        for lineno, raw in enumerate(io.TextIOWrapper(src, encoding="latin-1"), start=1):
-            line = raw.rstrip("\r\n")
-            if not line:
-                continue
-            fields = line.split("::")
-            if len(fields) < 3 or not fields[0].isdigit():
-                raise DinctlError(
-                    f"{label}:{lineno}: expected MovieID::Title::Genres, got {line[:60]!r}",
-                    hint="pass --force to download the release again",
-                )
-            writer.writerow([fields[0], "::".join(fields[1:-1]), fields[-1]])
-
-
-def extract_movielens(
-    zip_path: Path, out_dir: Path, max_bytes: int = MAX_EXTRACT_BYTES
-) -> dict[str, tuple[str, str]]:
-    """Extract ratings.csv + movies.csv (converting ml-1m's `::` .dat files) into `out_dir`.
-
-    Goes through a temporary folder, streaming each member within `max_bytes`; returns
-    {file name: (zip member, how)}.
-    """
-    check_zip(zip_path, max_bytes=max_bytes)
-    tmp = out_dir / f".extract-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir(parents=True)
-    except OSError as err:
-        raise write_error(out_dir, err) from None
-    done: dict[str, tuple[str, str]] = {}
-    label = zip_path.name
-    hint = "pass --force to download it again"
-    try:
-        with open_zip(zip_path, label, hint) as zf:
-            names = zf.namelist()
-            for target in MOVIELENS_FILES:
-                stem = target.removesuffix(".csv")
-                csv_member = _pick_member(names, target)
-                dat_member = _pick_member(names, f"{stem}.dat")
-                if csv_member is not None:
-                    extract_member(zf, csv_member, tmp / target, label, max_bytes)
-                    done[target] = (csv_member, "extracted")
-                elif dat_member is not None:
-                    convert = _convert_ratings_dat if stem == "ratings" else _convert_movies_dat
-                    raw = tmp / f"{stem}.dat"
-                    extract_member(zf, dat_member, raw, label, max_bytes)
-                    with open(raw, "rb") as src:
-                        convert(src, tmp / target, f"{zip_path.name}:{dat_member}")
-                    raw.unlink()
-                    done[target] = (dat_member, "converted from '::'-separated .dat")
-                else:
-                    raise DinctlError(
-                        f"{zip_path.name} has no {target} or {stem}.dat: "
-                        "expected a MovieLens release zip",
-                        hint="pass --url with the release zip of the variant you want",
-                    )
-        for target in MOVIELENS_FILES:
-            os.replace(tmp / target, out_dir / target)
-    except OSError as err:
-        raise write_error(Path(err.filename or out_dir), err) from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return done
-
-
-# ---------------------------------------------------------------------------------------------
 # The command's library entry points
 
 
@@ -605,7 +505,7 @@ def _download_one(
     dest = out_dir / remote.name
     entry = files.get(remote.name)
     fresh = False
-    if not force and _is_complete(dest, entry):
+    if not force and is_complete(dest, entry):
         log(f"{remote.name}: complete (size and sha256 match {MANIFEST}), skipped")
     else:
         if force:
@@ -623,44 +523,18 @@ def _download_one(
             bar=bar,
             check=check if source.is_zip else None,
         )
-        files[remote.name] = _entry(url, digest, "download", source.variant, dest)
+        files[remote.name] = manifest_entry(url, digest, "download", source.variant, dest)
         write_manifest(out_dir, manifest)
-        checked = _checked(remote, recorded, True)
+        checked = checked_against(remote, recorded, True)
         log(f"{remote.name}: {digest.bytes} bytes from {url}, {checked}")
         fresh = True
-    if source.is_zip:
-        _extract_if_needed(dest, out_dir, manifest, source.variant, force or fresh, log, max_bytes)
-
-
-def _extract_if_needed(
-    zip_path: Path,
-    out_dir: Path,
-    manifest: dict[str, Any],
-    variant: str,
-    again: bool,
-    log: Log,
-    max_bytes: int = MAX_EXTRACT_BYTES,
-) -> None:
-    files = manifest["files"]
-    current = all(
-        _is_complete(out_dir / name, files.get(name))
-        and files[name].get("from", "").startswith(f"{zip_path.name}:")
-        for name in MOVIELENS_FILES
-    )
-    if current and not again:
-        log(f"{', '.join(MOVIELENS_FILES)}: already extracted from {zip_path.name}, skipped")
-        return
-    url = files[zip_path.name]["url"]
-    for name, (member, how) in extract_movielens(zip_path, out_dir, max_bytes).items():
-        digest = digest_file(out_dir / name)
-        files[name] = _entry(
-            url, digest, how, variant, out_dir / name, member=f"{zip_path.name}:{member}"
+    if source.unpack is not None:
+        source.unpack.extract(
+            dest, out_dir, manifest, source.variant, force or fresh, log, max_bytes
         )
-        log(f"{name}: {how} from {zip_path.name}:{member}")
-    write_manifest(out_dir, manifest)
 
 
-def _place(src: Path, dest: Path) -> str:
+def place_file(src: Path, dest: Path) -> str:
     """Hard-link `src` to `dest` (same file system), else copy it; returns which."""
     if src.resolve() == dest.resolve():
         return "in place"
@@ -688,7 +562,7 @@ def _find_local(root: Path, remote: RemoteFile, one_file: bool) -> Path | None:
 
 
 @contextmanager
-def _registering(
+def registering(
     source: Source, out_dir: Path, from_path: Path
 ) -> Iterator[tuple[Path, Path, dict[str, Any]]]:
     """The shared start of a `--from` registration: `from_path` must exist and lie apart from
@@ -702,7 +576,7 @@ def _registering(
         yield from_path, out_dir, _open_out(out_dir, source)
 
 
-def _not_there(from_path: Path, source: Source, missing: str) -> DinctlError:
+def not_there(from_path: Path, source: Source, missing: str) -> DinctlError:
     """`--from` lacks one of `source`'s files (`missing` names it)."""
     return DinctlError(
         f"--from {from_path} has no {missing}",
@@ -720,15 +594,15 @@ def register_local(
     max_extract_bytes: int = MAX_EXTRACT_BYTES,
 ) -> dict[str, Any]:
     """Verify files the user already has and hard-link (or copy) them into `out_dir`."""
-    with _registering(source, out_dir, from_path) as (from_path, out_dir, manifest):
+    with registering(source, out_dir, from_path) as (from_path, out_dir, manifest):
         for remote in source.files:
             local = _find_local(from_path, remote, len(source.files) == 1)
-            if local is None and source.is_zip and from_path.is_dir():
-                _register_extracted(from_path, source, out_dir, manifest, log)
+            if local is None and source.unpack is not None and from_path.is_dir():
+                source.unpack.from_folder(from_path, source, out_dir, manifest, log)
                 continue
             if local is None:
                 alt = " (or the gunzipped .json)" if remote.name.endswith(".gz") else ""
-                raise _not_there(from_path, source, f"{remote.name}{alt}")
+                raise not_there(from_path, source, f"{remote.name}{alt}")
             _register_one(source, remote, local, out_dir, manifest, force, log, max_extract_bytes)
     return manifest
 
@@ -751,7 +625,7 @@ def _register_one(
             check_zip(local, str(local), max_bytes=max_bytes, hint="get a good copy of the zip")
         except DinctlError:
             corrupt = out_dir / f"{name}.corrupt"
-            _place(local, corrupt)  # a hard link (or copy): the user's file stays as it is
+            place_file(local, corrupt)  # a hard link (or copy): the user's file stays as it is
             raise
     digest = digest_file(local, with_md5=remote.md5 is not None)
     entry = files.get(name)
@@ -763,15 +637,19 @@ def _register_one(
             f"{local} is not the expected {remote.name}: {problem}",
             hint="download it again with `dinctl download` (without --from)",
         )
-    how = _place(local, out_dir / name)
-    files[name] = _entry(local.resolve().as_uri(), digest, how, source.variant, out_dir / name)
+    how = place_file(local, out_dir / name)
+    files[name] = manifest_entry(
+        local.resolve().as_uri(), digest, how, source.variant, out_dir / name
+    )
     write_manifest(out_dir, manifest)
-    log(f"{name}: registered from {local} ({how}), {_checked(remote, recorded, checkable)}")
-    if source.is_zip:
-        _extract_if_needed(out_dir / name, out_dir, manifest, source.variant, True, log, max_bytes)
+    log(f"{name}: registered from {local} ({how}), {checked_against(remote, recorded, checkable)}")
+    if source.unpack is not None:
+        source.unpack.extract(
+            out_dir / name, out_dir, manifest, source.variant, True, log, max_bytes
+        )
 
 
-def _checked(remote: RemoteFile, recorded: str | None, checkable: bool) -> str:
+def checked_against(remote: RemoteFile, recorded: str | None, checkable: bool) -> str:
     """What a registered file was verified against, for the log line."""
     if checkable and remote.md5:
         return "matches the published md5"
@@ -780,150 +658,22 @@ def _checked(remote: RemoteFile, recorded: str | None, checkable: bool) -> str:
     return "no published checksum: sha256 recorded"
 
 
-def _register_extracted(
-    root: Path, source: Source, out_dir: Path, manifest: dict[str, Any], log: Log
-) -> None:
-    """An already extracted MovieLens folder: `root/ml-<v>/` or `root` itself."""
-    folder = root / f"ml-{source.variant}"
-    folder = folder if folder.is_dir() else root
-    if not all((folder / n).is_file() for n in MOVIELENS_FILES):
-        if all((folder / n.replace(".csv", ".dat")).is_file() for n in MOVIELENS_FILES):
-            for name, convert in zip(
-                MOVIELENS_FILES, (_convert_ratings_dat, _convert_movies_dat), strict=True
-            ):
-                src = folder / name.replace(".csv", ".dat")
-                with open(src, "rb") as f, atomic_file(out_dir / name) as tmp:
-                    convert(f, tmp, str(src))
-                digest = digest_file(out_dir / name)
-                how = "converted from '::'-separated .dat"
-                manifest["files"][name] = _entry(
-                    src.resolve().as_uri(), digest, how, source.variant, out_dir / name
-                )
-                log(f"{name}: {how} {src}")
-            write_manifest(out_dir, manifest)
-            return
-        raise DinctlError(
-            f"--from {root} has no ml-{source.variant}.zip, ratings.csv + movies.csv "
-            "or ratings.dat + movies.dat",
-            hint="give the release zip or the folder it was extracted to",
-        )
-    for name in MOVIELENS_FILES:
-        src = folder / name
-        digest = digest_file(src)
-        how = _place(src, out_dir / name)
-        manifest["files"][name] = _entry(
-            src.resolve().as_uri(), digest, how, source.variant, out_dir / name
-        )
-        log(f"{name}: registered from {src} ({how})")
-    write_manifest(out_dir, manifest)
-
-
-# ---------------------------------------------------------------------------------------------
-# The Tianchi datasets (behind a login): files the user has, or a mirror
-
-
-def _check_tianchi(path: Path, name: str) -> None:
-    from dinctl.data.readers_taobao import FORMATS, check_header
-
-    check_header(path, FORMATS[name])
-
-
-def _extract_packed(src: Path, name: str, out_dir: Path, max_bytes: int) -> str | None:
-    """`name` out of the zip or .tar.gz `src` into `out_dir` (streamed); returns the member."""
-    import tarfile
-
-    dest = out_dir / name
-    if zipfile.is_zipfile(src):
-        with open_zip(src, str(src), "get a good copy of the archive") as zf:
-            members = [i.filename for i in zf.infolist() if i.filename.rsplit("/", 1)[-1] == name]
-            if not members:
-                return None
-            with atomic_file(dest) as tmp:
-                extract_member(zf, members[0], tmp, str(src), max_bytes)
-            return members[0]
-    try:
-        with tarfile.open(src, "r:*") as tf:
-            for info in tf:
-                if info.isfile() and info.name.rsplit("/", 1)[-1] == name:
-                    if info.size > max_bytes:
-                        raise DinctlError(f"{src}: member {info.name!r} holds {info.size} bytes",
-                                          hint=LIMIT_HINT)  # fmt: skip
-                    reader = tf.extractfile(info)
-                    if reader is None:
-                        continue
-                    with atomic_file(dest) as tmp, open(tmp, "wb") as out:
-                        shutil.copyfileobj(reader, out, 1 << 20)
-                    return info.name
-    except (tarfile.TarError, EOFError, OSError) as err:
-        raise DinctlError(f"{src} is not a readable .tar.gz ({err})",
-                          hint="get a good copy of the archive") from None  # fmt: skip
-    return None
-
-
-def _tianchi_local(root: Path, name: str) -> Path | None:
-    """The user's copy of `name`: the file, or an archive of it (name.zip, name.tar.gz)."""
-    if root.is_file():
-        return root
-    for candidate in (name, f"{name}.zip", f"{name}.tar.gz"):
-        if (root / candidate).is_file():
-            return root / candidate
-    return None
-
-
-def register_tianchi(
+def fetch_source(
     source: Source,
     out_dir: Path,
-    from_path: Path,
     *,
+    from_path: Path | None = None,
+    force: bool = False,
+    policy: RetryPolicy | None = None,
+    bar: BarFactory = no_bar,
     log: Log = no_line,
     max_extract_bytes: int = MAX_EXTRACT_BYTES,
 ) -> dict[str, Any]:
-    """Files, archives or a folder of them the user downloaded from Tianchi, checked and placed."""
-    with _registering(source, out_dir, from_path) as (from_path, out_dir, manifest):
-        for remote in source.files:
-            local = _tianchi_local(from_path, remote.name)
-            if local is None:
-                packed = f"{remote.name} (nor {remote.name}.zip or .tar.gz)"
-                raise _not_there(from_path, source, packed)
-            _register_tianchi_one(remote.name, local, out_dir, manifest, source, log,
-                                  max_extract_bytes)  # fmt: skip
-    return manifest
-
-
-def _register_tianchi_one(name: str, local: Path, out_dir: Path, manifest: dict[str, Any],
-                          source: Source, log: Log, max_bytes: int) -> None:  # fmt: skip
-    member = None
-    if local.name == name:
-        _check_tianchi(local, name)
-        how = _place(local, out_dir / name)
-    else:
-        member = _extract_packed(local, name, out_dir, max_bytes)
-        if member is None:
-            raise DinctlError(f"{local} holds no {name}",
-                              hint=f"give the archive of {name} from the Tianchi page")  # fmt: skip
-        how = "extracted"
-        try:
-            _check_tianchi(out_dir / name, name)
-        except DinctlError:
-            (out_dir / name).unlink()
-            raise
-    digest = digest_file(out_dir / name)
-    packed = f"{local.name}:{member}" if member else None
-    manifest["files"][name] = _entry(local.resolve().as_uri(), digest, how, source.variant,
-                                     out_dir / name, member=packed)  # fmt: skip
-    write_manifest(out_dir, manifest)
-    log(f"{name}: registered from {local} ({how}), header checked, sha256 recorded")
-
-
-def download_tianchi(source: Source, out_dir: Path, **options: Any) -> dict[str, Any]:
-    """Fetch the files from the --mirror URLs, then check each one's CSV header."""
-    if not source.files[0].urls:
-        raise DinctlError(
-            f"{source.dataset} sits behind a Tianchi login: there is no built-in mirror",
-            hint=f"download it from {TIANCHI_PAGES[source.dataset]}, then `dinctl download "
-            f"{source.dataset} --from FOLDER` (or pass --mirror BASE_URL)",
+    """`register_local` the user's copy (`from_path`) or `download` it: a dataset's `fetch`
+    when its files need no more than `Source.unpack`."""
+    if from_path is not None:
+        return register_local(
+            source, out_dir, from_path, force=force, log=log, max_extract_bytes=max_extract_bytes
         )
-    manifest = download(source, out_dir, **options)
-    for remote in source.files:
-        _check_tianchi(Path(out_dir) / remote.name, remote.name)
-    return manifest
+    return download(source, out_dir, force=force, policy=policy, bar=bar, log=log,
+                    max_extract_bytes=max_extract_bytes)  # fmt: skip

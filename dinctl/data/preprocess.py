@@ -1,4 +1,5 @@
-"""raw files → reader → builder → `write_dataset`: the library behind `dinctl preprocess`."""
+"""raw files → a dataset's reader → builder → `write_dataset`: the one build every dataset module's
+`preprocess` runs (dinctl/data/datasets/), with the input hashes overlapping the work."""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from dinctl.data import builder, readers
-from dinctl.data.archives import MAX_EXTRACT_BYTES
 from dinctl.data.download import recorded_sha256
-from dinctl.data.reporting import Status, Warn, no_warnings, quiet, split_warnings
+from dinctl.data.reporting import Status, Warn, split_warnings
 from dinctl.data.store import dataset_meta, write_dataset
 from dinctl.fsutil import check_disjoint, check_output_dir, sha256_file
 from dinctl.locks import folder_lock
@@ -31,8 +31,8 @@ class _Rebuild(Exception):  # noqa: N818 - control flow, never shown
         self.inter = inter
 
 
-def _build(
-    read: Callable[[Executor], readers.Interactions | readers.PendingAmazon],
+def build_dataset(
+    read: Callable[[Executor], readers.Interactions | readers.PendingInteractions],
     out: Path,
     *,
     inputs: list[tuple[str, Path]],
@@ -45,6 +45,9 @@ def _build(
     status: Status,
     warn: Warn,
 ) -> dict[str, Any]:
+    """`read(pool)` the raw `inputs`, build the samples by `protocol` ("windows": sliding
+    windows and drawn negatives; "users": labelled rows, users split), write `out`; returns the
+    counts."""
     check_disjoint(out, inputs)  # before anything is touched: --out must not be an input
     with folder_lock(out, what="dataset"):
         check_output_dir(out, overwrite)  # fail before the long work, not after it
@@ -97,7 +100,7 @@ def _build(
 
 
 def _samples(
-    got: readers.Interactions | readers.PendingAmazon,
+    got: readers.Interactions | readers.PendingInteractions,
     pool: Executor,
     build: Callable[..., tuple[builder.Built, Any]],
     *,
@@ -105,10 +108,10 @@ def _samples(
     valid: bool,
     status: Status,
 ) -> tuple[readers.Interactions, builder.Built, list[Future[str]]]:
-    """The samples of what `read` gave, and the input hashes started on `pool`. A pending Amazon
-    read builds while its meta file is parsed, and again if that drops reviewed items."""
+    """The samples of what `read` gave, and the input hashes started on `pool`. A pending read
+    (Amazon's) builds while its rest (the meta file) is parsed, and again if that drops items."""
     built: builder.Built | None = None
-    if isinstance(got, readers.PendingAmazon):
+    if isinstance(got, readers.PendingInteractions):
         pending = got
 
         def item_cate() -> Any:
@@ -137,87 +140,3 @@ def _samples(
                 user_features=inter.user_features,
             )
     return inter, built, digests
-
-
-def preprocess_amazon(
-    raw: Path,
-    out: Path,
-    *,
-    category: str = "Electronics",
-    seed: int = 1234,
-    valid: bool = True,
-    overwrite: bool = False,
-    status: Status = quiet,
-    warn: Warn = no_warnings,
-) -> dict[str, Any]:
-    """Amazon 2014 reviews + meta of `category` → data folder; returns the summary."""
-    return _build(
-        lambda pool: readers.start_amazon(raw, pool, category),
-        out,
-        inputs=[("raw folder", raw)],
-        dataset=f"amazon-{category}",
-        protocol="windows",
-        seed=seed,
-        valid=valid,
-        overwrite=overwrite,
-        options={"category": category},
-        status=status,
-        warn=warn,
-    )
-
-
-def preprocess_movielens(
-    raw: Path,
-    out: Path,
-    *,
-    seed: int = 1234,
-    valid: bool = True,
-    overwrite: bool = False,
-    status: Status = quiet,
-    warn: Warn = no_warnings,
-    max_extract_bytes: int = MAX_EXTRACT_BYTES,
-) -> dict[str, Any]:
-    """MovieLens ratings.csv + movies.csv (folder or release zip) → data folder."""
-    return _build(
-        lambda _: readers.read_movielens(raw, max_extract_bytes),
-        out,
-        inputs=[("raw input", raw)],
-        dataset="movielens",
-        protocol="users",
-        seed=seed,
-        valid=valid,
-        overwrite=overwrite,
-        options={},
-        status=status,
-        warn=warn,
-    )
-
-
-def preprocess_logs(
-    path: Path,
-    out: Path,
-    *,
-    columns: readers.LogColumns,
-    seed: int = 1234,
-    valid: bool = True,
-    overwrite: bool = False,
-    status: Status = quiet,
-    warn: Warn = no_warnings,
-) -> dict[str, Any]:
-    """Your own log: windows + negatives without a label column, user split with one."""
-    inputs = [("log file", path)]
-    if columns.user_features is not None:
-        inputs.append(("user feature file", columns.user_features))
-    return _build(
-        lambda _: readers.read_logs(path, columns),
-        out,
-        inputs=inputs,
-        dataset="logs",
-        protocol="windows" if columns.label is None else "users",
-        seed=seed,
-        valid=valid,
-        overwrite=overwrite,
-        options=columns.options(),
-        status=status,
-        warn=warn,
-    )

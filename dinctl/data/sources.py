@@ -1,69 +1,21 @@
-"""Where the paper's raw datasets live: one table of files, mirrors and published checksums."""
+"""What a release is made of: its files, the URLs to try and their published checksums.
+
+Each dataset module (dinctl/data/datasets/) builds its `Source`; dinctl/data/download.py
+fetches one.
+"""
 
 from __future__ import annotations
 
 import re
 import urllib.parse
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
 
 from dinctl.errors import DinctlError
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,199}")
-
-# The 2014 Amazon release (McAuley et al.), per-category 5-core reviews + metadata: the paper's
-# source (the authors' `utils/0_download_raw.sh` fetches these two Electronics files from SNAP).
-# Tried in order. SNAP publishes no checksums for these files, so they are verified by the size
-# and sha256 recorded in MANIFEST.json at first download.
-AMAZON_MIRRORS: tuple[str, ...] = (
-    "https://snap.stanford.edu/data/amazon/productGraph/categoryFiles/",
-    "http://snap.stanford.edu/data/amazon/productGraph/categoryFiles/",
-    "https://jmcauley.ucsd.edu/data/amazon/productGraph/categoryFiles/",
-    "http://jmcauley.ucsd.edu/data/amazon/productGraph/categoryFiles/",
-)
-
-# The 24 categories with a 5-core file in the 2014 release.
-AMAZON_CATEGORIES: tuple[str, ...] = (
-    "Amazon_Instant_Video",
-    "Apps_for_Android",
-    "Automotive",
-    "Baby",
-    "Beauty",
-    "Books",
-    "CDs_and_Vinyl",
-    "Cell_Phones_and_Accessories",
-    "Clothing_Shoes_and_Jewelry",
-    "Digital_Music",
-    "Electronics",
-    "Grocery_and_Gourmet_Food",
-    "Health_and_Personal_Care",
-    "Home_and_Kitchen",
-    "Kindle_Store",
-    "Movies_and_TV",
-    "Musical_Instruments",
-    "Office_Products",
-    "Patio_Lawn_and_Garden",
-    "Pet_Supplies",
-    "Sports_and_Outdoors",
-    "Tools_and_Home_Improvement",
-    "Toys_and_Games",
-    "Video_Games",
-)
-
-MOVIELENS_MIRRORS: tuple[str, ...] = (
-    "https://files.grouplens.org/datasets/movielens/",
-    "http://files.grouplens.org/datasets/movielens/",
-)
-
-# variant -> md5 of the release zip as published by GroupLens in `<zip>.md5` beside it.
-# ml-latest-small is rebuilt from time to time, so it has no fixed checksum: it is verified by
-# the size and sha256 recorded in MANIFEST.json at first download.
-MOVIELENS_MD5: dict[str, str | None] = {
-    "20m": "cd245b17a1ae2cc31bb14903e1204af3",
-    "25m": "6b51fb2759a8657d3bfcbfc42b592ada",
-    "1m": "c4d9eecfca2ab87c1945afe126590906",
-    "latest-small": None,
-}
-MOVIELENS_VARIANTS: tuple[str, ...] = tuple(MOVIELENS_MD5)
 
 
 @dataclass(frozen=True)
@@ -77,6 +29,21 @@ class RemoteFile:
     size: int | None = None
 
 
+Manifest = dict[str, Any]
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Unpack:
+    """How a dataset turns its release archive into the files its reader wants."""
+
+    # (archive, out_dir, manifest, variant, again, log, max_bytes): extract (and convert) the
+    # archive's files into out_dir, entering them in the manifest; `again` even if current
+    extract: Callable[[Path, Path, Manifest, str, bool, Log, int], None]
+    # (root, source, out_dir, manifest, log): `--from` a folder the archive was unpacked to
+    from_folder: Callable[[Path, Source, Path, Manifest, Log], None]
+
+
 @dataclass(frozen=True)
 class Source:
     """A dataset release: the files to fetch into `data/raw/<dataset>/`."""
@@ -85,6 +52,7 @@ class Source:
     variant: str
     files: tuple[RemoteFile, ...]
     is_zip: bool = False
+    unpack: Unpack | None = None  # what the dataset does with its archive once it is here
 
 
 def check_name(name: str, what: str) -> str:
@@ -122,39 +90,6 @@ def check_url(url: str, flag: str) -> str:
     return url
 
 
-def amazon_source(category: str = "Electronics", mirrors: tuple[str, ...] = ()) -> Source:
-    """The 5-core review file and the metadata file of one 2014 Amazon category."""
-    check_name(category, "Amazon category")
-    for mirror in mirrors:
-        check_url(mirror, "--mirror")
-    if category not in AMAZON_CATEGORIES and not mirrors:
-        raise DinctlError(
-            f"unknown Amazon category {category!r}: expected one of the 2014 release's "
-            f"{len(AMAZON_CATEGORIES)} 5-core categories",
-            hint="e.g. --category Electronics (see `dinctl download amazon --help`)",
-        )
-    bases = mirrors or AMAZON_MIRRORS
-    names = (f"reviews_{category}_5.json.gz", f"meta_{category}.json.gz")
-    files = tuple(RemoteFile(name, tuple(_join(b, name) for b in bases)) for name in names)
-    return Source("amazon", category, files)
-
-
-def movielens_source(variant: str = "20m", mirrors: tuple[str, ...] = ()) -> Source:
-    """The GroupLens release zip of one MovieLens variant."""
-    if variant not in MOVIELENS_MD5:
-        raise DinctlError(
-            f"unknown MovieLens variant {variant!r}: expected one of "
-            f"{', '.join(MOVIELENS_VARIANTS)}",
-            hint="e.g. --variant 20m",
-        )
-    for mirror in mirrors:
-        check_url(mirror, "--mirror")
-    name = f"ml-{variant}.zip"
-    bases = mirrors or MOVIELENS_MIRRORS
-    remote = RemoteFile(name, tuple(_join(b, name) for b in bases), md5=MOVIELENS_MD5[variant])
-    return Source("movielens", variant, (remote,), is_zip=True)
-
-
 def with_urls(source: Source, urls: tuple[str, ...]) -> Source:
     """Pin files to explicit URLs: matched by file name, or the only file of a one-file source."""
     if not urls:
@@ -177,32 +112,8 @@ def with_urls(source: Source, urls: tuple[str, ...]) -> Source:
         RemoteFile(f.name, (chosen[f.name],), f.md5, f.sha256, f.size) if f.name in chosen else f
         for f in source.files
     )
-    return Source(source.dataset, source.variant, files, source.is_zip)
+    return replace(source, files=files)
 
 
-def _join(base: str, name: str) -> str:
+def join_url(base: str, name: str) -> str:
     return base if base.endswith(name) else base.rstrip("/") + "/" + name
-
-
-# The public Alibaba/Taobao datasets sit behind a Tianchi login: no built-in mirror. The release
-# ships UserBehavior.csv in UserBehavior.csv.zip and each display-ad file as <name>.tar.gz;
-# no checksums are published, so a file is verified by name, CSV header (first row for the
-# headerless UserBehavior.csv) and the size and sha256 recorded in MANIFEST.json.
-TIANCHI_FILES: dict[str, tuple[str, ...]] = {
-    "taobao": ("UserBehavior.csv",),  # Tianchi 649: 100,150,807 rows, ~3.7 GB
-    # Tianchi 56: 26,557,961 impressions; 846,811 ads; 1,061,768 users; 723,268,134 behaviours
-    "taobao-ad": ("raw_sample.csv", "ad_feature.csv", "user_profile.csv", "behavior_log.csv"),
-}
-TIANCHI_PAGES = {
-    "taobao": "https://tianchi.aliyun.com/dataset/649",
-    "taobao-ad": "https://tianchi.aliyun.com/dataset/56",
-}
-
-
-def tianchi_source(dataset: str, mirrors: tuple[str, ...] = ()) -> Source:
-    """The CSV files of a Tianchi dataset (`taobao` or `taobao-ad`), fetched from `mirrors`."""
-    for mirror in mirrors:
-        check_url(mirror, "--mirror")
-    names = TIANCHI_FILES[dataset]
-    files = tuple(RemoteFile(name, tuple(_join(b, name) for b in mirrors)) for name in names)
-    return Source(dataset, "tianchi", files)

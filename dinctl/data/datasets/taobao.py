@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from dinctl.data import readers_taobao as rt
 from dinctl.data.builder import Built, hist_percentile
+from dinctl.data.datasets import tianchi as rt
 from dinctl.data.reporting import Status, Warn, no_warnings, quiet, split_warnings
 from dinctl.data.schema import FeatureSchema
 from dinctl.errors import DinctlError
