@@ -270,7 +270,9 @@ def test_ad_preprocess_reports_each_phase_and_shard(tmp_path: Path) -> None:
 
 def test_taobao_warnings_reach_the_callback_and_meta(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(taobao, "split_warnings", lambda summary, out: [f"{out}: one class"])
+    from dinctl.data import preprocess  # the write step every dataset shares
+
+    monkeypatch.setattr(preprocess, "split_warnings", lambda summary, out: [f"{out}: one class"])
     warned: list[str] = []
     taobao.preprocess_taobao(SAMPLES / "taobao", tmp_path / "tb", max_len=10, warn=warned.append)
     assert warned == [f"{tmp_path / 'tb'}: one class"]

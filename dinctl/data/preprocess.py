@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +49,7 @@ def build_dataset(
     """`read(pool)` the raw `inputs`, build the samples by `protocol` ("windows": sliding
     windows and drawn negatives; "users": labelled rows, users split), write `out`; returns the
     counts."""
-    check_disjoint(out, inputs)  # before anything is touched: --out must not be an input
-    with folder_lock(out, what="dataset"):
-        check_output_dir(out, overwrite)  # fail before the long work, not after it
+    with output_folder(out, inputs, overwrite):
         build = builder.build_windows if protocol == "windows" else builder.build_user_split
         # threads: the meta parse (Amazon) and the input hashes overlap the reading and building
         # (Polars, numpy and hashlib release the GIL)
@@ -59,20 +58,6 @@ def build_dataset(
                 got = read(pool)
             inter, built, digests = _samples(got, pool, build, seed=seed, valid=valid,
                                              status=status)  # fmt: skip
-            warnings = [*inter.warnings, *split_warnings(built.summary, out)]
-            for message in warnings:
-                warn(message)
-            meta = dataset_meta(
-                dataset,
-                built.summary,
-                dropped=inter.dropped,
-                vocab=built.vocab,
-                seed=seed,
-                valid=valid,
-                options=options,
-                inputs=None,  # filled once the hashes are done: they overlap the writing too
-                warnings=warnings,
-            )
 
             def late_inputs() -> dict[str, Any]:
                 return {
@@ -82,21 +67,81 @@ def build_dataset(
                     ]
                 }
 
-            with status(f"writing {out}"):
-                write_dataset(
-                    out,
-                    meta=meta,
-                    items=built.items,
-                    sequences=built.sequences,
-                    splits=built.splits,
-                    overwrite=overwrite,
-                    late_meta=late_inputs,
-                    schema=built.schema,
-                    users=built.users,
-                    values=built.values,
-                )
-    summary: dict[str, Any] = meta["counts"]
-    return summary
+            return write_built(
+                out,
+                built,
+                dataset=dataset,
+                seed=seed,
+                valid=valid,
+                overwrite=overwrite,
+                options=options,
+                dropped=inter.dropped,
+                warnings=inter.warnings,
+                inputs=None,  # filled once the hashes are done: they overlap the writing too
+                late_meta=late_inputs,
+                status=status,
+                warn=warn,
+            )
+
+
+@contextmanager
+def output_folder(out: Path, inputs: list[tuple[str, Path]], overwrite: bool) -> Iterator[None]:
+    """The start of every dataset's build: `out` apart from its inputs, locked, and empty (or
+    `overwrite`), all checked before the long work, not after it."""
+    check_disjoint(out, inputs)  # before anything is touched: --out must not be an input
+    with folder_lock(out, what="dataset"):
+        check_output_dir(out, overwrite)
+        yield
+
+
+def write_built(
+    out: Path,
+    built: builder.Built,
+    *,
+    dataset: str,
+    seed: int,
+    valid: bool,
+    overwrite: bool,
+    options: dict[str, Any],
+    dropped: dict[str, int],
+    warnings: tuple[str, ...],
+    inputs: list[dict[str, Any]] | None,
+    late_meta: Callable[[], dict[str, Any]] | None,
+    status: Status,
+    warn: Warn,
+) -> dict[str, Any]:
+    """The end of every dataset's build: report the reader's and the splits' warnings, write
+    `built` and its meta.json into `out` (`late_meta` adds keys once the samples are written);
+    returns the counts."""
+    every = [*warnings, *split_warnings(built.summary, out)]
+    for message in every:
+        warn(message)
+    meta = dataset_meta(
+        dataset,
+        built.summary,
+        dropped=dropped,
+        vocab=built.vocab,
+        seed=seed,
+        valid=valid,
+        options=options,
+        inputs=inputs,
+        warnings=every,
+    )
+    with status(f"writing {out}"):
+        write_dataset(
+            out,
+            meta=meta,
+            items=built.items,
+            sequences=built.sequences,
+            splits=built.splits,
+            overwrite=overwrite,
+            late_meta=late_meta,
+            schema=built.schema,
+            users=built.users,
+            values=built.values,
+        )
+    counts: dict[str, Any] = meta["counts"]
+    return counts
 
 
 def _samples(

@@ -36,10 +36,10 @@ import polars as pl
 
 from dinctl.data.builder import Built, hist_percentile
 from dinctl.data.datasets import tianchi as rt
-from dinctl.data.reporting import Status, Warn, no_warnings, quiet, split_warnings
+from dinctl.data.preprocess import output_folder, write_built
+from dinctl.data.reporting import Status, Warn, no_warnings, quiet
 from dinctl.data.schema import FeatureSchema
 from dinctl.errors import DinctlError
-from dinctl.fsutil import check_disjoint, check_output_dir
 
 DAY = 86_400
 AD_START = 1_494_000_000  # 2017-05-06 00:00 Beijing time: day 1 of raw_sample.csv
@@ -600,32 +600,30 @@ def _user_splits(samples: pl.DataFrame, last_ts: np.ndarray, seed: int, valid: b
 def _write(built: Built, out: Path, *, dataset: str, inputs: list[Path], seed: int,
            valid: bool, overwrite: bool, options: dict[str, Any], dropped: dict[str, int],
            status: Status, warn: Warn) -> dict[str, Any]:  # fmt: skip
-    from dinctl.data.store import dataset_meta, write_dataset
-
-    warnings = split_warnings(built.summary, out)
-    for message in warnings:
-        warn(message)
     files = [{"name": p.name, "bytes": p.stat().st_size} for p in inputs]
-    meta = dataset_meta(dataset, built.summary, dropped=dropped,
-                        vocab=built.vocab, seed=seed, valid=valid,
-                        options=options, inputs=files, warnings=warnings)  # fmt: skip
-    with status(f"writing {out}"):
-        write_dataset(out, meta=meta, items=built.items, sequences=built.sequences,
-                      splits=built.splits, overwrite=overwrite, schema=built.schema,
-                      users=built.users, values=built.values)  # fmt: skip
-    return meta["counts"]
+    return write_built(
+        out,
+        built,
+        dataset=dataset,
+        seed=seed,
+        valid=valid,
+        overwrite=overwrite,
+        options=options,
+        dropped=dropped,
+        warnings=(),
+        inputs=files,
+        late_meta=None,
+        status=status,
+        warn=warn,
+    )
 
 
 def preprocess_taobao(raw: Path, out: Path, *, max_len: int = 200, seed: int = 1234,
                       valid: bool = True, overwrite: bool = False, status: Status = quiet,
                       warn: Warn = no_warnings) -> dict[str, Any]:  # fmt: skip
     """UserBehavior.csv (or a folder holding it) → data folder; returns the summary."""
-    from dinctl.locks import folder_lock
-
     path = raw / rt.USER_BEHAVIOR.name if raw.is_dir() else raw
-    check_disjoint(out, [("raw input", raw)])  # before anything is touched
-    with folder_lock(out, what="dataset"):
-        check_output_dir(out, overwrite)  # fail before the long work, not after it
+    with output_folder(out, [("raw input", raw)], overwrite):
         with status(f"reading {path.name} and building the samples"):
             built = build_taobao(path, max_len=max_len, seed=seed, valid=valid)
         return _write(built, out, dataset="taobao", inputs=[path], seed=seed, valid=valid,
@@ -638,14 +636,10 @@ def preprocess_taobao_ad(raw: Path, out: Path, *, max_len: int = 50, seed: int =
                          shards: int | None = None, status: Status = quiet,
                          warn: Warn = no_warnings) -> dict[str, Any]:  # fmt: skip
     """The four Alimama files in folder `raw` → data folder; returns the summary."""
-    from dinctl.locks import folder_lock
-
     if not raw.is_dir():
         raise DinctlError(f"raw folder {raw} does not exist",
                           hint="run `dinctl download taobao-ad --from ...` first")  # fmt: skip
-    check_disjoint(out, [("raw folder", raw)])
-    with folder_lock(out, what="dataset"):
-        check_output_dir(out, overwrite)
+    with output_folder(out, [("raw folder", raw)], overwrite):
         built, dropped = build_taobao_ad(raw, max_len=max_len, valid=valid,
                                                  shards=shards, status=status)  # fmt: skip
         inputs = [raw / f.name for f in rt.AD_FILES]
