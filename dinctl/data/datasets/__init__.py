@@ -119,6 +119,18 @@ DATASETS: tuple[Dataset, ...] = (
         ),
     ),
     Dataset(
+        name="movielens-100k",
+        help="MovieLens 100K (1998): label = rating ≥ 4, users split at random.",
+        preprocess=f"{_HERE}.movielens_100k:preprocess_movielens_100k",
+        raw_help="Folder with the ratings.csv, movies.csv that `dinctl download` converted.",
+        download=Download(
+            help="GroupLens ml-100k.zip → ratings.csv + movies.csv (u.data, u.item converted).",
+            source=f"{_HERE}.movielens_100k:movielens_100k_source",
+            fetch=f"{_HERE}.movielens_100k:fetch",
+            max_extract=True,
+        ),
+    ),
+    Dataset(
         name="taobao",
         help="Taobao UserBehavior: last behaviour vs a drawn negative, test = latest 30% of users.",
         preprocess=f"{_HERE}.taobao:preprocess_taobao",
