@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from dinctl.cli.boundary import user_errors
-from dinctl.data.datasets import DATASETS, Dataset, Setting, resolve
+from dinctl.data.datasets import DATASETS, Download, Setting, resolve
 
 app = typer.Typer(
     help="Fetch a raw public dataset into data/raw/<dataset>/ (verified, resumable).",
@@ -75,38 +75,30 @@ def setting_parameter(setting: Setting) -> inspect.Parameter:
     return parameter(setting.name, Annotated[kind, option], setting.default)
 
 
-def _run(
-    dataset: Dataset,
-    source: Any,
-    out: Path,
-    from_path: Path | None,
-    force: bool,
-    tries: int,
-    timeout: float,
-    no_progress: bool,
-    as_json: bool,
-    max_extract_bytes: int | None = None,
-) -> None:
-    """Fetch (or register `--from`) `source` into `out` with the dataset's `fetch`; print the
-    folder or the manifest."""
+def _run(spec: Download, name: str, values: dict[str, Any]) -> None:
+    """Fetch (or register `--from`) the dataset's files with its `fetch`, as the command's
+    option `values` say; print the folder or the manifest."""
     from dinctl.cli.report import print_line, rich_bar
     from dinctl.data.archives import MAX_EXTRACT_BYTES
     from dinctl.data.download import RetryPolicy
+    from dinctl.data.sources import with_urls
     from dinctl.reporting import no_bar
 
-    assert dataset.download is not None
-    fetch = resolve(dataset.download.fetch)
-    manifest = fetch(
+    settings = {s.name: values[s.name] for s in spec.settings}
+    source = resolve(spec.source)(mirrors=tuple(values["mirror"] or ()), **settings)
+    source = with_urls(source, tuple(values.get("url") or ()))
+    out = values["out"] or Path(f"data/raw/{name}")
+    manifest = resolve(spec.fetch)(
         source,
         out,
-        from_path=from_path,
-        force=force,
-        policy=RetryPolicy(tries=tries, timeout_s=timeout),
-        bar=no_bar if no_progress else rich_bar,
+        from_path=values["from_path"],
+        force=values["force"],
+        policy=RetryPolicy(tries=values["tries"], timeout_s=values["timeout"]),
+        bar=no_bar if values["no_progress"] else rich_bar,
         log=print_line,
-        max_extract_bytes=max_extract_bytes or MAX_EXTRACT_BYTES,
+        max_extract_bytes=values.get("max_extract_bytes") or MAX_EXTRACT_BYTES,
     )
-    print(json.dumps(manifest, indent=2, sort_keys=True) if as_json else out)
+    print(json.dumps(manifest, indent=2, sort_keys=True) if values["as_json"] else out)
 
 
 # the options every `dinctl download <dataset>` takes after --out, --mirror (and --url)
@@ -120,10 +112,8 @@ _COMMON: tuple[tuple[str, Any, Any], ...] = (
 )
 
 
-def _download_command(dataset: Dataset) -> None:
-    """Register `dinctl download <dataset>`: its settings first, then the common options."""
-    spec = dataset.download
-    assert spec is not None
+def _download_command(name: str, spec: Download) -> None:
+    """Register `dinctl download <name>`: its settings first, then the common options."""
     params = [setting_parameter(setting) for setting in spec.settings]
     params += [parameter("out", Out, None), parameter("mirror", Mirror, None)]
     if spec.urls:
@@ -133,31 +123,14 @@ def _download_command(dataset: Dataset) -> None:
         params.append(parameter("max_extract_bytes", MaxExtract, None))
 
     def command(**values: Any) -> None:
-        from dinctl.data.sources import with_urls
-
-        settings = {s.name: values[s.name] for s in spec.settings}
-        source = resolve(spec.source)(mirrors=tuple(values["mirror"] or ()), **settings)
-        source = with_urls(source, tuple(values.get("url") or ()))
-        target = values["out"] or Path(f"data/raw/{dataset.name}")
-        _run(
-            dataset,
-            source,
-            target,
-            values["from_path"],
-            values["force"],
-            values["tries"],
-            values["timeout"],
-            values["no_progress"],
-            values["as_json"],
-            values.get("max_extract_bytes"),
-        )
+        _run(spec, name, values)
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__doc__ = spec.help
-    command.__name__ = dataset.name.replace("-", "_")
-    app.command(dataset.name)(user_errors(command))
+    command.__name__ = name.replace("-", "_")
+    app.command(name)(user_errors(command))
 
 
 for _dataset in DATASETS:
     if _dataset.download is not None:
-        _download_command(_dataset)
+        _download_command(_dataset.name, _dataset.download)

@@ -121,11 +121,9 @@ def _dataset_command(dataset: Dataset) -> None:
         if dataset.max_extract:
             options["max_extract_bytes"] = values["max_extract_bytes"] or MAX_EXTRACT_BYTES
         options.update(seed=values["seed"], valid=not values["no_valid"])
+        options.update(overwrite=values["overwrite"])
         build = resolve(dataset.preprocess)
-        raw, out, as_json = values["raw"], values["out"], values["as_json"]
-        _preprocess(
-            dataset.name, build, raw, out, as_json, overwrite=values["overwrite"], **options
-        )
+        _preprocess(dataset.name, build, values["raw"], values["out"], values["as_json"], **options)
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__doc__ = dataset.help
