@@ -151,7 +151,7 @@ def _log_columns(schema: Path | None, base: dict[str, Any], extra: dict[str, Any
                  given: list[str]) -> Any:  # fmt: skip
     """LogColumns from the flags, or from the --schema file (then no column flag may be
     `given` on the command line: one source of truth, never a silent mix)."""
-    from dinctl.data.datasets.logs import LogColumns
+    from dinctl.data.datasets.logs import LogColumns, split_behaviour
     from dinctl.data.schema_file import columns_from_toml
     from dinctl.errors import DinctlError
 
@@ -163,18 +163,19 @@ def _log_columns(schema: Path | None, base: dict[str, Any], extra: dict[str, Any
             )
         return columns_from_toml(schema)
     behaviour = _names(extra["behaviour_cols"])
-    if behaviour and len(behaviour) < 2:
+    split = split_behaviour(behaviour)
+    if behaviour and split is None:
         raise DinctlError(
             f"--behaviour-cols needs the item and the category column first, got {list(behaviour)}",
             hint="e.g. --behaviour-cols item,cate,brand",
         )
     if extra["user_feature_cols"] and extra["user_features"] is None:
         raise DinctlError("--user-feature-cols needs --user-features FILE")
-    if behaviour:
-        base = {**base, "item": behaviour[0], "category": behaviour[1]}
+    if split is not None:
+        base = {**base, "item": split[0], "category": split[1]}
     return LogColumns(
         **base,
-        behaviour=behaviour[2:],
+        behaviour=split[2] if split is not None else (),
         context=_names(extra["context_cols"]),
         numeric=_names(extra["numeric_cols"]),
         user_features=extra["user_features"],

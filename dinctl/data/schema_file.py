@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dinctl.data.datasets.logs import LogColumns
+from dinctl.data.datasets.logs import LogColumns, split_behaviour
 from dinctl.data.readers import first_line
 from dinctl.errors import DinctlError
 
@@ -60,12 +60,13 @@ def columns_from_toml(path: Path) -> LogColumns:
     behaviour = names(data, "behaviour")
     item, category = (text("item", "item"), text("category", "category"))
     if behaviour:
-        if len(behaviour) < 2:
+        split = split_behaviour(behaviour)
+        if split is None:
             raise DinctlError(
                 f"schema file {path}: 'behaviour' needs at least the item and the "
                 f"category column, got {list(behaviour)}"
             )
-        item, category, behaviour = behaviour[0], behaviour[1], behaviour[2:]
+        item, category, behaviour = split
     users = data.get("user_features", {})
     if "user_features" in data and (
         not isinstance(users, dict) or not isinstance(users.get("file"), str)

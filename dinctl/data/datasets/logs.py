@@ -79,6 +79,14 @@ class LogColumns:
         }
 
 
+def split_behaviour(cols: tuple[str, ...]) -> tuple[str, str, tuple[str, ...]] | None:
+    """A behaviour's columns → (item, category, its other fields): the item and the category
+    come first. None when `cols` holds fewer than those two (the caller says where)."""
+    if len(cols) < 2:
+        return None
+    return cols[0], cols[1], cols[2:]
+
+
 def field_name(column: str) -> str:
     """The schema's name of a log column: lower case, other characters → _ ("Ad Slot" → ad_slot)."""
     name = re.sub(r"[^a-z0-9_]", "_", column.strip().lower())
