@@ -12,8 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dinctl.cli.main import app
-from dinctl.data.datasets import taobao
-from dinctl.data.datasets import tianchi as rt
+from dinctl.data.datasets import taobao, tianchi
 from dinctl.data.store import load_dataset
 from dinctl.errors import DinctlError
 
@@ -188,11 +187,11 @@ def test_taobao_last_behaviour_protocol(tmp_path: Path) -> None:
 )
 def test_malformed_rows_name_file_and_line(tmp_path: Path, name: str, text: str,
                                            message: str) -> None:  # fmt: skip
-    fmt = {f.name: f for f in (*rt.AD_FILES, rt.USER_BEHAVIOR)}[name]
+    fmt = {f.name: f for f in (*tianchi.AD_FILES, tianchi.USER_BEHAVIOR)}[name]
     path = tmp_path / name
     path.write_text(text)
     with pytest.raises(DinctlError) as err:
-        rt.collect(rt.scan(path, fmt), path, fmt)
+        tianchi.collect(tianchi.scan(path, fmt), path, fmt)
     assert str(err.value).startswith(f"{tmp_path}/{message}")
 
 

@@ -35,7 +35,7 @@ import numpy as np
 import polars as pl
 
 from dinctl.data.builder import Built, hist_percentile
-from dinctl.data.datasets import tianchi as rt
+from dinctl.data.datasets import tianchi
 from dinctl.data.preprocess import output_folder, write_built
 from dinctl.data.reporting import Status, Warn, no_warnings, quiet
 from dinctl.data.schema import FeatureSchema
@@ -258,17 +258,17 @@ class _Spill:
 def _spill(path: Path, spill: _Spill) -> Any:
     """Stream the typed behaviour log (no joins: bounded memory) into `spill`, check it, and
     scan it back whole; a malformed row is its file:line error."""
-    lf = rt.scan(path, rt.BEHAVIOR_LOG).select(
+    lf = tianchi.scan(path, tianchi.BEHAVIOR_LOG).select(
         "user", "ts", "btag", "cate", pl.col("brand").fill_null(0), "_bad"
     )
     try:
         spill.write(lf)
     except Exception as err:  # noqa: BLE001 - polars raises its own ComputeError types
-        rt.find_bad_line(path, rt.BEHAVIOR_LOG)
+        tianchi.find_bad_line(path, tianchi.BEHAVIOR_LOG)
         raise DinctlError(f"cannot read {path}: {err}", hint="download it again") from None
     log = spill.all()
     if log.select(pl.col("_bad").any()).collect(engine="streaming").item():
-        rt.find_bad_line(path, rt.BEHAVIOR_LOG)
+        tianchi.find_bad_line(path, tianchi.BEHAVIOR_LOG)
     return log.drop("_bad")
 
 
@@ -310,16 +310,17 @@ def _shards(path: Path) -> int:
 
 def _read_ad_inputs(raw: Path) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, int]]:
     """(impressions with ad fields, ads, dropped counts)."""
-    ad_path = raw / rt.AD_FEATURE.name
-    ads = rt.collect(rt.scan(ad_path, rt.AD_FEATURE), ad_path, rt.AD_FEATURE)
+    ad_path = raw / tianchi.AD_FEATURE.name
+    ads = tianchi.collect(tianchi.scan(ad_path, tianchi.AD_FEATURE), ad_path, tianchi.AD_FEATURE)
     dup = ads.filter(pl.col("adgroup").is_duplicated())
     if dup.height:
         raise DinctlError(
             f"{ad_path}: adgroup_id {dup['adgroup'][0]} is listed {dup.height} times",
             hint="each ad has one row in ad_feature.csv: download it again",
         )
-    sample_path = raw / rt.RAW_SAMPLE.name
-    samples = rt.collect(rt.scan(sample_path, rt.RAW_SAMPLE), sample_path, rt.RAW_SAMPLE)
+    sample_path = raw / tianchi.RAW_SAMPLE.name
+    fmt = tianchi.RAW_SAMPLE
+    samples = tianchi.collect(tianchi.scan(sample_path, fmt), sample_path, fmt)
     bad = samples.filter(~pl.col("clk").is_in([0, 1]) | (pl.col("clk") + pl.col("nonclk") != 1))
     if bad.height:
         raise DinctlError(
@@ -398,7 +399,7 @@ def _summary(protocol: str, vocab: _Vocab, n_beh: int, splits: dict[str, pl.Data
     }
 
 
-BTAG_CANDIDATE = len(rt.BTAGS) + 1  # the candidate's own behaviour type: "ad" (the impression)
+BTAG_CANDIDATE = len(tianchi.BTAGS) + 1  # the candidate's own behaviour type: "ad" (the impression)
 AD_USER_FIELDS = ("cms_segid", "cms_group_id", "gender", "age_level", "pvalue_level",
                   "shopping_level", "occupation", "city_level")  # fmt: skip
 AD_CONTEXT_FIELDS = ("pid", "adgroup", "campaign", "customer")
@@ -406,8 +407,8 @@ AD_CONTEXT_FIELDS = ("pid", "adgroup", "campaign", "customer")
 
 def _profile(raw: Path, vocab: _Vocab) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
     """users.parquet rows (uid + one id per profile field, 0 = missing) and their values."""
-    path = raw / rt.USER_PROFILE.name
-    prof = rt.collect(rt.scan(path, rt.USER_PROFILE), path, rt.USER_PROFILE)
+    path = raw / tianchi.USER_PROFILE.name
+    prof = tianchi.collect(tianchi.scan(path, tianchi.USER_PROFILE), path, tianchi.USER_PROFILE)
     dup = prof.filter(pl.col("user").is_duplicated())
     if dup.height:
         raise DinctlError(f"{path}: userid {dup['user'][0]} is listed {dup.height} times",
@@ -446,7 +447,7 @@ def build_taobao_ad(raw: Path, *, max_len: int, valid: bool, shards: int | None 
 
     with status("reading raw_sample.csv and ad_feature.csv"):
         imp, ads, dropped = _read_ad_inputs(raw)
-    beh_path = raw / rt.BEHAVIOR_LOG.name
+    beh_path = raw / tianchi.BEHAVIOR_LOG.name
     users = _users(imp)
     with tempfile.TemporaryDirectory(prefix="dinctl-taobao-") as scratch:
         spill = _Spill(Path(scratch) / "behaviours", users, shards or _shards(beh_path),
@@ -511,7 +512,7 @@ def _day_splits(imp: pl.DataFrame, valid: bool) -> dict[str, pl.DataFrame]:
 
 def build_taobao(path: Path, *, max_len: int, seed: int, valid: bool) -> Built:
     """UserBehavior.csv → Built: last behaviour + one drawn negative per user (MIMN protocol)."""
-    df = rt.collect(rt.scan(path, rt.USER_BEHAVIOR), path, rt.USER_BEHAVIOR)
+    df = tianchi.collect(tianchi.scan(path, tianchi.USER_BEHAVIOR), path, tianchi.USER_BEHAVIOR)
     users = _dense(df["user"], "user", "uid")
     items = df.group_by("item").agg(pl.col("cate").first()).sort("item")
     items = items.with_columns(pl.int_range(1, items.height + 1, dtype=pl.Int32).alias("iid"))
@@ -571,7 +572,8 @@ def build_taobao(path: Path, *, max_len: int, seed: int, valid: bool) -> Built:
 
 def _btag_values() -> pl.DataFrame:
     """values.parquet rows of the btag field: the log's behaviour types, then "ad"."""
-    btags = pl.DataFrame({"raw": [*rt.BTAGS, "ad"], "btag": list(range(1, BTAG_CANDIDATE + 1))})
+    raw = [*tianchi.BTAGS, "ad"]
+    btags = pl.DataFrame({"raw": raw, "btag": list(range(1, BTAG_CANDIDATE + 1))})
     return _values(btags, "btag")
 
 
@@ -622,7 +624,7 @@ def preprocess_taobao(raw: Path, out: Path, *, max_len: int = 200, seed: int = 1
                       valid: bool = True, overwrite: bool = False, status: Status = quiet,
                       warn: Warn = no_warnings) -> dict[str, Any]:  # fmt: skip
     """UserBehavior.csv (or a folder holding it) → data folder; returns the summary."""
-    path = raw / rt.USER_BEHAVIOR.name if raw.is_dir() else raw
+    path = raw / tianchi.USER_BEHAVIOR.name if raw.is_dir() else raw
     with output_folder(out, [("raw input", raw)], overwrite):
         with status(f"reading {path.name} and building the samples"):
             built = build_taobao(path, max_len=max_len, seed=seed, valid=valid)
@@ -642,7 +644,7 @@ def preprocess_taobao_ad(raw: Path, out: Path, *, max_len: int = 50, seed: int =
     with output_folder(out, [("raw folder", raw)], overwrite):
         built, dropped = build_taobao_ad(raw, max_len=max_len, valid=valid,
                                                  shards=shards, status=status)  # fmt: skip
-        inputs = [raw / f.name for f in rt.AD_FILES]
+        inputs = [raw / f.name for f in tianchi.AD_FILES]
         return _write(built, out, dataset="taobao-ad", inputs=inputs, seed=seed, valid=valid,
                       overwrite=overwrite, options={"max_len": max_len}, dropped=dropped,
                       status=status, warn=warn)  # fmt: skip
