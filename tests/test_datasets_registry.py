@@ -27,7 +27,7 @@ def test_every_reference_of_an_entry_names_a_function_of_the_protocol(entry: Dat
         for setting in entry.download.settings:
             assert setting.name in source.parameters
         fetch = inspect.signature(resolve(entry.download.fetch))
-        for name in ("from_path", "force", "policy", "progress", "max_extract_bytes"):
+        for name in ("from_path", "force", "policy", "bar", "log", "max_extract_bytes"):
             assert name in fetch.parameters, f"{entry.download.fetch} takes no {name}"
 
 
