@@ -67,7 +67,12 @@ def open_run(
 ) -> OpenedRun:
     """Load a run's best weights and its dataset (checksum-checked); `dataset` skips the load."""
     from dinctl.data.store import load_dataset
-    from dinctl.training.checkpoint import build_run_model, load_checkpoint, read_run_config
+    from dinctl.training.checkpoint import (
+        build_run_model,
+        load_checkpoint,
+        load_model_state,
+        read_run_config,
+    )
     from dinctl.training.device import resolve_device
 
     run_dir = Path(run_dir)
@@ -75,7 +80,7 @@ def open_run(
     state = load_checkpoint(_weights_file(run_dir))
     dev = resolve_device(device) if isinstance(device, str) else device
     model = build_run_model(rc)
-    model.load_state_dict(state["model"])
+    load_model_state(model, state["model"])
     model.to(dev).eval()
     ds = dataset if dataset is not None else load_dataset(rc.dataset_path)
     check_dataset(run_dir, ds, rc.dataset_checksum)

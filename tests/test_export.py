@@ -17,10 +17,10 @@ from dinctl.cli.main import app
 from dinctl.data.batching import Batch
 from dinctl.errors import DinctlError
 from dinctl.models import ModelConfig, build_model
+from dinctl.models.layers import ItemMap
 from dinctl.serving.bundle import read_bundle
 from dinctl.serving.runtime import open_serving
 from dinctl.serving.scorer import RequestScorer
-from dinctl.training.regularizers import ItemFilter
 
 runner = CliRunner()
 
@@ -69,21 +69,23 @@ def test_scorer_equals_eager_forward(
     cfg = ModelConfig(
         model=model,
         n_users=5,
-        n_items=60,
+        n_items=19 if filtered else 60,  # `--reg filter` keeps 19 of the 60 items
         n_cates=7,
         emb_dim=6,
         act=act,
         attn_softmax=softmax,
         use_item_ids=use_items,
         init_std=0.7,
+        item_filter=60 if filtered else 0,
     )
     net = build_model(cfg)
     for m in net.modules():  # non-trivial Dice statistics
         if hasattr(m, "running_mean"):
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
-    if filtered:
-        net = ItemFilter(net, torch.randint(0, 20, (61,)))
+    for m in net.modules():  # the item map's buffer, as training fills it
+        if isinstance(m, ItemMap):
+            m.ids.copy_(torch.randint(0, 20, (61,)))
     net.eval()
     r, t, c = 4, 9, 5
     inputs = {

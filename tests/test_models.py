@@ -24,7 +24,14 @@ from dinctl.models import (
     build_model,
 )
 from dinctl.models.competitors import cross_hash
-from dinctl.models.layers import ActivationUnit, Dice, PackedHistory, PReLU, activation
+from dinctl.models.layers import (
+    ActivationUnit,
+    Dice,
+    PackedHistory,
+    PaddedHistory,
+    PReLU,
+    activation,
+)
 
 N_ITEMS, N_CATES = 30, 6
 
@@ -328,16 +335,28 @@ def test_din_pools_history_with_attention_weights() -> None:
 
 
 def test_activation_unit_equals_the_concatenated_input_network() -> None:
+    """The algebraic split of the first layer, for C candidates per request, in both history
+    layouts (packed valid behaviours for training, padded positions for serving)."""
     torch.manual_seed(0)
+    lengths = torch.tensor([2, 2, 3])
+    mask = torch.arange(3).unsqueeze(0) < lengths.unsqueeze(1)  # (R, T) = (3, 3)
+    ones = torch.ones(3, dtype=torch.long)
+    batch = Batch(user=ones, item=ones, cate=ones, hist_item=mask.long(), hist_cate=mask.long(),
+                  hist_mask=mask, label=ones.float())  # fmt: skip
+    layouts = [
+        (PackedHistory(batch), torch.tensor([0, 0, 1, 1, 2, 2, 2])),
+        (PaddedHistory(lengths, mask.shape), torch.arange(3).repeat_interleave(3)),
+    ]
     for act in ACTS:
         unit = randomised(ActivationUnit(6, (8, 4), activation(act))).eval()
-        queries = torch.randn(3, 6)
-        keys = torch.randn(7, 6)
-        row = torch.tensor([0, 0, 1, 2, 2, 2, 1])
-        q = queries[row]
-        h = unit.first(torch.cat([keys, q, keys - q, keys * q], dim=-1))  # (N, 80)
-        expected = unit.rest(unit.first_act(h)).squeeze(-1)
-        torch.testing.assert_close(unit(queries, keys, row), expected)
+        queries = torch.randn(3, 2, 6)  # (R, C, E)
+        for history, row in layouts:
+            keys = torch.randn(row.shape[0], 6)  # (N, E)
+            q = queries[row]  # (N, C, E)
+            k = keys.unsqueeze(1).expand_as(q)
+            h = unit.first(torch.cat([k, q, k - q, k * q], dim=-1))  # (N, C, 80)
+            expected = unit.rest(unit.first_act(h)).squeeze(-1)  # (N, C)
+            torch.testing.assert_close(unit(queries, keys, history), expected)
 
 
 # --- Dice -------------------------------------------------------------------------------------

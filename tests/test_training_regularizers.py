@@ -9,9 +9,9 @@ from dinctl.data.batching import Batch
 from dinctl.models import ModelConfig, build_model
 from dinctl.training.loop import bce_loss
 from dinctl.training.regularizers import (
-    ItemFilter,
     behaviour_dropout,
     difacto_penalty,
+    fill_item_filter,
     filter_item_map,
     l2_penalty,
     mba_penalty,
@@ -201,17 +201,35 @@ def test_filter_map_keeps_top_k_and_throws_the_rest_away() -> None:
     assert n_all == 5 and same.tolist() == [0, 1, 2, 3, 4, 5]
 
 
-def test_item_filter_wrapper_feeds_mapped_ids() -> None:
-    inner = _model("base")
-    mapping = torch.tensor([0, 1, 2, 3, 3, 3, 3, 3, 3, 3])
-    wrapped = ItemFilter(inner, mapping).eval()
-    inner.eval()
+@pytest.mark.parametrize("name", ["din", "base", "lr", "wide-deep", "pnn", "deepfm"])
+def test_item_filter_is_a_buffer_that_feeds_mapped_ids(name: str) -> None:
+    """A `--reg filter` model is the registry model with an item map buffer: equal to the
+    unfiltered model (same weights) fed the mapped ids, with the same tables."""
+    from dataclasses import replace
+
+    from dinctl.training.config import TrainConfig
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(model=name, n_users=2, n_items=3, n_cates=N_CATES, emb_dim=4)
+    filtered = build_model(replace(cfg, item_filter=N_ITEMS))
+    freq = torch.tensor([0, 1, 9, 8, 7, 0, 0, 0, 0, 0])  # items 2, 3, 4 kept → 1, 2, 3
+    fill_item_filter(filtered, TrainConfig(data="x", reg="filter", filter_top_k=3), freq)
+    mapping = torch.tensor([0, 0, 1, 2, 3, 0, 0, 0, 0, 0])
+    for p in filtered.parameters():  # non-zero linear weights so every table counts
+        with torch.no_grad():
+            p.add_(0.1 * torch.randn_like(p))
+    plain = build_model(cfg)
+    assert type(filtered) is type(plain)
+    plain.load_state_dict(
+        {k: v for k, v in filtered.state_dict().items() if not k.endswith("item_map.ids")}
+    )
+    filtered.eval(), plain.eval()
     batch = _batch()
     mapped = Batch(
         **{**batch.__dict__, "item": mapping[batch.item], "hist_item": mapping[batch.hist_item]}
     )
-    torch.testing.assert_close(wrapped(batch).logits, inner(mapped).logits)
-    assert wrapped.sparse_tables() == inner.sparse_tables()
+    torch.testing.assert_close(filtered(batch).logits, plain(mapped).logits)
+    assert [n for n, _, _ in filtered.sparse_tables()] == [n for n, _, _ in plain.sparse_tables()]
 
 
 @pytest.mark.parametrize("name", ["lr", "deepfm"])

@@ -222,12 +222,12 @@ def test_tsne_embeddings_are_the_model_tables(runs: dict[str, Path]) -> None:
 def test_tsne_embeddings_of_a_filtered_model_go_through_its_item_map() -> None:
     from dinctl.models import ModelConfig, build_model
     from dinctl.plots.tsne import item_representations
-    from dinctl.training.regularizers import ItemFilter
 
-    inner = build_model(ModelConfig(model="din", n_users=3, n_items=3, n_cates=2, emb_dim=4))
-    model = ItemFilter(inner, torch.tensor([0, 1, 3, 2, 3, 3]))  # 5 raw items → 3 rows
+    cfg = ModelConfig(model="din", n_users=3, n_items=3, n_cates=2, emb_dim=4, item_filter=5)
+    model = build_model(cfg)
+    model.emb.item_map.ids.copy_(torch.tensor([0, 1, 3, 2, 3, 3]))  # 5 raw items → 3 rows
     reps = item_representations(model, np.array([2, 5]), np.array([1, 2]))
-    expect = torch.cat([inner.emb.item.weight[[3, 3]], inner.emb.cate.weight[[1, 2]]], dim=1)
+    expect = torch.cat([model.emb.item.weight[[3, 3]], model.emb.cate.weight[[1, 2]]], dim=1)
     np.testing.assert_array_equal(reps, expect.detach().double().numpy())
 
 

@@ -4,10 +4,10 @@ The history of a row is the last min(hist_len, max_len) behaviours before positi
 of its user's sequence, left-aligned (oldest first, most recent at position L-1), padded with
 id 0 only up to the longest history in the batch.
 
-Datasets with more fields (dinctl/data/schema.py) add, in schema order: the extra behaviour
-fields of the history (B, T, F) and of the candidate (B, F), the user fields (B, U), the
-context fields (B, K) and the numeric fields (B, M); absent groups are None, so a two-field
-batch is exactly what it always was.
+Datasets with more fields (dinctl/data/schema.py) add the extra inputs `dinctl.inputs.INPUTS`
+declares: the history's from the behaviour CSR, the user's from the user table, and the
+split's own columns (`inputs.ROW_FIELDS`); absent groups are None, so a two-field batch is
+exactly what it always was.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ import numpy as np
 import torch
 
 from dinctl.data.store import Dataset, Split
+from dinctl.inputs import INPUTS, ROW_FIELDS, schema_columns
+
+Tensors = dict[str, Any]  # input name → tensor, or None for an absent field group
 
 
 @dataclass
@@ -49,17 +52,24 @@ class Batch:
     def __len__(self) -> int:
         return int(self.item.shape[0])
 
+    def as_requests(self) -> tuple[Tensors, Tensors]:
+        """The batch as B requests of one candidate: the user-side and the candidate-side
+        inputs of `encode_user` / `score` (dinctl/inputs.py), the latter with C = 1."""
+        user: Tensors = {}
+        candidates: Tensors = {}
+        for f in INPUTS:
+            value = getattr(self, f.batch_name)
+            if f.name == "hist_len":
+                value = self.hist_mask.sum(1)  # (B,) left-aligned windows
+            if f.side == "user":
+                user[f.name] = value
+            else:
+                candidates[f.name] = value.unsqueeze(1) if value is not None else None
+        return user, candidates
 
-Rows = tuple[
-    torch.Tensor,
-    torch.Tensor,
-    torch.Tensor,
-    torch.Tensor,
-    torch.Tensor,
-    torch.Tensor | None,
-    torch.Tensor | None,
-    torch.Tensor | None,
-]
+
+Rows = tuple[Any, ...]  # user, hist_len, item, cate, label (B,) each, then ROW_FIELDS or None
+_NUMPY = {"int64": np.int64, "float32": np.float32}
 
 
 def _stack(columns: list[np.ndarray], dtype: type) -> torch.Tensor | None:
@@ -98,11 +108,15 @@ class WindowGatherer:
         item: torch.Tensor,
         cate: torch.Tensor,
         label: torch.Tensor,
-        cand_fields: torch.Tensor | None = None,
-        context: torch.Tensor | None = None,
-        numeric: torch.Tensor | None = None,
+        *row_fields: torch.Tensor | None,
     ) -> Batch:
-        """Build a Batch from row tensors of one mini-batch ((B,) each; (B, F) the extras)."""
+        """Build a Batch from row tensors of one mini-batch ((B,) each), and the split's extra
+        inputs `row_fields` in `inputs.ROW_FIELDS` order (cand_fields (B, F), context (B, K),
+        numeric (B, M)), None when absent."""
+        extra = {
+            f.batch_name: None if value is None else value.to(getattr(torch, f.dtype))
+            for f, value in zip(ROW_FIELDS, row_fields, strict=False)  # trailing ones may lack
+        }
         user = user.long()
         hist_len = hist_len.long()
         length = hist_len.clamp(max=self.max_len)  # (B,)
@@ -120,10 +134,8 @@ class WindowGatherer:
             hist_mask=mask,
             label=label.float(),
             hist_fields=self.seq_fields[idx].long() if self.seq_fields is not None else None,
-            cand_fields=cand_fields.long() if cand_fields is not None else None,
             user_fields=self.user_table[user].long() if self.user_table is not None else None,
-            context=context.long() if context is not None else None,
-            numeric=numeric.float() if numeric is not None else None,
+            **extra,
         )
 
     def to(self, device: torch.device) -> None:
@@ -134,10 +146,6 @@ class WindowGatherer:
 class SplitTensors:
     """A split's rows as tensors, so batches are slices plus one gather."""
 
-    cand_fields: torch.Tensor | None
-    context: torch.Tensor | None
-    numeric: torch.Tensor | None
-
     def __init__(self, split: Split) -> None:
         schema = split.schema
         self.name = split.name
@@ -146,10 +154,11 @@ class SplitTensors:
         self.item = torch.from_numpy(split.item.astype(np.int64))
         self.cate = torch.from_numpy(split.cate.astype(np.int64))
         self.label = torch.from_numpy(split.label.astype(np.float32))
-        f = split.fields
-        self.cand_fields = _stack([f[n] for n in schema.extra_behaviour], np.int64)  # (N, F)
-        self.context = _stack([f[n] for n in schema.context], np.int64)  # (N, K)
-        self.numeric = _stack([f[n] for n in schema.numeric], np.float32)  # (N, M)
+        columns = split.fields
+        self.fields: Tensors = {  # cand_fields (N, F), context (N, K), numeric (N, M)
+            f.name: _stack([columns[n] for n in schema_columns(schema, f)], _NUMPY[f.dtype])
+            for f in ROW_FIELDS
+        }
 
     def __len__(self) -> int:
         return int(self.user.shape[0])
@@ -162,15 +171,13 @@ class SplitTensors:
             self.item[index],
             self.cate[index],
             self.label[index],
-            self.cand_fields[index] if self.cand_fields is not None else None,
-            self.context[index] if self.context is not None else None,
-            self.numeric[index] if self.numeric is not None else None,
+            *(value[index] if value is not None else None for value in self.fields.values()),
         )
 
     def to(self, device: torch.device) -> None:
         """Move every row tensor to `device`."""
-        _move(self, ("user", "hist_len", "item", "cate", "label", "cand_fields", "context",
-                     "numeric"), device)  # fmt: skip
+        _move(self, ("user", "hist_len", "item", "cate", "label"), device)
+        self.fields = {k: v.to(device) if v is not None else None for k, v in self.fields.items()}
 
 
 def _move(obj: Any, names: tuple[str, ...], device: torch.device) -> None:

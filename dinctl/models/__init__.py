@@ -3,6 +3,10 @@
 model = build_model(ModelConfig(model="din", n_users=U, n_items=N, n_cates=C, act="dice"))
 out = model(batch)          # ModelOutput(logits (B,), attention (B, T) | None)
 model.sparse_tables()       # [(name, nn.Embedding, "item" | "cate"), ...] for regularisers
+state = model.encode_user(hist_item, hist_cate, hist_len)  # a ServableModel: serving's
+out = model.score(state, cand_item, cand_cate)             # (R, C) logits, (R, C, T) attention
+
+Adding a model: docs/extending.md.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dinctl.models.competitors import LR, PNN, DeepFM, WideDeep
 from dinctl.models.config import ACTS, MODEL_NAMES, ModelConfig, ModelOutput
 from dinctl.models.din import DIN, BaseModel
 from dinctl.models.layers import init_linears
+from dinctl.models.servable import ServableModel
 
 MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "din": DIN,
@@ -24,6 +29,17 @@ MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {
     "pnn": PNN,
     "deepfm": DeepFM,
 }
+
+
+# the models `dinctl export`, `predict` and `serve` take: those with encode_user / score
+SERVABLE_MODELS = tuple(
+    name for name, cls in MODELS.items() if isinstance(cls, type) and issubclass(cls, ServableModel)
+)
+
+
+def registry_name(model: nn.Module) -> str:
+    """The registry name of a model's class (its class name if it is not registered)."""
+    return next((name for name, cls in MODELS.items() if cls is type(model)), type(model).__name__)
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
@@ -45,5 +61,8 @@ __all__ = [
     "WideDeep",
     "ModelConfig",
     "ModelOutput",
+    "SERVABLE_MODELS",
+    "ServableModel",
     "build_model",
+    "registry_name",
 ]

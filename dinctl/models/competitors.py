@@ -7,9 +7,10 @@ from torch import nn
 
 from dinctl.data.batching import Batch
 from dinctl.models.config import ModelConfig, ModelOutput
-from dinctl.models.din import BaseModel, behaviour_embedding, side_embedding, side_tables, tower
+from dinctl.models.din import EmbeddingMLP, behaviour_embedding, side_embedding, side_tables, tower
 from dinctl.models.layers import (
     BehaviourEmbedding,
+    ItemMap,
     PackedHistory,
     SideEmbedding,
     embeddings,
@@ -66,6 +67,7 @@ class SparseLinear(nn.Module):
         if cfg.use_item_ids:
             self.item = nn.Embedding(cfg.n_items + 1, 1, padding_idx=0)
             self.hist_item = nn.Embedding(cfg.n_items + 1, 1, padding_idx=0)
+        self.item_map = ItemMap(cfg.item_filter) if cfg.item_filter and cfg.use_item_ids else None
         self.cate = nn.Embedding(cfg.n_cates + 1, 1, padding_idx=0)
         self.hist_cate = nn.Embedding(cfg.n_cates + 1, 1, padding_idx=0)
         for table in (self.item, self.cate, self.hist_item, self.hist_cate):
@@ -131,8 +133,11 @@ class SparseLinear(nn.Module):
         z = self.cate(batch.cate)  # (B, 1)
         hist = self.hist_cate(pack.cate)  # (N, 1)
         if self.item is not None and self.hist_item is not None:
-            z = z + self.item(batch.item)  # (B, 1)
-            hist = hist + self.hist_item(pack.item)  # (N, 1)
+            item, hist_item = batch.item, pack.item
+            if self.item_map is not None:
+                item, hist_item = self.item_map(item), self.item_map(hist_item)
+            z = z + self.item(item)  # (B, 1)
+            hist = hist + self.hist_item(hist_item)  # (N, 1)
         z_extra, hist_extra = self.extra_logit(batch, pack)  # (B, 1), (N, 1)
         z, hist = z + z_extra, hist + hist_extra
         pooled = pack.sum(hist)  # (B, 1)
@@ -159,7 +164,7 @@ class LR(nn.Module):
         return ModelOutput(logits=self.bias + self.linear(batch, pack), attention=None)
 
 
-class WideDeep(BaseModel):
+class WideDeep(EmbeddingMLP):
     """BaseModel (deep) + a wide linear part over hashed behaviour × candidate crosses."""
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -189,7 +194,10 @@ class WideDeep(BaseModel):
         valid behaviours, plus the user/context/numeric fields' own weights."""
         z = self.wide_cate(self.cross(pack.cate, batch.cate[pack.row], self.cfg.n_cates))  # (N, 1)
         if self.wide_item is not None:
-            z = z + self.wide_item(self.cross(pack.item, batch.item[pack.row], self.cfg.n_items))
+            item, hist_item = batch.item, pack.item
+            if self.emb.item_map is not None:  # the model's item ids (`--reg filter`)
+                item, hist_item = self.emb.item_map(item), self.emb.item_map(hist_item)
+            z = z + self.wide_item(self.cross(hist_item, item[pack.row], self.cfg.n_items))
         extra = zip(embeddings(self.wide_extra), self.cfg.behaviour_fields, strict=True)
         for k, (table, (_, v)) in enumerate(extra):
             assert batch.cand_fields is not None and pack.fields is not None

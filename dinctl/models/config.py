@@ -64,6 +64,9 @@ class ModelConfig:
     user_fields: tuple[tuple[str, int], ...] = ()
     context_fields: tuple[tuple[str, int], ...] = ()
     numeric_fields: tuple[str, ...] = ()
+    # `--reg filter`: the dataset's item vocabulary, which the model's item map (an ItemMap
+    # buffer, filled at training) sends to the n_items ids it keeps; 0 = no filter
+    item_filter: int = 0
 
     def __post_init__(self) -> None:
         for name in ("behaviour_fields", "user_fields", "context_fields"):

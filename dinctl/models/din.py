@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -13,20 +14,13 @@ from dinctl.models.layers import (
     MLP,
     ActivationUnit,
     BehaviourEmbedding,
+    History,
     PackedHistory,
+    PaddedHistory,
     SideEmbedding,
     activation,
 )
-
-
-def segment_softmax(scores: torch.Tensor, row: torch.Tensor, n_rows: int) -> torch.Tensor:
-    """Softmax of packed scores (N,) within each row; rows own disjoint segments."""
-    top = scores.new_full((n_rows,), -math.inf).scatter_reduce(
-        0, row, scores.detach(), reduce="amax"
-    )  # (B,)
-    z = torch.exp(scores - top[row])  # (N,)
-    total = z.new_zeros(n_rows).index_add_(0, row, z)  # (B,)
-    return z / total[row]  # (N,)
+from dinctl.models.servable import ServableModel, one_candidate
 
 
 def tower(in_dim: int, cfg: ModelConfig) -> MLP:
@@ -37,7 +31,13 @@ def tower(in_dim: int, cfg: ModelConfig) -> MLP:
 def behaviour_embedding(cfg: ModelConfig) -> BehaviourEmbedding:
     """The shared behaviour/candidate tables of the config's behaviour fields."""
     return BehaviourEmbedding(
-        cfg.n_items, cfg.n_cates, cfg.emb_dim, cfg.use_item_ids, cfg.init_std, cfg.behaviour_fields
+        cfg.n_items,
+        cfg.n_cates,
+        cfg.emb_dim,
+        cfg.use_item_ids,
+        cfg.init_std,
+        cfg.behaviour_fields,
+        cfg.item_filter,
     )
 
 
@@ -55,17 +55,25 @@ def side_tables(side: SideEmbedding | None) -> list[tuple[str, nn.Embedding, str
     return side.sparse_tables() if side is not None else []
 
 
-class BaseModel(nn.Module):
-    """Embedding&MLP: sum pooling over valid behaviours, MLP on [pooled ⊕ candidate ⊕ user ⊕
-    context ⊕ numeric] (Fig. 2)."""
+@dataclass
+class UserState:
+    """The user side of R requests, encoded once (`encode_user`)."""
+
+    history: History  # where the N behaviours sit
+    keys: torch.Tensor  # (N, E) behaviour embeddings
+    user: torch.Tensor | None  # (R, U·D) user field embeddings, None without user fields
+
+
+class EmbeddingMLP(nn.Module):
+    """The Embedding&MLP trunk (Fig. 2): shared behaviour tables, user/context/numeric inputs,
+    and the MLP tower over [pooled ⊕ candidate ⊕ user ⊕ context ⊕ numeric]."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.emb = behaviour_embedding(cfg)
         self.side = side_embedding(cfg)
-        e = cfg.behaviour_dim
-        self.mlp = tower(2 * e + cfg.side_dim, cfg)
+        self.mlp = tower(2 * cfg.behaviour_dim + cfg.side_dim, cfg)
 
     def sparse_tables(self) -> list[tuple[str, nn.Embedding, str]]:
         """Every embedding table indexed by raw ids, with its vocabulary tag."""
@@ -80,23 +88,85 @@ class BaseModel(nn.Module):
             parts.append(self.side(batch))
         return torch.cat(parts, dim=-1)
 
+
+class BaseModel(EmbeddingMLP, ServableModel):
+    """Embedding&MLP: sum pooling over valid behaviours, MLP on [pooled ⊕ candidate ⊕ user ⊕
+    context ⊕ numeric] (Fig. 2). Subclasses change `pool` only."""
+
+    def encode_user(
+        self,
+        hist_item: torch.Tensor,
+        hist_cate: torch.Tensor,
+        hist_len: torch.Tensor,
+        hist_fields: torch.Tensor | None = None,
+        user_fields: torch.Tensor | None = None,
+    ) -> UserState:
+        history = PaddedHistory(hist_len, hist_item.shape)
+        # flat ids in, (R·T, E) out: reshaping (R, T, E) keys would not export with dynamic T
+        fields = hist_fields.reshape(-1, hist_fields.shape[-1]) if hist_fields is not None else None
+        keys = self.emb(hist_item.reshape(-1), hist_cate.reshape(-1), fields)  # (R·T, E)
+        return self.user_state(history, keys, user_fields)
+
+    def user_state(
+        self, history: History, keys: torch.Tensor, user_fields: torch.Tensor | None
+    ) -> UserState:
+        user = self.side.user(user_fields) if self.side is not None else None  # (R, U·D)
+        return UserState(history, keys, user)
+
+    def score(
+        self,
+        user: UserState,
+        cand_item: torch.Tensor,
+        cand_cate: torch.Tensor,
+        cand_fields: torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
+        numeric: torch.Tensor | None = None,
+    ) -> ModelOutput:
+        candidate = self.emb(cand_item, cand_cate, cand_fields)  # (R, C, E)
+        return self.score_embedded(user, candidate, context, numeric)
+
+    def score_embedded(
+        self,
+        user: UserState,
+        candidate: torch.Tensor,
+        context: torch.Tensor | None,
+        numeric: torch.Tensor | None,
+    ) -> ModelOutput:
+        """`score` from the candidates' embeddings (R, C, E)."""
+        interest, weights = self.pool(user, candidate)  # (R, C, E), (N, C) | None
+        parts = [interest, candidate]
+        if self.side is not None:
+            parts.append(self.side.per_candidate(user.user, context, numeric, candidate.shape[1]))
+        logits = self.mlp(torch.cat(parts, dim=-1)).squeeze(-1)  # (R, C)
+        attention = user.history.unpack(weights) if weights is not None else None  # (R, C, T)
+        return ModelOutput(logits=logits, attention=attention)
+
     def pool(
-        self, candidate: torch.Tensor, keys: torch.Tensor, pack: PackedHistory
+        self, user: UserState, candidate: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """User interest (B, E) from packed behaviours (N, E); sum pooling here."""
-        return pack.sum(keys), None
+        """User interest per candidate (R, C, E) and the behaviours' weights (N, C) or None;
+        sum pooling here."""
+        pooled = user.history.sum(user.keys)  # (R, E)
+        return pooled.unsqueeze(1).expand_as(candidate), None
 
     def forward(self, batch: Batch) -> ModelOutput:
-        pack = PackedHistory(batch)
-        candidate, keys = self.emb.candidate_and_history(batch, pack)  # (B, E), (N, E)
-        interest, weights = self.pool(candidate, keys, pack)  # (B, E), (N,) | None
-        logits = self.mlp(self.mlp_input(batch, interest, candidate)).squeeze(-1)  # (B,)
-        attention = pack.unpack(weights) if weights is not None else None  # (B, T)
-        return ModelOutput(logits=logits, attention=attention)
+        """`score(encode_user(...))` of B one-candidate requests, on the packed valid
+        behaviours and with one lookup per table for candidates and behaviours (so each table's
+        backward builds one dense gradient, not two)."""
+        history = PackedHistory(batch)
+        candidate, keys = self.emb.candidate_and_history(batch, history)  # (B, E), (N, E)
+        user = self.user_state(history, keys, batch.user_fields)
+        per_candidate = [
+            x.unsqueeze(1) if x is not None else None for x in (batch.context, batch.numeric)
+        ]
+        out = self.score_embedded(user, candidate.unsqueeze(1), *per_candidate)  # C = 1
+        return one_candidate(out)
 
 
 class DIN(BaseModel):
     """Deep Interest Network: attention-weighted sum pooling, Eq. (3)."""
+
+    has_attention = True
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg)
@@ -105,11 +175,10 @@ class DIN(BaseModel):
         )
 
     def pool(
-        self, candidate: torch.Tensor, keys: torch.Tensor, pack: PackedHistory
+        self, user: UserState, candidate: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        scores = self.attention(candidate, keys, pack.row)  # (N,)
+        scores = self.attention(candidate, user.keys, user.history)  # (N, C)
         if self.cfg.attn_softmax:
             # the authors' code: scores / sqrt(E), softmax over the valid behaviours of a row
-            scores = segment_softmax(scores / math.sqrt(keys.shape[1]), pack.row, pack.shape[0])
-        interest = pack.sum(scores.unsqueeze(1) * keys)  # (B, E), Eq. (3)
-        return interest, scores
+            scores = user.history.softmax(scores / math.sqrt(user.keys.shape[1]))
+        return user.history.weighted_sum(scores, user.keys), scores  # (R, C, E), Eq. (3)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -148,7 +152,8 @@ def init_linears(model: nn.Module, scheme: str) -> None:
 
 
 class MLP(nn.Module):
-    """Linear → act for each hidden size, then a linear output layer (no output activation)."""
+    """Linear → act for each hidden size, then a linear output layer (no output activation).
+    Inputs of any leading shape (..., in_dim) run as one (N, in_dim) matrix."""
 
     def __init__(
         self,
@@ -166,18 +171,36 @@ class MLP(nn.Module):
         self.out = nn.Linear(dims[-1], out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        x = x.reshape(-1, x.shape[-1])  # (N, in): Dice and PReLU take their 2-D kernels
         for linear, act in zip(self.linears, self.acts, strict=True):
             x = act(linear(x))
-        return self.out(x)
+        return self.out(x).reshape(*lead, self.out.out_features)
+
+
+_BF16_PAIRS: ContextVar[bool] = ContextVar("dinctl_bf16_pairs", default=False)
+
+
+@contextmanager
+def bf16_pairs() -> Iterator[None]:
+    """Run the activation unit's (behaviour × candidate) matmul in bfloat16 (serving's --bf16:
+    the dominant matmul only; everything else stays float32)."""
+    token = _BF16_PAIRS.set(True)
+    try:
+        yield
+    finally:
+        _BF16_PAIRS.reset(token)
 
 
 class ActivationUnit(nn.Module):
     """The local activation unit a(e_j, v_A) over [e_j, v_A, e_j − v_A, e_j ⊙ v_A] (Fig. 2).
 
-    Works on packed valid behaviours: `keys` (N, E) with `row` (N,) naming each one's candidate
-    in `queries` (B, E). The first layer is applied algebraically,
-    W·[e, v, e−v, e⊙v] = (W1+W3)·e + (W2−W3)·v + W4·(e⊙v), so the v-term is computed once per
-    row and no (N, 4E) tensor is built.
+    Scores every behaviour of a `History` (keys (N, E), `row` (N,) naming its request) against
+    each of its request's C candidates, queries (R, C, E). The first layer is applied
+    algebraically, W·[e, v, e−v, e⊙v] + b = (W1+W3)·e + ((W2−W3)·v + b) + W4·(e⊙v), so the
+    candidate term is computed once per candidate, the behaviour term once per behaviour, and
+    no (N, C, 4E) input is built. Training is C = 1 over the packed valid behaviours; serving is
+    C candidates over every history position (padding is masked by the `History`).
     """
 
     def __init__(
@@ -192,20 +215,47 @@ class ActivationUnit(nn.Module):
         self.first_act = act(hidden[0])
         self.rest = MLP(hidden[0], tuple(hidden[1:]), act, 1)
 
-    def forward(self, queries: torch.Tensor, keys: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
-        """Scores (N,) for keys (N, E) against queries[row] (N, E)."""
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor, history: History) -> torch.Tensor:
+        """Scores (N, C) of keys (N, E) against their request's queries (R, C, E)."""
         w1, w2, w3, w4 = self.first.weight.split(self.dim, dim=1)  # each (H, E)
-        per_row = F.linear(queries, w2 - w3, self.first.bias)  # (B, H)
-        # index_select, not x[row]: its backward is an index_add, not an accumulating index_put
-        q = queries.index_select(0, row)  # (N, E)
-        h = torch.addmm(per_row.index_select(0, row), keys, (w1 + w3).t())  # (N, H)
-        h = torch.addmm(h, keys * q, w4.t())  # (N, H)
-        return self.rest(self.first_act(h)).squeeze(-1)  # (N,)
+        n, c, h = keys.shape[0], queries.shape[1], self.first.out_features
+        per_query = history.rows(F.linear(queries, w2 - w3, self.first.bias))  # (N, C, H)
+        cross = (keys.unsqueeze(1) * history.rows(queries)).reshape(n * c, self.dim)  # (N·C, E)
+        low = torch.bfloat16 if _BF16_PAIRS.get() else keys.dtype  # --bf16: the pair terms
+        pre = torch.mm(cross.to(low), w4.t().to(low)).view(n, c, h)  # (N, C, H)
+        key_term = torch.mm(keys.to(low), (w1 + w3).t().to(low))  # (N, H)
+        pre = pre + per_query.to(low) + key_term.unsqueeze(1)  # (N, C, H)
+        if low is torch.bfloat16:
+            pre = pre.float()
+        return self.rest(self.first_act(pre.reshape(n * c, h))).view(n, c)  # (N, C)
 
 
 def embeddings(tables: nn.ModuleList) -> list[nn.Embedding]:
     """The tables of a ModuleList of nn.Embedding, typed as such."""
     return [t for t in tables if isinstance(t, nn.Embedding)]
+
+
+class ItemMap(nn.Module):
+    """`--reg filter`'s item map (§6.5): dataset item id → the model's item id, 0 (padding) for
+    a thrown-away id. State of the tables it feeds: sized from the config (`item_filter`),
+    filled once at training from the item frequencies, saved and loaded with the weights."""
+
+    ids: torch.Tensor
+
+    def __init__(self, n_items: int) -> None:
+        super().__init__()
+        self.register_buffer("ids", torch.zeros(n_items + 1, dtype=torch.long))  # (N+1,)
+
+    def forward(self, item: torch.Tensor) -> torch.Tensor:
+        return self.ids[item]
+
+
+def map_items(model: nn.Module, item: torch.Tensor) -> torch.Tensor:
+    """Item ids as `model`'s item tables see them (through its ItemMap, if it has one)."""
+    for module in model.modules():
+        if isinstance(module, ItemMap):
+            return module(item)
+    return item
 
 
 class BehaviourEmbedding(nn.Module):
@@ -220,9 +270,11 @@ class BehaviourEmbedding(nn.Module):
         use_item_ids: bool,
         init_std: float,
         extra: tuple[tuple[str, int], ...] = (),
+        item_filter: int = 0,
     ) -> None:
         super().__init__()
         self.use_item_ids = use_item_ids
+        self.item_map = ItemMap(item_filter) if item_filter and use_item_ids else None
         self.item = nn.Embedding(n_items + 1, dim, padding_idx=0) if use_item_ids else None
         self.cate = nn.Embedding(n_cates + 1, dim, padding_idx=0)
         # extra behaviour fields (brand, shop, ...): vocab already counts the padding row
@@ -252,7 +304,7 @@ class BehaviourEmbedding(nn.Module):
         shape (...,) → (..., D); `extra` (..., F) holds the extra fields' ids."""
         out = [self.cate(cate)]
         if self.item is not None:
-            out.insert(0, self.item(item))
+            out.insert(0, self.item(self.item_map(item) if self.item_map is not None else item))
         if self.extra_names:
             assert extra is not None, "the model has extra behaviour fields: the batch lacks them"
             out += [table(extra[..., k]) for k, table in enumerate(self.extra_tables())]
@@ -347,6 +399,35 @@ class SideEmbedding(nn.Module):
         assert batch.numeric is not None, "the batch lacks the model's numeric fields"
         return batch.numeric
 
+    def user(self, user_fields: torch.Tensor | None) -> torch.Tensor | None:
+        """The user fields' embeddings (R, U·D), once per request; None without user fields."""
+        if not self.n_user:
+            return None
+        assert user_fields is not None, "the model has user fields: user_fields is missing"
+        tables = list(self.tables)[: self.n_user]
+        return torch.cat([t(user_fields[:, k]) for k, t in enumerate(tables)], dim=-1)
+
+    def per_candidate(
+        self,
+        user: torch.Tensor | None,
+        context: torch.Tensor | None,
+        numeric: torch.Tensor | None,
+        n_candidates: int,
+    ) -> torch.Tensor:
+        """[user ⊕ context ⊕ numeric] per candidate (R, C, (U+K)·D + M), from the user part
+        `user` (R, U·D), context ids (R, C, K) and numeric values (R, C, M)."""
+        parts = []
+        if user is not None:
+            parts.append(user.unsqueeze(1).expand(user.shape[0], n_candidates, user.shape[1]))
+        tables = list(self.tables)[self.n_user :]
+        if tables:
+            assert context is not None, "the model has context fields: context is missing"
+            parts += [t(context[..., k]) for k, t in enumerate(tables)]  # (R, C, D) each
+        if self.n_numeric:
+            assert numeric is not None, "the model has numeric fields: numeric is missing"
+            parts.append(numeric.float())  # (R, C, M)
+        return torch.cat(parts, dim=-1)
+
     def forward(self, batch: Batch) -> torch.Tensor:
         """Everything flattened: (B, (U+K)·D + M)."""
         parts = [self.numeric(batch)]
@@ -355,12 +436,45 @@ class SideEmbedding(nn.Module):
         return torch.cat(parts, dim=1)
 
 
+class History(Protocol):
+    """Where a batch's behaviours sit: N keys (N, E) of R requests, as models pool them.
+
+    Two layouts, one interface, so a model's pooling and attention are written once:
+    `PackedHistory` (training: the valid behaviours only) and `PaddedHistory` (serving: every
+    position of a left-aligned (R, T) window, padding masked).
+    """
+
+    shape: tuple[int, int]  # (R, T)
+    lengths: torch.Tensor  # (R,) valid behaviours per request
+
+    def rows(self, values: torch.Tensor) -> torch.Tensor:
+        """Per-request values (R, ...) → per-behaviour (N, ...)."""
+        ...
+
+    def sum(self, values: torch.Tensor) -> torch.Tensor:
+        """Per-request sum of per-behaviour values (N, D) over valid behaviours → (R, D)."""
+        ...
+
+    def weighted_sum(self, weights: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """Σ_j w_jc·k_j per request and candidate: weights (N, C), keys (N, E) → (R, C, E)."""
+        ...
+
+    def softmax(self, scores: torch.Tensor) -> torch.Tensor:
+        """Softmax of scores (N, C) over each request's valid behaviours → (N, C)."""
+        ...
+
+    def unpack(self, values: torch.Tensor) -> torch.Tensor:
+        """Per-behaviour values (N, C) → (R, C, T), 0 at padding."""
+        ...
+
+
 class PackedHistory:
     """The valid behaviours of a batch, flattened: padding is dropped before any compute."""
 
     def __init__(self, batch: Batch) -> None:
         b, t = batch.hist_mask.shape
         self.shape = (b, t)
+        self.lengths = batch.hist_mask.sum(1)  # (B,)
         self.flat_index = batch.hist_mask.reshape(-1).nonzero().squeeze(1)  # (N,)
         self.row = torch.div(self.flat_index, t, rounding_mode="floor")  # (N,)
         self.item = batch.hist_item.reshape(-1)[self.flat_index]  # (N,)
@@ -369,12 +483,70 @@ class PackedHistory:
         if batch.hist_fields is not None:
             self.fields = batch.hist_fields.reshape(b * t, -1)[self.flat_index]
 
+    def rows(self, values: torch.Tensor) -> torch.Tensor:
+        # index_select, not x[row]: its backward is an index_add, not an accumulating index_put
+        return values.index_select(0, self.row)
+
     def sum(self, values: torch.Tensor) -> torch.Tensor:
         """Per-row sum of packed values (N, D) → (B, D)."""
         out = values.new_zeros(self.shape[0], values.shape[1])  # (B, D)
         return out.index_add_(0, self.row, values)
 
+    def weighted_sum(self, weights: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        n, c = weights.shape
+        pairs = weights.unsqueeze(-1) * keys.unsqueeze(1)  # (N, C, E)
+        pairs = pairs.reshape(n, c * keys.shape[1])  # (N, C·E)
+        return self.sum(pairs).view(self.shape[0], c, keys.shape[1])  # (B, C, E)
+
+    def softmax(self, scores: torch.Tensor) -> torch.Tensor:
+        n_rows, index = self.shape[0], self.row.unsqueeze(1).expand_as(scores)  # (N, C)
+        top = scores.new_full((n_rows, scores.shape[1]), -math.inf).scatter_reduce(
+            0, index, scores.detach(), reduce="amax"
+        )  # (B, C)
+        z = torch.exp(scores - top.index_select(0, self.row))  # (N, C)
+        total = z.new_zeros(n_rows, scores.shape[1]).index_add_(0, self.row, z)  # (B, C)
+        return z / total.index_select(0, self.row)  # (N, C)
+
     def unpack(self, values: torch.Tensor) -> torch.Tensor:
-        """Packed scalars (N,) → (B, T) with 0 at padding."""
-        out = values.new_zeros(self.shape[0] * self.shape[1])  # (B·T,)
-        return out.index_copy(0, self.flat_index, values).view(self.shape)
+        b, t = self.shape
+        out = values.new_zeros(b * t, values.shape[1])  # (B·T, C)
+        out = out.index_copy(0, self.flat_index, values)  # (B·T, C)
+        return out.view(b, t, values.shape[1]).transpose(1, 2)  # (B, C, T)
+
+
+class PaddedHistory:
+    """Every position of left-aligned (R, T) histories (N = R·T), positions ≥ hist_len masked:
+    the serving layout (no data-dependent shapes, so it exports)."""
+
+    def __init__(self, hist_len: torch.Tensor, shape: torch.Size) -> None:
+        """`hist_len` (R,) of histories of `shape` (R, T) (hist_item's: symbolic under
+        torch.export, so no int() and one size for R)."""
+        self.shape = (shape[0], shape[1])
+        pos = torch.arange(shape[1], device=hist_len.device)  # (T,)
+        self.valid = pos.unsqueeze(0) < hist_len.unsqueeze(1)  # (R, T)
+        self.lengths = self.valid.sum(1)  # (R,)
+        flat = torch.arange(shape[0] * shape[1], device=hist_len.device)  # (R·T,)
+        self.row = torch.div(flat, shape[1], rounding_mode="floor")  # (R·T,) each one's request
+
+    def rows(self, values: torch.Tensor) -> torch.Tensor:
+        return values.index_select(0, self.row)  # (R·T, ...)
+
+    def _grid(self, values: torch.Tensor) -> torch.Tensor:
+        """(N, D) → (R, T, D), 0 at padding."""
+        grid = values.view(*self.shape, values.shape[1])  # (R, T, D)
+        return torch.where(self.valid.unsqueeze(-1), grid, 0.0)
+
+    def sum(self, values: torch.Tensor) -> torch.Tensor:
+        return self._grid(values).sum(1)  # (R, D)
+
+    def weighted_sum(self, weights: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(self.unpack(weights), self._grid(keys))  # (R, C, E)
+
+    def softmax(self, scores: torch.Tensor) -> torch.Tensor:
+        grid = scores.view(-1, self.shape[1], scores.shape[1])  # (R, T, C)
+        mask = self.valid.unsqueeze(-1)  # (R, T, 1)
+        p = torch.softmax(grid.masked_fill(~mask, -math.inf), dim=1)  # NaN for an empty history
+        return torch.where(mask, p, 0.0).reshape(scores.shape)  # (N, C)
+
+    def unpack(self, values: torch.Tensor) -> torch.Tensor:
+        return self._grid(values).transpose(1, 2)  # (R, C, T)

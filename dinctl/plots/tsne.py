@@ -74,13 +74,13 @@ def top_items(dataset: Dataset, categories: int, per_category: int) -> np.ndarra
 def item_representations(model: nn.Module, items: np.ndarray, cates: np.ndarray) -> np.ndarray:
     """Learned item ⊕ category embedding rows (P, D) from the model's `sparse_tables()`.
 
-    A `--reg filter` model sees item ids through its `item_map`, so rows are looked up through it.
+    A `--reg filter` model sees item ids through its item map, so rows are looked up through it.
     """
     import torch
 
-    item_map = getattr(model, "item_map", None)
-    if item_map is not None:
-        items = item_map[torch.as_tensor(items, dtype=torch.long)].numpy()
+    from dinctl.models.layers import map_items
+
+    items = map_items(model, torch.as_tensor(items, dtype=torch.long)).numpy()
     tables: dict[str, Any] = {}
     for name, table, vocab in model.sparse_tables():  # type: ignore[operator]
         preferred = name == f"{vocab}_emb"

@@ -26,13 +26,7 @@ from dinctl.serving.dataset_tables import (
 from dinctl.serving.engines import eager_engine, exported_engine, missing_extra, onnx_engine
 from dinctl.serving.parity import PARITY_TOL, check_parity
 from dinctl.serving.runtime import open_servable_run
-from dinctl.serving.scorer import (
-    EXTRA_INPUT_NAMES,
-    INPUT_NAMES,
-    INPUT_SHAPES,
-    RequestScorer,
-    field_counts,
-)
+from dinctl.serving.scorer import EXTRA_INPUT_NAMES, INPUT_NAMES, INPUT_SHAPES, RequestScorer
 
 
 @dataclass(frozen=True)
@@ -105,7 +99,7 @@ def write_model(scorer: RequestScorer, fmt: str, path: Path) -> None:
     import torch
 
     names = scorer.input_names
-    args, kwargs = example_inputs(names, field_counts(scorer.cfg))
+    args, kwargs = example_inputs(names, scorer.widths)
     if fmt == "torch":
         program = torch.export.export(
             scorer, args, kwargs, dynamic_shapes=dynamic_shapes(names), strict=False

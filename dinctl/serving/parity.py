@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from dinctl.errors import DinctlError
+from dinctl.inputs import INPUTS
 from dinctl.serving.engines import Engine
 
 PARITY_TOL = 1e-5  # max |Δ logit|, fp32
@@ -29,50 +30,19 @@ def parity_inputs(run: Any, ds: Any, n: int) -> tuple[Any, list[dict[str, np.nda
         raise DinctlError(f"the {split} split of {ds.path} has no rows to check parity on")
     gatherer = WindowGatherer(ds, run.config.max_len)
     batch = gatherer.gather(*rows.rows(slice(0, n)))
-    length = batch.hist_mask.sum(1)  # (n,)
-    per_row = {
-        "hist_item": batch.hist_item.numpy(),
-        "hist_cate": batch.hist_cate.numpy(),
-        "hist_len": length.numpy(),
-        "cand_item": batch.item.unsqueeze(1).numpy(),
-        "cand_cate": batch.cate.unsqueeze(1).numpy(),
-        **request_fields(batch, one_request=False),
-    }
-    first = {
-        "hist_item": per_row["hist_item"][:1],
-        "hist_cate": per_row["hist_cate"][:1],
-        "hist_len": per_row["hist_len"][:1],
-        "cand_item": batch.item.unsqueeze(0).numpy(),
-        "cand_cate": batch.cate.unsqueeze(0).numpy(),
-        **request_fields(batch, one_request=True),
+    user_side, candidates = batch.as_requests()  # n requests of one candidate
+    per_row = {k: v.numpy() for k, v in (user_side | candidates).items() if v is not None}
+    first = {  # row 0's user side against all n candidates
+        **{k: v[:1].numpy() for k, v in user_side.items() if v is not None},
+        **{k: v.transpose(0, 1).numpy() for k, v in candidates.items() if v is not None},
     }
     shared = gatherer.gather(*rows.rows(torch.zeros(n, dtype=torch.long)))  # row 0's user side
-    shared.item, shared.cate = batch.item, batch.cate
-    shared.cand_fields, shared.context, shared.numeric = (
-        batch.cand_fields,
-        batch.context,
-        batch.numeric,
-    )
+    for field in INPUTS:
+        if field.side != "user":
+            setattr(shared, field.batch_name, getattr(batch, field.batch_name))
     with torch.inference_mode():
         expected = [run.model(batch).logits.numpy(), run.model(shared).logits.numpy()]
     return split, [per_row, first], expected
-
-
-def request_fields(batch: Any, one_request: bool) -> dict[str, np.ndarray]:
-    """The extra scorer inputs of a Batch: B requests of one candidate each, or (one_request)
-    row 0's history and user against all B rows' candidates."""
-    out = {}
-    head = slice(0, 1) if one_request else slice(None)
-    for name in ("hist_fields", "user_fields"):  # the user side
-        value = getattr(batch, name)
-        if value is not None:
-            out[name] = value[head].numpy()
-    cand_axis = 0 if one_request else 1
-    for name in ("cand_fields", "context", "numeric"):  # per candidate
-        value = getattr(batch, name)
-        if value is not None:
-            out[name] = value.unsqueeze(cand_axis).numpy()
-    return out
 
 
 def check_parity(engine: Engine, run: Any, ds: Any, n: int = PARITY_ROWS) -> tuple[float, int]:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from dinctl.data.schema import FeatureSchema
+from dinctl.inputs import INPUTS
 from dinctl.serving.errors import RequestError
 from dinctl.serving.fields import FieldTables, Unknown, check_names, split_entries
 
@@ -43,7 +44,7 @@ class EncodedRequest:
     cand_item: np.ndarray  # (C,) int64
     cand_cate: np.ndarray  # (C,) int64
     unknown_items: list[str]  # raw candidate/history ids not in the training vocabulary
-    # the extra inputs of a multi-field model (dinctl/serving/scorer.py), None when it has none
+    # the extra inputs of a multi-field model (dinctl/inputs.py), None when it has none
     hist_fields: np.ndarray | None = None  # (T, F) int64
     cand_fields: np.ndarray | None = None  # (C, F) int64
     user_fields: np.ndarray | None = None  # (U,) int64
@@ -214,54 +215,28 @@ class RequestEncoder:
         return item[keep][-self.max_len :], cate[keep][-self.max_len :], fields, unknown
 
 
-EXTRA_DTYPES = {
-    "hist_fields": np.int64,
-    "cand_fields": np.int64,
-    "context": np.int64,
-    "numeric": np.float32,
-}
-
-
 def pad_requests(requests: Sequence[EncodedRequest]) -> dict[str, np.ndarray]:
-    """The scorer's padded inputs for a list of requests (see scorer.INPUT_NAMES); the extra
-    inputs of a multi-field model when the requests carry them."""
+    """The scorer's padded inputs (dinctl/inputs.py) for a list of requests: each input the
+    requests carry, zero-padded to the longest history (T) and candidate list (C); a field
+    group of width 0 stays in (the caller's model signature drops it)."""
     r = len(requests)
-    t = max(max((len(q.hist_item) for q in requests), default=1), 1)
-    c = max((len(q.cand_item) for q in requests), default=1)
-    out = {
-        "hist_item": np.zeros((r, t), dtype=np.int64),
-        "hist_cate": np.zeros((r, t), dtype=np.int64),
-        "hist_len": np.zeros(r, dtype=np.int64),
-        "cand_item": np.zeros((r, c), dtype=np.int64),
-        "cand_cate": np.zeros((r, c), dtype=np.int64),
+    sizes = {
+        "R": r,
+        "T": max(max((len(q.hist_item) for q in requests), default=1), 1),
+        "C": max((len(q.cand_item) for q in requests), default=1),
     }
-    for k, q in enumerate(requests):
-        n, m = len(q.hist_item), len(q.cand_item)
-        out["hist_item"][k, :n] = q.hist_item
-        out["hist_cate"][k, :n] = q.hist_cate
-        out["hist_len"][k] = n
-        out["cand_item"][k, :m] = q.cand_item
-        out["cand_cate"][k, :m] = q.cand_cate
-    if requests and requests[0].user_fields is not None:
-        out.update(pad_fields(requests, t, c))
-    return out
-
-
-def pad_fields(requests: Sequence[EncodedRequest], t: int, c: int) -> dict[str, np.ndarray]:
-    """hist_fields (R, T, F), cand_fields (R, C, F), user_fields (R, U), context (R, C, K),
-    numeric (R, C, M) of requests that carry them (empty widths are dropped by the caller's
-    model signature)."""
-    first = requests[0]
-    widths = {name: getattr(first, name).shape[-1] for name in EXTRA_DTYPES}
-    out = {
-        name: np.zeros((len(requests), t if name == "hist_fields" else c, widths[name]), dtype)
-        for name, dtype in EXTRA_DTYPES.items()
-    }
-    out["user_fields"] = np.stack([np.asarray(q.user_fields) for q in requests]).astype(
-        np.int64
-    )  # (R, U)
-    for k, q in enumerate(requests):
-        for name in EXTRA_DTYPES:
-            part = getattr(q, name)
-            out[name][k, : part.shape[0]] = part
-    return out
+    out = {"hist_len": np.array([len(q.hist_item) for q in requests], dtype=np.int64)}
+    for spec in INPUTS:
+        if spec.name == "hist_len":
+            continue
+        parts = [getattr(q, spec.name) for q in requests]
+        if spec.group is not None and (not parts or parts[0] is None):
+            continue  # a model without extra fields
+        widths = parts[0].shape if parts else (0,) * (len(spec.axes) - 1)
+        shape = (r, *(sizes.get(a, w) for a, w in zip(spec.axes[1:], widths, strict=True)))
+        grid = np.zeros(shape, dtype=spec.dtype)
+        for k, part in enumerate(parts):
+            index: tuple[Any, ...] = (k, *(slice(0, n) for n in np.shape(part)))
+            grid[index] = part
+        out[spec.name] = grid
+    return {name: out[name] for name in [f.name for f in INPUTS] if name in out}

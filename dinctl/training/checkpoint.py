@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,9 @@ from torch import nn
 from dinctl.errors import DinctlError
 from dinctl.fsutil import atomic_file
 from dinctl.models import ModelConfig, build_model
+from dinctl.models.layers import ItemMap
 from dinctl.runs import CONFIG_FILE, read_config
 from dinctl.training.config import TrainConfig
-from dinctl.training.regularizers import wrap_model
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,23 @@ def read_run_config(run_dir: Path) -> RunConfig:
 
 
 def build_run_model(rc: RunConfig) -> nn.Module:
-    """The model a run trains: the registry model, behind the item filter for `--reg filter`."""
-    return wrap_model(build_model(rc.model), rc.train, rc.dataset_n_items)
+    """The model a run trains (a `--reg filter` run's item map is a buffer of its tables)."""
+    cfg = rc.model
+    if rc.train.reg == "filter" and not cfg.item_filter:  # a run written before item_filter
+        cfg = replace(cfg, item_filter=rc.dataset_n_items)
+    return build_model(cfg)
+
+
+def load_model_state(model: nn.Module, state: dict[str, Any]) -> None:
+    """Load a checkpoint's model weights; a `--reg filter` run written when the filter wrapped
+    the model (`inner.*` weights and a top-level `item_map`) loads too."""
+    if "item_map" in state:
+        item_map = state["item_map"]
+        state = {k.removeprefix("inner."): v for k, v in state.items() if k != "item_map"}
+        for name, module in model.named_modules():
+            if isinstance(module, ItemMap):
+                state[f"{name}.ids"] = item_map
+    model.load_state_dict(state)
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

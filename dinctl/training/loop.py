@@ -43,8 +43,7 @@ from dinctl.training.device import amp_device, resolve_device, thread_policy
 from dinctl.training.optim import make_optimizers, set_lr, use_sparse_grads
 from dinctl.training.predict import predict_proba, to_device
 from dinctl.training.progress import Progress, epoch_line
-from dinctl.training.regularizers import make_regularizer, model_item_vocab
-from dinctl.training.regularizers import wrap_model as wrap_for_reg
+from dinctl.training.regularizers import fill_item_filter, make_regularizer, model_item_vocab
 from dinctl.training.resume import prepare_run_dir, restore, save_latest
 from dinctl.training.runlog import RunLog
 from dinctl.training.selection import (
@@ -272,6 +271,7 @@ def run_config(cfg: TrainConfig, ds: Dataset) -> RunConfig:
             n_users=ds.n_users,
             n_items=model_item_vocab(cfg, ds.n_items),
             n_cates=ds.n_cates,
+            item_filter=ds.n_items if cfg.reg == "filter" else 0,
             **schema_fields(ds.schema, ds.meta["vocab"]),
         ),
         dataset_path=Path(cfg.data).resolve(),
@@ -284,13 +284,13 @@ def run_config(cfg: TrainConfig, ds: Dataset) -> RunConfig:
 def setup_model(
     cfg: TrainConfig, data: Data, device: torch.device, info: distributed.DistInfo
 ) -> Parts:
-    """The seeded model (behind the regulariser's wrapper), its optimisers and regulariser."""
+    """The seeded model (a `--reg filter` map filled), its optimisers and regulariser."""
     from dinctl.models import build_model
 
     rc = run_config(cfg, data.ds)
     torch.manual_seed(cfg.seed)
-    item_freq = torch.from_numpy(data.ds.item_freq)
-    model = wrap_for_reg(build_model(rc.model), cfg, data.ds.n_items, item_freq)
+    model = build_model(rc.model)
+    fill_item_filter(model, cfg, torch.from_numpy(data.ds.item_freq))
     model.to(device).train()
     reg_rng = torch.Generator().manual_seed(cfg.seed * 7919 + info.rank)
     union = (lambda ids: distributed.union_ids(ids, info)) if info.enabled else None

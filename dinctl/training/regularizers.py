@@ -2,8 +2,9 @@
 
 `make_regularizer(cfg, ...)` picks one object from `--reg` once; the loop only calls its
 `training_batch` (input transform), `penalty` (term added to the loss) and reads `dense_grads`
-(whether it needs dense embedding gradients). `filter` also changes the model, through
-`wrap_model`, at training and evaluation alike.
+(whether it needs dense embedding gradients). `filter` is state of the model, not a wrapper:
+its item map is a buffer of the item tables (`ItemMap`, sized by `ModelConfig.item_filter`)
+that `fill_item_filter` fills at training, so loading a run never needs this module.
 
 Penalties take `model.sparse_tables()` (name, nn.Embedding, vocabulary) and the training batch;
 ids of vocabulary "item" come from `batch.item` + `batch.hist_item`, "cate" from `batch.cate` +
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from dinctl.data.batching import Batch
+from dinctl.models.layers import ItemMap
 from dinctl.training.config import TrainConfig
 
 Tables = list[tuple[str, nn.Embedding, str]]
@@ -216,29 +218,19 @@ def filter_item_map(item_freq: torch.Tensor, top_k: int) -> tuple[torch.Tensor, 
     return mapping, top_k
 
 
-class ItemFilter(nn.Module):
-    """Wraps a model so it sees item ids through a `filter` map (at train and eval alike).
+def fill_item_filter(model: nn.Module, cfg: TrainConfig, item_freq: torch.Tensor) -> None:
+    """`--reg filter`: fill the model's item maps (`ItemMap` buffers, sized by its config's
+    `item_filter`) from the training item frequencies; a no-op for any other `--reg`.
 
-    A dropped id reaches the model as padding: its item embedding is the zero row, while the
+    A dropped id reaches the tables as padding: its item embedding is the zero row, while the
     behaviour's category stays."""
-
-    item_map: torch.Tensor
-
-    def __init__(self, inner: nn.Module, item_map: torch.Tensor) -> None:
-        super().__init__()
-        self.inner = inner
-        self.register_buffer("item_map", item_map.clone())
-
-    def remap(self, batch: Batch) -> Batch:
-        m = self.item_map
-        return replace(batch, item=m[batch.item], hist_item=m[batch.hist_item])
-
-    def forward(self, batch: Batch):  # type: ignore[no-untyped-def]
-        return self.inner(self.remap(batch))
-
-    def sparse_tables(self) -> Tables:
-        tables: Tables = self.inner.sparse_tables()  # type: ignore[operator]
-        return tables
+    if cfg.reg != "filter":
+        return
+    n_items = int(item_freq.shape[0]) - 1
+    mapping = filter_item_map(item_freq, filter_k(n_items, cfg.filter_top_k))[0]
+    for module in model.modules():
+        if isinstance(module, ItemMap):
+            module.ids.copy_(mapping)
 
 
 # ---------------------------------------------------------------- one object per --reg
@@ -339,20 +331,3 @@ def model_item_vocab(cfg: TrainConfig, n_items: int) -> int:
     if cfg.reg == "filter":
         return filter_k(n_items, cfg.filter_top_k)
     return n_items
-
-
-def wrap_model(
-    model: nn.Module, cfg: TrainConfig, n_items: int, item_freq: torch.Tensor | None = None
-) -> nn.Module:
-    """The model as trained and evaluated: behind the item filter for `filter`.
-
-    With `item_freq` (training) the map is built from the data; without it (loading a run)
-    it is a placeholder that the saved state dict fills.
-    """
-    if cfg.reg != "filter":
-        return model
-    if item_freq is None:
-        item_map = torch.zeros(n_items + 1, dtype=torch.long)
-    else:
-        item_map = filter_item_map(item_freq, filter_k(n_items, cfg.filter_top_k))[0]
-    return ItemFilter(model, item_map)

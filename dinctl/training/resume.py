@@ -18,6 +18,7 @@ from dinctl.runs import BEST_FILE, CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE
 from dinctl.training import distributed
 from dinctl.training.checkpoint import (
     load_checkpoint,
+    load_model_state,
     read_run_config,
     save_checkpoint,
 )
@@ -95,7 +96,7 @@ def restore(
             hint="resume with the same torchrun --nproc-per-node × --nnodes",
         )
     try:
-        parts.model.load_state_dict(state["model"])
+        load_model_state(parts.model, state["model"])
         for opt, opt_state in zip(parts.optimizers, state["optimizers"], strict=True):
             opt.load_state_dict(opt_state)
     except (RuntimeError, ValueError, KeyError) as err:
