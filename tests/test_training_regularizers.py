@@ -261,3 +261,19 @@ def test_mba_per_field_tables_touch_only_the_ids_their_field_saw(name: str) -> N
             assert touched == expect[vocab], vocab
             checked += 1
     assert checked == 4
+
+
+def test_a_filter_run_saved_by_the_old_wrapper_still_loads() -> None:
+    """Runs written when `--reg filter` wrapped the model (`inner.*` weights, a top-level
+    `item_map`) load into the model with the map as a buffer."""
+    from dinctl.training.checkpoint import load_model_state
+
+    cfg = ModelConfig(model="din", n_users=2, n_items=3, n_cates=N_CATES, emb_dim=4,
+                      item_filter=N_ITEMS)  # fmt: skip
+    saved = build_model(cfg)
+    old_map = torch.tensor([0, 0, 1, 2, 3, 0, 0, 0, 0, 1])
+    old = {f"inner.{k}": v for k, v in saved.state_dict().items() if "item_map" not in k}
+    loaded = build_model(cfg)
+    load_model_state(loaded, {**old, "item_map": old_map})
+    assert loaded.emb.item_map.ids.tolist() == old_map.tolist()
+    torch.testing.assert_close(loaded.emb.item.weight, saved.emb.item.weight)

@@ -11,30 +11,22 @@ Adding a model: docs/extending.md.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from torch import nn
 
 from dinctl.models.competitors import LR, PNN, DeepFM, WideDeep
 from dinctl.models.config import ACTS, MODEL_NAMES, ModelConfig, ModelOutput
 from dinctl.models.din import DIN, BaseModel
 from dinctl.models.layers import init_linears
+from dinctl.models.registry import MODELS as REGISTERED
 from dinctl.models.servable import ServableModel
 
-MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {
-    "din": DIN,
-    "base": BaseModel,
-    "lr": LR,
-    "wide-deep": WideDeep,
-    "pnn": PNN,
-    "deepfm": DeepFM,
-}
-
+# every `--model` choice (dinctl.choices.Model) with its class, in the choices' order
+if set(REGISTERED) != set(MODEL_NAMES):
+    raise ImportError(f"registered models {sorted(REGISTERED)} differ from {MODEL_NAMES}")
+MODELS: dict[str, type[nn.Module]] = {name: REGISTERED[name] for name in MODEL_NAMES}
 
 # the models `dinctl export`, `predict` and `serve` take: those with encode_user / score
-SERVABLE_MODELS = tuple(
-    name for name, cls in MODELS.items() if isinstance(cls, type) and issubclass(cls, ServableModel)
-)
+SERVABLE_MODELS = tuple(name for name, cls in MODELS.items() if issubclass(cls, ServableModel))
 
 
 def registry_name(model: nn.Module) -> str:

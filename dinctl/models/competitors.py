@@ -16,6 +16,7 @@ from dinctl.models.layers import (
     embeddings,
     side_entries,
 )
+from dinctl.models.registry import register
 
 _HASH_A = 2654435761  # Knuth's multiplicative constant
 _HASH_B = 40503
@@ -146,6 +147,7 @@ class SparseLinear(nn.Module):
         return (z + pooled).squeeze(1)  # (B,)
 
 
+@register("lr")
 class LR(nn.Module):
     """Logistic regression over one-hot candidate ids and multi-hot behaviour ids."""
 
@@ -164,6 +166,7 @@ class LR(nn.Module):
         return ModelOutput(logits=self.bias + self.linear(batch, pack), attention=None)
 
 
+@register("wide-deep")
 class WideDeep(EmbeddingMLP):
     """BaseModel (deep) + a wide linear part over hashed behaviour × candidate crosses."""
 
@@ -246,6 +249,7 @@ def with_side(fields: torch.Tensor, side: torch.Tensor | None) -> torch.Tensor:
     return fields if side is None else torch.cat([fields, side], dim=1)
 
 
+@register("pnn")
 class PNN(nn.Module):
     """Inner-product PNN: [field embeddings ⊕ pairwise inner products] → MLP."""
 
@@ -282,6 +286,7 @@ class PNN(nn.Module):
         return ModelOutput(logits=self.mlp(torch.cat(parts, dim=1)).squeeze(-1), attention=None)
 
 
+@register("deepfm")
 class DeepFM(nn.Module):
     """DeepFM: first-order weights + FM second-order term over field embeddings + the MLP."""
 

@@ -20,6 +20,7 @@ from dinctl.models.layers import (
     SideEmbedding,
     activation,
 )
+from dinctl.models.registry import register
 from dinctl.models.servable import ServableModel, one_candidate
 
 
@@ -89,6 +90,7 @@ class EmbeddingMLP(nn.Module):
         return torch.cat(parts, dim=-1)
 
 
+@register("base")
 class BaseModel(EmbeddingMLP, ServableModel):
     """Embedding&MLP: sum pooling over valid behaviours, MLP on [pooled ⊕ candidate ⊕ user ⊕
     context ⊕ numeric] (Fig. 2). Subclasses change `pool` only."""
@@ -163,6 +165,7 @@ class BaseModel(EmbeddingMLP, ServableModel):
         return one_candidate(out)
 
 
+@register("din")
 class DIN(BaseModel):
     """Deep Interest Network: attention-weighted sum pooling, Eq. (3)."""
 
