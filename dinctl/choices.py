@@ -16,6 +16,7 @@ class Model(str, Enum):
     wide_deep = "wide-deep"
     pnn = "pnn"
     deepfm = "deepfm"
+    avg_pool = "avg-pool"
 
 
 # names as the paper's Table 3 prints them (tables and experiments label rows with these)
@@ -26,6 +27,7 @@ MODEL_LABELS = {
     Model.pnn.value: "PNN",
     Model.deepfm.value: "DeepFM",
     Model.din.value: "DIN",
+    Model.avg_pool.value: "AvgPool",
 }
 
 

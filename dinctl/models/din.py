@@ -185,3 +185,15 @@ class DIN(BaseModel):
             # the authors' code: scores / sqrt(E), softmax over the valid behaviours of a row
             scores = user.history.softmax(scores / math.sqrt(user.keys.shape[1]))
         return user.history.weighted_sum(scores, user.keys), scores  # (R, C, E), Eq. (3)
+
+
+@register("avg-pool")
+class AvgPool(BaseModel):
+    """Embedding&MLP with mean pooling: the average of the valid behaviours (0 for none)."""
+
+    def pool(
+        self, user: UserState, candidate: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        count = user.history.lengths.clamp(min=1).unsqueeze(1).to(user.keys.dtype)  # (R, 1)
+        mean = user.history.sum(user.keys) / count  # (R, E)
+        return mean.unsqueeze(1).expand_as(candidate), None
