@@ -17,6 +17,7 @@ install: $(BIN)/dinctl
 # pytest exits 5 when it collects no tests; make treats that (like any non-zero exit) as failure
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	$(MAKE) --no-print-directory test-py
 
 # The other Pythons the package declares (requires-python), found by name or under pyenv: each
 # gets .venv<XY> with the dependencies but not torch (a CPU build exists here for 3.11 only;
