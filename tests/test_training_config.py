@@ -81,7 +81,7 @@ def test_missing_and_invalid_toml(tmp_path: Path) -> None:
     [
         (
             {"model": "gpt"},
-            "unknown model 'gpt'; expected one of din, base, lr, wide-deep, pnn, deepfm",
+            "unknown model 'gpt'; expected one of din, base, lr, wide-deep, pnn, deepfm, avg-pool",
         ),
         ({"act": "tanh"}, "unknown act 'tanh'; expected one of prelu, dice, sigmoid, relu"),
         (
