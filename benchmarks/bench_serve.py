@@ -1,31 +1,43 @@
-"""Serving speed: the in-process scorer, HTTP on loopback, and `dinctl predict` on a big file.
+"""Serving speed against the arithmetic floor, measured in one run: in-process, HTTP, predict.
 
-DIN at the paper's size (64 + 64 embeddings, attention 80-40, MLP 200-80), random weights (speed
-does not depend on them), Amazon-shaped vocabulary (64,000 items, 800 categories), requests with
-a 100-behaviour history. Measured in the same run:
-  * in-process: p50/p99 of vocab lookup + one forward, for 100, 200 and 1,000 candidates, per
-    engine (eager fp32, eager bf16, ONNX Runtime), against the naive eager forward (the training
-    forward with one row per candidate, the history repeated C times);
-  * HTTP: `dinctl serve` in a subprocess, p50/p99 per request from one keep-alive client, and
-    requests/s under 8 concurrent clients (200 candidates), without and with dynamic batching;
-  * `dinctl predict` rows/s and peak RSS (/usr/bin/time) on a seeded file of N requests.
-  python benchmarks/bench_serve.py [--threads 2] [--predict-rows 1000000] [--skip-http]
+DIN at the paper's size (64 + 64 embeddings, activation unit 80-40, MLP 200-80), random
+weights (speed does not depend on them), Amazon-shaped vocabulary (64,000 items, 800
+categories); every request has 200 candidates and a 100-behaviour history (issue 25).
+
+  * floor: the activation unit's two layers as bare fp32 matmuls over every (candidate,
+    behaviour) pair, C·T·E·H1 = 200·100·128·80 and C·T·H1·H2 (·80·40), same threads; every
+    latency is also printed as a ratio to its p50, so the figures carry over between machines;
+  * in-process: encode + pad + forward per engine (eager fp32, torch.export, ONNX Runtime, and
+    eager bf16 only on a CPU with native bf16), p50/p99/p99.9;
+  * request path: per-stage medians (µs) of what POST /score does besides the forward, the fast
+    path (orjson, plain-shape check, pre-encoded response) against the pydantic reference;
+  * HTTP: `dinctl serve` in a subprocess on 127.0.0.1, keep-alive http.client clients with
+    bounded loops: 1 client (p50/p99/p99.9) and 8 and 32 concurrent clients (requests/s, p50,
+    p99), for each serving configuration;
+  * `dinctl predict`: requests/s and peak RSS (/usr/bin/time) on seeded files of 1-candidate
+    and 200-candidate requests.
+
+  python benchmarks/bench_serve.py [--threads 2] [--requests 400] [--http-requests 300]
+      [--predict-rows 100000] [--predict-wide-rows 2000] [--skip-http] [--skip-predict]
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,15 +46,16 @@ sys.path.insert(0, str(ROOT))
 
 from gpu_check import synthetic_dataset  # noqa: E402
 
-from dinctl.data.batching import Batch  # noqa: E402
 from dinctl.data.store import load_dataset  # noqa: E402
 from dinctl.serving.export import export_run  # noqa: E402
-from dinctl.serving.runtime import ServingModel, open_servable_run, open_serving  # noqa: E402
+from dinctl.serving.runtime import ServingModel, open_serving, unit_dims  # noqa: E402
+from dinctl.serving.vocab import pad_requests  # noqa: E402
 from dinctl.training.checkpoint import RunConfig, save_checkpoint, write_run_config  # noqa: E402
 from dinctl.training.config import resolve_config  # noqa: E402
+from dinctl.training.device import cpu_bf16_instructions, cpu_features  # noqa: E402
 
-SIZES = (100, 200, 1000)
-HISTORY = 100
+CANDIDATES, HISTORY = 200, 100
+CLIENTS = (1, 8, 32)
 
 
 def make_run(root: Path, users: int, act: str) -> Path:
@@ -63,167 +76,264 @@ def make_run(root: Path, users: int, act: str) -> Path:
     return root / "run"
 
 
-def request(rng: np.random.Generator, n_items: int, c: int) -> dict[str, Any]:
+def request(rng: np.random.Generator, n_items: int, c: int = CANDIDATES) -> dict[str, Any]:
     hist = rng.integers(1, n_items + 1, HISTORY)
     cands = rng.integers(1, n_items + 1, c)
     return {"history": [f"I{i}" for i in hist], "candidates": [f"I{i}" for i in cands]}
 
 
-def percentiles(times: list[float]) -> dict[str, float]:
+def stats(times: list[float], floor_ms: float | None = None) -> dict[str, float]:
+    """p50/p99/p99.9 in ms (and as multiples of the floor when given)."""
     ms = np.array(times) * 1000.0
-    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+    out = {f"{name}_ms": float(np.percentile(ms, q)) for name, q in PCTS}
+    if floor_ms:
+        out.update({f"{name}_x_floor": out[f"{name}_ms"] / floor_ms for name, _ in PCTS})
+    return out
 
 
-def time_calls(fn: Any, args: list[Any], warmup: int = 5) -> dict[str, float]:
+PCTS = (("p50", 50), ("p99", 99), ("p99.9", 99.9))
+
+
+def timed(fn: Any, args: list[Any], warmup: int = 5) -> list[float]:
     for a in args[:warmup]:
         fn(a)
     times = []
     for a in args:
-        t = time.perf_counter()
+        started = time.perf_counter()
         fn(a)
-        times.append(time.perf_counter() - t)
-    return percentiles(times)
+        times.append(time.perf_counter() - started)
+    return times
 
 
-def naive_eager(run: Any, ds: Any) -> Any:
-    """The training forward: one row per candidate, the history repeated C times."""
-    item_cate = torch.from_numpy(ds.item_cate.astype(np.int64))
+def floor(n: int) -> dict[str, float]:
+    """The activation unit's two matmuls at the request's shape, bare fp32 (the floor)."""
+    dim, hidden = unit_dims({"emb_dim": 64, "attn_hidden": (80, 40)})
+    g = torch.Generator().manual_seed(0)
+    pairs = torch.randn(CANDIDATES * HISTORY, dim, generator=g)  # (C·T, E)
+    first, second = torch.randn(dim, hidden[0], generator=g), torch.randn(*hidden, generator=g)
 
-    def score(req: dict[str, Any]) -> Any:
-        hist = torch.tensor([int(h[1:]) for h in req["history"]])  # (T,)
-        item = torch.tensor([int(c[1:]) for c in req["candidates"]])  # (C,)
-        c, t = item.shape[0], hist.shape[0]
-        batch = Batch(
-            user=torch.zeros(c, dtype=torch.long),
-            item=item,
-            cate=item_cate[item],
-            hist_item=hist.expand(c, t),
-            hist_cate=item_cate[hist].expand(c, t),
-            hist_mask=torch.ones(c, t, dtype=torch.bool),
-            label=torch.zeros(c),
-        )
+    def run(_: Any) -> None:
         with torch.inference_mode():
-            return torch.sigmoid(run.model(batch).logits)
+            torch.mm(torch.mm(pairs, first), second)  # (C·T, H2)
 
-    return score
+    return stats(timed(run, list(range(n))))
 
 
-def in_process(run_dir: Path, bundle: Path, n: int, threads: int) -> dict[str, Any]:
-    run = open_servable_run(run_dir)
-    ds = run.dataset
-    engines: dict[str, ServingModel] = {
-        "eager fp32": open_serving(run_dir),
-        "eager bf16": open_serving(run_dir, bf16=True),
-        "onnx": open_serving(bundle, threads=threads),
+def in_process(engines: dict[str, ServingModel], reqs: list[Any], floor_ms: float) -> Any:
+    """encode + pad + forward per engine, and the forward alone."""
+    out: dict[str, Any] = {}
+    ref = None
+    for name, model in engines.items():
+        encoded = [model.vocab.encode(r["candidates"], history=r["history"]) for r in reqs]
+        padded = [pad_requests([q]) for q in encoded]
+
+        def call(r: dict[str, Any], m: ServingModel = model) -> Any:
+            return m.score([m.vocab.encode(r["candidates"], history=r["history"])])
+
+        out[name] = stats(timed(call, reqs), floor_ms)
+        out[name]["forward_p50_ms"] = stats(timed(model.engine, padded))["p50_ms"]
+        scores = [model.score([q])[0].scores for q in encoded[:20]]
+        if ref is None:
+            ref = scores
+        diff = max(float(np.abs(a - b).max()) for a, b in zip(scores, ref, strict=True))
+        out[name]["max_abs_score_diff_vs_first"] = diff
+    return out
+
+
+def request_path(model: ServingModel, reqs: list[Any]) -> dict[str, dict[str, float]]:
+    """Per-stage medians (µs) of POST /score's work besides the forward: fast and reference."""
+    from fastapi.encoders import jsonable_encoder
+    from fastapi.responses import JSONResponse
+
+    from dinctl.serving.request_body import ScoreRequest, parse_fast, request_fields
+    from dinctl.serving.server import Limits, encode_fields, render
+
+    limits = Limits()
+    bodies = [orjson.dumps(r) for r in reqs]
+    fields = [parse_fast(b, "application/json") for b in bodies]
+    encoded = [encode_fields(model, f, limits) for f in fields if f is not None]
+    scored = [model.score([q])[0] for q in encoded[:50]]
+    name = "din"
+
+    def median_us(fn: Any, args: list[Any]) -> float:
+        return float(np.median(timed(fn, args)) * 1e6)
+
+    fast = {
+        "parse + check (orjson)": median_us(lambda b: parse_fast(b, "application/json"), bodies),
+        "encode (vocab)": median_us(lambda f: encode_fields(model, f, limits), fields),
+        "pad": median_us(lambda q: pad_requests([q]), encoded),
+        "respond (orjson bytes)": median_us(
+            lambda k: render(name, scored[k], encoded[k], fields[k], False, 0.0),
+            list(range(len(scored))),
+        ),
     }
-    rng = np.random.default_rng(0)
-    out: dict[str, Any] = {}
-    for c in SIZES:
-        reqs = [request(rng, ds.n_items, c) for _ in range(n if c < 1000 else n // 4)]
-        row: dict[str, Any] = {
-            "naive eager": time_calls(naive_eager(run, ds), reqs[: max(10, len(reqs) // 10)])
-        }
-        for name, model in engines.items():
-
-            def call(req: dict[str, Any], m: ServingModel = model) -> Any:
-                return m.score([m.vocab.encode(req["candidates"], history=req["history"])])
-
-            row[name] = time_calls(call, reqs)
-        ref = [engines["eager fp32"].score([engines["eager fp32"].vocab.encode(
-            r["candidates"], history=r["history"])])[0].scores for r in reqs[:20]]  # fmt: skip
-        for name in ("eager bf16", "onnx"):
-            m = engines[name]
-            got = [m.score([m.vocab.encode(r["candidates"], history=r["history"])])[0].scores
-                   for r in reqs[:20]]  # fmt: skip
-            row[name]["max_abs_score_diff"] = float(
-                max(np.abs(a - b).max() for a, b in zip(got, ref, strict=True))
-            )
-        out[str(c)] = row
-    return out
-
-
-def start_server(source: Path, port: int, threads: int, *args: str) -> subprocess.Popen[bytes]:
-    import httpx
-
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "dinctl", "serve", str(source), "--port", str(port)]
-    cmd += ["--threads", str(threads), "--log-level", "warning", *args]
-    proc = subprocess.Popen(cmd, env=env)
-    for _ in range(600):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
-                return proc
-        except httpx.TransportError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("server did not start")
-
-
-def http(source: Path, n_items: int, n: int, threads: int, window_ms: float) -> dict[str, Any]:
-    import httpx
-
-    port = 8760 + int(window_ms * 10) % 100
-    proc = start_server(source, port, threads, "--batch-window-ms", str(window_ms))
-    url = f"http://127.0.0.1:{port}/score"
-    rng = np.random.default_rng(1)
-    out: dict[str, Any] = {}
-    try:
-        with httpx.Client() as client:
-            for c in SIZES:
-                reqs = [request(rng, n_items, c) for _ in range(n if c < 1000 else n // 4)]
-                out[str(c)] = time_calls(
-                    lambda r: client.post(url, json=r).raise_for_status(), reqs
+    reference = {
+        "parse + validate (json + pydantic)": median_us(
+            lambda b: request_fields(ScoreRequest.model_validate(json.loads(b))), bodies
+        ),
+        "encode (vocab)": fast["encode (vocab)"],
+        "pad": fast["pad"],
+        "respond (jsonable_encoder + JSONResponse)": median_us(
+            lambda k: JSONResponse(
+                jsonable_encoder(
+                    {
+                        "scores": scored[k].scores.tolist(),
+                        "unknown_items": scored[k].unknown_items,
+                        "model": name,
+                        "took_ms": 1.0,
+                    }
                 )
-        reqs = [request(rng, n_items, 200) for _ in range(n)]
+            ),
+            list(range(len(scored))),
+        ),  # fmt: skip
+    }
+    for part in (fast, reference):
+        part["total"] = sum(part.values())
+    return {"fast": fast, "reference": reference}
 
-        def client_loop(k: int) -> int:
-            with httpx.Client() as cl:
-                for r in reqs[k::8]:
-                    cl.post(url, json=r).raise_for_status()
-            return len(reqs[k::8])
 
-        t = time.perf_counter()
-        with ThreadPoolExecutor(8) as pool:
-            done = sum(pool.map(client_loop, range(8)))
-        out["8 clients, 200 candidates: requests/s"] = done / (time.perf_counter() - t)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+class Server:
+    """`dinctl serve SOURCE ...` in a subprocess on a loopback port; its stderr kept."""
+
+    def __init__(self, source: Path, port: int, args: list[str], log: Path) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        cmd = [sys.executable, "-m", "dinctl", "serve", str(source), "--port", str(port)]
+        cmd += ["--log-level", "warning", *args]
+        self.port, self.log = port, log
+        with open(log, "w") as err:
+            self.proc = subprocess.Popen(cmd, env=env, stdout=err, stderr=err)
+        for _ in range(1200):
+            if self.proc.poll() is not None:
+                raise SystemExit(f"server exited:\n{log.read_text()}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/health")
+                if conn.getresponse().status == 200:
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise SystemExit("server did not start")
+
+    def stop(self) -> str:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        return self.log.read_text()
+
+
+def client_loop(port: int, bodies: list[bytes], times: list[float]) -> None:
+    """One keep-alive client posting `bodies` in turn (a bounded loop)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"content-type": "application/json"}
+    for body in bodies:
+        started = time.perf_counter()
+        conn.request("POST", "/score", body, headers)
+        res = conn.getresponse()
+        payload = res.read()
+        if res.status != 200:
+            raise SystemExit(f"HTTP {res.status}: {payload[:200]!r}")
+        times.append(time.perf_counter() - started)
+    conn.close()
+
+
+def load(port: int, bodies: list[bytes], clients: int, floor_ms: float) -> dict[str, float]:
+    """`clients` concurrent clients sharing `bodies`: requests/s and latency."""
+    times: list[float] = []
+    parts = [bodies[k::clients] for k in range(clients)]
+    threads = [threading.Thread(target=client_loop, args=(port, p, times)) for p in parts]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    out = stats(times, floor_ms)
+    out["requests_per_s"] = len(times) / wall
+    out["x_floor_rate"] = out["requests_per_s"] * floor_ms / 1000.0  # vs 1 / floor
     return out
 
 
-def predict(source: Path, root: Path, users: int, n_items: int, rows: int) -> dict[str, Any]:
-    """`dinctl predict` on a seeded Parquet of `rows` requests (a user id and one candidate)."""
+def http_runs(source: Path, args: list[str], bodies: list[bytes], floor_ms: float, root: Path,
+              port: int) -> dict[str, Any]:  # fmt: skip
+    server = Server(source, port, args, root / f"serve-{port}.log")
+    try:
+        client_loop(port, bodies[:10], [])  # warm-up
+        out = {f"{c} clients": load(port, bodies, c, floor_ms) for c in CLIENTS}
+    finally:
+        log = server.stop()
+    out["engine line"] = next((ln for ln in log.splitlines() if "engine:" in ln), "")
+    return out
+
+
+def predict(source: Path, root: Path, users: int, n_items: int, rows: int, c: int) -> Any:
+    """`dinctl predict` on `rows` seeded requests of `c` candidates (a stored user history)."""
     import polars as pl
 
     rng = np.random.default_rng(2)
-    path = root / f"requests-{rows}.parquet"
-    pl.DataFrame(
-        {
-            "user": [f"U{u}" for u in rng.integers(1, users + 1, rows)],
-            "candidates": [f"I{i}" for i in rng.integers(1, n_items + 1, rows)],
-        }
-    ).write_parquet(path)
+    path = root / f"requests-{rows}-{c}.parquet"
+    cands = rng.integers(1, n_items + 1, (rows, c))
+    pl.DataFrame({
+        "user": [f"U{u}" for u in rng.integers(1, users + 1, rows)],
+        "candidates": [[f"I{i}" for i in row] for row in cands] if c > 1
+        else [f"I{i}" for i in cands[:, 0]],
+    }).write_parquet(path)  # fmt: skip
     out = root / "scores.parquet"
     cmd = ["/usr/bin/time", "-f", "peak_rss_kb=%M", sys.executable, "-m", "dinctl", "predict"]
     cmd += [str(source), "--input", str(path), "--out", str(out), "--json", "--no-progress"]
     cmd += ["--overwrite"]
-    t = time.perf_counter()
-    res = subprocess.run(
-        cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}
-    )
-    wall = time.perf_counter() - t
+    started = time.perf_counter()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - started
     if res.returncode != 0:
         raise SystemExit(res.stderr)
     summary = json.loads(res.stdout)
     rss = int(res.stderr.strip().splitlines()[-1].split("=")[1])
     return {
-        "rows": rows,
-        "source": str(source.name),
-        "scoring_rows_per_s": summary["rows_per_s"],
-        "end_to_end_rows_per_s": rows / wall,
-        "wall_s": wall,
+        "requests": rows,
+        "candidates": c,
+        "source": source.name,
+        "scoring_requests_per_s": summary["rows_per_s"],
+        "end_to_end_requests_per_s": rows / wall,
         "peak_rss_mib": rss / 1024,
+        "engine line": next((ln for ln in res.stderr.splitlines() if "engine:" in ln), ""),
+    }
+
+
+def machine(threads: int) -> dict[str, Any]:
+    import onnxruntime
+
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_flags": cpu_features(),
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "load_before": os.getloadavg(),
+    }
+
+
+def verdict(results: dict[str, Any]) -> dict[str, Any]:
+    """The issue's three targets, each from figures of this run."""
+    floor_ms = results["floor"]["p50_ms"]
+    best = min(results["in_process"].values(), key=lambda r: r["p99_ms"])
+    out: dict[str, Any] = {"in-process p99 / floor (target ≤ 1.5)": best["p99_x_floor"]}
+    for label, run in results.get("http", {}).items():
+        one, eight = run["1 clients"], run["8 clients"]
+        out[label] = {
+            "HTTP p99 − in-process p99, ms (target ≤ 3)": one["p99_ms"] - best["p99_ms"],
+            "8 clients requests/s × floor (target ≥ 0.6)": eight["x_floor_rate"],
+            "floor_ms": floor_ms,
+        }
+    return out
+
+
+def http_configs(threads: int) -> dict[str, tuple[str, list[str]]]:
+    t = str(threads)
+    return {
+        f"run, --threads {t} --lanes 1": ("run", ["--threads", t, "--lanes", "1"]),
+        "run, --threads 1 --lanes 2": ("run", ["--threads", "1", "--lanes", "2"]),
+        f"onnx bundle, --threads {t}": ("onnx", ["--threads", t]),
     }
 
 
@@ -231,33 +341,58 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--users", type=int, default=20000)
     p.add_argument("--act", default="prelu", choices=["prelu", "dice"])
-    p.add_argument("--requests", type=int, default=200, help="timed requests per size")
+    p.add_argument("--requests", type=int, default=400, help="timed in-process requests")
+    p.add_argument("--http-requests", type=int, default=300, help="requests per client count")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--predict-rows", type=int, default=1_000_000)
-    p.add_argument("--http-source", default="onnx", choices=["onnx", "run"])
+    p.add_argument("--predict-rows", type=int, default=100_000, help="1-candidate requests")
+    p.add_argument("--predict-wide-rows", type=int, default=2_000, help="200-candidate ones")
     p.add_argument("--skip-http", action="store_true")
     p.add_argument("--skip-predict", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    results: dict[str, Any] = {"threads": args.threads, "act": args.act, "load": os.getloadavg()}
+    results: dict[str, Any] = {"machine": machine(args.threads)}
+    print(json.dumps(results["machine"]), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         run_dir = make_run(root, args.users, args.act)
-        bundle = export_run(run_dir, "onnx").out
+        sources = {
+            "run": run_dir,
+            "onnx": export_run(run_dir, "onnx").out,
+            "torch": export_run(run_dir, "torch").out,
+        }
         n_items = load_dataset(root / "data").n_items
-        results["in_process"] = in_process(run_dir, bundle, args.requests, args.threads)
-        print(json.dumps(results, indent=2), flush=True)
-        source = bundle if args.http_source == "onnx" else run_dir
+        results["floor"] = floor(max(args.requests, 200))
+        print(json.dumps({"floor": results["floor"]}), flush=True)
+        floor_ms = results["floor"]["p50_ms"]
+        engines = {
+            "eager fp32": open_serving(run_dir),
+            "torch.export": open_serving(sources["torch"]),
+            "onnx": open_serving(sources["onnx"], threads=args.threads),
+        }
+        if cpu_bf16_instructions():  # elsewhere --bf16 is refused
+            engines["eager bf16"] = open_serving(run_dir, bf16=True)
+        rng = np.random.default_rng(0)
+        reqs = [request(rng, n_items) for _ in range(args.requests)]
+        results["in_process"] = in_process(engines, reqs, floor_ms)
+        print(json.dumps({"in_process": results["in_process"]}, indent=1), flush=True)
+        results["request_path_us"] = request_path(engines["eager fp32"], reqs)
+        print(json.dumps({"request_path_us": results["request_path_us"]}, indent=1), flush=True)
         if not args.skip_http:
-            results["http"] = {
-                f"window {w} ms": http(source, n_items, args.requests, args.threads, w)
-                for w in (0.0, 2.0)
-            }
-            print(json.dumps(results["http"], indent=2), flush=True)
+            bodies = [orjson.dumps(request(rng, n_items)) for _ in range(args.http_requests)]
+            results["http"] = {}
+            for k, (label, (src, extra)) in enumerate(http_configs(args.threads).items()):
+                run = http_runs(sources[src], extra, bodies, floor_ms, root, 8790 + k)
+                results["http"][label] = run
+                print(json.dumps({label: run}, indent=1), flush=True)
         if not args.skip_predict:
-            results["predict"] = predict(source, root, args.users, n_items, args.predict_rows)
-            print(json.dumps(results["predict"], indent=2), flush=True)
-    results["load_after"] = os.getloadavg()
+            results["predict"] = [
+                predict(run_dir, root, args.users, n_items, rows, c)
+                for rows, c in ((args.predict_rows, 1), (args.predict_wide_rows, CANDIDATES))
+            ]
+            print(json.dumps({"predict": results["predict"]}, indent=1), flush=True)
+    results["verdict"] = verdict(results)
+    results["machine"]["load_after"] = os.getloadavg()
+    print(json.dumps({"verdict": results["verdict"]}, indent=1))
     print(json.dumps(results))
 
 

@@ -45,12 +45,13 @@ def predict(
 
     from dinctl.errors import DinctlError
     from dinctl.serving.predict import count_rows, predict_file
-    from dinctl.serving.runtime import open_serving
+    from dinctl.serving.runtime import describe_engine, open_serving
 
     out = out or input_path.with_name(input_path.name.split(".")[0] + ".scores.parquet")
     if out.exists() and not overwrite:
         raise DinctlError(f"{out} already exists", hint="pass --overwrite to replace it")
     model = open_serving(source, bf16=bf16)
+    typer.echo(f"dinctl: {describe_engine(model)}", err=True)
     bar = Progress(
         TextColumn("scoring"),
         BarColumn(),

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from dinctl.cli.boundary import user_errors
+
+if TYPE_CHECKING:
+    from dinctl.serving.runtime import ServingModel
 
 
 @user_errors
@@ -30,7 +33,12 @@ def serve(
         float, typer.Option(min=0.0, help="Merge requests arriving within this window (0 = off).")
     ] = 0.0,
     max_batch: Annotated[int, typer.Option(min=1, help="Most requests merged per forward.")] = 32,
-    threads: Annotated[int, typer.Option(min=0, help="Compute threads (0 = library default).")] = 0,
+    threads: Annotated[
+        int, typer.Option(min=0, help="Intra-op threads per forward (0 = library default).")
+    ] = 0,
+    lanes: Annotated[
+        int, typer.Option(min=1, help="Forward passes that run at once (threads).")
+    ] = 1,
     bf16: Annotated[
         bool, typer.Option("--bf16", help="bfloat16 matmuls (RUN only; scores within 1e-3).")
     ] = False,
@@ -49,6 +57,7 @@ def serve(
         max_history=max_history,
         batch_window_ms=batch_window_ms,
         max_batch=max_batch,
+        lanes=lanes,
     )
     run_server(
         source,
@@ -59,4 +68,12 @@ def serve(
         bf16=bf16,
         threads=threads,
         log_level=log_level,
+        on_open=report_engine,
     )
+
+
+def report_engine(model: ServingModel) -> None:
+    """The engine that serves and its start-up speed against the floor, on stderr."""
+    from dinctl.serving.runtime import describe_engine, measure_speed
+
+    typer.echo(f"dinctl: {describe_engine(model, measure_speed(model))}", err=True)

@@ -3,10 +3,13 @@ for DIN, attention weights (R, C, T):
   eager  the RequestScorer (optionally bf16 matmuls)
   torch  a bundle's torch.export ExportedProgram
   onnx   a bundle's ONNX graph on ONNX Runtime
+`engine_speeds` times engines at the request shape that speed is quoted for, as `dinctl export`
+records it in a bundle (`speed`), and `unit_floor_ms` the arithmetic floor at that shape.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,8 @@ from dinctl.errors import DinctlError
 from dinctl.serving.scorer import INPUT_NAMES
 
 Engine = Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray | None]]
+ENGINE_NAMES = {"eager": "torch eager", "torch": "torch.export", "onnx": "onnxruntime"}
+REQUEST_SHAPE = {"candidates": 200, "history": 100}  # the request that speed is quoted for
 
 
 def missing_extra(module: str) -> DinctlError:
@@ -74,3 +79,86 @@ def onnx_engine(path: Path, threads: int = 0, names: Sequence[str] = INPUT_NAMES
         return out[0], out[1] if len(out) > 1 else None
 
     return run
+
+
+def engine_info(fmt: str, bf16: bool = False, threads: int = 0) -> dict[str, Any]:
+    """What runs the forward: the engine's name, its precision and intra-op threads."""
+    import torch
+
+    return {
+        "name": ENGINE_NAMES[fmt],
+        "precision": "bf16 matmul" if bf16 else "fp32",
+        "threads": threads if (threads > 0 and fmt == "onnx") else torch.get_num_threads(),
+    }
+
+
+def request_inputs(
+    signature: dict[str, Any], candidates: int, history: int
+) -> dict[str, np.ndarray]:
+    """One request's padded inputs of `signature`'s shapes (ids 1, full histories): what the
+    forward costs does not depend on the ids."""
+    sizes = {"R": 1, "C": candidates, "T": history}
+    out = {}
+    for spec in signature["inputs"]:
+        shape = [sizes.get(axis, axis) for axis in spec["shape"]]
+        out[spec["name"]] = np.ones(shape, dtype=spec["dtype"])
+    out["hist_len"] = np.full(1, history, dtype=np.int64)
+    return out
+
+
+def time_engine(engine: Engine, inputs: dict[str, np.ndarray], repeats: int = 5) -> float:
+    """Median milliseconds of `engine` on `inputs` after two warm-up calls."""
+    for _ in range(2):
+        engine(inputs)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        engine(inputs)
+        times.append(time.perf_counter() - started)
+    return float(np.median(times) * 1000.0)
+
+
+def unit_floor_ms(
+    candidates: int, history: int, dim: int, hidden: Sequence[int], repeats: int = 5
+) -> float:
+    """The arithmetic floor of a DIN request: the activation unit's two matmuls over every
+    (candidate, behaviour) pair, C·T·E·H1 and C·T·H1·H2, as bare fp32 matmuls (median ms)."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    pairs = torch.randn(candidates * history, dim, generator=g)  # (C·T, E)
+    first = torch.randn(dim, hidden[0], generator=g)  # (E, H1)
+    second = torch.randn(hidden[0], hidden[1] if len(hidden) > 1 else 1, generator=g)
+
+    def run(_: Any) -> tuple[np.ndarray, None]:
+        with torch.inference_mode():
+            return torch.mm(torch.mm(pairs, first), second).numpy(), None  # (C·T, H2)
+
+    return time_engine(run, {}, repeats)
+
+
+def unit_dims(cfg: dict[str, Any]) -> tuple[int, tuple[int, ...]]:
+    """A model config's behaviour width E and activation-unit layers (H1, H2, ...)."""
+    ids = 2 if cfg.get("use_item_ids", True) else 1
+    width = int(cfg.get("emb_dim", 64)) * (ids + len(cfg.get("behaviour_fields", ())))
+    return width, tuple(int(h) for h in cfg.get("attn_hidden", (80, 40)))
+
+
+def engine_speeds(
+    engines: dict[str, Engine], signature: dict[str, Any], repeats: int = 5
+) -> dict[str, Any]:
+    """Each engine's median ms per request of REQUEST_SHAPE on this machine, as a bundle
+    records it (`speed`): the threads, the CPU's instruction sets and the fastest engine."""
+    import torch
+
+    from dinctl.training.device import cpu_features
+
+    inputs = request_inputs(signature, REQUEST_SHAPE["candidates"], REQUEST_SHAPE["history"])
+    ms = {name: time_engine(engine, inputs, repeats) for name, engine in engines.items()}
+    return {
+        "request": dict(REQUEST_SHAPE),
+        "threads": torch.get_num_threads(),
+        "cpu": cpu_features(),
+        "ms": ms,
+        "fastest": min(ms, key=lambda name: ms[name]),
+    }

@@ -23,7 +23,13 @@ from dinctl.serving.dataset_tables import (
     user_histories,
     values_frame,
 )
-from dinctl.serving.engines import eager_engine, exported_engine, missing_extra, onnx_engine
+from dinctl.serving.engines import (
+    eager_engine,
+    engine_speeds,
+    exported_engine,
+    missing_extra,
+    onnx_engine,
+)
 from dinctl.serving.parity import PARITY_TOL, check_parity
 from dinctl.serving.runtime import open_servable_run
 from dinctl.serving.scorer import EXTRA_INPUT_NAMES, INPUT_NAMES, INPUT_SHAPES, RequestScorer
@@ -154,10 +160,12 @@ def export_run(
         else:
             engine = exported_engine(model_file, names)
         worst, n = check_parity(engine, run, ds)
+        speed = engine_speeds({"eager": eager_engine(scorer), fmt: engine}, scorer.signature())
         values = values_frame(ds) if not ds.schema.is_basic else None
         users = user_histories(ds, run.config.max_len)
         bundle.write_tables(tmp, items_with_fields(ds), users, ds.schema, values)
-        bundle.write_manifest(tmp, manifest(run, ds, fmt, scorer, worst, n, torch.__version__))
+        info = manifest(run, ds, fmt, scorer, worst, n, torch.__version__)
+        bundle.write_manifest(tmp, {**info, "speed": speed})
     return ExportResult(out, fmt, worst, n, time.perf_counter() - started)
 
 

@@ -2,6 +2,9 @@
 
 A run serves through the eager RequestScorer over its best weights (optionally bf16); a
 bundle through its exported model on the torch or onnx engine (dinctl/serving/engines.py).
+A --bf16 run is refused on a CPU without native bf16 (emulated, it is many times slower than
+float32). Which engine runs is in `info["engine"]`; `measure_speed` times it at the quoted
+request shape against the floor (the activation unit's two matmuls there, the same threads).
 """
 
 from __future__ import annotations
@@ -15,7 +18,19 @@ import numpy as np
 
 from dinctl.errors import DinctlError
 from dinctl.serving.dataset_tables import dataset_info, vocab_of_dataset
-from dinctl.serving.engines import Engine, eager_engine, exported_engine, onnx_engine
+from dinctl.serving.engines import (
+    ENGINE_NAMES,
+    REQUEST_SHAPE,
+    Engine,
+    eager_engine,
+    engine_info,
+    exported_engine,
+    onnx_engine,
+    request_inputs,
+    time_engine,
+    unit_dims,
+    unit_floor_ms,
+)
 from dinctl.serving.fields import FieldTables
 from dinctl.serving.parity import check_bf16
 from dinctl.serving.vocab import EncodedRequest, RequestEncoder, pad_requests
@@ -85,6 +100,7 @@ def open_serving(source: Path | str, bf16: bool = False, threads: int = 0) -> Se
             engine = exported_engine(model_file, names)
         info = {k: v for k, v in bundle.manifest.items() if k != "format_version"}
         info["source"] = str(source)
+        info["engine"] = engine_info(bundle.format, threads=threads)
         outputs = [o["name"] for o in bundle.manifest["signature"]["outputs"]]
         return ServingModel(vocab, engine, info, has_attention="attention" in outputs)
     return open_run_serving(source, bf16)
@@ -94,6 +110,8 @@ def open_run_serving(run_dir: Path, bf16: bool = False) -> ServingModel:
     """The eager RequestScorer over a run's best weights."""
     from dinctl.serving.scorer import RequestScorer
 
+    if bf16:
+        refuse_emulated_bf16()
     run = open_servable_run(run_dir)
     ds = run.dataset
     scorer = RequestScorer(run.model, bf16=bf16)
@@ -102,6 +120,7 @@ def open_run_serving(run_dir: Path, bf16: bool = False) -> ServingModel:
     vocab = vocab_of_dataset(ds, run.config.max_len)
     info = {
         "format": "eager-bf16" if bf16 else "eager",
+        "engine": engine_info("eager", bf16),
         "source": str(run_dir),
         "model": run.model_config,
         "max_len": run.config.max_len,
@@ -111,3 +130,49 @@ def open_run_serving(run_dir: Path, bf16: bool = False) -> ServingModel:
     if not ds.schema.is_basic:
         info["schema"] = ds.schema.to_dict()
     return ServingModel(vocab, eager_engine(scorer), info, scorer.has_attention)
+
+
+def refuse_emulated_bf16() -> None:
+    """--bf16 only where the CPU has bf16 instructions (the check `train --amp` makes)."""
+    import torch
+
+    from dinctl.training.device import amp_device
+
+    native, why_not = amp_device(torch.device("cpu"))
+    if not native:
+        raise DinctlError(
+            f"--bf16 is refused: {why_not}",
+            hint="drop --bf16; emulated bf16 is many times slower than float32 here",
+        )
+
+
+def measure_speed(model: ServingModel, repeats: int = 5) -> dict[str, Any]:
+    """The engine's milliseconds per request of REQUEST_SHAPE and the floor at that shape
+    (the same threads): a start-up measurement for the log."""
+    c, t = REQUEST_SHAPE["candidates"], REQUEST_SHAPE["history"]
+    engine_ms = time_engine(model.engine, request_inputs(model.info["signature"], c, t), repeats)
+    dim, hidden = unit_dims(model.info.get("model", {}))
+    floor = unit_floor_ms(c, t, dim, hidden, repeats)
+    return {**REQUEST_SHAPE, "engine_ms": engine_ms, "floor_ms": floor, "ratio": engine_ms / floor}
+
+
+def describe_engine(model: ServingModel, speed: dict[str, Any] | None = None) -> str:
+    """One line: which engine serves, and (when measured) how fast against the floor and
+    against the other engine the bundle's export timed."""
+    eng = model.info.get("engine", {})
+    line = f"engine: {eng.get('name')} {eng.get('precision')}, {eng.get('threads')} threads"
+    if speed is not None:
+        line += (
+            f"; {speed['engine_ms']:.1f} ms per request of {speed['candidates']} candidates × "
+            f"{speed['history']} history = {speed['ratio']:.2f}× the floor "
+            f"({speed['floor_ms']:.1f} ms)"
+        )
+    recorded = model.info.get("speed", {}).get("ms")
+    if recorded:
+        fastest = min(recorded, key=lambda name: recorded[name])
+        times = ", ".join(f"{ENGINE_NAMES.get(k, k)} {v:.1f} ms" for k, v in recorded.items())
+        line += f"; at export: {times}"
+        if fastest != model.info.get("format"):
+            how = "serve the run folder" if fastest == "eager" else f"export --format {fastest}"
+            line += f" ({ENGINE_NAMES.get(fastest, fastest)} was faster: {how})"
+    return line

@@ -18,36 +18,24 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, StrictStr
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 
+from dinctl.serving.request_body import ScoreRequest, parse_fast, request_fields
 from dinctl.serving.runtime import Scored, ServingModel, open_serving
 from dinctl.serving.vocab import EncodedRequest, RequestError
 
 JSON_HINT = "send the body with the header Content-Type: application/json"
 ENV_CONFIG = "DINCTL_SERVE_CONFIG"  # how `--workers N` hands the settings to each worker
-
-
-class ScoreRequest(BaseModel):
-    """The body of POST /score."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    user: StrictStr | StrictInt | None = None
-    history: list[StrictStr | StrictInt | dict[str, StrictStr | StrictInt]] | None = None
-    candidates: list[StrictStr | StrictInt | dict[str, StrictStr | StrictInt | StrictFloat]]
-    item_cates: dict[str, StrictStr | StrictInt] | None = None
-    user_fields: dict[str, StrictStr | StrictInt] | None = None
-    context: dict[str, StrictStr | StrictInt] | None = None
-    numeric: dict[str, StrictFloat | StrictInt] | None = None
-    attention: StrictBool = False
 
 
 @dataclass(frozen=True)
@@ -58,6 +46,7 @@ class Limits:
     max_history: int = 1000
     batch_window_ms: float = 0.0  # 0 = score each request on arrival
     max_batch: int = 32  # requests merged into one forward at most
+    lanes: int = 1  # forward passes that run at once (threads, each with the intra-op threads)
 
 
 class Batcher:
@@ -69,10 +58,17 @@ class Batcher:
         self.max_batch = limits.max_batch
         self.pending: list[tuple[EncodedRequest, asyncio.Future[Scored]]] = []
         self.timer: asyncio.TimerHandle | None = None
+        # the forward runs here, outside the event loop (torch and ONNX Runtime release the
+        # GIL); `lanes` bounds how many run at once, so they never oversubscribe the cores
+        self.lanes = ThreadPoolExecutor(max(1, limits.lanes), thread_name_prefix="forward")
+
+    async def forward(self, requests: list[EncodedRequest], attention: bool) -> list[Scored]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.lanes, self.model.score, requests, attention)
 
     async def score(self, request: EncodedRequest, attention: bool) -> Scored:
         if self.window <= 0:
-            return (await run_in_threadpool(self.model.score, [request], attention))[0]
+            return (await self.forward([request], attention))[0]
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Scored] = loop.create_future()
         self.pending.append((request, future))
@@ -93,7 +89,7 @@ class Batcher:
 
     async def _run(self, batch: list[tuple[EncodedRequest, asyncio.Future[Scored]]]) -> None:
         try:
-            results = await run_in_threadpool(self.model.score, [q for q, _ in batch], True)
+            results = await self.forward([q for q, _ in batch], True)
         except Exception as err:  # handed to every waiting request, never lost
             for _, future in batch:
                 if not future.done():
@@ -127,15 +123,16 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
     return 422, f"{'.'.join(loc) or 'body'}: {msg}{got}"
 
 
-def check_limits(req: ScoreRequest, limits: Limits) -> None:
-    if len(req.candidates) > limits.max_candidates:
+def check_limits(fields: dict[str, Any], limits: Limits) -> None:
+    candidates, history = fields["candidates"], fields["history"]
+    if len(candidates) > limits.max_candidates:
         raise RequestError(
-            f"{len(req.candidates)} candidates exceed the limit of {limits.max_candidates}",
+            f"{len(candidates)} candidates exceed the limit of {limits.max_candidates}",
             hint="split the candidates over several requests",
         )
-    if req.history is not None and len(req.history) > limits.max_history:
+    if history is not None and len(history) > limits.max_history:
         raise RequestError(
-            f"a history of {len(req.history)} items exceeds the limit of {limits.max_history}",
+            f"a history of {len(history)} items exceeds the limit of {limits.max_history}",
             hint="send the most recent items only",
         )
 
@@ -146,13 +143,56 @@ def model_name(model: ServingModel) -> str:
     return f"{name} ({model.info.get('format')}, {Path(str(model.info.get('source'))).name})"
 
 
-def create_app(model: ServingModel, limits: Limits) -> FastAPI:
-    """The service's routes and error handlers over one loaded model."""
+def encode_fields(model: ServingModel, fields: dict[str, Any], limits: Limits) -> EncodedRequest:
+    """A request's fields ({name: value} of ScoreRequest) in model ids, within the limits."""
+    check_limits(fields, limits)
+    return model.vocab.encode(
+        fields["candidates"],
+        fields["user"],
+        fields["history"],
+        fields["item_cates"],
+        user_fields=fields["user_fields"],
+        context=fields["context"],
+        numeric=fields["numeric"],
+    )
+
+
+def render(
+    name: str, scored: Scored, encoded: EncodedRequest, fields: dict[str, Any], fielded: bool,
+    started: float,
+) -> bytes:  # fmt: skip
+    """The response body, encoded once (orjson writes the score array without a list)."""
+    out: dict[str, Any] = {
+        "scores": scored.scores,
+        "unknown_items": scored.unknown_items,
+        "model": name,
+    }
+    if fielded:
+        out["unknown_values"] = encoded.unknown_values
+    if fields["attention"]:
+        out["attention"] = None if scored.attention is None else scored.attention.tolist()
+    out["took_ms"] = (time.perf_counter() - started) * 1000.0
+    return orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _replay(body: bytes) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """An ASGI `receive` that hands over a body already read."""
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+def create_app(model: ServingModel, limits: Limits, fast: bool = True) -> FastAPI:
+    """The service's routes and error handlers over one loaded model; `fast` = False reads
+    every body with pydantic (the reference path, for comparisons)."""
     from dinctl import __version__
 
     app = FastAPI(title="dinctl serve", version=__version__)
     batcher = Batcher(model, limits)
     name = model_name(model)
+    fielded = model.vocab.fields is not None
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -165,31 +205,25 @@ def create_app(model: ServingModel, limits: Limits) -> FastAPI:
     async def _refused(request: Request, exc: RequestError) -> JSONResponse:
         return _error(exc.status, exc.message, exc.hint)
 
-    @app.post("/score")
-    async def score(req: ScoreRequest) -> dict[str, Any]:
+    async def answer(fields: dict[str, Any], started: float) -> Response:
+        encoded = encode_fields(model, fields, limits)
+        scored = await batcher.score(encoded, fields["attention"])
+        body = render(name, scored, encoded, fields, fielded, started)
+        return Response(body, media_type="application/json")
+
+    async def score_reference(req: ScoreRequest) -> Response:
+        return await answer(request_fields(req), time.perf_counter())
+
+    reference = APIRoute("/score", score_reference, methods=["POST"]).get_route_handler()
+
+    @app.post("/score", openapi_extra=SCORE_OPENAPI)
+    async def score(request: Request) -> Response:
         started = time.perf_counter()
-        check_limits(req, limits)
-        encoded = model.vocab.encode(
-            req.candidates,
-            req.user,
-            req.history,
-            req.item_cates,
-            user_fields=req.user_fields,
-            context=req.context,
-            numeric=req.numeric,
-        )
-        scored = await batcher.score(encoded, req.attention)
-        out: dict[str, Any] = {
-            "scores": scored.scores.tolist(),
-            "unknown_items": scored.unknown_items,
-            "model": name,
-        }
-        if model.vocab.fields is not None:
-            out["unknown_values"] = encoded.unknown_values
-        if req.attention:
-            out["attention"] = None if scored.attention is None else scored.attention.tolist()
-        out["took_ms"] = (time.perf_counter() - started) * 1000.0
-        return out
+        body = await request.body()
+        fields = parse_fast(body, request.headers.get("content-type")) if fast else None
+        if fields is None:  # pydantic reads it, and words the error if there is one
+            return await reference(Request(request.scope, _replay(body)))
+        return await answer(fields, started)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -200,6 +234,14 @@ def create_app(model: ServingModel, limits: Limits) -> FastAPI:
         return {"name": name, **model.info, "limits": asdict(limits)}
 
     return app
+
+
+SCORE_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": ScoreRequest.model_json_schema()}},
+    }
+}
 
 
 def app_from_env() -> FastAPI:
@@ -223,8 +265,10 @@ def serve(
     bf16: bool = False,
     threads: int = 0,
     log_level: str = "info",
+    on_open: Callable[[ServingModel], None] | None = None,
 ) -> None:
-    """Run the service until SIGTERM or Ctrl-C; uvicorn finishes in-flight requests first."""
+    """Run the service until SIGTERM or Ctrl-C; uvicorn finishes in-flight requests first.
+    `on_open` sees the opened model before the first request (the CLI reports its engine)."""
     import uvicorn
 
     limits = limits or Limits()
@@ -238,11 +282,12 @@ def serve(
         "log_level": log_level,
         "timeout_graceful_shutdown": 10,
     }
+    model = open_serving(source, bf16=bf16, threads=threads)  # a bad source fails here, once
+    if on_open is not None:
+        on_open(model)
     if workers == 1:
-        app = create_app(open_serving(source, bf16=bf16, threads=threads), limits)
-        uvicorn.run(app, **common)
+        uvicorn.run(create_app(model, limits), **common)
         return
-    open_serving(source, bf16=bf16, threads=threads)  # fail here, once, on a bad source
     os.environ[ENV_CONFIG] = json.dumps(
         {"source": str(source), "bf16": bf16, "threads": threads, "limits": asdict(limits)}
     )

@@ -41,6 +41,21 @@ def cpu_bf16_instructions() -> str | None:
     return " + ".join(found) or None
 
 
+def cpu_features() -> dict[str, bool]:
+    """The CPU's vector and bf16 instruction sets that speed figures depend on (Linux flags;
+    otherwise torch's probes)."""
+    names = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16")
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            line = next((ln for ln in f if ln.startswith("flags")), "")
+        flags = set(line.split(":", 1)[-1].split())
+    except OSError:
+        flags = set()
+    if not flags:
+        flags = {"avx512_bf16"} if cpu_bf16_instructions() else set()
+    return {name: name in flags for name in names}
+
+
 def amp_device(device: torch.device) -> tuple[bool, str]:
     """Whether `--amp` (bf16 autocast) runs on `device`, and the reason when it does not."""
     if device.type == "cuda":
