@@ -51,6 +51,8 @@ def split_entries(
 ) -> tuple[list[Any], list[dict[str, Any]]]:
     """Raw item ids and each entry's extra values; an object entry needs `item` and may carry
     only the `allowed` fields."""
+    if {type(e) for e in entries} <= {str, int}:  # bare ids: nothing to split
+        return list(entries), [{} for _ in entries]
     ids: list[Any] = []
     extras: list[dict[str, Any]] = []
     for j, entry in enumerate(entries):

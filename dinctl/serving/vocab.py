@@ -121,21 +121,24 @@ class RequestEncoder:
     def items(
         self, ids: Sequence[RawId], item_cates: Mapping[str, RawId]
     ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """Model item and category ids of raw ids, and the raw ids that were unknown."""
-        item = np.zeros(len(ids), dtype=np.int64)
-        cate = np.zeros(len(ids), dtype=np.int64)
-        unknown: list[str] = []
-        for j, value in enumerate(ids):
-            key = raw(value)
-            found = self.item_id.get(key)
-            if found is None:
-                unknown.append(key)
-                given = item_cates.get(key)
-                cate[j] = self.cate_id.get(raw(given), 0) if given is not None else 0
-            else:
-                item[j] = found
-                cate[j] = self.item_cate[found]
-        return item, cate, unknown
+        """Model item and category ids of raw ids, and the raw ids that were unknown (one
+        dict look-up per id; the categories by one array index)."""
+        get: Any = self.item_id.get  # probed with raw values first, their text second
+        try:
+            item = np.array([get(k, 0) for k in ids], dtype=np.int64)  # (n,) 0: not found
+        except TypeError:  # an unhashable value: refused below, in order
+            item = np.zeros(len(ids), dtype=np.int64)
+        missing: list[tuple[int, str]] = []
+        for j in np.flatnonzero(item == 0).tolist():
+            key = raw(ids[j])  # refuses what is not an id
+            item[j] = get(key, 0)  # an integer id stands for its decimal text
+            if item[j] == 0:
+                missing.append((j, key))
+        cate = self.item_cate[item]  # (n,) row 0 is 0
+        for j, key in missing:
+            given = item_cates.get(key)
+            cate[j] = self.cate_id.get(raw(given), 0) if given is not None else 0
+        return item, cate, [key for _, key in missing]
 
     def encode(
         self,
