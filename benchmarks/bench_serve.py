@@ -47,8 +47,9 @@ sys.path.insert(0, str(ROOT))
 from gpu_check import synthetic_dataset  # noqa: E402
 
 from dinctl.data.store import load_dataset  # noqa: E402
+from dinctl.serving.engines import unit_dims  # noqa: E402
 from dinctl.serving.export import export_run  # noqa: E402
-from dinctl.serving.runtime import ServingModel, open_serving, unit_dims  # noqa: E402
+from dinctl.serving.runtime import ServingModel, open_serving  # noqa: E402
 from dinctl.serving.vocab import pad_requests  # noqa: E402
 from dinctl.training.checkpoint import RunConfig, save_checkpoint, write_run_config  # noqa: E402
 from dinctl.training.config import resolve_config  # noqa: E402

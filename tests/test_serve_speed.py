@@ -185,13 +185,13 @@ def test_bf16_is_refused_on_a_cpu_without_bf16(
 def test_bf16_serves_where_the_cpu_has_it(
     served: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dinctl.serving import export
+    from dinctl.serving import runtime
     from dinctl.training import device
 
     monkeypatch.setattr(device, "cpu_bf16_instructions", lambda: "avx512_bf16")
     # the tiny test model moves more than bf16's 1e-3 tolerance allows; that check is not
     # what this test is about
-    monkeypatch.setattr(export, "check_bf16", lambda *args: 0.0)
+    monkeypatch.setattr(runtime, "check_bf16", lambda *args: 0.0)
     model = open_serving(served["run"], bf16=True)
     assert model.info["engine"]["precision"] == "bf16 matmul"
     assert model.info["format"] == "eager-bf16"
