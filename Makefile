@@ -4,7 +4,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test test-py lint quickstart bench
+.PHONY: install install-scale test test-py lint quickstart bench
 
 $(BIN)/dinctl: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -14,8 +14,19 @@ $(BIN)/dinctl: pyproject.toml
 
 install: $(BIN)/dinctl
 
+# TorchRec for `train --shard-embeddings`: the CPU FBGEMM build first, then torchrec itself
+# without its dependencies (its metadata names the CUDA `fbgemm-gpu`, which would replace the
+# CPU build); 1.8.0 is the release that pairs with torch 2.13.
+SCALE_STAMP := $(VENV)/.scale-installed
+$(SCALE_STAMP): $(BIN)/dinctl
+	$(BIN)/python -m pip install -q -e '.[scale]'
+	$(BIN)/python -m pip install -q --no-deps torchrec==1.8.0
+	touch $@
+
+install-scale: $(SCALE_STAMP)
+
 # pytest exits 5 when it collects no tests; make treats that (like any non-zero exit) as failure
-test: install
+test: install install-scale
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 	$(MAKE) --no-print-directory test-py
 

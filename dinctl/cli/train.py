@@ -102,6 +102,13 @@ OPTIONS: dict[str, tuple[str, str, str | None]] = {
         None,
     ),
     "compile": (PERF, "torch.compile the model.", None),
+    "shard_embeddings": (
+        PERF,
+        "Under torchrun: shard the id tables over the processes with TorchRec (the scale "
+        "extra, docs/scale.md); --optimizer sgd or adagrad (row-wise) on CPU, also adam on "
+        "CUDA; --reg none, mba or dropout.",
+        None,
+    ),
     "length_buckets": (PERF, "Batch rows of similar history length together.", None),
 }
 FLAGS = ("no_item_ids", "resume", "json_out")  # on/off, no value and no default shown
@@ -178,6 +185,9 @@ DeviceOpt = Annotated[choices.Device | None, option("device")]
 ThreadsOpt = Annotated[int | None, option("threads", metavar="N")]
 AmpOpt = Annotated[bool | None, option("amp", "--amp/--no-amp")]
 CompileOpt = Annotated[bool | None, option("compile", "--compile/--no-compile")]
+ShardOpt = Annotated[
+    bool | None, option("shard_embeddings", "--shard-embeddings/--no-shard-embeddings")
+]
 BucketsOpt = Annotated[
     bool | None, option("length_buckets", "--length-buckets/--no-length-buckets")
 ]
@@ -216,6 +226,7 @@ def train(
     threads: ThreadsOpt = None,
     amp: AmpOpt = None,
     compile: CompileOpt = None,
+    shard_embeddings: ShardOpt = None,
     length_buckets: BucketsOpt = None,
 ) -> None:
     """Train DIN or a competitor on a preprocessed dataset; writes runs/<name>/."""

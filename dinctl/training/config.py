@@ -78,7 +78,15 @@ REG_LAMBDA_DEFAULTS = {
 }
 
 
-BOOL_FIELDS = ("attn_softmax", "use_item_ids", "length_buckets", "sparse_grads", "amp", "compile")
+BOOL_FIELDS = (
+    "attn_softmax",
+    "use_item_ids",
+    "length_buckets",
+    "sparse_grads",
+    "amp",
+    "compile",
+    "shard_embeddings",
+)
 STR_FIELDS = ("data", "out")
 CHOICE_FIELDS = {
     "model": MODELS,
@@ -185,6 +193,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = False
     compile: bool = False
+    shard_embeddings: bool = False  # TorchRec-sharded id tables under torchrun (sharded.py)
     seed: int = 1234
     out: str = ""  # run folder; "" = runs/<model>-<act>-<reg>-<UTC timestamp>
     log_every: int = 100

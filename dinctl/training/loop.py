@@ -31,7 +31,7 @@ from dinctl.models import ModelConfig
 from dinctl.models.config import schema_fields
 from dinctl.reporting import SILENT, Reporter
 from dinctl.runs import BEST_FILE, CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE
-from dinctl.training import distributed
+from dinctl.training import distributed, sharded
 from dinctl.training.checkpoint import (
     RunConfig,
     read_run_config,
@@ -168,6 +168,9 @@ def _join_job(
         )
     if info.enabled and device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
+    if cfg.shard_embeddings:
+        sharded.require_torchrec()
+        sharded.check_sharded_config(cfg, device, info)
     if info.enabled:
         shared = [cfg.out]
         torch.distributed.broadcast_object_list(shared, src=0)
@@ -192,7 +195,8 @@ def _train(
     state.bad_step = state.bad_step.to(device)
     if info.is_main:  # on resume too: --epochs may have grown, and config.json must say so
         write_run_config(run_dir, parts.rc)
-    parts.step_model = wrap_for_job(cfg, parts.model, data, device, info)
+    if parts.sharded is None:  # sharded: DistributedModelParallel already
+        parts.step_model = wrap_for_job(cfg, parts.model, data, device, info)
     use_amp, why_not = amp_device(device) if cfg.amp else (False, "")
     if cfg.amp and not use_amp:
         reporter.warn(f"--amp has no effect: {why_not}; training in float32")
@@ -293,6 +297,19 @@ def setup_model(
     fill_item_filter(model, cfg, torch.from_numpy(data.ds.item_freq))
     model.to(device).train()
     reg_rng = torch.Generator().manual_seed(cfg.seed * 7919 + info.rank)
+    if cfg.shard_embeddings:
+        shards, tables_opt, reg = sharded.sharded_parts(
+            model, cfg, data.freqs, reg_rng, device, info
+        )
+        return Parts(
+            rc=rc,
+            model=shards.module,
+            step_model=shards.dmp,
+            optimizers=tables_opt,
+            reg=reg,
+            reg_rng=reg_rng,
+            sharded=shards,
+        )
     union = (lambda ids: distributed.union_ids(ids, info)) if info.enabled else None
     reg = make_regularizer(cfg, data.freqs, reg_rng, union)
     optimizers = make_optimizers(cfg, model, use_sparse_grads(cfg, info, reg))
@@ -460,11 +477,12 @@ def validate_and_save(run: Run, t0: float) -> dict[str, Any]:
     if better:
         valid = {k: v for k, v in record.items() if k.startswith("valid_")}
         state.best = Best(state.epoch + 1, score, valid)
+        weights = sharded.parts_weights(run.parts, info)  # a collective when sharded
         if info.is_main:
             save_checkpoint(
                 run.run_dir / BEST_FILE,
                 {
-                    "model": run.parts.model.state_dict(),
+                    "model": weights,
                     "epoch": state.epoch + 1,
                     **_best_fields(cfg, state),
                     "best_valid": dict(state.best.valid),

@@ -35,12 +35,17 @@ def predict_proba(
     n = len(rows)
     device = rows.user.device
     mine = torch.arange(info.rank, n, info.world_size, device=device)  # (n_r,)
+    # as many batches on every rank (sharded tables look up in collectives), none over size
+    per_rank = (n + info.world_size - 1) // info.world_size
     out = []
-    for lo in range(0, mine.shape[0], batch_size):
-        batch = gatherer.gather(*rows.rows(mine[lo : lo + batch_size]))
+    count = (per_rank + batch_size - 1) // batch_size
+    for index in mine.tensor_split(count) if count else ():
+        stand_in = index.shape[0] == 0  # this rank ran out of rows: score row 0, drop it
+        batch = gatherer.gather(*rows.rows(index if not stand_in else mine.new_zeros(1)))
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(batch).logits  # (b,)
-        out.append(torch.sigmoid(logits.float()))
+        if not stand_in:
+            out.append(torch.sigmoid(logits.float()))
     local = torch.cat(out) if out else torch.zeros(0, device=device)  # (n_r,)
     model.train(was_training)
     return distributed.all_gather_rows(local, n, info).cpu()

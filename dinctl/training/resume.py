@@ -18,12 +18,12 @@ from dinctl.runs import BEST_FILE, CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE
 from dinctl.training import distributed
 from dinctl.training.checkpoint import (
     load_checkpoint,
-    load_model_state,
     read_run_config,
     save_checkpoint,
 )
 from dinctl.training.config import TrainConfig
 from dinctl.training.selection import selection_key, selection_score
+from dinctl.training.sharded import load_parts_weights, parts_weights
 from dinctl.training.state import Best, Data, LossSums, Parts, Run, TrainState
 
 CHECKPOINT_FORMAT = 1
@@ -89,14 +89,14 @@ def restore(
         )
     state = load_checkpoint(run_dir / CHECKPOINT_FILE)  # on CPU: RNG states must stay there
     check_resume_state(state, run_dir / CHECKPOINT_FILE, cfg)
-    if int(state["world_size"]) != info.world_size:
+    if int(state["world_size"]) != info.world_size and not cfg.shard_embeddings:
         raise DinctlError(
             f"{run_dir / CHECKPOINT_FILE} was written by {state['world_size']} process(es), "
             f"this run has {info.world_size}",
             hint="resume with the same torchrun --nproc-per-node × --nnodes",
         )
     try:
-        load_model_state(parts.model, state["model"])
+        load_parts_weights(parts, state["model"])
         for opt, opt_state in zip(parts.optimizers, state["optimizers"], strict=True):
             opt.load_state_dict(opt_state)
     except (RuntimeError, ValueError, KeyError) as err:
@@ -108,10 +108,11 @@ def restore(
     saved_best = json.loads(state["best"])  # older runs also hold "auc"; the score is re-read
     valid = dict(saved_best["valid"])
     best = Best(int(saved_best["epoch"]), selection_score(valid, selection_key(cfg)), valid)
-    torch.set_rng_state(state["rng_cpu"][info.rank])
-    parts.reg_rng.set_state(state["rng_dropout"][info.rank])
+    saved_rank = info.rank % len(state["rng_cpu"])  # sharded runs resume on any world size
+    torch.set_rng_state(state["rng_cpu"][saved_rank])
+    parts.reg_rng.set_state(state["rng_dropout"][saved_rank])
     if device.type == "cuda" and state["rng_cuda"]:
-        torch.cuda.set_rng_state(state["rng_cuda"][info.rank].cpu(), device)
+        torch.cuda.set_rng_state(state["rng_cuda"][saved_rank].cpu(), device)
     return TrainState(
         step=int(state["step"]),
         epoch=int(state["epoch"]),
@@ -182,7 +183,7 @@ def snapshot(run: Run) -> dict[str, Any]:
     return {
         "format": CHECKPOINT_FORMAT,
         "config": run.cfg.to_json(),
-        "model": run.parts.model.state_dict(),
+        "model": parts_weights(run.parts, info),
         "optimizers": [opt.state_dict() for opt in run.parts.optimizers],
         "step": state.step,
         "epoch": state.epoch,

@@ -45,6 +45,7 @@ class Parts:
     optimizers: list[torch.optim.Optimizer]
     reg: Regularizer
     reg_rng: torch.Generator  # behaviour dropout's generator, saved in checkpoints
+    sharded: Any = None  # sharded.ShardedModel under --shard-embeddings (state dicts from it)
 
 
 @dataclass

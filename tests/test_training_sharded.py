@@ -1,0 +1,205 @@
+"""`train --shard-embeddings`: TorchRec-sharded tables on 2 gloo ranks match 1 unsharded process.
+
+Needs the `scale` extra (`make install-scale`, which `make test` runs): these tests run in CI,
+they do not skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from dinctl.cli.main import app
+from dinctl.errors import DinctlError
+from dinctl.inference import open_run, score
+from dinctl.metrics import log_loss, user_weighted_auc_score
+from dinctl.models import build_model
+from dinctl.training import distributed as D
+from dinctl.training.checkpoint import load_checkpoint, read_run_config
+from dinctl.training.config import TrainConfig, resolve_config
+from dinctl.training.loop import train
+from dinctl.training.sharded import check_sharded_config
+
+# PReLU (no batch statistics) and SGD (updates add up): a sharded run is the unsharded run
+# up to float summation order. A large lr, init and λ, so that the tables (and MBA's pull on
+# them) move far beyond float noise: the item table moves by ~0.5 over the 2 epochs.
+SETTINGS: dict[str, Any] = {
+    "batch_size": 256,
+    "emb_dim": 8,
+    "optimizer": "sgd",
+    "lr": 2.0,
+    "emb_init_std": 0.3,
+    "log_every": 1,
+    "act": "prelu",
+    "reg": "mba",
+    "reg_lambda": 0.5,
+    "seed": 7,
+}
+runner = CliRunner()
+
+
+def _flags(settings: dict[str, Any]) -> list[str]:
+    out = []
+    for key, value in settings.items():
+        out += ["--" + key.replace("_", "-"), str(value)]
+    return out
+
+
+def torchrun(nproc: int, args: list[str]) -> dict[str, Any]:
+    """`torchrun --nproc-per-node nproc -m dinctl train ... --json`; rank 0's JSON result."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        str(nproc),
+        "-m",
+        "dinctl",
+        "train",
+        "--device",
+        "cpu",
+        "--json",
+        *args,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)  # type: ignore[no-any-return]
+
+
+def log_records(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def sharded_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A 2-epoch run on 2 ranks with sharded tables."""
+    out = tmp_path_factory.mktemp("sharded") / "two"
+    flags = ["--data", str(tiny_dataset), "--out", str(out), "--epochs", "2"]
+    payload = torchrun(2, [*flags, "--shard-embeddings", *_flags(SETTINGS)])
+    return {"dir": out, "payload": payload}
+
+
+@pytest.mark.slow
+def test_sharded_two_ranks_match_one_unsharded_process(
+    sharded_run: dict[str, Any], tiny_dataset: Path, tmp_path: Path
+) -> None:
+    cfg = {"data": str(tiny_dataset), "out": str(tmp_path / "one"), "device": "cpu"}
+    one = train(resolve_config({**cfg, "epochs": 2, **SETTINGS}), progress=False)
+    two_dir = sharded_run["dir"]
+    records, ones = log_records(two_dir), log_records(tmp_path / "one")
+    assert [(r["event"], r["step"]) for r in records] == [(r["event"], r["step"]) for r in ones]
+    assert len([r for r in records if r["event"] == "step"]) >= 20  # several steps, 2 epochs
+    for a, b in zip(records, ones, strict=True):
+        key = "loss" if a["event"] == "step" else "train_loss"
+        assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6)
+    for key, value in sharded_run["payload"]["best_valid"].items():
+        assert value == pytest.approx(one.best_valid[key], abs=1e-5)
+
+    # the checkpoint holds the full tables under the unsharded keys, equal to float rounding
+    got = load_checkpoint(two_dir / "checkpoint.pt")["model"]
+    want = load_checkpoint(tmp_path / "one" / "checkpoint.pt")["model"]
+    assert sorted(got) == sorted(want)
+    for name, value in want.items():
+        assert got[name].shape == value.shape, name
+        torch.testing.assert_close(got[name], value, rtol=1e-4, atol=1e-5, msg=name)
+    torch.manual_seed(SETTINGS["seed"])  # the model both runs started from
+    start = build_model(read_run_config(two_dir).model).state_dict()
+    for name in ("emb.item.weight", "emb.cate.weight"):
+        assert float((got[name] - start[name]).abs().max()) > 0.05  # the tables did move
+
+
+@pytest.mark.slow
+def test_sharded_checkpoint_resumes_on_another_world_size(
+    sharded_run: dict[str, Any], tiny_dataset: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "resumed"
+    flags = ["--data", str(tiny_dataset), "--out", str(out)]
+    torchrun(2, [*flags, "--epochs", "1", "--shard-embeddings", *_flags(SETTINGS)])
+    assert load_checkpoint(out / "checkpoint.pt")["world_size"] == 2
+    payload = torchrun(1, ["--resume", "--out", str(out), "--epochs", "2"])
+    assert payload["epochs_run"] == 1
+    # epoch 2 on one rank continues exactly as the uninterrupted 2-rank run did
+    straight = log_records(sharded_run["dir"])
+    resumed = log_records(out)
+    assert [(r["event"], r["step"]) for r in resumed] == [(r["event"], r["step"]) for r in straight]
+    for a, b in zip(resumed, straight, strict=True):
+        key = "loss" if a["event"] == "step" else "train_loss"
+        assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6)
+    got = load_checkpoint(out / "checkpoint.pt")["model"]
+    want = load_checkpoint(sharded_run["dir"] / "checkpoint.pt")["model"]
+    for name, value in want.items():
+        torch.testing.assert_close(got[name], value, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.slow
+def test_sharded_run_exports_and_scores_like_its_training_forward(
+    sharded_run: dict[str, Any], tmp_path: Path
+) -> None:
+    run_dir = sharded_run["dir"]
+    res = runner.invoke(
+        app, ["export", str(run_dir), "--format", "torch", "--out", str(tmp_path / "b"), "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["parity_max_abs_diff"] < 1e-4
+    # the full tables score the valid rows as the sharded forward did during training
+    opened = open_run(run_dir)
+    prob = np.asarray(score(opened, "valid"), dtype=np.float64)
+    valid = opened.dataset.split("valid")
+    best = sharded_run["payload"]["best_valid"]
+    assert log_loss(valid.label, prob) == pytest.approx(best["valid_logloss"], abs=1e-6)
+    uw = user_weighted_auc_score(valid.label, prob, valid.user)
+    assert uw == pytest.approx(best["valid_user_weighted_auc"], abs=1e-9)
+
+
+def test_shard_embeddings_outside_torchrun_is_one_line(tiny_dataset: Path, tmp_path: Path) -> None:
+    res = runner.invoke(
+        app,
+        ["train", "--data", str(tiny_dataset), "--out", str(tmp_path / "r"), "--shard-embeddings"],
+    )
+    assert res.exit_code == 1
+    assert res.stderr.startswith(
+        "error: --shard-embeddings shards the tables over torchrun's processes, and this is no "
+        "torchrun job"
+    )
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("changes", "device", "message"),
+    [
+        (
+            {"optimizer": "adam"},
+            "cpu",
+            "--optimizer adam has no fused sharded kernel on cpu; expected one of sgd, adagrad",
+        ),
+        (
+            {"reg": "l2"},
+            "cpu",
+            "--reg l2 is not available with --shard-embeddings; expected one of none, mba, dropout",
+        ),
+        ({"grad_clip": 5.0}, "cpu", "--grad-clip is not available with --shard-embeddings"),
+    ],
+)
+def test_refused_sharded_settings_name_what_is_allowed(
+    changes: dict[str, Any], device: str, message: str
+) -> None:
+    cfg = TrainConfig(**{**SETTINGS, **changes})
+    with pytest.raises(DinctlError) as err:
+        check_sharded_config(cfg, torch.device(device), D.DistInfo(0, 2, 0, True))
+    assert err.value.message == message
+    check_sharded_config(  # adam is what CUDA's fused kernels add
+        TrainConfig(**{**SETTINGS, "optimizer": "adam"}),
+        torch.device("cuda"),
+        D.DistInfo(0, 2, 0, True),
+    )
