@@ -203,3 +203,21 @@ def test_refused_sharded_settings_name_what_is_allowed(
         torch.device("cuda"),
         D.DistInfo(0, 2, 0, True),
     )
+
+
+def test_block_init_does_not_depend_on_how_the_rows_are_sharded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dinctl.training import sharded
+
+    monkeypatch.setattr(sharded, "INIT_BLOCK_ROWS", 4)
+    whole = torch.full((11, 3), float("nan"))
+    sharded.block_init([(0, whole)], "emb__item", 0.5, seed=3)
+    parts = [torch.full((6, 3), float("nan")), torch.full((5, 3), float("nan"))]
+    sharded.block_init([(0, parts[0]), (6, parts[1])], "emb__item", 0.5, seed=3)
+    assert torch.equal(torch.cat(parts), whole)
+    assert torch.equal(whole[0], torch.zeros(3))  # padding row
+    assert 0.2 < float(whole[1:].std()) < 0.8  # N(0, 0.5²) rows, every one drawn
+    other = torch.empty(11, 3)
+    sharded.block_init([(0, other)], "emb__cate", 0.5, seed=3)  # another table: other rows
+    assert not torch.equal(other[1:], whole[1:])

@@ -292,24 +292,25 @@ def setup_model(
     from dinctl.models import build_model
 
     rc = run_config(cfg, data.ds)
+    if cfg.shard_embeddings:  # builds the model without whole tables (training/sharded.py)
+        reg_rng = torch.Generator().manual_seed(cfg.seed * 7919 + info.rank)
+        shards, optimizers, reg = sharded.sharded_parts(
+            rc.model, cfg, data.freqs, reg_rng, device, info
+        )
+        return Parts(
+            rc=rc,
+            model=shards.module,
+            step_model=shards.dmp,  # DistributedModelParallel: DDP for the dense part
+            optimizers=optimizers,
+            reg=reg,
+            reg_rng=reg_rng,
+            sharded=shards,
+        )
     torch.manual_seed(cfg.seed)
     model = build_model(rc.model)
     fill_item_filter(model, cfg, torch.from_numpy(data.ds.item_freq))
     model.to(device).train()
     reg_rng = torch.Generator().manual_seed(cfg.seed * 7919 + info.rank)
-    if cfg.shard_embeddings:
-        shards, tables_opt, reg = sharded.sharded_parts(
-            model, cfg, data.freqs, reg_rng, device, info
-        )
-        return Parts(
-            rc=rc,
-            model=shards.module,
-            step_model=shards.dmp,
-            optimizers=tables_opt,
-            reg=reg,
-            reg_rng=reg_rng,
-            sharded=shards,
-        )
     union = (lambda ids: distributed.union_ids(ids, info)) if info.enabled else None
     reg = make_regularizer(cfg, data.freqs, reg_rng, union)
     optimizers = make_optimizers(cfg, model, use_sparse_grads(cfg, info, reg))

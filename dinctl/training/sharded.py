@@ -18,8 +18,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
+import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -28,6 +29,7 @@ from torch import nn
 
 from dinctl.data.batching import Batch
 from dinctl.errors import DinctlError
+from dinctl.models.config import ModelConfig
 from dinctl.training import distributed as D
 from dinctl.training.checkpoint import load_model_state
 from dinctl.training.config import TrainConfig
@@ -45,6 +47,8 @@ from dinctl.training.state import Parts
 # what TorchRec's fused (FBGEMM) kernels offer per device; "adagrad" is row-wise Adagrad there
 SHARDED_OPTIMIZERS = {"cpu": ("sgd", "adagrad"), "cuda": ("sgd", "adagrad", "adam")}
 SHARDED_REGULARIZERS = ("none", "mba", "dropout")
+EXACT_INIT_BYTES = 1 << 28  # tables up to 256 MiB start as the unsharded run's (built whole)
+INIT_BLOCK_ROWS = 1 << 20  # beyond, rows are drawn per block of this many (block_init)
 INSTALL_HINT = "install the scale extra: `make install-scale` (see docs/scale.md)"
 
 
@@ -95,7 +99,7 @@ class ShardedTable(nn.Embedding):
 
     It subclasses `nn.Embedding` (without its weight) so the model's table lists keep it."""
 
-    def __init__(self, key: str, num_embeddings: int, dim: int, device: torch.device) -> None:
+    def __init__(self, key: str, num_embeddings: int, dim: int) -> None:
         from torchrec import EmbeddingCollection, EmbeddingConfig
 
         nn.Module.__init__(self)
@@ -106,7 +110,8 @@ class ShardedTable(nn.Embedding):
         config = EmbeddingConfig(
             name=key, embedding_dim=dim, num_embeddings=num_embeddings, feature_names=[key]
         )
-        self.ec: Any = EmbeddingCollection(tables=[config], device=device)
+        # on the meta device: no rank ever allocates the whole table; sharding allocates shards
+        self.ec: Any = EmbeddingCollection(tables=[config], device=torch.device("meta"))
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         from torchrec import KeyedJaggedTensor
@@ -128,18 +133,70 @@ def table_key(path: str) -> str:
     return path.replace(".", "__")
 
 
-def swap_tables(model: nn.Module, device: torch.device) -> dict[str, torch.Tensor]:
-    """Replace every `nn.Embedding` of `model` by a `ShardedTable`; returns each table's
-    initial weight by module path (copied into the shards once they exist)."""
-    found = [(path, m) for path, m in model.named_modules() if type(m) is nn.Embedding and path]
-    weights = {}
-    for path, table in found:
+def table_shapes(model: nn.Module) -> dict[str, tuple[int, int]]:
+    """(rows, dim) of every `nn.Embedding` of `model`, by module path."""
+    return {
+        path: (m.num_embeddings, m.embedding_dim)
+        for path, m in model.named_modules()
+        if type(m) is nn.Embedding and path
+    }
+
+
+def swap_tables(model: nn.Module, shapes: dict[str, tuple[int, int]]) -> None:
+    """Replace the `nn.Embedding` at each path of `shapes` by a `ShardedTable` of that shape."""
+    for path, (rows, dim) in shapes.items():
         parent_path, _, name = path.rpartition(".")
         parent = model.get_submodule(parent_path) if parent_path else model
-        weights[path] = table.weight.detach()
-        swapped = ShardedTable(table_key(path), table.num_embeddings, table.embedding_dim, device)
-        setattr(parent, name, swapped)
-    return weights
+        setattr(parent, name, ShardedTable(table_key(path), rows, dim))
+
+
+def build_for_sharding(
+    config: ModelConfig, seed: int
+) -> tuple[nn.Module, dict[str, tuple[int, int]], dict[str, torch.Tensor] | None]:
+    """The model to shard, its tables' shapes, and their initial weights.
+
+    Up to `EXACT_INIT_BYTES` of tables the model is built whole from `seed`, so a sharded run
+    starts exactly where the unsharded one does (weights returned). Beyond, no rank may hold a
+    whole table: the dense layers come from a model with one-row tables (so they start
+    elsewhere than unsharded) and each rank draws its own rows (`block_init`; None returned).
+    """
+    from dinctl.models import build_model
+
+    with torch.device("meta"):
+        shapes = table_shapes(build_model(config))
+    torch.manual_seed(seed)
+    if sum(rows * dim * 4 for rows, dim in shapes.values()) <= EXACT_INIT_BYTES:
+        model = build_model(config)
+        weights = {p: model.get_submodule(p).state_dict()["weight"] for p in shapes}
+        return model, shapes, weights
+    one = [(name, 1) for name, _ in config.behaviour_fields]
+    small = replace(
+        config,
+        n_items=1,
+        n_cates=1,
+        wide_buckets=1,
+        behaviour_fields=tuple(one),
+        user_fields=tuple((name, 1) for name, _ in config.user_fields),
+        context_fields=tuple((name, 1) for name, _ in config.context_fields),
+    )
+    return build_model(small), shapes, None
+
+
+@torch.no_grad()
+def block_init(shards: list[tuple[int, torch.Tensor]], key: str, std: float, seed: int) -> None:
+    """N(0, std²) rows drawn per block of `INIT_BLOCK_ROWS` rows from a generator of (seed,
+    table, block), so a row's start does not depend on the world size; row 0 (padding) zero."""
+    salt = zlib.crc32(key.encode())
+    for first, rows in shards:
+        end = first + rows.shape[0]
+        for block in range(first // INIT_BLOCK_ROWS, (end - 1) // INIT_BLOCK_ROWS + 1):
+            lo = block * INIT_BLOCK_ROWS
+            g = torch.Generator().manual_seed((seed * 1_000_003 + salt) * 65_537 + block)
+            drawn = torch.randn(INIT_BLOCK_ROWS, rows.shape[1], generator=g) * std  # (blk, D)
+            a, b = max(first, lo), min(end, lo + INIT_BLOCK_ROWS)
+            rows[a - first : b - first] = drawn[a - lo : b - lo]
+        if first == 0 and rows.shape[0]:
+            rows[0].zero_()
 
 
 def fused_optimizer_class(name: str) -> tuple[type[torch.optim.Optimizer], dict[str, Any]]:
@@ -169,41 +226,30 @@ class ShardedModel:
 
 
 def shard_model(
-    model: nn.Module, cfg: TrainConfig, device: torch.device, info: D.DistInfo
+    model: nn.Module,
+    shapes: dict[str, tuple[int, int]],
+    weights: dict[str, torch.Tensor] | None,
+    cfg: TrainConfig,
+    device: torch.device,
+    info: D.DistInfo,
 ) -> ShardedModel:
-    """`model` with its tables swapped for TorchRec ones, sharded by the planner over the
-    process group, initialised with the tables `model` had (so a seed means one start)."""
+    """`model` with the tables at `shapes` swapped for TorchRec ones, sharded by the planner
+    over the process group and initialised from `weights` (else by `block_init`)."""
     from torchrec.distributed.embedding import EmbeddingCollectionSharder
     from torchrec.distributed.model_parallel import DistributedModelParallel
-    from torchrec.distributed.planner import EmbeddingShardingPlanner
-    from torchrec.distributed.planner.types import (
-        KernelConfig,
-        ParameterConstraints,
-        TopologyFactory,
-        TrainerConfig,
-    )
     from torchrec.distributed.types import ShardingEnv
     from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
 
-    weights = swap_tables(model, device)
-    tables = dict(_tables_of(model, weights))
+    swap_tables(model, shapes)
+    tables = dict(_tables_of(model, shapes))
     opt_class, opt_kwargs = fused_optimizer_class(cfg.optimizer)
     for table in tables.values():
         apply_optimizer_in_backward(opt_class, table.ec.parameters(), {"lr": cfg.lr, **opt_kwargs})
     sharder = EmbeddingCollectionSharder()
-    kinds = ["row_wise", "table_wise"]
-    constraints = {t.key: ParameterConstraints(sharding_types=kinds) for t in tables.values()}
     pg = dist.GroupMember.WORLD
     assert pg is not None
     with quiet_torchrec():
-        planner = EmbeddingShardingPlanner(
-            topology=TopologyFactory.create_topology(
-                TrainerConfig(world_size=info.world_size),
-                kernel_config=KernelConfig(compute_device=device.type),
-            ),
-            constraints=constraints,
-        )
-        plan = planner.collective_plan(model, [sharder], pg)  # type: ignore[arg-type]
+        plan = sharding_plan(model, tables, sharder, device, info)
         dmp = DistributedModelParallel(
             model,
             env=ShardingEnv.from_process_group(pg),
@@ -211,10 +257,40 @@ def shard_model(
             plan=plan,
             sharders=[sharder],  # type: ignore[list-item]
         )
-    sharded = ShardedModel(dmp, dmp.module, dict(_tables_of(dmp.module, weights)))
+    sharded = ShardedModel(dmp, dmp.module, dict(_tables_of(dmp.module, shapes)))
     for path, table in sharded.tables.items():
-        scatter_rows(table_shards(table), weights[path], f"table {path}")
+        if weights is not None:
+            scatter_rows(table_shards(table), weights[path], f"table {path}")
+        else:
+            block_init(table_shards(table), table.key, cfg.emb_init_std, cfg.seed)
     return sharded
+
+
+def sharding_plan(
+    model: nn.Module,
+    tables: dict[str, ShardedTable],
+    sharder: Any,
+    device: torch.device,
+    info: D.DistInfo,
+) -> Any:
+    """TorchRec's planner's plan, row-wise or table-wise per table (the same on every rank)."""
+    from torchrec.distributed.planner import EmbeddingShardingPlanner
+    from torchrec.distributed.planner.types import (
+        KernelConfig,
+        ParameterConstraints,
+        TopologyFactory,
+        TrainerConfig,
+    )
+
+    kinds = ["row_wise", "table_wise"]
+    planner = EmbeddingShardingPlanner(
+        topology=TopologyFactory.create_topology(
+            TrainerConfig(world_size=info.world_size),
+            kernel_config=KernelConfig(compute_device=device.type),
+        ),
+        constraints={t.key: ParameterConstraints(sharding_types=kinds) for t in tables.values()},
+    )
+    return planner.collective_plan(model, [sharder], dist.GroupMember.WORLD)
 
 
 @contextlib.contextmanager
@@ -233,10 +309,8 @@ def quiet_torchrec() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _tables_of(
-    module: nn.Module, weights: dict[str, torch.Tensor]
-) -> Iterator[tuple[str, ShardedTable]]:
-    for path in weights:
+def _tables_of(module: nn.Module, paths: Any) -> Iterator[tuple[str, ShardedTable]]:
+    for path in paths:
         table = module.get_submodule(path)
         assert isinstance(table, ShardedTable)
         yield path, table
@@ -441,7 +515,7 @@ class ShardedMiniBatchAware(NoPenalty):
 
 
 def sharded_parts(
-    model: nn.Module,
+    config: ModelConfig,
     cfg: TrainConfig,
     freqs: dict[str, torch.Tensor],
     reg_rng: torch.Generator,
@@ -452,7 +526,8 @@ def sharded_parts(
     reg: Regularizer = make_regularizer(cfg, freqs, reg_rng)
     if cfg.reg == "mba":
         reg = ShardedMiniBatchAware(cfg.reg_lambda, freqs, info)
-    sharded = shard_model(model, cfg, device, info)
+    model, shapes, weights = build_for_sharding(config, cfg.seed)
+    sharded = shard_model(model.to(device).train(), shapes, weights, cfg, device, info)
     dense = sharded.dense_parameters()
     dense_opt: torch.optim.Optimizer
     if cfg.optimizer == "sgd":
