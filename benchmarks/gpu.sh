@@ -7,6 +7,7 @@
 #   benchmarks/gpu.sh              # on the GPU machine
 #   benchmarks/gpu.sh --dry-run    # anywhere: small data on CPU, checks the script itself
 # Extra arguments go to benchmarks/gpu_epoch.py (--runs fp32,amp,compile, --run-timeout 150, ...).
+# Then benchmarks/gpu_sharded.sh: `train --shard-embeddings` on CUDA (TorchRec, NCCL, Adam).
 # The CPU/GPU agreement and torchrun/NCCL check is a separate script: benchmarks/gpu_check.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,4 +18,11 @@ python - <<'PY' || { echo "error: dinctl's dependencies are missing here (pip in
 import numpy, polars, rich, torch, typer  # noqa: F401
 PY
 python benchmarks/gpu_epoch.py "$@" 2>&1 | tee "$OUT/gpu_epoch.log"
-exit "${PIPESTATUS[0]}"
+status="${PIPESTATUS[0]}"
+# then the TorchRec-sharded tables over NCCL with fused Adam (issue 23; ~3 minutes)
+dry=""
+for arg in "$@"; do [ "$arg" = --dry-run ] && dry=--dry-run; done
+benchmarks/gpu_sharded.sh $dry 2>&1 | tee "$OUT/gpu_sharded.log"
+sharded="${PIPESTATUS[0]}"
+[ "$status" = 0 ] && exit "$sharded"
+exit "$status"
