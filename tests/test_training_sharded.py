@@ -340,3 +340,58 @@ def test_fused_row_wise_adagrad_state_survives_a_checkpoint(one_rank: Any) -> No
         torch.testing.assert_close(got[name], after[name], rtol=0, atol=1e-7, msg=name)
     # without its accumulators the same step moves the rows differently: the check can fail
     assert not torch.allclose(lost["emb.item.weight"], after["emb.item.weight"], atol=1e-4)
+
+
+def _rank_memory(rank: int, world: int, store_path: str, out: Any) -> None:
+    """One of 2 spawned ranks: shard a model with a 10M-row item table; report its memory."""
+    import resource
+
+    import torch.distributed as dist
+
+    from dinctl.models import ModelConfig
+    from dinctl.training.sharded import sharded_parts, table_shards
+
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", store=dist.FileStore(store_path, world), rank=rank, world_size=world
+    )
+    info = D.DistInfo(rank, world, 0, True)
+    cfg = TrainConfig(optimizer="sgd", lr=0.1)
+    freqs = {"item": torch.ones(1), "cate": torch.ones(1)}
+    device = torch.device("cpu")
+    for n_items in (10, BIG_ITEMS):  # the small one loads TorchRec's and FBGEMM's code first
+        config = ModelConfig(model="din", n_users=10, n_items=n_items, n_cates=10, emb_dim=BIG_DIM)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB, peak so far
+        sharded, _, _ = sharded_parts(config, cfg, freqs, torch.Generator(), device, info)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rows = sum(r.shape[0] for _, r in table_shards(sharded.tables["emb.item"]))
+    out.put((rank, rows, (peak - before) * 1024))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+BIG_ITEMS, BIG_DIM = 10_000_000, 16  # a 640 MB item table: beyond the whole-model init
+
+
+def test_each_rank_holds_about_half_of_a_large_table(tmp_path: Path) -> None:
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [
+        ctx.Process(target=_rank_memory, args=(r, 2, str(tmp_path / "store"), queue))
+        for r in range(2)
+    ]
+    for p in procs:
+        p.start()
+    results = sorted(queue.get(timeout=240) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    table_bytes = (BIG_ITEMS + 1) * BIG_DIM * 4
+    assert sum(rows for _, rows, _ in results) == BIG_ITEMS + 1
+    for _, rows, grown in results:
+        assert abs(rows - (BIG_ITEMS + 1) / 2) <= 1  # row-wise: half the rows each
+        # no rank ever held the whole table: its peak grew by its half, one init block and
+        # TorchRec's own bookkeeping
+        assert grown < 0.75 * table_bytes, f"peak grew by {grown / 2**20:.0f} MiB"

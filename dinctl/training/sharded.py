@@ -187,14 +187,16 @@ def block_init(shards: list[tuple[int, torch.Tensor]], key: str, std: float, see
     """N(0, std²) rows drawn per block of `INIT_BLOCK_ROWS` rows from a generator of (seed,
     table, block), so a row's start does not depend on the world size; row 0 (padding) zero."""
     salt = zlib.crc32(key.encode())
+    drawn = torch.empty(0)
     for first, rows in shards:
         end = first + rows.shape[0]
         for block in range(first // INIT_BLOCK_ROWS, (end - 1) // INIT_BLOCK_ROWS + 1):
             lo = block * INIT_BLOCK_ROWS
             g = torch.Generator().manual_seed((seed * 1_000_003 + salt) * 65_537 + block)
-            drawn = torch.randn(INIT_BLOCK_ROWS, rows.shape[1], generator=g) * std  # (blk, D)
+            # one block buffer, reused: the transient memory is one block, not a table
+            drawn = torch.randn(INIT_BLOCK_ROWS, rows.shape[1], generator=g, out=drawn)
             a, b = max(first, lo), min(end, lo + INIT_BLOCK_ROWS)
-            rows[a - first : b - first] = drawn[a - lo : b - lo]
+            rows[a - first : b - first].copy_(drawn[a - lo : b - lo]).mul_(std)
         if first == 0 and rows.shape[0]:
             rows[0].zero_()
 
