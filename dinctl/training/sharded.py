@@ -381,10 +381,8 @@ def gather_rows(
                     full[row : row + count] = block
                 else:
                     dist.send(block.contiguous(), dst=0)
-            elif full is not None:
-                part = torch.empty((count, *shape[1:]), dtype=full.dtype)
-                dist.recv(part, src=rank)
-                full[row : row + count] = part
+            elif full is not None:  # straight into its rows: no second copy of a shard
+                dist.recv(full[row : row + count], src=rank)
     return full
 
 
