@@ -96,7 +96,7 @@ def test_sharded_two_ranks_match_one_unsharded_process(
     sharded_run: dict[str, Any], tiny_dataset: Path, tmp_path: Path
 ) -> None:
     cfg = {"data": str(tiny_dataset), "out": str(tmp_path / "one"), "device": "cpu"}
-    one = train(resolve_config({**cfg, "epochs": 2, **SETTINGS}), progress=False)
+    one = train(resolve_config({**cfg, "epochs": 2, **SETTINGS}))
     two_dir = sharded_run["dir"]
     records, ones = log_records(two_dir), log_records(tmp_path / "one")
     assert [(r["event"], r["step"]) for r in records] == [(r["event"], r["step"]) for r in ones]
