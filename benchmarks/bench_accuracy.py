@@ -402,6 +402,8 @@ def worker(
         cached = args.cache / f"{side}-{cache_key(args, side, arm_args, seed, data)}.json"
         if cached.is_file():
             return dict(json.loads(cached.read_text()))
+    if args.cached_only:
+        raise SystemExit(f"--cached-only: no cached result for {side} {arm_args} seed {seed}")
     cmd = [sys.executable, __file__, "--worker", side, "--data", str(data), "--seed", str(seed)]
     for flag in ("epochs", "lr", "batch_size", "max_len", "emb_dim", "threads"):
         cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
@@ -532,6 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--rechub", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--dense-adam", action="store_true", help="dinctl: dense Adam on the tables")
     ap.add_argument("--cache", type=Path, help="folder of finished workers' results (reused)")
+    ap.add_argument("--cached-only", action="store_true", help="summarise --cache, train nothing")
     ap.add_argument("--json", type=Path, help="also write every per-epoch figure here")
     ap.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
     ap.add_argument("--arm-args", default="[]", help=argparse.SUPPRESS)
