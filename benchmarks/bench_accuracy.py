@@ -8,7 +8,8 @@ reference of the paired differences). Sides:
 - `train`: `dinctl train` as a user runs it (its recipe, early stopping, best.pt), ARGS are its
   flags (`--act dice --reg mba`); the figure is best.pt scored on test.
 - `dinctl`: dinctl's DIN in a fixed-epoch loop with the trainer's optimiser set-up (lazy Adam
-  on the tables, mean BCE); ARGS are `ModelConfig` overrides (`mlp_act=relu`).
+  on the tables, mean BCE); DIN with `act = dice` and the other `ModelConfig` defaults, ARGS
+  override fields (`mlp_act=same` for Dice in the tower too).
 - `deepctr`: DeepCTR-Torch 0.3.0's DIN through its own `fit`; ARGS are its DIN arguments
   (`att_activation=prelu`). Its defaults here: Dice in the activation unit, ReLU tower,
   embeddings and DNN weights N(0, 1e-4), `l2_reg_embedding = 0`.
