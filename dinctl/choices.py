@@ -39,8 +39,11 @@ class Activation(str, Enum):
 
 
 class MlpActivation(str, Enum):
-    """The MLP tower's activation: `same` = the activation unit's (the paper's DIN)."""
+    """The MLP tower's activation. `auto`: ReLU after a Dice activation unit (the peers' layout,
+    the more accurate one on real data), else the unit's; `same` = the unit's (the paper's DIN,
+    Dice also in the tower)."""
 
+    auto = "auto"
     same = "same"
     prelu = "prelu"
     dice = "dice"

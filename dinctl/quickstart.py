@@ -30,6 +30,12 @@ QUICKSTART_TRAIN: dict[str, Any] = {
     "lr": 0.01,
     "emb_dim": 16,
     "emb_init_std": 1.0,
+    # the Dice tower, α from 0.25 and nn.Linear's init: with N(0, 1) tables and lr 0.01 on the
+    # synthetic sample these learn the planted interests (the real-data defaults, a ReLU tower,
+    # α from 0 and Xavier linears, took its test AUC from 0.80 to 0.63)
+    "mlp_act": "same",
+    "dice_alpha_init": 0.25,
+    "linear_init": "torch",
     "device": "cpu",
     "seed": 0,
 }

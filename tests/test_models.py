@@ -156,7 +156,7 @@ def test_config_errors_name_the_value() -> None:
         config("xgb")
     with pytest.raises(DinctlError, match="unknown activation 'tanh'; expected one of prelu, dice"):
         config("din", act="tanh")
-    with pytest.raises(DinctlError, match="unknown mlp_act 'tanh'; expected one of same, prelu"):
+    with pytest.raises(DinctlError, match="unknown mlp_act 'tanh'; expected one of auto, same"):
         config("din", mlp_act="tanh")
     with pytest.raises(DinctlError, match="n_items must be at least 1, got 0 instead"):
         config("din", n_items=0)

@@ -62,9 +62,21 @@ def test_xavier_init_draws_weights_at_the_xavier_scale_and_zero_biases() -> None
 
 
 def test_defaults_keep_the_din_the_measurements_chose() -> None:
+    """Real data chose Dice in the unit with a ReLU tower, α from 0 and Xavier linears
+    (benchmarks/README.md, accuracy); other units keep their activation in the tower."""
     cfg = ModelConfig(model="din", n_users=3, n_items=50, n_cates=5, act="dice")
-    assert (cfg.tower_act, cfg.dice_alpha_init, cfg.linear_init) == ("dice", 0.25, "torch")
+    assert cfg.mlp_act == "auto"
+    assert (cfg.tower_act, cfg.dice_alpha_init, cfg.linear_init) == ("relu", 0.0, "xavier")
     assert (cfg.fm_pooling, cfg.wide_cross) == ("mean", "auto")
+    model = build_model(cfg)
+    assert activations(model) == [Dice, Dice]  # the unit's two; none in the tower
+    for act in ("prelu", "sigmoid", "relu"):
+        assert ModelConfig(model="din", n_users=3, n_items=50, n_cates=5, act=act).tower_act == act
+    paper = ModelConfig(model="din", n_users=3, n_items=50, n_cates=5, act="dice", mlp_act="same")
+    assert paper.tower_act == "dice"
+    authors = ModelConfig(model="din", n_users=3, n_items=50, n_cates=5, act="sigmoid",
+                          mlp_act="dice")  # fmt: skip
+    assert authors.tower_act == "dice"
 
 
 def test_a_config_without_the_new_keys_rebuilds_the_old_model() -> None:

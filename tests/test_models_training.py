@@ -30,6 +30,8 @@ def paper_recipe_losses(data: Path, model: str, epochs: int = 3, **cfg: object) 
     """Mean training loss of each epoch: SGD lr 1.0, batch 32, clip 5 (the authors' train.py)."""
     ds = load_dataset(data)
     torch.manual_seed(0)
+    # the paper recipe's layout (training/config.py): Dice in the tower, α 0.25, torch linears
+    layout = {"mlp_act": "same", "dice_alpha_init": 0.25, "linear_init": "torch", **cfg}
     net = build_model(
         ModelConfig(
             model=model,
@@ -40,7 +42,7 @@ def paper_recipe_losses(data: Path, model: str, epochs: int = 3, **cfg: object) 
             attn_hidden=(16, 8),
             mlp_hidden=(16, 8),
             wide_buckets=4096,
-            **cfg,  # type: ignore[arg-type]
+            **layout,  # type: ignore[arg-type]
         )
     ).train()
     opt = torch.optim.SGD(net.parameters(), lr=1.0)

@@ -27,6 +27,19 @@ def test_fast_recipe_is_the_default() -> None:
     assert cfg.out.startswith("runs/din-prelu-none-")
 
 
+def test_act_dice_is_the_layout_real_data_chose_and_the_paper_recipe_keeps_the_dice_tower() -> None:
+    """fast (the default): a ReLU tower after a Dice unit, α from 0, Xavier linears (measured
+    on real Amazon MI and MovieLens rows, benchmarks/README.md); paper: Dice in the tower, α
+    from 0.25, nn.Linear's init, as dinctl had it; flags beat both."""
+    fast = resolve_config({"act": "dice"}, None)
+    assert (fast.mlp_act, fast.dice_alpha_init, fast.linear_init) == ("auto", 0.0, "xavier")
+    paper = resolve_config({"act": "dice", "recipe": "paper"}, None)
+    assert (paper.mlp_act, paper.dice_alpha_init, paper.linear_init) == ("same", 0.25, "torch")
+    chosen = resolve_config({"recipe": "paper", "mlp_act": "relu", "linear_init": "xavier"}, None)
+    assert (chosen.mlp_act, chosen.linear_init) == ("relu", "xavier")
+    assert TrainConfig().mlp_act == fast.mlp_act  # the dataclass default is the default recipe's
+
+
 def test_paper_recipe_matches_the_authors_code() -> None:
     cfg = resolve_config({"recipe": "paper"}, None)
     assert (cfg.optimizer, cfg.lr, cfg.batch_size, cfg.grad_clip) == ("sgd", 1.0, 32, 5.0)

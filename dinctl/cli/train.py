@@ -45,8 +45,19 @@ OPTIONS: dict[str, tuple[str, str, str | None]] = {
     "data": (DATA, "Dataset folder written by `dinctl preprocess`.", None),
     "max_len": (DATA, "Most recent behaviours kept per sample.", None),
     "model": (MODEL, "Model.", None),
-    "act": (MODEL, "Activation of the activation unit (and the tower).", None),
-    "mlp_act": (MODEL, "The MLP tower's activation (same = --act; the peers: relu).", None),
+    "act": (
+        MODEL,
+        "Activation of the activation unit. dice: Dice in the unit and a ReLU tower (the peers' "
+        "layout, the more accurate on real Amazon rows); the paper's DIN with Dice in both: add "
+        "--mlp-act same; the authors' code (sigmoid unit, Dice tower): --act sigmoid --mlp-act "
+        "dice.",
+        None,
+    ),
+    "mlp_act": (
+        MODEL,
+        "The MLP tower's activation (auto = relu after a Dice unit, else --act; same = --act).",
+        None,
+    ),
     "dice_alpha_init": (MODEL, "Where Dice's / PReLU's α starts (the peers: 0).", None),
     "emb_dim": (MODEL, "Embedding size per id (item ⊕ category = 2×).", None),
     "emb_init_std": (MODEL, "Std of the N(0, std²) embedding init; ~1 suits tiny data.", None),

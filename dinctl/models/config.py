@@ -112,7 +112,9 @@ class ModelConfig:
 
     @property
     def tower_act(self) -> str:
-        """The MLP tower's activation."""
+        """The MLP tower's activation: `auto` is ReLU after a Dice unit, else the unit's."""
+        if self.mlp_act == "auto":
+            return "relu" if self.act == "dice" else self.act
         return self.act if self.mlp_act == "same" else self.mlp_act
 
     @property

@@ -51,6 +51,11 @@ RECIPE_DEFAULTS: dict[str, dict[str, Any]] = {
         "lr_decay": 0.1,
         "lr_decay_epochs": 4.0,
         "max_len": WHOLE_HISTORY,
+        # the layout dinctl had before the real-data defaults (Dice in the tower under --act
+        # dice, α from 0.25, nn.Linear's init): SGD lr 1.0 needs the Dice tower's statistics
+        "mlp_act": "same",
+        "dice_alpha_init": 0.25,
+        "linear_init": "torch",
     },
     "fast": {
         "optimizer": "adam",
