@@ -210,17 +210,20 @@ class FieldTables:
 
     def standardise(self, name: str, value: Any, where: str) -> float:
         """(x − mean) / std with the training split's statistics, as preprocessing did."""
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-        ):
+        mean, std = self.numeric_stats[name]
+        try:  # an integer too large for a float raises OverflowError
+            ok = not isinstance(value, bool) and isinstance(value, (int, float))
+            with np.errstate(over="ignore", invalid="ignore"):
+                scaled = np.float32((float(value) - mean) / std) if ok else np.float32("nan")
+        except OverflowError:
+            scaled = np.float32("inf")
+        if not math.isfinite(scaled):  # NaN, inf, or beyond float32 once standardised
             raise RequestError(
-                f"{where} {name}: expected a finite number, got {value!r} instead",
+                f"{where} {name}: expected a finite number of the training data's magnitude, "
+                f"got {str(value)[:40]} instead",
                 hint=f"send the raw {name} (it is standardised with the training mean and std)",
             )
-        mean, std = self.numeric_stats[name]
-        return float(np.float32((float(value) - mean) / std))
+        return float(scaled)
 
 
 def check_names(given: Mapping[str, Any], names: Sequence[str], group: str) -> None:
