@@ -92,6 +92,23 @@ def probe_write(folder: Path, size: int = 1 << 20) -> OSError | None:
     return None
 
 
+def check_outside_artefacts(out: Path) -> None:
+    """Refuse an output inside a dataset or bundle folder: each has one writer, its own, and a
+    file dropped into one would be lost (or replace a verified file) on its next rewrite."""
+    target = Path(out).resolve()
+    for folder in target.parents:
+        if (folder / "bundle.json").is_file():
+            kind = "export bundle"
+        elif (folder / "meta.json").is_file() and (folder / "items.parquet").is_file():
+            kind = "dataset"
+        else:
+            continue
+        raise DinctlError(
+            f"{out} lies inside the {kind} folder {folder}: refusing to write into it",
+            hint=f"choose an --out outside the {kind}",
+        )
+
+
 def check_output_dir(out: Path, overwrite: bool) -> None:
     """Refuse to replace an existing output folder unless asked to, or anything not a folder."""
     check_output_kind(out, "folder")
@@ -201,6 +218,7 @@ def atomic_dir(out: Path, overwrite: bool = False) -> Iterator[Path]:
     """
     out = Path(out)
     check_output_dir(out, overwrite)
+    check_outside_artefacts(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -249,6 +267,7 @@ def atomic_file(path: Path) -> Iterator[Path]:
     temporary siblings of killed writers are swept first."""
     path = Path(path)
     check_output_kind(path, "file")
+    check_outside_artefacts(path)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -118,7 +118,9 @@ def _acquire(folder: Path, what: str, path: Path, command: str) -> int:
             os.ftruncate(fd, 0)
             os.write(fd, (json.dumps(info) + "\n").encode())
             os.fsync(fd)
-        except OSError as err:  # a full disk: one line, and the lock is not held
+        except OSError as err:  # a full disk: one line; released as folder_lock releases
+            with contextlib.suppress(OSError):
+                path.unlink()
             os.close(fd)
             raise write_error(path, err) from None
         return fd

@@ -214,9 +214,11 @@ def test_full_disk_during_overwrite_keeps_the_old_dataset(tmp_path: Path) -> Non
         out = disk / "data"
         assert preprocess(LOGS / "events.csv", out).exit_code == 0
         before = {p.name: p.read_bytes() for p in out.iterdir()}
-        fill_disk(disk, leave=20_000)
-        res = preprocess(LOGS / "events.csv", out, "--overwrite", "--seed", "7")
-        one_error(res, "no space left on the device")
-        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
-        load_dataset(out)
-        assert sorted(p.name for p in disk.iterdir()) == ["data", "filler"]
+        for leave in (0, 10_000, 20_000, 30_000):  # full at the lock, a Parquet file, meta.json
+            fill_disk(disk, leave=leave)
+            res = preprocess(LOGS / "events.csv", out, "--overwrite", "--seed", "7")
+            one_error(res, "no space left on the device")
+            assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+            load_dataset(out)
+            assert sorted(p.name for p in disk.iterdir()) == ["data", "filler"]
+            (disk / "filler").unlink()

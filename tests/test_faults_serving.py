@@ -33,6 +33,7 @@ import pytest
 from faults import REPO, cli, fill_disk, small_disk, stderr_lines
 from test_serve_fixtures import _train, build_served, sample_requests
 
+from dinctl.data.store import load_dataset
 from dinctl.errors import DinctlError
 from dinctl.serving import predict as P
 from dinctl.serving.bundle import read_bundle
@@ -194,6 +195,27 @@ def test_out_that_is_not_a_regular_file_is_refused(
               "--overwrite")  # fmt: skip
     one_error(res, "is a folder, not a regular file")
     assert folder.is_dir()
+
+
+def test_no_command_writes_into_a_dataset_or_a_bundle(
+    own_run: dict[str, Path], served: dict[str, Any], tmp_path: Path
+) -> None:
+    """The class of cases 1-2 beyond export and predict: train, visualize and predict never
+    drop a file into a dataset or bundle folder (each has one writer, its own)."""
+    run, data = own_run["run"], own_run["data"]
+    bundle = _copy(served, "onnx", tmp_path)
+    before = {"data": tree(data), "bundle": tree(bundle)}
+    res = cli("train", "--data", str(data), "--out", str(data / "run"), "--epochs", "1",
+              "--device", "cpu")  # fmt: skip
+    one_error(res, "lies inside the dataset folder")
+    res = cli("visualize", "curves", str(run), "--out", str(bundle / "curves.png"))
+    one_error(res, "lies inside the export bundle folder")
+    src = requests_file(tmp_path / "r.jsonl")
+    res = cli("predict", str(run), "--input", str(src), "--out", str(data / "s.parquet"))
+    one_error(res, "lies inside the dataset folder")
+    assert tree(data) == before["data"] and tree(bundle) == before["bundle"]
+    load_dataset(data)
+    read_bundle(bundle)
 
 
 def test_every_atomic_writer_refuses_special_files(tmp_path: Path) -> None:
