@@ -46,6 +46,22 @@ def sha256_file(path: Path) -> str:
     return file_digests(path, "sha256")[1]["sha256"]
 
 
+def check_zip_crc(path: Path, what: str, hint: str | None = None) -> None:
+    """Verify every member of a zip archive (a torch checkpoint) against its CRC-32, streamed:
+    torch.load does not, and loads flipped bytes as different weights."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
+        raise DinctlError(f"{path} is not a readable {what} ({err})", hint=hint) from None
+    if bad is not None:
+        raise DinctlError(
+            f"{path} is damaged: its member {bad!r} fails its CRC-32 check", hint=hint
+        )
+
+
 def read_json(path: Path, hint: str | None = None) -> Any:
     """Parse a JSON file; malformed JSON is a one-line DinctlError naming the file and line."""
     try:

@@ -460,6 +460,23 @@ def test_run_without_best_weights_is_not_served(own_run: dict[str, Path], tmp_pa
     one_error(cli("predict", str(run), "--input", str(src)), "best.pt does not exist")
 
 
+def test_damaged_weights_are_refused_by_every_reader(
+    own_run: dict[str, Path], tmp_path: Path
+) -> None:
+    """The class of case 9 for a run's weights: torch.load takes flipped bytes as weights, so
+    every member of a checkpoint is checked against its CRC-32 first (export, predict,
+    evaluate, resume all load through training.checkpoint.load_checkpoint)."""
+    run = tmp_path / "run"
+    shutil.copytree(own_run["run"], run)
+    _flip(run / "best.pt")
+    out = tmp_path / "bundle"
+    one_error(cli("export", str(run), "--out", str(out)), "best.pt is damaged", "CRC-32")
+    src = requests_file(tmp_path / "r.jsonl")
+    one_error(cli("predict", str(run), "--input", str(src)), "best.pt is damaged")
+    one_error(cli("evaluate", str(run)), "best.pt is damaged")
+    assert not out.exists() and not (tmp_path / "r.scores.parquet").exists()
+
+
 # ------------------------------------------------------------------ 12: predict inputs
 
 
