@@ -188,6 +188,8 @@ def test_out_that_is_not_a_regular_file_is_refused(
         one_error(res, str(path), "exists and is a")
         res = cli("export", str(own_run["run"]), "--out", str(path), "--overwrite")
         one_error(res, str(path), "not a folder")
+        res = cli("train", "--data", str(own_run["data"]), "--out", str(path), "--epochs", "1")
+        one_error(res, str(path), "not a folder")
         assert os.lstat(path).st_mode == mode, kind  # still the FIFO / device node
     folder = tmp_path / "folder.parquet"  # case 12: --out an existing folder
     folder.mkdir()
