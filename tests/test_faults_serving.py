@@ -418,6 +418,21 @@ def test_damaged_bundle_is_one_line_everywhere(
     one_error(res, message.split(",")[0])
 
 
+def test_bundle_numeric_statistics_are_checked(fielded: dict[str, Path], tmp_path: Path) -> None:
+    """Cases 6-7 through a bundle: a std that would make every score NaN or inf."""
+    from dinctl.serving.export import export_run
+
+    bundle = export_run(fielded["run"], "torch", tmp_path / "b").out
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    assert set(manifest["numeric_stats"]) == {"price"}
+    open_serving(bundle)
+    for std in (0.0, float("inf"), float("nan"), "1"):
+        manifest["numeric_stats"]["price"]["std"] = std
+        (bundle / "bundle.json").write_text(json.dumps(manifest))
+        with pytest.raises(DinctlError, match="numeric_stats.price is .*expected a finite mean"):
+            open_serving(bundle)
+
+
 def test_intact_bundle_records_and_passes_its_hashes(served: dict[str, Any]) -> None:
     manifest = read_bundle(served["onnx"]).manifest
     assert sorted(manifest["files"]) == ["items.parquet", "model.onnx", "users.parquet"]

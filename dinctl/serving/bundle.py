@@ -30,6 +30,7 @@ torch.export archive loaded with `torch.export.load`.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -247,6 +248,15 @@ def _check_manifest(manifest_path: Path, manifest: dict[str, Any]) -> None:
     if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
         raise DinctlError(f"{manifest_path} has max_len {max_len!r}, expected an integer >= 1",
                           hint=REEXPORT)  # fmt: skip
+    stats = manifest.get("numeric_stats") or {}
+    if not isinstance(stats, dict):
+        raise DinctlError(f"{manifest_path} numeric_stats is not an object", hint=REEXPORT)
+    for name, stat in stats.items():
+        values = [stat.get(k) if isinstance(stat, dict) else None for k in ("mean", "std")]
+        finite = all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+        if not finite or values[1] <= 0:  # type: ignore[operator]
+            raise DinctlError(f"{manifest_path} numeric_stats.{name} is {stat!r}, expected a "
+                              "finite mean and a std > 0", hint=REEXPORT)  # fmt: skip
     sig = manifest["signature"]
     inputs = sig.get("inputs") if isinstance(sig, dict) else None
     outputs = sig.get("outputs") if isinstance(sig, dict) else None
