@@ -59,8 +59,8 @@ def own_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
 @pytest.fixture(scope="module")
 def fielded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The logs sample (numeric `price`, context, user fields) and a DIN run on it."""
-    from dinctl.data.preprocess import preprocess_logs
-    from dinctl.data.readers import columns_from_toml
+    from dinctl.data.datasets.logs import preprocess_logs
+    from dinctl.data.schema_file import columns_from_toml
 
     root = tmp_path_factory.mktemp("fielded")
     data = root / "data"
