@@ -502,6 +502,8 @@ def test_predict_input_faults_are_one_line(served: dict[str, Any], tmp_path: Pat
     cases = {
         "list.jsonl": (b'{"user": "U0001", "candidates": ["I0001"], "item_cates": ["C01"]}\n',
                        "row 1: item_cates must be an object"),
+        "key.jsonl": (b'{"request": ["a"], "user": "U0001", "candidates": ["I0001"]}\n',
+                      "row 1: request must be a string or an integer key"),
         "ctx.jsonl": (b'{"user": "U0001", "candidates": ["I0001"], "context": ["a"]}\n',
                       "row 1: context must be an object"),
         "latin.jsonl": ('{"user": "U0001", "candidates": ["caf\u00e9"]}\n'.encode("latin-1"),

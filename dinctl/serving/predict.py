@@ -275,6 +275,9 @@ def predict_file(
             for row in rows:
                 n += 1
                 key = row.get("request")
+                if isinstance(key, (bool, float, list, dict)):
+                    raise DinctlError(f"{input_path} row {n}: request must be a string or an "
+                                      f"integer key, got {key!r}")  # fmt: skip
                 key = str(n) if key is None else str(key)
                 try:
                     for cands, request in encode_row(model, row, csv):
