@@ -68,15 +68,23 @@ def fielded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"run": _train(data, root / "din", batch_size=64), "data": data}
 
 
+def error_lines(text: str) -> list[str]:
+    """stderr from its one `error:` line on (informational lines before it are allowed): the
+    error and at most its hint; no traceback anywhere."""
+    lines = text.strip().splitlines()
+    assert not any("Traceback" in ln or "Exception" in ln for ln in lines), text[-3000:]
+    errors = [k for k, ln in enumerate(lines) if ln.startswith("error: ")]
+    assert len(errors) == 1 and len(lines) - errors[0] <= 2, lines
+    return lines[errors[0] :]
+
+
 def one_error(res: Any, *fragments: str) -> str:
-    """Exit 1 with `error: ...` (and at most a hint) on stderr, no traceback; the error line."""
-    lines = stderr_lines(res)
+    """Exit 1 with one `error: ...` line (and at most a hint) on stderr; the error line."""
     assert res.exit_code == 1, (res.exit_code, res.output)
-    assert lines and lines[0].startswith("error: "), lines
-    assert len(lines) <= 2 and all(not ln.startswith("Traceback") for ln in lines), lines
+    line = error_lines("\n".join(stderr_lines(res)))[0]
     for fragment in fragments:
-        assert fragment in lines[0], lines
-    return lines[0]
+        assert fragment in line, line
+    return line
 
 
 def tree(folder: Path) -> dict[str, bytes]:
@@ -454,8 +462,8 @@ def test_export_on_a_full_disk_keeps_the_old_bundle(
         fill_disk(disk, leave=20_000)
         res = dinctl("export", str(own_run["run"]), "--format", fmt, "--out", str(out),
                      "--overwrite", capture_output=True)  # fmt: skip
-        lines = res.stderr.strip().splitlines()
         assert res.returncode == 1, res.stderr[-2000:]  # not 134: torch's writer aborted
+        lines = error_lines(res.stderr)
         assert lines[0].startswith("error: cannot write") and "no space left" in lines[0], lines
         assert len(lines) == 2 and tree(out) == before
         assert sorted(p.name for p in disk.iterdir()) == ["bundle", "filler"]
@@ -530,7 +538,7 @@ def test_predict_file_size_limit_is_one_line(served: dict[str, Any], tmp_path: P
 
     res = dinctl("predict", str(served["onnx"]), "--input", str(src), "--out", str(out),
                  "--overwrite", "--no-progress", capture_output=True, preexec_fn=limit)  # fmt: skip
-    lines = res.stderr.strip().splitlines()
+    lines = error_lines(res.stderr)
     assert res.returncode == 1 and lines[0].startswith("error: cannot write"), res.stderr
     assert "file too large" in lines[0] and len(lines) == 2
     assert out.read_bytes() == b"old" and list(tmp_path.glob(".o.parquet.*")) == []
@@ -542,10 +550,10 @@ def test_json_summary_to_a_full_stdout_is_one_line(served: dict[str, Any], tmp_p
         res = dinctl("predict", str(served["onnx"]), "--input", str(src), "--out",
                      str(tmp_path / "o.parquet"), "--json", "--no-progress", stdout=full,
                      stderr=subprocess.PIPE)  # fmt: skip
-    lines = res.stderr.strip().splitlines()
+    lines = error_lines(res.stderr)
     assert res.returncode == 1, res.stderr
     assert lines[0] == "error: cannot write to standard output: no space left on the device"
-    assert len(lines) == 2 and "Traceback" not in res.stderr and "Exception" not in res.stderr
+    assert len(lines) == 2
 
 
 # ------------------------------------------------------------------ bounded candidates
