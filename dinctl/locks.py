@@ -114,9 +114,15 @@ def _acquire(folder: Path, what: str, path: Path, command: str) -> int:
             "command": command,
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        os.ftruncate(fd, 0)
-        os.write(fd, (json.dumps(info) + "\n").encode())
-        os.fsync(fd)
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, (json.dumps(info) + "\n").encode())
+            os.fsync(fd)
+        except OSError as err:  # a full disk: one line; released as folder_lock releases
+            with contextlib.suppress(OSError):
+                path.unlink()
+            os.close(fd)
+            raise write_error(path, err) from None
         return fd
     raise _busy(folder, what, path)
 

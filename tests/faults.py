@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
@@ -332,3 +333,27 @@ def lock_held(folder: Path, what: str = "folder") -> Iterator[LockHolder]:
     finally:
         if holder.proc.poll() is None:
             holder.release()
+
+
+@contextmanager
+def small_disk(folder: Path, size: str = "4m") -> Iterator[Path]:
+    """A real tmpfs of `size` mounted on `folder` (root only; skips the test where mounting is
+    not allowed), unmounted afterwards: a full disk that C++ writers (torch, Polars) meet too."""
+    folder.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                          capture_output=True)  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()[:80]}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def fill_disk(folder: Path, leave: int = 0) -> None:
+    """Fill the file system of `folder` until `leave` bytes (about) are free."""
+    free = os.statvfs(folder)
+    room = free.f_bavail * free.f_frsize - leave
+    with open(folder / "filler", "wb") as f:
+        with contextlib.suppress(OSError):
+            f.write(b"\0" * max(room, 0))

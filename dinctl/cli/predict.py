@@ -44,10 +44,16 @@ def predict(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from dinctl.errors import DinctlError
+    from dinctl.fsutil import check_output_kind
     from dinctl.serving.predict import count_rows, predict_file
     from dinctl.serving.runtime import describe_engine, open_serving
 
-    out = out or input_path.with_name(input_path.name.split(".")[0] + ".scores.parquet")
+    if out is None:
+        out = input_path.with_name(input_path.name.split(".")[0] + ".scores.parquet")
+        if out.resolve() == input_path.resolve():
+            raise DinctlError(f"the default output {out} is the input file",
+                              hint="name the output with --out")  # fmt: skip
+    check_output_kind(out, "file")
     if out.exists() and not overwrite:
         raise DinctlError(f"{out} already exists", hint="pass --overwrite to replace it")
     model = open_serving(source, bf16=bf16)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -52,6 +53,15 @@ def serve(
         from dinctl.serving.server import serve as run_server
     except ImportError as err:
         raise missing_extra(err.name or "fastapi") from None
+    from dinctl.serving.address import check_bindable, every_interface
+
+    check_bindable(host, port)
+    if every_interface(host):
+        print(
+            f"warning: --host {host!r} listens on every network interface, with no "
+            "authentication: anyone who can reach this machine can query the model",
+            file=sys.stderr,
+        )
     limits = Limits(
         max_candidates=max_candidates,
         max_history=max_history,

@@ -192,4 +192,22 @@ def _standardise(
         )
         for split, df in splits.items()
     }
+    for split, df in out.items():
+        for name in numeric:
+            _check_finite(df[name], name, split, stats[name])
     return out, stats
+
+
+def _check_finite(values: pl.Series, name: str, split: str, stat: dict[str, float]) -> None:
+    """A standardised value float32 cannot hold (or a non-finite mean/std) is an error naming
+    the field and the sample row, never an inf or a silent 0 in the dataset."""
+    as32 = values.cast(pl.Float32)
+    bad = (~as32.is_finite()).arg_true()
+    if len(bad) or not all(np.isfinite([stat["mean"], stat["std"]])):
+        row = int(bad[0]) + 1 if len(bad) else 1
+        raise DinctlError(
+            f"numeric field {name!r}: the {split} sample in row {row} standardises to "
+            f"{values[row - 1]:.3g} with the training mean {stat['mean']:.3g} and std "
+            f"{stat['std']:.3g}, beyond float32",
+            hint="rescale the column (e.g. its log) so its values are of one magnitude",
+        )

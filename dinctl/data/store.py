@@ -26,6 +26,7 @@ in meta.json) load with the value checks only.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -41,7 +42,14 @@ import numpy as np
 
 from dinctl.data.schema import FeatureSchema, field_vocab
 from dinctl.errors import DinctlError
-from dinctl.fsutil import atomic_dir, file_digests, read_json, sha256_file, write_error
+from dinctl.fsutil import (
+    atomic_dir,
+    file_digests,
+    probe_write,
+    read_json,
+    sha256_file,
+    write_error,
+)
 from dinctl.locks import folder_lock
 
 FORMAT_VERSION = 2  # 2 adds `schema`; `files` (per-file checksums) is optional in both
@@ -713,7 +721,10 @@ def _write_frame(df: Any, tmp: Path, final: Path) -> tuple[str, dict[str, Any], 
     except Exception as err:  # noqa: BLE001 - polars wraps I/O errors in its own types
         code = re.search(r"os error (\d+)", str(err))
         if code is None:
-            raise
+            full = probe_write(tmp.parent)  # Polars says "Invalid thrift" on a full disk
+            if full is None or full.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise
+            raise write_error(final, full) from None
         errno_ = int(code.group(1))
         raise write_error(final, OSError(errno_, os.strerror(errno_))) from None
     return tmp.name, {"bytes": size, "blake2b": digests["blake2b"]}, digests["sha256"]

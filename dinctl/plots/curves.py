@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from dinctl import runs
 from dinctl.errors import DinctlError
-from dinctl.fsutil import json_fields
+from dinctl.fsutil import json_fields, read_json
 from dinctl.plots.common import LINESTYLES, MARKERS, figure, save_png
 
 if TYPE_CHECKING:
@@ -100,11 +100,24 @@ def write_curves(curves: list[Curve], out: Path | str | None = None) -> tuple[Pa
             f"--out must name a .png file, got {png} instead", hint="e.g. --out plots/curves.png"
         )
     js = png.with_suffix(".json")
+    if js.is_file() and not _is_curves_json(js):  # --out RUN/config.png would replace config.json
+        raise DinctlError(
+            f"{js} exists and is not a curves plot's JSON; refusing to replace it",
+            hint="choose an --out whose .json sibling is free (e.g. RUN/plots/curves.png)",
+        )
     save_png(draw_curves(curves), png)
     runs.write_json(
         js, {"metric": runs.VALID_USER_WEIGHTED_AUC, "runs": [cv.to_json() for cv in curves]}
     )
     return png, js
+
+
+def _is_curves_json(path: Path) -> bool:
+    try:
+        data = read_json(path)
+    except DinctlError:
+        return False
+    return isinstance(data, dict) and set(data) == {"metric", "runs"}
 
 
 def curves_plot(run_dirs: list[Path | str], out: Path | str | None = None) -> Path:

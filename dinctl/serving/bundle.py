@@ -18,6 +18,11 @@ A run trained on a feature schema (dinctl/data/schema.py) writes format version 
 adds `schema` (the dataset's field names per group) and `numeric_stats` ({field: {mean, std}},
 the training split's, used to standardise request values) and the bracketed columns above.
 An item/category run writes version 1, exactly as before.
+bundle.json also records `files` ({name: {bytes, sha256}} of every other file); opening a
+bundle verifies each file against it, checks max_len and the signature, and reading a table
+checks its values (no nulls, ids within the manifest's counts), so a bundle edited, truncated
+or damaged after export is one line, never a different score. A bundle without `files`
+(written before it existed) is refused: re-export it.
 Nothing here is unpickled when a bundle is opened: JSON, Parquet, ONNX protobuf, and a
 torch.export archive loaded with `torch.export.load`.
 """
@@ -25,6 +30,7 @@ torch.export archive loaded with `torch.export.load`.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,7 +39,7 @@ from typing import Any
 
 from dinctl.data.schema import FeatureSchema
 from dinctl.errors import DinctlError
-from dinctl.fsutil import atomic_dir, read_json
+from dinctl.fsutil import atomic_dir, file_digests, read_json
 
 FORMAT_VERSION = 1  # item/category runs
 FIELDS_FORMAT_VERSION = 2  # runs trained on a feature schema
@@ -45,6 +51,7 @@ VALUES_FILE = "values.parquet"
 MODEL_FILES = {"onnx": "model.onnx", "torch": "model.pt2"}
 TEXT_COLUMNS = ("raw_item", "cate_name", "raw_user", "field", "raw")
 FORMATS = tuple(MODEL_FILES)
+REEXPORT = "re-export the run with `dinctl export RUN --overwrite`"
 
 
 def is_bundle(path: Path) -> bool:
@@ -67,14 +74,42 @@ class Bundle:
         return self.path / MODEL_FILES[self.format]
 
     def items_frame(self) -> Any:
-        import polars as pl
-
-        return pl.read_parquet(self.path / ITEMS_FILE)
+        """items.parquet, checked: no nulls, item ids 1..n_items once each, categories
+        within 0..n_cates, field ids not negative."""
+        counts = self.manifest["dataset"]
+        items = self._table(ITEMS_FILE)
+        _check_ids(self.path / ITEMS_FILE, items, "item", 1, _count(counts, "n_items"))
+        _check_ids(self.path / ITEMS_FILE, items, "cate", 0, _count(counts, "n_cates"))
+        if items["item"].n_unique() != items.height:
+            raise DinctlError(f"{self.path / ITEMS_FILE} lists an item id twice", hint=REEXPORT)
+        return items
 
     def users_frame(self) -> Any:
+        """users.parquet, checked: no nulls, history items within 1..n_items."""
+        users = self._table(USERS_FILE)
+        flat = users.select(users["items"].explode().alias("item")).drop_nulls()
+        n_items = _count(self.manifest["dataset"], "n_items")
+        _check_ids(self.path / USERS_FILE, flat, "item", 1, n_items)
+        return users
+
+    def _table(self, name: str) -> Any:
+        """A table file whose values hold no nulls (inside lists too) or negative ids."""
         import polars as pl
 
-        return pl.read_parquet(self.path / USERS_FILE)
+        frame = pl.read_parquet(self.path / name)
+        for column in frame.columns:
+            s = frame[column]
+            nested = isinstance(s.dtype, pl.List)
+            inner = s.explode().drop_nulls() if nested else s  # an empty list explodes to null
+            inside = nested and (s.list.len() != s.list.drop_nulls().list.len()).any()
+            if s.null_count() or inside:
+                raise DinctlError(f"{self.path / name}: column {column!r} holds a null value",
+                                  hint=REEXPORT)  # fmt: skip
+            low = inner.min() if inner.dtype.is_integer() and len(inner) else 0
+            if low < 0:  # type: ignore[operator]
+                raise DinctlError(f"{self.path / name}: column {column!r} holds the negative "
+                                  f"id {low!r}", hint=REEXPORT)  # fmt: skip
+        return frame
 
     @property
     def schema(self) -> FeatureSchema:
@@ -82,9 +117,24 @@ class Bundle:
         return FeatureSchema.from_dict(self.manifest.get("schema"), f"{self.path} schema")
 
     def values_frame(self) -> Any:
-        import polars as pl
+        return self._table(VALUES_FILE)
 
-        return pl.read_parquet(self.path / VALUES_FILE)
+
+def _count(counts: Any, key: str) -> int:
+    value = counts.get(key) if isinstance(counts, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise DinctlError(f"bundle.json dataset.{key} is {value!r}, expected a count",
+                          hint=REEXPORT)  # fmt: skip
+    return value
+
+
+def _check_ids(path: Path, frame: Any, column: str, lo: int, hi: int) -> None:
+    """Every id of `column` within lo..hi, or one line naming the first one outside."""
+    s = frame[column]
+    bad = ((s < lo) | (s > hi)).arg_true()
+    if len(bad):
+        raise DinctlError(f"{path}: {column} id {s[int(bad[0])]} is outside {lo}..{hi}",
+                          hint=REEXPORT)  # fmt: skip
 
 
 @contextmanager
@@ -153,11 +203,75 @@ def _check_tables(path: Path, schema: FeatureSchema) -> None:
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
-    """bundle.json; version 2 when the manifest names a feature schema beyond item/category."""
+    """bundle.json, with the size and sha256 of every other file of `folder`; version 2 when
+    the manifest names a feature schema beyond item/category."""
     basic = FeatureSchema.from_dict(manifest.get("schema")).is_basic
     version = FORMAT_VERSION if basic else FIELDS_FORMAT_VERSION
-    full = {"format_version": version, **manifest}
+    files = {}
+    for file in sorted(Path(folder).iterdir()):
+        if file.name != MANIFEST_FILE:
+            size, digests = file_digests(file, "sha256")
+            files[file.name] = {"bytes": size, "sha256": digests["sha256"]}
+    full = {"format_version": version, **manifest, "files": files}
     (Path(folder) / MANIFEST_FILE).write_text(json.dumps(full, indent=2) + "\n")
+
+
+def _verify_files(path: Path, manifest: dict[str, Any], needed: list[str]) -> None:
+    """Every needed file is listed in `files`, and every listed file has its recorded size and
+    sha256 (streamed), or one line naming the first that does not."""
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise DinctlError(f"{path / MANIFEST_FILE} records no file checksums", hint=REEXPORT)
+    for name in needed:
+        if name not in files:
+            raise DinctlError(f"{path / MANIFEST_FILE} records no checksum of {name}",
+                              hint=REEXPORT)  # fmt: skip
+    for name, entry in files.items():
+        file = path / str(name)
+        if "/" in str(name) or not isinstance(entry, dict):
+            raise DinctlError(f"{path / MANIFEST_FILE} lists the file {name!r} wrongly",
+                              hint=REEXPORT)  # fmt: skip
+        if not file.is_file():
+            raise DinctlError(f"{file} does not exist", hint=REEXPORT)
+        size, digests = file_digests(file, "sha256")
+        if size != entry.get("bytes") or digests["sha256"] != entry.get("sha256"):
+            raise DinctlError(
+                f"{file} was changed after export ({size} bytes, sha256 {digests['sha256'][:12]}; "
+                f"bundle.json records {entry.get('bytes')} bytes, {str(entry.get('sha256'))[:12]})",
+                hint=REEXPORT,
+            )
+
+
+def _check_manifest(manifest_path: Path, manifest: dict[str, Any]) -> None:
+    """max_len a positive integer; a signature with named inputs and a `logits` output."""
+    max_len = manifest["max_len"]
+    if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
+        raise DinctlError(f"{manifest_path} has max_len {max_len!r}, expected an integer >= 1",
+                          hint=REEXPORT)  # fmt: skip
+    stats = manifest.get("numeric_stats") or {}
+    if not isinstance(stats, dict):
+        raise DinctlError(f"{manifest_path} numeric_stats is not an object", hint=REEXPORT)
+    for name, stat in stats.items():
+        values = [stat.get(k) if isinstance(stat, dict) else None for k in ("mean", "std")]
+        finite = all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+        if not finite or values[1] <= 0:  # type: ignore[operator]
+            raise DinctlError(f"{manifest_path} numeric_stats.{name} is {stat!r}, expected a "
+                              "finite mean and a std > 0", hint=REEXPORT)  # fmt: skip
+    sig = manifest["signature"]
+    inputs = sig.get("inputs") if isinstance(sig, dict) else None
+    outputs = sig.get("outputs") if isinstance(sig, dict) else None
+    named = lambda xs: [x.get("name") for x in xs if isinstance(x, dict)]  # noqa: E731
+    ok = (
+        isinstance(inputs, list) and inputs and isinstance(outputs, list) and outputs
+        and all(isinstance(n, str) for n in named(inputs)) and len(named(inputs)) == len(inputs)
+        and len(set(named(inputs))) == len(inputs) and named(outputs)[:1] == ["logits"]
+    )  # fmt: skip
+    if not ok:
+        raise DinctlError(
+            f"{manifest_path} has a malformed signature (expected named inputs and the outputs "
+            f"logits[, attention]), got {json.dumps(sig)[:80]}",
+            hint=REEXPORT,
+        )
 
 
 def read_bundle(path: Path | str) -> Bundle:
@@ -191,5 +305,8 @@ def read_bundle(path: Path | str) -> Bundle:
                           hint="re-export the run")  # fmt: skip
     if not bundle.model_file.is_file():
         raise DinctlError(f"{bundle.model_file} does not exist", hint="re-export the run")
+    _check_manifest(manifest_path, manifest)
     _check_tables(path, bundle.schema)
+    tables = list(table_columns(bundle.schema))
+    _verify_files(path, manifest, [MODEL_FILES[bundle.format], *tables])
     return bundle

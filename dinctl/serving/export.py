@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import platform
 import time
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dinctl.errors import DinctlError
-from dinctl.fsutil import json_fields
+from dinctl.fsutil import check_disjoint, json_fields
 from dinctl.serving import bundle
 from dinctl.serving.dataset_tables import (
     dataset_info,
@@ -110,7 +111,9 @@ def write_model(scorer: RequestScorer, fmt: str, path: Path) -> None:
         program = torch.export.export(
             scorer, args, kwargs, dynamic_shapes=dynamic_shapes(names), strict=False
         )
-        torch.export.save(program, str(path))
+        buffer = io.BytesIO()  # torch's own file writer aborts the process on a full disk
+        torch.export.save(program, buffer)
+        path.write_bytes(buffer.getbuffer())  # an OSError here is atomic_dir's one line
         return
     try:
         import onnx  # noqa: F401
@@ -149,6 +152,7 @@ def export_run(
     out = Path(out) if out is not None else run_dir / f"bundle-{fmt}"
     run = open_servable_run(run_dir)
     ds = run.dataset
+    check_export_out(out, run_dir, ds.path)
     scorer = RequestScorer(run.model)
     check_parity(eager_engine(scorer), run, ds)  # the scorer itself, before any export
     with bundle.write_bundle(out, fmt, overwrite=overwrite) as tmp:
@@ -167,6 +171,18 @@ def export_run(
         info = manifest(run, ds, fmt, scorer, worst, n, torch.__version__)
         bundle.write_manifest(tmp, {**info, "speed": speed})
     return ExportResult(out, fmt, worst, n, time.perf_counter() - started)
+
+
+def check_export_out(out: Path, run_dir: Path, data: Path) -> None:
+    """The bundle folder may be a new folder inside the run (its default), never the run, a
+    folder holding it, or anything of the dataset's; `--overwrite` replaces only a bundle."""
+    check_disjoint(out, [("run folder", run_dir)], may_lie_inside=True)
+    check_disjoint(out, [("dataset folder", data)])
+    if out.is_dir() and any(out.iterdir()) and not bundle.is_bundle(out):
+        raise DinctlError(
+            f"--out {out} is a folder that is not a dinctl bundle; refusing to replace it",
+            hint="choose a new --out folder (or an existing bundle with --overwrite)",
+        )
 
 
 def manifest(

@@ -210,17 +210,24 @@ class FieldTables:
 
     def standardise(self, name: str, value: Any, where: str) -> float:
         """(x − mean) / std with the training split's statistics, as preprocessing did."""
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-        ):
-            raise RequestError(
-                f"{where} {name}: expected a finite number, got {value!r} instead",
-                hint=f"send the raw {name} (it is standardised with the training mean and std)",
-            )
+        hint = f"send the raw {name} (it is standardised with the training mean and std)"
+        number = not isinstance(value, bool) and isinstance(value, (int, float))
+        if not number or (isinstance(value, float) and not math.isfinite(value)):
+            raise RequestError(f"{where} {name}: expected a finite number, got {value!r} "
+                               "instead", hint=hint)  # fmt: skip
         mean, std = self.numeric_stats[name]
-        return float(np.float32((float(value) - mean) / std))
+        try:  # an integer too large for a float raises OverflowError
+            with np.errstate(over="ignore", invalid="ignore"):
+                scaled = np.float32((float(value) - mean) / std)
+        except OverflowError:
+            scaled = np.float32("inf")
+        if not math.isfinite(scaled):  # beyond float32 once standardised, as training data is
+            raise RequestError(
+                f"{where} {name}: {str(value)[:40]} is out of range (standardised with the "
+                f"training mean {mean:.3g} and std {std:.3g}, it exceeds float32)",
+                hint=hint,
+            )
+        return float(scaled)
 
 
 def check_names(given: Mapping[str, Any], names: Sequence[str], group: str) -> None:

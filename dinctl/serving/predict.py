@@ -11,7 +11,11 @@ Input: Parquet, CSV or JSONL, one request per row, columns
               {"item": id, field: value}; see dinctl/serving/fields.py)
 Output Parquet, one row per (request, candidate): request, candidate, score (click
 probability), oov (candidate unknown to the model), attention (list, with --attention).
-Memory is bounded by --batch-rows: input is read, scored and written batch by batch.
+Memory is bounded by --batch-rows: input is read, scored and written batch by batch, and a
+request's candidates are scored CANDIDATES_PER_FORWARD at a time (serve's default cap), so a
+row of 30,000 candidates costs what 30 rows of 1,000 do, with the same scores.
+The output may not be the input file, lie inside the RUN|BUNDLE or the run's dataset, or be
+anything but a regular file (a folder, a FIFO, a device).
 """
 
 from __future__ import annotations
@@ -26,12 +30,13 @@ from typing import Any
 import numpy as np
 
 from dinctl.errors import DinctlError
-from dinctl.fsutil import atomic_file
+from dinctl.fsutil import atomic_file, check_disjoint, check_output_kind
 from dinctl.serving.runtime import ServingModel
 from dinctl.serving.vocab import EncodedRequest, RequestError
 
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl"}
 PAIRS_PER_FORWARD = 1 << 16  # (request, candidate, behaviour) cells per forward pass
+CANDIDATES_PER_FORWARD = 1000  # of one request; = serve's default --max-candidates
 
 
 @dataclass(frozen=True)
@@ -90,21 +95,31 @@ def read_batches(path: Path, rows: int) -> Iterator[list[dict[str, Any]]]:
             )
         for batch in batches:
             yield batch.to_pylist()
-    except (pa.ArrowInvalid, OSError) as err:
+    except (pa.ArrowException, OSError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise DinctlError(f"{path} is not a readable {fmt} file ({first})") from None
 
 
 def _jsonl_batches(path: Path, rows: int) -> Iterator[list[dict[str, Any]]]:
     chunk: list[dict[str, Any]] = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for lineno, data in enumerate(f, start=1):
+            try:
+                line = data.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DinctlError(
+                    f"{path}:{lineno} is not UTF-8 text (byte {err.start}: "
+                    f"{data[err.start : err.start + 1]!r})",
+                    hint="write the requests as UTF-8 JSON lines",
+                ) from None
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
                 raise DinctlError(f"{path}:{lineno} is not valid JSON ({err.msg})") from None
+            except RecursionError:
+                raise DinctlError(f"{path}:{lineno} nests JSON too deeply") from None
             if not isinstance(row, dict):
                 raise DinctlError(f"{path}:{lineno} is not a JSON object")
             chunk.append(row)
@@ -134,13 +149,23 @@ def _ids(value: Any, csv: bool) -> list[Any] | None:
 
 def encode_row(
     model: ServingModel, row: dict[str, Any], csv: bool
-) -> tuple[list[Any], EncodedRequest]:
-    """One input row's candidates and request (RequestError for a bad row)."""
+) -> Iterator[tuple[list[Any], EncodedRequest]]:
+    """One input row's candidates and request, CANDIDATES_PER_FORWARD candidates at a time
+    (RequestError for a bad row)."""
     candidates = _ids(row.get("candidates", row.get("candidate")), csv)
     if candidates is None:
         raise RequestError("no candidates: expected a `candidates` column with item ids")
+    if not candidates:
+        model.vocab.encode(candidates, user=row.get("user"))  # the encoder's own one line
+    for start in range(0, len(candidates), CANDIDATES_PER_FORWARD):
+        part = candidates[start : start + CANDIDATES_PER_FORWARD]
+        yield part, _encode(model, row, part, csv)
+
+
+def _encode(model: ServingModel, row: dict[str, Any], candidates: list[Any],
+            csv: bool) -> EncodedRequest:  # fmt: skip
     cates = _mapping(row, "item_cates")
-    return candidates, model.vocab.encode(
+    return model.vocab.encode(
         candidates,
         user=row.get("user"),
         history=_ids(row.get("history"), csv),
@@ -156,8 +181,9 @@ def _mapping(row: dict[str, Any], key: str) -> dict[str, Any] | None:
     value = row.get(key)
     if value is None:
         return None
-    if isinstance(value, list):
-        value = dict(value)
+    if isinstance(value, list):  # a Parquet map: (key, value) pairs
+        pairs = all(isinstance(p, (list, tuple)) and len(p) == 2 for p in value)
+        value = dict(value) if pairs else value
     if not isinstance(value, dict):
         raise RequestError(f"{key} must be an object of names to values, got {value!r}")
     return {str(k): v for k, v in value.items()}
@@ -236,6 +262,7 @@ def predict_file(
 
     input_path, out = Path(input_path), Path(out)
     csv = input_format(input_path) == "csv"
+    check_predict_out(out, input_path, model)
     schema = [("request", pa.string()), ("candidate", pa.string()), ("score", pa.float32())]
     schema.append(("oov", pa.bool_()))
     if attention:
@@ -247,14 +274,17 @@ def predict_file(
         for rows in read_batches(input_path, batch_rows):
             for row in rows:
                 n += 1
+                key = row.get("request")
+                if isinstance(key, (bool, float, list, dict)):
+                    raise DinctlError(f"{input_path} row {n}: request must be a string or an "
+                                      f"integer key, got {key!r}")  # fmt: skip
+                key = str(n) if key is None else str(key)
                 try:
-                    cands, request = encode_row(model, row, csv)
+                    for cands, request in encode_row(model, row, csv):
+                        buf.add(key, [candidate_key(c) for c in cands], request)
                 except RequestError as err:
                     msg = f"{input_path} row {n}: {err.message}"
                     raise DinctlError(msg, hint=err.hint) from None
-                key = row.get("request")
-                key = str(n) if key is None else str(key)
-                buf.add(key, [candidate_key(c) for c in cands], request)
             if on_rows is not None:
                 on_rows(len(rows))
         buf.flush()
@@ -270,13 +300,24 @@ def predict_file(
     )
 
 
+def check_predict_out(out: Path, input_path: Path, model: ServingModel) -> None:
+    """Refuse an output that is not a regular file, or that is or lies inside an input: the
+    requests, the RUN|BUNDLE, or (for a run) its dataset."""
+    check_output_kind(out, "file")
+    inputs = [("input file", Path(input_path)), ("model folder", Path(str(model.info["source"])))]
+    if str(model.info.get("format", "")).startswith("eager"):
+        inputs.append(("dataset folder", Path(str(model.info["dataset"]["path"]))))
+    check_disjoint(out, inputs)
+
+
 def count_rows(path: Path) -> int | None:
     """Rows of a Parquet input from its footer (for the progress bar); None for text inputs."""
     if input_format(Path(path)) != "parquet":
         return None
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         return int(pq.ParquetFile(path).metadata.num_rows)
-    except OSError:
+    except (OSError, pa.ArrowException):  # read_batches names the problem
         return None

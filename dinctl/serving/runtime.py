@@ -69,9 +69,15 @@ class ServingModel:
 
 def open_servable_run(run_dir: Path) -> Any:
     """A run's best weights (eval mode, CPU; its dataset is `run.dataset`). Runs trained on a
-    feature schema serve too; which models can is RequestScorer's check."""
+    feature schema serve too; which models can is RequestScorer's check. Never the last
+    checkpoint in place of a missing best.pt: it would be served as the best epoch."""
     from dinctl.inference import open_run
+    from dinctl.runs import BEST_FILE, CONFIG_FILE
 
+    best = Path(run_dir) / BEST_FILE
+    if (Path(run_dir) / CONFIG_FILE).is_file() and not best.is_file():
+        raise DinctlError(f"{best} does not exist: the run has no best weights to serve",
+                          hint="restore best.pt, or train the run again")  # fmt: skip
     return open_run(run_dir, "cpu")
 
 

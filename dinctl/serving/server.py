@@ -29,6 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dinctl.serving.request_body import ScoreRequest, parse_fast, request_fields
 from dinctl.serving.runtime import Scored, ServingModel, open_serving
@@ -123,6 +124,14 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
     return 422, f"{'.'.join(loc) or 'body'}: {msg}{got}"
 
 
+def http_error(status: int, detail: str) -> tuple[int, str, str | None]:
+    """Starlette's own refusals (an unparsable body, an unknown route) in the documented
+    {"error", "hint"} shape."""
+    if status == 400:  # e.g. an integer of more than 4,300 digits
+        return status, f"malformed JSON body ({detail.strip().lower()})", JSON_HINT
+    return status, detail.strip().splitlines()[0] if detail.strip() else f"HTTP {status}", None
+
+
 def check_limits(fields: dict[str, Any], limits: Limits) -> None:
     candidates, history = fields["candidates"], fields["history"]
     if len(candidates) > limits.max_candidates:
@@ -204,6 +213,10 @@ def create_app(model: ServingModel, limits: Limits, fast: bool = True) -> FastAP
     @app.exception_handler(RequestError)
     async def _refused(request: Request, exc: RequestError) -> JSONResponse:
         return _error(exc.status, exc.message, exc.hint)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(*http_error(exc.status_code, str(exc.detail)))
 
     async def answer(fields: dict[str, Any], started: float) -> Response:
         encoded = encode_fields(model, fields, limits)

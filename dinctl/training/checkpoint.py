@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from dinctl.errors import DinctlError
-from dinctl.fsutil import atomic_file
+from dinctl.fsutil import atomic_file, check_zip_crc
 from dinctl.models import ModelConfig, build_model
 from dinctl.models.layers import ItemMap
 from dinctl.runs import CONFIG_FILE, read_config
@@ -103,6 +103,7 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict[str,
     path = Path(path)
     if not path.exists():
         raise DinctlError(f"{path} does not exist", hint="train the run first with `dinctl train`")
+    check_zip_crc(path, "checkpoint", hint="restore the file, or train the run again")
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from dinctl.errors import DinctlError
+from dinctl.fsutil import check_output_kind
 from dinctl.reporting import SILENT, Reporter
 from dinctl.runs import BEST_FILE, CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE
 from dinctl.training import distributed
@@ -42,6 +43,7 @@ def prepare_run_dir(
 
     A folder of a run that stopped before its first checkpoint (a NaN loss in epoch 1, a bad
     split) cannot be resumed, and starting it again with the same command starts afresh."""
+    check_output_kind(run_dir, "folder")  # a file, FIFO or device named as --out
     never_saved = run_dir.is_dir() and not (run_dir / CHECKPOINT_FILE).exists()
     if resume:
         if never_saved and (run_dir / CONFIG_FILE).exists():

@@ -95,10 +95,12 @@ def field_name(column: str) -> str:
 
 TIME_HINT = "store Unix seconds, a Parquet timestamp or ISO 8601 text (e.g. 2024-05-01T12:00:00Z)"
 INT64_MAX = 2**63 - 1
+FLOAT32_MAX = 3.4028234663852886e38
 
 
-def _read_log_file(path: Path) -> pl.DataFrame:
-    """The log as a frame; a CSV that cannot be parsed names its first bad line."""
+def _read_log_file(path: Path, text_cols: tuple[str, ...] = ()) -> pl.DataFrame:
+    """The log as a frame; a CSV that cannot be parsed names its first bad line. The CSV
+    columns `text_cols` (ids) are read as text: `00063` stays `00063`, never 63."""
     if not path.is_file():
         raise DinctlError(f"{path} does not exist", hint="pass a Parquet or CSV log file")
     suffix = path.suffix.lower()
@@ -118,7 +120,12 @@ def _read_log_file(path: Path) -> pl.DataFrame:
         check_gzip(path)
     sep = "\t" if ".tsv" in path.suffixes else ","
     try:
-        return pl.read_csv(path, separator=sep, infer_schema_length=10_000)
+        return pl.read_csv(
+            path,
+            separator=sep,
+            infer_schema_length=10_000,
+            schema_overrides=dict.fromkeys(text_cols, pl.Utf8),
+        )
     except Exception as err:  # noqa: BLE001 - polars raises several types; find the bad line
         opener = gzip.open if suffix == ".gz" else open
         try:
@@ -211,6 +218,8 @@ def _time_column(path: Path, s: pl.Series, source: str) -> pl.Series:
     if dtype == pl.Decimal:
         s = s.cast(pl.Float64)
         dtype = s.dtype
+    if dtype in (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32):
+        return s.cast(pl.Int64)  # lossless; comparing Int32 with 2**63 would overflow
     if dtype.is_integer():
         too_big = (
             s > INT64_MAX if dtype.is_unsigned_integer() else (s > INT64_MAX) | (s < -INT64_MAX)
@@ -252,7 +261,8 @@ def _float_times(path: Path, s: pl.Series, source: str) -> pl.Series:
 
 def read_logs(path: Path, columns: LogColumns) -> Interactions:
     """A Parquet or CSV log with named columns → user, item, cate, ts[, label]."""
-    df = _read_log_file(path)
+    ids = (columns.user, columns.item, columns.category, *columns.behaviour, *columns.context)
+    df = _read_log_file(path, ids)
     wanted = {
         "user": columns.user,
         "item": columns.item,
@@ -271,6 +281,8 @@ def read_logs(path: Path, columns: LogColumns) -> Interactions:
             "(--behaviour-cols/--context-cols/--numeric-cols, or the --schema file)",
         )
     _check_distinct(path, [*wanted.values(), *extra.values()])
+    _check_field_names(path, [*columns.behaviour, *columns.context, *columns.numeric,
+                              *columns.user_feature_cols])  # fmt: skip
     if df.height == 0:
         raise DinctlError(f"{path} has no rows", hint="pass a non-empty log")
     frame = df.select(pl.col(src).alias(dst) for dst, src in wanted.items())
@@ -307,6 +319,21 @@ def _check_distinct(path: Path, cols: list[str]) -> None:
         seen.add(col)
 
 
+def _check_field_names(path: Path, cols: list[str]) -> None:
+    """Two columns whose field names collide (`a-b` and `a_b`, `brand` and `Brand`) would
+    become one field and lose a column: an error naming both."""
+    seen: dict[str, str] = {}
+    for col in cols:
+        name = field_name(col)
+        if name in seen or name in ("item", "cate"):
+            other = seen.get(name, name)
+            raise DinctlError(
+                f"{path}: columns {other!r} and {col!r} both become the field {name!r}",
+                hint="rename one of the columns (field names are lower case, other characters _)",
+            )
+        seen[name] = col
+
+
 def _extra_column(path: Path, df: pl.DataFrame, col: str, numeric: bool = False) -> pl.Series:
     """An extra field's column: ids (integers or strings) or, `numeric`, finite floats; a
     missing value or a value of the wrong type is one line naming the column and row."""
@@ -332,11 +359,12 @@ def _extra_column(path: Path, df: pl.DataFrame, col: str, numeric: bool = False)
     if not s.dtype.is_numeric():
         raise DinctlError(f"{path}: numeric column {col!r} has type {s.dtype}, expected numbers")
     s = s.cast(pl.Float64)
-    bad = (~s.is_finite()).arg_true()
+    bad = (~s.is_finite() | (s.abs() > FLOAT32_MAX)).arg_true()
     if len(bad):
         raise DinctlError(
             f"{path}: numeric column {col!r} holds {s[bad[0]]} in data row "
-            f"{bad[0] + 1}, expected a finite number"
+            f"{bad[0] + 1}, expected a finite number within ±{FLOAT32_MAX:.3g}",
+            hint="numeric fields are stored as float32; rescale the column (e.g. its log)",
         )
     return s
 
@@ -344,7 +372,7 @@ def _extra_column(path: Path, df: pl.DataFrame, col: str, numeric: bool = False)
 def read_user_features(path: Path, user_col: str, cols: tuple[str, ...]) -> pl.DataFrame:
     """The user profile file → `user` + one id column per field (named by `field_name`); each
     user on one row, every value present."""
-    df = _read_log_file(path)
+    df = _read_log_file(path, (user_col, *cols))
     if not cols:
         raise DinctlError(
             f"no user feature columns named for {path}",
@@ -358,6 +386,8 @@ def read_user_features(path: Path, user_col: str, cols: tuple[str, ...]) -> pl.D
             hint="its user column is named like the log's (--user-col)",
         )
     _check_distinct(path, [user_col, *cols])
+    if df.height == 0:
+        raise DinctlError(f"user feature file {path} has no rows", hint="pass a non-empty file")
     users = _extra_column(path, df, user_col)
     dup = users.is_duplicated()
     if dup.any():

@@ -18,6 +18,7 @@ behavior_log.csv: user,time_stamp,btag,cate,brand
 from __future__ import annotations
 
 import csv
+import re
 import shutil
 import tarfile
 import zipfile
@@ -99,8 +100,10 @@ def _bad_value(value: str, kind: str) -> bool:
         return value not in BTAGS
     if kind == "int?" and value in ("", "NULL"):
         return False
+    if kind in ("int", "int?"):  # as Polars reads it: no `_`, within 64 bits
+        return not (re.fullmatch(r"\s*[+-]?\d+\s*", value) and abs(int(value)) < 2**63)
     try:
-        (float if kind == "float" else int)(value)
+        float(value.replace("_", "!"))  # Python's float() takes 1_000; Polars does not
     except ValueError:
         return kind != "str"
     return False
@@ -197,7 +200,11 @@ def collect(lf: Any, path: Path, fmt: CsvFormat) -> Any:
         df = lf.collect(engine="streaming")
     except Exception as err:  # noqa: BLE001 - polars raises its own ComputeError types
         find_bad_line(path, fmt)
-        raise DinctlError(f"cannot read {path}: {err}", hint="download it again") from None
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise DinctlError(f"cannot read {path}: {first}", hint="download it again") from None
+    if df.height == 0:
+        raise DinctlError(f"{path} has a header but no rows ({fmt.name})",
+                          hint="download it again")  # fmt: skip
     if "_bad" in df.columns:
         if df["_bad"].any():
             find_bad_line(path, fmt)
