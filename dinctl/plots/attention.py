@@ -17,6 +17,7 @@ from dinctl.inference import OpenedRun
 from dinctl.plots.common import (
     as_opened,
     figure,
+    png_path,
     resolve_user,
     safe_name,
     save_png,
@@ -222,10 +223,11 @@ def draw_attention(amap: AttentionMap) -> Figure:
     return fig
 
 
-def write_attention(amap: AttentionMap) -> tuple[Path, Path]:
-    """Write plots/attention_<user>.png and .json; returns both paths."""
-    base = amap.run_dir / PLOTS_DIR / f"attention_{safe_name(amap.user)}"
-    png, js = base.with_suffix(".png"), base.with_suffix(".json")
+def write_attention(amap: AttentionMap, out: Path | str | None = None) -> tuple[Path, Path]:
+    """Write the PNG (default <run>/plots/attention_<user>.png) and the JSON beside it."""
+    default = amap.run_dir / PLOTS_DIR / f"attention_{safe_name(amap.user)}.png"
+    png = png_path(out, default)
+    js = png.with_suffix(".json")
     save_png(draw_attention(amap), png)
     write_json(js, amap.to_json())
     return png, js

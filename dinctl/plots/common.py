@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dinctl.data.vocab import Vocab, most_active_user
+from dinctl.errors import DinctlError
 from dinctl.fsutil import atomic_file
 from dinctl.inference import OpenedRun, open_run
 
@@ -94,6 +95,16 @@ def safe_name(raw: str) -> str:
 
 def short(text: str, width: int = 22) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def png_path(out: Path | str | None, default: Path) -> Path:
+    """Where a figure goes: `--out` (a .png file) or the figure's default under <run>/plots/."""
+    png = Path(out) if out is not None else default
+    if png.suffix.lower() != ".png":
+        raise DinctlError(
+            f"--out must name a .png file, got {png} instead", hint=f"e.g. --out {default.name}"
+        )
+    return png
 
 
 def save_png(fig: Figure, path: Path) -> None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from dinctl import runs
 from dinctl.errors import DinctlError
 from dinctl.fsutil import json_fields
-from dinctl.plots.common import LINESTYLES, MARKERS, figure, save_png
+from dinctl.plots.common import LINESTYLES, MARKERS, figure, png_path, save_png
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -94,11 +94,7 @@ def compute_curves(run_dirs: list[Path | str]) -> list[Curve]:
 
 def write_curves(curves: list[Curve], out: Path | str | None = None) -> tuple[Path, Path]:
     """Write the curves PNG (default <first run>/plots/curves.png) and its JSON beside it."""
-    png = Path(out) if out is not None else curves[0].run_dir / runs.PLOTS_DIR / "curves.png"
-    if png.suffix.lower() != ".png":
-        raise DinctlError(
-            f"--out must name a .png file, got {png} instead", hint="e.g. --out plots/curves.png"
-        )
+    png = png_path(out, curves[0].run_dir / runs.PLOTS_DIR / "curves.png")
     js = png.with_suffix(".json")
     save_png(draw_curves(curves), png)
     runs.write_json(
