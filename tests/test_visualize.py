@@ -578,3 +578,24 @@ def test_every_figure_refuses_a_dataset_changed_since_training(
         assert (code, out, err.splitlines()) == (1, "", expected), args
     eval_result = runner.invoke(app, ["evaluate", str(run)])
     assert eval_result.exit_code == 1 and eval_result.stderr.splitlines() == expected
+
+
+def test_figures_call_the_sample_data_by_its_name(tmp_path: Path) -> None:
+    from dinctl.data.preprocess import preprocess_amazon
+    from dinctl.plots.common import SAMPLE_LABEL, dataset_title
+    from dinctl.quickstart import sample_data_dir
+
+    data = tmp_path / "sample"
+    preprocess_amazon(sample_data_dir() / "amazon", data)
+    meta = json.loads((data / "meta.json").read_text())
+    assert dataset_title("amazon-Electronics", meta) == SAMPLE_LABEL
+    run = _fake_run(tmp_path / "r", "din", [(0.6, 0.7)])
+    config = json.loads((run / "config.json").read_text())
+    config["dataset"]["path"] = str(data)
+    (run / "config.json").write_text(json.dumps(config))
+    code, out, err = _invoke("curves", run, "--json")
+    assert code == 0, err
+    assert json.loads(out)["runs"][0]["dataset"] == SAMPLE_LABEL
+    meta["inputs"][0]["sha256"] = "0" * 64  # another file of that name: the real data
+    assert dataset_title("amazon-Electronics", meta) == "amazon-Electronics"
+    assert dataset_title("tiny", {}) == "tiny"

@@ -16,6 +16,7 @@ from dinctl.fsutil import json_fields
 from dinctl.inference import OpenedRun
 from dinctl.plots.common import (
     as_opened,
+    dataset_title,
     figure,
     png_path,
     resolve_user,
@@ -160,7 +161,7 @@ def compute_attention(
     return AttentionMap(
         run_dir=run.run_dir,
         model=run.model_name,
-        dataset=run.dataset_name,
+        dataset=dataset_title(run.dataset_name, run.dataset.meta),
         user=raw_user,
         hist_len=hist_len,
         window=window,

@@ -7,6 +7,9 @@ the numbers behind it (JSON or CSV) under `<run>/plots/`.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -95,6 +98,34 @@ def safe_name(raw: str) -> str:
 
 def short(text: str, width: int = 22) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+SAMPLE_LABEL = "the sample data shipped with dinctl (synthetic, Amazon format)"
+
+
+@functools.cache
+def _sample_hashes() -> frozenset[str]:
+    """sha256 of every file of the sample data inside the package."""
+    root = Path(__file__).resolve().parents[1] / "sample_data"
+    files = (p for p in root.rglob("*") if p.is_file()) if root.is_dir() else iter(())
+    return frozenset(hashlib.sha256(p.read_bytes()).hexdigest() for p in files)
+
+
+def dataset_title(label: str, meta: dict[str, Any] | None) -> str:
+    """How a figure names its data: the sample data by that name (its files say Electronics,
+    its rows are synthetic), any other dataset by its label."""
+    inputs = (meta or {}).get("inputs") or []
+    hashes = {str(i.get("sha256")) for i in inputs if isinstance(i, dict)}
+    return SAMPLE_LABEL if hashes and hashes <= _sample_hashes() else label
+
+
+def dataset_meta(path: Path | str) -> dict[str, Any] | None:
+    """A dataset folder's meta.json, or None when it is gone or unreadable (labels only)."""
+    try:
+        meta = json.loads((Path(path) / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
 
 
 def png_path(out: Path | str | None, default: Path) -> Path:

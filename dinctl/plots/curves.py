@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, Any
 from dinctl import runs
 from dinctl.errors import DinctlError
 from dinctl.fsutil import json_fields
-from dinctl.plots.common import LINESTYLES, MARKERS, figure, png_path, save_png
+from dinctl.plots.common import (
+    LINESTYLES,
+    MARKERS,
+    dataset_meta,
+    dataset_title,
+    figure,
+    png_path,
+    save_png,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -39,7 +47,7 @@ class Curve:
 def read_curve(run_dir: Path | str) -> Curve:
     """The epoch lines of `<run>/log.jsonl` (malformed lines are one-line errors)."""
     run_dir = Path(run_dir)
-    runs.read_config(run_dir)
+    config = runs.read_config(run_dir)
     records = runs.epoch_records(run_dir)
     if not records:
         raise DinctlError(
@@ -47,6 +55,9 @@ def read_curve(run_dir: Path | str) -> Curve:
             hint="the run stopped before its first epoch ended; train at least one epoch",
         )
     model, dataset = runs.run_labels(run_dir)
+    data = config.get("dataset")
+    data_path = data.get("path") if isinstance(data, dict) else None
+    dataset = dataset_title(dataset, dataset_meta(data_path) if data_path else None)
     return Curve(
         run_dir,
         model,

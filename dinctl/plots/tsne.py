@@ -17,6 +17,7 @@ from dinctl.inference import OpenedRun
 from dinctl.plots.common import (
     MARKERS,
     as_opened,
+    dataset_title,
     figure,
     png_path,
     resolve_user,
@@ -170,7 +171,7 @@ def compute_tsne(
     return TsneMap(
         run_dir=run.run_dir,
         model=run.model_name,
-        dataset=run.dataset_name,
+        dataset=dataset_title(run.dataset_name, run.dataset.meta),
         user=str(vocab.raw_user[uid]),
         seed=seed,
         items=items,
