@@ -31,6 +31,7 @@ from dinctl.runs import (
     MANIFEST_FILE,
     MANIFEST_VERSION,
     METRIC_KEYS,
+    METRIC_LABELS,
     is_experiment,
     read_manifest,
     write_manifest,
@@ -329,8 +330,9 @@ def _run_experiment(
         outcomes.append(RunOutcome(run.name, status, metrics, seconds))
         tag = f"[{i + 1}/{len(runs)}]"
         log(
-            f"{tag:>{width}} {run.name:<18} test AUC {metrics['user_weighted_auc']:.4f}"
-            f" (user-weighted, Eq. 10)  global {metrics['global_auc']:.4f}"
+            f"{tag:>{width}} {run.name:<18} test {METRIC_LABELS['user_weighted_auc']}"
+            f" {metrics['user_weighted_auc']:.4f}  {METRIC_LABELS['global_auc']}"
+            f" {metrics['global_auc']:.4f}"
             f"  ({status}, {seconds:.1f} s)"
         )
     table = experiment_table(spec, manifest["runs"], experiment_setting(manifest))

@@ -177,7 +177,7 @@ def test_full_run_writes_manifest_tables_and_curves(tmp_path: Path) -> None:
     assert len(backend.trains) == 16 and all(not resume for _, resume in backend.trains)
     assert lines[0] == f"table3: 8 models × 2 seed(s) = 16 runs → {tmp_path / 'exp'}"
     assert len(lines) == 17 and lines[1].startswith(" [1/16] lr-s0")
-    assert "test AUC 0.6000" in lines[1]
+    assert "test AUC (user-weighted, Eq. 10) 0.6000  global AUC 0.6500" in lines[1]
     manifest = read_manifest(tmp_path / "exp")
     assert manifest["experiment"] == "table3"
     assert manifest["data"] == {"path": str(tmp_path / "data"), "checksum": "c" * 64}
@@ -428,7 +428,7 @@ def test_table3_end_to_end_on_sample_data(sample_amazon: Path, tmp_path: Path) -
         assert (run_dir / "predictions.parquet").is_file()
         trained = json.loads((run_dir / "config.json").read_text())["train"]
         assert (trained["epochs"], trained["emb_dim"], trained["lr"]) == (2, 8, 0.01)
-    line = r"^\[\d/8\] .* test AUC 0\.\d{4} \(user-weighted, Eq. 10\)  global 0\.\d{4}  \(trained, "
+    line = r"^\[\d/8\] .* test AUC \(user-weighted, Eq. 10\) 0\.\d{4}  global AUC 0\.\d{4}  \(tra"
     assert len(re.findall(line, result.stderr, re.M)) == 8
 
     _table_uses_the_user_weighted_auc(out, payload["table"])
