@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -94,3 +95,25 @@ def test_version() -> None:
         [sys.executable, "-m", "dinctl", "--version"], capture_output=True, text=True
     )
     assert (out.returncode, out.stdout.split()[0]) == (0, "dinctl")
+
+
+def test_tables_in_logs_and_pipes_are_never_squeezed_into_80_columns(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from dinctl.cli.boundary import PIPE_WIDTH, stderr_console
+    from dinctl.tables import Group, build_table, render_rich
+
+    metrics = [{"user_weighted_auc": 0.566, "global_auc": 0.5, "logloss": 0.69}] * 2
+    groups = [
+        Group(f"variant-{k}", (f"DIN with MBA Reg. and Dice, variant {k}",), metrics)
+        for k in range(2)
+    ]
+    table = build_table("t", "a wide table", ("Model",), groups, baseline="variant-0")
+    console = stderr_console()  # pytest's stderr is no terminal
+    assert not console.is_terminal and console.width == PIPE_WIDTH
+    console.print(render_rich(table))
+    lines = capsys.readouterr().err.splitlines()
+    rows = [line for line in lines if "variant" in line]
+    assert len(rows) == 2  # one line per row: no cell wrapped onto a second line
+    assert all("0.5660 ± 0.0000" in row and "0.5000 ± 0.0000" in row for row in rows)
+    assert max(len(line) for line in lines) > 80
