@@ -140,7 +140,7 @@ def test_a_shared_training_config_reaches_every_run_under_the_flags(tmp_path: Pa
         (0.01, 16, 3)  # --epochs beats the file
     }
     assert [r.overrides["model"] for r in runs][:2] == ["lr", "base"]  # rows beat the file
-    result = run_experiment(TABLE3, settings, backend=FakeBackend(), log=_quiet)
+    result = run_experiment(TABLE3, settings, backend=FakeBackend())
     assert read_manifest(tmp_path / "exp")["settings"]["train"] == settings.train
     footer = result.table.footer()
     assert "Setting: recipe None" not in footer
@@ -158,7 +158,8 @@ def test_a_shared_config_may_not_set_what_the_rows_decide(tmp_path: Path) -> Non
 
 def test_progress_lines_stay_aligned_past_nine_runs(tmp_path: Path) -> None:
     lines: list[str] = []
-    run_experiment(TABLE3, _settings(tmp_path, seeds=2), backend=FakeBackend(), log=lines.append)
+    reporter = Reporter(line=lines.append)
+    run_experiment(TABLE3, _settings(tmp_path, seeds=2), backend=FakeBackend(), reporter=reporter)
     runs = [line for line in lines if "test AUC" in line]
     assert len(runs) == 16 and runs[0].startswith(" [1/16] lr-s0 ")
     assert runs[9].startswith("[10/16] base-s1 ")
