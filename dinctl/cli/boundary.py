@@ -37,20 +37,3 @@ def user_errors(func: F) -> F:
 
     return wrapper  # type: ignore[return-value]
 
-
-# A log or a pipe has no width: rich would assume 80 columns and split table cells over lines.
-PIPE_WIDTH = 160
-
-
-def stderr_console() -> Any:
-    """The rich Console every command writes its tables and progress to (stderr).
-
-    On a terminal it takes the terminal's width; otherwise (CI logs, pipes, files) a fixed
-    PIPE_WIDTH columns, so a table is never squeezed into 80 columns and no cell is split.
-    """
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    if not console.is_terminal:
-        console = Console(stderr=True, width=PIPE_WIDTH)
-    return console

@@ -11,7 +11,8 @@ import typer
 from dinctl.choices import Device
 from dinctl.choices import SelectMetric as FailMetric
 from dinctl.choices import Split as SplitName
-from dinctl.cli.boundary import stderr_console, user_errors
+from dinctl.cli.boundary import user_errors
+from dinctl.cli.report import stderr_console
 
 
 @user_errors

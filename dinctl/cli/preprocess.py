@@ -37,7 +37,7 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print the summary as JSON 
 
 
 def _stderr() -> Any:
-    from dinctl.cli.boundary import stderr_console
+    from dinctl.cli.report import stderr_console
 
     return stderr_console()
 
