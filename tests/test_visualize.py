@@ -581,7 +581,7 @@ def test_every_figure_refuses_a_dataset_changed_since_training(
 
 
 def test_figures_call_the_sample_data_by_its_name(tmp_path: Path) -> None:
-    from dinctl.data.preprocess import preprocess_amazon
+    from dinctl.data.datasets.amazon import preprocess_amazon
     from dinctl.plots.common import SAMPLE_LABEL, dataset_title
     from dinctl.quickstart import sample_data_dir
 
