@@ -4,7 +4,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-scale test test-py lint quickstart bench
+.PHONY: install install-scale test test-py test-fast readme lint quickstart bench
 
 $(BIN)/dinctl: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -53,6 +53,16 @@ test-py: install
 	  echo "test-py: $$($$venv/bin/python --version), no torch: pytest -m notorch"; \
 	  $$venv/bin/python -m pytest -q -p no:cacheprovider -m notorch tests || exit 1; \
 	done
+
+# the quick subset: everything not marked slow in the files below (measured time in README.md)
+FAST_TESTS := tests/test_metrics.py tests/test_tables.py tests/test_cli_basics.py \
+	tests/test_training_config.py tests/test_runs.py tests/test_readme.py
+test-fast: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" $(FAST_TESTS)
+
+# run every example of README.md and docs/ and rewrite the sample outputs that changed
+readme: install
+	$(BIN)/python tests/test_readme.py --write
 
 lint: install
 	$(BIN)/ruff check dinctl tests

@@ -31,6 +31,7 @@ from dinctl.runs import (
     MANIFEST_FILE,
     MANIFEST_VERSION,
     METRIC_KEYS,
+    METRIC_LABELS,
     is_experiment,
     read_manifest,
     write_manifest,
@@ -136,6 +137,10 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
 }
 
 
+# what the experiment sets for each run; a shared training config may not
+PER_RUN_KEYS = frozenset({"model", "act", "reg", "use_item_ids", "seed", "data", "out"})
+
+
 @dataclass(frozen=True)
 class ExperimentSettings:
     """What every run of one experiment shares (the same for every variant and seed)."""
@@ -147,8 +152,17 @@ class ExperimentSettings:
     recipe: str | None = None  # None: the trainer's default recipe
     batch_size: int | None = None
     device: str | None = None
+    # TrainConfig settings shared by every run (a `--config` TOML), under the flags above
+    train: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
+        for key in self.train:
+            if key in PER_RUN_KEYS:
+                raise DinctlError(
+                    f"the experiment's config sets {key!r}, which the experiment decides",
+                    hint="the table's rows set model, act, reg and use_item_ids, and each run "
+                    "its seed; --data and --out the rest: remove the key from the file",
+                )
         if self.seeds < 1:
             raise DinctlError(f"expected at least 1 seed, got {self.seeds} instead")
         if self.epochs is not None and self.epochs < 1:
@@ -171,7 +185,7 @@ def plan_runs(spec: ExperimentSpec, settings: ExperimentSettings) -> list[RunSpe
     Seed-major order gives a complete (one-seed) table as early as possible.
     """
     # absolute, so that a run resumed from another working directory finds its data
-    shared: dict[str, Any] = {"data": str(Path(settings.data).resolve())}
+    shared: dict[str, Any] = {**settings.train, "data": str(Path(settings.data).resolve())}
     for key in ("epochs", "recipe", "batch_size", "device"):
         value = getattr(settings, key)
         if value is not None:
@@ -303,6 +317,7 @@ def _run_experiment(
         f" → {out}" + (f" ({done} done before)" if done else "")
     )
     outcomes = []
+    width = len(f"[{len(runs)}/{len(runs)}]")  # [10/16] lines up with [9/16]
     for i, run in enumerate(runs):
         entry = manifest["runs"][i]
         started = time.perf_counter()
@@ -313,9 +328,11 @@ def _run_experiment(
         entry.update(status="done", metrics=metrics)
         write_manifest(out, manifest)
         outcomes.append(RunOutcome(run.name, status, metrics, seconds))
+        tag = f"[{i + 1}/{len(runs)}]"
         log(
-            f"[{i + 1}/{len(runs)}] {run.name:<18} test AUC {metrics['user_weighted_auc']:.4f}"
-            f" (user-weighted, Eq. 10)  global {metrics['global_auc']:.4f}"
+            f"{tag:>{width}} {run.name:<18} test {METRIC_LABELS['user_weighted_auc']}"
+            f" {metrics['user_weighted_auc']:.4f}  {METRIC_LABELS['global_auc']}"
+            f" {metrics['global_auc']:.4f}"
             f"  ({status}, {seconds:.1f} s)"
         )
     table = experiment_table(spec, manifest["runs"], experiment_setting(manifest))
@@ -345,6 +362,7 @@ def _new_manifest(
             "epochs": settings.epochs,
             "recipe": settings.recipe,
             "batch_size": settings.batch_size,
+            "train": settings.train,
         },
         "created": previous.get("created", dinctl.runs.now()) if previous else dinctl.runs.now(),
         "runs": [
@@ -434,6 +452,12 @@ def experiment_setting(manifest: dict[str, Any]) -> dict[str, Any]:
         "split": "test",
         "recipe": settings.get("recipe") or config.get("recipe"),
         "epochs": settings.get("epochs") or config.get("epochs"),
+        # the shared training config's settings, as the runs resolved them
+        **{
+            k: config.get(k, v)
+            for k, v in (settings.get("train") or {}).items()
+            if k not in ("recipe", "epochs")
+        },
         "seeds": settings.get("seeds"),
         "dataset": data.get("path"),
         "dataset_checksum": str(data.get("checksum", ""))[:12] or None,

@@ -139,16 +139,16 @@ class Table:
     def footer(self) -> str:
         seeds = "/".join(map(str, sorted({r.seeds for r in self.rows}))) or "0"
         split = self.setting.get("split", "test")
-        base = (
-            f"against {self.baseline_label}"
+        rela = (
+            "RelaImpr (Eq. 11) is computed from the mean user-weighted AUCs, with "
+            f"“{self.baseline_label}” as the baseline."
             if self.baseline_label is not None
-            else "not computed (no baseline)"
+            else "RelaImpr (Eq. 11) is not computed: no baseline run."
         )
         parts = [
             f"AUC is the user-weighted AUC of Eq. (10) on the {split} split (the paper's AUC), "
             f"from each run's best validation epoch; mean ± sample std (ddof=1) over {seeds} "
-            f"seed(s). Global AUC is the plain AUC over all impressions. RelaImpr (Eq. 11) is "
-            f"computed from the mean user-weighted AUCs, {base}."
+            f"seed(s). Global AUC is the plain AUC over all impressions. {rela}"
         ]
         shown = [f"{k} {v}" for k, v in self.setting.items() if k != "split" and v is not None]
         if shown:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -94,3 +95,55 @@ def test_version() -> None:
         [sys.executable, "-m", "dinctl", "--version"], capture_output=True, text=True
     )
     assert (out.returncode, out.stdout.split()[0]) == (0, "dinctl")
+
+
+def test_tables_in_logs_and_pipes_are_never_squeezed_into_80_columns(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from dinctl.cli.report import PIPE_WIDTH, stderr_console
+    from dinctl.tables import Group, build_table, render_rich
+
+    metrics = [{"user_weighted_auc": 0.566, "global_auc": 0.5, "logloss": 0.69}] * 2
+    groups = [
+        Group(f"variant-{k}", (f"DIN with MBA Reg. and Dice, variant {k}",), metrics)
+        for k in range(2)
+    ]
+    table = build_table("t", "a wide table", ("Model",), groups, baseline="variant-0")
+    console = stderr_console()  # pytest's stderr is no terminal
+    assert not console.is_terminal and console.width == PIPE_WIDTH
+    console.print(render_rich(table))
+    lines = capsys.readouterr().err.splitlines()
+    rows = [line for line in lines if "variant" in line]
+    assert len(rows) == 2  # one line per row: no cell wrapped onto a second line
+    assert all("0.5660 ± 0.0000" in row and "0.5000 ± 0.0000" in row for row in rows)
+    assert max(len(line) for line in lines) > 80
+
+
+def test_the_training_bar_shows_speed_and_loss_from_the_first_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An epoch shorter than --log-every used to show `- samples/s  loss -` throughout."""
+    from dinctl.reporting import Reporter
+    from dinctl.training import progress
+
+    shown: list[dict[str, str]] = []
+
+    class Recorder:
+        def update(self, completed: int, total: int | None = None, **fields: str) -> None:
+            shown.append(dict(fields))
+
+        def close(self) -> None:
+            pass
+
+    clock = iter([100.0, 100.5, 100.6, 101.2])
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
+    bar = progress.Progress(Reporter(bar=lambda description, unit: Recorder()))
+    bar.start_epoch("epoch 1/1", total=3, completed=0)  # t = 100.0
+    losses = iter([0.6931, 0.65])
+    bar.advance(256, lambda: next(losses))  # t = 100.5: the first batch refreshes
+    bar.advance(256, lambda: 0.0)  # t = 100.6: too soon, the fields stay
+    bar.advance(128, lambda: next(losses))  # t = 101.2: refreshed
+    assert shown[0] == {"loss": "-", "speed": "-"}
+    assert shown[1] == {"loss": "0.6931", "speed": "512"}
+    assert shown[2] == shown[1]
+    assert shown[3] == {"loss": "0.6500", "speed": "533"}

@@ -127,6 +127,45 @@ def test_settings_are_validated(tmp_path: Path) -> None:
         ExperimentSettings(data=tmp_path, out=tmp_path, epochs=0)
 
 
+def test_a_shared_training_config_reaches_every_run_under_the_flags(tmp_path: Path) -> None:
+    settings = ExperimentSettings(
+        data=tmp_path / "data",
+        out=tmp_path / "exp",
+        seeds=1,
+        epochs=3,
+        train={"lr": 0.01, "emb_dim": 16, "epochs": 9, "emb_init_std": 1.0},
+    )
+    runs = plan_runs(TABLE3, settings)
+    assert {(r.overrides["lr"], r.overrides["emb_dim"], r.overrides["epochs"]) for r in runs} == {
+        (0.01, 16, 3)  # --epochs beats the file
+    }
+    assert [r.overrides["model"] for r in runs][:2] == ["lr", "base"]  # rows beat the file
+    result = run_experiment(TABLE3, settings, backend=FakeBackend())
+    assert read_manifest(tmp_path / "exp")["settings"]["train"] == settings.train
+    footer = result.table.footer()
+    assert "Setting: recipe None" not in footer
+    assert "epochs 3, lr 0.01, emb_dim 16, emb_init_std 1.0, seeds 1" in footer
+
+
+def test_a_shared_config_may_not_set_what_the_rows_decide(tmp_path: Path) -> None:
+    for key, value in (("model", "din"), ("act", "dice"), ("seed", 3), ("out", "x")):
+        with pytest.raises(DinctlError) as err:
+            ExperimentSettings(data=tmp_path, out=tmp_path, train={key: value})
+        assert str(err.value.message) == (
+            f"the experiment's config sets {key!r}, which the experiment decides"
+        )
+
+
+def test_progress_lines_stay_aligned_past_nine_runs(tmp_path: Path) -> None:
+    lines: list[str] = []
+    reporter = Reporter(line=lines.append)
+    run_experiment(TABLE3, _settings(tmp_path, seeds=2), backend=FakeBackend(), reporter=reporter)
+    runs = [line for line in lines if "test AUC" in line]
+    assert len(runs) == 16 and runs[0].startswith(" [1/16] lr-s0 ")
+    assert runs[9].startswith("[10/16] base-s1 ")
+    assert len({line.index("test AUC") for line in runs}) == 1
+
+
 # --------------------------------------------------------------------------- running + resume
 
 
@@ -138,8 +177,8 @@ def test_full_run_writes_manifest_tables_and_curves(tmp_path: Path) -> None:
     )
     assert len(backend.trains) == 16 and all(not resume for _, resume in backend.trains)
     assert lines[0] == f"table3: 8 models × 2 seed(s) = 16 runs → {tmp_path / 'exp'}"
-    assert len(lines) == 17 and lines[1].startswith("[1/16] lr-s0")
-    assert "test AUC 0.6000" in lines[1]
+    assert len(lines) == 17 and lines[1].startswith(" [1/16] lr-s0")
+    assert "test AUC (user-weighted, Eq. 10) 0.6000  global AUC 0.6500" in lines[1]
     manifest = read_manifest(tmp_path / "exp")
     assert manifest["experiment"] == "table3"
     assert manifest["data"] == {"path": str(tmp_path / "data"), "checksum": "c" * 64}
@@ -303,7 +342,7 @@ def test_table3_hand_computed() -> None:
         "AUC is the user-weighted AUC of Eq. (10) on the test split (the paper's AUC), from each "
         "run's best validation epoch; mean ± sample std (ddof=1) over 2 seed(s). Global AUC is "
         "the plain AUC over all impressions. RelaImpr (Eq. 11) is computed from the mean "
-        "user-weighted AUCs, against BaseModel.\n"
+        "user-weighted AUCs, with “BaseModel” as the baseline.\n"
     )
     js = table.to_json()
     assert js["baseline"] == "base"
@@ -366,8 +405,10 @@ def _invoke(args: list[str]) -> Any:
 
 def test_table3_end_to_end_on_sample_data(sample_amazon: Path, tmp_path: Path) -> None:
     out = tmp_path / "t3"
+    config = tmp_path / "small.toml"
+    config.write_text("emb_dim = 8\nlr = 0.01\nepochs = 5\n")  # --epochs 2 beats epochs = 5
     args = ["experiment", "table3", "--data", str(sample_amazon), "--seeds", "1", "--epochs", "2"]
-    args += ["--batch-size", "512", "--out", str(out), "--json"]
+    args += ["--batch-size", "512", "--config", str(config), "--out", str(out), "--json"]
     result = _invoke(args)
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
@@ -386,8 +427,9 @@ def test_table3_end_to_end_on_sample_data(sample_amazon: Path, tmp_path: Path) -
         assert run["status"] == "done"
         assert json.loads((run_dir / "metrics.json").read_text())["split"] == "test"
         assert (run_dir / "predictions.parquet").is_file()
-        assert json.loads((run_dir / "config.json").read_text())["train"]["epochs"] == 2
-    line = r"^\[\d/8\] .* test AUC 0\.\d{4} \(user-weighted, Eq. 10\)  global 0\.\d{4}  \(trained, "
+        trained = json.loads((run_dir / "config.json").read_text())["train"]
+        assert (trained["epochs"], trained["emb_dim"], trained["lr"]) == (2, 8, 0.01)
+    line = r"^\[\d/8\] .* test AUC \(user-weighted, Eq. 10\) 0\.\d{4}  global AUC 0\.\d{4}  \(tra"
     assert len(re.findall(line, result.stderr, re.M)) == 8
 
     _table_uses_the_user_weighted_auc(out, payload["table"])
@@ -423,7 +465,7 @@ def _table_uses_the_user_weighted_auc(out: Path, table: dict[str, Any]) -> None:
     assert "| AUC (user-weighted, Eq. 10) | global AUC | RelaImpr |" in md
     din = rows["din-dice"]
     assert f"| {din['user_weighted_auc']['mean']:.4f} | {din['global_auc']['mean']:.4f} |" in md
-    assert "recipe fast, epochs 2, seeds 1, dataset " in md  # the footer names the setting
+    assert "recipe fast, epochs 2, emb_dim 8, lr 0.01, seeds 1, dataset " in md  # the setting
 
 
 class InterruptSecondRun(TorchBackend):
@@ -465,8 +507,8 @@ def test_table4_end_to_end_on_sample_data_interrupted_and_resumed(
     result = _invoke(args + ["--batch-size", "512", "--device", "cpu", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "(1 done before)" in result.stderr
-    assert re.search(r"^\[1/12\] base-no-ids-s0 .*\(reused, ", result.stderr, re.M)
-    assert re.search(r"^\[2/12\] base-none-s0 .*\(resumed, ", result.stderr, re.M)
+    assert re.search(r"^ \[1/12\] base-no-ids-s0 .*\(reused, ", result.stderr, re.M)
+    assert re.search(r"^ \[2/12\] base-none-s0 .*\(resumed, ", result.stderr, re.M)
     assert len(re.findall(r"\(trained, ", result.stderr)) == 10
     log = (out / "base-none-s0" / "log.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in log if '"event": "epoch"' in line] == [1, 2]
@@ -498,3 +540,17 @@ def test_experiment_cli_errors(tmp_path: Path) -> None:
     assert result.stderr.startswith(f"error: dataset folder {tmp_path / 'nope'} does not exist\n")
     assert _invoke(["experiment", "table3", "--seeds", "0"]).exit_code == 2
     assert _invoke(["experiment", "table9"]).exit_code == 2
+
+
+def test_experiment_config_errors_are_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('act = "dice"\n')
+    result = _invoke(["experiment", "table3", "--config", str(bad), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == (
+        "error: the experiment's config sets 'act', which the experiment decides"
+    )
+    bad.write_text("no_such_setting = 1\n")
+    result = _invoke(["experiment", "table4", "--config", str(bad)])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == f"error: {bad}: unknown key 'no_such_setting'"

@@ -73,7 +73,7 @@ def test_formats_agree_and_equal_the_eager_model(
     first = outputs[".jsonl"]
     for other in (".csv", ".parquet"):
         assert first.equals(outputs[other]), other
-    assert first.columns == ["request", "candidate", "score", "oov", "attention"]
+    assert first.columns == ["request", "candidate", "score", "unknown_item", "attention"]
     data = served["data"]
     for row in sample_requests():
         got = first.filter(pl.col("request") == row["request"])
@@ -82,8 +82,8 @@ def test_formats_agree_and_equal_the_eager_model(
         hist = item_ids(data, raw_hist) if raw_hist else user_history(data, row["user"])
         known = [c for c in row["candidates"] if c != "NEW"]
         want, att = eager_scores(served["run"], hist, item_ids(data, known))
-        mask = ~got["oov"].to_numpy()
-        assert got["oov"].to_list() == [c == "NEW" for c in row["candidates"]]
+        mask = ~got["unknown_item"].to_numpy()
+        assert got["unknown_item"].to_list() == [c == "NEW" for c in row["candidates"]]
         np.testing.assert_allclose(got["score"].to_numpy()[mask], want, atol=1e-6)
         got_att = np.array(got["attention"].to_list())[mask]
         assert att is not None and got_att.shape == att.shape
@@ -97,7 +97,7 @@ def test_small_batches_stream_to_the_same_file(
     src = write_requests(sample_requests(), tmp_path / "req.parquet")
     summary = P.predict_file(open_serving(served["run"]), src, tmp_path / "o.parquet", batch_rows=3)
     got = pl.read_parquet(tmp_path / "o.parquet")
-    assert summary.requests == 23 and summary.scored == got.height and summary.oov_candidates == 1
+    assert summary.requests == 23 and summary.scored == got.height and summary.unknown_items == 1
     want = outputs[".parquet"].drop("attention")
     assert got["request"].equals(want["request"]) and got["candidate"].equals(want["candidate"])
     np.testing.assert_allclose(got["score"].to_numpy(), want["score"].to_numpy(), atol=1e-6)
@@ -119,7 +119,7 @@ def test_cli_json_summary(served: dict[str, Any], tmp_path: Path) -> None:
     summary = json.loads(res.stdout)
     assert summary["requests"] == 23 and summary["output"] == str(out)
     assert summary["format"] == "torch" and summary["rows_per_s"] > 0
-    assert pl.read_parquet(out).columns == ["request", "candidate", "score", "oov"]
+    assert pl.read_parquet(out).columns == ["request", "candidate", "score", "unknown_item"]
     again = runner.invoke(app, args)
     assert again.exit_code == 1 and f"error: {out} already exists" in again.stderr
 

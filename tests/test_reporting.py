@@ -65,7 +65,7 @@ def test_epoch_line_reads_the_log_keys_of_runs() -> None:
         "seconds": 1.25,
     }
     assert epoch_line(record) == (
-        "epoch 2  train loss 0.5000  valid AUC (user-weighted) 0.7500  global AUC 0.7000  "
+        "epoch 2  train loss 0.5000  valid AUC (user-weighted, Eq. 10) 0.7500  global AUC 0.7000  "
         "logloss 0.6000  1.2s"
     )
     del record["valid_user_weighted_auc"]  # no valid split

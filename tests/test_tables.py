@@ -58,7 +58,17 @@ def test_baseline_outside_the_rows_and_missing_baseline() -> None:
     assert table.rows[0].rela_impr == pytest.approx(100.0)
     none = build_table("t", "T", ("run",), [Group("a", ("a",), [_m(0.6, 0.6)])], baseline="zz")
     assert none.rows[0].rela_impr is None and none.baseline is None
-    assert "not computed (no baseline)" in none.footer()
+    assert "RelaImpr (Eq. 11) is not computed: no baseline run." in none.footer()
+    assert "computed from the mean" not in none.footer()
+    assert "with “b” as the baseline." in table.footer()
+
+
+def test_a_baseline_label_ending_in_a_full_stop_reads_once() -> None:
+    groups = [Group("r", ("Without item ids and Reg.",), [_m(0.6, 0.6)])]
+    table = build_table(
+        "t", "T", ("row",), groups, baseline="r", baseline_label=groups[0].labels[0]
+    )
+    assert "Reg.." not in table.footer() and "“Without item ids and Reg.” as the" in table.footer()
 
 
 def test_footer_names_the_setting() -> None:

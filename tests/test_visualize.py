@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -99,7 +100,7 @@ def _oracle(run: Path, user: int, history: list[int], items: list[int]):  # type
 
 
 def test_attention_default_candidates_match_the_model(din_run: Path, tiny_dataset: Path) -> None:
-    code, out, err = _invoke("attention", "--run", din_run, "--user", "U0003")
+    code, out, err = _invoke("attention", din_run, "--user", "U0003")
     assert code == 0, err
     png = din_run / "plots" / "attention_U0003.png"
     js = din_run / "plots" / "attention_U0003.json"
@@ -162,10 +163,11 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def test_tsne_points_scores_and_seed(din_run: Path, tiny_dataset: Path) -> None:
-    base = ["tsne", "--run", din_run, "--categories", "3", "--per-category", "5", "--user", "U0003"]
+    base = ["tsne", din_run, "--categories", "3", "--per-category", "5", "--user", "U0003"]
     code, out, err = _invoke(*base, "--seed", "0")
     assert code == 0, err
-    png, table = din_run / "plots" / "tsne.png", din_run / "plots" / "tsne.csv"
+    plots = din_run / "plots"
+    png, table = plots / "tsne_c3_p5_uU0003.png", plots / "tsne_c3_p5_uU0003.csv"
     assert out.splitlines() == [str(png), str(table)]
     assert _png_shape(png) == (850, 1100, 4)
     first = _read_csv(table)
@@ -207,6 +209,75 @@ def test_tsne_points_scores_and_seed(din_run: Path, tiny_dataset: Path) -> None:
     assert [(p["raw_item"], p["x"], p["y"]) for p in points] == [
         (r["raw_item"], float(r["x"]), float(r["y"])) for r in first
     ]
+
+
+def test_a_second_tsne_with_other_settings_keeps_the_first(din_run: Path) -> None:
+    first = ["tsne", din_run, "--categories", "3", "--per-category", "5"]
+    code, out, err = _invoke(*first)
+    assert code == 0, err
+    png = din_run / "plots" / "tsne_c3_p5.png"
+    assert out.splitlines() == [str(png), str(png.with_suffix(".csv"))]
+    before = png.read_bytes(), png.with_suffix(".csv").read_text()
+    code, out, err = _invoke("tsne", din_run, "--categories", "2", "--per-category", "5")
+    assert code == 0, err
+    other = din_run / "plots" / "tsne_c2_p5.png"
+    assert out.splitlines() == [str(other), str(other.with_suffix(".csv"))]
+    assert len(_read_csv(other.with_suffix(".csv"))) == 10
+    assert (png.read_bytes(), png.with_suffix(".csv").read_text()) == before
+
+
+def test_tsne_file_names_name_the_settings_that_differ_from_the_defaults() -> None:
+    from dinctl.plots.tsne import tsne_stem
+
+    assert tsne_stem(9, 100, None, 0) == "tsne"
+    assert tsne_stem(5, 30, None, 1) == "tsne_c5_p30_s1"
+    assert tsne_stem(9, 100, "A/B", 0) == "tsne_uA_B"
+
+
+def test_out_puts_each_figure_and_its_numbers_where_asked(din_run: Path, tmp_path: Path) -> None:
+    png = tmp_path / "figs" / "att.png"
+    code, out, err = _invoke("attention", din_run, "--user", "U0003", "--out", png)
+    assert code == 0, err
+    assert out.splitlines() == [str(png), str(tmp_path / "figs" / "att.json")]
+    assert _png_shape(png) == (660, 900, 4)
+    assert json.loads(png.with_suffix(".json").read_text())["user"] == "U0003"
+    tsne_png = tmp_path / "t.png"
+    args = ["--categories", "2", "--per-category", "5", "--out", tsne_png]
+    code, out, err = _invoke("tsne", din_run, *args)
+    assert code == 0, err
+    assert out.splitlines() == [str(tsne_png), str(tmp_path / "t.csv")]
+    assert len(_read_csv(tmp_path / "t.csv")) == 10
+    assert not (din_run / "plots").exists()  # nothing went to the default place
+    code, _, err = _invoke("attention", din_run, "--user", "U0003", "--out", tmp_path / "a.svg")
+    assert (code, err.splitlines()) == (
+        1,
+        [
+            f"error: --out must name a .png file, got {tmp_path / 'a.svg'} instead",
+            "hint: e.g. --out attention_U0003.png",
+        ],
+    )
+
+
+def test_help_names_the_run_positionally_and_the_default_out() -> None:
+    for command, default in (
+        ("attention", "<run>/plots/attention_<user>.png"),
+        ("tsne", "<run>/plots/tsne[_<settings>].png"),
+        ("curves", "<first run>/plots/curves.png"),
+    ):
+        result = runner.invoke(app, ["visualize", command, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0
+        text = re.sub(r"\s+", " ", result.stdout)
+        assert re.search(rf"\[default: \(?{re.escape(default)}\)?\]", text), command
+        assert re.search(rf"Usage: \S+ visualize {command} \[OPTIONS\] \[?RUN", text), text[:200]
+
+
+def test_run_alias_gives_what_the_positional_run_gives(din_run: Path) -> None:
+    a = _invoke("attention", din_run, "--user", "U0003", "--json")
+    b = _invoke("attention", "--run", din_run, "--user", "U0003", "--json")
+    assert a[0] == b[0] == 0 and json.loads(a[1]) == json.loads(b[1])
+    code, out, err = _invoke("curves", "--run", din_run, "--json")
+    assert code == 0, err
+    assert [r["run"] for r in json.loads(out)["runs"]] == [str(din_run)]
 
 
 def test_tsne_embeddings_are_the_model_tables(runs: dict[str, Path]) -> None:
@@ -329,18 +400,18 @@ def test_error_messages(runs: dict[str, Path], tiny_dataset: Path, tmp_path: Pat
     seqs, items = tiny_dataset / "sequences.parquet", tiny_dataset / "items.parquet"
     cases = [
         (
-            ["attention", "--run", missing],
+            ["attention", missing],
             [f"error: run folder {missing} does not exist", RUN_HINT],
         ),
         (
-            ["tsne", "--run", no_cfg],
+            ["tsne", no_cfg],
             [
                 f"error: {no_cfg} is not a run folder: {no_cfg / 'config.json'} does not exist",
                 RUN_HINT,
             ],
         ),
         (
-            ["attention", "--run", no_ckpt],
+            ["attention", no_ckpt],
             [
                 f"error: {no_ckpt} has no best.pt or checkpoint.pt",
                 "hint: the run has not finished an epoch; resume it with `dinctl train --resume "
@@ -348,35 +419,35 @@ def test_error_messages(runs: dict[str, Path], tiny_dataset: Path, tmp_path: Pat
             ],
         ),
         (
-            ["attention", "--run", din, "--user", "NOPE"],
+            ["attention", din, "--user", "NOPE"],
             [
                 f"error: user 'NOPE' is not in {seqs}",
                 "hint: give a raw user id as in the source data, e.g. U0001",
             ],
         ),
         (
-            ["tsne", "--run", din, "--user", "NOPE", "--categories", "2", "--per-category", "3"],
+            ["tsne", din, "--user", "NOPE", "--categories", "2", "--per-category", "3"],
             [
                 f"error: user 'NOPE' is not in {seqs}",
                 "hint: give a raw user id as in the source data, e.g. U0001",
             ],
         ),
         (
-            ["attention", "--run", din, "--user", "U0001", "--candidate", "X9"],
+            ["attention", din, "--user", "U0001", "--candidate", "X9"],
             [
                 f"error: item 'X9' is not in {items}",
                 "hint: give a raw item id as in the source data, e.g. I0001",
             ],
         ),
         (
-            ["attention", "--run", runs["base"], "--user", "U0001"],
+            ["attention", runs["base"], "--user", "U0001"],
             [
                 f"error: model 'base' of run {runs['base']} has no attention weights",
                 "hint: attention maps need a DIN run (`dinctl train --model din`)",
             ],
         ),
         (
-            ["tsne", "--run", din, "--categories", "1", "--per-category", "4"],
+            ["tsne", din, "--categories", "1", "--per-category", "4"],
             [
                 f"error: only 4 items to embed in {tiny_dataset}; t-SNE needs at least 5",
                 "hint: raise --categories or --per-category",
@@ -404,7 +475,7 @@ def test_error_messages(runs: dict[str, Path], tiny_dataset: Path, tmp_path: Pat
             ["curves", din, "--out", tmp_path / "c.json"],
             [
                 f"error: --out must name a .png file, got {tmp_path / 'c.json'} instead",
-                "hint: e.g. --out plots/curves.png",
+                "hint: e.g. --out curves.png",
             ],
         ),
     ]
@@ -448,9 +519,11 @@ def test_log_errors(tmp_path: Path) -> None:
 
 
 def test_usage_errors_exit_2() -> None:
-    assert _invoke("attention")[0] == 2  # --run is required
-    assert _invoke("tsne", "--run", "x", "--categories", "0")[0] == 2
+    assert _invoke("attention")[0] == 2  # a run is required
+    assert _invoke("tsne", "x", "--categories", "0")[0] == 2
     assert _invoke("curves")[0] == 2
+    code, _, err = _invoke("attention", "a", "--run", "b")
+    assert code == 2 and "got RUN a and --run b; give one run" in err
 
 
 def test_malformed_log_lines_name_file_and_line(tmp_path: Path) -> None:
@@ -500,8 +573,29 @@ def test_every_figure_refuses_a_dataset_changed_since_training(
         f"(checksum {actual[:12]} vs 000000000000)",
         "hint: use the dataset the run was trained on (or train the run again)",
     ]
-    for args in (["attention", "--run", run], ["tsne", "--run", run]):
+    for args in (["attention", run], ["tsne", "--run", run]):
         code, out, err = _invoke(*args)
         assert (code, out, err.splitlines()) == (1, "", expected), args
     eval_result = runner.invoke(app, ["evaluate", str(run)])
     assert eval_result.exit_code == 1 and eval_result.stderr.splitlines() == expected
+
+
+def test_figures_call_the_sample_data_by_its_name(tmp_path: Path) -> None:
+    from dinctl.data.datasets.amazon import preprocess_amazon
+    from dinctl.plots.common import SAMPLE_LABEL, dataset_title
+    from dinctl.quickstart import sample_data_dir
+
+    data = tmp_path / "sample"
+    preprocess_amazon(sample_data_dir() / "amazon", data)
+    meta = json.loads((data / "meta.json").read_text())
+    assert dataset_title("amazon-Electronics", meta) == SAMPLE_LABEL
+    run = _fake_run(tmp_path / "r", "din", [(0.6, 0.7)])
+    config = json.loads((run / "config.json").read_text())
+    config["dataset"]["path"] = str(data)
+    (run / "config.json").write_text(json.dumps(config))
+    code, out, err = _invoke("curves", run, "--json")
+    assert code == 0, err
+    assert json.loads(out)["runs"][0]["dataset"] == SAMPLE_LABEL
+    meta["inputs"][0]["sha256"] = "0" * 64  # another file of that name: the real data
+    assert dataset_title("amazon-Electronics", meta) == "amazon-Electronics"
+    assert dataset_title("tiny", {}) == "tiny"

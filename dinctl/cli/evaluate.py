@@ -12,6 +12,7 @@ from dinctl.choices import Device
 from dinctl.choices import SelectMetric as FailMetric
 from dinctl.choices import Split as SplitName
 from dinctl.cli.boundary import user_errors
+from dinctl.cli.report import stderr_console
 
 
 @user_errors
@@ -57,8 +58,6 @@ def evaluate(
     device: Annotated[Device, typer.Option(help="Device to score on.")] = Device.cpu,
 ) -> None:
     """Score runs: AUC (user-weighted, Eq. 10), global AUC, logloss, RelaImpr. Alias: eval."""
-    from rich.console import Console
-
     from dinctl.evaluation import check_fail_under, evaluate_runs
     from dinctl.tables import render_rich
 
@@ -70,10 +69,7 @@ def evaluate(
         device=device.value,
     )
     title = f"{result.table.title}, {result.seconds:.1f}s"
-    console = Console(stderr=True)
-    if not console.is_terminal:  # logs and pipes: never squeeze the table into 80 columns
-        console = Console(stderr=True, width=160)
-    console.print(render_rich(result.table, title=title))
+    stderr_console().print(render_rich(result.table, title=title))
     if as_json:
         print(json.dumps(result.to_json(), indent=2))
     else:

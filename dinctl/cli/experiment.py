@@ -41,6 +41,15 @@ Device = Annotated[
     DeviceName | None,
     typer.Option("--device", help="Device to train on.", show_default="the trainer's"),
 ]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="TOML training config (the keys of `dinctl train --config`) applied to every run; "
+        "the options above override it, the table's rows set model, act, reg and seed.",
+        show_default=False,
+    ),
+]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the table and runs as JSON on stdout.")]
 
 
@@ -53,13 +62,13 @@ def _run(
     recipe: Recipe | None,
     batch_size: int | None,
     device: DeviceName | None,
+    config: Path | None,
     as_json: bool,
 ) -> None:
-    from rich.console import Console
-
-    from dinctl.cli.report import cli_reporter
+    from dinctl.cli.report import cli_reporter, stderr_console
     from dinctl.experiment import EXPERIMENTS, ExperimentSettings, run_experiment
     from dinctl.tables import render_rich
+    from dinctl.training.config import read_toml
 
     settings = ExperimentSettings(
         data=data,
@@ -69,9 +78,10 @@ def _run(
         recipe=recipe.value if recipe is not None else None,
         batch_size=batch_size,
         device=device.value if device is not None else None,
+        train=read_toml(config) if config is not None else {},
     )
     spec = EXPERIMENTS[name]
-    console = Console(stderr=True)
+    console = stderr_console()
     reporter = cli_reporter(bars=not as_json)
     reporter = replace(
         reporter,
@@ -107,12 +117,13 @@ def _table_command(name: str, doc: str, default_data: str = "data/amazon") -> No
         recipe: RecipeOpt = None,
         batch_size: BatchSize = None,
         device: Device = None,
+        config: ConfigOpt = None,
         out: Annotated[Path, typer.Option("--out", help="Experiment folder.")] = Path(
             f"runs/{name}"
         ),
         as_json: AsJson = False,
     ) -> None:
-        _run(name, data, out, seeds, epochs, recipe, batch_size, device, as_json)
+        _run(name, data, out, seeds, epochs, recipe, batch_size, device, config, as_json)
 
     command.__doc__ = doc
     command.__name__ = name

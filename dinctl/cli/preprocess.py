@@ -37,9 +37,9 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print the summary as JSON 
 
 
 def _stderr() -> Any:
-    from rich.console import Console
+    from dinctl.cli.report import stderr_console
 
-    return Console(stderr=True)
+    return stderr_console()
 
 
 def _warn(message: str) -> None:
@@ -50,7 +50,8 @@ def _table(summary: dict[str, Any]) -> Any:
     """The paper's Table 2 plus the split sizes and history lengths."""
     from rich.table import Table
 
-    table = Table(title=f"{summary['dataset']} ({summary['protocol']})", title_justify="left")
+    title = f"{summary['dataset']}, protocol {summary['protocol']} (docs/protocols.md)"
+    table = Table(title=title, title_justify="left")
     table.add_column("statistic")
     table.add_column("value", justify="right")
     for key in ("users", "items", "categories", "behaviours"):

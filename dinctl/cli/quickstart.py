@@ -42,7 +42,7 @@ def quickstart(
     console.print(_panel(result))
     console.print(  # outside the panel: a terminal never wraps a command mid-word
         f"next: dinctl evaluate {result.run_dir}\n"
-        f"      dinctl visualize attention --run {result.run_dir}\n"
+        f"      dinctl visualize attention {result.run_dir}\n"
         "      dinctl experiment table3 --help",
         markup=False,
         highlight=False,
@@ -84,4 +84,5 @@ def _panel(result: Any) -> Any:
         grid,
         title=f"dinctl quickstart: DIN with Dice on the sample data ({result.seconds:.0f} s)",
         title_align="left",
+        expand=False,  # as wide as its lines, on a terminal and in a log alike
     )

@@ -9,11 +9,22 @@ from typing import Any
 
 from dinctl.reporting import Bar, NoBar, Reporter, no_bar, no_line, quiet
 
+# A log or a pipe has no width: rich would assume 80 columns and split table cells over lines.
+PIPE_WIDTH = 160
+
 
 def stderr_console() -> Any:
+    """The rich Console every command writes its tables, panels and bars to (stderr).
+
+    On a terminal it takes the terminal's width; otherwise (CI logs, pipes, files) a fixed
+    PIPE_WIDTH columns, so a table is never squeezed into 80 columns and no cell is split.
+    """
     from rich.console import Console
 
-    return Console(stderr=True)
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        console = Console(stderr=True, width=PIPE_WIDTH)
+    return console
 
 
 def print_line(text: str) -> None:
@@ -53,7 +64,6 @@ def rich_bar(description: str, unit: str) -> Bar:
 
 
 def _rich_progress(unit: str) -> Any:
-    from rich.console import Console
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -76,7 +86,7 @@ def _rich_progress(unit: str) -> Any:
         BarColumn(),
         *columns,
         TimeRemainingColumn(),
-        console=Console(file=sys.stderr),
+        console=stderr_console(),
         transient=unit != "bytes",
     )
 

@@ -16,7 +16,9 @@ from dinctl.fsutil import json_fields
 from dinctl.inference import OpenedRun
 from dinctl.plots.common import (
     as_opened,
+    dataset_title,
     figure,
+    png_path,
     resolve_user,
     safe_name,
     save_png,
@@ -159,7 +161,7 @@ def compute_attention(
     return AttentionMap(
         run_dir=run.run_dir,
         model=run.model_name,
-        dataset=run.dataset_name,
+        dataset=dataset_title(run.dataset_name, run.dataset.meta),
         user=raw_user,
         hist_len=hist_len,
         window=window,
@@ -222,10 +224,11 @@ def draw_attention(amap: AttentionMap) -> Figure:
     return fig
 
 
-def write_attention(amap: AttentionMap) -> tuple[Path, Path]:
-    """Write plots/attention_<user>.png and .json; returns both paths."""
-    base = amap.run_dir / PLOTS_DIR / f"attention_{safe_name(amap.user)}"
-    png, js = base.with_suffix(".png"), base.with_suffix(".json")
+def write_attention(amap: AttentionMap, out: Path | str | None = None) -> tuple[Path, Path]:
+    """Write the PNG (default <run>/plots/attention_<user>.png) and the JSON beside it."""
+    default = amap.run_dir / PLOTS_DIR / f"attention_{safe_name(amap.user)}.png"
+    png = png_path(out, default)
+    js = png.with_suffix(".json")
     save_png(draw_attention(amap), png)
     write_json(js, amap.to_json())
     return png, js

@@ -7,6 +7,9 @@ the numbers behind it (JSON or CSV) under `<run>/plots/`.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dinctl.data.vocab import Vocab, most_active_user
+from dinctl.errors import DinctlError
 from dinctl.fsutil import atomic_file
 from dinctl.inference import OpenedRun, open_run
 
@@ -94,6 +98,44 @@ def safe_name(raw: str) -> str:
 
 def short(text: str, width: int = 22) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+SAMPLE_LABEL = "the sample data shipped with dinctl (synthetic, Amazon format)"
+
+
+@functools.cache
+def _sample_hashes() -> frozenset[str]:
+    """sha256 of every file of the sample data inside the package."""
+    root = Path(__file__).resolve().parents[1] / "sample_data"
+    files = (p for p in root.rglob("*") if p.is_file()) if root.is_dir() else iter(())
+    return frozenset(hashlib.sha256(p.read_bytes()).hexdigest() for p in files)
+
+
+def dataset_title(label: str, meta: dict[str, Any] | None) -> str:
+    """How a figure names its data: the sample data by that name (its files say Electronics,
+    its rows are synthetic), any other dataset by its label."""
+    inputs = (meta or {}).get("inputs") or []
+    hashes = {str(i.get("sha256")) for i in inputs if isinstance(i, dict)}
+    return SAMPLE_LABEL if hashes and hashes <= _sample_hashes() else label
+
+
+def dataset_meta(path: Path | str) -> dict[str, Any] | None:
+    """A dataset folder's meta.json, or None when it is gone or unreadable (labels only)."""
+    try:
+        meta = json.loads((Path(path) / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def png_path(out: Path | str | None, default: Path) -> Path:
+    """Where a figure goes: `--out` (a .png file) or the figure's default under <run>/plots/."""
+    png = Path(out) if out is not None else default
+    if png.suffix.lower() != ".png":
+        raise DinctlError(
+            f"--out must name a .png file, got {png} instead", hint=f"e.g. --out {default.name}"
+        )
+    return png
 
 
 def save_png(fig: Figure, path: Path) -> None:

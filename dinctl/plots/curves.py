@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, Any
 from dinctl import runs
 from dinctl.errors import DinctlError
 from dinctl.fsutil import json_fields, read_json
-from dinctl.plots.common import LINESTYLES, MARKERS, figure, save_png
+from dinctl.plots.common import (
+    LINESTYLES,
+    MARKERS,
+    dataset_meta,
+    dataset_title,
+    figure,
+    png_path,
+    save_png,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -39,7 +47,7 @@ class Curve:
 def read_curve(run_dir: Path | str) -> Curve:
     """The epoch lines of `<run>/log.jsonl` (malformed lines are one-line errors)."""
     run_dir = Path(run_dir)
-    runs.read_config(run_dir)
+    config = runs.read_config(run_dir)
     records = runs.epoch_records(run_dir)
     if not records:
         raise DinctlError(
@@ -47,6 +55,9 @@ def read_curve(run_dir: Path | str) -> Curve:
             hint="the run stopped before its first epoch ended; train at least one epoch",
         )
     model, dataset = runs.run_labels(run_dir)
+    data = config.get("dataset")
+    data_path = data.get("path") if isinstance(data, dict) else None
+    dataset = dataset_title(dataset, dataset_meta(data_path) if data_path else None)
     return Curve(
         run_dir,
         model,
@@ -94,11 +105,7 @@ def compute_curves(run_dirs: list[Path | str]) -> list[Curve]:
 
 def write_curves(curves: list[Curve], out: Path | str | None = None) -> tuple[Path, Path]:
     """Write the curves PNG (default <first run>/plots/curves.png) and its JSON beside it."""
-    png = Path(out) if out is not None else curves[0].run_dir / runs.PLOTS_DIR / "curves.png"
-    if png.suffix.lower() != ".png":
-        raise DinctlError(
-            f"--out must name a .png file, got {png} instead", hint="e.g. --out plots/curves.png"
-        )
+    png = png_path(out, curves[0].run_dir / runs.PLOTS_DIR / "curves.png")
     js = png.with_suffix(".json")
     if js.is_file() and not _is_curves_json(js):  # --out RUN/config.png would replace config.json
         raise DinctlError(

@@ -17,8 +17,11 @@ from dinctl.inference import OpenedRun
 from dinctl.plots.common import (
     MARKERS,
     as_opened,
+    dataset_title,
     figure,
+    png_path,
     resolve_user,
+    safe_name,
     save_png,
     score_candidates,
     short,
@@ -32,6 +35,18 @@ if TYPE_CHECKING:
     from dinctl.data.store import Dataset
 
 TSNE_SIZE_PX = (1100, 850)
+DEFAULT_CATEGORIES, DEFAULT_PER_CATEGORY, DEFAULT_SEED = 9, 100, 0
+
+
+def tsne_stem(categories: int, per_category: int, user: str | None, seed: int) -> str:
+    """`tsne` for the default settings, else `tsne_c5_p30_s1[_u<user>]`: one file per map."""
+    parts = [
+        f"c{categories}" if categories != DEFAULT_CATEGORIES else "",
+        f"p{per_category}" if per_category != DEFAULT_PER_CATEGORY else "",
+        f"s{seed}" if seed != DEFAULT_SEED else "",
+        f"u{safe_name(user)}" if user is not None else "",
+    ]
+    return "_".join(["tsne", *(p for p in parts if p)])
 
 
 @dataclass(frozen=True)
@@ -48,6 +63,7 @@ class TsneMap:
     categories: list[str]
     xy: np.ndarray  # (P, 2)
     scores: np.ndarray  # (P,)
+    stem: str  # the default file name (tsne_stem)
 
     def rows(self) -> list[dict[str, Any]]:
         return [
@@ -119,10 +135,10 @@ def seeded_pca_init(reps: np.ndarray, seed: int) -> np.ndarray:
 
 def compute_tsne(
     run_dir: Path | str | OpenedRun,
-    categories: int = 9,
-    per_category: int = 100,
+    categories: int = DEFAULT_CATEGORIES,
+    per_category: int = DEFAULT_PER_CATEGORY,
     user: str | None = None,
-    seed: int = 0,
+    seed: int = DEFAULT_SEED,
 ) -> TsneMap:
     """t-SNE (seeded, PCA init) of item embeddings, scored as candidates for one user (Fig. 6)."""
     from sklearn.manifold import TSNE
@@ -155,7 +171,7 @@ def compute_tsne(
     return TsneMap(
         run_dir=run.run_dir,
         model=run.model_name,
-        dataset=run.dataset_name,
+        dataset=dataset_title(run.dataset_name, run.dataset.meta),
         user=str(vocab.raw_user[uid]),
         seed=seed,
         items=items,
@@ -163,6 +179,7 @@ def compute_tsne(
         categories=[str(vocab.cate_name[c]) for c in cates],
         xy=np.asarray(xy, dtype=np.float64),
         scores=scores,
+        stem=tsne_stem(categories, per_category, user, seed),
     )
 
 
@@ -222,9 +239,10 @@ def draw_tsne(tmap: TsneMap) -> Figure:
     return fig
 
 
-def write_tsne(tmap: TsneMap) -> tuple[Path, Path]:
-    """Write plots/tsne.png and plots/tsne.csv; returns both paths."""
-    png, table = tmap.run_dir / PLOTS_DIR / "tsne.png", tmap.run_dir / PLOTS_DIR / "tsne.csv"
+def write_tsne(tmap: TsneMap, out: Path | str | None = None) -> tuple[Path, Path]:
+    """Write the PNG (default <run>/plots/<stem>.png) and the CSV beside it; returns both."""
+    png = png_path(out, tmap.run_dir / PLOTS_DIR / f"{tmap.stem}.png")
+    table = png.with_suffix(".csv")
     save_png(draw_tsne(tmap), png)
     with atomic_file(table) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["raw_item", "category", "x", "y", "score"])

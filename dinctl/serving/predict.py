@@ -10,7 +10,7 @@ Input: Parquet, CSV or JSONL, one request per row, columns
               (JSONL/Parquet; candidates and history events may then be objects
               {"item": id, field: value}; see dinctl/serving/fields.py)
 Output Parquet, one row per (request, candidate): request, candidate, score (click
-probability), oov (candidate unknown to the model), attention (list, with --attention).
+probability), unknown_item (candidate unknown to the model), attention (list, with --attention).
 Memory is bounded by --batch-rows: input is read, scored and written batch by batch, and a
 request's candidates are scored CANDIDATES_PER_FORWARD at a time (serve's default cap), so a
 row of 30,000 candidates costs what 30 rows of 1,000 do, with the same scores.
@@ -47,7 +47,7 @@ class PredictSummary:
     format: str
     requests: int
     scored: int  # output rows (request, candidate)
-    oov_candidates: int
+    unknown_items: int  # rows whose candidate the model does not know
     seconds: float
 
     def to_json(self) -> dict[str, Any]:
@@ -236,13 +236,13 @@ class _Writer:
             "request": pa.array(keys, pa.string()),
             "candidate": pa.array(cands, pa.string()),
             "score": pa.array(np.concatenate(scores)),
-            "oov": pa.array(np.concatenate(oov)),
+            "unknown_item": pa.array(np.concatenate(oov)),
         }
         if self.attention:
             columns["attention"] = pa.array(att, pa.list_(pa.float32()))
         self.sink(pa.table(columns))
         self.scored += len(keys)
-        self.oov += int(columns["oov"].true_count)
+        self.oov += int(columns["unknown_item"].true_count)
         self.pending = []
         self.width, self.depth = 0, 1
 
@@ -264,7 +264,7 @@ def predict_file(
     csv = input_format(input_path) == "csv"
     check_predict_out(out, input_path, model)
     schema = [("request", pa.string()), ("candidate", pa.string()), ("score", pa.float32())]
-    schema.append(("oov", pa.bool_()))
+    schema.append(("unknown_item", pa.bool_()))
     if attention:
         schema.append(("attention", pa.list_(pa.float32())))
     started = time.perf_counter()
@@ -295,7 +295,7 @@ def predict_file(
         format=str(model.info.get("format")),
         requests=n,
         scored=buf.scored,
-        oov_candidates=buf.oov,
+        unknown_items=buf.oov,
         seconds=time.perf_counter() - started,
     )
 

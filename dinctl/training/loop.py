@@ -30,7 +30,7 @@ from dinctl.model_settings import model_settings
 from dinctl.models import ModelConfig
 from dinctl.models.config import schema_fields
 from dinctl.reporting import SILENT, Reporter
-from dinctl.runs import BEST_FILE, CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE
+from dinctl.runs import BEST_FILE, CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE, METRIC_LABELS
 from dinctl.training import distributed, sharded
 from dinctl.training.checkpoint import (
     RunConfig,
@@ -226,7 +226,8 @@ def _train(
             if stopped_early and state.epochs_run:
                 log.write({"event": "early_stop", "epoch": state.epoch, **_best_fields(cfg, state)})
                 reporter.line(
-                    f"early stop: no better {selection_key(cfg)} in {cfg.patience} epochs"
+                    f"early stop: no better valid {METRIC_LABELS[cfg.select_metric]}"
+                    f" in {cfg.patience} epochs"
                 )
     finally:
         run.bar.end_epoch()
@@ -398,7 +399,7 @@ def train_step(run: Run, index: torch.Tensor) -> None:
     state.window_samples += int(index.shape[0]) * run.info.world_size
     if state.step % cfg.log_every == 0:
         log_window(run)
-    run.bar.advance()
+    run.bar.advance(int(index.shape[0]) * run.info.world_size, state.sums.epoch_mean)
     if run.on_step is not None:
         run.on_step(state.step)
 
@@ -429,7 +430,6 @@ def log_window(run: Run) -> None:
                 "samples_per_s": round(speed, 1),
             }
         )
-        run.bar.fields.update(loss=f"{loss_sum / count:.4f}", speed=f"{speed:,.0f}")
     state.sums.window.zero_()
     state.window_start = time.perf_counter()
     state.window_samples = 0

@@ -63,6 +63,11 @@ class LossSums:
         self.window += one
         self.epoch += one
 
+    def epoch_mean(self) -> float:
+        """The epoch's mean batch loss so far (reads the device; nan before the first batch)."""
+        loss, batches = self.epoch.tolist()
+        return loss / batches if batches else math.nan
+
     def to(self, device: torch.device) -> LossSums:
         return LossSums(self.window.to(device), self.epoch.to(device))
 
