@@ -41,6 +41,10 @@ SETTINGS: dict[str, Any] = {
     "emb_init_std": 0.3,
     "log_every": 1,
     "act": "prelu",
+    # the layout these tolerances were measured on (the defaults before #20): at lr 2 the
+    # rounding gap between the two runs grows chaotically, and faster under α 0 / Xavier
+    "dice_alpha_init": 0.25,
+    "linear_init": "torch",
     "reg": "mba",
     "reg_lambda": 0.5,
     "seed": 7,
