@@ -41,21 +41,21 @@ def _model(name: str, fielded: bool = True) -> torch.nn.Module:
     return net.eval()
 
 
-def _requests(g: torch.Generator) -> dict[str, torch.Tensor]:
+def _requests(g: torch.Generator, r: int = R, t: int = T, c: int = C) -> dict[str, torch.Tensor]:
     def ids(high: int, *shape: int) -> torch.Tensor:
         return torch.randint(1, high, shape, generator=g)
 
     return {
-        "hist_item": ids(N_ITEMS + 1, R, T),
-        "hist_cate": ids(N_CATES + 1, R, T),
-        "hist_len": torch.tensor([T, 3, 0, 1]),
-        "cand_item": ids(N_ITEMS + 1, R, C),
-        "cand_cate": ids(N_CATES + 1, R, C),
-        "hist_fields": ids(7, R, T, 1),
-        "cand_fields": ids(7, R, C, 1),
-        "user_fields": ids(4, R, 1),
-        "context": ids(5, R, C, 1),
-        "numeric": torch.randn(R, C, 2, generator=g),
+        "hist_item": ids(N_ITEMS + 1, r, t),
+        "hist_cate": ids(N_CATES + 1, r, t),
+        "hist_len": torch.tensor([t, 3, 0, 1])[:r].clamp(max=t),
+        "cand_item": ids(N_ITEMS + 1, r, c),
+        "cand_cate": ids(N_CATES + 1, r, c),
+        "hist_fields": ids(7, r, t, 1),
+        "cand_fields": ids(7, r, c, 1),
+        "user_fields": ids(4, r, 1),
+        "context": ids(5, r, c, 1),
+        "numeric": torch.randn(r, c, 2, generator=g),
     }
 
 
@@ -105,8 +105,10 @@ def test_exported_graph_equals_the_scorer(name: str, fmt: str, tmp_path: Path) -
     write_model(scorer, fmt, path)
     names = scorer.input_names
     engine = onnx_engine(path, names=names) if fmt == "onnx" else exported_engine(path, names)
-    for seed in (2, 3):  # other R, T, C than the export's example inputs
-        inputs = {k: v.numpy() for k, v in _requests(torch.Generator().manual_seed(seed)).items()}
+    # other R, T, C than the export's example inputs, one candidate and one position included
+    for seed, sizes in ((2, (R, T, C)), (3, (1, 1, 1)), (4, (3, 1, 5)), (5, (4, 7, 1))):
+        requests = _requests(torch.Generator().manual_seed(seed), *sizes)
+        inputs = {k: v.numpy() for k, v in requests.items()}
         want, want_att = eager_engine(scorer)(inputs)
         got, att = engine(inputs)
         np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)

@@ -217,6 +217,8 @@ class ActivationUnit(nn.Module):
 
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, history: History) -> torch.Tensor:
         """Scores (N, C) of keys (N, E) against their request's queries (R, C, E)."""
+        if isinstance(history, PaddedHistory):
+            return self._padded(queries, keys, history)
         w1, w2, w3, w4 = self.first.weight.split(self.dim, dim=1)  # each (H, E)
         n, c, h = keys.shape[0], queries.shape[1], self.first.out_features
         per_query = history.rows(F.linear(queries, w2 - w3, self.first.bias))  # (N, C, H)
@@ -228,6 +230,29 @@ class ActivationUnit(nn.Module):
         if low is torch.bfloat16:
             pre = pre.float()
         return self.rest(self.first_act(pre.reshape(n * c, h))).view(n, c)  # (N, C)
+
+    def _padded(
+        self, queries: torch.Tensor, keys: torch.Tensor, history: PaddedHistory
+    ) -> torch.Tensor:
+        """The serving layout, the same first layer as one GEMM per request: k·(W1+W3)ᵀ +
+        (k⊙q)·W4ᵀ = k·((W1+W3)ᵀ + diag(q)·W4ᵀ), so each request's keys (T, E) meet a mixed
+        weight (E, C·H) of all its candidates, the candidate term riding in as the bias. No
+        (N, C, E) pair tensor, no broadcasting over a size-1 dim (it exports for every C, T ≥ 1)
+        and the output is already (N·C, H), the general path's layout."""
+        w1, w2, w3, w4 = self.first.weight.split(self.dim, dim=1)  # each (H, E)
+        r, t = history.shape
+        c, e, h = queries.shape[1], self.dim, self.first.out_features
+        per_query = F.linear(queries, w2 - w3, self.first.bias)  # (R, C, H)
+        q = queries.transpose(1, 2).unsqueeze(-1)  # (R, E, C, 1)
+        mix = torch.addcmul((w1 + w3).t().unsqueeze(1), q, w4.t().unsqueeze(1))  # (R, E, C, H)
+        low = torch.bfloat16 if _BF16_PAIRS.get() else keys.dtype  # --bf16: the pair terms
+        pre = torch.baddbmm(
+            per_query.reshape(r, 1, c * h).expand(r, t, c * h).to(low),
+            keys.view(r, t, e).to(low),
+            mix.reshape(r, e, c * h).to(low),
+        )  # (R, T, C·H)
+        pre = pre.float().view(r * t * c, h)  # (N·C, H)
+        return self.rest(self.first_act(pre)).view(r * t, c)  # (N, C)
 
 
 def embeddings(tables: nn.ModuleList) -> list[nn.Embedding]:
