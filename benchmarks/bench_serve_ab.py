@@ -56,7 +56,7 @@ def extract(ref: str, name: str, into: Path) -> str:
 def scorer(package: str, state: dict[str, torch.Tensor] | None) -> tuple[Any, Any]:
     """`package`'s RequestScorer around a DIN loaded with `state` (if given), and the DIN."""
     models = importlib.import_module(f"{package}.models")
-    cfg = models.ModelConfig(model="din", n_users=10, n_items=N_ITEMS, n_cates=N_CATES)
+    cfg = models.ModelConfig(model="din", n_users=10, n_items=N_ITEMS, n_cates=N_CATES, act="prelu")
     torch.manual_seed(0)
     net = models.build_model(cfg).eval()
     if state is not None:

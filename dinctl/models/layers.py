@@ -234,25 +234,22 @@ class ActivationUnit(nn.Module):
     def _padded(
         self, queries: torch.Tensor, keys: torch.Tensor, history: PaddedHistory
     ) -> torch.Tensor:
-        """The serving layout, the same first layer as one GEMM per request: k·(W1+W3)ᵀ +
-        (k⊙q)·W4ᵀ = k·((W1+W3)ᵀ + diag(q)·W4ᵀ), so each request's keys (T, E) meet a mixed
-        weight (E, C·H) of all its candidates, the candidate term riding in as the bias. No
-        (N, C, E) pair tensor, no broadcasting over a size-1 dim (it exports for every C, T ≥ 1)
-        and the output is already (N·C, H), the general path's layout."""
+        """The serving layout, the first layer as one matmul per candidate: k·(W1+W3)ᵀ +
+        (k⊙q)·W4ᵀ = k·((W1+W3)ᵀ + diag(q)·W4ᵀ), each request's keys (T, E) against each
+        candidate's mixed weight (E, H), so no (N, C, E) pair tensor is built. The keys are
+        broadcast by `matmul` from a literal size-1 axis (reshaping keys expanded to (R·C, T, E)
+        specialised C = 1 in the export); the exported graph holds for every C, T ≥ 1
+        (tests/test_models_servable.py)."""
         w1, w2, w3, w4 = self.first.weight.split(self.dim, dim=1)  # each (H, E)
         r, t = history.shape
         c, e, h = queries.shape[1], self.dim, self.first.out_features
         per_query = F.linear(queries, w2 - w3, self.first.bias)  # (R, C, H)
-        q = queries.transpose(1, 2).unsqueeze(-1)  # (R, E, C, 1)
-        mix = torch.addcmul((w1 + w3).t().unsqueeze(1), q, w4.t().unsqueeze(1))  # (R, E, C, H)
+        mix = torch.addcmul((w1 + w3).t(), queries.unsqueeze(-1), w4.t())  # (R, C, E, H)
         low = torch.bfloat16 if _BF16_PAIRS.get() else keys.dtype  # --bf16: the pair terms
-        pre = torch.baddbmm(
-            per_query.reshape(r, 1, c * h).expand(r, t, c * h).to(low),
-            keys.view(r, t, e).to(low),
-            mix.reshape(r, e, c * h).to(low),
-        )  # (R, T, C·H)
-        pre = pre.float().view(r * t * c, h)  # (N·C, H)
-        return self.rest(self.first_act(pre)).view(r * t, c)  # (N, C)
+        pre = torch.matmul(keys.view(r, 1, t, e).to(low), mix.to(low))  # (R, C, T, H)
+        pre = (pre + per_query.unsqueeze(2).to(low)).float()  # (R, C, T, H)
+        scores = self.rest(self.first_act(pre.view(r * c * t, h))).view(r, c, t)
+        return scores.transpose(1, 2).reshape(r * t, c)  # (N, C)
 
 
 def embeddings(tables: nn.ModuleList) -> list[nn.Embedding]:
