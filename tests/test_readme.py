@@ -375,7 +375,7 @@ def test_the_sample_config_is_the_quickstarts_setting() -> None:
 
     small = read_toml(SAMPLE / "small.toml")
     assert small == {k: QUICKSTART_TRAIN[k] for k in small}
-    assert set(small) >= {"emb_dim", "emb_init_std", "lr", "epochs"}
+    assert set(small) >= {"emb_dim", "emb_init_std", "lr", "epochs", "mlp_act", "linear_init"}
     assert QUICKSTART_TRAIN["seed"] == 0  # the README says so
 
 
