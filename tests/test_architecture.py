@@ -19,23 +19,12 @@ def module_name(path: Path, root: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _type_checking_only(tree: ast.Module) -> set[int]:
-    """ids of the import nodes inside `if TYPE_CHECKING:` (never executed, so never a circle)."""
-    skipped: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            skipped |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
-    return skipped
-
-
 def imported_modules(module: str, is_package: bool, tree: ast.Module) -> set[str]:
-    """Every module `tree` imports, at module level or inside a function, as dotted names: for
+    """Every module `tree` imports, at module level, inside a function or under `if
+    TYPE_CHECKING:` (a circle of annotations is still a circle of modules), as dotted names: for
     `from a import b` both `a` and `a.b` (whichever is a module is kept by the caller)."""
-    skipped = _type_checking_only(tree)
     found: set[str] = set()
     for node in ast.walk(tree):
-        if id(node) in skipped:
-            continue
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -101,7 +90,7 @@ def test_cycles_finds_a_circle_and_nothing_else():
     assert cycles({"a": {"b"}, "b": set()}) == []
 
 
-def test_import_graph_sees_imports_inside_functions(tmp_path):
+def test_import_graph_sees_imports_inside_functions_and_type_checking(tmp_path):
     pkg = tmp_path / "pkg"
     (pkg / "sub").mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
@@ -114,7 +103,7 @@ def test_import_graph_sees_imports_inside_functions(tmp_path):
     graph = import_graph(pkg)
     assert graph["pkg.one"] == {"pkg.sub", "pkg.sub.two"}
     assert graph["pkg.sub.two"] == {"pkg.one"}
-    assert graph["pkg.sub.three"] == set()  # type-checking imports never run
+    assert graph["pkg.sub.three"] == {"pkg", "pkg.one"}  # type-checking imports count too
     assert cycles(graph) == [["pkg.one", "pkg.sub.two"]]
 
 

@@ -10,7 +10,7 @@ table separately (`user` + one column per user field). Categorical values become
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
 import polars as pl
@@ -19,8 +19,24 @@ from dinctl.data.ranks import interleave, rank_ids
 from dinctl.data.schema import FeatureSchema
 from dinctl.errors import DinctlError
 
-if TYPE_CHECKING:
-    from dinctl.data.builder import Built
+
+class _Built(Protocol):
+    """The parts of `builder.Built` that `finish` reads (named here, not imported: builder
+    imports this module). A frozen dataclass, so `finish` returns a `replace`d copy."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def sequences(self) -> pl.DataFrame: ...
+    @property
+    def splits(self) -> dict[str, pl.DataFrame]: ...
+    @property
+    def summary(self) -> dict[str, Any]: ...
+    @property
+    def vocab(self) -> dict[str, int]: ...
+
+
+BuiltT = TypeVar("BuiltT", bound=_Built)
 
 PREFIXES = {"beh:": "behaviour", "ctx:": "context", "num:": "numeric"}
 
@@ -79,8 +95,8 @@ def sample_columns(
 
 
 def finish(
-    built: Built, extra: ExtraColumns | None, offsets: np.ndarray, user_features: Any
-) -> Built:
+    built: BuiltT, extra: ExtraColumns | None, offsets: np.ndarray, user_features: Any
+) -> BuiltT:
     """`built` with the schema's extra parts: sequences' `hist_<f>` lists, users.parquet,
     values.parquet, the fields' vocabularies and the numeric fields standardised."""
     import pyarrow as pa
