@@ -379,6 +379,17 @@ def prepare_data(args: argparse.Namespace, tmp: Path) -> Path:
     return out
 
 
+def _dinctl_defaults() -> str:
+    """dinctl's default settings, hashed: a cached `train` result made under other defaults
+    (the same flags meant another model then) is not reused."""
+    from dataclasses import asdict
+
+    from dinctl.training.config import TrainConfig
+
+    text = json.dumps(asdict(TrainConfig()), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def cache_key(
     args: argparse.Namespace, side: str, arm_args: list[str], seed: int, data: Path
 ) -> str:
@@ -388,6 +399,8 @@ def cache_key(
     key: dict[str, Any] = {"data": meta["checksum"], "side": side, "args": arm_args, "seed": seed}
     key["threads"] = args.threads
     key["pad"] = "longest"  # peers pad to min(max_len, the longest history)
+    if side in ("train", "dinctl"):
+        key["defaults"] = _dinctl_defaults()  # a changed default is another run
     if side != "train":
         for flag in ("epochs", "lr", "batch_size", "max_len", "emb_dim", "dense_adam"):
             key[flag] = getattr(args, flag)
