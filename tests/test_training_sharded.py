@@ -304,6 +304,16 @@ def adagrad_step(parts: Any, batch: Any) -> None:
         opt.step()
 
 
+def whole(state: dict[str, Any]) -> dict[str, Any]:
+    """A state dict with its `StreamedTensor`s read whole (as loading the checkpoint gives)."""
+    from dinctl.training.checkpoint import StreamedTensor
+
+    return {
+        k: torch.cat(list(v.blocks())).reshape(v.shape) if isinstance(v, StreamedTensor) else v
+        for k, v in state.items()
+    }
+
+
 def test_every_schema_table_is_sharded_and_scores_like_the_unsharded_model(one_rank: Any) -> None:
     from dinctl.training.sharded import full_state_dict
 
@@ -314,7 +324,7 @@ def test_every_schema_table_is_sharded_and_scores_like_the_unsharded_model(one_r
     assert len(names) == 5
     for step in range(3):
         adagrad_step(parts, schema_batch(step))
-    plain.load_state_dict(full_state_dict(sharded, one_rank))
+    plain.load_state_dict(whole(full_state_dict(sharded, one_rank)))
     plain.eval(), sharded.module.eval()
     batch = schema_batch(99)
     with torch.no_grad():
@@ -330,9 +340,9 @@ def test_fused_row_wise_adagrad_state_survives_a_checkpoint(one_rank: Any) -> No
     first = sharded_parts_for(5, one_rank)
     for step in range(3):
         adagrad_step(first, schema_batch(step))
-    weights = copy.deepcopy(full_state_dict(first[0], one_rank))  # as a checkpoint file holds
+    weights = whole(full_state_dict(first[0], one_rank))  # as a checkpoint file holds
     dense_state = copy.deepcopy(first[1][0].state_dict())
-    opt_state = first[1][1].state_dict()
+    opt_state = whole(first[1][1].state_dict())
     assert opt_state and all(v.abs().sum() > 0 for v in opt_state.values())  # accumulators
     restored, fresh = sharded_parts_for(6, one_rank), sharded_parts_for(6, one_rank)
     for parts in (restored, fresh):
@@ -342,8 +352,9 @@ def test_fused_row_wise_adagrad_state_survives_a_checkpoint(one_rank: Any) -> No
     fresh[1][0].load_state_dict(copy.deepcopy(dense_state))
     for parts in (first, restored, fresh):
         adagrad_step(parts, schema_batch(3))
-    after = full_state_dict(first[0], one_rank)
-    got, lost = full_state_dict(restored[0], one_rank), full_state_dict(fresh[0], one_rank)
+    after = whole(full_state_dict(first[0], one_rank))
+    got = whole(full_state_dict(restored[0], one_rank))
+    lost = whole(full_state_dict(fresh[0], one_rank))
     assert after is not None and got is not None and lost is not None
     for name in after:
         torch.testing.assert_close(got[name], after[name], rtol=0, atol=1e-7, msg=name)

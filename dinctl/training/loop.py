@@ -479,17 +479,17 @@ def validate_and_save(run: Run, t0: float) -> dict[str, Any]:
         valid = {k: v for k, v in record.items() if k.startswith("valid_")}
         state.best = Best(state.epoch + 1, score, valid)
         weights = sharded.parts_weights(run.parts, info)  # a collective when sharded
-        if info.is_main:
-            save_checkpoint(
-                run.run_dir / BEST_FILE,
-                {
-                    "model": weights,
-                    "epoch": state.epoch + 1,
-                    **_best_fields(cfg, state),
-                    "best_valid": dict(state.best.valid),
-                    "config": cfg.to_json(),
-                },
-            )
+        save_checkpoint(  # every rank: a sharded run's tables stream into rank 0's file
+            run.run_dir / BEST_FILE,
+            {
+                "model": weights,
+                "epoch": state.epoch + 1,
+                **_best_fields(cfg, state),
+                "best_valid": dict(state.best.valid),
+                "config": cfg.to_json(),
+            },
+            write=info.is_main,
+        )
     record.update(_best_fields(cfg, state))
     run.log.write(record)
     state.history.append(record)
