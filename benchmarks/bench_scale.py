@@ -2,7 +2,7 @@
 
     python benchmarks/gen_scale.py --out benchmarks/out/scale-20m        # once (20M items)
     python benchmarks/bench_scale.py [--data benchmarks/out/scale-20m] [--emb-dim 16]
-        [--runs unsharded,sharded1,sharded2] [--epochs 1]
+        [--runs unsharded,sharded1,sharded2] [--epochs 1] [--eval-batch-size 1024]
 
 Each run is a real `dinctl train` process tree (torchrun for the sharded ones), one thread per
 process (OMP_NUM_THREADS=1: 2 ranks on this 2-core machine), SGD, PReLU, MBA. Every 0.1 s the
@@ -99,6 +99,7 @@ def command(run: str, args: argparse.Namespace, out: Path) -> list[str]:
         "--device", "cpu", "--optimizer", "sgd", "--lr", str(args.lr), "--act", "prelu",
         "--reg", "mba", "--emb-dim", str(args.emb_dim), "--batch-size", str(args.batch_size),
         "--epochs", str(args.epochs), "--log-every", "20", "--seed", "23", "--threads", "1",
+        "--eval-batch-size", str(args.eval_batch_size),
     ]  # fmt: skip
     if run == "unsharded":
         return [sys.executable, *train]
@@ -150,6 +151,8 @@ def main() -> None:
     p.add_argument("--runs", default=",".join(RUNS))
     p.add_argument("--emb-dim", type=int, default=16)
     p.add_argument("--batch-size", type=int, default=1024)
+    # validation's activations at 4096 rows x 100 behaviours are ~130 MB of every run's peak
+    p.add_argument("--eval-batch-size", type=int, default=1024)
     p.add_argument("--lr", type=float, default=0.5)
     p.add_argument("--epochs", type=int, default=1)
     args = p.parse_args()

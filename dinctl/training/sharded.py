@@ -52,6 +52,7 @@ SHARDED_OPTIMIZERS = {"cpu": ("sgd", "adagrad"), "cuda": ("sgd", "adagrad", "ada
 SHARDED_REGULARIZERS = ("none", "mba", "dropout")
 EXACT_INIT_BYTES = 1 << 28  # tables up to 256 MiB start as the unsharded run's (built whole)
 INIT_BLOCK_ROWS = 1 << 20  # beyond, rows are drawn per block of this many (block_init)
+INIT_PIECE_ROWS = 1 << 14  # ... a piece of this many rows at a time (divides INIT_BLOCK_ROWS)
 INSTALL_HINT = "install the scale extra: `make install-scale` (see docs/scale.md)"
 
 
@@ -188,18 +189,22 @@ def build_for_sharding(
 @torch.no_grad()
 def block_init(shards: list[tuple[int, torch.Tensor]], key: str, std: float, seed: int) -> None:
     """N(0, std²) rows drawn per block of `INIT_BLOCK_ROWS` rows from a generator of (seed,
-    table, block), so a row's start does not depend on the world size; row 0 (padding) zero."""
+    table, block), so a row's start does not depend on the world size; row 0 (padding) zero.
+    A block is drawn `INIT_PIECE_ROWS` rows at a time (the same numbers as drawing it whole:
+    torch draws normals in groups of 16 values), so the transient memory is one piece."""
     salt = zlib.crc32(key.encode())
     drawn = torch.empty(0)
     for first, rows in shards:
         end = first + rows.shape[0]
         for block in range(first // INIT_BLOCK_ROWS, (end - 1) // INIT_BLOCK_ROWS + 1):
-            lo = block * INIT_BLOCK_ROWS
             g = torch.Generator().manual_seed((seed * 1_000_003 + salt) * 65_537 + block)
-            # one block buffer, reused: the transient memory is one block, not a table
-            drawn = torch.randn(INIT_BLOCK_ROWS, rows.shape[1], generator=g, out=drawn)
-            a, b = max(first, lo), min(end, lo + INIT_BLOCK_ROWS)
-            rows[a - first : b - first].copy_(drawn[a - lo : b - lo]).mul_(std)
+            lo = block * INIT_BLOCK_ROWS
+            for piece in range(lo, min(end, lo + INIT_BLOCK_ROWS), INIT_PIECE_ROWS):
+                # drawn even before `first`: the generator must pass those rows' numbers
+                drawn = torch.randn(INIT_PIECE_ROWS, rows.shape[1], generator=g, out=drawn)
+                a, b = max(first, piece), min(end, piece + INIT_PIECE_ROWS)
+                if a < b:
+                    rows[a - first : b - first].copy_(drawn[a - piece : b - piece]).mul_(std)
         if first == 0 and rows.shape[0]:
             rows[0].zero_()
 
@@ -365,7 +370,7 @@ def scatter_rows(shards: list[tuple[int, torch.Tensor]], full: torch.Tensor, wha
         rows.copy_(full[row : row + rows.shape[0]])
 
 
-STREAM_BLOCK_BYTES = 1 << 26  # a checkpoint's full tables pass through rank 0 64 MiB at a time
+STREAM_BLOCK_BYTES = 1 << 24  # a checkpoint's full tables pass through rank 0 16 MiB at a time
 
 
 def stream_rows(
