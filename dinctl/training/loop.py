@@ -4,7 +4,8 @@ setup data → setup model → restore (resume) → for each epoch: seeded permu
 gathered from the CSR store → BCE + regulariser → step → (log) → validate, keep the best by
 `valid_<select_metric>` (best.pt), checkpoint (checkpoint.pt) → stop at --epochs, or earlier once
 --patience epochs pass without a better one. Under torchrun the same loop runs on every rank with
-DistributedDataParallel; only rank 0 writes files.
+DistributedDataParallel, each rank holding its share of the rows (`store.load_share`) and training
+on the part of each global batch that falls in it; only rank 0 writes files.
 """
 
 from __future__ import annotations
