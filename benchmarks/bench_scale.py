@@ -106,8 +106,8 @@ def command(run: str, args: argparse.Namespace, out: Path) -> list[str]:
         "-m", "dinctl", "train", "--data", str(args.data), "--out", str(out), "--json",
         "--device", "cpu", "--optimizer", "sgd", "--lr", str(args.lr), "--act", "prelu",
         "--reg", "mba", "--emb-dim", str(args.emb_dim), "--batch-size", str(args.batch_size),
-        "--epochs", str(args.epochs), "--log-every", "20", "--seed", str(args.seed), "--threads", "1",
-        "--config", str(eval_config(args)),
+        "--epochs", str(args.epochs), "--log-every", "20", "--seed", str(args.seed),
+        "--threads", "1", "--config", str(eval_config(args)),
     ]  # fmt: skip
     if run == "unsharded":
         return [sys.executable, *train]
