@@ -457,3 +457,61 @@ def test_each_rank_holds_about_half_of_the_tables_and_the_data(tmp_path: Path) -
         assert grown < 0.7 * whole_bytes, f"peak grew by {grown / 2**20:.0f} MiB"
     saved = load_checkpoint(tmp_path / "best.pt", mmap=True)["model"]
     assert saved["emb.item.weight"].shape == (n_items, BIG_DIM)  # the full table
+
+
+def _rank_validation(rank: int, world: int, tmp: str, data: str, out: Any) -> None:
+    """One of the spawned ranks: score its share of `valid` with a seeded model, gather."""
+    import torch.distributed as dist
+
+    from dinctl.training.loop import run_config, setup_data
+    from dinctl.training.predict import predict_proba
+    from dinctl.training.selection import truth, valid_metrics
+
+    torch.set_num_threads(1)
+    store = dist.FileStore(str(Path(tmp) / "store"), world)
+    dist.init_process_group("gloo", store=store, rank=rank, world_size=world)
+    info = D.DistInfo(rank, world, 0, True)
+    cfg = TrainConfig(data=data, emb_dim=8, act="prelu")
+    shares = setup_data(cfg, torch.device("cpu"), info=info)
+    torch.manual_seed(3)
+    model = build_model(run_config(cfg, shares.ds).model)
+    assert shares.valid_rows is not None
+    prob = predict_proba(model, shares.valid_rows, shares.gatherer, 64, info)
+    out.put((rank, len(shares.valid_rows), valid_metrics(prob, truth(shares.valid_rows, info))))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def test_validation_on_rank_shares_gives_the_single_process_metrics(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    import torch.multiprocessing as mp
+
+    from dinctl.training.loop import run_config, setup_data
+    from dinctl.training.predict import predict_proba
+    from dinctl.training.selection import valid_metrics
+
+    cfg = TrainConfig(data=str(tiny_dataset), emb_dim=8, act="prelu")
+    whole = setup_data(cfg, torch.device("cpu"))
+    torch.manual_seed(3)
+    model = build_model(run_config(cfg, whole.ds).model)
+    assert whole.valid_rows is not None
+    want = valid_metrics(
+        predict_proba(model, whole.valid_rows, whole.gatherer, 64), whole.valid_rows
+    )
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    args = (str(tmp_path), str(tiny_dataset), queue)
+    procs = [ctx.Process(target=_rank_validation, args=(r, 2, *args)) for r in range(2)]
+    for p in procs:
+        p.start()
+    results = sorted(queue.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert sum(n for _, n, _ in results) == len(whole.valid_rows)
+    assert all(0 < n < len(whole.valid_rows) for _, n, _ in results)  # each scored a share
+    for _, _, got in results:  # every rank: the metrics of the whole split, not of its share
+        assert got.keys() == want.keys()
+        for key, value in want.items():
+            assert got[key] == pytest.approx(value, abs=1e-9), key
