@@ -2,7 +2,7 @@
 
     python benchmarks/gen_scale.py --out benchmarks/out/scale-20m        # once (20M items)
     python benchmarks/bench_scale.py [--data benchmarks/out/scale-20m] [--emb-dim 16]
-        [--runs unsharded,sharded1,sharded2] [--epochs 1]
+        [--runs unsharded,sharded1,sharded2] [--epochs 1] [--eval-batch-size 1024] [--seed 23]
 
 Each run is a real `dinctl train` process tree (torchrun for the sharded ones), one thread per
 process (OMP_NUM_THREADS=1: 2 ranks on this 2-core machine), SGD, PReLU, MBA. Every 0.1 s the
@@ -93,12 +93,21 @@ def run_watched(
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err), peaks
 
 
+def eval_config(args: argparse.Namespace) -> Path:
+    """A --config file with the validation batch size (a setting without a flag)."""
+    path = args.work / "eval.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"eval_batch_size = {args.eval_batch_size}\n")
+    return path
+
+
 def command(run: str, args: argparse.Namespace, out: Path) -> list[str]:
     train = [
         "-m", "dinctl", "train", "--data", str(args.data), "--out", str(out), "--json",
         "--device", "cpu", "--optimizer", "sgd", "--lr", str(args.lr), "--act", "prelu",
         "--reg", "mba", "--emb-dim", str(args.emb_dim), "--batch-size", str(args.batch_size),
-        "--epochs", str(args.epochs), "--log-every", "20", "--seed", "23", "--threads", "1",
+        "--epochs", str(args.epochs), "--log-every", "20", "--seed", str(args.seed),
+        "--threads", "1", "--config", str(eval_config(args)),
     ]  # fmt: skip
     if run == "unsharded":
         return [sys.executable, *train]
@@ -150,8 +159,11 @@ def main() -> None:
     p.add_argument("--runs", default=",".join(RUNS))
     p.add_argument("--emb-dim", type=int, default=16)
     p.add_argument("--batch-size", type=int, default=1024)
+    # validation's activations at 4096 rows x 100 behaviours are ~130 MB of every run's peak
+    p.add_argument("--eval-batch-size", type=int, default=1024)
     p.add_argument("--lr", type=float, default=0.5)
     p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--seed", type=int, default=23)
     args = p.parse_args()
     print(f"# cpu: {cpu_flags()}")
     results = [one_run(run, args) for run in args.runs.split(",")]

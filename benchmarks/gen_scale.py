@@ -61,16 +61,16 @@ def sample_rows(
     frames = {}
     for code, name in enumerate(("train", "valid", "test")):
         keep = split == code
-        both = np.concatenate([pos[keep], neg[keep]])
+        # each positive followed by its negative, the users in order: `preprocess`'s layout,
+        # so a rank's share of the rows names about 1/W of the users
+        both = np.stack([pos[keep], neg[keep]], axis=1).reshape(-1)
         frames[name] = pl.DataFrame(
             {
-                "user": np.tile(user[keep], 2),
-                "hist_len": np.tile(k[keep].astype(np.int32), 2),
+                "user": np.repeat(user[keep], 2),
+                "hist_len": np.repeat(k[keep].astype(np.int32), 2),
                 "item": both,
                 "cate": item_cate[both],
-                "label": np.concatenate([np.ones(keep.sum()), np.zeros(keep.sum())]).astype(
-                    np.int8
-                ),
+                "label": np.tile(np.array([1, 0], dtype=np.int8), int(keep.sum())),
             }
         )
     return frames
@@ -78,9 +78,9 @@ def sample_rows(
 
 def training_freq(train: pl.DataFrame, offsets: np.ndarray, seq: np.ndarray, n: int) -> np.ndarray:
     """(n+1,) occurrences of each id in the training rows' candidates and behaviours."""
-    half = len(train) // 2  # positives first, then their negatives with the same histories
-    users = train["user"].to_numpy()[:half].astype(np.int64)
-    lens = train["hist_len"].to_numpy()[:half].astype(np.int64)
+    # each positive's negative has the same history: count the positives' twice
+    users = train["user"].to_numpy()[0::2].astype(np.int64)
+    lens = train["hist_len"].to_numpy()[0::2].astype(np.int64)
     starts = offsets[users - 1]
     index = np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
     hist = seq[index]

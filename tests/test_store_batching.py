@@ -179,3 +179,83 @@ def test_cate_sample_freq_matches_brute_force(tmp_path_factory, seqs) -> None:
         for cate in seen:
             expect[cate] += 1
     assert ds.cate_sample_freq().tolist() == expect.tolist()
+
+
+# ------------------------------------------------ a rank's share (`load_share`, under torchrun)
+
+
+@pytest.fixture
+def grouped_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The planted-signal dataset written in row groups of 64 rows (a share spans several)."""
+    from conftest import make_tiny_dataset
+
+    from dinctl.data import store
+
+    monkeypatch.setattr(store, "PARQUET_OPTIONS", {**store.PARQUET_OPTIONS, "row_group_size": 64})
+    return make_tiny_dataset(tmp_path / "grouped")
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_rank_shares_hold_the_whole_split_and_its_histories(
+    grouped_dataset: Path, world: int
+) -> None:
+    import pyarrow.parquet as pq
+
+    from dinctl.data.store import load_share
+
+    assert pq.ParquetFile(grouped_dataset / "train.parquet").metadata.num_row_groups > world
+    whole = load_dataset(grouped_dataset)
+    shares = [load_share(grouped_dataset, rank, world) for rank in range(world)]
+    full_gather = WindowGatherer(whole, max_len=7)
+    cate_freq = np.zeros_like(whole.field_sample_freq("cate"))
+    for name in ("train", "valid"):
+        want = whole.split(name)
+        parts = [s.split(name) for s in shares]
+        assert [p.offset for p in parts] == [len(want) * r // world for r in range(world)]
+        assert all(p.n_total == len(want) for p in parts)
+        for col in ("user", "hist_len", "item", "cate", "label"):
+            got = np.concatenate([getattr(p, col) for p in parts])
+            np.testing.assert_array_equal(got, getattr(want, col), err_msg=col)
+        for share, part in zip(shares, parts, strict=True):  # each share's histories are whole
+            rows = SplitTensors(part)
+            index = torch.arange(part.offset, part.offset + len(part))
+            got_batch = WindowGatherer(share, max_len=7).gather(*rows.rows(slice(None)))
+            want_batch = full_gather.gather(*SplitTensors(want).rows(index))
+            assert torch.equal(got_batch.hist_item, want_batch.hist_item)
+            assert torch.equal(got_batch.hist_cate, want_batch.hist_cate)
+    for share in shares:
+        np.testing.assert_array_equal(share.item_freq, whole.item_freq)  # n_j of every item
+        cate_freq += share.field_sample_freq("cate")  # n_c of its rows: they add up
+        assert len(share.seq_items) < len(whole.seq_items)  # its users' behaviours only
+        with pytest.raises(DinctlError, match="split 'test' .* was not read: this is rank"):
+            share.split("test")
+    np.testing.assert_array_equal(cate_freq, whole.field_sample_freq("cate"))
+
+
+def test_a_bad_value_in_a_share_names_its_row_of_the_whole_file(tmp_path: Path) -> None:
+    from conftest import make_tiny_dataset
+
+    from dinctl.data.store import load_share
+
+    good = make_tiny_dataset(tmp_path / "good")
+    frames = {n: pl.read_parquet(good / f"{n}.parquet") for n in ("items", "sequences", "train")}
+    train = frames.pop("train")
+    bad_row = len(train) - 3  # in the second half: rank 1 of 2 reads it
+    hist_len = train["hist_len"].to_numpy().copy()
+    hist_len[bad_row] = 999
+    meta = json.loads((good / "meta.json").read_text())
+    data = write_dataset(
+        tmp_path / "bad",
+        meta={k: meta[k] for k in ("dataset", "protocol", "seed", "counts", "vocab")},
+        items=frames["items"],
+        sequences=frames["sequences"],
+        splits={"train": train.with_columns(pl.Series("hist_len", hist_len))},
+    )
+    load_share(data, 0, 2)  # rank 0's share holds no bad row
+    user = train["user"][bad_row]
+    with pytest.raises(DinctlError) as err:
+        load_share(data, 1, 2)
+    assert err.value.message.startswith(
+        f"{data / 'train.parquet'}: column 'hist_len' holds 999 in row {bad_row + 1}, past the "
+    )
+    assert err.value.message.endswith(f"behaviours of user {user}")

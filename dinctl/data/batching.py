@@ -149,6 +149,9 @@ class SplitTensors:
     def __init__(self, split: Split) -> None:
         schema = split.schema
         self.name = split.name
+        self.offset = split.offset  # a rank's share starts at this row of the whole split
+        self.total = split.n_total  # rows in the whole split
+        self.is_share = split.total >= 0  # a rank's share (`load_share`), not the whole split
         self.user = torch.from_numpy(split.user.astype(np.int64))
         self.hist_len = torch.from_numpy(split.hist_len.astype(np.int64))
         self.item = torch.from_numpy(split.item.astype(np.int64))

@@ -32,7 +32,7 @@ import io
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,9 +78,16 @@ class Split:
     # extra columns by field name: candidate behaviour fields and context (int32), numeric (float32)
     fields: dict[str, np.ndarray] = field(default_factory=dict)
     schema: FeatureSchema = field(default_factory=FeatureSchema)
+    offset: int = 0  # the row of the whole split this one starts at (a rank's share)
+    total: int = -1  # rows in the whole split; -1: this is the whole split
 
     def __len__(self) -> int:
         return int(self.user.shape[0])
+
+    @property
+    def n_total(self) -> int:
+        """Rows in the whole split (more than `len` for a rank's share)."""
+        return len(self) if self.total < 0 else self.total
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,7 @@ class Dataset:
     schema: FeatureSchema = field(default_factory=FeatureSchema)
     seq_fields: dict[str, np.ndarray] = field(default_factory=dict)  # extra behaviour: (S,) int32
     user_table: np.ndarray | None = None  # (U+1, len(schema.user)) int32, row 0 zeros
+    share: tuple[int, int] | None = None  # (rank, world) when `load_share` read a rank's share
     _splits: dict[str, Split] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -181,6 +189,12 @@ class Dataset:
             raise DinctlError(
                 f"unknown split {name!r}", hint=f"expected one of {', '.join(SPLITS)}"
             )
+        if name not in self._splits and self.share is not None:
+            raise DinctlError(
+                f"split {name!r} of {self.path} was not read: this is rank {self.share[0]} of "
+                f"{self.share[1]}'s share, which holds the train and valid rows only",
+                hint="open the dataset whole with load_dataset",
+            )
         if name not in self._splits:
             self._splits[name] = _read_split(self.path, name, self.meta, self)
         return self._splits[name]
@@ -259,25 +273,85 @@ def _read_frame(
         raise DinctlError(f"{path} does not exist", hint="re-run `dinctl preprocess`") from None
     except OSError as err:
         raise DinctlError(f"cannot read {path}: {err.strerror}") from None
-    recorded = (meta.get("files") or {}).get(name)
-    if isinstance(recorded, dict):
-        changed = len(data) != recorded.get("bytes") or file_digest(data) != recorded.get("blake2b")
-        # the authoritative record is the folder's sha256 `checksum`; the per-file entries are
-        # its fast path, so a file they disagree with is refused only if that disagrees too
-        if changed and dataset_checksum(root) != meta.get("checksum"):
-            what = (
-                f"{len(data)} bytes, meta.json records {recorded.get('bytes')}"
-                if len(data) != recorded.get("bytes")
-                else "its content hash differs from meta.json's"
-            )
-            raise DinctlError(
-                f"{path} was modified after preprocessing ({what})", hint=REBUILD_HINT
-            )
+    _verify(root, name, meta, len(data), lambda: file_digest(data))
     try:
         df = pl.read_parquet(io.BytesIO(data))
     except Exception:  # noqa: BLE001 - polars/arrow raise several types for a non-Parquet file
         raise DinctlError(f"{path} is not a readable Parquet file", hint=REBUILD_HINT) from None
     _require_columns(path, df.columns, tuple(columns))
+    _check_types(path, df, columns, floats)
+    return df.select(columns)
+
+
+def _verify(root: Path, name: str, meta: dict[str, Any], size: int, digest: Any) -> None:
+    """Refuse a data file whose `size` or `digest()` (blake2b) differs from meta.json's record."""
+    path = root / name
+    recorded = (meta.get("files") or {}).get(name)
+    if isinstance(recorded, dict):
+        changed = size != recorded.get("bytes") or digest() != recorded.get("blake2b")
+        # the authoritative record is the folder's sha256 `checksum`; the per-file entries are
+        # its fast path, so a file they disagree with is refused only if that disagrees too
+        if changed and dataset_checksum(root) != meta.get("checksum"):
+            what = (
+                f"{size} bytes, meta.json records {recorded.get('bytes')}"
+                if size != recorded.get("bytes")
+                else "its content hash differs from meta.json's"
+            )
+            raise DinctlError(
+                f"{path} was modified after preprocessing ({what})", hint=REBUILD_HINT
+            )
+
+
+def _parquet_file(root: Path, name: str, meta: dict[str, Any]) -> Any:
+    """A data file opened for reading by row group, verified (hashed streamed) first."""
+    import pyarrow.parquet as pq
+
+    path = root / name
+    try:
+        size, digests = file_digests(path, "blake2b")
+    except FileNotFoundError:
+        raise DinctlError(f"{path} does not exist", hint="re-run `dinctl preprocess`") from None
+    except OSError as err:
+        raise DinctlError(f"cannot read {path}: {err.strerror}") from None
+    _verify(root, name, meta, size, lambda: digests["blake2b"])
+    try:
+        return pq.ParquetFile(path)
+    except Exception:  # noqa: BLE001 - arrow raises several types for a non-Parquet file
+        raise DinctlError(f"{path} is not a readable Parquet file", hint=REBUILD_HINT) from None
+
+
+def _read_parts(
+    root: Path,
+    name: str,
+    meta: dict[str, Any],
+    columns: list[str],
+    floats: tuple[str, ...] = (),
+    rows: tuple[int, int] | None = None,
+) -> Iterator[Any]:
+    """A data file's row groups as polars frames of `columns`, only those that overlap the
+    rows [lo, hi) of `rows` and cut to them: never the whole file in memory at once."""
+    import polars as pl
+
+    file = _parquet_file(root, name, meta)
+    path = root / name
+    _require_columns(path, file.schema_arrow.names, tuple(columns))
+    lo, hi = rows if rows is not None else (0, file.metadata.num_rows)
+    start = 0
+    for group in range(file.metadata.num_row_groups):
+        n = file.metadata.row_group(group).num_rows
+        if start < hi and start + n > lo:
+            df = pl.from_arrow(file.read_row_group(group, columns=columns))
+            assert isinstance(df, pl.DataFrame)
+            df = df.slice(max(lo - start, 0), min(hi, start + n) - max(lo, start))
+            _check_types(path, df, columns, floats)
+            yield df
+        start += n
+
+
+def _check_types(path: Path, df: Any, columns: list[str], floats: tuple[str, ...]) -> None:
+    """Integer columns (lists of them) but for the text ones and the numeric `floats`."""
+    import polars as pl
+
     for col in columns:
         dtype = df.schema[col]
         if col in TEXT_COLUMNS:
@@ -289,17 +363,20 @@ def _read_frame(
             raise DinctlError(
                 f"{path}: column {col!r} has type {dtype}, expected integers", hint=REBUILD_HINT
             )
-    return df.select(columns)
 
 
-def _check_range(path: Path, col: str, values: np.ndarray, lo: int, hi: int, what: str) -> None:
-    """Every value in [lo, hi], or one line naming the file, column, row and value."""
+def _check_range(
+    path: Path, col: str, values: np.ndarray, lo: int, hi: int, what: str, first: int = 0
+) -> None:
+    """Every value in [lo, hi], or one line naming the file, column, row and value (`values`
+    start at row `first` + 1 of the file)."""
     if len(values) == 0:
         return
     bad = np.flatnonzero((values < lo) | (values > hi))
     if len(bad):
         raise DinctlError(
-            f"{path}: column {col!r} holds {values[bad[0]]} in row {bad[0] + 1}, expected {what}",
+            f"{path}: column {col!r} holds {values[bad[0]]} in row {first + bad[0] + 1}, "
+            f"expected {what}",
             hint=REBUILD_HINT,
         )
 
@@ -311,7 +388,17 @@ def _refuse_first(path: Path, bad: np.ndarray, describe: Callable[[int], str]) -
         raise DinctlError(f"{path}: {describe(int(rows[0]))}", hint=REBUILD_HINT)
 
 
-def _read_split(root: Path, name: str, meta: dict[str, Any], ds: Dataset | None = None) -> Split:
+def _read_split(
+    root: Path,
+    name: str,
+    meta: dict[str, Any],
+    ds: Dataset | None = None,
+    rows: tuple[int, int] | None = None,
+) -> Split:
+    """One split, validated (against `ds`'s behaviours and items when given); only the rows
+    [lo, hi) of `rows`, read by row group, when given."""
+    import polars as pl
+
     path = root / f"{name}.parquet"
     if not path.exists():
         hint = (
@@ -321,54 +408,23 @@ def _read_split(root: Path, name: str, meta: dict[str, Any], ds: Dataset | None 
         )
         raise DinctlError(f"split {name!r} is missing: {path} does not exist", hint=hint)
     schema = FeatureSchema.from_dict(meta.get("schema"))
-    extra = list(schema.sample_columns())
-    df = _read_frame(root, path.name, meta, [*SAMPLE_COLUMNS, *extra], floats=schema.numeric)
+    columns = [*SAMPLE_COLUMNS, *schema.sample_columns()]
+    if rows is None:
+        df = _read_frame(root, path.name, meta, columns, floats=schema.numeric)
+    else:
+        parts = list(_read_parts(root, path.name, meta, columns, schema.numeric, rows))
+        empty = {c: pl.Float32 if c in schema.numeric else pl.Int32 for c in columns}
+        df = pl.concat(parts) if parts else pl.DataFrame(schema=empty)
+    first = rows[0] if rows is not None else 0
     cols = {c: df[c].to_numpy() for c in SAMPLE_COLUMNS}
+    fields = _split_fields(path, df, meta, schema, first)
     vocab = meta["vocab"]
-    fields: dict[str, np.ndarray] = {}
-    for col in (*schema.extra_behaviour, *schema.context):  # `col`: `name` is the split's
-        values = df[col].to_numpy()
-        hi = int(vocab[col]) - 1
-        _check_range(
-            path, col, values, 1 if col in schema.behaviour else 0, hi, f"a {col} id in 0..{hi}"
-        )
-        fields[col] = values.astype(np.int32, copy=False)
-    for col in schema.numeric:
-        values = df[col].cast(float).to_numpy().astype(np.float32)
-        bad = np.flatnonzero(~np.isfinite(values))
-        if len(bad):
-            raise DinctlError(
-                f"{path}: column {col!r} holds {values[bad[0]]} in row {bad[0] + 1}, expected "
-                "a finite number",
-                hint=REBUILD_HINT,
-            )
-        fields[col] = values
-    _check_range(
-        path, "user", cols["user"], 1, vocab["user"] - 1, f"a user id in 1..{vocab['user'] - 1}"
-    )
-    _check_range(
-        path, "item", cols["item"], 1, vocab["item"] - 1, f"an item id in 1..{vocab['item'] - 1}"
-    )
-    _check_range(
-        path, "cate", cols["cate"], 1, vocab["cate"] - 1, f"a category id in 1..{vocab['cate'] - 1}"
-    )
-    _check_range(path, "label", cols["label"], 0, 1, "0 or 1")
-    _check_range(path, "hist_len", cols["hist_len"], 0, np.iinfo(np.int32).max, "≥ 0")
-    if ds is not None:
-        length = np.diff(ds.seq_offsets)[cols["user"]]  # (N,) each row's user's sequence length
-        _refuse_first(
-            path,
-            cols["hist_len"] > length,
-            lambda i: f"column 'hist_len' holds {cols['hist_len'][i]} in row {i + 1}, past the "
-            f"{length[i]} behaviours of user {cols['user'][i]}",
-        )
-        _refuse_first(
-            path,
-            ds.item_cate[cols["item"]] != cols["cate"],
-            lambda i: f"column 'cate' holds {cols['cate'][i]} in row {i + 1}, but item "
-            f"{cols['item'][i]} has category {ds.item_cate[cols['item'][i]]} in items.parquet",
-        )
-    return Split(
+    for col, what in (("user", "a user id"), ("item", "an item id"), ("cate", "a category id")):
+        hi = vocab[col] - 1
+        _check_range(path, col, cols[col], 1, hi, f"{what} in 1..{hi}", first)
+    _check_range(path, "label", cols["label"], 0, 1, "0 or 1", first)
+    _check_range(path, "hist_len", cols["hist_len"], 0, np.iinfo(np.int32).max, "≥ 0", first)
+    split = Split(
         name=name,
         user=cols["user"].astype(np.int32, copy=False),
         hist_len=cols["hist_len"].astype(np.int32, copy=False),
@@ -377,20 +433,86 @@ def _read_split(root: Path, name: str, meta: dict[str, Any], ds: Dataset | None 
         label=cols["label"].astype(np.float32),
         fields=fields,
         schema=schema,
+        offset=first,
+        total=-1 if rows is None else _parquet_file_rows(path),
+    )
+    if ds is not None:
+        _check_rows(path, split, ds.seq_offsets, ds.item_cate[split.item])
+    return split
+
+
+def _split_fields(
+    path: Path, df: Any, meta: dict[str, Any], schema: FeatureSchema, first: int
+) -> dict[str, np.ndarray]:
+    """A split's extra columns by field name, validated: ids (int32), numbers (float32)."""
+    vocab = meta["vocab"]
+    fields: dict[str, np.ndarray] = {}
+    for col in (*schema.extra_behaviour, *schema.context):
+        values = df[col].to_numpy()
+        hi = int(vocab[col]) - 1
+        lo = 1 if col in schema.behaviour else 0
+        _check_range(path, col, values, lo, hi, f"a {col} id in 0..{hi}", first)
+        fields[col] = values.astype(np.int32, copy=False)
+    for col in schema.numeric:
+        values = df[col].cast(float).to_numpy().astype(np.float32)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if len(bad):
+            raise DinctlError(
+                f"{path}: column {col!r} holds {values[bad[0]]} in row {first + bad[0] + 1}, "
+                "expected a finite number",
+                hint=REBUILD_HINT,
+            )
+        fields[col] = values
+    return fields
+
+
+def _check_rows(path: Path, split: Split, offsets: np.ndarray, item_cate: np.ndarray) -> None:
+    """Each row's hist_len within its user's sequence (`offsets`: the behaviour CSR) and its
+    cate its item's (`item_cate`: (N,) the category items.parquet gives each row's item)."""
+    first = split.offset
+    length = np.diff(offsets)[split.user]  # (N,) each row's user's sequence length
+    _refuse_first(
+        path,
+        split.hist_len > length,
+        lambda i: (
+            f"column 'hist_len' holds {split.hist_len[i]} in row {first + i + 1}, past "
+            f"the {length[i]} behaviours of user {split.user[i]}"
+        ),
+    )
+    _refuse_first(
+        path,
+        item_cate != split.cate,
+        lambda i: (
+            f"column 'cate' holds {split.cate[i]} in row {first + i + 1}, but item "
+            f"{split.item[i]} has category {item_cate[i]} in items.parquet"
+        ),
     )
 
 
-def check_trainable(dataset: Dataset, split: str = "train") -> None:
-    """Refuse a split that is empty or has one class (nothing to learn): one line naming it."""
+def _parquet_file_rows(path: Path) -> int:
+    """Rows of a Parquet file, from its footer."""
+    import pyarrow.parquet as pq
+
+    try:
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    except Exception:  # noqa: BLE001 - arrow raises several types for a non-Parquet file
+        raise DinctlError(f"{path} is not a readable Parquet file", hint=REBUILD_HINT) from None
+
+
+def check_trainable(
+    dataset: Dataset, split: str = "train", counts: tuple[int, int] | None = None
+) -> None:
+    """Refuse a split that is empty or has one class (nothing to learn): one line naming it.
+    `counts`: (rows, positives) of the whole split, when `dataset` is a rank's share."""
     data = dataset.split(split)
     path = dataset.path / f"{split}.parquet"
-    if len(data) == 0:
+    n_rows, positives = counts if counts is not None else (len(data), int(data.label.sum()))
+    if n_rows == 0:
         raise DinctlError(
             f"split {split!r} of {dataset.path} is empty ({path} has no rows)",
             hint="preprocess more data, or with other settings (e.g. without --no-valid)",
         )
-    positives = int(data.label.sum())
-    if positives in (0, len(data)):
+    if positives in (0, n_rows):
         kind = "positive" if positives else "negative"
         why = (
             "a classifier cannot learn from one class"
@@ -398,7 +520,7 @@ def check_trainable(dataset: Dataset, split: str = "train") -> None:
             else "its AUC is undefined, so no epoch can be chosen on it"
         )
         raise DinctlError(
-            f"split {split!r} of {dataset.path} has only {kind} labels ({len(data)} rows of "
+            f"split {split!r} of {dataset.path} has only {kind} labels ({n_rows} rows of "
             f"{path}): {why}",
             hint="check the label column of your log (or the rating threshold) and re-run "
             "`dinctl preprocess`",
@@ -478,9 +600,16 @@ def _sequence_table(
     path: Path, meta: dict[str, Any], schema: FeatureSchema
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """(offsets (U+2,), items (S,), cates (S,), {extra field: (S,)}) from sequences.parquet."""
-    extra = {f"hist_{name}": name for name in schema.extra_behaviour}
+    extra = [f"hist_{name}" for name in schema.extra_behaviour]
     seq = _read_frame(path, "sequences.parquet", meta, ["user", "items", "cates", *extra])
-    file = path / "sequences.parquet"
+    return _behaviour_csr(path / "sequences.parquet", seq, meta, schema)
+
+
+def _behaviour_csr(
+    file: Path, seq: Any, meta: dict[str, Any], schema: FeatureSchema
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """The CSR of `_sequence_table` from (some of) sequences.parquet's rows, validated."""
+    extra = {f"hist_{name}": name for name in schema.extra_behaviour}
     n_users = int(meta["vocab"]["user"]) - 1
     users = seq["user"].to_numpy()
     _check_range(file, "user", users, 1, n_users, f"a user id in 1..{n_users}")
@@ -550,6 +679,106 @@ def load_dataset(path: Path | str) -> Dataset:
         seq_fields=seq_fields,
         user_table=_user_table(path, meta, schema),
     )
+
+
+def load_share(path: Path | str, rank: int, world: int) -> Dataset:
+    """Rank `rank` of `world`'s share of a dataset folder, to train on under torchrun: the
+    rows [n·rank/world, n·(rank+1)/world) of train and valid (read by row group), the
+    behaviours of the users those rows name, and items.parquet's n_j (int32 when it fits;
+    no `item_cate`: training reads none). Each file is hashed as it streams by, never held
+    whole, and the values of the share are validated as `load_dataset` validates all."""
+    import polars as pl
+    import pyarrow as pa
+
+    path = Path(path)
+    meta = read_meta(path)
+    schema = FeatureSchema.from_dict(meta.get("schema"))
+    splits = {}
+    for name in ("train", "valid"):
+        if (path / f"{name}.parquet").exists():
+            n = _parquet_file_rows(path / f"{name}.parquet")
+            share = (n * rank // world, n * (rank + 1) // world)
+            splits[name] = _read_split(path, name, meta, rows=share)
+    parts = list(splits.values())
+    items = np.unique(np.concatenate([s.item for s in parts] or [np.zeros(0, np.int32)]))
+    users = np.unique(np.concatenate([s.user for s in parts] or [np.zeros(0, np.int32)]))
+    item_freq, cates = _item_freq_share(path, meta, items)
+    extra = [f"hist_{name}" for name in schema.extra_behaviour]
+    columns = ["user", "items", "cates", *extra]
+    seq_parts = [
+        df.filter(pl.Series(np.isin(df["user"].to_numpy(), users)))
+        for df in _read_parts(path, "sequences.parquet", meta, columns)
+    ]
+    seq = _concat_frames(seq_parts, columns)
+    offsets, seq_items, seq_cates, seq_fields = _behaviour_csr(
+        path / "sequences.parquet", seq, meta, schema
+    )
+    pa.default_memory_pool().release_unused()  # the row groups' buffers, kept by its allocator
+    for split in parts:
+        _check_rows(
+            path / f"{split.name}.parquet",
+            split,
+            offsets,
+            cates[np.searchsorted(items, split.item)],
+        )
+    return Dataset(
+        path=path,
+        meta=meta,
+        seq_offsets=offsets,
+        seq_items=seq_items,
+        seq_cates=seq_cates,
+        item_cate=np.zeros(0, dtype=np.int32),
+        item_freq=item_freq,
+        schema=schema,
+        seq_fields=seq_fields,
+        user_table=_user_table(path, meta, schema),
+        share=(rank, world),
+        _splits=splits,
+    )
+
+
+def _concat_frames(frames: list[Any], columns: list[str]) -> Any:
+    import polars as pl
+
+    if frames:
+        return pl.concat(frames)
+    lists = {c: pl.List(pl.Int32) for c in columns[1:]}
+    return pl.DataFrame(schema={"user": pl.Int32, **lists})
+
+
+def _item_freq_share(
+    path: Path, meta: dict[str, Any], needed: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(item_freq (N+1,), the category of each of the sorted item ids `needed`) from
+    items.parquet, streamed by row group and validated as `_item_table` does."""
+    file = path / "items.parquet"
+    n_items = int(meta["vocab"]["item"]) - 1
+    n_cates = int(meta["vocab"]["cate"]) - 1
+    freq = np.zeros(n_items + 1, dtype=np.int32)
+    seen = np.zeros(n_items + 1, dtype=bool)
+    cates = np.zeros(len(needed), dtype=np.int32)
+    done = 0
+    for df in _read_parts(path, "items.parquet", meta, ["item", "cate", "freq"]):
+        ids, cate, f = (df[c].to_numpy() for c in ("item", "cate", "freq"))
+        _check_range(file, "item", ids, 1, n_items, f"an item id in 1..{n_items}", done)
+        _check_range(file, "cate", cate, 1, n_cates, f"a category id in 1..{n_cates}", done)
+        _check_range(file, "freq", f, 0, np.iinfo(np.int64).max, "≥ 0", done)
+        if seen[ids].any() or len(np.unique(ids)) != len(ids):
+            raise DinctlError(f"{file} lists an item id twice", hint=REBUILD_HINT)
+        seen[ids] = True
+        if freq.dtype == np.int32 and len(f) and int(f.max()) > np.iinfo(np.int32).max:
+            freq = freq.astype(np.int64)
+        freq[ids] = f
+        at = np.minimum(np.searchsorted(needed, ids), max(len(needed) - 1, 0))
+        hit = needed[at] == ids if len(needed) else np.zeros(len(ids), dtype=bool)
+        cates[at[hit]] = cate[hit]
+        done += len(ids)
+    if done != n_items:
+        raise DinctlError(
+            f"{file} has {done} rows, meta.json says {n_items} items",
+            hint="re-run `dinctl preprocess` with --overwrite",
+        )
+    return freq, cates
 
 
 # the data files in checksum order; the last two: format 2 only

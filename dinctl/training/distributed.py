@@ -60,25 +60,19 @@ def shutdown(info: DistInfo) -> None:
         dist.destroy_process_group()
 
 
-def rank_slice(index: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    """This rank's rows of a global batch: every world_size-th row, starting at the rank."""
-    return index[info.rank :: info.world_size]
-
-
-def all_gather_rows(local: torch.Tensor, n_total: int, info: DistInfo) -> torch.Tensor:
-    """Inverse of `rank_slice` over a whole split: rank r holds rows r::W; returns all n rows."""
+def gather_shares(local: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Every rank's `local` rows (as many as it has) concatenated in rank order: a split whose
+    rank r holds the r-th contiguous share, whole again."""
     if not info.enabled or info.world_size == 1:
         return local
-    per_rank = (n_total + info.world_size - 1) // info.world_size
-    padded = local.new_zeros((per_rank, *local.shape[1:]))
+    size = torch.tensor([local.shape[0]], device=local.device)
+    sizes = [torch.empty_like(size) for _ in range(info.world_size)]
+    dist.all_gather(sizes, size)
+    padded = local.new_zeros((max(int(s) for s in sizes), *local.shape[1:]))
     padded[: local.shape[0]] = local
     parts = [torch.empty_like(padded) for _ in range(info.world_size)]
     dist.all_gather(parts, padded)
-    out = local.new_empty((n_total, *local.shape[1:]))
-    for r, part in enumerate(parts):
-        count = len(range(r, n_total, info.world_size))
-        out[r :: info.world_size] = part[:count]
-    return out
+    return torch.cat([part[: int(s)] for part, s in zip(parts, sizes, strict=True)])
 
 
 def all_gather_tensors(local: torch.Tensor, info: DistInfo) -> list[torch.Tensor]:
@@ -94,16 +88,16 @@ def union_ids(ids: torch.Tensor, info: DistInfo) -> torch.Tensor:
     """The sorted distinct ids present on any rank (so MBA penalises the global batch's rows)."""
     if not info.enabled or info.world_size == 1:
         return ids
-    size = torch.tensor([ids.shape[0]], device=ids.device)
-    sizes = [torch.empty_like(size) for _ in range(info.world_size)]
-    dist.all_gather(sizes, size)
-    longest = int(max(int(s) for s in sizes))
-    padded = ids.new_zeros(longest)
-    padded[: ids.shape[0]] = ids
-    parts = [torch.empty_like(padded) for _ in range(info.world_size)]
-    dist.all_gather(parts, padded)
-    merged = torch.cat(parts)
+    merged = gather_shares(ids, info)
     return torch.unique(merged[merged > 0])
+
+
+def all_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """`values` summed over the ranks (a collective; the tensor itself when alone)."""
+    if info.enabled and info.world_size > 1:
+        values = values.clone()
+        dist.all_reduce(values)
+    return values
 
 
 def any_flag(flag: bool, info: DistInfo, device: torch.device) -> bool:

@@ -4,7 +4,8 @@ setup data → setup model → restore (resume) → for each epoch: seeded permu
 gathered from the CSR store → BCE + regulariser → step → (log) → validate, keep the best by
 `valid_<select_metric>` (best.pt), checkpoint (checkpoint.pt) → stop at --epochs, or earlier once
 --patience epochs pass without a better one. Under torchrun the same loop runs on every rank with
-DistributedDataParallel; only rank 0 writes files.
+DistributedDataParallel, each rank holding its share of the rows (`store.load_share`) and training
+on the part of each global batch that falls in it; only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dinctl.data.batching import Batch, SplitTensors, WindowGatherer
-from dinctl.data.store import Dataset, check_trainable, load_dataset
+from dinctl.data.store import Dataset, check_trainable, load_dataset, load_share
 from dinctl.errors import DinctlError
 from dinctl.locks import folder_lock
 from dinctl.model_settings import model_settings
@@ -50,6 +51,7 @@ from dinctl.training.selection import (
     patience_ran_out,
     selection_key,
     selection_score,
+    truth,
     valid_metrics,
 )
 from dinctl.training.state import Best, Data, Parts, Run, TrainState
@@ -188,7 +190,7 @@ def _train(
 ) -> TrainResult:
     run_dir = Path(cfg.out)
     prepare_run_dir(run_dir, resume, info, reporter)
-    data = setup_data(cfg, device, reporter)
+    data = setup_data(cfg, device, reporter, info)
     parts = setup_model(cfg, data, device, info)
     state = restore(run_dir, cfg, data, parts, device, info) if resume else TrainState()
     state.sums = state.sums.to(device)
@@ -201,7 +203,7 @@ def _train(
     if cfg.amp and not use_amp:
         reporter.warn(f"--amp has no effect: {why_not}; training in float32")
     log = RunLog(run_dir / LOG_FILE, info.is_main, state.keep_lines)
-    steps = n_global_batches(len(data.train_rows), cfg.batch_size, info.world_size)
+    steps = n_global_batches(data.train_rows.total, cfg.batch_size, info.world_size)
     run = Run(
         cfg=cfg,
         device=device,
@@ -247,11 +249,22 @@ def _best_fields(cfg: TrainConfig, state: TrainState) -> dict[str, Any]:
     return {"best_epoch": state.best.epoch, "select_metric": selection_key(cfg)}
 
 
-def setup_data(cfg: TrainConfig, device: torch.device, reporter: Reporter = SILENT) -> Data:
-    """Load the dataset and move the train / valid rows and the behaviour CSR to `device`."""
-    ds = load_dataset(cfg.data)
+def setup_data(
+    cfg: TrainConfig,
+    device: torch.device,
+    reporter: Reporter = SILENT,
+    info: distributed.DistInfo | None = None,
+) -> Data:
+    """Load the dataset (under torchrun: this rank's share of it) and move the train / valid
+    rows and the behaviour CSR to `device`."""
+    info = info or distributed.DistInfo()
+    whole = not info.enabled
+    ds = load_dataset(cfg.data) if whole else load_share(cfg.data, info.rank, info.world_size)
     for split in ("train", "valid") if ds.has_split("valid") else ("train",):
-        check_trainable(ds, split)  # up front, before the run folder is written
+        rows = ds.split(split)
+        counts = torch.tensor([len(rows), int(rows.label.sum())])
+        total, positives = distributed.all_sum(counts, info).tolist()
+        check_trainable(ds, split, (total, positives))  # before the run folder is written
     train_rows = SplitTensors(ds.split("train"))
     valid_rows = SplitTensors(ds.split("valid")) if ds.has_split("valid") else None
     if valid_rows is None:
@@ -262,7 +275,8 @@ def setup_data(cfg: TrainConfig, device: torch.device, reporter: Reporter = SILE
         to_device(valid_rows, gatherer, device)
     freqs = {"item": torch.from_numpy(ds.item_freq).to(device)}
     for name in ds.schema.categorical[1:]:  # n_j of every other field, counted the same way
-        freqs[name] = torch.from_numpy(ds.field_sample_freq(name)).to(device)
+        counted = torch.from_numpy(ds.field_sample_freq(name))  # of this rank's rows
+        freqs[name] = distributed.all_sum(counted, info).to(device)
     return Data(ds, train_rows, valid_rows, gatherer, freqs)
 
 
@@ -349,16 +363,18 @@ def one_epoch(run: Run, stop: StopFlag) -> None:
     """Train the rest of the current epoch, then validate, keep the best and checkpoint."""
     cfg, info, state, data = run.cfg, run.info, run.state, run.data
     t0 = time.perf_counter()
-    n_train = len(data.train_rows)
-    order = epoch_order(n_train, state.epoch, cfg, data.train_rows.hist_len.cpu())  # (n,)
+    hist_len = data.train_rows.hist_len  # only --length-buckets reads it: the whole split's
+    if cfg.length_buckets and data.train_rows.is_share:
+        hist_len = distributed.gather_shares(hist_len, info)
+    order = epoch_order(data.train_rows.total, state.epoch, cfg, hist_len.cpu())  # (n,)
     order = order.to(run.device)
     n_batches = run.steps_per_epoch
     run.bar.start_epoch(f"epoch {state.epoch + 1}/{cfg.epochs}", n_batches, state.batch_pos)
     run.parts.model.train()
     while state.batch_pos < n_batches:
         lo = state.batch_pos * cfg.batch_size
-        index = distributed.rank_slice(order[lo : lo + cfg.batch_size], info)  # (b,)
-        train_step(run, index)
+        rows = order[lo : lo + cfg.batch_size]  # (B,) the global batch's rows
+        train_step(run, own_rows(rows, data.train_rows), int(rows.shape[0]))
         check = not info.enabled or state.step % cfg.log_every == 0
         if check and distributed.any_flag(stop.requested, info, run.device):
             save_latest(run)
@@ -372,15 +388,37 @@ def one_epoch(run: Run, stop: StopFlag) -> None:
         raise KeyboardInterrupt
 
 
-def train_step(run: Run, index: torch.Tensor) -> None:
-    """One optimiser step on the rows `index` (this rank's share of the global batch)."""
+def own_rows(rows: torch.Tensor, share: SplitTensors) -> torch.Tensor:
+    """(b,) indices into `share` of the global rows `rows` that lie in this rank's share."""
+    local = rows - share.offset  # (B,)
+    return local[(local >= 0) & (local < len(share))]
+
+
+def batch_loss(
+    logits: torch.Tensor, label: torch.Tensor, batch_rows: int, info: distributed.DistInfo
+) -> torch.Tensor:
+    """This rank's part of the global batch's mean BCE. The ranks hold unequal parts of a
+    batch and DDP (TorchRec too) averages gradients over the W ranks, so rank r gives
+    W/B·Σ over its b_r rows: the average is the mean over the B rows, as in one process."""
+    if info.world_size == 1:
+        return bce_loss(logits, label)
+    total = F.binary_cross_entropy_with_logits(logits.float(), label, reduction="sum")
+    return total * (info.world_size / batch_rows)
+
+
+def train_step(run: Run, index: torch.Tensor, batch_rows: int) -> None:
+    """One optimiser step on the rows `index` (this rank's part of the global batch of
+    `batch_rows` rows; maybe none: the rank still steps, the collectives need it)."""
     cfg, state, parts = run.cfg, run.state, run.parts
-    batch = run.data.gatherer.gather(*run.data.train_rows.rows(index))
+    stand_in = index.shape[0] == 0  # no rows here: step on row 0, weighed 0
+    batch = run.data.gatherer.gather(
+        *run.data.train_rows.rows(index.new_zeros(1) if stand_in else index)
+    )
     batch = parts.reg.training_batch(batch)
     set_lr(parts.optimizers, cfg.lr_at(state.step, run.steps_per_epoch))
     with torch.autocast(device_type=run.device.type, dtype=torch.bfloat16, enabled=run.use_amp):
         logits = parts.step_model(batch).logits  # (b,)
-    loss = bce_loss(logits, batch.label)
+    loss = batch_loss(logits, batch.label, batch_rows, run.info) * (0.0 if stand_in else 1.0)
     total = loss + parts.reg.penalty(parts.model.sparse_tables(), batch)  # type: ignore[operator]
     for opt in parts.optimizers:
         opt.zero_grad(set_to_none=True)
@@ -396,10 +434,10 @@ def train_step(run: Run, index: torch.Tensor) -> None:
     state.sums.add(loss)
     state.step += 1
     state.batch_pos += 1
-    state.window_samples += int(index.shape[0]) * run.info.world_size
+    state.window_samples += batch_rows
     if state.step % cfg.log_every == 0:
         log_window(run)
-    run.bar.advance(int(index.shape[0]) * run.info.world_size, state.sums.epoch_mean)
+    run.bar.advance(batch_rows, state.sums.epoch_mean)
     if run.on_step is not None:
         run.on_step(state.step)
 
@@ -470,7 +508,7 @@ def validate_and_save(run: Run, t0: float) -> dict[str, Any]:
         prob = predict_proba(
             model, data.valid_rows, data.gatherer, cfg.eval_batch_size, info, run.use_amp
         )
-        record.update(valid_metrics(prob, data.valid_rows))
+        record.update(valid_metrics(prob, truth(data.valid_rows, info)))
         record["validation_seconds"] = round(time.perf_counter() - t_valid, 3)  # of `seconds`
     score = selection_score(record, selection_key(cfg))  # -inf without a valid split
     better = data.valid_rows is None or score > state.best.score
@@ -479,17 +517,17 @@ def validate_and_save(run: Run, t0: float) -> dict[str, Any]:
         valid = {k: v for k, v in record.items() if k.startswith("valid_")}
         state.best = Best(state.epoch + 1, score, valid)
         weights = sharded.parts_weights(run.parts, info)  # a collective when sharded
-        if info.is_main:
-            save_checkpoint(
-                run.run_dir / BEST_FILE,
-                {
-                    "model": weights,
-                    "epoch": state.epoch + 1,
-                    **_best_fields(cfg, state),
-                    "best_valid": dict(state.best.valid),
-                    "config": cfg.to_json(),
-                },
-            )
+        save_checkpoint(  # every rank: a sharded run's tables stream into rank 0's file
+            run.run_dir / BEST_FILE,
+            {
+                "model": weights,
+                "epoch": state.epoch + 1,
+                **_best_fields(cfg, state),
+                "best_valid": dict(state.best.valid),
+                "config": cfg.to_json(),
+            },
+            write=info.is_main,
+        )
     record.update(_best_fields(cfg, state))
     run.log.write(record)
     state.history.append(record)

@@ -27,16 +27,18 @@ def predict_proba(
     info: distributed.DistInfo | None = None,
     amp: bool = False,
 ) -> torch.Tensor:
-    """Click probabilities (n,) float32 on CPU for all rows, in row order; under DDP (`info`)
-    each rank scores every world_size-th row and the shares are gathered."""
+    """Click probabilities (n,) float32 on CPU for all rows, in row order; when `rows` is a
+    rank's share of a split under torchrun (`info`), of the whole split: every rank scores its
+    share and the shares are gathered."""
     info = info or distributed.DistInfo()
     was_training = model.training
     model.eval()
     n = len(rows)
     device = rows.user.device
-    mine = torch.arange(info.rank, n, info.world_size, device=device)  # (n_r,)
+    share = info.world_size > 1 and rows.is_share
+    mine = torch.arange(n, device=device)  # (n,)
     # as many batches on every rank (sharded tables look up in collectives), none over size
-    per_rank = (n + info.world_size - 1) // info.world_size
+    per_rank = (rows.total + info.world_size - 1) // info.world_size if share else n
     out = []
     count = (per_rank + batch_size - 1) // batch_size
     for index in mine.tensor_split(count) if count else ():
@@ -48,7 +50,7 @@ def predict_proba(
             out.append(torch.sigmoid(logits.float()))
     local = torch.cat(out) if out else torch.zeros(0, device=device)  # (n_r,)
     model.train(was_training)
-    return distributed.all_gather_rows(local, n, info).cpu()
+    return (distributed.gather_shares(local, info) if share else local).cpu()
 
 
 def score_split(

@@ -89,7 +89,8 @@ def restore(
             f"the dataset {cfg.data} changed since {run_dir} was started (checksum differs)",
             hint="resume with the same dataset, or start a new run",
         )
-    state = load_checkpoint(run_dir / CHECKPOINT_FILE)  # on CPU: RNG states must stay there
+    # on CPU: RNG states must stay there; mapped when sharded: a rank reads only its rows
+    state = load_checkpoint(run_dir / CHECKPOINT_FILE, mmap=parts.sharded is not None)
     check_resume_state(state, run_dir / CHECKPOINT_FILE, cfg)
     if int(state["world_size"]) != info.world_size and not cfg.shard_embeddings:
         raise DinctlError(
@@ -169,9 +170,7 @@ def check_resume_state(state: dict[str, Any], path: Path, cfg: TrainConfig) -> N
 
 def save_latest(run: Run) -> None:
     """checkpoint.pt from the current state (a collective under DDP: every rank calls it)."""
-    state = snapshot(run)
-    if run.info.is_main:
-        save_checkpoint(run.run_dir / CHECKPOINT_FILE, state)
+    save_checkpoint(run.run_dir / CHECKPOINT_FILE, snapshot(run), write=run.info.is_main)
 
 
 def snapshot(run: Run) -> dict[str, Any]:

@@ -4,6 +4,7 @@ early stopping."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,10 +18,27 @@ from dinctl.runs import (
     normalize_log_record,
     valid_key,
 )
+from dinctl.training import distributed
 from dinctl.training.config import TrainConfig
 
 
-def valid_metrics(prob: torch.Tensor, rows: SplitTensors) -> dict[str, float]:
+@dataclass(frozen=True)
+class Truth:
+    """The labels and users of a whole split (gathered from the ranks' shares)."""
+
+    label: torch.Tensor  # (n,) float32
+    user: torch.Tensor  # (n,) int64
+
+
+def truth(rows: SplitTensors, info: distributed.DistInfo) -> SplitTensors | Truth:
+    """`rows` when they are the whole split, else every rank's share of labels and users."""
+    if info.world_size == 1 or not rows.is_share:
+        return rows
+    gather = distributed.gather_shares
+    return Truth(gather(rows.label, info), gather(rows.user, info))
+
+
+def valid_metrics(prob: torch.Tensor, rows: SplitTensors | Truth) -> dict[str, float]:
     """User-weighted AUC (Eq. 10), global AUC and log loss of validation predictions."""
     from dinctl.metrics import auc_score, log_loss, user_weighted_auc_score
 

@@ -8,7 +8,8 @@ backward; the dense part (activation unit, MLP) stays data-parallel (DDP, throug
 by a `ShardedTable` that is called the same way. TorchRec has no padding index, so id 0 never
 reaches it: padding positions are empty jagged positions and read as zeros.
 
-Checkpoints hold the full tables under the unsharded model's keys (rank 0 gathers the shards),
+Checkpoints hold the full tables under the unsharded model's keys (streamed into rank 0's file
+block by block, never gathered whole: `stream_rows`),
 so `evaluate`, `export`, `serve` and `visualize` read a sharded run unchanged, and a resume may
 use another world size (each rank copies its rows back out of the full tables).
 """
@@ -16,7 +17,9 @@ use another world size (each rank copies its rows back out of the full tables).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
+import math
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -31,7 +34,7 @@ from dinctl.data.batching import Batch
 from dinctl.errors import DinctlError
 from dinctl.models.config import ModelConfig
 from dinctl.training import distributed as D
-from dinctl.training.checkpoint import load_model_state
+from dinctl.training.checkpoint import StreamedTensor, load_model_state
 from dinctl.training.config import TrainConfig
 from dinctl.training.optim import adam
 from dinctl.training.regularizers import (
@@ -49,6 +52,7 @@ SHARDED_OPTIMIZERS = {"cpu": ("sgd", "adagrad"), "cuda": ("sgd", "adagrad", "ada
 SHARDED_REGULARIZERS = ("none", "mba", "dropout")
 EXACT_INIT_BYTES = 1 << 28  # tables up to 256 MiB start as the unsharded run's (built whole)
 INIT_BLOCK_ROWS = 1 << 20  # beyond, rows are drawn per block of this many (block_init)
+INIT_PIECE_ROWS = 1 << 14  # ... a piece of this many rows at a time (divides INIT_BLOCK_ROWS)
 INSTALL_HINT = "install the scale extra: `make install-scale` (see docs/scale.md)"
 
 
@@ -185,18 +189,22 @@ def build_for_sharding(
 @torch.no_grad()
 def block_init(shards: list[tuple[int, torch.Tensor]], key: str, std: float, seed: int) -> None:
     """N(0, std²) rows drawn per block of `INIT_BLOCK_ROWS` rows from a generator of (seed,
-    table, block), so a row's start does not depend on the world size; row 0 (padding) zero."""
+    table, block), so a row's start does not depend on the world size; row 0 (padding) zero.
+    A block is drawn `INIT_PIECE_ROWS` rows at a time (the same numbers as drawing it whole:
+    torch draws normals in groups of 16 values), so the transient memory is one piece."""
     salt = zlib.crc32(key.encode())
     drawn = torch.empty(0)
     for first, rows in shards:
         end = first + rows.shape[0]
         for block in range(first // INIT_BLOCK_ROWS, (end - 1) // INIT_BLOCK_ROWS + 1):
-            lo = block * INIT_BLOCK_ROWS
             g = torch.Generator().manual_seed((seed * 1_000_003 + salt) * 65_537 + block)
-            # one block buffer, reused: the transient memory is one block, not a table
-            drawn = torch.randn(INIT_BLOCK_ROWS, rows.shape[1], generator=g, out=drawn)
-            a, b = max(first, lo), min(end, lo + INIT_BLOCK_ROWS)
-            rows[a - first : b - first].copy_(drawn[a - lo : b - lo]).mul_(std)
+            lo = block * INIT_BLOCK_ROWS
+            for piece in range(lo, min(end, lo + INIT_BLOCK_ROWS), INIT_PIECE_ROWS):
+                # drawn even before `first`: the generator must pass those rows' numbers
+                drawn = torch.randn(INIT_PIECE_ROWS, rows.shape[1], generator=g, out=drawn)
+                a, b = max(first, piece), min(end, piece + INIT_PIECE_ROWS)
+                if a < b:
+                    rows[a - first : b - first].copy_(drawn[a - piece : b - piece]).mul_(std)
         if first == 0 and rows.shape[0]:
             rows[0].zero_()
 
@@ -362,43 +370,59 @@ def scatter_rows(shards: list[tuple[int, torch.Tensor]], full: torch.Tensor, wha
         rows.copy_(full[row : row + rows.shape[0]])
 
 
-def gather_rows(
+STREAM_BLOCK_BYTES = 1 << 24  # a checkpoint's full tables pass through rank 0 16 MiB at a time
+
+
+def stream_rows(
     shards: list[tuple[int, torch.Tensor]], shape: tuple[int, ...], info: D.DistInfo
-) -> torch.Tensor | None:
-    """The full tensor of `shape` on rank 0 (None elsewhere), from every rank's row shards;
-    point to point, so only rank 0 ever holds more than its own shards."""
+) -> StreamedTensor:
+    """The full tensor of `shape` from every rank's row shards, as a checkpoint streams it:
+    rank 0 yields the rows in order, block by block (its own, and each other rank's sent point
+    to point into one block buffer); the other ranks send theirs. No rank holds more than its
+    shards and one block. A collective when consumed: every rank's `blocks()` runs."""
     listing: list[Any] = [None] * info.world_size
     dist.all_gather_object(listing, [(row, int(rows.shape[0])) for row, rows in shards])
+    spans = sorted((row, count, rank, k) for rank, got in enumerate(listing)
+                   for k, (row, count) in enumerate(got) if count)  # fmt: skip
     dtype = shards[0][1].dtype if shards else torch.float32
-    full = torch.empty(shape, dtype=dtype) if info.is_main else None
-    for rank, spans in enumerate(listing):
-        for k, (row, count) in enumerate(spans):
-            if not count:
-                continue
-            if rank == info.rank:
-                block = shards[k][1].detach().cpu()
-                if full is not None:
-                    full[row : row + count] = block
-                else:
-                    dist.send(block.contiguous(), dst=0)
-            elif full is not None:  # straight into its rows: no second copy of a shard
-                dist.recv(full[row : row + count], src=rank)
-    return full
+    row_bytes = max(1, math.prod(shape[1:]) * dtype.itemsize)
+    step = max(1, STREAM_BLOCK_BYTES // row_bytes)
+    starts = [row for row, *_ in spans]
+    ends = list(itertools.accumulate(count for _, count, *_ in spans))
+    if starts != [0, *ends[:-1]] or (ends[-1] if ends else 0) != shape[0]:
+        raise DinctlError(
+            f"the shards of a {tuple(shape)} tensor do not tile its rows",
+            hint="this is a bug: the planner is limited to row-wise and table-wise",
+        )
+
+    def blocks() -> Iterator[torch.Tensor]:
+        buffer = torch.empty((step, *shape[1:]), dtype=dtype) if info.is_main else None
+        for _, count, rank, k in spans:
+            for lo in range(0, count, step):
+                n = min(step, count - lo)
+                if rank == info.rank:
+                    block = shards[k][1][lo : lo + n].detach().cpu()
+                    if buffer is not None:
+                        yield block
+                    else:
+                        dist.send(block.contiguous(), dst=0)
+                elif buffer is not None:
+                    dist.recv(buffer[:n], src=rank)
+                    yield buffer[:n]
+
+    return StreamedTensor(tuple(shape), dtype, blocks)
 
 
-def full_state_dict(sharded: ShardedModel, info: D.DistInfo) -> dict[str, torch.Tensor] | None:
-    """The unsharded model's state dict (full tables under their `<path>.weight` keys) on rank
-    0, None on the others: a collective, every rank calls it. Rank 0's buffers (the Dice
-    running statistics) go to every rank first, as DDP's broadcast does."""
+def full_state_dict(sharded: ShardedModel, info: D.DistInfo) -> dict[str, Any]:
+    """The unsharded model's state dict, the full tables (`<path>.weight`) as `StreamedTensor`s
+    that `save_checkpoint` writes without gathering them: a collective, every rank calls it
+    and saves it. Rank 0's buffers (the Dice running statistics) go to every rank first, as
+    DDP's broadcast does."""
     broadcast_buffers(sharded, info)
-    out: dict[str, torch.Tensor] = {}
+    out: dict[str, Any] = {}
     for path, table in sharded.tables.items():
         shape = (table.num_embeddings, table.embedding_dim)
-        full = gather_rows(table_shards(table), shape, info)
-        if full is not None:
-            out[f"{path}.weight"] = full
-    if not info.is_main:
-        return None
+        out[f"{path}.weight"] = stream_rows(table_shards(table), shape, info)
     for key, value in sharded.module.state_dict().items():
         if not any(key.startswith(f"{path}.") for path in sharded.tables):
             out[key] = value.detach().cpu()
@@ -458,13 +482,11 @@ class FusedTableOptimizer:
                     yield f"{key}/{name}", value
 
     def state_dict(self) -> dict[str, Any]:
-        """{"<param>/<state>": full tensor} on rank 0 ({} elsewhere): a collective."""
-        out = {}
-        for key, value in self._shards():
-            full = gather_rows(row_shards(value, key), sharded_size(value), self.info)
-            if full is not None:
-                out[key] = full
-        return out
+        """{"<param>/<state>": `StreamedTensor`} of the full per-row state: a collective."""
+        return {
+            key: stream_rows(row_shards(value, key), sharded_size(value), self.info)
+            for key, value in self._shards()
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key, value in self._shards():
@@ -539,9 +561,9 @@ def sharded_parts(
     return sharded, [dense_opt, FusedTableOptimizer(sharded, info)], reg
 
 
-def parts_weights(parts: Parts, info: D.DistInfo) -> dict[str, Any] | None:
+def parts_weights(parts: Parts, info: D.DistInfo) -> dict[str, Any]:
     """The weights a checkpoint holds, full tables under the unsharded keys; a collective
-    under --shard-embeddings (None on ranks other than 0 there)."""
+    under --shard-embeddings (the tables stream into the file: every rank saves it)."""
     if parts.sharded is None:
         return parts.model.state_dict()  # type: ignore[no-any-return]
     return full_state_dict(parts.sharded, info)
