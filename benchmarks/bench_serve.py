@@ -36,9 +36,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import orjson
-import torch
+# as `dinctl serve` and `dinctl predict` do (dinctl/serving/cpu_threads.py): set before torch
+# is imported, or the floor and the in-process engines run with spinning OpenMP threads
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import orjson  # noqa: E402
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))

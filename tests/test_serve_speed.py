@@ -198,3 +198,48 @@ def test_bf16_serves_where_the_cpu_has_it(
     plain = open_serving(served["run"])
     q = plain.vocab.encode(["I0001", "I0002"], history=["I0005", "I0010"])
     np.testing.assert_allclose(model.score([q])[0].scores, plain.score([q])[0].scores, atol=1e-2)
+
+
+# a child process records OMP_WAIT_POLICY at the moment torch is first imported (libgomp reads
+# it then, once), while `dinctl serve|predict` refuses a missing source
+WAIT_PROBE = """
+import importlib.abc, os, sys
+seen = []
+class Probe(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" and not seen:
+            seen.append(os.environ.get("OMP_WAIT_POLICY"))
+        return None
+sys.meta_path.insert(0, Probe())
+from typer.testing import CliRunner
+from dinctl.cli.main import app
+res = CliRunner().invoke(app, sys.argv[1:])
+print(seen[0] if seen else "torch not imported", res.exit_code)
+"""
+
+
+@pytest.mark.parametrize("command", ["serve", "predict"])
+@pytest.mark.parametrize("given", [None, "ACTIVE"])
+def test_serving_commands_wait_passively_unless_told(
+    command: str, given: str | None, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given:
+        env["OMP_WAIT_POLICY"] = given
+    args = [command, str(tmp_path / "missing"), "--port", "1"] if command == "serve" else [
+        command, str(tmp_path / "missing"), "--input", str(tmp_path / "x.jsonl")]  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", WAIT_PROBE, *args], env=env,
+                         capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    assert out == [given or "PASSIVE", "1"]
+
+
+def test_onnx_runtime_workers_do_not_spin(served: dict[str, Any]) -> None:
+    from dinctl.serving.bundle import read_bundle
+    from dinctl.serving.engines import SPINNING_OPTIONS, onnx_session
+
+    options = onnx_session(read_bundle(served["onnx"]).model_file, 1).get_session_options()
+    assert [options.get_session_config_entry(k) for k in SPINNING_OPTIONS] == ["0", "0"]

@@ -46,6 +46,9 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve POST /score, GET /health and GET /metadata until SIGTERM or Ctrl-C."""
+    from dinctl.serving.cpu_threads import wait_passively
+
+    wait_passively()  # before anything imports torch
     from dinctl.serving.engines import missing_extra
 
     try:

@@ -64,15 +64,26 @@ def exported_engine(path: Path, names: Sequence[str] = INPUT_NAMES) -> Engine:
     return run
 
 
-def onnx_engine(path: Path, threads: int = 0, names: Sequence[str] = INPUT_NAMES) -> Engine:
-    """An ONNX graph on ONNX Runtime's CPU provider."""
+def onnx_session(path: Path, threads: int = 0) -> Any:
+    """An ONNX Runtime CPU session whose idle workers sleep instead of spinning: spinning took
+    the cores from the next forward and from torch beside it (benchmarks/README.md, serving)."""
     try:
         import onnxruntime as ort
     except ImportError:
         raise missing_extra("onnxruntime") from None
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    for pool in SPINNING_OPTIONS:
+        options.add_session_config_entry(pool, "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+SPINNING_OPTIONS = ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning")
+
+
+def onnx_engine(path: Path, threads: int = 0, names: Sequence[str] = INPUT_NAMES) -> Engine:
+    """An ONNX graph on ONNX Runtime's CPU provider."""
+    session = onnx_session(path, threads)
 
     def run(inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
         out = session.run(None, {name: inputs[name] for name in names})
