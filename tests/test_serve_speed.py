@@ -4,6 +4,7 @@ measured speed are recorded and reported, and emulated bf16 is refused in one li
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -243,3 +244,53 @@ def test_onnx_runtime_workers_do_not_spin(served: dict[str, Any]) -> None:
 
     options = onnx_session(read_bundle(served["onnx"]).model_file, 1).get_session_options()
     assert [options.get_session_config_entry(k) for k in SPINNING_OPTIONS] == ["0", "0"]
+
+
+class RecordingModel:
+    """A stand-in ServingModel whose forward waits until `together` forwards run at once,
+    then records torch's intra-op threads."""
+
+    def __init__(self, engine: str, together: int) -> None:
+        self.info = {"engine": {"name": engine, "threads": 2}}
+        self.barrier = threading.Barrier(together, timeout=20)
+        self.seen: list[int] = []
+
+    def score(self, requests: list[Any], attention: bool) -> list[Any]:
+        import torch
+
+        self.barrier.wait()  # every forward of the test is running now
+        self.seen.append(torch.get_num_threads())
+        self.barrier.wait()
+        return list(requests)
+
+
+@pytest.mark.parametrize(
+    ("engine", "lanes", "expected"),
+    [("torch eager", 1, [2]), ("torch eager", 2, [1, 2]), ("onnxruntime", 2, [3, 3])],
+)
+def test_lanes_share_out_the_intra_op_threads(engine: str, lanes: int, expected: list[int]) -> None:
+    """Two requests at once on two lanes: the first handed over alone gets both threads, the
+    second one; ONNX Runtime's lanes leave torch's setting alone."""
+    import asyncio
+
+    import torch
+
+    from dinctl.serving.server import Batcher
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)  # what a torch engine's lanes must not keep
+    model = RecordingModel(engine, lanes)
+    batcher = Batcher(model, Limits(lanes=lanes))  # type: ignore[arg-type]
+
+    async def run(n: int) -> list[Any]:
+        return await asyncio.gather(*(batcher.forward([k], False) for k in range(n)))
+
+    try:
+        assert asyncio.run(run(lanes)) == [[k] for k in range(lanes)]
+        assert sorted(model.seen) == expected and batcher.busy == 0
+        if engine != "onnxruntime":  # a lone request after them gets every thread back
+            model.barrier, model.seen = threading.Barrier(1), []
+            asyncio.run(run(1))
+            assert model.seen == [2]
+    finally:
+        torch.set_num_threads(before)

@@ -38,7 +38,10 @@ def serve(
         int, typer.Option(min=0, help="Intra-op threads per forward (0 = library default).")
     ] = 0,
     lanes: Annotated[
-        int, typer.Option(min=1, help="Forward passes that run at once (threads).")
+        int,
+        typer.Option(
+            min=1, help="Forward passes that run at once (threads); they share --threads."
+        ),
     ] = 1,
     bf16: Annotated[
         bool, typer.Option("--bf16", help="bfloat16 matmuls (RUN only; scores within 1e-3).")

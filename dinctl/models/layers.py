@@ -247,7 +247,7 @@ class ActivationUnit(nn.Module):
         mix = torch.addcmul((w1 + w3).t(), queries.unsqueeze(-1), w4.t())  # (R, C, E, H)
         low = torch.bfloat16 if _BF16_PAIRS.get() else keys.dtype  # --bf16: the pair terms
         pre = torch.matmul(keys.view(r, 1, t, e).to(low), mix.to(low))  # (R, C, T, H)
-        pre = (pre + per_query.unsqueeze(2).to(low)).float()  # (R, C, T, H)
+        pre = pre.add_(per_query.unsqueeze(2).to(low)).float()  # (R, C, T, H), in place
         scores = self.rest(self.first_act(pre.view(r * c * t, h))).view(r, c, t)
         return scores.transpose(1, 2).reshape(r * t, c)  # (N, C)
 

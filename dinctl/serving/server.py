@@ -47,7 +47,7 @@ class Limits:
     max_history: int = 1000
     batch_window_ms: float = 0.0  # 0 = score each request on arrival
     max_batch: int = 32  # requests merged into one forward at most
-    lanes: int = 1  # forward passes that run at once (threads, each with the intra-op threads)
+    lanes: int = 1  # forward passes that run at once (threads; a torch engine's share its threads)
 
 
 class Batcher:
@@ -62,10 +62,27 @@ class Batcher:
         # the forward runs here, outside the event loop (torch and ONNX Runtime release the
         # GIL); `lanes` bounds how many run at once, so they never oversubscribe the cores
         self.lanes = ThreadPoolExecutor(max(1, limits.lanes), thread_name_prefix="forward")
+        self.n_lanes = max(1, limits.lanes)
+        self.threads = torch_threads(model)
+        self.busy = 0  # forwards running or waiting for a lane
 
     async def forward(self, requests: list[EncodedRequest], attention: bool) -> list[Scored]:
+        """One forward on a lane. A torch engine's intra-op threads are shared out by the
+        demand when it is handed over: all of them to a lone request, threads / lanes each
+        when the lanes are all wanted, so they neither oversubscribe the cores nor leave one
+        idle (ONNX Runtime keeps its own pool)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.lanes, self.model.score, requests, attention)
+        self.busy += 1
+        share = max(1, self.threads // min(self.busy, self.n_lanes)) if self.threads > 1 else 0
+        try:
+            return await loop.run_in_executor(self.lanes, self._score, requests, attention, share)
+        finally:
+            self.busy -= 1
+
+    def _score(self, requests: list[EncodedRequest], attention: bool, threads: int) -> list[Scored]:
+        if threads:
+            set_torch_threads(threads)
+        return self.model.score(requests, attention)
 
     async def score(self, request: EncodedRequest, attention: bool) -> Scored:
         if self.window <= 0:
@@ -99,6 +116,23 @@ class Batcher:
         for (_, future), scored in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(scored)
+
+
+def torch_threads(model: ServingModel) -> int:
+    """The intra-op threads of a lone forward on a torch engine; 0 for ONNX Runtime, which
+    keeps its own pool."""
+    engine = model.info.get("engine", {})
+    return 0 if engine.get("name") == "onnxruntime" else int(engine.get("threads", 0))
+
+
+def set_torch_threads(threads: int) -> None:
+    """The calling thread's intra-op threads for the ops it starts from now on. torch keeps
+    the OpenMP and MKL counts per thread, but a thread's first op copies the last count set
+    by any thread: `get_num_threads` makes that copy before this thread sets its own."""
+    import torch
+
+    torch.get_num_threads()
+    torch.set_num_threads(threads)
 
 
 def _error(status: int, message: str, hint: str | None = None) -> JSONResponse:
