@@ -54,6 +54,7 @@ from dinctl.data.store import load_dataset  # noqa: E402
 from dinctl.serving.engines import unit_dims  # noqa: E402
 from dinctl.serving.export import export_run  # noqa: E402
 from dinctl.serving.runtime import ServingModel, open_serving  # noqa: E402
+from dinctl.serving.server import freeze_heap  # noqa: E402
 from dinctl.serving.vocab import pad_requests  # noqa: E402
 from dinctl.training.checkpoint import RunConfig, save_checkpoint, write_run_config  # noqa: E402
 from dinctl.training.config import resolve_config  # noqa: E402
@@ -481,6 +482,7 @@ def main() -> None:
             engines["eager bf16"] = open_serving(run_dir, bf16=True)
         rng = np.random.default_rng(0)
         reqs = [request(rng, n_items) for _ in range(args.requests)]
+        freeze_heap()  # as `dinctl serve` does once its model is open
         results["in_process"] = in_process(engines, reqs)
         print(json.dumps({"in_process": results["in_process"]}, indent=1), flush=True)
         results["request_path_us"] = request_path(engines["eager fp32"], reqs)

@@ -294,3 +294,23 @@ def test_lanes_share_out_the_intra_op_threads(engine: str, lanes: int, expected:
             assert model.seen == [2]
     finally:
         torch.set_num_threads(before)
+
+
+def test_serve_freezes_the_start_up_heap(
+    served: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What start-up allocated is out of the cyclic collector's reach when uvicorn starts."""
+    import gc
+
+    import uvicorn
+
+    from dinctl.serving import server
+
+    frozen: list[int] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: frozen.append(gc.get_freeze_count()))
+    gc.unfreeze()
+    try:
+        server.serve(served["run"], port=1)
+    finally:
+        gc.unfreeze()
+    assert len(frozen) == 1 and frozen[0] > 10_000
