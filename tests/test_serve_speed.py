@@ -4,6 +4,7 @@ measured speed are recorded and reported, and emulated bf16 is refused in one li
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -198,3 +199,137 @@ def test_bf16_serves_where_the_cpu_has_it(
     plain = open_serving(served["run"])
     q = plain.vocab.encode(["I0001", "I0002"], history=["I0005", "I0010"])
     np.testing.assert_allclose(model.score([q])[0].scores, plain.score([q])[0].scores, atol=1e-2)
+
+
+# a child process records OMP_WAIT_POLICY at the moment torch is first imported (libgomp reads
+# it then, once), while `dinctl serve|predict` refuses a missing source
+WAIT_PROBE = """
+import importlib.abc, os, sys
+seen = []
+class Probe(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" and not seen:
+            seen.append(os.environ.get("OMP_WAIT_POLICY"))
+        return None
+sys.meta_path.insert(0, Probe())
+from typer.testing import CliRunner
+from dinctl.cli.main import app
+res = CliRunner().invoke(app, sys.argv[1:])
+print(seen[0] if seen else "torch not imported", res.exit_code)
+"""
+
+
+@pytest.mark.parametrize("command", ["serve", "predict"])
+@pytest.mark.parametrize("given", [None, "ACTIVE"])
+def test_serving_commands_wait_passively_unless_told(
+    command: str, given: str | None, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given:
+        env["OMP_WAIT_POLICY"] = given
+    args = [command, str(tmp_path / "missing"), "--port", "1"] if command == "serve" else [
+        command, str(tmp_path / "missing"), "--input", str(tmp_path / "x.jsonl")]  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", WAIT_PROBE, *args], env=env,
+                         capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    assert out == [given or "PASSIVE", "1"]
+
+
+def test_onnx_runtime_workers_do_not_spin(served: dict[str, Any]) -> None:
+    from dinctl.serving.bundle import read_bundle
+    from dinctl.serving.engines import SPINNING_OPTIONS, onnx_session
+
+    options = onnx_session(read_bundle(served["onnx"]).model_file, 1).get_session_options()
+    assert [options.get_session_config_entry(k) for k in SPINNING_OPTIONS] == ["0", "0"]
+
+
+class RecordingModel:
+    """A stand-in ServingModel whose forward waits until `together` forwards run at once,
+    then records torch's intra-op threads."""
+
+    def __init__(self, engine: str, together: int) -> None:
+        self.info = {"engine": {"name": engine, "threads": 2}}
+        self.barrier = threading.Barrier(together, timeout=20)
+        self.seen: list[int] = []
+
+    def score(self, requests: list[Any], attention: bool) -> list[Any]:
+        import torch
+
+        self.barrier.wait()  # every forward of the test is running now
+        self.seen.append(torch.get_num_threads())
+        self.barrier.wait()
+        return list(requests)
+
+
+@pytest.mark.parametrize(
+    ("engine", "lanes", "expected"),
+    [("torch eager", 1, [2]), ("torch eager", 2, [1, 2]), ("onnxruntime", 2, [3, 3])],
+)
+def test_lanes_share_out_the_intra_op_threads(engine: str, lanes: int, expected: list[int]) -> None:
+    """Two requests at once on two lanes: the first handed over alone gets both threads, the
+    second one; ONNX Runtime's lanes leave torch's setting alone."""
+    import asyncio
+
+    import torch
+
+    from dinctl.serving.server import Batcher
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)  # what a torch engine's lanes must not keep
+    model = RecordingModel(engine, lanes)
+    batcher = Batcher(model, Limits(lanes=lanes))  # type: ignore[arg-type]
+
+    async def run(n: int) -> list[Any]:
+        return await asyncio.gather(*(batcher.forward([k], False) for k in range(n)))
+
+    try:
+        assert asyncio.run(run(lanes)) == [[k] for k in range(lanes)]
+        assert sorted(model.seen) == expected and batcher.busy == 0
+        if engine != "onnxruntime":  # a lone request after them gets every thread back
+            model.barrier, model.seen = threading.Barrier(1), []
+            asyncio.run(run(1))
+            assert model.seen == [2]
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_serve_freezes_the_start_up_heap(
+    served: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What start-up allocated is out of the cyclic collector's reach when uvicorn starts."""
+    import gc
+
+    import uvicorn
+
+    from dinctl.serving import server
+
+    frozen: list[int] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: frozen.append(gc.get_freeze_count()))
+    gc.unfreeze()
+    try:
+        server.serve(served["run"], port=1)
+    finally:
+        gc.unfreeze()
+    assert len(frozen) == 1 and frozen[0] > 10_000
+
+
+def test_speed_is_measured_on_ids_drawn_from_the_vocabularies() -> None:
+    """ONNX Runtime took twice as long on varied ids as on all-ones: the timed request draws
+    its item and category ids from the model's vocabularies, seeded."""
+    from dinctl.serving.engines import request_inputs
+    from dinctl.serving.scorer import signature
+
+    model = {"n_items": 50, "n_cates": 4}
+    inputs = request_inputs(signature(True), 30, 20, model)
+    shapes = {k: v.shape for k, v in inputs.items()}
+    assert shapes == {"hist_item": (1, 20), "hist_cate": (1, 20), "hist_len": (1,),
+                      "cand_item": (1, 30), "cand_cate": (1, 30)}  # fmt: skip
+    for name, high in (("item", 50), ("cate", 4)):
+        ids = np.concatenate([inputs[f"hist_{name}"].ravel(), inputs[f"cand_{name}"].ravel()])
+        assert ids.min() >= 1 and ids.max() <= high and len(np.unique(ids)) > 2
+    assert inputs["hist_len"].tolist() == [20]
+    again = request_inputs(signature(True), 30, 20, model)
+    assert all(np.array_equal(inputs[k], again[k]) for k in inputs)

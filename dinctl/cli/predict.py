@@ -40,6 +40,9 @@ def predict(
     ] = False,
 ) -> None:
     """Score every request of a file: one output row per (request, candidate)."""
+    from dinctl.serving.cpu_threads import wait_passively
+
+    wait_passively()  # before anything imports torch
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 

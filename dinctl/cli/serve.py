@@ -38,7 +38,10 @@ def serve(
         int, typer.Option(min=0, help="Intra-op threads per forward (0 = library default).")
     ] = 0,
     lanes: Annotated[
-        int, typer.Option(min=1, help="Forward passes that run at once (threads).")
+        int,
+        typer.Option(
+            min=1, help="Forward passes that run at once (threads); they share --threads."
+        ),
     ] = 1,
     bf16: Annotated[
         bool, typer.Option("--bf16", help="bfloat16 matmuls (RUN only; scores within 1e-3).")
@@ -46,6 +49,9 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve POST /score, GET /health and GET /metadata until SIGTERM or Ctrl-C."""
+    from dinctl.serving.cpu_threads import wait_passively
+
+    wait_passively()  # before anything imports torch
     from dinctl.serving.engines import missing_extra
 
     try:

@@ -64,15 +64,26 @@ def exported_engine(path: Path, names: Sequence[str] = INPUT_NAMES) -> Engine:
     return run
 
 
-def onnx_engine(path: Path, threads: int = 0, names: Sequence[str] = INPUT_NAMES) -> Engine:
-    """An ONNX graph on ONNX Runtime's CPU provider."""
+def onnx_session(path: Path, threads: int = 0) -> Any:
+    """An ONNX Runtime CPU session whose idle workers sleep instead of spinning: spinning took
+    the cores from the next forward and from torch beside it (benchmarks/README.md, serving)."""
     try:
         import onnxruntime as ort
     except ImportError:
         raise missing_extra("onnxruntime") from None
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    for pool in SPINNING_OPTIONS:
+        options.add_session_config_entry(pool, "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+SPINNING_OPTIONS = ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning")
+
+
+def onnx_engine(path: Path, threads: int = 0, names: Sequence[str] = INPUT_NAMES) -> Engine:
+    """An ONNX graph on ONNX Runtime's CPU provider."""
+    session = onnx_session(path, threads)
 
     def run(inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
         out = session.run(None, {name: inputs[name] for name in names})
@@ -93,15 +104,26 @@ def engine_info(fmt: str, bf16: bool = False, threads: int = 0) -> dict[str, Any
 
 
 def request_inputs(
-    signature: dict[str, Any], candidates: int, history: int
+    signature: dict[str, Any], candidates: int, history: int, model: dict[str, Any] | None = None
 ) -> dict[str, np.ndarray]:
-    """One request's padded inputs of `signature`'s shapes (ids 1, full histories): what the
-    forward costs does not depend on the ids."""
+    """One request's padded inputs of `signature`'s shapes with full histories, its item and
+    category ids drawn (seeded) from `model`'s vocabularies (ids 1 without one; other fields
+    1). The ids move the cost: ONNX Runtime took 10 ms on all-ones ids and 20 ms on varied ones
+    (the signs after the first layer), torch the same on both."""
     sizes = {"R": 1, "C": candidates, "T": history}
+    highs = {
+        "item": int((model or {}).get("n_items", 1)),
+        "cate": int((model or {}).get("n_cates", 1)),
+    }
+    rng = np.random.default_rng(0)
     out = {}
     for spec in signature["inputs"]:
         shape = [sizes.get(axis, axis) for axis in spec["shape"]]
-        out[spec["name"]] = np.ones(shape, dtype=spec["dtype"])
+        kind = spec["name"].rsplit("_", 1)[-1]  # hist_item → item
+        if kind in highs and spec["name"] != "hist_len":
+            out[spec["name"]] = rng.integers(1, highs[kind] + 1, shape).astype(spec["dtype"])
+        else:
+            out[spec["name"]] = np.ones(shape, dtype=spec["dtype"])
     out["hist_len"] = np.full(1, history, dtype=np.int64)
     return out
 
@@ -145,7 +167,10 @@ def unit_dims(cfg: dict[str, Any]) -> tuple[int, tuple[int, ...]]:
 
 
 def engine_speeds(
-    engines: dict[str, Engine], signature: dict[str, Any], repeats: int = 5
+    engines: dict[str, Engine],
+    signature: dict[str, Any],
+    model: dict[str, Any] | None = None,
+    repeats: int = 5,
 ) -> dict[str, Any]:
     """Each engine's median ms per request of REQUEST_SHAPE on this machine, as a bundle
     records it (`speed`): the threads, the CPU's instruction sets and the fastest engine."""
@@ -153,7 +178,8 @@ def engine_speeds(
 
     from dinctl.training.device import cpu_features
 
-    inputs = request_inputs(signature, REQUEST_SHAPE["candidates"], REQUEST_SHAPE["history"])
+    c, t = REQUEST_SHAPE["candidates"], REQUEST_SHAPE["history"]
+    inputs = request_inputs(signature, c, t, model)
     ms = {name: time_engine(engine, inputs, repeats) for name, engine in engines.items()}
     return {
         "request": dict(REQUEST_SHAPE),

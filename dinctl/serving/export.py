@@ -16,6 +16,7 @@ from typing import Any
 
 from dinctl.errors import DinctlError
 from dinctl.fsutil import check_disjoint, json_fields
+from dinctl.models.layers import relu_form_prelu
 from dinctl.serving import bundle
 from dinctl.serving.dataset_tables import (
     dataset_info,
@@ -122,7 +123,7 @@ def write_model(scorer: RequestScorer, fmt: str, path: Path) -> None:
         raise missing_extra(err.name or "onnx") from None
     outputs = ["logits", "attention"] if scorer.has_attention else ["logits"]
     try:
-        with quiet_exporter():
+        with quiet_exporter(), relu_form_prelu():
             onnx_program = torch.onnx.export(
                 scorer,
                 args,
@@ -164,7 +165,8 @@ def export_run(
         else:
             engine = exported_engine(model_file, names)
         worst, n = check_parity(engine, run, ds)
-        speed = engine_speeds({"eager": eager_engine(scorer), fmt: engine}, scorer.signature())
+        engines = {"eager": eager_engine(scorer), fmt: engine}
+        speed = engine_speeds(engines, scorer.signature(), run.model_config)
         values = values_frame(ds) if not ds.schema.is_basic else None
         users = user_histories(ds, run.config.max_len)
         bundle.write_tables(tmp, items_with_fields(ds), users, ds.schema, values)

@@ -156,7 +156,8 @@ def measure_speed(model: ServingModel, repeats: int = 5) -> dict[str, Any]:
     """The engine's milliseconds per request of REQUEST_SHAPE and the floor at that shape
     (the same threads): a start-up measurement for the log."""
     c, t = REQUEST_SHAPE["candidates"], REQUEST_SHAPE["history"]
-    engine_ms = time_engine(model.engine, request_inputs(model.info["signature"], c, t), repeats)
+    inputs = request_inputs(model.info["signature"], c, t, model.info.get("model"))
+    engine_ms = time_engine(model.engine, inputs, repeats)
     dim, hidden = unit_dims(model.info.get("model", {}))
     floor = unit_floor_ms(c, t, dim, hidden, repeats)
     return {**REQUEST_SHAPE, "engine_ms": engine_ms, "floor_ms": floor, "ratio": engine_ms / floor}
