@@ -32,17 +32,19 @@ from dinctl.training.sharded import check_sharded_config
 
 # PReLU (no batch statistics) and SGD (updates add up): a sharded run is the unsharded run
 # up to float summation order. A large lr, init and λ, so that the tables (and MBA's pull on
-# them) move far beyond float noise: the item table moves by ~0.5 over the 2 epochs.
+# them) move far beyond float noise: the item table moves by ~0.03 over the 2 epochs. At lr 2
+# they moved further but the two runs' rounding gap grew chaotically in the second epoch
+# (1e-7 to 7e-5 in the loss within 5 steps, 1e-3 in the valid log loss); at lr 1 it stays ~1e-7.
 SETTINGS: dict[str, Any] = {
     "batch_size": 256,
     "emb_dim": 8,
     "optimizer": "sgd",
-    "lr": 2.0,
+    "lr": 1.0,
     "emb_init_std": 0.3,
     "log_every": 1,
     "act": "prelu",
-    # the layout these tolerances were measured on (the defaults before #20): at lr 2 the
-    # rounding gap between the two runs grows chaotically, and faster under α 0 / Xavier
+    # the layout these tolerances were measured on (the defaults before #20): the rounding gap
+    # between the two runs grows faster under α 0 / Xavier
     "dice_alpha_init": 0.25,
     "linear_init": "torch",
     "reg": "mba",
@@ -120,13 +122,13 @@ def test_sharded_two_ranks_match_one_unsharded_process(
     for name, value in want.items():
         assert got[name].shape == value.shape, name
         gap = float((got[name].float() - value.float()).abs().max())
-        # float rounding, grown over 2 epochs at lr 2 (per-step losses agree to ~1e-7 until the
-        # last steps); the tables moved by ~0.5, so this still tells a sharded run from another
+        # float rounding, grown over 2 epochs (per-step losses agree to ~1e-7); the tables moved
+        # by ~0.03, 60x this bound, so this still tells a sharded run from another
         assert gap < 5e-4, f"{name} differs by {gap}"
     torch.manual_seed(SETTINGS["seed"])  # the model both runs started from
     start = build_model(read_run_config(two_dir).model).state_dict()
     for name in ("emb.item.weight", "emb.cate.weight"):
-        assert float((got[name] - start[name]).abs().max()) > 0.05  # the tables did move
+        assert float((got[name] - start[name]).abs().max()) > 0.02  # the tables did move
 
 
 @pytest.mark.slow
