@@ -380,13 +380,14 @@ def prepare_data(args: argparse.Namespace, tmp: Path) -> Path:
 
 
 def _dinctl_defaults() -> str:
-    """dinctl's default settings, hashed: a cached `train` result made under other defaults
-    (the same flags meant another model then) is not reused."""
+    """dinctl's default settings (the config's, the recipes', the λs), hashed: a cached `train`
+    result made under other defaults (the same flags meant another model then) is not reused."""
     from dataclasses import asdict
 
-    from dinctl.training.config import TrainConfig
+    from dinctl.training.config import RECIPE_DEFAULTS, REG_LAMBDA_DEFAULTS, TrainConfig
 
-    text = json.dumps(asdict(TrainConfig()), sort_keys=True, default=str)
+    defaults = [asdict(TrainConfig()), RECIPE_DEFAULTS, REG_LAMBDA_DEFAULTS]
+    text = json.dumps(defaults, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

@@ -222,6 +222,12 @@ def sandbox(tmp: Path) -> Iterator[tuple[Path, dict[str, str], str]]:
             "PYTHONPATH": str(ROOT),
             "PYTHONUNBUFFERED": "1",  # stdout and stderr interleave as on a terminal
             "OMP_NUM_THREADS": "1",
+            # the same float kernels on every x86-64 CPU with AVX2, so a training figure on the
+            # pages is the one CI prints: ATen's, MKL's and oneDNN's AVX-512 paths round
+            # differently (a sample table's AUC moved 0.004 between an AVX-512 machine and CI)
+            "ATEN_CPU_CAPABILITY": "avx2",
+            "MKL_CBWR": "AVX2",
+            "ONEDNN_MAX_CPU_ISA": "AVX2",
             "COLUMNS": "100",  # `--help` is laid out for a 100-column terminal
             "DINCTL_README_MIRROR": base,
             "DINCTL_README_MD5": md5,

@@ -19,12 +19,13 @@ def test_fast_recipe_is_the_default() -> None:
     assert (cfg.model, cfg.act, cfg.reg, cfg.emb_dim, cfg.max_len) == (
         "din",
         "prelu",
-        "none",
+        "mba",
         64,
         100,
     )
+    assert cfg.reg_lambda == 1.0  # the fast recipe's MBA λ
     assert cfg.data == "data/amazon"
-    assert cfg.out.startswith("runs/din-prelu-none-")
+    assert cfg.out.startswith("runs/din-prelu-mba-")
 
 
 def test_act_dice_is_the_layout_real_data_chose_and_the_paper_recipe_keeps_the_dice_tower() -> None:
@@ -51,6 +52,18 @@ def test_paper_recipe_matches_the_authors_code() -> None:
         assert cfg.lr_at(4 * per_epoch, per_epoch) == pytest.approx(0.1)
     old = TrainConfig(**{**cfg.to_dict(), "lr_decay_step": 336_000})  # a run of an older version
     assert old.lr_at(335_999, 100) == 1.0 and old.lr_at(336_000, 100) == pytest.approx(0.1)
+
+
+def test_reg_and_its_lambda_come_from_the_recipe_unless_given() -> None:
+    fast, paper = resolve_config({}, None), resolve_config({"recipe": "paper"}, None)
+    assert (fast.reg, fast.reg_lambda) == ("mba", 1.0)  # chosen on real data (benchmarks)
+    assert (paper.reg, paper.reg_lambda) == ("none", 0.0)
+    assert resolve_config({"recipe": "paper", "reg": "mba"}, None).reg_lambda == 0.01  # §6.5
+    assert resolve_config({"reg": "difacto"}, None).reg_lambda == 0.01
+    assert resolve_config({"reg": "none"}, None).reg_lambda == 0.0
+    assert resolve_config({"reg_lambda": 0.3}, None).reg_lambda == 0.3
+    off = resolve_config({"reg": "none", "recipe": "fast"}, None)
+    assert off.out.startswith("runs/din-prelu-none-")
 
 
 def test_toml_overrides_recipe_and_flags_override_toml(tmp_path: Path) -> None:

@@ -38,7 +38,10 @@ _RECIPES = (
     "histories: add --max-len 100 on long-history data such as MovieLens); fast: Adam 1e-3, "
     "batch 256. Both train up to --epochs with --patience."
 )
-_LAMBDAS = ", ".join(f"{k} {v:g}" for k, v in REG_LAMBDA_DEFAULTS.items() if v)
+_LAMBDAS = "; ".join(
+    f"{recipe}: " + ", ".join(f"{k} {v:g}" for k, v in lambdas.items() if v)
+    for recipe, lambdas in REG_LAMBDA_DEFAULTS.items()
+)
 
 # name → (panel, help, shown default when it is not the config's or the recipes')
 OPTIONS: dict[str, tuple[str, str, str | None]] = {
