@@ -105,7 +105,8 @@ def command(run: str, args: argparse.Namespace, out: Path) -> list[str]:
     train = [
         "-m", "dinctl", "train", "--data", str(args.data), "--out", str(out), "--json",
         "--device", "cpu", "--optimizer", "sgd", "--lr", str(args.lr), "--act", "prelu",
-        "--reg", "mba", "--emb-dim", str(args.emb_dim), "--batch-size", str(args.batch_size),
+        "--reg", "mba", "--reg-lambda", str(args.reg_lambda), "--emb-dim", str(args.emb_dim),
+        "--batch-size", str(args.batch_size),
         "--epochs", str(args.epochs), "--log-every", "20", "--seed", str(args.seed),
         "--threads", "1", "--config", str(eval_config(args)),
     ]  # fmt: skip
@@ -162,6 +163,8 @@ def main() -> None:
     # validation's activations at 4096 rows x 100 behaviours are ~130 MB of every run's peak
     p.add_argument("--eval-batch-size", type=int, default=1024)
     p.add_argument("--lr", type=float, default=0.5)
+    # §6.5's λ, spelled out: the fast recipe's default MBA λ (1) is tuned for Adam, not SGD
+    p.add_argument("--reg-lambda", type=float, default=0.01)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--seed", type=int, default=23)
     args = p.parse_args()

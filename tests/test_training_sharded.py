@@ -220,18 +220,18 @@ def test_refused_sharded_settings_name_what_is_allowed(
 def test_block_init_does_not_depend_on_how_the_rows_are_sharded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from dinctl.training import sharded
+    from dinctl.training import initial
 
-    monkeypatch.setattr(sharded, "INIT_BLOCK_ROWS", 4)
+    monkeypatch.setattr(initial, "INIT_BLOCK_ROWS", 4)
     whole = torch.full((11, 3), float("nan"))
-    sharded.block_init([(0, whole)], "emb__item", 0.5, seed=3)
+    initial.block_init([(0, whole)], "emb__item", 0.5, seed=3)
     parts = [torch.full((6, 3), float("nan")), torch.full((5, 3), float("nan"))]
-    sharded.block_init([(0, parts[0]), (6, parts[1])], "emb__item", 0.5, seed=3)
+    initial.block_init([(0, parts[0]), (6, parts[1])], "emb__item", 0.5, seed=3)
     assert torch.equal(torch.cat(parts), whole)
     assert torch.equal(whole[0], torch.zeros(3))  # padding row
     assert 0.2 < float(whole[1:].std()) < 0.8  # N(0, 0.5²) rows, every one drawn
     other = torch.empty(11, 3)
-    sharded.block_init([(0, other)], "emb__cate", 0.5, seed=3)  # another table: other rows
+    initial.block_init([(0, other)], "emb__cate", 0.5, seed=3)  # another table: other rows
     assert not torch.equal(other[1:], whole[1:])
 
 
@@ -334,6 +334,30 @@ def test_every_schema_table_is_sharded_and_scores_like_the_unsharded_model(one_r
         # padding is no learned row: it reads as zero and row 0 of every table stays zero
         for name in names:
             assert not plain.get_submodule(name).weight[0].any()
+
+
+def test_beyond_the_exact_init_budget_the_unsharded_run_starts_where_the_sharded_one_does(
+    one_rank: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tables too large to build whole are block-drawn on every path, so an unsharded run and
+    a sharded one (any world size) start from the same model and train alike."""
+    from dinctl.training import initial
+    from dinctl.training.sharded import full_state_dict
+
+    for small_budget in (False, True):
+        if small_budget:  # the schema model's tables (~1.5 KB) are now "too large"
+            monkeypatch.setattr(initial, "EXACT_INIT_BYTES", 0)
+        sharded, _, _ = sharded_parts_for(5, one_rank)
+        start = whole(full_state_dict(sharded, one_rank))
+        plain = initial.seeded_model(schema_config(), 5, emb_init_std=0.5)
+        want = plain.state_dict()
+        assert sorted(start) == sorted(want)
+        for name, value in want.items():
+            torch.testing.assert_close(start[name], value, rtol=0, atol=0, msg=name)
+    torch.manual_seed(5)  # the block-drawn start is not the model's own draw
+    own = build_model(schema_config()).state_dict()
+    assert not torch.equal(own["emb.item.weight"], want["emb.item.weight"])
+    assert torch.equal(want["emb.item.weight"][0], torch.zeros(4))  # padding row
 
 
 def test_fused_row_wise_adagrad_state_survives_a_checkpoint(one_rank: Any) -> None:

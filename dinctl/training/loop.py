@@ -41,6 +41,7 @@ from dinctl.training.checkpoint import (
 )
 from dinctl.training.config import TrainConfig, resolve_config
 from dinctl.training.device import amp_device, resolve_device, thread_policy
+from dinctl.training.initial import seeded_model
 from dinctl.training.optim import make_optimizers, set_lr, use_sparse_grads
 from dinctl.training.predict import predict_proba, to_device
 from dinctl.training.progress import Progress, epoch_line
@@ -304,8 +305,6 @@ def setup_model(
     cfg: TrainConfig, data: Data, device: torch.device, info: distributed.DistInfo
 ) -> Parts:
     """The seeded model (a `--reg filter` map filled), its optimisers and regulariser."""
-    from dinctl.models import build_model
-
     rc = run_config(cfg, data.ds)
     if cfg.shard_embeddings:  # builds the model without whole tables (training/sharded.py)
         reg_rng = torch.Generator().manual_seed(cfg.seed * 7919 + info.rank)
@@ -321,8 +320,7 @@ def setup_model(
             reg_rng=reg_rng,
             sharded=shards,
         )
-    torch.manual_seed(cfg.seed)
-    model = build_model(rc.model)
+    model = seeded_model(rc.model, cfg.seed, cfg.emb_init_std)  # as a sharded run starts
     fill_item_filter(model, cfg, torch.from_numpy(data.ds.item_freq))
     model.to(device).train()
     reg_rng = torch.Generator().manual_seed(cfg.seed * 7919 + info.rank)

@@ -21,9 +21,8 @@ import itertools
 import logging
 import math
 import warnings
-import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -36,6 +35,13 @@ from dinctl.models.config import ModelConfig
 from dinctl.training import distributed as D
 from dinctl.training.checkpoint import StreamedTensor, load_model_state
 from dinctl.training.config import TrainConfig
+from dinctl.training.initial import (
+    block_init,
+    config_table_shapes,
+    drawn_whole,
+    one_row_config,
+    table_key,
+)
 from dinctl.training.optim import adam
 from dinctl.training.regularizers import (
     NoPenalty,
@@ -50,9 +56,6 @@ from dinctl.training.state import Parts
 # what TorchRec's fused (FBGEMM) kernels offer per device; "adagrad" is row-wise Adagrad there
 SHARDED_OPTIMIZERS = {"cpu": ("sgd", "adagrad"), "cuda": ("sgd", "adagrad", "adam")}
 SHARDED_REGULARIZERS = ("none", "mba", "dropout")
-EXACT_INIT_BYTES = 1 << 28  # tables up to 256 MiB start as the unsharded run's (built whole)
-INIT_BLOCK_ROWS = 1 << 20  # beyond, rows are drawn per block of this many (block_init)
-INIT_PIECE_ROWS = 1 << 14  # ... a piece of this many rows at a time (divides INIT_BLOCK_ROWS)
 INSTALL_HINT = "install the scale extra: `make install-scale` (see docs/scale.md)"
 
 
@@ -132,20 +135,6 @@ class ShardedTable(nn.Embedding):
         return out.index_copy(0, where, found).view(*ids.shape, self.embedding_dim)
 
 
-def table_key(path: str) -> str:
-    """TorchRec's table/feature name for the module at `path` ("emb.item" → "emb__item")."""
-    return path.replace(".", "__")
-
-
-def table_shapes(model: nn.Module) -> dict[str, tuple[int, int]]:
-    """(rows, dim) of every `nn.Embedding` of `model`, by module path."""
-    return {
-        path: (m.num_embeddings, m.embedding_dim)
-        for path, m in model.named_modules()
-        if type(m) is nn.Embedding and path
-    }
-
-
 def swap_tables(model: nn.Module, shapes: dict[str, tuple[int, int]]) -> None:
     """Replace the `nn.Embedding` at each path of `shapes` by a `ShardedTable` of that shape."""
     for path, (rows, dim) in shapes.items():
@@ -159,54 +148,20 @@ def build_for_sharding(
 ) -> tuple[nn.Module, dict[str, tuple[int, int]], dict[str, torch.Tensor] | None]:
     """The model to shard, its tables' shapes, and their initial weights.
 
-    Up to `EXACT_INIT_BYTES` of tables the model is built whole from `seed`, so a sharded run
-    starts exactly where the unsharded one does (weights returned). Beyond, no rank may hold a
-    whole table: the dense layers come from a model with one-row tables (so they start
-    elsewhere than unsharded) and each rank draws its own rows (`block_init`; None returned).
+    Up to `EXACT_INIT_BYTES` of tables the model is built whole from `seed` (weights
+    returned). Beyond, no rank may hold a whole table: the dense layers come from the seeded
+    model with one-row tables and each rank draws its own rows (`block_init`; None returned),
+    as the unsharded run starts too (`initial.seeded_model`).
     """
     from dinctl.models import build_model
 
-    with torch.device("meta"):
-        shapes = table_shapes(build_model(config))
+    shapes = config_table_shapes(config)
     torch.manual_seed(seed)
-    if sum(rows * dim * 4 for rows, dim in shapes.values()) <= EXACT_INIT_BYTES:
+    if drawn_whole(shapes):
         model = build_model(config)
         weights = {p: model.get_submodule(p).state_dict()["weight"] for p in shapes}
         return model, shapes, weights
-    one = [(name, 1) for name, _ in config.behaviour_fields]
-    small = replace(
-        config,
-        n_items=1,
-        n_cates=1,
-        wide_buckets=1,
-        behaviour_fields=tuple(one),
-        user_fields=tuple((name, 1) for name, _ in config.user_fields),
-        context_fields=tuple((name, 1) for name, _ in config.context_fields),
-    )
-    return build_model(small), shapes, None
-
-
-@torch.no_grad()
-def block_init(shards: list[tuple[int, torch.Tensor]], key: str, std: float, seed: int) -> None:
-    """N(0, std²) rows drawn per block of `INIT_BLOCK_ROWS` rows from a generator of (seed,
-    table, block), so a row's start does not depend on the world size; row 0 (padding) zero.
-    A block is drawn `INIT_PIECE_ROWS` rows at a time (the same numbers as drawing it whole:
-    torch draws normals in groups of 16 values), so the transient memory is one piece."""
-    salt = zlib.crc32(key.encode())
-    drawn = torch.empty(0)
-    for first, rows in shards:
-        end = first + rows.shape[0]
-        for block in range(first // INIT_BLOCK_ROWS, (end - 1) // INIT_BLOCK_ROWS + 1):
-            g = torch.Generator().manual_seed((seed * 1_000_003 + salt) * 65_537 + block)
-            lo = block * INIT_BLOCK_ROWS
-            for piece in range(lo, min(end, lo + INIT_BLOCK_ROWS), INIT_PIECE_ROWS):
-                # drawn even before `first`: the generator must pass those rows' numbers
-                drawn = torch.randn(INIT_PIECE_ROWS, rows.shape[1], generator=g, out=drawn)
-                a, b = max(first, piece), min(end, piece + INIT_PIECE_ROWS)
-                if a < b:
-                    rows[a - first : b - first].copy_(drawn[a - piece : b - piece]).mul_(std)
-        if first == 0 and rows.shape[0]:
-            rows[0].zero_()
+    return build_model(one_row_config(config)), shapes, None
 
 
 def fused_optimizer_class(name: str) -> tuple[type[torch.optim.Optimizer], dict[str, Any]]:
