@@ -80,7 +80,8 @@ def torchrun(nproc: int, args: list[str]) -> dict[str, Any]:
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # the head too: a rank's own message comes before torchrun's report of its failure
+    assert proc.returncode == 0, proc.stderr[:2000] + "\n…\n" + proc.stderr[-3000:]
     return json.loads(proc.stdout)  # type: ignore[no-any-return]
 
 

@@ -7,6 +7,7 @@ CPU), even at world size 1. A plain `dinctl train` never touches torch.distribut
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -55,8 +56,16 @@ def init_from_env(device_type: str) -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, True)
 
 
-def shutdown(info: DistInfo) -> None:
+def shutdown(info: DistInfo, *, finished: bool = False) -> None:
+    """Leave the process group. After a run that `finished` on every rank, the ranks first
+    meet (no rank tears its connections down while another still sends), and on every path
+    the job's objects are collected first: DDP's and TorchRec's modules hold the group and
+    its pending work, and gloo aborts the process ("terminate called without an active
+    exception") when those die during interpreter finalisation instead."""
     if info.enabled and dist.is_initialized():
+        if finished:
+            dist.barrier()
+        gc.collect()
         dist.destroy_process_group()
 
 

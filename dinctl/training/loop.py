@@ -142,14 +142,17 @@ def train(
     """
     device = resolve_device(cfg.device)
     info = distributed.init_from_env(device.type)
+    finished = False
     try:
         with thread_policy(cfg.threads):
             cfg, device = _join_job(cfg, device, info)
             with _run_lock(Path(cfg.out), info):
                 report = reporter if info.is_main else SILENT
-                return _train(cfg, device, info, resume, report, on_step)
+                result = _train(cfg, device, info, resume, report, on_step)
+                finished = True
+                return result
     finally:
-        distributed.shutdown(info)
+        distributed.shutdown(info, finished=finished)
 
 
 def _run_lock(run_dir: Path, info: distributed.DistInfo) -> contextlib.AbstractContextManager[Any]:
