@@ -62,20 +62,29 @@ def one_row_config(config: ModelConfig) -> ModelConfig:
     )
 
 
-def seeded_model(config: ModelConfig, seed: int, emb_init_std: float) -> nn.Module:
-    """The unsharded run's starting model: the sharded runs' start (see the module's text)."""
+def starting_model(
+    config: ModelConfig, seed: int
+) -> tuple[nn.Module, dict[str, tuple[int, int]], bool]:
+    """(the model a run starts from, its tables' shapes, whether its tables are drawn with it):
+    the whole model built from `seed`, or beyond `EXACT_INIT_BYTES` the seeded model with
+    one-row tables, whose dense layers are the start (the tables are then `block_init`'s)."""
     shapes = config_table_shapes(config)
     torch.manual_seed(seed)
     if drawn_whole(shapes):
-        return build_model(config)
-    dense = build_model(one_row_config(config)).state_dict()
-    model = build_model(config)
-    own = model.state_dict()
-    tables = {f"{path}.weight" for path in shapes}
-    model.load_state_dict(
-        {k: v for k, v in dense.items() if k not in tables and v.shape == own[k].shape},
-        strict=False,
-    )
+        return build_model(config), shapes, True
+    return build_model(one_row_config(config)), shapes, False
+
+
+def seeded_model(config: ModelConfig, seed: int, emb_init_std: float) -> nn.Module:
+    """The unsharded run's starting model: the sharded runs' start (see the module's text)."""
+    start, shapes, whole = starting_model(config, seed)
+    if whole:
+        return start
+    model = build_model(config)  # its own draws are replaced: dense from `start`, tables below
+    own, tables = model.state_dict(), {f"{path}.weight" for path in shapes}
+    dense = {k: v for k, v in start.state_dict().items() if k not in tables}
+    # vocabulary-sized buffers (the item filter's map) keep the full model's
+    model.load_state_dict({k: v for k, v in dense.items() if v.shape == own[k].shape}, strict=False)
     with torch.no_grad():
         for path in shapes:
             table = model.get_submodule(path)

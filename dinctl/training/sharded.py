@@ -35,13 +35,7 @@ from dinctl.models.config import ModelConfig
 from dinctl.training import distributed as D
 from dinctl.training.checkpoint import StreamedTensor, load_model_state
 from dinctl.training.config import TrainConfig
-from dinctl.training.initial import (
-    block_init,
-    config_table_shapes,
-    drawn_whole,
-    one_row_config,
-    table_key,
-)
+from dinctl.training.initial import block_init, starting_model, table_key
 from dinctl.training.optim import adam
 from dinctl.training.regularizers import (
     NoPenalty,
@@ -146,22 +140,13 @@ def swap_tables(model: nn.Module, shapes: dict[str, tuple[int, int]]) -> None:
 def build_for_sharding(
     config: ModelConfig, seed: int
 ) -> tuple[nn.Module, dict[str, tuple[int, int]], dict[str, torch.Tensor] | None]:
-    """The model to shard, its tables' shapes, and their initial weights.
-
-    Up to `EXACT_INIT_BYTES` of tables the model is built whole from `seed` (weights
-    returned). Beyond, no rank may hold a whole table: the dense layers come from the seeded
-    model with one-row tables and each rank draws its own rows (`block_init`; None returned),
-    as the unsharded run starts too (`initial.seeded_model`).
-    """
-    from dinctl.models import build_model
-
-    shapes = config_table_shapes(config)
-    torch.manual_seed(seed)
-    if drawn_whole(shapes):
-        model = build_model(config)
-        weights = {p: model.get_submodule(p).state_dict()["weight"] for p in shapes}
-        return model, shapes, weights
-    return build_model(one_row_config(config)), shapes, None
+    """The model to shard, its tables' shapes, and their initial weights: those of the model
+    built whole from `seed` when its tables are small enough (`initial.starting_model`), else
+    None, and each rank draws its own rows (`block_init`), as the unsharded run starts too."""
+    model, shapes, whole = starting_model(config, seed)
+    if not whole:
+        return model, shapes, None
+    return model, shapes, {p: model.get_submodule(p).state_dict()["weight"] for p in shapes}
 
 
 def fused_optimizer_class(name: str) -> tuple[type[torch.optim.Optimizer], dict[str, Any]]:
