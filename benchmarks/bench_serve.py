@@ -7,8 +7,9 @@ categories); every request has 200 candidates and a 100-behaviour history (issue
   * floor: the activation unit's two layers as bare fp32 matmuls over every (candidate,
     behaviour) pair, C·T·E·H1 = 200·100·128·80 and C·T·H1·H2 (·80·40), same threads; every
     latency is also printed as a ratio to its p50, so the figures carry over between machines;
-  * in-process: encode + pad + forward per engine (eager fp32, torch.export, ONNX Runtime, and
-    eager bf16 only on a CPU with native bf16), p50/p99/p99.9;
+  * in-process: encode + pad + forward per engine (eager fp32 with the activation unit's fused
+    kernel, the same with the torch ops, torch.export, ONNX Runtime, and eager bf16 only on a
+    CPU with native bf16), p50/p99/p99.9;
   * request path: per-stage medians (µs) of what POST /score does besides the forward, the fast
     path (orjson, plain-shape check, pre-encoded response) against the pydantic reference;
   * HTTP: `dinctl serve` in a subprocess on 127.0.0.1, keep-alive http.client clients with
@@ -24,6 +25,7 @@ categories); every request has 200 candidates and a 100-behaviour history (issue
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import http.client
 import json
 import os
@@ -51,6 +53,7 @@ sys.path.insert(0, str(ROOT))
 from gpu_check import synthetic_dataset  # noqa: E402
 
 from dinctl.data.store import load_dataset  # noqa: E402
+from dinctl.models.fused_unit import ENV_SWITCH  # noqa: E402
 from dinctl.serving.engines import unit_dims  # noqa: E402
 from dinctl.serving.export import export_run  # noqa: E402
 from dinctl.serving.runtime import ServingModel, open_serving  # noqa: E402
@@ -170,6 +173,22 @@ def in_process(engines: dict[str, ServingModel], reqs: list[Any]) -> Any:
         diff = max(float(np.abs(a - b).max()) for a, b in zip(scores, ref, strict=True))
         out[name]["max_abs_score_diff_vs_first"] = diff
     return out
+
+
+def torch_ops(model: ServingModel) -> ServingModel:
+    """The eager engine with the activation unit's fused kernel switched off: the torch ops
+    it replaces, measured beside it."""
+    engine = model.engine
+
+    def run(inputs: dict[str, np.ndarray]) -> Any:
+        os.environ[ENV_SWITCH] = "0"
+        try:
+            return engine(inputs)
+        finally:
+            del os.environ[ENV_SWITCH]
+
+    info = {**model.info, "engine": {**model.info["engine"], "unit": "torch ops"}}
+    return dataclasses.replace(model, engine=run, info=info)
 
 
 def request_path(model: ServingModel, reqs: list[Any]) -> dict[str, dict[str, float]]:
@@ -474,6 +493,7 @@ def main() -> None:
         n_items = load_dataset(root / "data").n_items
         engines = {
             "eager fp32": open_serving(run_dir),
+            "eager fp32, torch ops": torch_ops(open_serving(run_dir)),
             "torch.export": open_serving(sources["torch"]),
             "onnx": open_serving(sources["onnx"], threads=args.threads),
         }

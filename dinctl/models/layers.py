@@ -7,8 +7,9 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Protocol
+from typing import Protocol, cast
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -256,6 +257,9 @@ class ActivationUnit(nn.Module):
         broadcast by `matmul` from a literal size-1 axis (reshaping keys expanded to (R·C, T, E)
         specialised C = 1 in the export); the exported graph holds for every C, T ≥ 1
         (tests/test_models_servable.py)."""
+        fused = None if _BF16_PAIRS.get() or self.training else self._fused(queries, keys)
+        if fused is not None:  # the same scores from one CPU kernel per block of candidates
+            return fused  # (N, C)
         w1, w2, w3, w4 = self.first.weight.split(self.dim, dim=1)  # each (H, E)
         r, t = history.shape
         c, e, h = queries.shape[1], self.dim, self.first.out_features
@@ -269,6 +273,41 @@ class ActivationUnit(nn.Module):
         pre = pre.add_(per_query.unsqueeze(2).to(low)).float()  # (R, C, T, H), in place
         scores = self.rest(self.first_act(pre.view(r * c * t, h))).view(r, c, t)
         return scores.transpose(1, 2).reshape(r * t, c)  # (N, C)
+
+
+    def _fused(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor | None:
+        """`_padded`'s scores from dinctl/models/fused_unit.py's kernel, or None where it does
+        not apply: not two hidden layers, an activation it does not compute, or inputs it
+        cannot take (gradients, not float32 on the CPU, while exporting; numba missing)."""
+        import dinctl.models.fused_unit as fused_unit  # numba loads only where this runs
+
+        if len(self.rest.linears) != 1 or not fused_unit.ready(queries, keys):
+            return None
+        second = cast(nn.Linear, self.rest.linears[0])
+        acts = (
+            kernel_activation(self.first_act, second.in_features),
+            kernel_activation(self.rest.acts[0], second.out_features),
+        )
+        if acts[0] is None or acts[1] is None:
+            return None
+        layers = fused_unit.UnitLayers(self.first, acts[0], second, acts[1], self.rest.out)
+        return fused_unit.unit_scores(layers, queries, keys)
+
+
+def kernel_activation(act: nn.Module, width: int) -> tuple[int, np.ndarray] | None:
+    """An activation of `width` channels as the fused unit's kernel takes it, (kind, table),
+    None for one it does not compute."""
+    import dinctl.models.fused_unit as fused_unit
+
+    if isinstance(act, PReLU):
+        return fused_unit.PRELU, fused_unit.activation_table(width, act.alpha)
+    if isinstance(act, Dice):  # eval: the running statistics, Eq. (9)
+        stats = (act.running_mean, act.running_var, act.eps)
+        return fused_unit.DICE, fused_unit.activation_table(width, act.alpha, *stats)
+    if isinstance(act, _ReLU | _Sigmoid):  # their tables are unused (ReLU is PReLU at α = 0)
+        kind = fused_unit.PRELU if isinstance(act, _ReLU) else fused_unit.SIGMOID
+        return kind, fused_unit.activation_table(width)
+    return None
 
 
 def embeddings(tables: nn.ModuleList) -> list[nn.Embedding]:

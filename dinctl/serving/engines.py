@@ -93,14 +93,20 @@ def onnx_engine(path: Path, threads: int = 0, names: Sequence[str] = INPUT_NAMES
 
 
 def engine_info(fmt: str, bf16: bool = False, threads: int = 0) -> dict[str, Any]:
-    """What runs the forward: the engine's name, its precision and intra-op threads."""
+    """What runs the forward: the engine's name, its precision, intra-op threads and, eager,
+    whether the activation unit runs as one kernel (dinctl/models/fused_unit.py)."""
     import torch
 
-    return {
+    info: dict[str, Any] = {
         "name": ENGINE_NAMES[fmt],
         "precision": "bf16 matmul" if bf16 else "fp32",
         "threads": threads if (threads > 0 and fmt == "onnx") else torch.get_num_threads(),
     }
+    if fmt == "eager":
+        import dinctl.models.fused_unit as fused_unit
+
+        info["unit"] = "fused kernel" if fused_unit.available() and not bf16 else "torch ops"
+    return info
 
 
 def request_inputs(

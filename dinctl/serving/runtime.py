@@ -168,6 +168,8 @@ def describe_engine(model: ServingModel, speed: dict[str, Any] | None = None) ->
     against the other engine the bundle's export timed."""
     eng = model.info.get("engine", {})
     line = f"engine: {eng.get('name')} {eng.get('precision')}, {eng.get('threads')} threads"
+    if eng.get("unit"):
+        line += f", activation unit: {eng['unit']}"
     if speed is not None:
         line += (
             f"; {speed['engine_ms']:.1f} ms per request of {speed['candidates']} candidates × "

@@ -1,0 +1,202 @@
+"""The activation unit's serving forward as one CPU kernel per block of candidates (numba).
+
+The padded (serving) layout scores every (candidate, behaviour) pair of a request. Written as
+torch ops, each step (the first layer's matmul, its bias, the activation, the second layer,
+its activation, the output) is a pass over (C·T, H) activations too large for the cache, and
+on a 2-core CPU those passes cost as much as the matmuls. Here each block of `BLOCK`
+candidates runs the whole unit while its activations are in the cache: the mixed weight
+(E, B·H1) (`ActivationUnit._padded`'s algebra), one BLAS matmul of the request's keys by it,
+the bias and activation in place, the second layer's matmul, its activation and the output
+dot product. The blocks are shared out between torch's intra-op thread count of threads (the
+kernel holds no GIL), so a server's lanes keep their share of the cores.
+
+It is used where it gives the same numbers as the torch ops, to float rounding: float32 on the
+CPU, no gradient, not while exporting, an activation unit of two hidden layers with PReLU /
+ReLU / Dice (eval) / sigmoid, numba installed (`pip install dinctl[serve]`), and
+DINCTL_FUSED_UNIT not 0. Anything else runs the torch ops.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+try:  # the serve extra; this module is imported only where the serving layout runs
+    import numba
+except ImportError:  # pragma: no cover - the suite installs it
+    numba = None  # type: ignore[assignment]
+
+ENV_SWITCH = "DINCTL_FUSED_UNIT"  # 0: always the torch ops
+BLOCK = 8  # candidates per block: 8 × (T·H1) activations stay in L2 (measured best of 4-50)
+PRELU, DICE, SIGMOID = 0, 1, 2  # activation kinds; ReLU is PReLU with α = 0
+
+
+def wanted() -> bool:
+    """Whether the switch allows the kernel (DINCTL_FUSED_UNIT, on unless 0)."""
+    return os.environ.get(ENV_SWITCH, "1").strip() != "0"
+
+
+def _jit(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """numba's compiled `fn` (compiled on first call, cached on disk), `fn` itself without it."""
+    return numba.njit(nogil=True, fastmath=True, cache=True)(fn) if numba is not None else fn
+
+
+def available() -> bool:
+    """Whether eager serving computes the unit with the kernel (numba installed, switch on)."""
+    return wanted() and numba is not None
+
+
+@dataclass(frozen=True)
+class UnitLayers:
+    """What the kernel computes: an activation unit's two hidden layers, their activations as
+    (kind, (3, H) table of α, mean, 1/√(var + ε)), and its output layer."""
+
+    first: nn.Linear  # over [e, v, e−v, e⊙v], (H1, 4E)
+    first_act: tuple[int, np.ndarray]
+    second: nn.Linear  # (H2, H1)
+    second_act: tuple[int, np.ndarray]
+    out: nn.Linear  # (1, H2)
+
+
+def ready(queries: torch.Tensor, keys: torch.Tensor) -> bool:
+    """Whether the kernel can take these inputs (see the module docstring)."""
+    if not available() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return False
+    if torch.is_grad_enabled() and (keys.requires_grad or queries.requires_grad):
+        return False
+    return keys.device.type == "cpu" and keys.dtype == queries.dtype == torch.float32
+
+
+def activation_table(
+    width: int,
+    alpha: torch.Tensor | None = None,
+    mean: torch.Tensor | None = None,
+    var: torch.Tensor | None = None,
+    eps: float = 0.0,
+) -> np.ndarray:
+    """(3, width) float32: α, the mean and 1/√(var + ε) (zeros where not given)."""
+    table = np.zeros((3, width), np.float32)
+    if alpha is not None:
+        table[0] = alpha.detach().float().numpy()
+    if mean is not None and var is not None:
+        table[1] = mean.detach().float().numpy()
+        table[2] = torch.rsqrt(var.detach().float() + eps).numpy()
+    return table
+
+
+def weights(layers: UnitLayers, e: int) -> tuple[Any, ...]:
+    """The kernel's weight arguments: the first layer split as `ActivationUnit._padded` does,
+    the second layer and output transposed to the kernel's layout, the activations' tables."""
+    w1, _, w3, w4 = layers.first.weight.detach().split(e, dim=1)  # each (H1, E)
+    second, out = layers.second, layers.out
+    return (
+        (w1 + w3).t().contiguous().numpy(),  # (E, H1)
+        w4.t().contiguous().numpy(),  # (E, H1)
+        second.weight.detach().t().contiguous().numpy(),  # (H1, H2)
+        second.bias.detach().contiguous().numpy(),  # (H2,)
+        out.weight.detach()[0].contiguous().numpy(),  # (H2,)
+        float(out.bias.detach()[0]),
+        layers.first_act[1],
+        layers.second_act[1],
+        layers.first_act[0],
+        layers.second_act[0],
+    )
+
+
+def unit_scores(layers: UnitLayers, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """Scores (R·T, C) of queries (R, C, E) against keys (R·T, E), as `_padded` returns them."""
+    r, c, e = queries.shape
+    t = keys.shape[0] // r
+    _, w2, w3, _ = layers.first.weight.detach().split(e, dim=1)  # each (H1, E)
+    with torch.no_grad():
+        per_query = torch.nn.functional.linear(queries, w2 - w3, layers.first.bias)  # (R, C, H1)
+    inputs = (
+        keys.detach().reshape(r, t, e).contiguous().numpy(),  # (R, T, E)
+        queries.detach().contiguous().numpy(),  # (R, C, E)
+        per_query.contiguous().numpy(),  # (R, C, H1)
+    )
+    out = np.empty((r, t, c), np.float32)
+    ranges = shares(r, c, torch.get_num_threads())
+    run_shares(_unit_blocks, (*inputs, *weights(layers, e), out), ranges)
+    return torch.from_numpy(out).view(r * t, c)  # (N, C)
+
+
+def shares(r: int, c: int, threads: int) -> list[tuple[int, int, int, int]]:
+    """(r0, r1, c0, c1) ranges for `threads` workers: requests split when there are enough of
+    them, else every request's candidates, in whole blocks where they can be."""
+    n = max(1, min(threads, max(r, -(-c // BLOCK))))
+    if r >= n:
+        cuts = [r * i // n for i in range(n + 1)]
+        return [(cuts[i], cuts[i + 1], 0, c) for i in range(n) if cuts[i] < cuts[i + 1]]
+    blocks = -(-c // BLOCK)
+    cuts = [min(c, BLOCK * (blocks * i // n)) for i in range(n + 1)]
+    return [(0, r, cuts[i], cuts[i + 1]) for i in range(n) if cuts[i] < cuts[i + 1]]
+
+
+@functools.cache
+def _pool(pid: int) -> ThreadPoolExecutor:
+    """This process's workers (a forked child starts its own: the parent's threads are gone)."""
+    return ThreadPoolExecutor(max(1, (os.cpu_count() or 1) - 1), thread_name_prefix="unit")
+
+
+def run_shares(fn: Any, args: tuple[Any, ...], ranges: list[tuple[int, int, int, int]]) -> None:
+    """`fn(*args, *range)` for every range: the first on this thread, the rest on the pool."""
+    futures = [_pool(os.getpid()).submit(fn, *args, *rng) for rng in ranges[1:]]
+    fn(*args, *ranges[0])
+    for future in futures:
+        future.result()
+
+
+@_jit
+def _unit_blocks(keys, q, pq, base, w4t, w2t, b2, w3, b3, act1, act2, kind1, kind2, out,
+                 r0, r1, c0, c1):  # fmt: skip  # noqa: ANN001, ANN202
+    """Requests r0:r1, candidates c0:c1 of out (R, T, C), BLOCK candidates at a time (numba)."""
+    t_len, e_len = keys.shape[1], keys.shape[2]
+    h1, h2 = base.shape[1], w2t.shape[1]
+    mix_buf = np.empty(e_len * BLOCK * h1, np.float32)
+    pre_buf = np.empty(t_len * BLOCK * h1, np.float32)
+    hid_buf = np.empty(t_len * BLOCK * h2, np.float32)
+    for r in range(r0, r1):
+        for s in range(c0, c1, BLOCK):
+            n = min(BLOCK, c1 - s)
+            mix = mix_buf[: e_len * n * h1].reshape((e_len, n * h1))  # (E, n·H1)
+            for e in range(e_len):
+                for j in range(n):
+                    qe = q[r, s + j, e]
+                    for h in range(h1):
+                        mix[e, j * h1 + h] = base[e, h] + qe * w4t[e, h]
+            pre = pre_buf[: t_len * n * h1].reshape((t_len, n * h1))  # (T, n·H1)
+            np.dot(keys[r], mix, pre)
+            for t in range(t_len):
+                for j in range(n):
+                    for h in range(h1):
+                        x = pre[t, j * h1 + h] + pq[r, s + j, h]
+                        pre[t, j * h1 + h] = _act(x, kind1, act1[0, h], act1[1, h], act1[2, h])
+            hid = hid_buf[: t_len * n * h2].reshape((t_len * n, h2))  # (T·n, H2)
+            np.dot(pre.reshape((t_len * n, h1)), w2t, hid)
+            for t in range(t_len):
+                for j in range(n):
+                    total = b3
+                    for i in range(h2):
+                        x = hid[t * n + j, i] + b2[i]
+                        total += w3[i] * _act(x, kind2, act2[0, i], act2[1, i], act2[2, i])
+                    out[r, t, s + j] = total
+
+
+@_jit
+def _act(x, kind, alpha, mean, rstd):  # noqa: ANN001, ANN202
+    """PReLU (ReLU at α = 0), Dice in eval (Eq. 9) or sigmoid of one value."""
+    if kind == PRELU:
+        return x if x > 0 else alpha * x
+    if kind == DICE:
+        p = 1.0 / (1.0 + np.exp(-(x - mean) * rstd))
+        return x * (alpha + p * (1.0 - alpha))
+    return 1.0 / (1.0 + np.exp(-x))

@@ -1,0 +1,129 @@
+"""The fused activation-unit kernel (dinctl/models/fused_unit.py) against the torch ops it
+replaces: the same logits and attention, every activation, every thread split, and the torch
+ops wherever the kernel does not apply."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dinctl.models import ModelConfig, build_model, fused_unit
+from dinctl.models.layers import bf16_pairs
+from dinctl.serving.scorer import RequestScorer
+
+R, C, T = 3, 13, 7  # 13 candidates: one whole block of 8 and a part block
+
+
+def scorer(act: str, hidden: tuple[int, ...] = (16, 8)) -> RequestScorer:
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        model="din", n_users=50, n_items=300, n_cates=20, emb_dim=8, act=act, attn_hidden=hidden
+    )
+    model = build_model(cfg).eval()
+    with torch.no_grad():  # weights and statistics far from their start, signs mixed
+        for p in model.parameters():
+            p.normal_(0.0, 0.5)
+        for name, b in model.named_buffers():
+            if "running_var" in name:
+                b.uniform_(0.2, 2.0)
+            elif "running_mean" in name:
+                b.normal_(0.0, 0.5)
+    return RequestScorer(model)
+
+
+def requests(r: int = R, c: int = C, t: int = T) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return {
+        "hist_item": torch.randint(1, 300, (r, t), generator=g),
+        "hist_cate": torch.randint(1, 20, (r, t), generator=g),
+        "hist_len": torch.tensor([t, max(1, t // 2), 1][:r] + [t] * max(0, r - 3)),
+        "cand_item": torch.randint(1, 300, (r, c), generator=g),
+        "cand_cate": torch.randint(1, 20, (r, c), generator=g),
+    }
+
+
+def both(s: RequestScorer, inputs: dict[str, torch.Tensor], monkeypatch: pytest.MonkeyPatch):
+    with torch.inference_mode():
+        fused = s(**inputs)
+        monkeypatch.setenv(fused_unit.ENV_SWITCH, "0")
+        plain = s(**inputs)
+        monkeypatch.delenv(fused_unit.ENV_SWITCH)
+    return fused, plain
+
+
+@pytest.mark.parametrize("act", ["prelu", "dice", "sigmoid", "relu"])
+def test_the_kernel_scores_as_the_torch_ops_do(act: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = scorer(act)
+    q, k = torch.randn(R, C, 16), torch.randn(R * T, 16)
+    assert s.model.attention._fused(q, k) is not None  # so below is kernel against torch
+    fused, plain = both(s, requests(), monkeypatch)
+    assert len(fused) == len(plain) == 2  # logits (R, C), attention (R, C, T)
+    for a, b in zip(fused, plain, strict=True):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_every_thread_split_gives_the_same_scores(threads: int) -> None:
+    s, inputs = scorer("prelu"), requests(r=2, c=21)
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with torch.inference_mode():
+            one = s(**inputs)[0]
+        torch.set_num_threads(threads)
+        with torch.inference_mode():
+            many = s(**inputs)[0]
+    finally:
+        torch.set_num_threads(previous)
+    torch.testing.assert_close(many, one, rtol=0, atol=0)  # each score is computed once
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 70), st.integers(1, 5))
+def test_the_shares_cover_every_request_and_candidate_once(r: int, c: int, threads: int) -> None:
+    ranges = fused_unit.shares(r, c, threads)
+    assert 1 <= len(ranges) <= threads
+    seen = torch.zeros(r, c, dtype=torch.int64)
+    for r0, r1, c0, c1 in ranges:
+        seen[r0:r1, c0:c1] += 1
+        assert c0 % fused_unit.BLOCK == 0  # a split of candidates falls between blocks
+    assert bool((seen == 1).all())
+
+
+def test_the_torch_ops_run_where_the_kernel_does_not_apply(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    unit = scorer("prelu").model.attention
+    q, k = torch.randn(R, C, 16), torch.randn(R * T, 16)
+    assert unit._fused(q, k) is not None
+    assert unit._fused(q.double(), k.double()) is None  # float32 only
+    assert unit._fused(q, k.clone().requires_grad_()) is None  # training keeps autograd
+    assert scorer("prelu", (16, 8, 4)).model.attention._fused(q, k) is None  # 3 layers
+    assert scorer("prelu", (16,)).model.attention._fused(q, k) is None  # 1 layer
+    monkeypatch.setenv(fused_unit.ENV_SWITCH, "0")
+    assert unit._fused(q, k) is None
+    assert not fused_unit.available()
+
+
+@pytest.mark.parametrize("mode", ["bf16", "train"])
+def test_bf16_pairs_and_training_keep_the_torch_ops(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s, inputs = scorer("dice"), requests()
+    calls = []
+    monkeypatch.setattr(fused_unit, "unit_scores", lambda *a: calls.append(a))
+    with torch.no_grad():
+        if mode == "bf16":
+            with bf16_pairs():
+                out = s(**inputs)[0]
+        else:
+            s.model.train()  # Dice on the batch's statistics
+            out = s(**inputs)[0]
+    assert not calls and torch.isfinite(out).all()
+    s.model.eval()
+    with torch.no_grad():
+        s(**inputs)
+    assert len(calls) == 1  # the same scorer in eval does take the kernel
