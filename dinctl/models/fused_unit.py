@@ -124,6 +124,7 @@ def unit_scores(layers: UnitLayers, queries: torch.Tensor, keys: torch.Tensor) -
         per_query.contiguous().numpy(),  # (R, C, H1)
     )
     out = np.empty((r, t, c), np.float32)
+    _one_blas_thread()
     ranges = shares(r, c, torch.get_num_threads())
     run_shares(_unit_blocks, (*inputs, *weights(layers, e), out), ranges)
     return torch.from_numpy(out).view(r * t, c)  # (N, C)
@@ -139,6 +140,17 @@ def shares(r: int, c: int, threads: int) -> list[tuple[int, int, int, int]]:
     blocks = -(-c // BLOCK)
     cuts = [min(c, BLOCK * (blocks * i // n)) for i in range(n + 1)]
     return [(0, r, cuts[i], cuts[i + 1]) for i in range(n) if cuts[i] < cuts[i + 1]]
+
+
+@functools.cache
+def _one_blas_thread() -> None:
+    """OpenBLAS (scipy's, which numba's matmul calls) computes on the calling thread: its own
+    workers, started by a matmul inside the kernel, spin after it and took the cores from the
+    kernel's other share and from torch (the floor beside it measured 2.0x slower)."""
+    import scipy.linalg.cython_blas  # noqa: F401  # loaded, so threadpoolctl sees it
+    from threadpoolctl import ThreadpoolController
+
+    ThreadpoolController().select(internal_api="openblas").limit(limits=1)
 
 
 @functools.cache
