@@ -464,6 +464,7 @@ def http_configs(threads: int) -> dict[str, tuple[str, list[str]]]:
         f"run, --threads {t} --lanes 1": ("run", ["--threads", t, "--lanes", "1"]),
         f"run, --threads {t} --lanes 2": ("run", ["--threads", t, "--lanes", "2"]),
         f"onnx bundle, --threads {t}": ("onnx", ["--threads", t]),
+        f"run, --threads 1 --workers {t}": ("run", ["--threads", "1", "--workers", t]),
     }
 
 

@@ -53,8 +53,16 @@ def both(s: RequestScorer, inputs: dict[str, torch.Tensor], monkeypatch: pytest.
     return fused, plain
 
 
+def test_the_kernel_multiplies_with_torch_s_mkl_where_torch_has_it() -> None:
+    assert (fused_unit._MKL is not None) == torch.backends.mkl.is_available()
+
+
+@pytest.mark.parametrize("matmul", ["mkl", "blas"])
 @pytest.mark.parametrize("act", ["prelu", "dice", "sigmoid", "relu"])
-def test_the_kernel_scores_as_the_torch_ops_do(act: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_kernel_scores_as_the_torch_ops_do(
+    act: str, matmul: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fused_unit, "MATMUL", matmul)
     s = scorer(act)
     q, k = torch.randn(R, C, 16), torch.randn(R * T, 16)
     assert s.model.attention._fused(q, k) is not None  # so below is kernel against torch
@@ -65,8 +73,12 @@ def test_the_kernel_scores_as_the_torch_ops_do(act: str, monkeypatch: pytest.Mon
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
 
 
+@pytest.mark.parametrize("matmul", ["mkl", "blas"])
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_every_thread_split_gives_the_same_scores(threads: int) -> None:
+def test_every_thread_split_gives_the_same_scores(
+    threads: int, matmul: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fused_unit, "MATMUL", matmul)
     s, inputs = scorer("prelu"), requests(r=2, c=21)
     previous = torch.get_num_threads()
     try:
@@ -127,3 +139,17 @@ def test_bf16_pairs_and_training_keep_the_torch_ops(
     with torch.no_grad():
         s(**inputs)
     assert len(calls) == 1  # the same scorer in eval does take the kernel
+
+
+def test_weights_changed_in_place_reach_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    s, inputs = scorer("dice"), requests()
+    with torch.inference_mode():
+        before = s(**inputs)[0]
+    with torch.no_grad():  # as load_state_dict or an optimizer step does
+        s.model.attention.rest.linears[0].bias.add_(1.0)
+        s.model.attention.first_act.running_mean.mul_(0.5)
+    fused, plain = both(s, inputs, monkeypatch)
+    assert not torch.allclose(fused[0], before)
+    torch.testing.assert_close(
+        fused[0], plain[0], rtol=1e-4, atol=1e-4 * float(plain[0].abs().max())
+    )

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 try:  # the serve extra; this module is imported only where the serving layout runs
@@ -44,9 +45,34 @@ def wanted() -> bool:
     return os.environ.get(ENV_SWITCH, "1").strip() != "0"
 
 
-def _jit(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """numba's compiled `fn` (compiled on first call, cached on disk), `fn` itself without it."""
-    return numba.njit(nogil=True, fastmath=True, cache=True)(fn) if numba is not None else fn
+def _jit(fn: Callable[..., Any], cache: bool = True) -> Callable[..., Any]:
+    """numba's compiled `fn` (compiled on first call, cached on disk unless it calls through a
+    pointer, which numba cannot cache), `fn` itself without numba."""
+    return numba.njit(nogil=True, fastmath=True, cache=cache)(fn) if numba is not None else fn
+
+
+def _torch_mkl() -> tuple[Any, Any] | None:
+    """MKL's sgemm_ and MKL_Set_Num_Threads_Local from torch's own library (x86 builds link
+    MKL and export them), or None: there the kernel's matmuls go to scipy's OpenBLAS."""
+    import ctypes
+
+    names = ("libtorch_cpu.so", "libtorch_cpu.dylib", "torch_cpu.dll")
+    lib_dir = os.path.join(os.path.dirname(torch.__file__), "lib")
+    for path in (os.path.join(lib_dir, name) for name in names):
+        if not (os.path.exists(path) and torch.backends.mkl.is_available()):
+            continue
+        try:
+            lib = ctypes.CDLL(path)
+            sgemm, local_threads = lib.sgemm_, lib.MKL_Set_Num_Threads_Local
+        except (OSError, AttributeError):
+            return None
+        sgemm.restype, sgemm.argtypes = None, [ctypes.c_void_p] * 13
+        local_threads.restype, local_threads.argtypes = ctypes.c_int, [ctypes.c_int]
+        return sgemm, local_threads
+    return None
+
+
+_MKL = _torch_mkl() if numba is not None else None
 
 
 def available() -> bool:
@@ -92,12 +118,21 @@ def activation_table(
     return table
 
 
-def weights(layers: UnitLayers, e: int) -> tuple[Any, ...]:
-    """The kernel's weight arguments: the first layer split as `ActivationUnit._padded` does,
-    the second layer and output transposed to the kernel's layout, the activations' tables."""
-    w1, _, w3, w4 = layers.first.weight.detach().split(e, dim=1)  # each (H1, E)
+@dataclass(frozen=True)
+class Prepared:
+    """An activation unit's weights as the kernel takes them, made once per weight version."""
+
+    query_weight: torch.Tensor  # (H1, E): W2 − W3, the candidate term's
+    query_bias: torch.Tensor  # (H1,)
+    args: tuple[Any, ...]  # the kernel's weight arguments, in its order
+
+
+def prepare(layers: UnitLayers, e: int) -> Prepared:
+    """The first layer split as `ActivationUnit._padded` does, the second layer and output
+    transposed to the kernel's layout, the activations' tables."""
+    w1, w2, w3, w4 = layers.first.weight.detach().split(e, dim=1)  # each (H1, E)
     second, out = layers.second, layers.out
-    return (
+    args = (
         (w1 + w3).t().contiguous().numpy(),  # (E, H1)
         w4.t().contiguous().numpy(),  # (E, H1)
         second.weight.detach().t().contiguous().numpy(),  # (H1, H2)
@@ -109,15 +144,15 @@ def weights(layers: UnitLayers, e: int) -> tuple[Any, ...]:
         layers.first_act[0],
         layers.second_act[0],
     )
+    return Prepared((w2 - w3).contiguous(), layers.first.bias.detach(), args)
 
 
-def unit_scores(layers: UnitLayers, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+def unit_scores(prepared: Prepared, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
     """Scores (R·T, C) of queries (R, C, E) against keys (R·T, E), as `_padded` returns them."""
     r, c, e = queries.shape
     t = keys.shape[0] // r
-    _, w2, w3, _ = layers.first.weight.detach().split(e, dim=1)  # each (H1, E)
     with torch.no_grad():
-        per_query = torch.nn.functional.linear(queries, w2 - w3, layers.first.bias)  # (R, C, H1)
+        per_query = F.linear(queries, prepared.query_weight, prepared.query_bias)  # (R, C, H1)
     inputs = (
         keys.detach().reshape(r, t, e).contiguous().numpy(),  # (R, T, E)
         queries.detach().contiguous().numpy(),  # (R, C, E)
@@ -126,7 +161,9 @@ def unit_scores(layers: UnitLayers, queries: torch.Tensor, keys: torch.Tensor) -
     out = np.empty((r, t, c), np.float32)
     _one_blas_thread()
     ranges = shares(r, c, torch.get_num_threads())
-    run_shares(_unit_blocks, (*inputs, *weights(layers, e), out), ranges)
+    matmul = _mkl_matmul if _MKL is not None and MATMUL == "mkl" else _blas_matmul
+    blocks = _unit_blocks_mkl if matmul is _mkl_matmul else _unit_blocks
+    run_shares(blocks, (matmul, *inputs, *prepared.args, out), ranges)
     return torch.from_numpy(out).view(r * t, c)  # (N, C)
 
 
@@ -167,12 +204,13 @@ def run_shares(fn: Any, args: tuple[Any, ...], ranges: list[tuple[int, int, int,
         future.result()
 
 
-@_jit
-def _unit_blocks(keys, q, pq, base, w4t, w2t, b2, w3, b3, act1, act2, kind1, kind2, out,
-                 r0, r1, c0, c1):  # fmt: skip  # noqa: ANN001, ANN202
-    """Requests r0:r1, candidates c0:c1 of out (R, T, C), BLOCK candidates at a time (numba)."""
+def _unit_blocks_py(matmul, keys, q, pq, base, w4t, w2t, b2, w3, b3, act1, act2, kind1, kind2,
+                    out, r0, r1, c0, c1):  # fmt: skip  # noqa: ANN001, ANN202
+    """Requests r0:r1, candidates c0:c1 of out (R, T, C), BLOCK candidates at a time (numba);
+    `matmul(a, b, c, scratch)` writes a @ b into c."""
     t_len, e_len = keys.shape[1], keys.shape[2]
     h1, h2 = base.shape[1], w2t.shape[1]
+    scratch = np.zeros(8, np.int32)  # sgemm_'s arguments by reference
     mix_buf = np.empty(e_len * BLOCK * h1, np.float32)
     pre_buf = np.empty(t_len * BLOCK * h1, np.float32)
     hid_buf = np.empty(t_len * BLOCK * h2, np.float32)
@@ -186,14 +224,14 @@ def _unit_blocks(keys, q, pq, base, w4t, w2t, b2, w3, b3, act1, act2, kind1, kin
                     for h in range(h1):
                         mix[e, j * h1 + h] = base[e, h] + qe * w4t[e, h]
             pre = pre_buf[: t_len * n * h1].reshape((t_len, n * h1))  # (T, n·H1)
-            np.dot(keys[r], mix, pre)
+            matmul(keys[r], mix, pre, scratch)
             for t in range(t_len):
                 for j in range(n):
                     for h in range(h1):
                         x = pre[t, j * h1 + h] + pq[r, s + j, h]
                         pre[t, j * h1 + h] = _act(x, kind1, act1[0, h], act1[1, h], act1[2, h])
             hid = hid_buf[: t_len * n * h2].reshape((t_len * n, h2))  # (T·n, H2)
-            np.dot(pre.reshape((t_len * n, h1)), w2t, hid)
+            matmul(pre.reshape((t_len * n, h1)), w2t, hid, scratch)
             for t in range(t_len):
                 for j in range(n):
                     total = b3
@@ -201,6 +239,36 @@ def _unit_blocks(keys, q, pq, base, w4t, w2t, b2, w3, b3, act1, act2, kind1, kin
                         x = hid[t * n + j, i] + b2[i]
                         total += w3[i] * _act(x, kind2, act2[0, i], act2[1, i], act2[2, i])
                     out[r, t, s + j] = total
+
+
+_unit_blocks = _jit(_unit_blocks_py)
+_unit_blocks_mkl = _jit(_unit_blocks_py, cache=False)  # its matmul holds MKL's address
+
+
+@_jit
+def _blas_matmul(a, b, c, scratch):  # noqa: ANN001, ANN202
+    """c = a @ b by numba's BLAS binding (scipy's OpenBLAS)."""
+    np.dot(a, b, c)
+
+
+def _mkl_matmul_py(a, b, c, scratch):  # noqa: ANN001, ANN202
+    """c = a @ b (row-major) by MKL's column-major sgemm_ as cᵀ = bᵀ·aᵀ, on this thread only
+    (MKL's OpenMP team would oversubscribe the kernel's threads). `scratch` holds sgemm_'s
+    by-reference arguments: int32 N, M, K at bytes 0, 4, 8, float32 1 and 0 at 12, 16, 'N' at 24."""
+    m, k = a.shape
+    n = b.shape[1]
+    scratch[0], scratch[1], scratch[2] = n, m, k
+    scratch[3], scratch[4], scratch[6] = 1065353216, 0, 78  # float32 1.0's bits; 0.0; 'N'
+    p = scratch.ctypes.data
+    previous = _MKL_THREADS(1)
+    _SGEMM(p + 24, p + 24, p, p + 4, p + 8, p + 12, b.ctypes.data, p, a.ctypes.data, p + 8,
+           p + 16, c.ctypes.data, p)  # fmt: skip
+    _MKL_THREADS(previous)
+
+
+_SGEMM, _MKL_THREADS = _MKL if _MKL is not None else (None, None)
+_mkl_matmul = _jit(_mkl_matmul_py, cache=False) if _MKL is not None else _mkl_matmul_py
+MATMUL = "mkl"  # "blas" forces scipy's OpenBLAS (tests run both)
 
 
 @_jit

@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -231,6 +231,7 @@ class ActivationUnit(nn.Module):
         self.first = nn.Linear(4 * dim, hidden[0])  # weights over [e, v, e−v, e⊙v]
         self.first_act = act(hidden[0])
         self.rest = MLP(hidden[0], tuple(hidden[1:]), act, 1)
+        self._kernel_args: tuple[tuple[tuple[int, int], ...], Any] | None = None  # `_fused`'s
 
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, history: History) -> torch.Tensor:
         """Scores (N, C) of keys (N, E) against their request's queries (R, C, E)."""
@@ -278,11 +279,20 @@ class ActivationUnit(nn.Module):
     def _fused(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor | None:
         """`_padded`'s scores from dinctl/models/fused_unit.py's kernel, or None where it does
         not apply: not two hidden layers, an activation it does not compute, or inputs it
-        cannot take (gradients, not float32 on the CPU, while exporting; numba missing)."""
+        cannot take (gradients, not float32 on the CPU, while exporting; numba missing). The
+        weights are prepared for it once per version of the unit's tensors."""
         import dinctl.models.fused_unit as fused_unit  # numba loads only where this runs
 
         if len(self.rest.linears) != 1 or not fused_unit.ready(queries, keys):
             return None
+        version = tuple((x.data_ptr(), x._version) for x in (*self.parameters(), *self.buffers()))
+        if self._kernel_args is None or self._kernel_args[0] != version:
+            self._kernel_args = (version, self._kernel_layers(fused_unit))
+        prepared = self._kernel_args[1]
+        return fused_unit.unit_scores(prepared, queries, keys) if prepared is not None else None
+
+    def _kernel_layers(self, fused_unit: Any) -> Any:
+        """The unit prepared for the kernel (`fused_unit.Prepared`), None if it cannot be."""
         second = cast(nn.Linear, self.rest.linears[0])
         acts = (
             kernel_activation(self.first_act, second.in_features),
@@ -291,7 +301,7 @@ class ActivationUnit(nn.Module):
         if acts[0] is None or acts[1] is None:
             return None
         layers = fused_unit.UnitLayers(self.first, acts[0], second, acts[1], self.rest.out)
-        return fused_unit.unit_scores(layers, queries, keys)
+        return fused_unit.prepare(layers, self.dim)
 
 
 def kernel_activation(act: nn.Module, width: int) -> tuple[int, np.ndarray] | None:
