@@ -18,6 +18,7 @@ DINCTL_FUSED_UNIT not 0. Anything else runs the torch ops.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
 from collections.abc import Callable
@@ -45,17 +46,14 @@ def wanted() -> bool:
     return os.environ.get(ENV_SWITCH, "1").strip() != "0"
 
 
-def _jit(fn: Callable[..., Any], cache: bool = True) -> Callable[..., Any]:
-    """numba's compiled `fn` (compiled on first call, cached on disk unless it calls through a
-    pointer, which numba cannot cache), `fn` itself without numba."""
-    return numba.njit(nogil=True, fastmath=True, cache=cache)(fn) if numba is not None else fn
+def _jit(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """numba's compiled `fn` (compiled on first call, cached on disk), `fn` itself without it."""
+    return numba.njit(nogil=True, fastmath=True, cache=True)(fn) if numba is not None else fn
 
 
 def _torch_mkl() -> tuple[Any, Any] | None:
     """MKL's sgemm_ and MKL_Set_Num_Threads_Local from torch's own library (x86 builds link
     MKL and export them), or None: there the kernel's matmuls go to scipy's OpenBLAS."""
-    import ctypes
-
     names = ("libtorch_cpu.so", "libtorch_cpu.dylib", "torch_cpu.dll")
     lib_dir = os.path.join(os.path.dirname(torch.__file__), "lib")
     for path in (os.path.join(lib_dir, name) for name in names):
@@ -72,7 +70,18 @@ def _torch_mkl() -> tuple[Any, Any] | None:
     return None
 
 
+def _never(*args: Any) -> None:
+    raise AssertionError("the kernel called MKL where torch has none")
+
+
 _MKL = _torch_mkl() if numba is not None else None
+# the kernel always takes two function pointers of these types (so one compiled, cached
+# kernel serves both paths); without MKL they are placeholders it never calls
+_FUNCTIONS = _MKL or (
+    ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 13))(_never),
+    ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(_never),
+)
+MATMUL = "mkl"  # "blas" forces scipy's OpenBLAS (tests run both)
 
 
 def available() -> bool:
@@ -161,9 +170,8 @@ def unit_scores(prepared: Prepared, queries: torch.Tensor, keys: torch.Tensor) -
     out = np.empty((r, t, c), np.float32)
     _one_blas_thread()
     ranges = shares(r, c, torch.get_num_threads())
-    matmul = _mkl_matmul if _MKL is not None and MATMUL == "mkl" else _blas_matmul
-    blocks = _unit_blocks_mkl if matmul is _mkl_matmul else _unit_blocks
-    run_shares(blocks, (matmul, *inputs, *prepared.args, out), ranges)
+    mkl = _MKL is not None and MATMUL == "mkl"
+    run_shares(_unit_blocks, (_FUNCTIONS, mkl, *inputs, *prepared.args, out), ranges)
     return torch.from_numpy(out).view(r * t, c)  # (N, C)
 
 
@@ -204,10 +212,11 @@ def run_shares(fn: Any, args: tuple[Any, ...], ranges: list[tuple[int, int, int,
         future.result()
 
 
-def _unit_blocks_py(matmul, keys, q, pq, base, w4t, w2t, b2, w3, b3, act1, act2, kind1, kind2,
-                    out, r0, r1, c0, c1):  # fmt: skip  # noqa: ANN001, ANN202
+@_jit
+def _unit_blocks(functions, mkl, keys, q, pq, base, w4t, w2t, b2, w3, b3, act1, act2, kind1,
+                 kind2, out, r0, r1, c0, c1):  # fmt: skip  # noqa: ANN001, ANN202
     """Requests r0:r1, candidates c0:c1 of out (R, T, C), BLOCK candidates at a time (numba);
-    `matmul(a, b, c, scratch)` writes a @ b into c."""
+    the matmuls by MKL's `functions` when `mkl`, else OpenBLAS."""
     t_len, e_len = keys.shape[1], keys.shape[2]
     h1, h2 = base.shape[1], w2t.shape[1]
     scratch = np.zeros(8, np.int32)  # sgemm_'s arguments by reference
@@ -224,14 +233,14 @@ def _unit_blocks_py(matmul, keys, q, pq, base, w4t, w2t, b2, w3, b3, act1, act2,
                     for h in range(h1):
                         mix[e, j * h1 + h] = base[e, h] + qe * w4t[e, h]
             pre = pre_buf[: t_len * n * h1].reshape((t_len, n * h1))  # (T, n·H1)
-            matmul(keys[r], mix, pre, scratch)
+            _matmul(functions, mkl, keys[r], mix, pre, scratch)
             for t in range(t_len):
                 for j in range(n):
                     for h in range(h1):
                         x = pre[t, j * h1 + h] + pq[r, s + j, h]
                         pre[t, j * h1 + h] = _act(x, kind1, act1[0, h], act1[1, h], act1[2, h])
             hid = hid_buf[: t_len * n * h2].reshape((t_len * n, h2))  # (T·n, H2)
-            matmul(pre.reshape((t_len * n, h1)), w2t, hid, scratch)
+            _matmul(functions, mkl, pre.reshape((t_len * n, h1)), w2t, hid, scratch)
             for t in range(t_len):
                 for j in range(n):
                     total = b3
@@ -241,34 +250,25 @@ def _unit_blocks_py(matmul, keys, q, pq, base, w4t, w2t, b2, w3, b3, act1, act2,
                     out[r, t, s + j] = total
 
 
-_unit_blocks = _jit(_unit_blocks_py)
-_unit_blocks_mkl = _jit(_unit_blocks_py, cache=False)  # its matmul holds MKL's address
-
-
 @_jit
-def _blas_matmul(a, b, c, scratch):  # noqa: ANN001, ANN202
-    """c = a @ b by numba's BLAS binding (scipy's OpenBLAS)."""
-    np.dot(a, b, c)
-
-
-def _mkl_matmul_py(a, b, c, scratch):  # noqa: ANN001, ANN202
-    """c = a @ b (row-major) by MKL's column-major sgemm_ as cᵀ = bᵀ·aᵀ, on this thread only
-    (MKL's OpenMP team would oversubscribe the kernel's threads). `scratch` holds sgemm_'s
-    by-reference arguments: int32 N, M, K at bytes 0, 4, 8, float32 1 and 0 at 12, 16, 'N' at 24."""
+def _matmul(functions, mkl, a, b, c, scratch):  # noqa: ANN001, ANN202
+    """c = a @ b (row-major). MKL: its column-major sgemm_ as cᵀ = bᵀ·aᵀ, on this thread only
+    (MKL's OpenMP team would oversubscribe the kernel's threads), `scratch` holding sgemm_'s
+    by-reference arguments: int32 N, M, K at bytes 0, 4, 8, float32 1 and 0 at 12, 16, 'N' at
+    24. Else numba's BLAS binding (scipy's OpenBLAS)."""
+    if not mkl:
+        np.dot(a, b, c)
+        return
+    sgemm, local_threads = functions
     m, k = a.shape
     n = b.shape[1]
     scratch[0], scratch[1], scratch[2] = n, m, k
     scratch[3], scratch[4], scratch[6] = 1065353216, 0, 78  # float32 1.0's bits; 0.0; 'N'
     p = scratch.ctypes.data
-    previous = _MKL_THREADS(1)
-    _SGEMM(p + 24, p + 24, p, p + 4, p + 8, p + 12, b.ctypes.data, p, a.ctypes.data, p + 8,
-           p + 16, c.ctypes.data, p)  # fmt: skip
-    _MKL_THREADS(previous)
-
-
-_SGEMM, _MKL_THREADS = _MKL if _MKL is not None else (None, None)
-_mkl_matmul = _jit(_mkl_matmul_py, cache=False) if _MKL is not None else _mkl_matmul_py
-MATMUL = "mkl"  # "blas" forces scipy's OpenBLAS (tests run both)
+    previous = local_threads(1)
+    sgemm(p + 24, p + 24, p, p + 4, p + 8, p + 12, b.ctypes.data, p, a.ctypes.data, p + 8,
+          p + 16, c.ctypes.data, p)  # fmt: skip
+    local_threads(previous)
 
 
 @_jit
