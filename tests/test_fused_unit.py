@@ -153,3 +153,22 @@ def test_weights_changed_in_place_reach_the_kernel(monkeypatch: pytest.MonkeyPat
     torch.testing.assert_close(
         fused[0], plain[0], rtol=1e-4, atol=1e-4 * float(plain[0].abs().max())
     )
+
+
+def test_a_small_forward_runs_torch_on_one_thread_and_the_kernel_on_all() -> None:
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with fused_unit.small_ops_on_one_thread(fused_unit.SMALL):
+            assert torch.get_num_threads() == 1
+            assert fused_unit._THREADS.get() == 2  # what the kernel shares its blocks over
+        assert torch.get_num_threads() == 2 and fused_unit._THREADS.get() == 0
+        with fused_unit.small_ops_on_one_thread(fused_unit.SMALL + 1):  # a big batch: as it is
+            assert torch.get_num_threads() == 2 and fused_unit._THREADS.get() == 0
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_only_a_unit_that_runs_as_the_kernel_lets_the_scorer_drop_threads() -> None:
+    assert scorer("dice").kernel_unit
+    assert not scorer("prelu", (16, 8, 4)).kernel_unit  # its unit's big ops need the threads

@@ -291,6 +291,14 @@ class ActivationUnit(nn.Module):
         prepared = self._kernel_args[1]
         return fused_unit.unit_scores(prepared, queries, keys) if prepared is not None else None
 
+    def kernel_ready(self) -> bool:
+        """Whether, in eval, this unit's padded forward runs as the fused kernel."""
+        import dinctl.models.fused_unit as fused_unit
+
+        return len(self.rest.linears) == 1 and fused_unit.available() and (
+            self._kernel_layers(fused_unit) is not None
+        )
+
     def _kernel_layers(self, fused_unit: Any) -> Any:
         """The unit prepared for the kernel (`fused_unit.Prepared`), None if it cannot be."""
         second = cast(nn.Linear, self.rest.linears[0])

@@ -30,7 +30,8 @@ from dinctl.inputs import (
     signature_inputs,
 )
 from dinctl.models import SERVABLE_MODELS, ServableModel, registry_name
-from dinctl.models.layers import bf16_pairs
+from dinctl.models.fused_unit import SMALL, small_ops_on_one_thread
+from dinctl.models.layers import ActivationUnit, bf16_pairs
 
 INPUT_NAMES = BASIC_NAMES
 EXTRA_INPUT_NAMES = EXTRA_NAMES
@@ -64,6 +65,10 @@ class RequestScorer(nn.Module):
         self.widths = model.input_widths()
         self.input_names = input_names(self.widths)
         self.has_attention = model.has_attention
+        unit = getattr(model, "attention", None)  # DIN's; None: no activation unit
+        self.kernel_unit = unit is None or (
+            isinstance(unit, ActivationUnit) and unit.kernel_ready()
+        )  # the forward's other ops are small: `small_ops_on_one_thread`
         self.eval()
 
     def signature(self) -> dict[str, list[dict[str, Any]]]:
@@ -90,7 +95,9 @@ class RequestScorer(nn.Module):
             with bf16_pairs():
                 out = self.model.score(self.model.encode_user(**user_side), **candidates)
         else:
-            out = self.model.score(self.model.encode_user(**user_side), **candidates)
+            rows = max(hist_item.numel(), cand_item.numel()) if self.kernel_unit else SMALL + 1
+            with small_ops_on_one_thread(rows):
+                out = self.model.score(self.model.encode_user(**user_side), **candidates)
         return (out.logits,) if out.attention is None else (out.logits, out.attention)
 
 
