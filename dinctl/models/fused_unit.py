@@ -125,9 +125,15 @@ class UnitLayers:
     out: nn.Linear  # (1, H2)
 
 
+def tracing() -> bool:
+    """Whether torch.export / torch.compile / the TorchScript tracer is running this code: a
+    graph holds torch ops only, and a Python branch on a size would become a guard in it."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
+
+
 def ready(queries: torch.Tensor, keys: torch.Tensor) -> bool:
     """Whether the kernel can take these inputs (see the module docstring)."""
-    if not available() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+    if not available() or tracing():
         return False
     if torch.is_grad_enabled() and (keys.requires_grad or queries.requires_grad):
         return False

@@ -30,7 +30,7 @@ from dinctl.inputs import (
     signature_inputs,
 )
 from dinctl.models import SERVABLE_MODELS, ServableModel, registry_name
-from dinctl.models.fused_unit import SMALL, small_ops_on_one_thread
+from dinctl.models.fused_unit import SMALL, small_ops_on_one_thread, tracing
 from dinctl.models.layers import ActivationUnit, bf16_pairs
 
 INPUT_NAMES = BASIC_NAMES
@@ -95,7 +95,8 @@ class RequestScorer(nn.Module):
             with bf16_pairs():
                 out = self.model.score(self.model.encode_user(**user_side), **candidates)
         else:
-            rows = max(hist_item.numel(), cand_item.numel()) if self.kernel_unit else SMALL + 1
+            small = self.kernel_unit and not tracing()  # no size branch in an exported graph
+            rows = max(hist_item.numel(), cand_item.numel()) if small else SMALL + 1
             with small_ops_on_one_thread(rows):
                 out = self.model.score(self.model.encode_user(**user_side), **candidates)
         return (out.logits,) if out.attention is None else (out.logits, out.attention)
