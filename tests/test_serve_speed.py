@@ -316,6 +316,31 @@ def test_serve_freezes_the_start_up_heap(
     assert len(frozen) == 1 and frozen[0] > 10_000
 
 
+def test_each_worker_scores_one_request_before_it_serves(
+    served: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--workers N`: every worker process opens its own model and warms its engine (the unit
+    kernel's cache load) before its first request; the engine line names the kernel."""
+    from dinctl.serving import server
+
+    calls: list[tuple[int, ...]] = []
+    real_open = server.open_serving
+
+    def opened(*args: Any, **kwargs: Any) -> Any:
+        model = real_open(*args, **kwargs)
+        engine = model.engine
+        model.engine = lambda inputs: (calls.append(inputs["cand_item"].shape), engine(inputs))[1]
+        return model
+
+    monkeypatch.setattr(server, "open_serving", opened)
+    monkeypatch.setenv(server.ENV_CONFIG, json.dumps({
+        "source": str(served["run"]), "bf16": False, "threads": 0, "limits": {},
+    }))  # fmt: skip
+    app = server.app_from_env()
+    assert calls == [(1, 200)] and app is not None
+    assert "activation unit: fused kernel" in describe_engine(real_open(served["run"]))
+
+
 def test_speed_is_measured_on_ids_drawn_from_the_vocabularies() -> None:
     """ONNX Runtime took twice as long on varied ids as on all-ones: the timed request draws
     its item and category ids from the model's vocabularies, seeded."""

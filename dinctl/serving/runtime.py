@@ -152,6 +152,13 @@ def refuse_emulated_bf16() -> None:
         )
 
 
+def warm_up(model: ServingModel) -> None:
+    """One forward of REQUEST_SHAPE, so a worker's first request finds the engine loaded (the
+    activation unit's kernel loads from numba's cache on its first call: ~0.5 s)."""
+    c, t = REQUEST_SHAPE["candidates"], REQUEST_SHAPE["history"]
+    model.engine(request_inputs(model.info["signature"], c, t, model.info.get("model")))
+
+
 def measure_speed(model: ServingModel, repeats: int = 5) -> dict[str, Any]:
     """The engine's milliseconds per request of REQUEST_SHAPE and the floor at that shape
     (the same threads): a start-up measurement for the log."""

@@ -33,7 +33,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dinctl.serving.request_body import ScoreRequest, parse_fast, request_fields
-from dinctl.serving.runtime import Scored, ServingModel, open_serving
+from dinctl.serving.runtime import Scored, ServingModel, open_serving, warm_up
 from dinctl.serving.vocab import EncodedRequest, RequestError
 
 JSON_HINT = "send the body with the header Content-Type: application/json"
@@ -308,6 +308,7 @@ def app_from_env() -> FastAPI:
 
         torch.set_num_threads(cfg["threads"])
     model = open_serving(cfg["source"], bf16=cfg["bf16"], threads=cfg["threads"])
+    warm_up(model)  # the parent measured its own model; this process's first request is next
     app = create_app(model, Limits(**cfg["limits"]))
     freeze_heap()
     return app
