@@ -172,3 +172,15 @@ def test_a_small_forward_runs_torch_on_one_thread_and_the_kernel_on_all() -> Non
 def test_only_a_unit_that_runs_as_the_kernel_lets_the_scorer_drop_threads() -> None:
     assert scorer("dice").kernel_unit
     assert not scorer("prelu", (16, 8, 4)).kernel_unit  # its unit's big ops need the threads
+
+
+def test_the_engine_line_says_how_the_unit_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dinctl.serving.runtime import unit_path
+
+    assert unit_path(scorer("dice").model, bf16=False) == "fused kernel"
+    assert unit_path(scorer("dice").model, bf16=True) == "torch ops"
+    assert unit_path(scorer("prelu", (16, 8, 4)).model, bf16=False) == "torch ops"
+    base = build_model(ModelConfig(model="base", n_users=5, n_items=30, n_cates=4, emb_dim=4))
+    assert unit_path(base, bf16=False) is None  # no activation unit
+    monkeypatch.setenv(fused_unit.ENV_SWITCH, "0")
+    assert unit_path(scorer("dice").model, bf16=False) == "torch ops"

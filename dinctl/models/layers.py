@@ -275,7 +275,6 @@ class ActivationUnit(nn.Module):
         scores = self.rest(self.first_act(pre.view(r * c * t, h))).view(r, c, t)
         return scores.transpose(1, 2).reshape(r * t, c)  # (N, C)
 
-
     def _fused(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor | None:
         """`_padded`'s scores from dinctl/models/fused_unit.py's kernel, or None where it does
         not apply: not two hidden layers, an activation it does not compute, or inputs it
@@ -295,8 +294,10 @@ class ActivationUnit(nn.Module):
         """Whether, in eval, this unit's padded forward runs as the fused kernel."""
         import dinctl.models.fused_unit as fused_unit
 
-        return len(self.rest.linears) == 1 and fused_unit.available() and (
-            self._kernel_layers(fused_unit) is not None
+        return (
+            len(self.rest.linears) == 1
+            and fused_unit.available()
+            and (self._kernel_layers(fused_unit) is not None)
         )
 
     def _kernel_layers(self, fused_unit: Any) -> Any:

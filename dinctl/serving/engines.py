@@ -92,9 +92,11 @@ def onnx_engine(path: Path, threads: int = 0, names: Sequence[str] = INPUT_NAMES
     return run
 
 
-def engine_info(fmt: str, bf16: bool = False, threads: int = 0) -> dict[str, Any]:
-    """What runs the forward: the engine's name, its precision, intra-op threads and, eager,
-    whether the activation unit runs as one kernel (dinctl/models/fused_unit.py)."""
+def engine_info(
+    fmt: str, bf16: bool = False, threads: int = 0, unit: str | None = None
+) -> dict[str, Any]:
+    """What runs the forward: the engine's name, its precision, intra-op threads and, given,
+    how the activation unit runs (`fused kernel` or `torch ops`, dinctl/models/fused_unit.py)."""
     import torch
 
     info: dict[str, Any] = {
@@ -102,10 +104,8 @@ def engine_info(fmt: str, bf16: bool = False, threads: int = 0) -> dict[str, Any
         "precision": "bf16 matmul" if bf16 else "fp32",
         "threads": threads if (threads > 0 and fmt == "onnx") else torch.get_num_threads(),
     }
-    if fmt == "eager":
-        import dinctl.models.fused_unit as fused_unit
-
-        info["unit"] = "fused kernel" if fused_unit.available() and not bf16 else "torch ops"
+    if unit is not None:
+        info["unit"] = unit
     return info
 
 
