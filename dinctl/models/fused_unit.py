@@ -5,10 +5,11 @@ torch ops, each step (the first layer's matmul, its bias, the activation, the se
 its activation, the output) is a pass over (C·T, H) activations too large for the cache, and
 on a 2-core CPU those passes cost as much as the matmuls. Here each block of `BLOCK`
 candidates runs the whole unit while its activations are in the cache: the mixed weight
-(E, B·H1) (`ActivationUnit._padded`'s algebra), one BLAS matmul of the request's keys by it,
-the bias and activation in place, the second layer's matmul, its activation and the output
-dot product. The blocks are shared out between torch's intra-op thread count of threads (the
-kernel holds no GIL), so a server's lanes keep their share of the cores.
+(E, B·H1) (`ActivationUnit._padded`'s algebra), one matmul of the request's keys by it, the
+bias and activation in place, the second layer's matmul, its activation and the output dot
+product. The matmuls call the MKL inside torch's own library (scipy's OpenBLAS where torch has
+none). The blocks are shared out over as many threads as torch's intra-op count (the kernel
+holds no GIL), so a server's lanes keep their share of the cores.
 
 It is used where it gives the same numbers as the torch ops, to float rounding: float32 on the
 CPU, no gradient, not while exporting, an activation unit of two hidden layers with PReLU /
