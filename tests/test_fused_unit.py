@@ -184,3 +184,10 @@ def test_the_engine_line_says_how_the_unit_runs(monkeypatch: pytest.MonkeyPatch)
     assert unit_path(base, bf16=False) is None  # no activation unit
     monkeypatch.setenv(fused_unit.ENV_SWITCH, "0")
     assert unit_path(scorer("dice").model, bf16=False) == "torch ops"
+
+
+def test_a_kernel_numba_cannot_cache_is_compiled_in_the_process() -> None:
+    namespace: dict[str, object] = {}
+    exec("def twice(x):\n    return 2 * x\n", namespace)  # no source file: nowhere to cache
+    compiled = fused_unit._jit(namespace["twice"])  # type: ignore[arg-type]
+    assert compiled(21) == 42 and hasattr(compiled, "py_func")  # compiled, not the function

@@ -50,8 +50,14 @@ def wanted() -> bool:
 
 
 def _jit(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """numba's compiled `fn` (compiled on first call, cached on disk), `fn` itself without it."""
-    return numba.njit(nogil=True, fastmath=True, cache=True)(fn) if numba is not None else fn
+    """numba's compiled `fn` (compiled on first call, cached on disk where numba finds a
+    writable cache folder, else compiled in each process), `fn` itself without numba."""
+    if numba is None:
+        return fn
+    try:
+        return numba.njit(nogil=True, fastmath=True, cache=True)(fn)
+    except RuntimeError:  # "cannot cache function ...: no locator available" (read-only)
+        return numba.njit(nogil=True, fastmath=True)(fn)
 
 
 def _torch_mkl() -> tuple[Any, Any] | None:
