@@ -256,7 +256,7 @@ def _unit_blocks(functions, mkl, keys, q, pq, base, w4t, w2t, b2, w3, b3, act1, 
     the matmuls by MKL's `functions` when `mkl`, else OpenBLAS."""
     t_len, e_len = keys.shape[1], keys.shape[2]
     h1, h2 = base.shape[1], w2t.shape[1]
-    scratch = np.zeros(8, np.int32)  # sgemm_'s arguments by reference
+    scratch = np.zeros(8, np.int64)  # sgemm_'s arguments by reference (`_matmul`)
     mix_buf = np.empty(e_len * BLOCK * h1, np.float32)
     pre_buf = np.empty(t_len * BLOCK * h1, np.float32)
     hid_buf = np.empty(t_len * BLOCK * h2, np.float32)
@@ -290,9 +290,10 @@ def _unit_blocks(functions, mkl, keys, q, pq, base, w4t, w2t, b2, w3, b3, act1, 
 @_jit
 def _matmul(functions, mkl, a, b, c, scratch):  # noqa: ANN001, ANN202
     """c = a @ b (row-major). MKL: its column-major sgemm_ as cᵀ = bᵀ·aᵀ, on this thread only
-    (MKL's OpenMP team would oversubscribe the kernel's threads), `scratch` holding sgemm_'s
-    by-reference arguments: int32 N, M, K at bytes 0, 4, 8, float32 1 and 0 at 12, 16, 'N' at
-    24. Else numba's BLAS binding (scipy's OpenBLAS)."""
+    (MKL's OpenMP team would oversubscribe the kernel's threads). `scratch` (int64) holds
+    sgemm_'s by-reference arguments one per 8-byte slot, N, M, K, float32 1.0's bits, 0.0 and
+    'N', so a 32-bit and a 64-bit integer interface read the same values. Else numba's BLAS
+    binding (scipy's OpenBLAS)."""
     if not mkl:
         np.dot(a, b, c)
         return
@@ -300,11 +301,11 @@ def _matmul(functions, mkl, a, b, c, scratch):  # noqa: ANN001, ANN202
     m, k = a.shape
     n = b.shape[1]
     scratch[0], scratch[1], scratch[2] = n, m, k
-    scratch[3], scratch[4], scratch[6] = 1065353216, 0, 78  # float32 1.0's bits; 0.0; 'N'
+    scratch[3], scratch[4], scratch[5] = 1065353216, 0, 78  # float32 1.0's bits; 0.0; 'N'
     p = scratch.ctypes.data
     previous = local_threads(1)
-    sgemm(p + 24, p + 24, p, p + 4, p + 8, p + 12, b.ctypes.data, p, a.ctypes.data, p + 8,
-          p + 16, c.ctypes.data, p)  # fmt: skip
+    sgemm(p + 40, p + 40, p, p + 8, p + 16, p + 24, b.ctypes.data, p, a.ctypes.data, p + 16,
+          p + 32, c.ctypes.data, p)  # fmt: skip
     local_threads(previous)
 
 
