@@ -44,11 +44,6 @@ BLOCK = 8  # candidates per block: 8 × (T·H1) activations stay in L2 (measured
 PRELU, DICE, SIGMOID = 0, 1, 2  # activation kinds; ReLU is PReLU with α = 0
 
 
-def wanted() -> bool:
-    """Whether the switch allows the kernel (DINCTL_FUSED_UNIT, on unless 0)."""
-    return os.environ.get(ENV_SWITCH, "1").strip() != "0"
-
-
 def _jit(fn: Callable[..., Any]) -> Callable[..., Any]:
     """numba's compiled `fn` (compiled on first call, cached on disk where numba finds a
     writable cache folder, else compiled in each process), `fn` itself without numba."""
@@ -116,16 +111,21 @@ def small_ops_on_one_thread(rows: int) -> Iterator[None]:
 
 
 def available() -> bool:
-    """Whether eager serving computes the unit with the kernel (numba installed, switch on)."""
-    return wanted() and numba is not None
+    """Whether eager serving computes the unit with the kernel: numba installed and
+    DINCTL_FUSED_UNIT not 0."""
+    return numba is not None and os.environ.get(ENV_SWITCH, "1").strip() != "0"
 
 
 @dataclass(frozen=True)
 class UnitLayers:
-    """What the kernel computes: an activation unit's two hidden layers, their activations as
-    (kind, (3, H) table of α, mean, 1/√(var + ε)), and its output layer."""
+    """What the kernel computes: an activation unit's first layer by term
+    (`ActivationUnit.first_terms`), its second layer and output, their activations as
+    (kind, (3, H) table of α, mean, 1/√(var + ε))."""
 
-    first: nn.Linear  # over [e, v, e−v, e⊙v], (H1, 4E)
+    key_weight: torch.Tensor  # (H1, E): W1 + W3
+    query_weight: torch.Tensor  # (H1, E): W2 − W3
+    pair_weight: torch.Tensor  # (H1, E): W4
+    bias: torch.Tensor  # (H1,)
     first_act: tuple[int, np.ndarray]
     second: nn.Linear  # (H2, H1)
     second_act: tuple[int, np.ndarray]
@@ -173,14 +173,13 @@ class Prepared:
     args: tuple[Any, ...]  # the kernel's weight arguments, in its order
 
 
-def prepare(layers: UnitLayers, e: int) -> Prepared:
-    """The first layer split as `ActivationUnit._padded` does, the second layer and output
-    transposed to the kernel's layout, the activations' tables."""
-    w1, w2, w3, w4 = layers.first.weight.detach().split(e, dim=1)  # each (H1, E)
+def prepare(layers: UnitLayers) -> Prepared:
+    """The weights in the kernel's layout: the first layer's terms and the second layer and
+    output transposed, with the activations' tables."""
     second, out = layers.second, layers.out
     args = (
-        (w1 + w3).t().contiguous().numpy(),  # (E, H1)
-        w4.t().contiguous().numpy(),  # (E, H1)
+        layers.key_weight.detach().t().contiguous().numpy(),  # (E, H1)
+        layers.pair_weight.detach().t().contiguous().numpy(),  # (E, H1)
         second.weight.detach().t().contiguous().numpy(),  # (H1, H2)
         second.bias.detach().contiguous().numpy(),  # (H2,)
         out.weight.detach()[0].contiguous().numpy(),  # (H2,)
@@ -190,7 +189,7 @@ def prepare(layers: UnitLayers, e: int) -> Prepared:
         layers.first_act[0],
         layers.second_act[0],
     )
-    return Prepared((w2 - w3).contiguous(), layers.first.bias.detach(), args)
+    return Prepared(layers.query_weight.detach().contiguous(), layers.bias.detach(), args)
 
 
 def unit_scores(prepared: Prepared, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:

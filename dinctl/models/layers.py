@@ -233,17 +233,23 @@ class ActivationUnit(nn.Module):
         self.rest = MLP(hidden[0], tuple(hidden[1:]), act, 1)
         self._kernel_args: tuple[tuple[tuple[int, int], ...], Any] | None = None  # `_fused`'s
 
+    def first_terms(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The first layer's weights by term, each (H, E): W·[e, v, e−v, e⊙v] =
+        (W1+W3)·e + (W2−W3)·v + W4·(e⊙v), so the behaviour's, the candidate's, the pair's."""
+        w1, w2, w3, w4 = self.first.weight.split(self.dim, dim=1)  # each (H, E)
+        return w1 + w3, w2 - w3, w4
+
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, history: History) -> torch.Tensor:
         """Scores (N, C) of keys (N, E) against their request's queries (R, C, E)."""
         if isinstance(history, PaddedHistory):
             return self._padded(queries, keys, history)
-        w1, w2, w3, w4 = self.first.weight.split(self.dim, dim=1)  # each (H, E)
+        key_w, query_w, pair_w = self.first_terms()  # each (H, E)
         n, c, h = keys.shape[0], queries.shape[1], self.first.out_features
-        per_query = history.rows(F.linear(queries, w2 - w3, self.first.bias))  # (N, C, H)
+        per_query = history.rows(F.linear(queries, query_w, self.first.bias))  # (N, C, H)
         cross = (keys.unsqueeze(1) * history.rows(queries)).reshape(n * c, self.dim)  # (N·C, E)
         low = torch.bfloat16 if _BF16_PAIRS.get() else keys.dtype  # --bf16: the pair terms
-        pre = torch.mm(cross.to(low), w4.t().to(low)).view(n, c, h)  # (N, C, H)
-        key_term = torch.mm(keys.to(low), (w1 + w3).t().to(low))  # (N, H)
+        pre = torch.mm(cross.to(low), pair_w.t().to(low)).view(n, c, h)  # (N, C, H)
+        key_term = torch.mm(keys.to(low), key_w.t().to(low))  # (N, H)
         pre = pre + per_query.to(low) + key_term.unsqueeze(1)  # (N, C, H)
         if low is torch.bfloat16:
             pre = pre.float()
@@ -261,13 +267,13 @@ class ActivationUnit(nn.Module):
         fused = None if _BF16_PAIRS.get() or self.training else self._fused(queries, keys)
         if fused is not None:  # the same scores from one CPU kernel per block of candidates
             return fused  # (N, C)
-        w1, w2, w3, w4 = self.first.weight.split(self.dim, dim=1)  # each (H, E)
+        key_w, query_w, pair_w = self.first_terms()  # each (H, E)
         r, t = history.shape
         c, e, h = queries.shape[1], self.dim, self.first.out_features
-        per_query = F.linear(queries, w2 - w3, self.first.bias)  # (R, C, H)
+        per_query = F.linear(queries, query_w, self.first.bias)  # (R, C, H)
         # both weights H-contiguous, as the output is written: with the transposed views the
         # whole forward took 1.05x as long (paired A/B, 1 and 2 threads)
-        base, w4t = (w1 + w3).t().contiguous(), w4.t().contiguous()  # (E, H) each
+        base, w4t = key_w.t().contiguous(), pair_w.t().contiguous()  # (E, H) each
         mix = torch.addcmul(base, queries.unsqueeze(-1), w4t)  # (R, C, E, H)
         low = torch.bfloat16 if _BF16_PAIRS.get() else keys.dtype  # --bf16: the pair terms
         pre = torch.matmul(keys.view(r, 1, t, e).to(low), mix.to(low))  # (R, C, T, H)
@@ -282,11 +288,13 @@ class ActivationUnit(nn.Module):
         weights are prepared for it once per version of the unit's tensors."""
         import dinctl.models.fused_unit as fused_unit  # numba loads only where this runs
 
-        if len(self.rest.linears) != 1 or not fused_unit.ready(queries, keys):
+        if not fused_unit.ready(queries, keys):
             return None
         version = tuple((x.data_ptr(), x._version) for x in (*self.parameters(), *self.buffers()))
         if self._kernel_args is None or self._kernel_args[0] != version:
-            self._kernel_args = (version, self._kernel_layers(fused_unit))
+            layers = self._kernel_layers()
+            prepared = fused_unit.prepare(layers) if layers is not None else None
+            self._kernel_args = (version, prepared)
         prepared = self._kernel_args[1]
         return fused_unit.unit_scores(prepared, queries, keys) if prepared is not None else None
 
@@ -294,14 +302,15 @@ class ActivationUnit(nn.Module):
         """Whether, in eval, this unit's padded forward runs as the fused kernel."""
         import dinctl.models.fused_unit as fused_unit
 
-        return (
-            len(self.rest.linears) == 1
-            and fused_unit.available()
-            and (self._kernel_layers(fused_unit) is not None)
-        )
+        return fused_unit.available() and self._kernel_layers() is not None
 
-    def _kernel_layers(self, fused_unit: Any) -> Any:
-        """The unit prepared for the kernel (`fused_unit.Prepared`), None if it cannot be."""
+    def _kernel_layers(self) -> Any:
+        """The unit as the kernel takes it (`fused_unit.UnitLayers`), None if it cannot: other
+        than two hidden layers, or an activation the kernel does not compute."""
+        import dinctl.models.fused_unit as fused_unit
+
+        if len(self.rest.linears) != 1:
+            return None
         second = cast(nn.Linear, self.rest.linears[0])
         acts = (
             kernel_activation(self.first_act, second.in_features),
@@ -309,8 +318,8 @@ class ActivationUnit(nn.Module):
         )
         if acts[0] is None or acts[1] is None:
             return None
-        layers = fused_unit.UnitLayers(self.first, acts[0], second, acts[1], self.rest.out)
-        return fused_unit.prepare(layers, self.dim)
+        terms = (*self.first_terms(), self.first.bias)
+        return fused_unit.UnitLayers(*terms, acts[0], second, acts[1], self.rest.out)
 
 
 def kernel_activation(act: nn.Module, width: int) -> tuple[int, np.ndarray] | None:

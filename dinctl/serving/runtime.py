@@ -163,19 +163,23 @@ def refuse_emulated_bf16() -> None:
         )
 
 
+def shaped_request(model: ServingModel) -> dict[str, Any]:
+    """The padded inputs of one request of REQUEST_SHAPE for `model` (speed is quoted for it)."""
+    c, t = REQUEST_SHAPE["candidates"], REQUEST_SHAPE["history"]
+    return request_inputs(model.info["signature"], c, t, model.info.get("model"))
+
+
 def warm_up(model: ServingModel) -> None:
     """One forward of REQUEST_SHAPE, so a worker's first request finds the engine loaded (the
     activation unit's kernel loads from numba's cache on its first call: ~0.5 s)."""
-    c, t = REQUEST_SHAPE["candidates"], REQUEST_SHAPE["history"]
-    model.engine(request_inputs(model.info["signature"], c, t, model.info.get("model")))
+    model.engine(shaped_request(model))
 
 
 def measure_speed(model: ServingModel, repeats: int = 5) -> dict[str, Any]:
     """The engine's milliseconds per request of REQUEST_SHAPE and the floor at that shape
     (the same threads): a start-up measurement for the log."""
     c, t = REQUEST_SHAPE["candidates"], REQUEST_SHAPE["history"]
-    inputs = request_inputs(model.info["signature"], c, t, model.info.get("model"))
-    engine_ms = time_engine(model.engine, inputs, repeats)
+    engine_ms = time_engine(model.engine, shaped_request(model), repeats)
     dim, hidden = unit_dims(model.info.get("model", {}))
     floor = unit_floor_ms(c, t, dim, hidden, repeats)
     return {**REQUEST_SHAPE, "engine_ms": engine_ms, "floor_ms": floor, "ratio": engine_ms / floor}
