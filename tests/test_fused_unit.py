@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dinctl.models import ModelConfig, build_model, fused_unit
-from dinctl.models.layers import bf16_pairs
+from dinctl.models.layers import PaddedHistory, bf16_pairs
 from dinctl.serving.scorer import RequestScorer
 
 R, C, T = 3, 13, 7  # 13 candidates: one whole block of 8 and a part block
@@ -44,6 +44,10 @@ def requests(r: int = R, c: int = C, t: int = T) -> dict[str, torch.Tensor]:
     }
 
 
+def padded(r: int = R, t: int = T) -> PaddedHistory:
+    return PaddedHistory(requests(r=r, t=t)["hist_len"], torch.Size((r, t)))
+
+
 def both(s: RequestScorer, inputs: dict[str, torch.Tensor], monkeypatch: pytest.MonkeyPatch):
     with torch.inference_mode():
         fused = s(**inputs)
@@ -65,7 +69,7 @@ def test_the_kernel_scores_as_the_torch_ops_do(
     monkeypatch.setattr(fused_unit, "MATMUL", matmul)
     s = scorer(act)
     q, k = torch.randn(R, C, 16), torch.randn(R * T, 16)
-    assert s.model.attention._fused(q, k) is not None  # so below is kernel against torch
+    assert s.model.attention.fused_pool(q, k, padded()) is not None  # kernel against torch
     fused, plain = both(s, requests(), monkeypatch)
     assert len(fused) == len(plain) == 2  # logits (R, C), attention (R, C, T)
     for a, b in zip(fused, plain, strict=True):
@@ -108,15 +112,15 @@ def test_the_shares_cover_every_request_and_candidate_once(r: int, c: int, threa
 def test_the_torch_ops_run_where_the_kernel_does_not_apply(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    unit = scorer("prelu").model.attention
+    unit, h = scorer("prelu").model.attention, padded()
     q, k = torch.randn(R, C, 16), torch.randn(R * T, 16)
-    assert unit._fused(q, k) is not None
-    assert unit._fused(q.double(), k.double()) is None  # float32 only
-    assert unit._fused(q, k.clone().requires_grad_()) is None  # training keeps autograd
-    assert scorer("prelu", (16, 8, 4)).model.attention._fused(q, k) is None  # 3 layers
-    assert scorer("prelu", (16,)).model.attention._fused(q, k) is None  # 1 layer
+    assert unit.fused_pool(q, k, h) is not None
+    assert unit.fused_pool(q.double(), k.double(), h) is None  # float32 only
+    assert unit.fused_pool(q, k.clone().requires_grad_(), h) is None  # training keeps autograd
+    assert scorer("prelu", (16, 8, 4)).model.attention.fused_pool(q, k, h) is None  # 3 layers
+    assert scorer("prelu", (16,)).model.attention.fused_pool(q, k, h) is None  # 1 layer
     monkeypatch.setenv(fused_unit.ENV_SWITCH, "0")
-    assert unit._fused(q, k) is None
+    assert unit.fused_pool(q, k, h) is None
     assert not fused_unit.available()
 
 
@@ -126,7 +130,7 @@ def test_bf16_pairs_and_training_keep_the_torch_ops(
 ) -> None:
     s, inputs = scorer("dice"), requests()
     calls = []
-    monkeypatch.setattr(fused_unit, "unit_scores", lambda *a: calls.append(a))
+    monkeypatch.setattr(fused_unit, "unit_pool", lambda *a: calls.append(a))
     with torch.no_grad():
         if mode == "bf16":
             with bf16_pairs():

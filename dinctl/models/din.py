@@ -135,19 +135,18 @@ class BaseModel(EmbeddingMLP, ServableModel):
         numeric: torch.Tensor | None,
     ) -> ModelOutput:
         """`score` from the candidates' embeddings (R, C, E)."""
-        interest, weights = self.pool(user, candidate)  # (R, C, E), (N, C) | None
+        interest, attention = self.pool(user, candidate)  # (R, C, E), (R, C, T) | None
         parts = [interest, candidate]
         if self.side is not None:
             parts.append(self.side.per_candidate(user.user, context, numeric, candidate.shape[1]))
         logits = self.mlp(torch.cat(parts, dim=-1)).squeeze(-1)  # (R, C)
-        attention = user.history.unpack(weights) if weights is not None else None  # (R, C, T)
         return ModelOutput(logits=logits, attention=attention)
 
     def pool(
         self, user: UserState, candidate: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """User interest per candidate (R, C, E) and the behaviours' weights (N, C) or None;
-        sum pooling here."""
+        """User interest per candidate (R, C, E) and the behaviours' weights (R, C, T), 0 at
+        padding, or None; sum pooling here."""
         pooled = user.history.sum(user.keys)  # (R, E)
         return pooled.unsqueeze(1).expand_as(candidate), None
 
@@ -180,11 +179,15 @@ class DIN(BaseModel):
     def pool(
         self, user: UserState, candidate: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        scores = self.attention(candidate, user.keys, user.history)  # (N, C)
-        if self.cfg.attn_softmax:
-            # the authors' code: scores / sqrt(E), softmax over the valid behaviours of a row
-            scores = user.history.softmax(scores / math.sqrt(user.keys.shape[1]))
-        return user.history.weighted_sum(scores, user.keys), scores  # (R, C, E), Eq. (3)
+        # the authors' code: scores / sqrt(E), softmax over the valid behaviours of a row
+        softmax, history = self.cfg.attn_softmax, user.history
+        fused = self.attention.fused_pool(candidate, user.keys, history, softmax)
+        if fused is not None:  # serving: the same, as one CPU kernel per block of candidates
+            return fused  # (R, C, E), (R, C, T)
+        scores = self.attention(candidate, user.keys, history)  # (N, C)
+        if softmax:
+            scores = history.softmax(scores / math.sqrt(user.keys.shape[1]))
+        return history.weighted_sum(scores, user.keys), history.unpack(scores)  # Eq. (3)
 
 
 @register("avg-pool")

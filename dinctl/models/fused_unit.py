@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 try:  # the serve extra; this module is imported only where the serving layout runs
@@ -168,47 +167,61 @@ def activation_table(
 class Prepared:
     """An activation unit's weights as the kernel takes them, made once per weight version."""
 
-    query_weight: torch.Tensor  # (H1, E): W2 − W3, the candidate term's
-    query_bias: torch.Tensor  # (H1,)
     args: tuple[Any, ...]  # the kernel's weight arguments, in its order
 
 
 def prepare(layers: UnitLayers) -> Prepared:
-    """The weights in the kernel's layout: the first layer's terms and the second layer and
+    """The weights in the kernel's layout: the first layer's terms, the second layer and
     output transposed, with the activations' tables."""
     second, out = layers.second, layers.out
+
+    def array(x: torch.Tensor) -> np.ndarray:
+        return x.detach().contiguous().numpy()
+
     args = (
-        layers.key_weight.detach().t().contiguous().numpy(),  # (E, H1)
-        layers.pair_weight.detach().t().contiguous().numpy(),  # (E, H1)
-        second.weight.detach().t().contiguous().numpy(),  # (H1, H2)
-        second.bias.detach().contiguous().numpy(),  # (H2,)
-        out.weight.detach()[0].contiguous().numpy(),  # (H2,)
+        array(layers.query_weight.t()),  # (E, H1)
+        array(layers.bias),  # (H1,)
+        array(layers.key_weight.t()),  # (E, H1)
+        array(layers.pair_weight.t()),  # (E, H1)
+        array(second.weight.t()),  # (H1, H2)
+        array(second.bias),  # (H2,)
+        array(out.weight[0]),  # (H2,)
         float(out.bias.detach()[0]),
         layers.first_act[1],
         layers.second_act[1],
         layers.first_act[0],
         layers.second_act[0],
     )
-    return Prepared(layers.query_weight.detach().contiguous(), layers.bias.detach(), args)
+    return Prepared(args)
 
 
-def unit_scores(prepared: Prepared, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-    """Scores (R·T, C) of queries (R, C, E) against keys (R·T, E), as `_padded` returns them."""
+def unit_pool(
+    prepared: Prepared,
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    lengths: torch.Tensor,
+    softmax_scale: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. (3) for queries (R, C, E) against keys (R·T, E), the first `lengths` (R,) of each
+    request's T valid: the user interest (R, C, E) and the attention weights (R, C, T), 0 at
+    padding; with `softmax_scale` > 0, the weights are the softmax of scale × score over the
+    valid behaviours (the authors' variant) instead of the scores."""
     r, c, e = queries.shape
     t = keys.shape[0] // r
-    with torch.no_grad():
-        per_query = F.linear(queries, prepared.query_weight, prepared.query_bias)  # (R, C, H1)
     inputs = (
         keys.detach().reshape(r, t, e).contiguous().numpy(),  # (R, T, E)
         queries.detach().contiguous().numpy(),  # (R, C, E)
-        per_query.contiguous().numpy(),  # (R, C, H1)
+        lengths.detach().to(torch.int64).contiguous().numpy(),  # (R,)
     )
-    out = np.empty((r, t, c), np.float32)
+    attention = np.empty((r, c, t), np.float32)
+    interest = np.empty((r, c, e), np.float32)
     _one_blas_thread()
     ranges = shares(r, c, _THREADS.get() or torch.get_num_threads())
     mkl = _MKL is not None and MATMUL == "mkl"
-    run_shares(_unit_blocks, (_FUNCTIONS, mkl, *inputs, *prepared.args, out), ranges)
-    return torch.from_numpy(out).view(r * t, c)  # (N, C)
+    scale = float(softmax_scale)
+    args = (_FUNCTIONS, mkl, *inputs, *prepared.args, scale, attention, interest)
+    run_shares(_unit_blocks, args, ranges)
+    return torch.from_numpy(interest), torch.from_numpy(attention)
 
 
 def shares(r: int, c: int, threads: int) -> list[tuple[int, int, int, int]]:
@@ -249,41 +262,82 @@ def run_shares(fn: Any, args: tuple[Any, ...], ranges: list[tuple[int, int, int,
 
 
 @_jit
-def _unit_blocks(functions, mkl, keys, q, pq, base, w4t, w2t, b2, w3, b3, act1, act2, kind1,
-                 kind2, out, r0, r1, c0, c1):  # fmt: skip  # noqa: ANN001, ANN202
-    """Requests r0:r1, candidates c0:c1 of out (R, T, C), BLOCK candidates at a time (numba);
-    the matmuls by MKL's `functions` when `mkl`, else OpenBLAS."""
+def _unit_blocks(functions, mkl, keys, q, lengths, qwt, qb, base, w4t, w2t, b2, w3, b3, act1,
+                 act2, kind1, kind2, scale, att, interest, r0, r1, c0, c1):  # fmt: skip  # noqa: ANN001, ANN202
+    """Requests r0:r1, candidates c0:c1 of att (R, C, T) and interest (R, C, E), BLOCK
+    candidates at a time (numba); the matmuls by MKL's `functions` when `mkl`, else OpenBLAS.
+    Only each request's valid behaviours are scored."""
     t_len, e_len = keys.shape[1], keys.shape[2]
     h1, h2 = base.shape[1], w2t.shape[1]
     scratch = np.zeros(8, np.int64)  # sgemm_'s arguments by reference (`_matmul`)
+    pq_buf = np.empty(BLOCK * h1, np.float32)
     mix_buf = np.empty(e_len * BLOCK * h1, np.float32)
     pre_buf = np.empty(t_len * BLOCK * h1, np.float32)
     hid_buf = np.empty(t_len * BLOCK * h2, np.float32)
     for r in range(r0, r1):
+        valid = min(max(lengths[r], 0), t_len)
         for s in range(c0, c1, BLOCK):
             n = min(BLOCK, c1 - s)
-            mix = mix_buf[: e_len * n * h1].reshape((e_len, n * h1))  # (E, n·H1)
-            for e in range(e_len):
-                for j in range(n):
-                    qe = q[r, s + j, e]
-                    for h in range(h1):
-                        mix[e, j * h1 + h] = base[e, h] + qe * w4t[e, h]
-            pre = pre_buf[: t_len * n * h1].reshape((t_len, n * h1))  # (T, n·H1)
-            _matmul(functions, mkl, keys[r], mix, pre, scratch)
-            for t in range(t_len):
+            att[r, s : s + n, :] = 0.0
+            if valid > 0:
+                pq = pq_buf[: n * h1].reshape((n, h1))  # (n, H1): (W2 − W3)·v + b
+                _matmul(functions, mkl, q[r, s : s + n], qwt, pq, scratch)
                 for j in range(n):
                     for h in range(h1):
-                        x = pre[t, j * h1 + h] + pq[r, s + j, h]
-                        pre[t, j * h1 + h] = _act(x, kind1, act1[0, h], act1[1, h], act1[2, h])
-            hid = hid_buf[: t_len * n * h2].reshape((t_len * n, h2))  # (T·n, H2)
-            _matmul(functions, mkl, pre.reshape((t_len * n, h1)), w2t, hid, scratch)
-            for t in range(t_len):
-                for j in range(n):
-                    total = b3
-                    for i in range(h2):
-                        x = hid[t * n + j, i] + b2[i]
-                        total += w3[i] * _act(x, kind2, act2[0, i], act2[1, i], act2[2, i])
-                    out[r, t, s + j] = total
+                        pq[j, h] += qb[h]
+                _scores(functions, mkl, keys[r, :valid], q[r], pq, base, w4t, w2t, b2, w3, b3,
+                        act1, act2, kind1, kind2, att[r], s, n, mix_buf, pre_buf, hid_buf,
+                        scratch)  # fmt: skip
+                if scale > 0.0:
+                    _softmax(att[r], s, n, valid, scale)
+            # Eq. (3): Σ_j a(e_j, v)·e_j, padding weighted 0
+            _matmul(functions, mkl, att[r, s : s + n], keys[r], interest[r, s : s + n], scratch)
+
+
+@_jit
+def _scores(functions, mkl, keys, q, pq, base, w4t, w2t, b2, w3, b3, act1, act2, kind1, kind2,
+            att, s, n, mix_buf, pre_buf, hid_buf, scratch):  # fmt: skip  # noqa: ANN001, ANN202
+    """att[s:s+n, :V] (C, T) = the unit's scores of one request's V valid keys (V, E) against
+    candidates s:s+n of q (C, E), their candidate terms pq (n, H1) given."""
+    valid, e_len = keys.shape
+    h1, h2 = base.shape[1], w2t.shape[1]
+    mix = mix_buf[: e_len * n * h1].reshape((e_len, n * h1))  # (E, n·H1)
+    for e in range(e_len):
+        for j in range(n):
+            qe = q[s + j, e]
+            for h in range(h1):
+                mix[e, j * h1 + h] = base[e, h] + qe * w4t[e, h]
+    pre = pre_buf[: valid * n * h1].reshape((valid, n * h1))  # (V, n·H1)
+    _matmul(functions, mkl, keys, mix, pre, scratch)
+    for t in range(valid):
+        for j in range(n):
+            for h in range(h1):
+                x = pre[t, j * h1 + h] + pq[j, h]
+                pre[t, j * h1 + h] = _act(x, kind1, act1[0, h], act1[1, h], act1[2, h])
+    hid = hid_buf[: valid * n * h2].reshape((valid * n, h2))  # (V·n, H2)
+    _matmul(functions, mkl, pre.reshape((valid * n, h1)), w2t, hid, scratch)
+    for t in range(valid):
+        for j in range(n):
+            total = b3
+            for i in range(h2):
+                x = hid[t * n + j, i] + b2[i]
+                total += w3[i] * _act(x, kind2, act2[0, i], act2[1, i], act2[2, i])
+            att[s + j, t] = total
+
+
+@_jit
+def _softmax(att, s, n, valid, scale):  # noqa: ANN001, ANN202
+    """Rows s:s+n of att (C, T): the softmax of scale × the first `valid` entries."""
+    for j in range(s, s + n):
+        top = att[j, 0] * scale
+        for t in range(1, valid):
+            top = max(top, att[j, t] * scale)
+        total = 0.0
+        for t in range(valid):
+            att[j, t] = np.exp(att[j, t] * scale - top)
+            total += att[j, t]
+        for t in range(valid):
+            att[j, t] /= total
 
 
 @_jit

@@ -231,7 +231,7 @@ class ActivationUnit(nn.Module):
         self.first = nn.Linear(4 * dim, hidden[0])  # weights over [e, v, e−v, e⊙v]
         self.first_act = act(hidden[0])
         self.rest = MLP(hidden[0], tuple(hidden[1:]), act, 1)
-        self._kernel_args: tuple[tuple[tuple[int, int], ...], Any] | None = None  # `_fused`'s
+        self._kernel_args: tuple[tuple[tuple[int, int], ...], Any] | None = None  # fused_pool's
 
     def first_terms(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The first layer's weights by term, each (H, E): W·[e, v, e−v, e⊙v] =
@@ -264,9 +264,6 @@ class ActivationUnit(nn.Module):
         broadcast by `matmul` from a literal size-1 axis (reshaping keys expanded to (R·C, T, E)
         specialised C = 1 in the export); the exported graph holds for every C, T ≥ 1
         (tests/test_models_servable.py)."""
-        fused = None if _BF16_PAIRS.get() or self.training else self._fused(queries, keys)
-        if fused is not None:  # the same scores from one CPU kernel per block of candidates
-            return fused  # (N, C)
         key_w, query_w, pair_w = self.first_terms()  # each (H, E)
         r, t = history.shape
         c, e, h = queries.shape[1], self.dim, self.first.out_features
@@ -281,13 +278,20 @@ class ActivationUnit(nn.Module):
         scores = self.rest(self.first_act(pre.view(r * c * t, h))).view(r, c, t)
         return scores.transpose(1, 2).reshape(r * t, c)  # (N, C)
 
-    def _fused(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor | None:
-        """`_padded`'s scores from dinctl/models/fused_unit.py's kernel, or None where it does
-        not apply: not two hidden layers, an activation it does not compute, or inputs it
-        cannot take (gradients, not float32 on the CPU, while exporting; numba missing). The
-        weights are prepared for it once per version of the unit's tensors."""
+    def fused_pool(
+        self, queries: torch.Tensor, keys: torch.Tensor, history: History, softmax: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Eq. (3) from dinctl/models/fused_unit.py's kernel, one block of candidates at a time:
+        the interest (R, C, E) and the attention (R, C, T) that scoring with `forward` and
+        pooling with `history.weighted_sum` / `unpack` give (`softmax`: over the valid
+        behaviours of scores / √E first), or None where the kernel does not apply: a packed
+        history, training, --bf16, not two hidden layers, an activation it does not compute,
+        or inputs it cannot take (gradients, not float32 on the CPU, while exporting; numba
+        missing). The weights are prepared for it once per version of the unit's tensors."""
         import dinctl.models.fused_unit as fused_unit  # numba loads only where this runs
 
+        if not isinstance(history, PaddedHistory) or self.training or _BF16_PAIRS.get():
+            return None
         if not fused_unit.ready(queries, keys):
             return None
         version = tuple((x.data_ptr(), x._version) for x in (*self.parameters(), *self.buffers()))
@@ -296,7 +300,10 @@ class ActivationUnit(nn.Module):
             prepared = fused_unit.prepare(layers) if layers is not None else None
             self._kernel_args = (version, prepared)
         prepared = self._kernel_args[1]
-        return fused_unit.unit_scores(prepared, queries, keys) if prepared is not None else None
+        if prepared is None:
+            return None
+        scale = 1.0 / math.sqrt(keys.shape[1]) if softmax else 0.0
+        return fused_unit.unit_pool(prepared, queries, keys, history.hist_len, scale)
 
     def kernel_ready(self) -> bool:
         """Whether, in eval, this unit's padded forward runs as the fused kernel."""
@@ -628,13 +635,24 @@ class PaddedHistory:
 
     def __init__(self, hist_len: torch.Tensor, shape: torch.Size) -> None:
         """`hist_len` (R,) of histories of `shape` (R, T) (hist_item's: symbolic under
-        torch.export, so no int() and one size for R)."""
+        torch.export, so no int() and one size for R). The masks are made when first used
+        (the fused unit's serving forward needs none)."""
         self.shape = (shape[0], shape[1])
-        pos = torch.arange(shape[1], device=hist_len.device)  # (T,)
-        self.valid = pos.unsqueeze(0) < hist_len.unsqueeze(1)  # (R, T)
-        self.lengths = self.valid.sum(1)  # (R,)
-        flat = torch.arange(shape[0] * shape[1], device=hist_len.device)  # (R·T,)
-        self.row = torch.div(flat, shape[1], rounding_mode="floor")  # (R·T,) each one's request
+        self.hist_len = hist_len
+
+    @functools.cached_property
+    def valid(self) -> torch.Tensor:
+        pos = torch.arange(self.shape[1], device=self.hist_len.device)  # (T,)
+        return pos.unsqueeze(0) < self.hist_len.unsqueeze(1)  # (R, T)
+
+    @functools.cached_property
+    def lengths(self) -> torch.Tensor:  # type: ignore[override]
+        return self.valid.sum(1)  # (R,)
+
+    @functools.cached_property
+    def row(self) -> torch.Tensor:
+        flat = torch.arange(self.shape[0] * self.shape[1], device=self.hist_len.device)
+        return torch.div(flat, self.shape[1], rounding_mode="floor")  # (R·T,) each one's request
 
     def rows(self, values: torch.Tensor) -> torch.Tensor:
         return values.index_select(0, self.row)  # (R·T, ...)
