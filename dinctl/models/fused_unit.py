@@ -35,6 +35,9 @@ from torch import nn
 
 try:  # the serve extra; this module is imported only where the serving layout runs
     import numba
+    from llvmlite import ir
+    from numba.core import types
+    from numba.extending import intrinsic
 except ImportError:  # pragma: no cover - the suite installs it
     numba = None  # type: ignore[assignment]
 
@@ -216,31 +219,20 @@ def unit_pool(
     attention = np.empty((r, c, t), np.float32)
     interest = np.empty((r, c, e), np.float32)
     _one_blas_thread()
-    ranges = shares(r, c, _THREADS.get() or torch.get_num_threads())
     mkl = _MKL is not None and MATMUL == "mkl"
     scale = float(softmax_scale)
-    args = (_FUNCTIONS, mkl, *inputs, *prepared.args, scale, attention, interest)
-    run_shares(_unit_blocks, args, ranges)
+    counter = np.zeros(1, np.int64)  # the next block to claim
+    args = (_FUNCTIONS, mkl, *inputs, *prepared.args, scale, attention, interest, counter)
+    blocks = r * -(-c // BLOCK)
+    run_workers(_unit_blocks, args, min(blocks, _THREADS.get() or torch.get_num_threads()))
     return torch.from_numpy(interest), torch.from_numpy(attention)
-
-
-def shares(r: int, c: int, threads: int) -> list[tuple[int, int, int, int]]:
-    """(r0, r1, c0, c1) ranges for `threads` workers: requests split when there are enough of
-    them, else every request's candidates, in whole blocks where they can be."""
-    n = max(1, min(threads, max(r, -(-c // BLOCK))))
-    if r >= n:
-        cuts = [r * i // n for i in range(n + 1)]
-        return [(cuts[i], cuts[i + 1], 0, c) for i in range(n) if cuts[i] < cuts[i + 1]]
-    blocks = -(-c // BLOCK)
-    cuts = [min(c, BLOCK * (blocks * i // n)) for i in range(n + 1)]
-    return [(0, r, cuts[i], cuts[i + 1]) for i in range(n) if cuts[i] < cuts[i + 1]]
 
 
 @functools.cache
 def _one_blas_thread() -> None:
     """OpenBLAS (scipy's, which numba's matmul calls) computes on the calling thread: its own
     workers, started by a matmul inside the kernel, spin after it and took the cores from the
-    kernel's other share and from torch (the floor beside it measured 2.0x slower)."""
+    kernel's other workers and from torch (the floor beside it measured 2.0x slower)."""
     import scipy.linalg.cython_blas  # noqa: F401  # loaded, so threadpoolctl sees it
     from threadpoolctl import ThreadpoolController
 
@@ -253,45 +245,70 @@ def _pool(pid: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max(1, (os.cpu_count() or 1) - 1), thread_name_prefix="unit")
 
 
-def run_shares(fn: Any, args: tuple[Any, ...], ranges: list[tuple[int, int, int, int]]) -> None:
-    """`fn(*args, *range)` for every range: the first on this thread, the rest on the pool."""
-    futures = [_pool(os.getpid()).submit(fn, *args, *rng) for rng in ranges[1:]]
-    fn(*args, *ranges[0])
+def run_workers(fn: Any, args: tuple[Any, ...], workers: int) -> None:
+    """`fn(*args)` on this thread and on `workers` − 1 of the pool's, together: each claims
+    blocks until none is left, so a worker that starts late or runs slowly (a busy core) takes
+    fewer, instead of the others waiting for its fixed share."""
+    futures = [_pool(os.getpid()).submit(fn, *args) for _ in range(workers - 1)]
+    fn(*args)
     for future in futures:
         future.result()
 
 
+if numba is not None:
+
+    @intrinsic
+    def _claim(typingctx, counter):  # noqa: ANN001, ANN202
+        """counter[0] += 1, atomically; its value before (numba intrinsic: LLVM atomicrmw)."""
+
+        def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+            data = context.make_array(signature.args[0])(context, builder, args[0]).data
+            return builder.atomic_rmw("add", data, ir.Constant(ir.IntType(64), 1), "monotonic")
+
+        return types.int64(counter), codegen
+
+else:  # pragma: no cover - the suite installs numba
+
+    def _claim(counter: np.ndarray) -> int:
+        counter[0] += 1  # without numba the kernel runs as Python, one worker at a time
+        return int(counter[0] - 1)
+
+
 @_jit
 def _unit_blocks(functions, mkl, keys, q, lengths, qwt, qb, base, w4t, w2t, b2, w3, b3, act1,
-                 act2, kind1, kind2, scale, att, interest, r0, r1, c0, c1):  # fmt: skip  # noqa: ANN001, ANN202
-    """Requests r0:r1, candidates c0:c1 of att (R, C, T) and interest (R, C, E), BLOCK
-    candidates at a time (numba); the matmuls by MKL's `functions` when `mkl`, else OpenBLAS.
-    Only each request's valid behaviours are scored."""
+                 act2, kind1, kind2, scale, att, interest, counter):  # fmt: skip  # noqa: ANN001, ANN202
+    """att (R, C, T) and interest (R, C, E), BLOCK candidates of one request at a time, each
+    block claimed from `counter` (numba); the matmuls by MKL's `functions` when `mkl`, else
+    OpenBLAS. Only each request's valid behaviours are scored."""
     t_len, e_len = keys.shape[1], keys.shape[2]
-    h1, h2 = base.shape[1], w2t.shape[1]
+    c_len, h1, h2 = q.shape[1], base.shape[1], w2t.shape[1]
+    per_request = (c_len + BLOCK - 1) // BLOCK
     scratch = np.zeros(8, np.int64)  # sgemm_'s arguments by reference (`_matmul`)
     pq_buf = np.empty(BLOCK * h1, np.float32)
     mix_buf = np.empty(e_len * BLOCK * h1, np.float32)
     pre_buf = np.empty(t_len * BLOCK * h1, np.float32)
     hid_buf = np.empty(t_len * BLOCK * h2, np.float32)
-    for r in range(r0, r1):
+    while True:
+        k = _claim(counter)
+        if k >= q.shape[0] * per_request:
+            return
+        r, s = k // per_request, (k % per_request) * BLOCK
+        n = min(BLOCK, c_len - s)
         valid = min(max(lengths[r], 0), t_len)
-        for s in range(c0, c1, BLOCK):
-            n = min(BLOCK, c1 - s)
-            att[r, s : s + n, :] = 0.0
-            if valid > 0:
-                pq = pq_buf[: n * h1].reshape((n, h1))  # (n, H1): (W2 − W3)·v + b
-                _matmul(functions, mkl, q[r, s : s + n], qwt, pq, scratch)
-                for j in range(n):
-                    for h in range(h1):
-                        pq[j, h] += qb[h]
-                _scores(functions, mkl, keys[r, :valid], q[r], pq, base, w4t, w2t, b2, w3, b3,
-                        act1, act2, kind1, kind2, att[r], s, n, mix_buf, pre_buf, hid_buf,
-                        scratch)  # fmt: skip
-                if scale > 0.0:
-                    _softmax(att[r], s, n, valid, scale)
-            # Eq. (3): Σ_j a(e_j, v)·e_j, padding weighted 0
-            _matmul(functions, mkl, att[r, s : s + n], keys[r], interest[r, s : s + n], scratch)
+        att[r, s : s + n, :] = 0.0
+        if valid > 0:
+            pq = pq_buf[: n * h1].reshape((n, h1))  # (n, H1): (W2 − W3)·v + b
+            _matmul(functions, mkl, q[r, s : s + n], qwt, pq, scratch)
+            for j in range(n):
+                for h in range(h1):
+                    pq[j, h] += qb[h]
+            _scores(functions, mkl, keys[r, :valid], q[r], pq, base, w4t, w2t, b2, w3, b3,
+                    act1, act2, kind1, kind2, att[r], s, n, mix_buf, pre_buf, hid_buf,
+                    scratch)  # fmt: skip
+            if scale > 0.0:
+                _softmax(att[r], s, n, valid, scale)
+        # Eq. (3): Σ_j a(e_j, v)·e_j, padding weighted 0
+        _matmul(functions, mkl, att[r, s : s + n], keys[r], interest[r, s : s + n], scratch)
 
 
 @_jit
