@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dinctl.models import ModelConfig, build_model, fused_unit
-from dinctl.models.layers import PaddedHistory, bf16_pairs
+from dinctl.models.layers import MLP, PaddedHistory, activation, bf16_pairs
 from dinctl.serving.scorer import RequestScorer
 
 R, C, T = 3, 13, 7  # 13 candidates: one whole block of 8 and a part block
@@ -216,3 +216,35 @@ def test_a_kernel_numba_cannot_cache_is_compiled_in_the_process() -> None:
     exec("def twice(x):\n    return 2 * x\n", namespace)  # no source file: nowhere to cache
     compiled = fused_unit._jit(namespace["twice"])  # type: ignore[arg-type]
     assert compiled(21) == 42 and hasattr(compiled, "py_func")  # compiled, not the function
+
+
+@pytest.mark.parametrize("act", ["prelu", "dice", "sigmoid", "relu"])
+@pytest.mark.parametrize("hidden", [(), (9,), (9, 7, 5)])
+def test_the_tower_kernel_computes_the_mlp(act: str, hidden: tuple[int, ...]) -> None:
+    """Inside a small serving forward the MLP runs as the tower kernel (rows claimed by 1-3
+    workers, 37 rows: two whole claims and a part one); the torch ops' numbers, any depth."""
+    torch.manual_seed(2)
+    mlp = MLP(12, hidden, activation(act), 3).eval()
+    with torch.no_grad():
+        for p in mlp.parameters():
+            p.normal_(0.0, 0.5)
+        for name, b in mlp.named_buffers():
+            b.uniform_(0.2, 2.0) if "running_var" in name else b.normal_(0.0, 0.5)
+    x = torch.randn(37, 12)
+    with torch.inference_mode():
+        assert mlp._fused(x) is None  # not in a small forward: the torch ops
+        plain = mlp(x)
+        for workers in (1, 2, 3):
+            token = fused_unit._THREADS.set(workers)
+            try:
+                assert mlp._fused(x) is not None
+                fused = mlp(x)
+            finally:
+                fused_unit._THREADS.reset(token)
+            torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-5)
+    mlp.train()
+    token = fused_unit._THREADS.set(2)
+    try:
+        assert mlp._fused(x) is None  # training: the torch ops
+    finally:
+        fused_unit._THREADS.reset(token)

@@ -42,6 +42,7 @@ except ImportError:  # pragma: no cover - the suite installs it
     numba = None  # type: ignore[assignment]
 
 ENV_SWITCH = "DINCTL_FUSED_UNIT"  # 0: always the torch ops
+ROWS = 16  # MLP tower rows per claim
 BLOCK = 8  # candidates per block: 8 × (T·H1) activations stay in L2 (measured best of 4-50)
 PRELU, DICE, SIGMOID = 0, 1, 2  # activation kinds; ReLU is PReLU with α = 0
 
@@ -100,15 +101,17 @@ def small_ops_on_one_thread(rows: int) -> Iterator[None]:
     waking it costs more: measured, 200 × 100 requests 4-10% faster; 256 one-candidate
     requests 19% slower, hence the bound."""
     threads = torch.get_num_threads()
-    if threads <= 1 or rows > SMALL or not available():
+    if rows > SMALL or not available():
         yield
         return
     token = _THREADS.set(threads)
-    torch.set_num_threads(1)
+    if threads > 1:
+        torch.set_num_threads(1)
     try:
         yield
     finally:
-        torch.set_num_threads(threads)
+        if threads > 1:
+            torch.set_num_threads(threads)
         _THREADS.reset(token)
 
 
@@ -228,6 +231,51 @@ def unit_pool(
     return torch.from_numpy(interest), torch.from_numpy(attention)
 
 
+@dataclass(frozen=True)
+class PreparedTower:
+    """An MLP's layers as the tower kernel takes them: each layer's weight (in, out), bias and
+    activation (kind, table); the output layer's activation is the identity (PReLU at α = 1)."""
+
+    weights: tuple[np.ndarray, ...]
+    biases: tuple[np.ndarray, ...]
+    tables: tuple[np.ndarray, ...]
+    kinds: np.ndarray  # (layers,) int64
+
+
+def prepare_tower(
+    linears: list[nn.Linear], acts: list[tuple[int, np.ndarray]], out: nn.Linear
+) -> PreparedTower:
+    """An MLP (Linear → act per hidden layer, then the output Linear) in the kernel's layout."""
+    identity = activation_table(out.out_features, torch.ones(out.out_features))
+    return PreparedTower(
+        tuple(layer.weight.detach().t().contiguous().numpy() for layer in (*linears, out)),
+        tuple(layer.bias.detach().contiguous().numpy() for layer in (*linears, out)),
+        tuple(table for _, table in acts) + (identity,),
+        np.array([kind for kind, _ in acts] + [PRELU], np.int64),
+    )
+
+
+def tower_rows(prepared: PreparedTower, x: torch.Tensor) -> torch.Tensor:
+    """The MLP of `prepared` on rows x (N, in) → (N, out), ROWS rows per claim, on the
+    threads of the forward around it (`small_ops_on_one_thread`)."""
+    rows = x.detach().contiguous().numpy()
+    out = np.empty((rows.shape[0], prepared.weights[-1].shape[1]), np.float32)
+    _one_blas_thread()
+    mkl = _MKL is not None and MATMUL == "mkl"
+    counter = np.zeros(1, np.int64)
+    p = prepared
+    args = (_FUNCTIONS, mkl, rows, p.weights, p.biases, p.tables, p.kinds, out, counter)
+    claims = -(-rows.shape[0] // ROWS)
+    run_workers(_tower_rows, args, min(claims, _THREADS.get() or torch.get_num_threads()))
+    return torch.from_numpy(out)
+
+
+def in_small_forward() -> bool:
+    """Whether this runs inside `small_ops_on_one_thread`'s forward, the kernel on its threads
+    (where the MLP tower runs as `tower_rows`; training and evaluation never do)."""
+    return _THREADS.get() > 0
+
+
 @functools.cache
 def _one_blas_thread() -> None:
     """OpenBLAS (scipy's, which numba's matmul calls) computes on the calling thread: its own
@@ -340,6 +388,41 @@ def _scores(functions, mkl, keys, q, pq, base, w4t, w2t, b2, w3, b3, act1, act2,
                 x = hid[t * n + j, i] + b2[i]
                 total += w3[i] * _act(x, kind2, act2[0, i], act2[1, i], act2[2, i])
             att[s + j, t] = total
+
+
+@_jit
+def _tower_rows(functions, mkl, x, weights, biases, tables, kinds, out, counter):  # noqa: ANN001, ANN202
+    """out (N, out) = the MLP of (weights, biases, tables, kinds) on x (N, in), ROWS rows at a
+    time, each claimed from `counter` (numba)."""
+    width = 1
+    for i in range(len(weights)):
+        width = max(width, weights[i].shape[1])
+    scratch = np.zeros(8, np.int64)
+    buffers = (np.empty(ROWS * width, np.float32), np.empty(ROWS * width, np.float32))
+    while True:
+        start = _claim(counter) * ROWS
+        if start >= x.shape[0]:
+            return
+        m = min(ROWS, x.shape[0] - start)
+        w = weights[0].shape[1]
+        h = buffers[0][: m * w].reshape((m, w))
+        _matmul(functions, mkl, x[start : start + m], weights[0], h, scratch)
+        _bias_act(h, biases[0], tables[0], kinds[0])
+        for i in range(1, len(weights)):
+            w = weights[i].shape[1]
+            nxt = buffers[i % 2][: m * w].reshape((m, w))
+            _matmul(functions, mkl, h, weights[i], nxt, scratch)
+            _bias_act(nxt, biases[i], tables[i], kinds[i])
+            h = nxt
+        out[start : start + m] = h
+
+
+@_jit
+def _bias_act(h, bias, table, kind):  # noqa: ANN001, ANN202
+    """h (M, W) += bias, then its activation (kind, table), in place."""
+    for i in range(h.shape[0]):
+        for j in range(h.shape[1]):
+            h[i, j] = _act(h[i, j] + bias[j], kind, table[0, j], table[1, j], table[2, j])
 
 
 @_jit

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -186,13 +187,60 @@ class MLP(nn.Module):
         )
         self.acts = nn.ModuleList(act(h) for h in hidden)
         self.out = nn.Linear(dims[-1], out_dim)
+        self._kernel_args: tuple[Any, ...] | None = None  # `kernel_weights`'
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
         x = x.reshape(-1, x.shape[-1])  # (N, in): Dice and PReLU take their 2-D kernels
+        fused = self._fused(x)
+        if fused is not None:
+            return fused.reshape(*lead, self.out.out_features)
         for linear, act in zip(self.linears, self.acts, strict=True):
             x = act(linear(x))
         return self.out(x).reshape(*lead, self.out.out_features)
+
+    def _fused(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The tower as dinctl/models/fused_unit.py's kernel, rows shared over the threads,
+        inside a small serving forward (`fused_unit.small_ops_on_one_thread`), or None: an
+        activation it does not compute, training, inputs it cannot take."""
+        if self.training or "dinctl.models.fused_unit" not in sys.modules:
+            return None
+        import dinctl.models.fused_unit as fused_unit
+
+        if not (fused_unit.in_small_forward() and fused_unit.ready(x, x)):
+            return None
+        prepared = kernel_weights(self, self._kernel_layers)
+        return fused_unit.tower_rows(prepared, x) if prepared is not None else None
+
+    def _kernel_layers(self) -> Any:
+        import dinctl.models.fused_unit as fused_unit
+
+        linears = [cast(nn.Linear, layer) for layer in self.linears]
+        widths = [layer.out_features for layer in linears]
+        acts = [kernel_activation(a, w) for a, w in zip(self.acts, widths, strict=True)]
+        if any(a is None for a in acts):
+            return None
+        return fused_unit.prepare_tower(linears, cast(list, acts), self.out)
+
+
+def kernel_weights(module: nn.Module, make: Callable[[], Any]) -> Any:
+    """`make()`'s weights for a kernel, kept in `module._kernel_args` and made again only when
+    one of its tensors changed: a new tensor, new storage (`.to`) or a write in place
+    (load_state_dict, an optimizer step). The module's submodules are listed once (walking
+    them took ~20 µs a forward); their tensors are read from their own tables each time."""
+    cached = module.__dict__.get("_kernel_args")  # a plain attribute (nn.Module types its own)
+    modules = cached[2] if cached is not None else list(module.modules())
+    version = [
+        (x.data_ptr(), x._version)
+        for m in modules
+        for table in (m._parameters, m._buffers)
+        for x in table.values()
+        if x is not None
+    ]
+    if cached is None or cached[0] != version:
+        cached = (version, make(), modules)
+        module.__dict__["_kernel_args"] = cached
+    return cached[1]
 
 
 _BF16_PAIRS: ContextVar[bool] = ContextVar("dinctl_bf16_pairs", default=False)
@@ -231,7 +279,7 @@ class ActivationUnit(nn.Module):
         self.first = nn.Linear(4 * dim, hidden[0])  # weights over [e, v, e−v, e⊙v]
         self.first_act = act(hidden[0])
         self.rest = MLP(hidden[0], tuple(hidden[1:]), act, 1)
-        self._kernel_args: tuple[tuple[tuple[int, int], ...], Any] | None = None  # fused_pool's
+        self._kernel_args: tuple[Any, ...] | None = None  # `kernel_weights`'
 
     def first_terms(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The first layer's weights by term, each (H, E): W·[e, v, e−v, e⊙v] =
@@ -294,12 +342,11 @@ class ActivationUnit(nn.Module):
             return None
         if not fused_unit.ready(queries, keys):
             return None
-        version = tuple((x.data_ptr(), x._version) for x in (*self.parameters(), *self.buffers()))
-        if self._kernel_args is None or self._kernel_args[0] != version:
+        def make() -> Any:
             layers = self._kernel_layers()
-            prepared = fused_unit.prepare(layers) if layers is not None else None
-            self._kernel_args = (version, prepared)
-        prepared = self._kernel_args[1]
+            return fused_unit.prepare(layers) if layers is not None else None
+
+        prepared = kernel_weights(self, make)
         if prepared is None:
             return None
         scale = 1.0 / math.sqrt(keys.shape[1]) if softmax else 0.0
@@ -560,7 +607,11 @@ class History(Protocol):
     """
 
     shape: tuple[int, int]  # (R, T)
-    lengths: torch.Tensor  # (R,) valid behaviours per request
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        """(R,) valid behaviours per request."""
+        ...
 
     def rows(self, values: torch.Tensor) -> torch.Tensor:
         """Per-request values (R, ...) → per-behaviour (N, ...)."""
@@ -646,7 +697,7 @@ class PaddedHistory:
         return pos.unsqueeze(0) < self.hist_len.unsqueeze(1)  # (R, T)
 
     @functools.cached_property
-    def lengths(self) -> torch.Tensor:  # type: ignore[override]
+    def lengths(self) -> torch.Tensor:
         return self.valid.sum(1)  # (R,)
 
     @functools.cached_property
