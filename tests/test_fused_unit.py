@@ -4,22 +4,33 @@ ops wherever the kernel does not apply."""
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any, cast
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dinctl.models import ModelConfig, build_model, fused_unit
-from dinctl.models.layers import MLP, PaddedHistory, activation, bf16_pairs
+from dinctl.models.din import UserState
+from dinctl.models.layers import History, PaddedHistory, bf16_pairs
 from dinctl.serving.scorer import RequestScorer
 
 R, C, T = 3, 13, 7  # 13 candidates: one whole block of 8 and a part block
 
 
-def scorer(act: str, hidden: tuple[int, ...] = (16, 8)) -> RequestScorer:
+def scorer(act: str, hidden: tuple[int, ...] = (16, 8), **extra: Any) -> RequestScorer:
     torch.manual_seed(0)
     cfg = ModelConfig(
-        model="din", n_users=50, n_items=300, n_cates=20, emb_dim=8, act=act, attn_hidden=hidden
+        model="din",
+        n_users=50,
+        n_items=300,
+        n_cates=20,
+        emb_dim=8,
+        act=act,
+        attn_hidden=hidden,
+        **extra,
     )
     model = build_model(cfg).eval()
     with torch.no_grad():  # weights and statistics far from their start, signs mixed
@@ -47,17 +58,27 @@ def requests(r: int = R, c: int = C, t: int = T) -> dict[str, torch.Tensor]:
 UNIT = scorer("dice")
 
 
+def fused(
+    s: RequestScorer, q: torch.Tensor, k: torch.Tensor, history: PaddedHistory | None = None
+) -> Any:
+    """The kernel's (logits, attention) of queries q against keys k, None where it does not
+    apply."""
+    unit, h = s.model.attention, history or padded()
+    with torch.inference_mode():
+        return unit.fused_score(q, k, h, s.model.mlp, [q])
+
+
 def padded(r: int = R, t: int = T) -> PaddedHistory:
     return PaddedHistory(requests(r=r, t=t)["hist_len"], torch.Size((r, t)))
 
 
 def both(s: RequestScorer, inputs: dict[str, torch.Tensor], monkeypatch: pytest.MonkeyPatch):
     with torch.inference_mode():
-        fused = s(**inputs)
+        kernel = s(**inputs)
         monkeypatch.setenv(fused_unit.ENV_SWITCH, "0")
         plain = s(**inputs)
         monkeypatch.delenv(fused_unit.ENV_SWITCH)
-    return fused, plain
+    return kernel, plain
 
 
 def test_the_kernel_multiplies_with_torch_s_mkl_where_torch_has_it() -> None:
@@ -72,10 +93,10 @@ def test_the_kernel_scores_as_the_torch_ops_do(
     monkeypatch.setattr(fused_unit, "MATMUL", matmul)
     s = scorer(act)
     q, k = torch.randn(R, C, 16), torch.randn(R * T, 16)
-    assert s.model.attention.fused_pool(q, k, padded()) is not None  # kernel against torch
-    fused, plain = both(s, requests(), monkeypatch)
-    assert len(fused) == len(plain) == 2  # logits (R, C), attention (R, C, T)
-    for a, b in zip(fused, plain, strict=True):
+    assert fused(s, q, k) is not None  # so below is the kernel against the torch ops
+    kernel, plain = both(s, requests(), monkeypatch)
+    assert len(kernel) == len(plain) == 2  # logits (R, C), attention (R, C, T)
+    for a, b in zip(kernel, plain, strict=True):
         assert a.shape == b.shape
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
 
@@ -101,47 +122,48 @@ def test_every_thread_split_gives_the_same_scores(
 
 
 @settings(max_examples=30, deadline=None)
-@given(
-    st.integers(1, 4), st.integers(1, 30), st.integers(1, 9), st.integers(1, 4), st.booleans()
-)
+@given(st.integers(1, 4), st.integers(1, 30), st.integers(1, 9), st.integers(1, 4), st.booleans())
 def test_the_workers_claim_every_block_once(
     r: int, c: int, t: int, workers: int, softmax: bool
 ) -> None:
     """Any shape, lengths from 0 (empty) to beyond T, any number of workers claiming blocks:
     the kernel's interest and attention are the torch ops' (a block no worker claimed would
     hold whatever np.empty left there)."""
-    unit = UNIT.model.attention
+    model = UNIT.model
+    model.cfg = dataclasses.replace(model.cfg, attn_softmax=softmax)
     g = torch.Generator().manual_seed(r * 1000 + c * 10 + t)
     q, k = torch.randn(r, c, 16, generator=g), torch.randn(r * t, 16, generator=g)
     history = PaddedHistory(torch.randint(0, t + 3, (r,), generator=g), torch.Size((r, t)))
+    user = UserState(history, k, None)
     token = fused_unit._THREADS.set(workers)
     try:
         with torch.inference_mode():
-            fused = unit.fused_pool(q, k, history, softmax)
+            out = model.score_embedded(user, q, None, None)
+            plain = model.pool_and_tower(user, q, [q])  # the torch ops
     finally:
         fused_unit._THREADS.reset(token)
-    assert fused is not None
-    with torch.inference_mode():
-        scores = unit(q, k, history)  # the torch ops
-        if softmax:
-            scores = history.softmax(scores / 4.0)  # / √E
-        plain = (history.weighted_sum(scores, k), history.unpack(scores))
-    for a, b in zip(fused, plain, strict=True):
+        model.cfg = dataclasses.replace(model.cfg, attn_softmax=False)
+    assert fused(UNIT, q, k, history) is not None
+    for a, b in ((out.logits, plain.logits), (out.attention, plain.attention)):
+        assert b is not None and a is not None
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * max(1.0, float(b.abs().max())))
 
 
 def test_the_torch_ops_run_where_the_kernel_does_not_apply(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    unit, h = scorer("prelu").model.attention, padded()
+    s = scorer("prelu")
     q, k = torch.randn(R, C, 16), torch.randn(R * T, 16)
-    assert unit.fused_pool(q, k, h) is not None
-    assert unit.fused_pool(q.double(), k.double(), h) is None  # float32 only
-    assert unit.fused_pool(q, k.clone().requires_grad_(), h) is None  # training keeps autograd
-    assert scorer("prelu", (16, 8, 4)).model.attention.fused_pool(q, k, h) is None  # 3 layers
-    assert scorer("prelu", (16,)).model.attention.fused_pool(q, k, h) is None  # 1 layer
+    assert fused(s, q, k) is not None
+    assert fused(s, q.double(), k.double()) is None  # float32 only
+    unit, tower, packed = s.model.attention, s.model.mlp, cast(History, object())
+    assert unit.fused_score(q, k, padded(), tower, [q]) is None  # autograd records: torch ops
+    assert fused(scorer("prelu", (16, 8, 4)), q, k) is None  # 3 layers
+    assert fused(scorer("prelu", (16,)), q, k) is None  # 1 layer
+    with torch.no_grad():
+        assert unit.fused_score(q, k, packed, tower, [q]) is None  # training's packed layout
     monkeypatch.setenv(fused_unit.ENV_SWITCH, "0")
-    assert unit.fused_pool(q, k, h) is None
+    assert fused(s, q, k) is None
     assert not fused_unit.available()
 
 
@@ -151,7 +173,7 @@ def test_bf16_pairs_and_training_keep_the_torch_ops(
 ) -> None:
     s, inputs = scorer("dice"), requests()
     calls = []
-    monkeypatch.setattr(fused_unit, "unit_pool", lambda *a: calls.append(a))
+    monkeypatch.setattr(fused_unit, "score_requests", lambda *a: calls.append(a))
     with torch.no_grad():
         if mode == "bf16":
             with bf16_pairs():
@@ -173,10 +195,10 @@ def test_weights_changed_in_place_reach_the_kernel(monkeypatch: pytest.MonkeyPat
     with torch.no_grad():  # as load_state_dict or an optimizer step does
         s.model.attention.rest.linears[0].bias.add_(1.0)
         s.model.attention.first_act.running_mean.mul_(0.5)
-    fused, plain = both(s, inputs, monkeypatch)
-    assert not torch.allclose(fused[0], before)
+    kernel, plain = both(s, inputs, monkeypatch)
+    assert not torch.allclose(kernel[0], before)
     torch.testing.assert_close(
-        fused[0], plain[0], rtol=1e-4, atol=1e-4 * float(plain[0].abs().max())
+        kernel[0], plain[0], rtol=1e-4, atol=1e-4 * float(plain[0].abs().max())
     )
 
 
@@ -218,33 +240,44 @@ def test_a_kernel_numba_cannot_cache_is_compiled_in_the_process() -> None:
     assert compiled(21) == 42 and hasattr(compiled, "py_func")  # compiled, not the function
 
 
-@pytest.mark.parametrize("act", ["prelu", "dice", "sigmoid", "relu"])
+@pytest.mark.parametrize("tower_act", ["prelu", "dice", "sigmoid", "relu"])
 @pytest.mark.parametrize("hidden", [(), (9,), (9, 7, 5)])
-def test_the_tower_kernel_computes_the_mlp(act: str, hidden: tuple[int, ...]) -> None:
-    """Inside a small serving forward the MLP runs as the tower kernel (rows claimed by 1-3
-    workers, 37 rows: two whole claims and a part one); the torch ops' numbers, any depth."""
-    torch.manual_seed(2)
-    mlp = MLP(12, hidden, activation(act), 3).eval()
-    with torch.no_grad():
-        for p in mlp.parameters():
-            p.normal_(0.0, 0.5)
-        for name, b in mlp.named_buffers():
-            b.uniform_(0.2, 2.0) if "running_var" in name else b.normal_(0.0, 0.5)
-    x = torch.randn(37, 12)
-    with torch.inference_mode():
-        assert mlp._fused(x) is None  # not in a small forward: the torch ops
-        plain = mlp(x)
-        for workers in (1, 2, 3):
-            token = fused_unit._THREADS.set(workers)
-            try:
-                assert mlp._fused(x) is not None
-                fused = mlp(x)
-            finally:
-                fused_unit._THREADS.reset(token)
-            torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-5)
-    mlp.train()
-    token = fused_unit._THREADS.set(2)
-    try:
-        assert mlp._fused(x) is None  # training: the torch ops
-    finally:
-        fused_unit._THREADS.reset(token)
+def test_the_kernel_runs_any_tower(
+    tower_act: str, hidden: tuple[int, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel's tower, of any depth and activation, on [interest ⊕ candidate]: the torch
+    ops' logits."""
+    s = scorer("dice", mlp_act=tower_act, mlp_hidden=hidden)
+    q, k = torch.randn(R, C, 16), torch.randn(R * T, 16)
+    assert fused(s, q, k) is not None
+    kernel, plain = both(s, requests(), monkeypatch)
+    for a, b in zip(kernel, plain, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
+
+
+def test_the_kernel_takes_user_context_and_numeric_inputs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A model with behaviour, user, context and numeric fields: the tower's other inputs
+    reach the kernel as the torch ops take them."""
+    s = scorer(
+        "prelu",
+        behaviour_fields=(("brand", 7),),
+        user_fields=(("age", 4), ("gender", 3)),
+        context_fields=(("slot", 5),),
+        numeric_fields=("price",),
+    )
+    g = torch.Generator().manual_seed(3)
+    inputs = {
+        **requests(),
+        "hist_fields": torch.randint(0, 7, (R, T, 1), generator=g),
+        "cand_fields": torch.randint(0, 7, (R, C, 1), generator=g),
+        "user_fields": torch.stack(
+            [torch.randint(0, 4, (R,), generator=g), torch.randint(0, 3, (R,), generator=g)], 1
+        ),
+        "context": torch.randint(0, 5, (R, C, 1), generator=g),
+        "numeric": torch.rand(R, C, 1, generator=g),
+    }
+    kernel, plain = both(s, inputs, monkeypatch)
+    for a, b in zip(kernel, plain, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))

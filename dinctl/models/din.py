@@ -135,12 +135,29 @@ class BaseModel(EmbeddingMLP, ServableModel):
         numeric: torch.Tensor | None,
     ) -> ModelOutput:
         """`score` from the candidates' embeddings (R, C, E)."""
+        return self.pool_and_tower(
+            user, candidate, self.tower_rest(user, candidate, context, numeric)
+        )
+
+    def pool_and_tower(
+        self, user: UserState, candidate: torch.Tensor, rest: list[torch.Tensor]
+    ) -> ModelOutput:
+        """The interest by `pool`, then the tower on [interest ⊕ rest]."""
         interest, attention = self.pool(user, candidate)  # (R, C, E), (R, C, T) | None
-        parts = [interest, candidate]
-        if self.side is not None:
-            parts.append(self.side.per_candidate(user.user, context, numeric, candidate.shape[1]))
-        logits = self.mlp(torch.cat(parts, dim=-1)).squeeze(-1)  # (R, C)
+        logits = self.mlp(torch.cat([interest, *rest], dim=-1)).squeeze(-1)  # (R, C)
         return ModelOutput(logits=logits, attention=attention)
+
+    def tower_rest(
+        self,
+        user: UserState,
+        candidate: torch.Tensor,
+        context: torch.Tensor | None,
+        numeric: torch.Tensor | None,
+    ) -> list[torch.Tensor]:
+        """The tower's inputs after the interest: [candidate ⊕ user ⊕ context ⊕ numeric]."""
+        if self.side is None:
+            return [candidate]
+        return [candidate, self.side.per_candidate(user.user, context, numeric, candidate.shape[1])]
 
     def pool(
         self, user: UserState, candidate: torch.Tensor
@@ -179,15 +196,31 @@ class DIN(BaseModel):
     def pool(
         self, user: UserState, candidate: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        # the authors' code: scores / sqrt(E), softmax over the valid behaviours of a row
-        softmax, history = self.cfg.attn_softmax, user.history
-        fused = self.attention.fused_pool(candidate, user.keys, history, softmax)
-        if fused is not None:  # serving: the same, as one CPU kernel per block of candidates
-            return fused  # (R, C, E), (R, C, T)
+        history = user.history
         scores = self.attention(candidate, user.keys, history)  # (N, C)
-        if softmax:
+        if self.cfg.attn_softmax:
+            # the authors' code: scores / sqrt(E), softmax over the valid behaviours of a row
             scores = history.softmax(scores / math.sqrt(user.keys.shape[1]))
         return history.weighted_sum(scores, user.keys), history.unpack(scores)  # Eq. (3)
+
+    def score_embedded(
+        self,
+        user: UserState,
+        candidate: torch.Tensor,
+        context: torch.Tensor | None,
+        numeric: torch.Tensor | None,
+    ) -> ModelOutput:
+        """`BaseModel.score_embedded`; serving (padded requests, no gradients, float32 on the
+        CPU) runs the unit, Eq. (3) and the tower as one CPU kernel per block of candidates
+        (`ActivationUnit.fused_score`), the same numbers to float rounding."""
+        rest = self.tower_rest(user, candidate, context, numeric)
+        softmax = self.cfg.attn_softmax
+        unit = self.attention
+        fused = unit.fused_score(candidate, user.keys, user.history, self.mlp, rest, softmax)
+        if fused is None:
+            return self.pool_and_tower(user, candidate, rest)
+        logits, attention = fused  # (R, C, 1), (R, C, T)
+        return ModelOutput(logits=logits.squeeze(-1), attention=attention)
 
 
 @register("avg-pool")

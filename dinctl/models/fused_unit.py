@@ -42,7 +42,6 @@ except ImportError:  # pragma: no cover - the suite installs it
     numba = None  # type: ignore[assignment]
 
 ENV_SWITCH = "DINCTL_FUSED_UNIT"  # 0: always the torch ops
-ROWS = 16  # MLP tower rows per claim
 BLOCK = 8  # candidates per block: 8 × (T·H1) activations stay in L2 (measured best of 4-50)
 PRELU, DICE, SIGMOID = 0, 1, 2  # activation kinds; ReLU is PReLU with α = 0
 
@@ -101,17 +100,15 @@ def small_ops_on_one_thread(rows: int) -> Iterator[None]:
     waking it costs more: measured, 200 × 100 requests 4-10% faster; 256 one-candidate
     requests 19% slower, hence the bound."""
     threads = torch.get_num_threads()
-    if rows > SMALL or not available():
+    if threads <= 1 or rows > SMALL or not available():
         yield
         return
     token = _THREADS.set(threads)
-    if threads > 1:
-        torch.set_num_threads(1)
+    torch.set_num_threads(1)
     try:
         yield
     finally:
-        if threads > 1:
-            torch.set_num_threads(threads)
+        torch.set_num_threads(threads)
         _THREADS.reset(token)
 
 
@@ -144,10 +141,9 @@ def tracing() -> bool:
 
 
 def ready(queries: torch.Tensor, keys: torch.Tensor) -> bool:
-    """Whether the kernel can take these inputs (see the module docstring)."""
-    if not available() or tracing():
-        return False
-    if torch.is_grad_enabled() and (keys.requires_grad or queries.requires_grad):
+    """Whether the kernel can take these inputs (see the module docstring): not where autograd
+    records (the kernel's outputs have no gradient, to the inputs or to the weights)."""
+    if not available() or tracing() or torch.is_grad_enabled():
         return False
     return keys.device.type == "cpu" and keys.dtype == queries.dtype == torch.float32
 
@@ -201,39 +197,9 @@ def prepare(layers: UnitLayers) -> Prepared:
     return Prepared(args)
 
 
-def unit_pool(
-    prepared: Prepared,
-    queries: torch.Tensor,
-    keys: torch.Tensor,
-    lengths: torch.Tensor,
-    softmax_scale: float = 0.0,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eq. (3) for queries (R, C, E) against keys (R·T, E), the first `lengths` (R,) of each
-    request's T valid: the user interest (R, C, E) and the attention weights (R, C, T), 0 at
-    padding; with `softmax_scale` > 0, the weights are the softmax of scale × score over the
-    valid behaviours (the authors' variant) instead of the scores."""
-    r, c, e = queries.shape
-    t = keys.shape[0] // r
-    inputs = (
-        keys.detach().reshape(r, t, e).contiguous().numpy(),  # (R, T, E)
-        queries.detach().contiguous().numpy(),  # (R, C, E)
-        lengths.detach().to(torch.int64).contiguous().numpy(),  # (R,)
-    )
-    attention = np.empty((r, c, t), np.float32)
-    interest = np.empty((r, c, e), np.float32)
-    _one_blas_thread()
-    mkl = _MKL is not None and MATMUL == "mkl"
-    scale = float(softmax_scale)
-    counter = np.zeros(1, np.int64)  # the next block to claim
-    args = (_FUNCTIONS, mkl, *inputs, *prepared.args, scale, attention, interest, counter)
-    blocks = r * -(-c // BLOCK)
-    run_workers(_unit_blocks, args, min(blocks, _THREADS.get() or torch.get_num_threads()))
-    return torch.from_numpy(interest), torch.from_numpy(attention)
-
-
 @dataclass(frozen=True)
 class PreparedTower:
-    """An MLP's layers as the tower kernel takes them: each layer's weight (in, out), bias and
+    """An MLP's layers as the kernel takes them: each layer's weight (in, out), bias and
     activation (kind, table); the output layer's activation is the identity (PReLU at α = 1)."""
 
     weights: tuple[np.ndarray, ...]
@@ -255,25 +221,39 @@ def prepare_tower(
     )
 
 
-def tower_rows(prepared: PreparedTower, x: torch.Tensor) -> torch.Tensor:
-    """The MLP of `prepared` on rows x (N, in) → (N, out), ROWS rows per claim, on the
-    threads of the forward around it (`small_ops_on_one_thread`)."""
-    rows = x.detach().contiguous().numpy()
-    out = np.empty((rows.shape[0], prepared.weights[-1].shape[1]), np.float32)
+def score_requests(
+    unit: Prepared,
+    tower: PreparedTower,
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    lengths: torch.Tensor,
+    rest: torch.Tensor,
+    softmax_scale: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """DIN's scoring of candidates (R, C, E) against keys (R·T, E), the first `lengths` (R,)
+    of each request's T valid: the tower's output (R, C, O) on [interest ⊕ rest], `rest`
+    (R, C, D) its other inputs (candidate, user, context, numeric), and the attention weights
+    (R, C, T), 0 at padding (with `softmax_scale` > 0, the softmax of scale × score over the
+    valid behaviours: the authors' variant), which Eq. (3)'s interest sums keys by."""
+    r, c, e = queries.shape
+    t = keys.shape[0] // r
+    inputs = (
+        keys.detach().reshape(r, t, e).contiguous().numpy(),  # (R, T, E)
+        queries.detach().contiguous().numpy(),  # (R, C, E)
+        lengths.detach().to(torch.int64).contiguous().numpy(),  # (R,)
+        rest.detach().contiguous().numpy(),  # (R, C, D)
+    )
+    attention = np.empty((r, c, t), np.float32)
+    out = np.empty((r, c, tower.weights[-1].shape[1]), np.float32)
     _one_blas_thread()
     mkl = _MKL is not None and MATMUL == "mkl"
-    counter = np.zeros(1, np.int64)
-    p = prepared
-    args = (_FUNCTIONS, mkl, rows, p.weights, p.biases, p.tables, p.kinds, out, counter)
-    claims = -(-rows.shape[0] // ROWS)
-    run_workers(_tower_rows, args, min(claims, _THREADS.get() or torch.get_num_threads()))
-    return torch.from_numpy(out)
-
-
-def in_small_forward() -> bool:
-    """Whether this runs inside `small_ops_on_one_thread`'s forward, the kernel on its threads
-    (where the MLP tower runs as `tower_rows`; training and evaluation never do)."""
-    return _THREADS.get() > 0
+    counter = np.zeros(1, np.int64)  # the next block to claim
+    layers = (tower.weights, tower.biases, tower.tables, tower.kinds)
+    args = (_FUNCTIONS, mkl, *inputs, *unit.args, float(softmax_scale), *layers)
+    blocks = r * -(-c // BLOCK)
+    workers = min(blocks, _THREADS.get() or torch.get_num_threads())
+    run_workers(_score_blocks, (*args, attention, out, counter), workers)
+    return torch.from_numpy(out), torch.from_numpy(attention)
 
 
 @functools.cache
@@ -323,11 +303,12 @@ else:  # pragma: no cover - the suite installs numba
 
 
 @_jit
-def _unit_blocks(functions, mkl, keys, q, lengths, qwt, qb, base, w4t, w2t, b2, w3, b3, act1,
-                 act2, kind1, kind2, scale, att, interest, counter):  # fmt: skip  # noqa: ANN001, ANN202
-    """att (R, C, T) and interest (R, C, E), BLOCK candidates of one request at a time, each
-    block claimed from `counter` (numba); the matmuls by MKL's `functions` when `mkl`, else
-    OpenBLAS. Only each request's valid behaviours are scored."""
+def _score_blocks(functions, mkl, keys, q, lengths, rest, qwt, qb, base, w4t, w2t, b2, w3, b3,
+                  act1, act2, kind1, kind2, scale, weights, biases, tables, kinds, att, out,
+                  counter):  # fmt: skip  # noqa: ANN001, ANN202
+    """att (R, C, T) and the tower's out (R, C, O), BLOCK candidates of one request at a time,
+    each block claimed from `counter` (numba); the matmuls by MKL's `functions` when `mkl`,
+    else OpenBLAS. Only each request's valid behaviours are scored."""
     t_len, e_len = keys.shape[1], keys.shape[2]
     c_len, h1, h2 = q.shape[1], base.shape[1], w2t.shape[1]
     per_request = (c_len + BLOCK - 1) // BLOCK
@@ -336,6 +317,12 @@ def _unit_blocks(functions, mkl, keys, q, lengths, qwt, qb, base, w4t, w2t, b2, 
     mix_buf = np.empty(e_len * BLOCK * h1, np.float32)
     pre_buf = np.empty(t_len * BLOCK * h1, np.float32)
     hid_buf = np.empty(t_len * BLOCK * h2, np.float32)
+    interest_buf = np.empty(BLOCK * e_len, np.float32)
+    x_buf = np.empty(BLOCK * (e_len + rest.shape[2]), np.float32)
+    width = 1
+    for i in range(len(weights)):
+        width = max(width, weights[i].shape[1])
+    tower_bufs = (np.empty(BLOCK * width, np.float32), np.empty(BLOCK * width, np.float32))
     while True:
         k = _claim(counter)
         if k >= q.shape[0] * per_request:
@@ -355,8 +342,32 @@ def _unit_blocks(functions, mkl, keys, q, lengths, qwt, qb, base, w4t, w2t, b2, 
                     scratch)  # fmt: skip
             if scale > 0.0:
                 _softmax(att[r], s, n, valid, scale)
+        interest = interest_buf[: n * e_len].reshape((n, e_len))
         # Eq. (3): Σ_j a(e_j, v)·e_j, padding weighted 0
-        _matmul(functions, mkl, att[r, s : s + n], keys[r], interest[r, s : s + n], scratch)
+        _matmul(functions, mkl, att[r, s : s + n], keys[r], interest, scratch)
+        x = x_buf[: n * (e_len + rest.shape[2])].reshape((n, e_len + rest.shape[2]))
+        x[:, :e_len] = interest
+        x[:, e_len:] = rest[r, s : s + n]
+        out[r, s : s + n] = _tower(functions, mkl, x, weights, biases, tables, kinds,
+                                   tower_bufs, scratch)  # fmt: skip
+
+
+@_jit
+def _tower(functions, mkl, x, weights, biases, tables, kinds, buffers, scratch):  # noqa: ANN001, ANN202
+    """The MLP of (weights, biases, tables, kinds) on rows x (M, in): a view (M, out) of one
+    of `buffers`."""
+    m = x.shape[0]
+    w = weights[0].shape[1]
+    h = buffers[0][: m * w].reshape((m, w))
+    _matmul(functions, mkl, x, weights[0], h, scratch)
+    _bias_act(h, biases[0], tables[0], kinds[0])
+    for i in range(1, len(weights)):
+        w = weights[i].shape[1]
+        nxt = buffers[i % 2][: m * w].reshape((m, w))
+        _matmul(functions, mkl, h, weights[i], nxt, scratch)
+        _bias_act(nxt, biases[i], tables[i], kinds[i])
+        h = nxt
+    return h
 
 
 @_jit
@@ -388,33 +399,6 @@ def _scores(functions, mkl, keys, q, pq, base, w4t, w2t, b2, w3, b3, act1, act2,
                 x = hid[t * n + j, i] + b2[i]
                 total += w3[i] * _act(x, kind2, act2[0, i], act2[1, i], act2[2, i])
             att[s + j, t] = total
-
-
-@_jit
-def _tower_rows(functions, mkl, x, weights, biases, tables, kinds, out, counter):  # noqa: ANN001, ANN202
-    """out (N, out) = the MLP of (weights, biases, tables, kinds) on x (N, in), ROWS rows at a
-    time, each claimed from `counter` (numba)."""
-    width = 1
-    for i in range(len(weights)):
-        width = max(width, weights[i].shape[1])
-    scratch = np.zeros(8, np.int64)
-    buffers = (np.empty(ROWS * width, np.float32), np.empty(ROWS * width, np.float32))
-    while True:
-        start = _claim(counter) * ROWS
-        if start >= x.shape[0]:
-            return
-        m = min(ROWS, x.shape[0] - start)
-        w = weights[0].shape[1]
-        h = buffers[0][: m * w].reshape((m, w))
-        _matmul(functions, mkl, x[start : start + m], weights[0], h, scratch)
-        _bias_act(h, biases[0], tables[0], kinds[0])
-        for i in range(1, len(weights)):
-            w = weights[i].shape[1]
-            nxt = buffers[i % 2][: m * w].reshape((m, w))
-            _matmul(functions, mkl, h, weights[i], nxt, scratch)
-            _bias_act(nxt, biases[i], tables[i], kinds[i])
-            h = nxt
-        out[start : start + m] = h
 
 
 @_jit

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import math
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -192,35 +191,24 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
         x = x.reshape(-1, x.shape[-1])  # (N, in): Dice and PReLU take their 2-D kernels
-        fused = self._fused(x)
-        if fused is not None:
-            return fused.reshape(*lead, self.out.out_features)
         for linear, act in zip(self.linears, self.acts, strict=True):
             x = act(linear(x))
         return self.out(x).reshape(*lead, self.out.out_features)
 
-    def _fused(self, x: torch.Tensor) -> torch.Tensor | None:
-        """The tower as dinctl/models/fused_unit.py's kernel, rows shared over the threads,
-        inside a small serving forward (`fused_unit.small_ops_on_one_thread`), or None: an
-        activation it does not compute, training, inputs it cannot take."""
-        if self.training or "dinctl.models.fused_unit" not in sys.modules:
-            return None
+    def kernel_layers(self) -> Any:
+        """This MLP as dinctl/models/fused_unit.py's kernel takes it (`PreparedTower`), made
+        once per version of its weights; None with an activation the kernel does not compute."""
         import dinctl.models.fused_unit as fused_unit
 
-        if not (fused_unit.in_small_forward() and fused_unit.ready(x, x)):
-            return None
-        prepared = kernel_weights(self, self._kernel_layers)
-        return fused_unit.tower_rows(prepared, x) if prepared is not None else None
+        def make() -> Any:
+            linears = [cast(nn.Linear, layer) for layer in self.linears]
+            widths = [layer.out_features for layer in linears]
+            acts = [kernel_activation(a, w) for a, w in zip(self.acts, widths, strict=True)]
+            if any(a is None for a in acts):
+                return None
+            return fused_unit.prepare_tower(linears, cast(list, acts), self.out)
 
-    def _kernel_layers(self) -> Any:
-        import dinctl.models.fused_unit as fused_unit
-
-        linears = [cast(nn.Linear, layer) for layer in self.linears]
-        widths = [layer.out_features for layer in linears]
-        acts = [kernel_activation(a, w) for a, w in zip(self.acts, widths, strict=True)]
-        if any(a is None for a in acts):
-            return None
-        return fused_unit.prepare_tower(linears, cast(list, acts), self.out)
+        return kernel_weights(self, make)
 
 
 def kernel_weights(module: nn.Module, make: Callable[[], Any]) -> Any:
@@ -326,31 +314,49 @@ class ActivationUnit(nn.Module):
         scores = self.rest(self.first_act(pre.view(r * c * t, h))).view(r, c, t)
         return scores.transpose(1, 2).reshape(r * t, c)  # (N, C)
 
-    def fused_pool(
-        self, queries: torch.Tensor, keys: torch.Tensor, history: History, softmax: bool = False
+    def fused_score(
+        self,
+        queries: torch.Tensor,
+        keys: torch.Tensor,
+        history: History,
+        tower: MLP,
+        rest: list[torch.Tensor],
+        softmax: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Eq. (3) from dinctl/models/fused_unit.py's kernel, one block of candidates at a time:
-        the interest (R, C, E) and the attention (R, C, T) that scoring with `forward` and
-        pooling with `history.weighted_sum` / `unpack` give (`softmax`: over the valid
-        behaviours of scores / √E first), or None where the kernel does not apply: a packed
-        history, training, --bf16, not two hidden layers, an activation it does not compute,
-        or inputs it cannot take (gradients, not float32 on the CPU, while exporting; numba
-        missing). The weights are prepared for it once per version of the unit's tensors."""
+        """DIN's serving forward from this unit on, as dinctl/models/fused_unit.py's kernel,
+        one block of candidates at a time: the unit's scores of keys (N, E) against queries
+        (R, C, E) as `forward`, the attention (R, C, T) as `history.unpack` (`softmax`: over
+        the valid behaviours of scores / √E first), Eq. (3)'s interest as
+        `history.weighted_sum`, and `tower`'s output (R, C, O) on [interest ⊕ rest...]
+        (each (R, C, D_i)).
+        None where the kernel does not apply: a packed history, training, --bf16, a unit of
+        other than two hidden layers, an activation it does not compute, or inputs it cannot
+        take (gradients, not float32 on the CPU, while exporting; numba missing)."""
         import dinctl.models.fused_unit as fused_unit  # numba loads only where this runs
 
-        if not isinstance(history, PaddedHistory) or self.training or _BF16_PAIRS.get():
+        if not isinstance(history, PaddedHistory) or self.training or tower.training:
             return None
-        if not fused_unit.ready(queries, keys):
+        if _BF16_PAIRS.get() or not fused_unit.ready(queries, keys):
             return None
+        unit, layers = self.kernel_layers(), tower.kernel_layers()
+        if unit is None or layers is None:
+            return None
+        scale = 1.0 / math.sqrt(keys.shape[1]) if softmax else 0.0
+        others = torch.cat(rest, dim=-1) if len(rest) > 1 else rest[0]  # (R, C, D)
+        lengths = history.hist_len
+        return fused_unit.score_requests(unit, layers, queries, keys, lengths, others, scale)
+
+    def kernel_layers(self) -> Any:
+        """This unit as the kernel takes it (`fused_unit.Prepared`), made once per version of
+        its weights; None if it cannot: other than two hidden layers, or an activation the
+        kernel does not compute."""
+        import dinctl.models.fused_unit as fused_unit
+
         def make() -> Any:
             layers = self._kernel_layers()
             return fused_unit.prepare(layers) if layers is not None else None
 
-        prepared = kernel_weights(self, make)
-        if prepared is None:
-            return None
-        scale = 1.0 / math.sqrt(keys.shape[1]) if softmax else 0.0
-        return fused_unit.unit_pool(prepared, queries, keys, history.hist_len, scale)
+        return kernel_weights(self, make)
 
     def kernel_ready(self) -> bool:
         """Whether, in eval, this unit's padded forward runs as the fused kernel."""
