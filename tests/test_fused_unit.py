@@ -5,8 +5,10 @@ ops wherever the kernel does not apply."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 from typing import Any, cast
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -281,3 +283,16 @@ def test_the_kernel_takes_user_context_and_numeric_inputs(
     kernel, plain = both(s, inputs, monkeypatch)
     for a, b in zip(kernel, plain, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
+
+
+def test_a_worker_s_error_reaches_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The caller spins for its workers' blocks, then (none counted) waits on their futures,
+    which raise what a worker raised."""
+    monkeypatch.setattr(fused_unit, "SPINS", 1000)
+
+    def fn(done: np.ndarray) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            raise ValueError("a worker failed")
+
+    with pytest.raises(ValueError, match="a worker failed"):
+        fused_unit.run_workers(fn, (), 2, 1)
