@@ -282,8 +282,9 @@ def run_workers(fn: Any, args: tuple[Any, ...], workers: int, blocks: int) -> No
     finds nothing left, and no thread's wake-up is waited for (a 2-worker call with nothing to
     do took 89 µs with futures). A worker's error is raised from its future."""
     done = np.zeros(1, np.int64)
-    futures = [_pool(os.getpid()).submit(fn, *args, done) for _ in range(workers - 1)]
-    fn(*args, done)
+    call = (*args, done)
+    futures = [_pool(os.getpid()).submit(fn, *call) for _ in range(workers - 1)]
+    fn(*call)
     if futures and not _finished(done, blocks, SPINS):
         for future in futures:
             future.result()
