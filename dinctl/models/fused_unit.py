@@ -1,19 +1,23 @@
-"""The activation unit's serving forward as one CPU kernel per block of candidates (numba).
+"""DIN's serving forward after the embedding lookups as one CPU kernel per block of
+candidates (numba).
 
 The padded (serving) layout scores every (candidate, behaviour) pair of a request. Written as
 torch ops, each step (the first layer's matmul, its bias, the activation, the second layer,
-its activation, the output) is a pass over (C·T, H) activations too large for the cache, and
-on a 2-core CPU those passes cost as much as the matmuls. Here each block of `BLOCK`
-candidates runs the whole unit while its activations are in the cache: the mixed weight
-(E, B·H1) (`ActivationUnit._padded`'s algebra), one matmul of the request's keys by it, the
-bias and activation in place, the second layer's matmul, its activation and the output dot
-product. The matmuls call the MKL inside torch's own library (scipy's OpenBLAS where torch has
-none). The blocks are shared out over as many threads as torch's intra-op count (the kernel
-holds no GIL), so a server's lanes keep their share of the cores.
+its activation, the output, the masks, the weighted sum) is a pass over (C·T, H) activations
+too large for the cache, and on a 2-core CPU those passes cost as much as the matmuls. Here
+each block of `BLOCK` candidates of one request runs it all while its activations are in the
+cache: the candidate term and the mixed weight (E, B·H1) (`ActivationUnit._padded`'s algebra),
+one matmul of the request's valid keys by it, the bias and activation in place, the second
+layer's matmul, its activation and the output dot product (the attention weights, 0 at
+padding, or their softmax), Eq. (3)'s weighted sum of the keys, and the MLP tower on
+[interest ⊕ the tower's other inputs]. The matmuls call the MKL inside torch's own library
+(scipy's OpenBLAS where torch has none), each on its caller's thread. As many threads as
+torch's intra-op count (the kernel holds no GIL) claim blocks from an atomic counter, so a
+server's lanes keep their share of the cores and a late thread takes fewer blocks.
 
 It is used where it gives the same numbers as the torch ops, to float rounding: float32 on the
-CPU, no gradient, not while exporting, an activation unit of two hidden layers with PReLU /
-ReLU / Dice (eval) / sigmoid, numba installed (`pip install dinctl[serve]`), and
+CPU, no autograd, not while exporting, an activation unit of two hidden layers and a tower
+with PReLU / ReLU / Dice (eval) / sigmoid, numba installed (`pip install dinctl[serve]`), and
 DINCTL_FUSED_UNIT not 0. Anything else runs the torch ops.
 """
 
@@ -95,10 +99,9 @@ _THREADS: ContextVar[int] = ContextVar("dinctl_unit_threads", default=0)  # 0: t
 @contextmanager
 def small_ops_on_one_thread(rows: int) -> Iterator[None]:
     """Around a forward of at most SMALL `rows` whose unit runs as the kernel: torch's ops on
-    the calling thread alone, the kernel on the threads torch had. The other ops of a request
-    (lookups, the MLP tower on 200 rows) are too small to gain from a second thread, and
-    waking it costs more: measured, 200 × 100 requests 4-10% faster; 256 one-candidate
-    requests 19% slower, hence the bound."""
+    the calling thread alone, the kernel on the threads torch had. A request's other ops (the
+    lookups) are too small to gain from a second thread, and waking it costs more: measured,
+    200 × 100 requests 4-10% faster; 256 one-candidate requests 19% slower, hence the bound."""
     threads = torch.get_num_threads()
     if threads <= 1 or rows > SMALL or not available():
         yield
