@@ -45,7 +45,7 @@ except ImportError:  # pragma: no cover - the suite installs it
     numba = None  # type: ignore[assignment]
 
 ENV_SWITCH = "DINCTL_FUSED_UNIT"  # 0: always the torch ops
-SPINS = 20_000_000  # atomic reads (~0.1 s) a forward's thread waits for its workers' blocks
+SPINS = 20_000_000  # atomic reads (~0.1-0.4 s) a forward's thread waits for its workers' blocks
 BLOCK = 8  # candidates per block: 8 × (T·H1) activations stay in L2 (measured best of 4-50)
 PRELU, DICE, SIGMOID = 0, 1, 2  # activation kinds; ReLU is PReLU with α = 0
 

@@ -327,11 +327,11 @@ class ActivationUnit(nn.Module):
         one block of candidates at a time: the unit's scores of keys (N, E) against queries
         (R, C, E) as `forward`, the attention (R, C, T) as `history.unpack` (`softmax`: over
         the valid behaviours of scores / √E first), Eq. (3)'s interest as
-        `history.weighted_sum`, and `tower`'s output (R, C, O) on [interest ⊕ rest...]
-        (each (R, C, D_i)).
-        None where the kernel does not apply: a packed history, training, --bf16, a unit of
-        other than two hidden layers, an activation it does not compute, or inputs it cannot
-        take (gradients, not float32 on the CPU, while exporting; numba missing)."""
+        `history.weighted_sum`, and `tower`'s output (R, C, O) on [interest ⊕ rest...] (each
+        (R, C, D_i)). None where the kernel does not apply: a packed history, training, --bf16,
+        a unit of other than two hidden layers, an activation it does not compute, or inputs
+        it cannot take (autograd recording, not float32 on the CPU, while exporting; numba
+        missing)."""
         import dinctl.models.fused_unit as fused_unit  # numba loads only where this runs
 
         if not isinstance(history, PaddedHistory) or self.training or tower.training:
@@ -353,7 +353,7 @@ class ActivationUnit(nn.Module):
         import dinctl.models.fused_unit as fused_unit
 
         def make() -> Any:
-            layers = self._kernel_layers()
+            layers = self._unit_layers()
             return fused_unit.prepare(layers) if layers is not None else None
 
         return kernel_weights(self, make)
@@ -362,9 +362,9 @@ class ActivationUnit(nn.Module):
         """Whether, in eval, this unit's padded forward runs as the fused kernel."""
         import dinctl.models.fused_unit as fused_unit
 
-        return fused_unit.available() and self._kernel_layers() is not None
+        return fused_unit.available() and self._unit_layers() is not None
 
-    def _kernel_layers(self) -> Any:
+    def _unit_layers(self) -> Any:
         """The unit as the kernel takes it (`fused_unit.UnitLayers`), None if it cannot: other
         than two hidden layers, or an activation the kernel does not compute."""
         import dinctl.models.fused_unit as fused_unit
