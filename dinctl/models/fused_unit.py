@@ -39,6 +39,7 @@ from torch import nn
 
 try:  # the serve extra; this module is imported only where the serving layout runs
     import numba
+    from llvmlite import ir
     from numba.core import types
     from numba.extending import intrinsic
 except ImportError:  # pragma: no cover - the suite installs it
@@ -52,13 +53,23 @@ PRELU, DICE, SIGMOID = 0, 1, 2  # activation kinds; ReLU is PReLU with α = 0
 
 def _jit(fn: Callable[..., Any]) -> Callable[..., Any]:
     """numba's compiled `fn` (compiled on first call, cached on disk where numba finds a
-    writable cache folder, else compiled in each process), `fn` itself without numba."""
+    writable cache folder, else compiled in each process), `fn` itself without numba. NumPy's
+    error model: a float division is a plain division (Python's raises on zero, and that
+    check kept every loop with a division from being vectorised)."""
     if numba is None:
         return fn
     try:
-        return numba.njit(nogil=True, fastmath=True, cache=True)(fn)
+        return numba.njit(nogil=True, fastmath=True, error_model="numpy", cache=True)(fn)
     except RuntimeError:  # "cannot cache function ...: no locator available" (read-only)
-        return numba.njit(nogil=True, fastmath=True)(fn)
+        return numba.njit(nogil=True, fastmath=True, error_model="numpy")(fn)
+
+
+def _inline(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A scalar helper of the kernels, inlined into each loop that calls it (so the loop
+    vectorises)."""
+    if numba is None:
+        return fn
+    return numba.njit(inline="always", fastmath=True, error_model="numpy")(fn)
 
 
 def _torch_mkl() -> tuple[Any, Any] | None:
@@ -408,28 +419,101 @@ def _scores(functions, mkl, keys, q, pq, base, w4t, w2t, b2, w3, b3, act1, act2,
                 mix[e, j * h1 + h] = base[e, h] + qe * w4t[e, h]
     pre = pre_buf[: valid * n * h1].reshape((valid, n * h1))  # (V, n·H1)
     _matmul(functions, mkl, keys, mix, pre, scratch)
-    for t in range(valid):
-        for j in range(n):
-            for h in range(h1):
-                x = pre[t, j * h1 + h] + pq[j, h]
-                pre[t, j * h1 + h] = _act(x, kind1, act1[0, h], act1[1, h], act1[2, h])
+    _act_grid(pre, pq, kind1, act1)  # + the candidate terms, then the activation
     hid = hid_buf[: valid * n * h2].reshape((valid * n, h2))  # (V·n, H2)
     _matmul(functions, mkl, pre.reshape((valid * n, h1)), w2t, hid, scratch)
-    for t in range(valid):
-        for j in range(n):
-            total = b3
-            for i in range(h2):
-                x = hid[t * n + j, i] + b2[i]
-                total += w3[i] * _act(x, kind2, act2[0, i], act2[1, i], act2[2, i])
-            att[s + j, t] = total
+    _act_dot(hid, b2, w3, b3, kind2, act2, att, s, n)
 
 
 @_jit
 def _bias_act(h, bias, table, kind):  # noqa: ANN001, ANN202
     """h (M, W) += bias, then its activation (kind, table), in place."""
-    for i in range(h.shape[0]):
-        for j in range(h.shape[1]):
-            h[i, j] = _act(h[i, j] + bias[j], kind, table[0, j], table[1, j], table[2, j])
+    _act_grid(h, bias.reshape((1, h.shape[1])), kind, table)
+
+
+@_jit
+def _act_grid(x, add, kind, table):  # noqa: ANN001, ANN202
+    """x (M, G·W) = act(x + add[g] on each g-th run of W) in place, add (G, W): PReLU (ReLU at
+    α = 0), Dice in eval (Eq. 9) or sigmoid, table (3, W) their α, mean and 1/√(var + ε). One
+    loop nest per kind, with no branch inside, so each vectorises: with the kind chosen per
+    value (and numba's scalar exp), a request's Dice activations took 7.0 ms on one thread
+    instead of 0.75, PReLU's 0.21 instead of 0.17."""
+    groups, width = add.shape
+    if kind == PRELU:
+        for i in range(x.shape[0]):
+            for g in range(groups):
+                for h in range(width):
+                    v = x[i, g * width + h] + add[g, h]
+                    x[i, g * width + h] = v if v > 0 else table[0, h] * v  # Eq. (8)
+    elif kind == DICE:
+        for i in range(x.shape[0]):
+            for g in range(groups):
+                for h in range(width):
+                    v = x[i, g * width + h] + add[g, h]
+                    p = _sigmoid((v - table[1, h]) * table[2, h])
+                    x[i, g * width + h] = v * (table[0, h] + p * (1 - table[0, h]))  # Eq. (9)
+    else:
+        for i in range(x.shape[0]):
+            for g in range(groups):
+                for h in range(width):
+                    x[i, g * width + h] = _sigmoid(x[i, g * width + h] + add[g, h])
+
+
+@_jit
+def _act_dot(hid, bias, w, b, kind, table, att, s, n):  # noqa: ANN001, ANN202
+    """att[s + j, t] = Σ_i w[i]·act(hid[t·n + j, i] + bias[i]) + b: the unit's output layer on
+    its second activation. PReLU in the dot product's loop; Dice and sigmoid in a pass of their
+    own first (`_act_grid`: with the exp inside the dot product's loop, it was 15 % slower)."""
+    if kind != PRELU:
+        _act_grid(hid, bias.reshape((1, w.shape[0])), kind, table)
+    for row in range(hid.shape[0]):
+        total = np.float32(0.0)
+        if kind == PRELU:
+            for i in range(w.shape[0]):
+                v = hid[row, i] + bias[i]
+                total += w[i] * (v if v > 0 else table[0, i] * v)  # Eq. (8)
+        else:
+            for i in range(w.shape[0]):
+                total += w[i] * hid[row, i]
+        att[s + row % n, row // n] = total + b
+
+
+@_inline
+def _sigmoid(x):  # noqa: ANN001, ANN202
+    return np.float32(1.0) / (np.float32(1.0) + _exp(-x))
+
+
+@_inline
+def _exp(x):  # noqa: ANN001, ANN202
+    """e^x in float32, |error| ≤ 3e-7 relative, from mul/add only (so loops vectorise; numba
+    has no vector exp without Intel's SVML): x = k·ln 2 + r, |r| ≤ ln 2 / 2, e^r by its degree-6
+    Taylor polynomial, 2^k from the exponent bits."""
+    f = np.float32
+    x = min(max(x, f(-87.0)), f(88.0))
+    k = np.int32(x * f(1.442695041) + (f(0.5) if x >= f(0.0) else f(-0.5)))
+    r = x - f(k) * f(0.693359375) - f(k) * f(-2.12194440e-4)  # ln 2 in two parts
+    poly = f(1.0 / 120) + r * f(1.0 / 720)
+    poly = f(1.0) + r * (f(1.0) + r * (f(0.5) + r * (f(1.0 / 6) + r * (f(1.0 / 24) + r * poly))))
+    return poly * _pow2(k)
+
+
+if numba is not None:
+
+    @intrinsic
+    def _pow2(typingctx, k):  # noqa: ANN001, ANN202
+        """2^k as a float32 for an int32 k in [-126, 127]: k + 127 in the exponent bits."""
+
+        def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+            i32 = ir.IntType(32)
+            bits = builder.shl(builder.add(args[0], ir.Constant(i32, 127)), ir.Constant(i32, 23))
+            return builder.bitcast(bits, ir.FloatType())
+
+        return types.float32(types.int32), codegen
+
+else:  # pragma: no cover - the suite installs numba
+
+    def _pow2(k: int) -> float:
+        return float(np.float32(2.0) ** k)
 
 
 @_jit
@@ -441,7 +525,7 @@ def _softmax(att, s, n, valid, scale):  # noqa: ANN001, ANN202
             top = max(top, att[j, t] * scale)
         total = 0.0
         for t in range(valid):
-            att[j, t] = np.exp(att[j, t] * scale - top)
+            att[j, t] = _exp(att[j, t] * scale - top)
             total += att[j, t]
         for t in range(valid):
             att[j, t] /= total
@@ -467,14 +551,3 @@ def _matmul(functions, mkl, a, b, c, scratch):  # noqa: ANN001, ANN202
     sgemm(p + 40, p + 40, p, p + 8, p + 16, p + 24, b.ctypes.data, p, a.ctypes.data, p + 16,
           p + 32, c.ctypes.data, p)  # fmt: skip
     local_threads(previous)
-
-
-@_jit
-def _act(x, kind, alpha, mean, rstd):  # noqa: ANN001, ANN202
-    """PReLU (ReLU at α = 0), Dice in eval (Eq. 9) or sigmoid of one value."""
-    if kind == PRELU:
-        return x if x > 0 else alpha * x
-    if kind == DICE:
-        p = 1.0 / (1.0 + np.exp(-(x - mean) * rstd))
-        return x * (alpha + p * (1.0 - alpha))
-    return 1.0 / (1.0 + np.exp(-x))
