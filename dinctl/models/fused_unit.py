@@ -436,8 +436,8 @@ def _act_grid(x, add, kind, table):  # noqa: ANN001, ANN202
     """x (M, G·W) = act(x + add[g] on each g-th run of W) in place, add (G, W): PReLU (ReLU at
     α = 0), Dice in eval (Eq. 9) or sigmoid, table (3, W) their α, mean and 1/√(var + ε). One
     loop nest per kind, with no branch inside, so each vectorises: with the kind chosen per
-    value (and numba's scalar exp), a request's Dice activations took 7.0 ms on one thread
-    instead of 0.75, PReLU's 0.21 instead of 0.17."""
+    value (and numba's scalar exp), the first layer's Dice activations of a 200 × 100 request
+    took 7.0 ms on one thread instead of 0.75, PReLU's 0.21 instead of 0.17."""
     groups, width = add.shape
     if kind == PRELU:
         for i in range(x.shape[0]):
