@@ -219,12 +219,12 @@ def test_a_small_forward_runs_torch_on_one_thread_and_the_kernel_on_all() -> Non
 
 
 def test_only_a_unit_that_runs_as_the_kernel_lets_the_scorer_drop_threads() -> None:
-    assert scorer("dice").kernel_unit
-    assert not scorer("prelu", (16, 8, 4)).kernel_unit  # its unit's big ops need the threads
+    assert scorer("dice").unit == "fused kernel"
+    assert scorer("prelu", (16, 8, 4)).unit == "torch ops"  # its unit's big ops need the threads
 
 
 def test_the_engine_line_says_how_the_unit_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    from dinctl.serving.runtime import unit_path
+    from dinctl.serving.scorer import unit_path
 
     assert unit_path(scorer("dice").model, bf16=False) == "fused kernel"
     assert unit_path(scorer("dice").model, bf16=True) == "torch ops"

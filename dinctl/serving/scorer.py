@@ -65,10 +65,7 @@ class RequestScorer(nn.Module):
         self.widths = model.input_widths()
         self.input_names = input_names(self.widths)
         self.has_attention = model.has_attention
-        unit = getattr(model, "attention", None)  # DIN's; None: no activation unit
-        self.kernel_unit = unit is None or (
-            isinstance(unit, ActivationUnit) and unit.kernel_ready()
-        )  # the forward's other ops are small: `small_ops_on_one_thread`
+        self.unit = unit_path(model, self.bf16)  # "torch ops": its big ops need the threads
         self.eval()
 
     def signature(self) -> dict[str, list[dict[str, Any]]]:
@@ -95,11 +92,20 @@ class RequestScorer(nn.Module):
             with bf16_pairs():
                 out = self.model.score(self.model.encode_user(**user_side), **candidates)
         else:
-            small = self.kernel_unit and not tracing()  # no size branch in an exported graph
+            small = self.unit != "torch ops" and not tracing()  # no size branch when exported
             rows = max(hist_item.numel(), cand_item.numel()) if small else SMALL + 1
             with small_ops_on_one_thread(rows):
                 out = self.model.score(self.model.encode_user(**user_side), **candidates)
         return (out.logits,) if out.attention is None else (out.logits, out.attention)
+
+
+def unit_path(model: nn.Module, bf16: bool) -> str | None:
+    """How a model's activation unit runs in eager serving: `fused kernel` or `torch ops`
+    (None: the model has none)."""
+    unit = getattr(model, "attention", None)  # DIN's
+    if not isinstance(unit, ActivationUnit):
+        return None
+    return "fused kernel" if not bf16 and unit.kernel_ready() else "torch ops"
 
 
 def signature(
