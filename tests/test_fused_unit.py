@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from dinctl.models import ModelConfig, build_model, fused_unit
 from dinctl.models.din import UserState
-from dinctl.models.layers import History, PaddedHistory, bf16_pairs
+from dinctl.models.layers import PaddedHistory
 from dinctl.serving.scorer import RequestScorer
 
 R, C, T = 3, 13, 7  # 13 candidates: one whole block of 8 and a part block
@@ -61,26 +61,27 @@ UNIT = scorer("dice")
 
 
 def fused(
-    s: RequestScorer, q: torch.Tensor, k: torch.Tensor, history: PaddedHistory | None = None
+    s: RequestScorer, q: torch.Tensor, k: torch.Tensor, lengths: torch.Tensor | None = None
 ) -> Any:
-    """The kernel's (logits, attention) of queries q against keys k, None where it does not
-    apply."""
-    unit, h = s.model.attention, history or padded()
+    """The kernel's (tower output, attention) of queries q (R, C, E) against keys k (R·T, E),
+    None where it does not apply."""
+    lengths = requests()["hist_len"] if lengths is None else lengths
+    qa, ka = q.numpy(), k.reshape(q.shape[0], -1, k.shape[1]).numpy()
+    softmax = s.model.cfg.attn_softmax
+    return s.model.attention.serve_arrays(qa, ka, lengths.numpy(), s.model.mlp, qa, softmax)
+
+
+def arrays(inputs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    return {name: x.numpy() for name, x in inputs.items()}
+
+
+def both(s: RequestScorer, inputs: dict[str, torch.Tensor]) -> tuple[Any, Any]:
+    """The kernel's (serving the numpy inputs) and the torch forward's (logits, attention)."""
+    kernel = s.serve_arrays(arrays(inputs))
+    assert kernel is not None  # so what is compared is the kernel against the torch ops
     with torch.inference_mode():
-        return unit.fused_score(q, k, h, s.model.mlp, [q])
-
-
-def padded(r: int = R, t: int = T) -> PaddedHistory:
-    return PaddedHistory(requests(r=r, t=t)["hist_len"], torch.Size((r, t)))
-
-
-def both(s: RequestScorer, inputs: dict[str, torch.Tensor], monkeypatch: pytest.MonkeyPatch):
-    with torch.inference_mode():
-        kernel = s(**inputs)
-        monkeypatch.setenv(fused_unit.ENV_SWITCH, "0")
         plain = s(**inputs)
-        monkeypatch.delenv(fused_unit.ENV_SWITCH)
-    return kernel, plain
+    return tuple(torch.from_numpy(x) for x in kernel), plain
 
 
 def test_the_kernel_multiplies_with_torch_s_mkl_where_torch_has_it() -> None:
@@ -94,9 +95,7 @@ def test_the_kernel_scores_as_the_torch_ops_do(
 ) -> None:
     monkeypatch.setattr(fused_unit, "MATMUL", matmul)
     s = scorer(act)
-    q, k = torch.randn(R, C, 16), torch.randn(R * T, 16)
-    assert fused(s, q, k) is not None  # so below is the kernel against the torch ops
-    kernel, plain = both(s, requests(), monkeypatch)
+    kernel, plain = both(s, requests())
     assert len(kernel) == len(plain) == 2  # logits (R, C), attention (R, C, T)
     for a, b in zip(kernel, plain, strict=True):
         assert a.shape == b.shape
@@ -113,14 +112,13 @@ def test_every_thread_split_gives_the_same_scores(
     previous = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        with torch.inference_mode():
-            one = s(**inputs)[0]
+        one = s.serve_arrays(arrays(inputs))
         torch.set_num_threads(threads)
-        with torch.inference_mode():
-            many = s(**inputs)[0]
+        many = s.serve_arrays(arrays(inputs))
     finally:
         torch.set_num_threads(previous)
-    torch.testing.assert_close(many, one, rtol=0, atol=0)  # each score is computed once
+    assert one is not None and many is not None
+    np.testing.assert_array_equal(many[0], one[0])  # each score is computed once
 
 
 @settings(max_examples=30, deadline=None)
@@ -135,20 +133,22 @@ def test_the_workers_claim_every_block_once(
     model.cfg = dataclasses.replace(model.cfg, attn_softmax=softmax)
     g = torch.Generator().manual_seed(r * 1000 + c * 10 + t)
     q, k = torch.randn(r, c, 16, generator=g), torch.randn(r * t, 16, generator=g)
-    history = PaddedHistory(torch.randint(0, t + 3, (r,), generator=g), torch.Size((r, t)))
-    user = UserState(history, k, None)
-    token = fused_unit._THREADS.set(workers)
+    lengths = torch.randint(0, t + 3, (r,), generator=g)
+    user = UserState(PaddedHistory(lengths, torch.Size((r, t))), k, None)
+    previous = torch.get_num_threads()
     try:
+        torch.set_num_threads(workers)  # the kernel's threads
+        out = fused(UNIT, q, k, lengths)
         with torch.inference_mode():
-            out = model.score_embedded(user, q, None, None)
             plain = model.pool_and_tower(user, q, [q])  # the torch ops
     finally:
-        fused_unit._THREADS.reset(token)
+        torch.set_num_threads(previous)
         model.cfg = dataclasses.replace(model.cfg, attn_softmax=False)
-    assert fused(UNIT, q, k, history) is not None
-    for a, b in ((out.logits, plain.logits), (out.attention, plain.attention)):
-        assert b is not None and a is not None
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * max(1.0, float(b.abs().max())))
+    assert out is not None and plain.attention is not None
+    for a, b in ((out[0][..., 0], plain.logits), (out[1], plain.attention)):
+        torch.testing.assert_close(
+            torch.from_numpy(a), b, rtol=1e-4, atol=1e-4 * max(1.0, float(b.abs().max()))
+        )
 
 
 def test_the_torch_ops_run_where_the_kernel_does_not_apply(
@@ -158,14 +158,14 @@ def test_the_torch_ops_run_where_the_kernel_does_not_apply(
     q, k = torch.randn(R, C, 16), torch.randn(R * T, 16)
     assert fused(s, q, k) is not None
     assert fused(s, q.double(), k.double()) is None  # float32 only
-    unit, tower, packed = s.model.attention, s.model.mlp, cast(History, object())
-    assert unit.fused_score(q, k, padded(), tower, [q]) is None  # autograd records: torch ops
     assert fused(scorer("prelu", (16, 8, 4)), q, k) is None  # 3 layers
     assert fused(scorer("prelu", (16,)), q, k) is None  # 1 layer
-    with torch.no_grad():
-        assert unit.fused_score(q, k, packed, tower, [q]) is None  # training's packed layout
+    s.model.train()
+    assert fused(s, q, k) is None  # Dice and PReLU as training computes them: torch's
+    s.model.eval()
     monkeypatch.setenv(fused_unit.ENV_SWITCH, "0")
     assert fused(s, q, k) is None
+    assert s.serve_arrays(arrays(requests())) is None
     assert not fused_unit.available()
 
 
@@ -173,54 +173,79 @@ def test_the_torch_ops_run_where_the_kernel_does_not_apply(
 def test_bf16_pairs_and_training_keep_the_torch_ops(
     mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    s, inputs = scorer("dice"), requests()
+    s, inputs = scorer("dice"), arrays(requests())
     calls = []
-    monkeypatch.setattr(fused_unit, "score_requests", lambda *a: calls.append(a))
-    with torch.no_grad():
-        if mode == "bf16":
-            with bf16_pairs():
-                out = s(**inputs)[0]
-        else:
-            s.model.train()  # Dice on the batch's statistics
-            out = s(**inputs)[0]
-    assert not calls and torch.isfinite(out).all()
+    monkeypatch.setattr(fused_unit, "score_arrays", lambda *a: calls.append(a))
+    if mode == "bf16":
+        assert RequestScorer(s.model, bf16=True).serve_arrays(inputs) is None
+    else:
+        s.model.train()  # Dice on the batch's statistics
+        assert s.serve_arrays(inputs) is None
+    assert not calls
     s.model.eval()
-    with torch.no_grad():
-        s(**inputs)
-    assert len(calls) == 1  # the same scorer in eval does take the kernel
+    s.serve_arrays(inputs)
+    assert len(calls) == 1  # the same model in eval does take the kernel
 
 
 def test_weights_changed_in_place_reach_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
     s, inputs = scorer("dice"), requests()
-    with torch.inference_mode():
-        before = s(**inputs)[0]
+    before = both(s, inputs)[0][0]
     with torch.no_grad():  # as load_state_dict or an optimizer step does
         s.model.attention.rest.linears[0].bias.add_(1.0)
         s.model.attention.first_act.running_mean.mul_(0.5)
-    kernel, plain = both(s, inputs, monkeypatch)
+        s.model.emb.item.weight.mul_(2.0)
+    kernel, plain = both(s, inputs)
     assert not torch.allclose(kernel[0], before)
     torch.testing.assert_close(
         kernel[0], plain[0], rtol=1e-4, atol=1e-4 * float(plain[0].abs().max())
     )
 
 
-def test_a_small_forward_runs_torch_on_one_thread_and_the_kernel_on_all() -> None:
-    previous = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        with fused_unit.small_ops_on_one_thread(fused_unit.SMALL):
-            assert torch.get_num_threads() == 1
-            assert fused_unit._THREADS.get() == 2  # what the kernel shares its blocks over
-        assert torch.get_num_threads() == 2 and fused_unit._THREADS.get() == 0
-        with fused_unit.small_ops_on_one_thread(fused_unit.SMALL + 1):  # a big batch: as it is
-            assert torch.get_num_threads() == 2 and fused_unit._THREADS.get() == 0
-    finally:
-        torch.set_num_threads(previous)
-
-
-def test_only_a_unit_that_runs_as_the_kernel_lets_the_scorer_drop_threads() -> None:
+def test_only_a_unit_that_runs_as_the_kernel_serves_arrays() -> None:
     assert scorer("dice").unit == "fused kernel"
-    assert scorer("prelu", (16, 8, 4)).unit == "torch ops"  # its unit's big ops need the threads
+    deep = scorer("prelu", (16, 8, 4))
+    assert deep.unit == "torch ops" and deep.serve_arrays(arrays(requests())) is None
+
+
+def test_the_eager_engine_serves_through_the_kernel_and_else_the_torch_forward(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dinctl.serving.engines import eager_engine
+
+    s, inputs = scorer("prelu"), requests()
+    calls: list[int] = []
+    real = fused_unit.score_arrays
+    monkeypatch.setattr(fused_unit, "score_arrays", lambda *a: calls.append(1) or real(*a))
+    kernel = eager_engine(s)(arrays(inputs))
+    monkeypatch.setenv(fused_unit.ENV_SWITCH, "0")
+    plain = eager_engine(s)(arrays(inputs))
+    assert calls == [1]  # the first through the kernel, the second through the torch ops
+    for a, b in zip(kernel, plain, strict=True):
+        assert a is not None and b is not None and a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(np.abs(b).max()))
+
+
+@pytest.mark.parametrize("item_filter", [0, 500])
+def test_the_numpy_lookups_are_the_embedding_s_rows(item_filter: int) -> None:
+    """`BehaviourEmbedding.gather` against its forward: item (through the filter's item map),
+    category and extra fields, in that order."""
+    from dinctl.models.layers import BehaviourEmbedding
+
+    torch.manual_seed(0)
+    emb = BehaviourEmbedding(300, 20, 4, True, 0.5, (("brand", 7),), item_filter)
+    if emb.item_map is not None:
+        emb.item_map.ids.copy_(torch.randint(0, 301, (501,)))  # 500 ids → 300 rows
+    g = torch.Generator().manual_seed(2)
+    item, cate = (
+        torch.randint(0, (item_filter or 300) + 1, (3, 5), generator=g),
+        torch.randint(0, 21, (3, 5), generator=g),
+    )
+    extra = torch.randint(0, 7, (3, 5, 1), generator=g)
+    with torch.no_grad():
+        want = emb(item, cate, extra)  # (3, 5, 12)
+    got = emb.gather(item.numpy(), cate.numpy(), extra.numpy())
+    assert got.shape == (3, 5, 12) and got.dtype == np.float32
+    np.testing.assert_array_equal(got, want.numpy())
 
 
 def test_the_engine_line_says_how_the_unit_runs(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -250,9 +275,7 @@ def test_the_kernel_runs_any_tower(
     """The kernel's tower, of any depth and activation, on [interest ⊕ candidate]: the torch
     ops' logits."""
     s = scorer("dice", mlp_act=tower_act, mlp_hidden=hidden)
-    q, k = torch.randn(R, C, 16), torch.randn(R * T, 16)
-    assert fused(s, q, k) is not None
-    kernel, plain = both(s, requests(), monkeypatch)
+    kernel, plain = both(s, requests())
     for a, b in zip(kernel, plain, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
 
@@ -280,7 +303,7 @@ def test_the_kernel_takes_user_context_and_numeric_inputs(
         "context": torch.randint(0, 5, (R, C, 1), generator=g),
         "numeric": torch.rand(R, C, 1, generator=g),
     }
-    kernel, plain = both(s, inputs, monkeypatch)
+    kernel, plain = both(s, inputs)
     for a, b in zip(kernel, plain, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -134,18 +135,10 @@ class BaseModel(EmbeddingMLP, ServableModel):
         context: torch.Tensor | None,
         numeric: torch.Tensor | None,
     ) -> ModelOutput:
-        """`score` from the candidates' embeddings (R, C, E): `kernel_score` where it
-        applies, else `pool_and_tower`."""
-        rest = self.tower_rest(user, candidate, context, numeric)
-        fused = self.kernel_score(user, candidate, rest)
-        return fused if fused is not None else self.pool_and_tower(user, candidate, rest)
-
-    def kernel_score(
-        self, user: UserState, candidate: torch.Tensor, rest: list[torch.Tensor]
-    ) -> ModelOutput | None:
-        """`pool_and_tower`'s output from a serving kernel, None where there is none (here:
-        never; DIN's)."""
-        return None
+        """`score` from the candidates' embeddings (R, C, E)."""
+        return self.pool_and_tower(
+            user, candidate, self.tower_rest(user, candidate, context, numeric)
+        )
 
     def pool_and_tower(
         self, user: UserState, candidate: torch.Tensor, rest: list[torch.Tensor]
@@ -211,19 +204,39 @@ class DIN(BaseModel):
             scores = history.softmax(scores / math.sqrt(user.keys.shape[1]))
         return history.weighted_sum(scores, user.keys), history.unpack(scores)  # Eq. (3)
 
-    def kernel_score(
-        self, user: UserState, candidate: torch.Tensor, rest: list[torch.Tensor]
-    ) -> ModelOutput | None:
-        """Serving (padded requests, no autograd, float32 on the CPU): the unit, Eq. (3) and
-        the tower as one CPU kernel per block of candidates (`ActivationUnit.fused_score`), the
-        same numbers to float rounding; None where it does not apply."""
-        softmax = self.cfg.attn_softmax
-        unit = self.attention
-        fused = unit.fused_score(candidate, user.keys, user.history, self.mlp, rest, softmax)
+    def serve_arrays(
+        self, inputs: dict[str, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """Padded requests (numpy, `dinctl.inputs.INPUTS`) scored as `score(encode_user(...))`
+        to float rounding, with no torch op but the side fields': the embedding rows gathered
+        by numpy, then the unit, Eq. (3) and the tower as one CPU kernel per block of
+        candidates (`ActivationUnit.serve_arrays`); None where the kernel does not apply."""
+        keys = self.emb.gather(inputs["hist_item"], inputs["hist_cate"], inputs.get("hist_fields"))
+        queries = self.emb.gather(
+            inputs["cand_item"], inputs["cand_cate"], inputs.get("cand_fields")
+        )  # (R, C, E)
+        rest = (
+            queries if self.side is None else np.concatenate([queries, self.side_rest(inputs)], -1)
+        )
+        fused = self.attention.serve_arrays(
+            queries, keys, inputs["hist_len"], self.mlp, rest, self.cfg.attn_softmax
+        )
         if fused is None:
             return None
         logits, attention = fused  # (R, C, 1), (R, C, T)
-        return ModelOutput(logits=logits.squeeze(-1), attention=attention)
+        return logits[..., 0], attention
+
+    def side_rest(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """`tower_rest`'s user, context and numeric part (R, C, D) of numpy inputs."""
+        assert self.side is not None
+        given = {
+            name: torch.from_numpy(inputs[name]) if name in inputs else None
+            for name in ("user_fields", "context", "numeric")
+        }
+        with torch.inference_mode():
+            user = self.side.user(given["user_fields"])
+            c = inputs["cand_item"].shape[1]
+            return self.side.per_candidate(user, given["context"], given["numeric"], c).numpy()
 
 
 @register("avg-pool")

@@ -1,5 +1,5 @@
 """DIN's serving forward after the embedding lookups as one CPU kernel per block of
-candidates (numba).
+candidates (numba), on numpy arrays: the eager engine's path for a request, no torch op in it.
 
 The padded (serving) layout scores every (candidate, behaviour) pair of a request. Written as
 torch ops, each step (the first layer's matmul, its bias, the activation, the second layer,
@@ -15,10 +15,13 @@ padding, or their softmax), Eq. (3)'s weighted sum of the keys, and the MLP towe
 torch's intra-op count (the kernel holds no GIL) claim blocks from an atomic counter, so a
 server's lanes keep their share of the cores and a late thread takes fewer blocks.
 
-It is used where it gives the same numbers as the torch ops, to float rounding: float32 on the
-CPU, no autograd, not while exporting, an activation unit of two hidden layers and a tower
-with PReLU / ReLU / Dice (eval) / sigmoid, numba installed (`pip install dinctl[serve]`), and
-DINCTL_FUSED_UNIT not 0. Anything else runs the torch ops.
+`DIN.serve_arrays` calls it from the padded numpy inputs (the embedding rows gathered by
+numpy): the torch forward's own dispatch, cold after a forward has filled the caches, cost
+0.5 ms a request around a 2.6 ms kernel. It is used where it gives the torch forward's numbers
+to float rounding: float32, eval, an activation unit of two hidden layers and a tower with
+PReLU / ReLU / Dice (eval) / sigmoid, not --bf16, numba installed (`pip install
+dinctl[serve]`), and DINCTL_FUSED_UNIT not 0. Anything else, and every torch call of the model
+(training, evaluation, export), runs the torch ops.
 """
 
 from __future__ import annotations
@@ -26,10 +29,8 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,27 +104,6 @@ _FUNCTIONS = _MKL or (
     ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(_never),
 )
 MATMUL = "mkl"  # "blas" forces scipy's OpenBLAS (tests run both)
-SMALL = 4096  # history and candidate rows of a forward whose other ops are small
-_THREADS: ContextVar[int] = ContextVar("dinctl_unit_threads", default=0)  # 0: torch's
-
-
-@contextmanager
-def small_ops_on_one_thread(rows: int) -> Iterator[None]:
-    """Around a forward of at most SMALL `rows` whose unit runs as the kernel: torch's ops on
-    the calling thread alone, the kernel on the threads torch had. A request's other ops (the
-    lookups) are too small to gain from a second thread, and waking it costs more: measured,
-    200 × 100 requests 4-10% faster; 256 one-candidate requests 19% slower, hence the bound."""
-    threads = torch.get_num_threads()
-    if threads <= 1 or rows > SMALL or not available():
-        yield
-        return
-    token = _THREADS.set(threads)
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-        _THREADS.reset(token)
 
 
 def available() -> bool:
@@ -146,20 +126,6 @@ class UnitLayers:
     second: nn.Linear  # (H2, H1)
     second_act: tuple[int, np.ndarray]
     out: nn.Linear  # (1, H2)
-
-
-def tracing() -> bool:
-    """Whether torch.export / torch.compile / the TorchScript tracer is running this code: a
-    graph holds torch ops only, and a Python branch on a size would become a guard in it."""
-    return torch.jit.is_tracing() or torch.compiler.is_compiling()
-
-
-def ready(queries: torch.Tensor, keys: torch.Tensor) -> bool:
-    """Whether the kernel can take these inputs (see the module docstring): not where autograd
-    records (the kernel's outputs have no gradient, to the inputs or to the weights)."""
-    if not available() or tracing() or torch.is_grad_enabled():
-        return False
-    return keys.device.type == "cpu" and keys.dtype == queries.dtype == torch.float32
 
 
 def activation_table(
@@ -236,29 +202,30 @@ def prepare_tower(
     )
 
 
-def score_requests(
+def score_arrays(
     unit: Prepared,
     tower: PreparedTower,
-    queries: torch.Tensor,
-    keys: torch.Tensor,
-    lengths: torch.Tensor,
-    rest: torch.Tensor,
+    queries: np.ndarray,
+    keys: np.ndarray,
+    lengths: np.ndarray,
+    rest: np.ndarray,
     softmax_scale: float = 0.0,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """DIN's scoring of candidates (R, C, E) against keys (R·T, E), the first `lengths` (R,)
+    threads: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """DIN's scoring of candidates (R, C, E) against keys (R, T, E), the first `lengths` (R,)
     of each request's T valid: the tower's output (R, C, O) on [interest ⊕ rest], `rest`
     (R, C, D) its other inputs (candidate, user, context, numeric), and the attention weights
     (R, C, T), 0 at padding (with `softmax_scale` > 0, the softmax of scale × score over the
-    valid behaviours: the authors' variant), which Eq. (3)'s interest sums keys by."""
-    r, c, e = queries.shape
-    t = keys.shape[0] // r
+    valid behaviours: the authors' variant), which Eq. (3)'s interest sums keys by; blocks
+    shared out over `threads`."""
+    r, c, _ = queries.shape
     inputs = (
-        keys.detach().reshape(r, t, e).contiguous().numpy(),  # (R, T, E)
-        queries.detach().contiguous().numpy(),  # (R, C, E)
-        lengths.detach().to(torch.int64).contiguous().numpy(),  # (R,)
-        rest.detach().contiguous().numpy(),  # (R, C, D)
+        np.ascontiguousarray(keys, np.float32),  # (R, T, E)
+        np.ascontiguousarray(queries, np.float32),  # (R, C, E)
+        np.ascontiguousarray(lengths, np.int64),  # (R,)
+        np.ascontiguousarray(rest, np.float32),  # (R, C, D)
     )
-    attention = np.empty((r, c, t), np.float32)
+    attention = np.empty((r, c, keys.shape[1]), np.float32)
     out = np.empty((r, c, tower.weights[-1].shape[1]), np.float32)
     _one_blas_thread()
     mkl = _MKL is not None and MATMUL == "mkl"
@@ -266,9 +233,8 @@ def score_requests(
     layers = (tower.weights, tower.biases, tower.tables, tower.kinds)
     args = (_FUNCTIONS, mkl, *inputs, *unit.args, float(softmax_scale), *layers)
     blocks = r * -(-c // BLOCK)
-    workers = min(blocks, _THREADS.get() or torch.get_num_threads())
-    run_workers(_score_blocks, (*args, attention, out, counter), workers, blocks)
-    return torch.from_numpy(out), torch.from_numpy(attention)
+    run_workers(_score_blocks, (*args, attention, out, counter), min(blocks, threads), blocks)
+    return out, attention
 
 
 @functools.cache

@@ -315,37 +315,36 @@ class ActivationUnit(nn.Module):
         scores = self.rest(self.first_act(pre.view(r * c * t, h))).view(r, c, t)
         return scores.transpose(1, 2).reshape(r * t, c)  # (N, C)
 
-    def fused_score(
+    def serve_arrays(
         self,
-        queries: torch.Tensor,
-        keys: torch.Tensor,
-        history: History,
+        queries: np.ndarray,
+        keys: np.ndarray,
+        lengths: np.ndarray,
         tower: MLP,
-        rest: list[torch.Tensor],
+        rest: np.ndarray,
         softmax: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """DIN's serving forward from this unit on, as dinctl/models/fused_unit.py's kernel,
-        one block of candidates at a time: the unit's scores of keys (N, E) against queries
-        (R, C, E) as `forward`, the attention (R, C, T) as `history.unpack` (`softmax`: over
-        the valid behaviours of scores / √E first), Eq. (3)'s interest as
-        `history.weighted_sum`, and `tower`'s output (R, C, O) on [interest ⊕ rest...] (each
-        (R, C, D_i)). None where the kernel does not apply: a packed history, training, --bf16,
-        a unit of other than two hidden layers, an activation it does not compute, or inputs
-        it cannot take (autograd recording, not float32 on the CPU, while exporting; numba
-        missing)."""
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """DIN's serving forward from this unit on, as dinctl/models/fused_unit.py's kernel:
+        the unit's scores of keys (R, T, E), the first `lengths` (R,) valid, against queries
+        (R, C, E) as `forward` (`softmax`: their softmax over the valid behaviours of
+        scores / √E), Eq. (3)'s interest as `PaddedHistory.weighted_sum`, and `tower`'s output
+        (R, C, O) on [interest ⊕ rest (R, C, D)], with the attention (R, C, T), 0 at padding.
+        None where the kernel does not apply: training, a unit of other than two hidden
+        layers, an activation it does not compute, not float32, numba missing or switched off."""
         import dinctl.models.fused_unit as fused_unit  # numba loads only where this runs
 
-        if not isinstance(history, PaddedHistory) or self.training or tower.training:
+        if self.training or tower.training or not fused_unit.available():
             return None
-        if _BF16_PAIRS.get() or not fused_unit.ready(queries, keys):
+        if not queries.dtype == keys.dtype == rest.dtype == np.float32:
             return None
         unit, layers = self.kernel_layers(), tower.kernel_layers()
         if unit is None or layers is None:
             return None
-        scale = 1.0 / math.sqrt(keys.shape[1]) if softmax else 0.0
-        others = torch.cat(rest, dim=-1) if len(rest) > 1 else rest[0]  # (R, C, D)
-        lengths = history.hist_len
-        return fused_unit.score_requests(unit, layers, queries, keys, lengths, others, scale)
+        if not unit.args[0].dtype == layers.weights[0].dtype == np.float32:
+            return None
+        scale = 1.0 / math.sqrt(keys.shape[2]) if softmax else 0.0
+        threads = torch.get_num_threads()
+        return fused_unit.score_arrays(unit, layers, queries, keys, lengths, rest, scale, threads)
 
     def kernel_layers(self) -> Any:
         """This unit as the kernel takes it (`fused_unit.Prepared`), made once per version of
@@ -485,6 +484,26 @@ class BehaviourEmbedding(nn.Module):
         """Behaviour embedding, its fields concatenated: (...,) → (..., E)."""
         parts = self.fields(item, cate, extra)
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+    def gather(
+        self, item: np.ndarray, cate: np.ndarray, extra: np.ndarray | None = None
+    ) -> np.ndarray:
+        """`forward` in numpy, for the serving kernel: the tables' rows of ids (...,) and
+        extra field ids (..., F), concatenated (..., E) (the weights' values at this moment:
+        numpy views of them)."""
+        ids = [cate]
+        if self.item is not None:
+            ids.insert(0, self.item_map.ids.numpy()[item] if self.item_map is not None else item)
+        if self.extra_names:
+            assert extra is not None, "the model has extra behaviour fields: the batch lacks them"
+            ids += [extra[..., k] for k in range(len(self.extra_names))]
+        tables = [t.weight.detach().numpy() for t in self.tables()]  # [(V, D)] in `fields`' order
+        out = np.empty((*cate.shape, sum(t.shape[1] for t in tables)), tables[0].dtype)
+        start = 0
+        for table, rows in zip(tables, ids, strict=True):
+            out[..., start : start + table.shape[1]] = table[rows]  # (..., D)
+            start += table.shape[1]
+        return out
 
     def candidate_and_history(
         self, batch: Batch, pack: PackedHistory

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -59,6 +60,14 @@ class ServableModel(nn.Module):
         """Logits (R, C) (and attention (R, C, T) or None) of candidates (R, C) with their
         extra fields (R, C, F), context (R, C, K) and numeric (R, C, M) against `user`."""
         raise NotImplementedError
+
+    def serve_arrays(
+        self, inputs: dict[str, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """A faster serving of padded numpy requests, `score(encode_user(...))`'s logits (R, C)
+        and attention to float rounding, where the model has one (DIN's kernel); None: the
+        torch forward serves."""
+        return None
 
     def forward(self, batch: Batch) -> ModelOutput:
         """Training rows as B requests of one candidate: (B,) logits, (B, T) attention."""
