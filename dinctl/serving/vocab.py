@@ -19,6 +19,7 @@ ids is 0.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,7 @@ from dinctl.data.schema import FeatureSchema
 from dinctl.inputs import INPUTS
 from dinctl.serving.errors import RequestError
 from dinctl.serving.fields import FieldTables, Unknown, check_names, split_entries
+from dinctl.serving.id_table import IdTable
 
 __all__ = ["EncodedRequest", "RawId", "RequestError", "RequestEncoder", "pad_requests", "raw"]
 
@@ -78,10 +80,14 @@ class RequestEncoder:
     ) -> None:
         self.max_len = int(max_len)
         self.fields = fields
-        self.item_id = {str(r): int(i) for r, i in zip(raw_items, item_ids, strict=True)}
-        self.n_items = int(item_ids.max()) if len(item_ids) else 0
+        ids = np.asarray(item_ids, dtype=np.int64)  # (K,)
+        self.n_items = int(ids.max()) if len(ids) else 0
         self.item_cate = np.zeros(self.n_items + 1, dtype=np.int64)  # (N+1,)
-        self.item_cate[np.asarray(item_ids, dtype=np.int64)] = np.asarray(item_cates)
+        self.item_cate[ids] = np.asarray(item_cates)
+        # raw item → (model id, its category), the category as item_cate gives it
+        self.item_table = IdTable(
+            [str(r) for r in raw_items], np.stack([ids, self.item_cate[ids]], 1)
+        )
         self.cate_id: dict[str, int] = {}
         for name, cate in zip(cate_names, item_cates, strict=True):
             self.cate_id.setdefault(str(name), int(cate))
@@ -118,23 +124,22 @@ class RequestEncoder:
             return None
         return self.user_hist[self.user_offsets[k] : self.user_offsets[k + 1]]
 
+    @functools.cached_property
+    def item_id(self) -> dict[str, int]:
+        """Raw item → model id as a dict (for tools and benchmarks; `items` uses the table)."""
+        return self.item_table.to_dict()
+
     def items(
         self, ids: Sequence[RawId], item_cates: Mapping[str, RawId]
     ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """Model item and category ids of raw ids, and the raw ids that were unknown (one
-        dict look-up per id; the categories by one array index)."""
-        get: Any = self.item_id.get  # probed with raw values first, their text second
+        """Model item and category ids of raw ids, and the raw ids that were unknown (the
+        table answers all ids in one call; see dinctl/serving/id_table.py for why)."""
         try:
-            item = np.array([get(k, 0) for k in ids], dtype=np.int64)  # (n,) 0: not found
-        except TypeError:  # an unhashable value: refused below, in order
-            item = np.zeros(len(ids), dtype=np.int64)
-        missing: list[tuple[int, str]] = []
-        for j in np.flatnonzero(item == 0).tolist():
-            key = raw(ids[j])  # refuses what is not an id
-            item[j] = get(key, 0)  # an integer id stands for its decimal text
-            if item[j] == 0:
-                missing.append((j, key))
-        cate = self.item_cate[item]  # (n,) row 0 is 0
+            (item, cate), absent = self.item_table.lookup(ids)  # (n,) each, 0: not found
+        except TypeError:  # an id that is not a str: its text (or refused by raw, in order)
+            keys = [k if isinstance(k, str) else raw(k) for k in ids]
+            (item, cate), absent = self.item_table.lookup(keys)
+        missing = [(j, raw(ids[j])) for j in absent]
         for j, key in missing:
             given = item_cates.get(key)
             cate[j] = self.cate_id.get(raw(given), 0) if given is not None else 0
