@@ -46,13 +46,16 @@ def raw_value(value: Any, where: str) -> str:
     return str(value)
 
 
+NO_FIELDS: dict[str, Any] = {}  # a bare id's extra values (never written to)
+
+
 def split_entries(
     entries: Sequence[Entry], allowed: Sequence[str], what: str
 ) -> tuple[list[Any], list[dict[str, Any]]]:
     """Raw item ids and each entry's extra values; an object entry needs `item` and may carry
     only the `allowed` fields."""
     if {type(e) for e in entries} <= {str, int}:  # bare ids: nothing to split
-        return list(entries), [{} for _ in entries]
+        return list(entries), [NO_FIELDS] * len(entries)  # one shared, read-only empty dict
     ids: list[Any] = []
     extras: list[dict[str, Any]] = []
     for j, entry in enumerate(entries):

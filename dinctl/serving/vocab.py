@@ -80,6 +80,7 @@ class RequestEncoder:
     ) -> None:
         self.max_len = int(max_len)
         self.fields = fields
+        self.schema = fields.schema if fields is not None else FeatureSchema()
         ids = np.asarray(item_ids, dtype=np.int64)  # (K,)
         self.n_items = int(ids.max()) if len(ids) else 0
         self.item_cate = np.zeros(self.n_items + 1, dtype=np.int64)  # (N+1,)
@@ -132,8 +133,15 @@ class RequestEncoder:
     def items(
         self, ids: Sequence[RawId], item_cates: Mapping[str, RawId]
     ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """Model item and category ids of raw ids, and the raw ids that were unknown (the
-        table answers all ids in one call; see dinctl/serving/id_table.py for why)."""
+        """Model item and category ids of raw ids, and the raw ids that were unknown."""
+        item, cate, missing = self._lookup(ids, item_cates)
+        return item, cate, [key for _, key in missing]
+
+    def _lookup(
+        self, ids: Sequence[RawId], item_cates: Mapping[str, RawId]
+    ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
+        """`items`, the unknown ids with their positions: the table answers all ids in one
+        call (see dinctl/serving/id_table.py for why)."""
         try:
             (item, cate), absent = self.item_table.lookup(ids)  # (n,) each, 0: not found
         except TypeError:  # an id that is not a str: its text (or refused by raw, in order)
@@ -143,7 +151,7 @@ class RequestEncoder:
         for j, key in missing:
             given = item_cates.get(key)
             cate[j] = self.cate_id.get(raw(given), 0) if given is not None else 0
-        return item, cate, [key for _, key in missing]
+        return item, cate, missing
 
     def encode(
         self,
@@ -159,7 +167,7 @@ class RequestEncoder:
         Candidates and history events are raw item ids or objects {"item": id, field: value}."""
         if len(candidates) == 0:
             raise RequestError("candidates is empty; expected at least one candidate item id")
-        schema = self.fields.schema if self.fields is not None else FeatureSchema()
+        schema = self.schema
         beh = schema.extra_behaviour
         cand_ids, cand_extra = split_entries(
             candidates, (*beh, *schema.context, *schema.numeric), "candidate"
@@ -172,7 +180,15 @@ class RequestEncoder:
         values: Unknown = {}
         row = self.user_row.get(raw(user)) if user is not None else None
         if history is not None:
-            hist_item, hist_cate, hist_fields, unknown = self._history(history, cates, values)
+            hist_ids, hist_extras = split_entries(history, beh, "history event")
+            n = len(hist_ids)  # one table look-up for the history and the candidates
+            item, cate, missing = self._lookup([*hist_ids, *cand_ids], cates)
+            cand_item, cand_cate = item[n:], cate[n:]
+            unknown = [key for j, key in missing if j < n]
+            cand_unknown = [key for j, key in missing if j >= n]
+            hist_item, hist_cate, hist_fields = self._history(
+                item[:n], cate[:n], hist_extras, values
+            )
         elif user is not None:
             if row is None:
                 raise RequestError(
@@ -184,9 +200,9 @@ class RequestEncoder:
             hist_item, unknown = self.user_hist[span], []
             hist_cate = self.item_cate[hist_item]
             hist_fields = self.fields.hist_fields[span] if self.fields is not None else None
+            cand_item, cand_cate, cand_unknown = self.items(cand_ids, cates)
         else:
             raise RequestError("a request needs a user or a history; got neither")
-        cand_item, cand_cate, cand_unknown = self.items(cand_ids, cates)
         extra: dict[str, Any] = {}
         if self.fields is not None:
             ctx, num = self.fields.per_candidate(cand_extra, context, numeric, values)
@@ -208,19 +224,17 @@ class RequestEncoder:
         )
 
     def _history(
-        self, history: Sequence[Any], cates: Mapping[str, RawId], values: Unknown
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[str]]:
-        """An explicit history's item, category and field ids (the last max_len kept ones)."""
-        beh = self.fields.schema.extra_behaviour if self.fields is not None else ()
-        ids, extras = split_entries(history, beh, "history event")
-        item, cate, unknown = self.items(ids, cates)
+        self, item: np.ndarray, cate: np.ndarray, extras: list[dict[str, Any]], values: Unknown
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """An explicit history's item, category and field ids, from its looked-up item and
+        category ids (the last max_len kept ones)."""
         keep = (item != 0) | (cate != 0)  # every id unknown: dropped (see above)
         fields = None
         if self.fields is not None:
             fields = self.fields.behaviour(item, extras, "history event", values)  # (T, F)
             keep |= (fields != 0).any(axis=1)
             fields = fields[keep][-self.max_len :]
-        return item[keep][-self.max_len :], cate[keep][-self.max_len :], fields, unknown
+        return item[keep][-self.max_len :], cate[keep][-self.max_len :], fields
 
 
 def pad_requests(requests: Sequence[EncodedRequest]) -> dict[str, np.ndarray]:
