@@ -241,6 +241,8 @@ def pad_requests(requests: Sequence[EncodedRequest]) -> dict[str, np.ndarray]:
     """The scorer's padded inputs (dinctl/inputs.py) for a list of requests: each input the
     requests carry, zero-padded to the longest history (T) and candidate list (C); a field
     group of width 0 stays in (the caller's model signature drops it)."""
+    if len(requests) == 1 and len(requests[0].hist_item) > 0:
+        return _one_request(requests[0])
     r = len(requests)
     sizes = {
         "R": r,
@@ -262,3 +264,15 @@ def pad_requests(requests: Sequence[EncodedRequest]) -> dict[str, np.ndarray]:
             grid[index] = part
         out[spec.name] = grid
     return {name: out[name] for name in [f.name for f in INPUTS] if name in out}
+
+
+def _one_request(q: EncodedRequest) -> dict[str, np.ndarray]:
+    """`pad_requests` of one request with a history: nothing to pad, each input a (1, ...)
+    view of the request's own array (the zero-filled copies took ~30 µs of a request)."""
+    out = {}
+    for spec in INPUTS:
+        part = getattr(q, spec.name) if spec.name != "hist_len" else [len(q.hist_item)]
+        if part is not None:
+            out[spec.name] = np.asarray(part, dtype=spec.dtype)[None]  # (1, ...)
+    out["hist_len"] = out["hist_len"][0]  # (1,)
+    return out
