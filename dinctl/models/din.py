@@ -211,6 +211,10 @@ class DIN(BaseModel):
         to float rounding, with no torch op but the side fields': the embedding rows gathered
         by numpy, then the unit, Eq. (3) and the tower as one CPU kernel per block of
         candidates (`ActivationUnit.serve_arrays`); None where the kernel does not apply."""
+        import dinctl.models.fused_unit as fused_unit  # numba loads only where this runs
+
+        if self.training or not fused_unit.available():
+            return None  # known before the lookups: the torch forward serves
         keys = self.emb.gather(inputs["hist_item"], inputs["hist_cate"], inputs.get("hist_fields"))
         queries = self.emb.gather(
             inputs["cand_item"], inputs["cand_cate"], inputs.get("cand_fields")
