@@ -1,16 +1,18 @@
-"""Serving forward A/B in one process: the old dedicated scorer against this tree's scorer.
+"""Serving forward A/B in one process: each git ref's eager engine against this tree's.
 
-Each git ref (default: 3f12425, the last commit with a scorer that had its own copy of the
-activation unit, and `main`) is extracted with `git archive` into a temp folder and imported
-as `dinctl_<name>`, next to this tree's `dinctl`. One DIN at the paper's size (64 + 64
+Each git ref (default: 6671f8e, the kernel entered from inside the torch forward, and `main`)
+is extracted with `git archive` into a temp folder and imported as `dinctl_<name>`, next to
+this tree's `dinctl`. One DIN at the paper's size (64 + 64
 embeddings, unit 80-40, MLP 200-80, PReLU; Amazon-shaped vocabulary), the same weights loaded
 into every version (checked: their outputs agree to 1e-4), one padded request of R = 1,
 T = 100, C = 200. Calls alternate between the versions (ABAB...) so a loaded machine hits all
 alike; the median ms per call of each version and the median over rounds of its paired
-ratio to the first ref are printed with the CPU flags.
+ratio to the first ref are printed with the CPU flags. `--cold`: bench_serve.py's floor (a
+forward-sized matmul) before every call, untimed, so each call starts on cold caches as a
+served request does.
 
   python benchmarks/bench_serve_ab.py [--threads 1 2] [--rounds 30] [--calls 5]
-      [--refs 3f12425 main] [--candidates 200] [--history 100]
+      [--refs 6671f8e main] [--candidates 200] [--history 100] [--cold]
 """
 
 from __future__ import annotations
@@ -36,7 +38,11 @@ sys.path.insert(0, str(ROOT))
 
 from dinctl.training.device import cpu_features  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_serve import floor_call  # noqa: E402
+
 N_ITEMS, N_CATES = 64_000, 800
+NAMES = ("hist_item", "hist_cate", "hist_len", "cand_item", "cand_cate")  # `request`'s order
 IMPORT = re.compile(r"\b(from|import) dinctl(?=[. ])")
 
 
@@ -54,14 +60,22 @@ def extract(ref: str, name: str, into: Path) -> str:
 
 
 def scorer(package: str, state: dict[str, torch.Tensor] | None) -> tuple[Any, Any]:
-    """`package`'s RequestScorer around a DIN loaded with `state` (if given), and the DIN."""
+    """`package`'s eager engine (what serve and predict call: the RequestScorer, and since
+    fc4c6af the fused kernel from the numpy inputs) around a DIN loaded with `state` (if
+    given), as a function of the request's tensors returning its logits; and the DIN."""
     models = importlib.import_module(f"{package}.models")
     cfg = models.ModelConfig(model="din", n_users=10, n_items=N_ITEMS, n_cates=N_CATES, act="prelu")
     torch.manual_seed(0)
     net = models.build_model(cfg).eval()
     if state is not None:
         net.load_state_dict(state)
-    return importlib.import_module(f"{package}.serving.scorer").RequestScorer(net), net
+    request_scorer = importlib.import_module(f"{package}.serving.scorer").RequestScorer(net)
+    engine = importlib.import_module(f"{package}.serving.engines").eager_engine(request_scorer)
+
+    def run(*x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(engine(dict(zip(NAMES, (t.numpy() for t in x), strict=True)))[0])
+
+    return run, net
 
 
 def request(t: int, c: int) -> tuple[torch.Tensor, ...]:
@@ -75,8 +89,8 @@ def request(t: int, c: int) -> tuple[torch.Tensor, ...]:
     )
 
 
-def alternate(scorers: dict[str, Any], x: tuple[torch.Tensor, ...], rounds: int, calls: int
-              ) -> tuple[dict[str, float], dict[str, float]]:  # fmt: skip
+def alternate(scorers: dict[str, Any], x: tuple[torch.Tensor, ...], rounds: int, calls: int,
+              cold: Any = None) -> tuple[dict[str, float], dict[str, float]]:  # fmt: skip
     """Median ms per call of each scorer, the scorers taking turns call by call, and the
     median over rounds of each one's round time over the first one's (paired ratios)."""
     times: dict[str, list[float]] = {name: [] for name in scorers}
@@ -89,6 +103,8 @@ def alternate(scorers: dict[str, Any], x: tuple[torch.Tensor, ...], rounds: int,
             spent = dict.fromkeys(scorers, 0.0)
             for _ in range(calls):
                 for name, s in scorers.items():
+                    if cold is not None:
+                        cold()  # evicts the caches, as the previous request's forward does
                     t0 = time.perf_counter()
                     s(*x)
                     dt = (time.perf_counter() - t0) * 1e3
@@ -106,9 +122,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--calls", type=int, default=5)
-    ap.add_argument("--refs", nargs="+", default=["3f12425", "main"])
+    ap.add_argument("--refs", nargs="+", default=["6671f8e", "main"])
     ap.add_argument("--candidates", type=int, default=200)
     ap.add_argument("--history", type=int, default=100)
+    ap.add_argument("--cold", action="store_true", help="the floor's matmuls before each call")
     a = ap.parse_args()
     print(f"cpu_flags={cpu_features()} cores={os.cpu_count()} torch={torch.__version__} "
           f"load={os.getloadavg()}")  # fmt: skip
@@ -128,9 +145,10 @@ def main() -> None:
                 assert diff < 1e-4, f"{ref} disagrees with {a.refs[0]} by {diff}"
         for threads in a.threads:
             torch.set_num_threads(threads)
-            med, ratio = alternate(scorers, x, a.rounds, a.calls)
+            cold = floor_call() if a.cold else None  # bench_serve.py's floor
+            med, ratio = alternate(scorers, x, a.rounds, a.calls, cold)
             line = "  ".join(f"{k}: {v:.2f} ms ({ratio[k]:.2f}x)" for k, v in med.items())
-            print(f"threads={threads} R=1 T={a.history} C={a.candidates}  {line}")
+            print(f"threads={threads} R=1 T={a.history} C={a.candidates} cold={a.cold}  {line}")
 
 
 if __name__ == "__main__":

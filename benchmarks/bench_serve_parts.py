@@ -3,8 +3,9 @@ right after a floor call (so its caches are as cold as after the previous reques
 
 The request, model and floor are bench_serve.py's (DIN 64 + 64, unit 80-40, 200 candidates
 against a 100-behaviour history). Steps, in the order a request runs them: encode (the
-vocabulary, fresh strings parsed by orjson), pad, then the forward's own parts (the two
-embedding gathers, the kernels' weight-version checks, the kernel: `fused_unit.score_arrays`)
+vocabulary, fresh strings parsed by orjson), pad, then the forward's own parts (the ids'
+table rows, the kernels' weight-version checks, the kernel: `fused_unit.score_arrays`, which
+gathers the embedding rows itself)
 and the answer (probabilities); "request" is the whole `ServingModel.score(encode(...))`. Also
 when the kernel's second thread starts after it is handed its job, and the engine and the
 floor on one thread.
@@ -61,14 +62,21 @@ def steps(model: ServingModel, bodies: list[bytes]) -> dict[str, list[float]]:
     encoded = [encode(p["candidates"], history=p["history"]) for p in parsed]
     padded = [pad_requests([q]) for q in encoded]
     unit, tower = net.attention.kernel_layers(), net.mlp.kernel_layers()
-    keys = [net.emb.gather(p["hist_item"], p["hist_cate"]) for p in padded]
-    queries = [net.emb.gather(p["cand_item"], p["cand_cate"]) for p in padded]
+    emb, tables = net.emb, net.emb.kernel_tables()
+
+    def ids(p: dict[str, Any]) -> tuple[Any, Any]:
+        return emb.kernel_ids(p["hist_item"], p["hist_cate"]), emb.kernel_ids(
+            p["cand_item"], p["cand_cate"]
+        )
+
+    looked_up = [ids(p) for p in padded]
+    side = np.zeros((1, padded[0]["cand_item"].shape[1], 0), np.float32)
     threads = torch.get_num_threads()
     logits = [model.engine(p)[0] for p in padded]  # (1, C) each
 
     def kernel(k: int) -> None:
-        p = padded[k]
-        fused_unit.score_arrays(unit, tower, queries[k], keys[k], p["hist_len"], queries[k],
+        hist, cand = looked_up[k]
+        fused_unit.score_arrays(unit, tower, tables, hist, cand, padded[k]["hist_len"], side,
                                 0.0, threads)  # fmt: skip
 
     def request(p: dict[str, Any]) -> None:
@@ -84,16 +92,12 @@ def steps(model: ServingModel, bodies: list[bytes]) -> dict[str, list[float]]:
         ),  # fmt: skip
         "pad": after_floor(lambda q: pad_requests([q]), encoded),
         "forward (engine)": after_floor(model.engine, padded),
-        "  gather history (100 rows)": after_floor(
-            lambda p: net.emb.gather(p["hist_item"], p["hist_cate"]), padded
-        ),
-        "  gather candidates (200 rows)": after_floor(
-            lambda p: net.emb.gather(p["cand_item"], p["cand_cate"]), padded
-        ),
+        "  table rows of the ids (kernel_ids)": after_floor(ids, padded),
         "  weight-version checks": after_floor(
-            lambda _: (net.attention.kernel_layers(), net.mlp.kernel_layers()), idx
+            lambda _: (net.attention.kernel_layers(), net.mlp.kernel_layers(), emb.kernel_tables()),
+            idx,
         ),
-        "  kernel (score_arrays)": after_floor(kernel, idx),
+        "  kernel (score_arrays: the rows gathered inside)": after_floor(kernel, idx),
         "answer (probabilities)": after_floor(
             lambda x: 1.0 / (1.0 + np.exp(-x.astype(np.float64))), logits
         ),

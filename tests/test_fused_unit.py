@@ -64,11 +64,18 @@ def fused(
     s: RequestScorer, q: torch.Tensor, k: torch.Tensor, lengths: torch.Tensor | None = None
 ) -> Any:
     """The kernel's (tower output, attention) of queries q (R, C, E) against keys k (R·T, E),
-    None where it does not apply."""
+    None where it does not apply: both as rows of one table, looked up by their positions."""
     lengths = requests()["hist_len"] if lengths is None else lengths
-    qa, ka = q.numpy(), k.reshape(q.shape[0], -1, k.shape[1]).numpy()
-    softmax = s.model.cfg.attn_softmax
-    return s.model.attention.serve_arrays(qa, ka, lengths.numpy(), s.model.mlp, qa, softmax)
+    r, c, e = q.shape
+    table = torch.cat([k, q.reshape(r * c, e)]).numpy()  # (R·T + R·C, E)
+    hist = np.arange(k.shape[0]).reshape(r, -1, 1)  # (R, T, 1)
+    cand = k.shape[0] + np.arange(r * c).reshape(r, c, 1)  # (R, C, 1)
+    side = np.zeros((r, c, 0), table.dtype)
+    model = s.model
+    softmax = model.cfg.attn_softmax
+    return model.attention.serve_arrays(
+        (table,), hist, cand, lengths.numpy(), model.mlp, side, softmax
+    )
 
 
 def arrays(inputs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
@@ -165,7 +172,7 @@ def test_the_torch_ops_run_where_the_kernel_does_not_apply(
     s.model.eval()
     monkeypatch.setenv(fused_unit.ENV_SWITCH, "0")
     assert fused(s, q, k) is None
-    monkeypatch.setattr(s.model.emb, "gather", None)  # switched off: no lookups made first
+    monkeypatch.setattr(s.model.emb, "kernel_ids", None)  # switched off: no lookups first
     assert s.serve_arrays(arrays(requests())) is None
     assert not fused_unit.available()
 
@@ -227,9 +234,9 @@ def test_the_eager_engine_serves_through_the_kernel_and_else_the_torch_forward(
 
 
 @pytest.mark.parametrize("item_filter", [0, 500])
-def test_the_numpy_lookups_are_the_embedding_s_rows(item_filter: int) -> None:
-    """`BehaviourEmbedding.gather` against its forward: item (through the filter's item map),
-    category and extra fields, in that order."""
+def test_the_kernel_s_rows_are_the_embedding_s(item_filter: int) -> None:
+    """`BehaviourEmbedding.kernel_ids` and `kernel_tables` against its forward: item (through
+    the filter's item map), category and extra fields, side by side in that order."""
     from dinctl.models.layers import BehaviourEmbedding
 
     torch.manual_seed(0)
@@ -244,9 +251,20 @@ def test_the_numpy_lookups_are_the_embedding_s_rows(item_filter: int) -> None:
     extra = torch.randint(0, 7, (3, 5, 1), generator=g)
     with torch.no_grad():
         want = emb(item, cate, extra)  # (3, 5, 12)
-    got = emb.gather(item.numpy(), cate.numpy(), extra.numpy())
-    assert got.shape == (3, 5, 12) and got.dtype == np.float32
+    ids = emb.kernel_ids(item.numpy(), cate.numpy(), extra.numpy())  # (3, 5, 3)
+    tables = emb.kernel_tables()
+    got = np.concatenate([t[ids[..., k]] for k, t in enumerate(tables)], axis=-1)
+    assert ids.shape == (3, 5, 3) and got.dtype == np.float32
     np.testing.assert_array_equal(got, want.numpy())
+
+
+def test_an_id_beyond_a_table_is_refused_as_torch_refuses_it() -> None:
+    s, inputs = scorer("prelu"), arrays(requests())
+    inputs["cand_item"][0, 0] = 301  # the item table has rows 0..300
+    with pytest.raises(IndexError, match="index out of range"):
+        s.serve_arrays(inputs)
+    with pytest.raises(IndexError, match="index out of range"):
+        s(**{k: torch.from_numpy(v) for k, v in inputs.items()})
 
 
 def test_the_engine_line_says_how_the_unit_runs(monkeypatch: pytest.MonkeyPatch) -> None:

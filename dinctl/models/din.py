@@ -208,23 +208,21 @@ class DIN(BaseModel):
         self, inputs: dict[str, np.ndarray]
     ) -> tuple[np.ndarray, np.ndarray | None] | None:
         """Padded requests (numpy, `dinctl.inputs.INPUTS`) scored as `score(encode_user(...))`
-        to float rounding, with no torch op but the side fields': the embedding rows gathered
-        by numpy, then the unit, Eq. (3) and the tower as one CPU kernel per block of
-        candidates (`ActivationUnit.serve_arrays`); None where the kernel does not apply."""
+        to float rounding, with no torch op but the side fields': the unit, Eq. (3) and the
+        tower as one CPU kernel per block of candidates, from the behaviours' table rows
+        (`ActivationUnit.serve_arrays`); None where the kernel does not apply."""
         import dinctl.models.fused_unit as fused_unit  # numba loads only where this runs
 
         if self.training or not fused_unit.available():
             return None  # known before the lookups: the torch forward serves
-        keys = self.emb.gather(inputs["hist_item"], inputs["hist_cate"], inputs.get("hist_fields"))
-        queries = self.emb.gather(
-            inputs["cand_item"], inputs["cand_cate"], inputs.get("cand_fields")
-        )  # (R, C, E)
-        rest = (
-            queries if self.side is None else np.concatenate([queries, self.side_rest(inputs)], -1)
-        )
-        fused = self.attention.serve_arrays(
-            queries, keys, inputs["hist_len"], self.mlp, rest, self.cfg.attn_softmax
-        )
+        emb = self.emb
+        hist = emb.kernel_ids(inputs["hist_item"], inputs["hist_cate"], inputs.get("hist_fields"))
+        cand = emb.kernel_ids(inputs["cand_item"], inputs["cand_cate"], inputs.get("cand_fields"))
+        r, c = cand.shape[:2]
+        side = self.side_rest(inputs) if self.side is not None else np.zeros((r, c, 0), np.float32)
+        tables = emb.kernel_tables()
+        lengths, softmax = inputs["hist_len"], self.cfg.attn_softmax
+        fused = self.attention.serve_arrays(tables, hist, cand, lengths, self.mlp, side, softmax)
         if fused is None:
             return None
         logits, attention = fused  # (R, C, 1), (R, C, T)

@@ -317,34 +317,38 @@ class ActivationUnit(nn.Module):
 
     def serve_arrays(
         self,
-        queries: np.ndarray,
-        keys: np.ndarray,
+        tables: tuple[np.ndarray, ...],
+        hist_ids: np.ndarray,
+        cand_ids: np.ndarray,
         lengths: np.ndarray,
         tower: MLP,
-        rest: np.ndarray,
+        side: np.ndarray,
         softmax: bool = False,
     ) -> tuple[np.ndarray, np.ndarray] | None:
-        """DIN's serving forward from this unit on, as dinctl/models/fused_unit.py's kernel:
-        the unit's scores of keys (R, T, E), the first `lengths` (R,) valid, against queries
-        (R, C, E) as `forward` (`softmax`: their softmax over the valid behaviours of
-        scores / √E), Eq. (3)'s interest as `PaddedHistory.weighted_sum`, and `tower`'s output
-        (R, C, O) on [interest ⊕ rest (R, C, D)], with the attention (R, C, T), 0 at padding.
-        None where the kernel does not apply: training, a unit of other than two hidden
-        layers, an activation it does not compute, not float32, numba missing or switched off."""
+        """DIN's serving forward from the behaviour ids on, as dinctl/models/fused_unit.py's
+        kernel: the embeddings of hist_ids (R, T, K), the first `lengths` (R,) valid, and of
+        cand_ids (R, C, K) as their K `tables`' rows side by side, the unit's scores of the
+        histories against the candidates as `forward` (`softmax`: their softmax over the valid
+        behaviours of scores / √E), Eq. (3)'s interest as `PaddedHistory.weighted_sum`, and
+        `tower`'s output (R, C, O) on [interest ⊕ candidate ⊕ side (R, C, D)], with the
+        attention (R, C, T), 0 at padding. None where the kernel does not apply: training, a
+        unit of other than two hidden layers, an activation it does not compute, not float32,
+        numba missing or switched off."""
         import dinctl.models.fused_unit as fused_unit  # numba loads only where this runs
 
         if self.training or tower.training or not fused_unit.available():
             return None
-        if not queries.dtype == keys.dtype == rest.dtype == np.float32:
+        if any(t.dtype != np.float32 for t in tables) or side.dtype != np.float32:
             return None
         unit, layers = self.kernel_layers(), tower.kernel_layers()
         if unit is None or layers is None:
             return None
         if not unit.args[0].dtype == layers.weights[0].dtype == np.float32:
             return None
-        scale = 1.0 / math.sqrt(keys.shape[2]) if softmax else 0.0
+        scale = 1.0 / math.sqrt(sum(t.shape[1] for t in tables)) if softmax else 0.0
         threads = torch.get_num_threads()
-        return fused_unit.score_arrays(unit, layers, queries, keys, lengths, rest, scale, threads)
+        ids = (hist_ids, cand_ids, lengths, side, scale, threads)
+        return fused_unit.score_arrays(unit, layers, tables, *ids)
 
     def kernel_layers(self) -> Any:
         """This unit as the kernel takes it (`fused_unit.Prepared`), made once per version of
@@ -485,34 +489,27 @@ class BehaviourEmbedding(nn.Module):
         parts = self.fields(item, cate, extra)
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 
-    def gather(
+    def kernel_ids(
         self, item: np.ndarray, cate: np.ndarray, extra: np.ndarray | None = None
     ) -> np.ndarray:
-        """`forward` in numpy, for the serving kernel: the tables' rows of ids (...,) and
-        extra field ids (..., F), concatenated (..., E)."""
-        tables, item_map = self.kernel_tables()
-        ids = [cate]
+        """The row of each of `kernel_tables` (..., K) that `forward` looks ids (...,) and extra
+        field ids (..., F) up in (through the item map): the serving kernel gathers them."""
+        columns = [cate]
         if self.item is not None:
-            ids.insert(0, item_map[item] if item_map is not None else item)
+            mapped = self.item_map.ids.numpy()[item] if self.item_map is not None else item
+            columns.insert(0, mapped)
         if self.extra_names:
             assert extra is not None, "the model has extra behaviour fields: the batch lacks them"
-            ids += [extra[..., k] for k in range(len(self.extra_names))]
-        out = np.empty((*cate.shape, sum(t.shape[1] for t in tables)), tables[0].dtype)
-        start = 0
-        for table, rows in zip(tables, ids, strict=True):
-            out[..., start : start + table.shape[1]] = table[rows]  # (..., D)
-            start += table.shape[1]
-        return out
+            columns += [extra[..., k] for k in range(len(self.extra_names))]
+        return np.stack(columns, axis=-1).astype(np.int64, copy=False)  # (..., K)
 
-    def kernel_tables(self) -> tuple[list[np.ndarray], np.ndarray | None]:
-        """The tables in `fields`' order and the item map's ids as numpy views of their
-        tensors (so a write in place shows), made again when a tensor is replaced: getting
-        them from the tensors at each request took ~30 µs on cold caches."""
+    def kernel_tables(self) -> tuple[np.ndarray, ...]:
+        """The tables in `fields`' order (their rows side by side are `forward`'s) as numpy
+        views of their weights (so a write in place shows), made again when a weight is
+        replaced: getting them from the tensors at each request took ~30 µs on cold caches."""
 
-        def make() -> tuple[list[np.ndarray], np.ndarray | None]:
-            tables = [t.weight.detach().numpy() for t in self.tables()]  # [(V, D)]
-            item_map = self.item_map.ids.numpy() if self.item_map is not None else None
-            return tables, item_map
+        def make() -> tuple[np.ndarray, ...]:
+            return tuple(t.weight.detach().numpy() for t in self.tables())  # [(V, D)]
 
         return kernel_weights(self, make)
 
