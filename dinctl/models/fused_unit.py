@@ -1,12 +1,14 @@
-"""DIN's serving forward after the embedding lookups as one CPU kernel per block of
-candidates (numba), on numpy arrays: the eager engine's path for a request, no torch op in it.
+"""DIN's serving forward from the behaviours' embedding rows on, as one CPU kernel per block
+of candidates (numba), on numpy arrays: the eager engine's path for a request, no torch op in
+it.
 
 The padded (serving) layout scores every (candidate, behaviour) pair of a request. Written as
 torch ops, each step (the first layer's matmul, its bias, the activation, the second layer,
 its activation, the output, the masks, the weighted sum) is a pass over (C·T, H) activations
 too large for the cache, and on a 2-core CPU those passes cost as much as the matmuls. Here
 each block of `BLOCK` candidates of one request runs it all while its activations are in the
-cache: the candidate term and the mixed weight (E, B·H1) (`ActivationUnit._padded`'s algebra),
+cache: its candidates' embedding rows (a thread gathers a request's behaviours' when it first
+takes one of its blocks), the candidate term and the mixed weight (E, B·H1) (`ActivationUnit._padded`'s algebra),
 one matmul of the request's valid keys by it, the bias and activation in place, the second
 layer's matmul, its activation and the output dot product (the attention weights, 0 at
 padding, or their softmax), Eq. (3)'s weighted sum of the keys, and the MLP tower on
@@ -15,9 +17,9 @@ padding, or their softmax), Eq. (3)'s weighted sum of the keys, and the MLP towe
 torch's intra-op count (the kernel holds no GIL) claim blocks from an atomic counter, so a
 server's lanes keep their share of the cores and a late thread takes fewer blocks.
 
-`DIN.serve_arrays` calls it from the padded numpy inputs (the embedding rows gathered by
-numpy): the torch forward's own dispatch, cold after a forward has filled the caches, cost
-0.5 ms a request around a 2.6 ms kernel. It is used where it gives the torch forward's numbers
+`DIN.serve_arrays` calls it from the padded numpy inputs (the tables' rows of each id): the
+torch forward's own dispatch, cold after a forward has filled the caches, cost 0.5 ms a
+request around a 2.6 ms kernel. It is used where it gives the torch forward's numbers
 to float rounding: float32, eval, an activation unit of two hidden layers and a tower with
 PReLU / ReLU / Dice (eval) / sigmoid, not --bf16, numba installed (`pip install
 dinctl[serve]`), and DINCTL_FUSED_UNIT not 0. Anything else, and every torch call of the model
