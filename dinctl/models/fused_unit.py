@@ -8,11 +8,11 @@ its activation, the output, the masks, the weighted sum) is a pass over (C·T, H
 too large for the cache, and on a 2-core CPU those passes cost as much as the matmuls. Here
 each block of `BLOCK` candidates of one request runs it all while its activations are in the
 cache: its candidates' embedding rows (a thread gathers a request's behaviours' when it first
-takes one of its blocks), the candidate term and the mixed weight (E, B·H1) (`ActivationUnit._padded`'s algebra),
-one matmul of the request's valid keys by it, the bias and activation in place, the second
-layer's matmul, its activation and the output dot product (the attention weights, 0 at
-padding, or their softmax), Eq. (3)'s weighted sum of the keys, and the MLP tower on
-[interest ⊕ the tower's other inputs]. The matmuls call the MKL inside torch's own library
+takes one of its blocks), the candidate term and the mixed weight (E, B·H1)
+(`ActivationUnit._padded`'s algebra), one matmul of the request's valid keys by it, the bias
+and activation in place, the second layer's matmul, its activation and the output dot product
+(the attention weights, 0 at padding, or their softmax), Eq. (3)'s weighted sum of the keys,
+and the MLP tower on [interest ⊕ candidate ⊕ the tower's other inputs]. The matmuls call the MKL inside torch's own library
 (scipy's OpenBLAS where torch has none), each on its caller's thread. As many threads as
 torch's intra-op count (the kernel holds no GIL) claim blocks from an atomic counter, so a
 server's lanes keep their share of the cores and a late thread takes fewer blocks.

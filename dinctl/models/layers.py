@@ -492,8 +492,8 @@ class BehaviourEmbedding(nn.Module):
     def kernel_ids(
         self, item: np.ndarray, cate: np.ndarray, extra: np.ndarray | None = None
     ) -> np.ndarray:
-        """The row of each of `kernel_tables` (..., K) that `forward` looks ids (...,) and extra
-        field ids (..., F) up in (through the item map): the serving kernel gathers them."""
+        """For ids (...,) and extra field ids (..., F), the row of each of `kernel_tables` that
+        `forward` reads (the item's through the item map), (..., K): the kernel gathers them."""
         columns = [cate]
         if self.item is not None:
             mapped = self.item_map.ids.numpy()[item] if self.item_map is not None else item
