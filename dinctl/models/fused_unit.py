@@ -12,10 +12,11 @@ takes one of its blocks), the candidate term and the mixed weight (E, B·H1)
 (`ActivationUnit._padded`'s algebra), one matmul of the request's valid keys by it, the bias
 and activation in place, the second layer's matmul, its activation and the output dot product
 (the attention weights, 0 at padding, or their softmax), Eq. (3)'s weighted sum of the keys,
-and the MLP tower on [interest ⊕ candidate ⊕ the tower's other inputs]. The matmuls call the MKL inside torch's own library
-(scipy's OpenBLAS where torch has none), each on its caller's thread. As many threads as
-torch's intra-op count (the kernel holds no GIL) claim blocks from an atomic counter, so a
-server's lanes keep their share of the cores and a late thread takes fewer blocks.
+and the MLP tower on [interest ⊕ candidate ⊕ the tower's other inputs]. The matmuls call the
+MKL inside torch's own library (scipy's OpenBLAS where torch has none), each on its caller's
+thread. As many threads as torch's intra-op count (the kernel holds no GIL) claim blocks from
+an atomic counter, so a server's lanes keep their share of the cores and a late thread takes
+fewer blocks.
 
 `DIN.serve_arrays` calls it from the padded numpy inputs (the tables' rows of each id): the
 torch forward's own dispatch, cold after a forward has filled the caches, cost 0.5 ms a
