@@ -273,7 +273,8 @@ def test_items_refuse_what_is_not_an_id_in_order(
             encoder.items(ids, {})
 
 
-def test_item_id_dict_is_the_vocabulary() -> None:
+def test_the_item_table_is_the_vocabulary() -> None:
     encoder = tiny_encoder()
-    assert encoder.item_id == {"I1": 5, "I2": 2, "3": 3, "é": 4, "2b": 2, "True": 6, "None": 7}
+    vocabulary = {"I1": 5, "I2": 2, "3": 3, "é": 4, "2b": 2, "True": 6, "None": 7}
+    assert encoder.item_table.to_dict() == vocabulary
     assert encoder.encode(["I1", 3], history=["é", "gone"]).unknown_items == ["gone"]

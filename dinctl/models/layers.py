@@ -474,13 +474,20 @@ class BehaviourEmbedding(nn.Module):
     ) -> list[torch.Tensor]:
         """The per-id embeddings [item, cate, extra...] (no item without item ids) of ids of any
         shape (...,) → (..., D); `extra` (..., F) holds the extra fields' ids."""
-        out = [self.cate(cate)]
+        mapped = self.item_map(item) if self.item_map is not None else item
+        ids = self.table_ids(mapped, cate, extra)
+        return [table(rows) for table, rows in zip(self.tables(), ids, strict=True)]
+
+    def table_ids(self, item: Any, cate: Any, extra: Any = None) -> list[Any]:
+        """The ids each of `tables` is looked up with, in its order (torch or numpy): item
+        ids already through the item map, category ids, then each extra field's (..., F)."""
+        ids = [cate]
         if self.item is not None:
-            out.insert(0, self.item(self.item_map(item) if self.item_map is not None else item))
+            ids.insert(0, item)
         if self.extra_names:
             assert extra is not None, "the model has extra behaviour fields: the batch lacks them"
-            out += [table(extra[..., k]) for k, table in enumerate(self.extra_tables())]
-        return out
+            ids += [extra[..., k] for k in range(len(self.extra_names))]
+        return ids
 
     def forward(
         self, item: torch.Tensor, cate: torch.Tensor, extra: torch.Tensor | None = None
@@ -493,20 +500,16 @@ class BehaviourEmbedding(nn.Module):
         self, item: np.ndarray, cate: np.ndarray, extra: np.ndarray | None = None
     ) -> np.ndarray:
         """For ids (...,) and extra field ids (..., F), the row of each of `kernel_tables` that
-        `forward` reads (the item's through the item map), (..., K): the kernel gathers them."""
-        columns = [cate]
-        if self.item is not None:
-            mapped = self.item_map.ids.numpy()[item] if self.item_map is not None else item
-            columns.insert(0, mapped)
-        if self.extra_names:
-            assert extra is not None, "the model has extra behaviour fields: the batch lacks them"
-            columns += [extra[..., k] for k in range(len(self.extra_names))]
+        `forward` reads, (..., K): the kernel gathers them."""
+        mapped = self.item_map.ids.numpy()[item] if self.item_map is not None else item
+        columns = self.table_ids(mapped, cate, extra)
         return np.stack(columns, axis=-1).astype(np.int64, copy=False)  # (..., K)
 
     def kernel_tables(self) -> tuple[np.ndarray, ...]:
         """The tables in `fields`' order (their rows side by side are `forward`'s) as numpy
         views of their weights (so a write in place shows), made again when a weight is
-        replaced: getting them from the tensors at each request took ~30 µs on cold caches."""
+        replaced: getting them from the tensors at each look-up took 14 µs of it on cold caches
+        (a numpy gather of a request's rows 70 → 56 µs)."""
 
         def make() -> tuple[np.ndarray, ...]:
             return tuple(t.weight.detach().numpy() for t in self.tables())  # [(V, D)]

@@ -19,7 +19,6 @@ ids is 0.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,11 +123,6 @@ class RequestEncoder:
         if k is None:
             return None
         return self.user_hist[self.user_offsets[k] : self.user_offsets[k + 1]]
-
-    @functools.cached_property
-    def item_id(self) -> dict[str, int]:
-        """Raw item → model id as a dict (for tools and benchmarks; `items` uses the table)."""
-        return self.item_table.to_dict()
 
     def items(
         self, ids: Sequence[RawId], item_cates: Mapping[str, RawId]
@@ -268,7 +262,8 @@ def pad_requests(requests: Sequence[EncodedRequest]) -> dict[str, np.ndarray]:
 
 def _one_request(q: EncodedRequest) -> dict[str, np.ndarray]:
     """`pad_requests` of one request with a history: nothing to pad, each input a (1, ...)
-    view of the request's own array (the zero-filled copies took ~30 µs of a request)."""
+    view of the request's own array (with the zero-filled copies, padding took 38 µs of a
+    request on cold caches, this 13)."""
     out = {}
     for spec in INPUTS:
         part = getattr(q, spec.name) if spec.name != "hist_len" else [len(q.hist_item)]
